@@ -1,0 +1,320 @@
+"""The Python API: ``up`` a blueprint into an ``Environment``, ``attach`` to a live run, ``down``.
+
+The CLI and the pytest plugin are thin layers over this module.
+
+    with envkit.up("blueprints/shop") as env:
+        requests.get(env.url("api", 8080, path="/health"))
+        env.outputs["DATABASE_URL"]
+"""
+
+from __future__ import annotations
+
+import atexit
+import getpass
+import json
+import os
+import socket
+import threading
+import time
+import weakref
+from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+
+from envkit import labels as L
+from envkit.backends import Backend, connect
+from envkit.backends.base import ContainerState, ExecResult
+from envkit.blueprint import Blueprint, Probe, load
+from envkit.errors import EnvkitError, Interrupted, UsageError
+from envkit.events import Event, EventSink, ignore
+from envkit.execute import Executor
+from envkit.images import image_tag
+from envkit.outputs import host_port, resolve, run_document
+from envkit.plan import Plan, RunIdentity, make_plan
+from envkit.probes import Outcome, check
+from envkit.runs import RunInfo, RunSummary, describe, list_runs, teardown
+
+__all__ = ["Environment", "ServiceStatus", "attach", "down", "ls", "plan", "up", "validate"]
+
+VERSION = "0.1.0"
+
+
+def validate(blueprint: str | Path, env: Mapping[str, str] | None = None) -> Blueprint:
+    """Load and check a blueprint without touching any engine; raises BlueprintError with every problem."""
+    return load(blueprint, env)
+
+
+def _identity(bp: Blueprint, name: str | None) -> RunIdentity:
+    run_id = name or L.new_run_id(bp.name)
+    if not L.valid_run_id(run_id):
+        raise UsageError(f"invalid run name '{run_id}': use lowercase letters, digits, '.', '_' and '-' (max 63)")
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = str(os.getuid())
+    owner = f"{user}@{socket.gethostname()}:{os.getpid()}"
+    return RunIdentity(run_id, owner, datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), VERSION)
+
+
+def _check_only(bp: Blueprint, only: tuple[str, ...]) -> None:
+    unknown = [s for s in only if s not in bp.services]
+    if unknown:
+        raise UsageError(f"--only: unknown service {', '.join(unknown)} in {bp.file} "
+                         f"(services: {', '.join(sorted(bp.services))})")
+
+
+def _plan(bp: Blueprint, backend: Backend | None, name: str | None, only: tuple[str, ...]) -> Plan:
+    _check_only(bp, only)
+    identity = _identity(bp, name)
+    selected = bp.closure(only) if only else tuple(bp.services)
+    tags = {s: image_tag(bp.name, bp.services[s].build) for s in selected if bp.services[s].build}  # type: ignore[arg-type]
+    wanted = set(tags.values()) | {str(bp.services[s].image) for s in selected if bp.services[s].image}
+    if backend is None:
+        existing: frozenset[str] = frozenset()
+    else:
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            existing = frozenset(t for t, ok in zip(wanted, pool.map(backend.image_exists, wanted)) if ok)
+    return make_plan(bp, identity, existing, tags, only)
+
+
+def plan(blueprint: str | Path | Blueprint, *, name: str | None = None, only: tuple[str, ...] = (),
+         env: Mapping[str, str] | None = None, backend: Backend | None = None) -> Plan:
+    """What ``up`` would do. Without a backend every image counts as missing."""
+    bp = blueprint if isinstance(blueprint, Blueprint) else load(blueprint, env)
+    return _plan(bp, backend, name, only)
+
+
+def up(
+    blueprint: str | Path | Blueprint,
+    *,
+    name: str | None = None,
+    only: tuple[str, ...] = (),
+    timeout: float | None = None,
+    keep_on_failure: bool = False,
+    env: Mapping[str, str] | None = None,
+    on_event: EventSink = ignore,
+    backend: Backend | None = None,
+) -> Environment:
+    """Bring a blueprint up as a new, isolated run and wait until every service is ready.
+
+    On any failure everything created is removed (unless ``keep_on_failure``) and the error names the
+    service at fault. The returned Environment tears the run down when used as a context manager, on
+    ``down()``, or at interpreter exit.
+    """
+    bp = blueprint if isinstance(blueprint, Blueprint) else load(blueprint, env)
+    backend = backend or connect()
+    the_plan = _plan(bp, backend, name, only)
+    run_id = the_plan.run_id
+    if backend.list_resources({L.MANAGED: "true", L.RUN: run_id}):
+        raise UsageError(f"a run named '{run_id}' already exists; choose another --name or `envkit down {run_id}`")
+    on_event(Event("plan", run_id, f"run {run_id}: {len(the_plan.steps)} steps"))
+    deadline = time.monotonic() + timeout if timeout else None
+    executor = Executor(backend, on_event, deadline=deadline)
+    try:
+        executor.run(the_plan)
+    except BaseException as exc:
+        interrupted = not isinstance(exc, Exception)
+        if keep_on_failure and not interrupted:
+            on_event(Event("note", run_id, f"kept run {run_id} for inspection; remove it with: envkit down {run_id}"))
+        else:
+            on_event(Event("rollback", run_id, f"removing what run {run_id} created"))
+            _rollback(backend, run_id, executor, on_event)
+        if isinstance(exc, KeyboardInterrupt):
+            raise Interrupted(f"interrupted; run {run_id} was removed") from None
+        raise
+    environment = Environment(backend, run_id, owned=True)
+    environment.blueprint = bp
+    return environment
+
+
+def _rollback(backend: Backend, run_id: str, executor: Executor, on_event: EventSink) -> None:
+    # The label sweep finds everything the ledger holds and anything created concurrently.
+    for _ in range(2):
+        try:
+            teardown(backend, [run_id], on_event, missing_ok=True)
+            return
+        except KeyboardInterrupt:
+            continue  # a second Ctrl-C must not leave half a run
+        except EnvkitError as exc:
+            on_event(Event("note", run_id, f"rollback incomplete: {exc}"))
+            return
+
+
+def attach(run_id: str, *, backend: Backend | None = None) -> Environment:
+    """A handle on an existing run (not owned: leaving a ``with`` block does not remove it)."""
+    backend = backend or connect()
+    environment = Environment(backend, run_id, owned=False)
+    environment.refresh()
+    return environment
+
+
+def down(run_ids: list[str] | None = None, *, all_runs: bool = False, on_event: EventSink = ignore,
+         backend: Backend | None = None) -> dict[str, int]:
+    backend = backend or connect()
+    ids = [r.run_id for r in list_runs(backend)] if all_runs else list(run_ids or [])
+    return teardown(backend, ids, on_event)
+
+
+def ls(*, backend: Backend | None = None) -> list[RunSummary]:
+    return list_runs(backend or connect())
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    service: str
+    container: str
+    kind: str
+    state: str
+    ready: str  # ready | not ready: ... | completed | failed: ...
+    ports: dict[str, tuple[str, int]]
+
+
+_owned: weakref.WeakSet[Environment] = weakref.WeakSet()
+_atexit_lock = threading.Lock()
+_atexit_done = False
+
+
+def _down_owned_at_exit() -> None:
+    for environment in list(_owned):
+        try:
+            environment.down()
+        except EnvkitError:
+            pass
+
+
+class Environment:
+    """A live run: its outputs, where its services listen, and how to reach into them."""
+
+    def __init__(self, backend: Backend, run_id: str, owned: bool) -> None:
+        self.backend = backend
+        self.run_id = run_id
+        self.owned = owned
+        self.blueprint: Blueprint | None = None
+        self._info: RunInfo | None = None
+        self._gone = False
+        if owned:
+            global _atexit_done
+            with _atexit_lock:
+                if not _atexit_done:
+                    atexit.register(_down_owned_at_exit)
+                    _atexit_done = True
+            _owned.add(self)
+
+    def __repr__(self) -> str:
+        return f"<Environment {self.run_id}{' (removed)' if self._gone else ''}>"
+
+    # -- context manager ----------------------------------------------------------------------------
+    def __enter__(self) -> Environment:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if self.owned:
+            self.down()
+
+    # -- what the run is ------------------------------------------------------------------------------
+    def refresh(self) -> RunInfo:
+        self._info = describe(self.backend, self.run_id)
+        return self._info
+
+    @property
+    def info(self) -> RunInfo:
+        return self._info or self.refresh()
+
+    @property
+    def outputs(self) -> dict[str, str]:
+        return resolve(self.info)
+
+    @property
+    def services(self) -> tuple[str, ...]:
+        return tuple(self.info.services)
+
+    def document(self) -> dict[str, object]:
+        """The JSON hand-off document (schema envkit.run/v1)."""
+        return run_document(self.info, self.outputs)
+
+    def _container(self, service: str, replica: int = 1) -> ContainerState:
+        replicas = self.info.replicas(service)
+        if not replicas:
+            raise UsageError(f"run {self.run_id} has no service '{service}' "
+                             f"(services: {', '.join(self.info.services)})")
+        if not 1 <= replica <= len(replicas):
+            raise UsageError(f"service {service} has {len(replicas)} replicas; no replica {replica}")
+        return replicas[replica - 1]
+
+    def host(self, service: str) -> str:
+        self._container(service)
+        return self.backend.host
+
+    def port(self, service: str, container_port: int, protocol: str = "tcp") -> int:
+        return host_port(self.info, service, container_port, protocol)[1]
+
+    def url(self, service: str, container_port: int, scheme: str = "http", path: str = "") -> str:
+        host, port = host_port(self.info, service, container_port)
+        return f"{scheme}://{host}:{port}{path}"
+
+    # -- reaching in ----------------------------------------------------------------------------------
+    def exec(self, service: str, command: list[str] | tuple[str, ...], replica: int = 1,
+             user: str | None = None) -> ExecResult:
+        return self.backend.exec(self._container(service, replica).id, tuple(command), user)
+
+    def logs(self, service: str | None = None, tail: int | None = None, since: float | None = None,
+             until: float | None = None) -> str:
+        """One service's logs, or every service's with a ``name | `` prefix per line."""
+        if service is not None:
+            return "".join(self.backend.logs(c.id, tail, since, until) for c in self.info.replicas(service)
+                           or [self._container(service)])
+        parts = []
+        for c in self.info.containers:
+            for line in self.backend.logs(c.id, tail, since, until).splitlines():
+                parts.append(f"{c.labels.get(L.SERVICE, c.name)} | {line}")
+        return "\n".join(parts) + ("\n" if parts else "")
+
+    def follow(self, service: str, tail: int | None = None) -> Iterator[str]:
+        return self.backend.follow_logs(self._container(service).id, tail)
+
+    def status(self) -> list[ServiceStatus]:
+        info = self.refresh()
+        out = []
+        for c in info.containers:
+            kind = c.labels.get(L.KIND, "service")
+            if kind == "job":
+                ready = "completed" if c.exit_code == 0 else (
+                    f"failed: exit {c.exit_code}" if c.exit_code is not None else "running")
+            elif not c.running:
+                ready = f"not ready: {c.status}" + (f" (exit {c.exit_code})" if c.exit_code is not None else "")
+            else:
+                probe = _probe_from_label(c.labels.get(L.PROBE, ""))
+                try:
+                    outcome, detail = check(self.backend, self.backend.inspect_container(c.id), probe)
+                except EnvkitError as exc:
+                    outcome, detail = Outcome.NOT_YET, str(exc)
+                ready = "ready" if outcome is Outcome.READY else f"not ready: {detail}"
+            out.append(ServiceStatus(c.labels.get(L.SERVICE, "?"), c.name, kind, c.status, ready, dict(c.ports)))
+        return out
+
+    def down(self) -> None:
+        """Remove every resource of the run (idempotent)."""
+        if self._gone:
+            return
+        teardown(self.backend, [self.run_id], missing_ok=True)
+        self._gone = True
+        _owned.discard(self)
+
+
+def _probe_from_label(text: str) -> Probe | None:
+    if not text:
+        return None
+    try:
+        fields = json.loads(text)
+        if "command" in fields:
+            fields["command"] = tuple(fields["command"])
+        return Probe(**fields)
+    except (ValueError, TypeError):
+        return None
+
+
+

@@ -1,0 +1,68 @@
+"""``${VAR}`` interpolation from the caller's environment, on plain data, before anything else.
+
+Supported forms (as in Compose): ``${VAR}``, ``${VAR:-default}`` (unset or empty), ``${VAR-default}``
+(unset), ``${VAR:?message}`` / ``${VAR?message}`` (error), ``${VAR:+alt}`` and ``$$`` for a literal ``$``.
+References with a dot (``${services.api.host}``, ``${run.id}``) belong to the run, not the environment:
+they are left in place and resolved once the run exists (see ``envkit.outputs``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from envkit.blueprint.source import Key, Marks
+from envkit.errors import Problem
+
+__all__ = ["interpolate"]
+
+_TOKEN = re.compile(r"\$(?:(?P<escaped>\$)|\{(?P<body>[^{}]*)\})")
+_BODY = re.compile(r"^(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:-|-|:\?|\?|:\+|\+)(?P<arg>.*))?$", re.S)
+_RUN_REF = re.compile(r"^[A-Za-z_][\w-]*(\.[\w-]+)+$")
+
+
+def interpolate(data: Any, env: Mapping[str, str], marks: Marks, problems: list[Problem]) -> Any:
+    return _walk(data, (), env, marks, problems)
+
+
+def _walk(value: Any, path: Key, env: Mapping[str, str], marks: Marks, problems: list[Problem]) -> Any:
+    if isinstance(value, dict):
+        return {k: _walk(v, (*path, k), env, marks, problems) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_walk(v, (*path, i), env, marks, problems) for i, v in enumerate(value)]
+    if isinstance(value, str) and "$" in value:
+        return _substitute(value, path, env, marks, problems)
+    return value
+
+
+def _substitute(text: str, path: Key, env: Mapping[str, str], marks: Marks, problems: list[Problem]) -> str:
+    def replace(match: re.Match[str]) -> str:
+        if match.group("escaped"):
+            return "\x00"  # a literal "$", restored at the very end so nothing re-reads it
+        body = match.group("body")
+        if _RUN_REF.match(body):
+            return match.group(0)
+        parsed = _BODY.match(body)
+        if not parsed:
+            problems.append(marks.problem(path, f"invalid interpolation '${{{body}}}'"))
+            return match.group(0)
+        name, op, arg = parsed.group("name"), parsed.group("op"), parsed.group("arg") or ""
+        value = env.get(name)
+        if op == ":-":
+            return value if value else _substitute(arg, path, env, marks, problems)
+        if op == "-":
+            return value if value is not None else _substitute(arg, path, env, marks, problems)
+        if op in (":?", "?"):
+            if (value is None) or (op == ":?" and value == ""):
+                why = arg or f"variable {name} must be set"
+                problems.append(marks.problem(path, f"{why} (required by ${{{name}{op}...}})"))
+                return ""
+            return value
+        if op == ":+":
+            return _substitute(arg, path, env, marks, problems) if value else ""
+        if op == "+":
+            return _substitute(arg, path, env, marks, problems) if value is not None else ""
+        return value or ""
+
+    return _TOKEN.sub(replace, text).replace("\x00", "$")

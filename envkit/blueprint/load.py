@@ -1,0 +1,31 @@
+"""The loading pipeline: file → raw data (with marks) → interpolated → normalised model → checked."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from envkit.blueprint.interpolate import interpolate
+from envkit.blueprint.model import Blueprint
+from envkit.blueprint.normalize import normalize
+from envkit.blueprint.source import read_source
+from envkit.blueprint.validate import check
+from envkit.errors import BlueprintError, Problem
+
+__all__ = ["load"]
+
+
+def load(path: str | Path, env: Mapping[str, str] | None = None) -> Blueprint:
+    """Load and fully validate a blueprint; raises BlueprintError listing every problem found."""
+    source = read_source(path)
+    problems: list[Problem] = []
+    data = interpolate(source.data, os.environ if env is None else env, source.marks, problems)
+    model, found = normalize(data, source.marks, source.file, source.directory)
+    problems.extend(found)
+    if model is not None:
+        problems.extend(check(model, source.marks))
+    if problems:
+        raise BlueprintError(problems)
+    assert model is not None
+    return model

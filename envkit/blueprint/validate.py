@@ -1,0 +1,130 @@
+"""Cross-reference checks on the typed model: services, networks, volumes, ports and outputs that refer
+to each other. Every problem is reported, with the position of the reference that is wrong."""
+
+from __future__ import annotations
+
+import difflib
+import re
+
+from envkit.blueprint.model import Blueprint
+from envkit.blueprint.source import Marks
+from envkit.errors import Problem
+
+__all__ = ["OUTPUT_REF", "check"]
+
+OUTPUT_REF = re.compile(r"\$\{(?P<ref>[A-Za-z_][\w-]*(?:\.[\w-]+)+)\}")
+
+
+def _hint(name: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(name, choices, n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def check(bp: Blueprint, marks: Marks) -> list[Problem]:
+    problems: list[Problem] = []
+    err = lambda path, msg: problems.append(marks.problem(path, msg))  # noqa: E731
+    names = sorted(bp.services)
+
+    for svc in bp.services.values():
+        base = ("services", svc.name)
+        for i, (dep, cond) in enumerate(svc.depends_on):
+            # In list form the path ends in the index; in mapping form in the name.
+            path = (*base, "depends_on", i) if marks.positions.get((*base, "depends_on", i)) else (
+                *base, "depends_on", dep)
+            if dep == svc.name:
+                err(path, f"service '{dep}' cannot depend on itself")
+            elif dep not in bp.services:
+                err(path, f"unknown service '{dep}'{_hint(dep, names)}")
+            elif cond == "completed" and bp.services[dep].kind != "job":
+                err(path, f"condition 'completed' needs a job, but '{dep}' is a long-running service "
+                          f"(add 'kind: job' to it or use condition 'ready')")
+        for i, (net, _) in enumerate(svc.networks):
+            if net not in bp.networks:
+                path = (*base, "networks", i) if marks.positions.get((*base, "networks", i)) else (
+                    *base, "networks", net)
+                err(path, f"undefined network '{net}'{_hint(net, sorted(bp.networks))}"
+                          f" (declare it under the top-level 'networks:')")
+        for i, mount in enumerate(svc.volumes):
+            if mount.type == "volume" and mount.source not in bp.volumes:
+                err((*base, "volumes", i), f"undefined volume '{mount.source}'{_hint(mount.source, sorted(bp.volumes))}"
+                                           f" (declare it under the top-level 'volumes:')")
+        seen_ports: set[str] = set()
+        for i, port in enumerate(svc.ports):
+            if port.key in seen_ports:
+                err((*base, "ports", i), f"container port {port.key} is listed twice")
+            seen_ports.add(port.key)
+            if port.host is not None and svc.replicas > 1:
+                err((*base, "ports", i), f"host port {port.host} is pinned but the service has "
+                                         f"{svc.replicas} replicas; leave the host port out (ephemeral)")
+
+    pinned: dict[tuple[str, int, str], str] = {}
+    for svc in bp.services.values():
+        for i, port in enumerate(svc.ports):
+            if port.host is None:
+                continue
+            key = (port.host_ip, port.host, port.protocol)
+            if key in pinned:
+                err(("services", svc.name, "ports", i),
+                    f"host port {port.host_ip}:{port.host}/{port.protocol} is already pinned by service "
+                    f"'{pinned[key]}'")
+            else:
+                pinned[key] = svc.name
+
+    cycle = _find_cycle(bp)
+    if cycle:
+        err(("services", cycle[0], "depends_on"), "dependency cycle: " + " -> ".join(cycle))
+
+    for key, template in bp.outputs:
+        for match in OUTPUT_REF.finditer(template):
+            message = _check_ref(bp, match.group("ref"))
+            if message:
+                err(("outputs", key), message)
+    return problems
+
+
+def _check_ref(bp: Blueprint, ref: str) -> str | None:
+    parts = ref.split(".")
+    if parts[0] == "run":
+        return None if parts[1:] in (["id"], ["name"]) else f"unknown reference '${{{ref}}}' (use ${{run.id}})"
+    if parts[0] != "services" or len(parts) < 3:
+        return f"unknown reference '${{{ref}}}' (use ${{services.NAME.host}} or ${{services.NAME.ports.PORT}})"
+    name = parts[1]
+    if name not in bp.services:
+        return f"unknown service '{name}' in '${{{ref}}}'{_hint(name, sorted(bp.services))}"
+    svc = bp.services[name]
+    if parts[2:] in (["host"], ["name"]):
+        return None
+    if parts[2] == "ports" and len(parts) == 4 and parts[3].isdigit():
+        if svc.port(int(parts[3])) is None:
+            published = ", ".join(str(p.container) for p in svc.ports) or "none"
+            return f"service '{name}' publishes no port {parts[3]} (its ports: {published}); add it to its 'ports:'"
+        return None
+    return f"unknown reference '${{{ref}}}' (use ${{services.{name}.host}} or ${{services.{name}.ports.PORT}})"
+
+
+def _find_cycle(bp: Blueprint) -> list[str] | None:
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    stack: list[str] = []
+
+    def visit(name: str) -> list[str] | None:
+        state[name] = 1
+        stack.append(name)
+        for dep, _ in bp.services[name].depends_on:
+            if dep not in bp.services or dep == name:
+                continue
+            if state.get(dep) == 1:
+                return [*stack[stack.index(dep):], dep]
+            if dep not in state:
+                found = visit(dep)
+                if found:
+                    return found
+        stack.pop()
+        state[name] = 2
+        return None
+
+    for name in sorted(bp.services):
+        if name not in state:
+            found = visit(name)
+            if found:
+                return found
+    return None

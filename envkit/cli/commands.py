@@ -1,0 +1,262 @@
+"""The commands. Each one parses arguments, calls ``envkit.api`` and renders the result."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType
+
+import click
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from envkit import api
+from envkit.cli.render import Renderer
+from envkit.errors import EnvkitError, UsageError
+from envkit.outputs import dumps, mask, to_dotenv
+
+__all__ = ["cli"]
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (a cancelled CI job) takes the same path as Ctrl-C: tear down, then exit."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="envkit")
+def cli() -> None:
+    """A private, production-like container environment for every test run."""
+
+
+blueprint_arg = click.argument("blueprint", type=click.Path(path_type=Path))
+
+
+@cli.command()
+@blueprint_arg
+def validate(blueprint: Path) -> None:
+    """Check BLUEPRINT (a YAML file or a folder holding blueprint.yaml); lists every problem."""
+    bp = api.validate(blueprint)
+    out.print(f"{escape(str(bp.file))}: ok — blueprint '{bp.name}', {len(bp.services)} services, "
+              f"{len(bp.networks)} networks, {len(bp.outputs)} outputs")
+
+
+@cli.command()
+@blueprint_arg
+@click.option("--name", help="Run id to plan for (default: a new one).")
+@click.option("--only", multiple=True, metavar="SVC", help="Only these services and what they depend on.")
+@click.option("--offline", is_flag=True, help="Do not ask the engine which images exist.")
+def plan(blueprint: Path, name: str | None, only: tuple[str, ...], offline: bool) -> None:
+    """Print what `up` would do, without doing it."""
+    from envkit.backends import connect
+
+    backend = None if offline else connect()
+    out.print(escape(api.plan(blueprint, name=name, only=only, backend=backend).text()))
+
+
+def _print_outputs(env: api.Environment, as_json: bool, env_file: Path | None, github_output: bool) -> None:
+    values = env.outputs
+    if env_file:
+        env_file.write_text(to_dotenv(values), encoding="utf-8")
+    if github_output:
+        target = os.environ.get("GITHUB_OUTPUT")
+        if target:
+            with open(target, "a", encoding="utf-8") as fh:
+                fh.write(f"ENVKIT_RUN={env.run_id}\n" + to_dotenv(values).replace('"', ""))
+    if as_json:
+        out.print_json(dumps(env.document()))
+        return
+    out.print(f"[bold green]run {env.run_id} is ready[/]")
+    width = max((len(k) for k in values), default=0)
+    for key, value in values.items():
+        out.print(f"  {key:<{width}}  {escape(mask(key, value))}")
+    out.print(f"[dim]remove it with: envkit down {env.run_id}[/]")
+
+
+@cli.command()
+@blueprint_arg
+@click.option("--name", help="Run id (default: <blueprint>-<6 hex>).")
+@click.option("--only", multiple=True, metavar="SVC", help="Only these services and what they depend on.")
+@click.option("--timeout", type=float, metavar="SECONDS", help="Deadline for the whole environment to be ready.")
+@click.option("--keep-on-failure", is_flag=True, help="Leave a failed run in place for inspection.")
+@click.option("--json", "as_json", is_flag=True, help="Print the run document (schema envkit.run/v1).")
+@click.option("--env-file", type=click.Path(path_type=Path), help="Write the outputs as KEY=value lines.")
+@click.option("--github-output", is_flag=True, help="Append the outputs to $GITHUB_OUTPUT when it is set.")
+@click.option("-v", "--verbose", is_flag=True, help="Show every step and the build output.")
+def up(blueprint: Path, name: str | None, only: tuple[str, ...], timeout: float | None, keep_on_failure: bool,
+       as_json: bool, env_file: Path | None, github_output: bool, verbose: bool) -> None:
+    """Bring BLUEPRINT up as a new isolated run and wait until every service is ready."""
+    with sigterm_as_interrupt():
+        env = api.up(blueprint, name=name, only=only, timeout=timeout, keep_on_failure=keep_on_failure,
+                     on_event=Renderer(err, verbose))
+        env.owned = False  # the CLI hands the run over; `envkit down` removes it
+    _print_outputs(env, as_json, env_file, github_output)
+
+
+@cli.command()
+@click.argument("runs", nargs=-1)
+@click.option("--all", "all_runs", is_flag=True, help="Every envkit run on this engine.")
+@click.option("-v", "--verbose", is_flag=True)
+def down(runs: tuple[str, ...], all_runs: bool, verbose: bool) -> None:
+    """Remove runs and everything they created."""
+    if not runs and not all_runs:
+        raise UsageError("name the runs to remove (see `envkit ls`), or pass --all")
+    counts = api.down(list(runs), all_runs=all_runs, on_event=Renderer(err, verbose))
+    out.print(f"removed {counts['container']} containers, {counts['network']} networks, "
+              f"{counts['volume']} volumes")
+
+
+@cli.command(name="ls")
+@click.option("--json", "as_json", is_flag=True)
+def ls_(as_json: bool) -> None:
+    """List the envkit runs on this engine."""
+    runs = api.ls()
+    if as_json:
+        out.print_json(json.dumps([r.__dict__ for r in runs]))
+        return
+    table = Table("RUN", "BLUEPRINT", "CREATED", "CONTAINERS", "RUNNING", "NETWORKS", "VOLUMES", box=None)
+    for r in runs:
+        table.add_row(r.run_id, r.blueprint, r.created_at, str(r.containers), str(r.running), str(r.networks),
+                      str(r.volumes))
+    out.print(table)
+
+
+@cli.command()
+@click.argument("run")
+@click.option("--json", "as_json", is_flag=True)
+def status(run: str, as_json: bool) -> None:
+    """Services of RUN: state, readiness and host ports."""
+    env = api.attach(run)
+    rows = env.status()
+    if as_json:
+        out.print_json(json.dumps([r.__dict__ for r in rows]))
+        return
+    table = Table("SERVICE", "CONTAINER", "KIND", "STATE", "READY", "PORTS", box=None)
+    for r in rows:
+        ports = ", ".join(f"{ip}:{port}->{key}" for key, (ip, port) in sorted(r.ports.items()))
+        color = "green" if r.ready in ("ready", "completed") else "red"
+        table.add_row(r.service, r.container, r.kind, r.state, f"[{color}]{escape(r.ready)}[/]", ports)
+    out.print(table)
+
+
+@cli.command()
+@click.argument("run")
+@click.argument("service", required=False)
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines (Ctrl-C to stop).")
+@click.option("--tail", type=int, help="Only the last N lines.")
+def logs(run: str, service: str | None, follow: bool, tail: int | None) -> None:
+    """Print the logs of RUN's services (or one SERVICE)."""
+    env = api.attach(run)
+    if not follow:
+        sys.stdout.write(env.logs(service, tail=tail))
+        return
+    names = [service] if service else list(env.services)
+    lock = threading.Lock()
+
+    def pump(name: str) -> None:
+        for chunk in env.follow(name, tail):
+            with lock:
+                prefix = "" if service else f"{name} | "
+                sys.stdout.write("".join(f"{prefix}{line}\n" for line in chunk.splitlines()))
+                sys.stdout.flush()
+
+    threads = [threading.Thread(target=pump, args=(n,), daemon=True) for n in names]
+    for t in threads:
+        t.start()
+    try:
+        for t in threads:
+            t.join()
+    except KeyboardInterrupt:
+        return
+
+
+@cli.command(name="exec", context_settings={"ignore_unknown_options": True})
+@click.argument("run")
+@click.argument("service")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.option("--replica", type=int, default=1)
+def exec_(run: str, service: str, command: tuple[str, ...], replica: int) -> int:
+    """Run COMMAND in SERVICE's container (no TTY); exits with its exit code."""
+    result = api.attach(run).exec(service, list(command), replica)
+    sys.stdout.write(result.output)
+    return result.exit_code
+
+
+@cli.command()
+@click.argument("run")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--env-file", type=click.Path(path_type=Path))
+def outputs(run: str, as_json: bool, env_file: Path | None) -> None:
+    """Print RUN's outputs (--json: the run document)."""
+    env = api.attach(run)
+    if env_file:
+        env_file.write_text(to_dotenv(env.outputs), encoding="utf-8")
+    if as_json:
+        out.print_json(dumps(env.document()))
+    elif not env_file:
+        sys.stdout.write(to_dotenv(env.outputs))
+
+
+@cli.command(context_settings={"ignore_unknown_options": True})
+@blueprint_arg
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.option("--name", help="Run id (default: <blueprint>-<6 hex>).")
+@click.option("--only", multiple=True, metavar="SVC")
+@click.option("--timeout", type=float, metavar="SECONDS")
+@click.option("-v", "--verbose", is_flag=True)
+def run(blueprint: Path, command: tuple[str, ...], name: str | None, only: tuple[str, ...],
+        timeout: float | None, verbose: bool) -> int:
+    """Bring BLUEPRINT up, run COMMAND with the outputs in its environment, always tear down.
+
+    COMMAND gets every output as an environment variable, plus ENVKIT_RUN (the run id) and
+    ENVKIT_OUTPUTS_FILE (the run document as JSON). Exits with COMMAND's exit code.
+    """
+    renderer = Renderer(err, verbose)
+    with sigterm_as_interrupt():
+        env = api.up(blueprint, name=name, only=only, timeout=timeout, on_event=renderer)
+        try:
+            with tempfile.TemporaryDirectory(prefix="envkit-") as tmp:
+                doc = Path(tmp) / "outputs.json"
+                doc.write_text(dumps(env.document()), encoding="utf-8")
+                child_env = {**os.environ, **env.outputs, "ENVKIT_RUN": env.run_id, "ENVKIT_OUTPUTS_FILE": str(doc)}
+                err.print(f"[bold]run {env.run_id} is ready;[/] running: {escape(' '.join(command))}")
+                try:
+                    proc = subprocess.Popen(list(command), env=child_env)
+                except OSError as exc:
+                    raise EnvkitError(f"cannot run {command[0]!r}: {exc.strerror}") from exc
+                try:
+                    return proc.wait()
+                except KeyboardInterrupt:
+                    proc.send_signal(signal.SIGINT)
+                    try:
+                        proc.wait(timeout=10)
+                    except (subprocess.TimeoutExpired, KeyboardInterrupt):
+                        proc.kill()
+                    raise
+        finally:
+            env.down()
+            err.print(f"[dim]run {env.run_id} removed[/]")

@@ -1,0 +1,73 @@
+"""Image tags derived from build-context content: the same context builds once per machine.
+
+The tag is ``envkit/<blueprint>-<context folder>:<hash>``, where the hash covers every file the
+build sees (after ``.dockerignore``), their executable bits, the Dockerfile name, build args and
+target. Change a byte and the tag changes; change nothing and every run reuses the image.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import os
+import re
+from functools import lru_cache
+from pathlib import Path
+
+from envkit.blueprint.model import Build
+
+__all__ = ["context_digest", "image_tag"]
+
+
+def _ignore_patterns(context: Path) -> list[tuple[bool, str]]:
+    file = context / ".dockerignore"
+    if not file.is_file():
+        return []
+    out = []
+    for line in file.read_text(encoding="utf-8", errors="replace").splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        negate = line.startswith("!")
+        pattern = line[1:] if negate else line
+        out.append((negate, pattern.strip("/")))
+    return out
+
+
+def _ignored(rel: str, patterns: list[tuple[bool, str]]) -> bool:
+    ignored = False
+    for negate, pattern in patterns:
+        if fnmatch.fnmatch(rel, pattern) or fnmatch.fnmatch(rel, pattern + "/*"):
+            ignored = not negate
+    return ignored
+
+
+@lru_cache(maxsize=256)
+def _digest(context: Path, mtimes: tuple[tuple[str, int, int], ...]) -> str:
+    h = hashlib.sha256()
+    for rel, _, mode in mtimes:
+        h.update(rel.encode() + b"\0" + str(mode & 0o111).encode() + b"\0")
+        h.update(hashlib.sha256((context / rel).read_bytes()).digest())
+    return h.hexdigest()
+
+
+def context_digest(build: Build) -> str:
+    patterns = _ignore_patterns(build.context)
+    files: list[tuple[str, int, int]] = []
+    for root, dirs, names in os.walk(build.context):
+        dirs.sort()
+        for name in sorted(names):
+            full = Path(root) / name
+            rel = full.relative_to(build.context).as_posix()
+            if _ignored(rel, patterns) or not full.is_file():
+                continue
+            st = full.stat()
+            files.append((rel, st.st_mtime_ns ^ st.st_size, st.st_mode))
+    h = hashlib.sha256(_digest(build.context, tuple(files)).encode())
+    h.update(repr((build.dockerfile, build.args, build.target)).encode())
+    return h.hexdigest()
+
+
+def image_tag(blueprint: str, build: Build) -> str:
+    folder = re.sub(r"[^a-z0-9_.-]", "-", build.context.name.lower()).strip("-.") or "image"
+    return f"envkit/{blueprint}-{folder}:{context_digest(build)[:16]}"

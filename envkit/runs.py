@@ -1,0 +1,153 @@
+"""Finding, describing and tearing down runs — by the engine's labels only, from any process.
+
+Teardown removes containers (killed unless the blueprint asked for a graceful stop), then networks,
+then volumes, each group in parallel; "already gone" is success; it ends by checking that nothing
+labelled with the run remains.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from envkit import labels as L
+from envkit.backends.base import Backend, ContainerState, Resource
+from envkit.errors import EngineError, RunNotFound
+from envkit.events import Event, EventSink, ignore
+
+__all__ = ["RunInfo", "RunSummary", "describe", "list_runs", "teardown"]
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    run_id: str
+    blueprint: str
+    created_at: str
+    containers: int
+    running: int
+    networks: int
+    volumes: int
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """A live run as the engine's labels describe it."""
+
+    run_id: str
+    blueprint: str
+    blueprint_path: str
+    created_at: str
+    owner: str
+    containers: tuple[ContainerState, ...]
+    output_templates: tuple[tuple[str, str], ...]
+    host: str
+    networks: tuple[str, ...] = ()
+    volumes: tuple[str, ...] = ()
+    services: dict[str, list[ContainerState]] = field(default_factory=dict)
+
+    def replicas(self, service: str) -> list[ContainerState]:
+        return self.services.get(service, [])
+
+
+def list_runs(backend: Backend) -> list[RunSummary]:
+    groups: dict[str, list[Resource]] = {}
+    for res in backend.list_resources({L.MANAGED: "true", L.RUN: None}):
+        groups.setdefault(res.labels[L.RUN], []).append(res)
+    running = {c.id for c in backend.list_containers({L.MANAGED: "true"}) if c.running}
+    out = []
+    for run_id, items in sorted(groups.items()):
+        first = items[0].labels
+        out.append(RunSummary(
+            run_id=run_id, blueprint=first.get(L.BLUEPRINT, "?"), created_at=first.get(L.CREATED_AT, ""),
+            containers=sum(r.kind == "container" for r in items),
+            running=sum(r.kind == "container" and r.id in running for r in items),
+            networks=sum(r.kind == "network" for r in items), volumes=sum(r.kind == "volume" for r in items),
+        ))
+    return out
+
+
+def describe(backend: Backend, run_id: str) -> RunInfo:
+    resources = backend.list_resources({L.MANAGED: "true", L.RUN: run_id})
+    if not resources:
+        raise RunNotFound(f"no run '{run_id}' on this engine (see `envkit ls`)")
+    containers = sorted(backend.list_containers({L.MANAGED: "true", L.RUN: run_id}),
+                        key=lambda c: (c.labels.get(L.SERVICE, ""), int(c.labels.get(L.REPLICA, "0") or 0)))
+    services: dict[str, list[ContainerState]] = {}
+    for c in containers:
+        services.setdefault(c.labels.get(L.SERVICE, "?"), []).append(c)
+    labels = (containers[0].labels if containers else resources[0].labels)
+    templates = tuple(sorted((k[len(L.OUTPUT_PREFIX):], v) for k, v in labels.items() if k.startswith(L.OUTPUT_PREFIX)))
+    return RunInfo(
+        run_id=run_id, blueprint=labels.get(L.BLUEPRINT, "?"), blueprint_path=labels.get(L.BLUEPRINT_PATH, ""),
+        created_at=labels.get(L.CREATED_AT, ""), owner=labels.get(L.OWNER, ""), containers=tuple(containers),
+        output_templates=templates, host=backend.host,
+        networks=tuple(r.name for r in resources if r.kind == "network"),
+        volumes=tuple(r.name for r in resources if r.kind == "volume"), services=services,
+    )
+
+
+def teardown(backend: Backend, run_ids: Sequence[str], on_event: EventSink = ignore,
+             missing_ok: bool = False) -> dict[str, int]:
+    """Remove every resource of the given runs; returns counts by kind. Raises RunNotFound for a run
+    with no resources unless ``missing_ok``; raises EngineError if anything is left afterwards."""
+    counts = {"container": 0, "network": 0, "volume": 0}
+    for run_id in run_ids:
+        for kind, n in _teardown_one(backend, run_id, on_event, missing_ok).items():
+            counts[kind] += n
+    return counts
+
+
+def _teardown_one(backend: Backend, run_id: str, on_event: EventSink, missing_ok: bool) -> dict[str, int]:
+    began = time.monotonic()
+    selector = {L.MANAGED: "true", L.RUN: run_id}
+    resources = backend.list_resources(selector)
+    if not resources and not missing_ok:
+        raise RunNotFound(f"no run '{run_id}' on this engine (see `envkit ls`)")
+    on_event(Event("teardown", run_id, f"removing {len(resources)} resources of run {run_id}"))
+    counts = {"container": 0, "network": 0, "volume": 0}
+    for attempt in range(3):
+        by_kind: dict[str, list[Resource]] = {"container": [], "network": [], "volume": []}
+        for r in resources:
+            by_kind[r.kind].append(r)
+        removers: dict[str, Callable[[Resource], None]] = {
+            "container": lambda r: backend.remove_container(r.id, _grace(r)),
+            "network": lambda r: backend.remove_network(r.id),
+            "volume": lambda r: backend.remove_volume(r.id),
+        }
+        errors: list[str] = []
+        for kind in ("container", "network", "volume"):
+            items = by_kind[kind]
+            if not items:
+                continue
+            with ThreadPoolExecutor(max_workers=min(16, len(items)), thread_name_prefix="envkit-down") as pool:
+                for r, err in zip(items, pool.map(lambda r: _attempt(removers[r.kind], r), items), strict=True):
+                    if err:
+                        errors.append(f"{r.kind} {r.name}: {err}")
+                    else:
+                        counts[kind] += 1
+                        on_event(Event("removed", run_id, f"removed {r.kind} {r.name}"))
+        resources = backend.list_resources(selector)
+        if not resources:
+            on_event(Event("teardown", run_id, f"run {run_id} removed", seconds=time.monotonic() - began))
+            return counts
+        if attempt == 2:
+            left = ", ".join(f"{r.kind} {r.name}" for r in resources)
+            raise EngineError(f"run {run_id}: could not remove {left}" + (f" ({'; '.join(errors)})" if errors else ""))
+    return counts
+
+
+def _grace(resource: Resource) -> float:
+    try:
+        return float(resource.labels.get(L.STOP_GRACE, "0") or 0)
+    except ValueError:
+        return 0.0
+
+
+def _attempt(remove: Callable[[Resource], None], resource: Resource) -> str | None:
+    try:
+        remove(resource)
+    except EngineError as exc:
+        return str(exc)
+    return None
