@@ -8,6 +8,7 @@ socket: one request per connection, answered with Content-Length and `Connection
     other paths -> 404; other methods -> 405; unreadable request -> 400
 """
 
+import contextlib
 import os
 import socket
 import sys
@@ -24,14 +25,14 @@ def json_str(s: str) -> str:
         if ch in '"\\':
             out.append("\\" + ch)
         elif ord(ch) < 0x20:
-            out.append("\\u%04x" % ord(ch))
+            out.append(f"\\u{ord(ch):04x}")
         else:
             out.append(ch)
     out.append('"')
     return "".join(out)
 
 
-ROOT_BODY = ('{"hello": "world", "hostname": %s}\n' % json_str(HOSTNAME)).encode()
+ROOT_BODY = ('{"hello": "world", "hostname": ' + json_str(HOSTNAME) + "}\n").encode()
 REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed"}
 
 
@@ -79,10 +80,8 @@ def handle(conn: socket.socket, addr: tuple) -> None:
     except OSError:
         pass
     finally:
-        try:
+        with contextlib.suppress(OSError):
             conn.close()
-        except OSError:
-            pass
         print(f'{addr[0]} "{request_line}" {status}', flush=True)
 
 

@@ -64,16 +64,19 @@ class Handler(BaseHTTPRequestHandler):
             self._send(400, {"error": "bad Content-Length"})
             return
         raw = self.rfile.read(length) if length else b""
+        if path == "/health":
+            self._send(405, {"error": "method not allowed"})
+            return
         if path != "/charges":
-            self._send(405 if path == "/health" else 404,
-                       {"error": "method not allowed" if path == "/health" else "not found"})
+            self._send(404, {"error": "not found"})
             return
         try:
             req = json.loads(raw or b"null")
         except (ValueError, UnicodeDecodeError):
             self._send(400, {"error": "body is not valid JSON"})
             return
-        if not isinstance(req, dict) or not _is_int(req.get("order_id")) or not _is_int(req.get("amount_cents")):
+        ok = isinstance(req, dict) and _is_int(req.get("order_id")) and _is_int(req.get("amount_cents"))
+        if not ok:
             self._send(400, {"error": 'expected {"order_id": int, "amount_cents": int}'})
             return
         if req["amount_cents"] <= 0:

@@ -65,7 +65,8 @@ def health() -> tuple[int, dict[str, Any]]:
             cur.fetchone()
             cur.execute("SELECT to_regclass('public.orders')")
             if cur.fetchone()[0] is None:
-                return 503, {"status": "unavailable", "reason": "database: table orders missing (run shop.migrate)"}
+                reason = "database: table orders missing (run shop.migrate)"
+                return 503, {"status": "unavailable", "reason": reason}
     except psycopg2.Error as e:
         return 503, {"status": "unavailable", "reason": f"database: {str(e).strip()}"}
     finally:

@@ -14,6 +14,4 @@ ORDER_QUEUE = "orders:queue"
 
 def redis_client() -> "redis.Redis":
     """A client with its own connection pool (thread-safe). Connects lazily, on first command."""
-    return redis.Redis.from_url(
-        REDIS_URL, socket_connect_timeout=2, socket_timeout=5, health_check_interval=30
-    )
+    return redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2, socket_timeout=5, health_check_interval=30)

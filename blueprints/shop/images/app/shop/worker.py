@@ -7,6 +7,7 @@ Never exits on a transient error: on a Redis or database failure it logs, puts t
 head of the queue when it had taken one, sleeps briefly and reconnects.
 """
 
+import contextlib
 import time
 
 import psycopg2
@@ -21,8 +22,10 @@ RETRY_SLEEP_S = 0.5
 def fulfil(conn: "psycopg2.extensions.connection", order_id: int) -> str:
     with conn, conn.cursor() as cur:
         cur.execute(
-            "UPDATE orders SET status = 'fulfilled', fulfilled_at = now() "
-            "WHERE id = %s AND status = 'pending' RETURNING id",
+            """
+            UPDATE orders SET status = 'fulfilled', fulfilled_at = now()
+            WHERE id = %s AND status = 'pending' RETURNING id
+            """,
             (order_id,),
         )
         if cur.fetchone():
@@ -58,10 +61,8 @@ def run() -> None:
         except (redis.RedisError, psycopg2.Error, OSError) as e:
             print(f"worker: {type(e).__name__}: {str(e).strip()}; retrying in {RETRY_SLEEP_S}s")
             if conn is not None:
-                try:
+                with contextlib.suppress(psycopg2.Error):
                     conn.close()
-                except psycopg2.Error:
-                    pass
                 conn = None
             if taken is not None:
                 try:
