@@ -8,7 +8,7 @@ labelled with the run remains.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -93,8 +93,13 @@ def teardown(backend: Backend, run_ids: Sequence[str], on_event: EventSink = ign
     """Remove every resource of the given runs; returns counts by kind. Raises RunNotFound for a run
     with no resources unless ``missing_ok``; raises EngineError if anything is left afterwards."""
     counts = {"container": 0, "network": 0, "volume": 0}
-    for run_id in run_ids:
-        for kind, n in _teardown_one(backend, run_id, on_event, missing_ok).items():
+    if len(run_ids) <= 1:
+        results = [_teardown_one(backend, r, on_event, missing_ok) for r in run_ids]
+    else:  # runs are independent: remove them side by side
+        with ThreadPoolExecutor(max_workers=min(8, len(run_ids)), thread_name_prefix="envkit-runs") as pool:
+            results = list(pool.map(lambda r: _teardown_one(backend, r, on_event, missing_ok), run_ids))
+    for result in results:
+        for kind, n in result.items():
             counts[kind] += n
     return counts
 
@@ -111,18 +116,13 @@ def _teardown_one(backend: Backend, run_id: str, on_event: EventSink, missing_ok
         by_kind: dict[str, list[Resource]] = {"container": [], "network": [], "volume": []}
         for r in resources:
             by_kind[r.kind].append(r)
-        removers: dict[str, Callable[[Resource], None]] = {
-            "container": lambda r: backend.remove_container(r.id, _grace(r)),
-            "network": lambda r: backend.remove_network(r.id),
-            "volume": lambda r: backend.remove_volume(r.id),
-        }
         errors: list[str] = []
         for kind in ("container", "network", "volume"):
             items = by_kind[kind]
             if not items:
                 continue
             with ThreadPoolExecutor(max_workers=min(16, len(items)), thread_name_prefix="envkit-down") as pool:
-                for r, err in zip(items, pool.map(lambda r: _attempt(removers[r.kind], r), items), strict=True):
+                for r, err in zip(items, pool.map(lambda r: _attempt(backend, r), items), strict=True):
                     if err:
                         errors.append(f"{r.kind} {r.name}: {err}")
                     else:
@@ -145,9 +145,14 @@ def _grace(resource: Resource) -> float:
         return 0.0
 
 
-def _attempt(remove: Callable[[Resource], None], resource: Resource) -> str | None:
+def _attempt(backend: Backend, resource: Resource) -> str | None:
     try:
-        remove(resource)
+        if resource.kind == "container":
+            backend.remove_container(resource.id, _grace(resource))
+        elif resource.kind == "network":
+            backend.remove_network(resource.id)
+        else:
+            backend.remove_volume(resource.id)
     except EngineError as exc:
         return str(exc)
     return None

@@ -199,7 +199,14 @@ class DockerBackend(Backend):
     def wait_container(self, container_id: str, timeout: float) -> int | None:
         try:
             with self._call(f"wait for container {container_id[:12]}"):
-                result = self.api.wait(container_id, timeout=max(timeout, 0.05))
+                try:
+                    result = self.api.wait(container_id, timeout=max(timeout, 0.05))
+                except requests.exceptions.ConnectionError as exc:
+                    # The engine's answer comes as a body after the headers; a read timeout there is
+                    # reported as a connection error by requests, but it only means "still running".
+                    if "timed out" in str(exc):
+                        return None
+                    raise
         except EngineError as exc:
             if isinstance(exc.__cause__, requests.exceptions.ReadTimeout):
                 return None

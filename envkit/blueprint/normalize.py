@@ -8,6 +8,7 @@ are checked afterwards, on the model (``validate.py``).
 from __future__ import annotations
 
 import difflib
+import os
 import re
 import shlex
 from collections.abc import Callable
@@ -86,6 +87,10 @@ class _Reader:
 
     def error(self, path: Key, message: str) -> None:
         self.problems.append(self.marks.problem(path, message))
+
+    def shown(self, relative: str) -> str:
+        """A path from the blueprint, as the user would type it: based on the file's path as given."""
+        return os.path.normpath(Path(self.marks.file).parent / Path(relative).expanduser())
 
     def mapping(self, value: Any, path: Key, what: str) -> dict[str, Any] | None:
         if value is None:
@@ -380,9 +385,12 @@ def _build(r: _Reader, value: Any, path: Key) -> Build | None:
     context = (r.directory / context_text).resolve()
     dockerfile = r.string(spec.get("dockerfile", "Dockerfile"), (*path, "dockerfile")) or "Dockerfile"
     if not context.is_dir():
-        r.error(ctx_path, f"build context '{context_text}' is not a folder (looked at {context})")
+        r.error(ctx_path, f"build context '{context_text}' is not a folder (looked at {r.shown(context_text)}; "
+                          "paths are relative to the blueprint's folder)")
     elif not (context / dockerfile).is_file():
-        r.error(ctx_path, f"build context '{context_text}' has no {dockerfile}")
+        r.error(ctx_path, f"build context '{context_text}' has no {dockerfile} (looked for "
+                          f"{r.shown(os.path.join(context_text, dockerfile))}; add it, or name another file "
+                          "with 'dockerfile:')")
     args = r.pairs(spec.get("args"), (*path, "args"), "build args")
     target = r.string(spec["target"], (*path, "target")) if "target" in spec else None
     return Build(context=context, dockerfile=dockerfile, args=args, target=target)
@@ -419,7 +427,8 @@ def _port(r: _Reader, value: Any, path: Key) -> Port | None:
         return None
     if isinstance(value, int):
         value = str(value)
-    if isinstance(value, str):
+    short = isinstance(value, str)
+    if short:
         m = _PORT.match(value.strip())
         if not m:
             r.error(path, f"invalid port '{value}': use 8080, \"18080:8080\", \"0.0.0.0::8080\" or 8080/udp")
@@ -437,8 +446,10 @@ def _port(r: _Reader, value: Any, path: Key) -> Port | None:
     if "container" not in spec:
         r.error(path, "port needs 'container'")
         return None
-    container = r.integer(spec["container"], (*path, "container"), 1, 65535, "a container port")
-    host = r.integer(spec["host"], (*path, "host"), 1, 65535, "a host port") if spec.get("host") else None
+    # Short syntax has no 'container'/'host' keys in the file: report on the item itself.
+    at: Callable[[str], Key] = (lambda key: path) if short else (lambda key: (*path, key))
+    container = r.integer(spec["container"], at("container"), 1, 65535, "a container port")
+    host = r.integer(spec["host"], at("host"), 1, 65535, "a host port") if spec.get("host") else None
     protocol = spec.get("protocol", "tcp")
     if protocol not in ("tcp", "udp"):
         r.error((*path, "protocol"), f"expected tcp or udp, got {_show(protocol)}")
@@ -477,7 +488,7 @@ def _mount(r: _Reader, value: Any, path: Key) -> Mount | None:
     if kind == "bind":
         host_path = (r.directory / Path(source).expanduser()).resolve()
         if not host_path.exists():
-            r.error(path, f"bind mount source '{source}' does not exist (looked at {host_path})")
+            r.error(path, f"bind mount source '{source}' does not exist (looked at {r.shown(source)})")
             return None
         source = str(host_path)
     return Mount(type=kind, source=source, target=target, read_only=read_only)
@@ -510,6 +521,9 @@ def _depends_on(r: _Reader, value: Any, path: Key) -> tuple[tuple[str, Condition
         return ()
     if isinstance(value, list):
         names = r.items(value, path, "services", lambda v, q: r.string(v, q, "a service name"))
+        for i, n in enumerate(names):
+            if n in names[:i]:  # also keeps list indexes equal to model indexes, which validate relies on
+                r.error((*path, i), f"service '{n}' listed twice")
         return tuple((n, cast(Condition, "ready")) for n in dict.fromkeys(names))
     spec = r.mapping(value, path, "depends_on (a list or a mapping)")
     out = []

@@ -7,6 +7,7 @@ up ``Marks`` to name ``file:line:column``. Key paths are tuples such as ``("serv
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,6 +62,24 @@ class Source:
     marks: Marks
 
 
+class _Loader(yaml.SafeLoader):
+    """Safe YAML with YAML 1.2 numbers: ``22:22`` stays a string, where YAML 1.1 reads the base-60 number
+    1342 (a port mapping turned silently into another port)."""
+
+
+_NO_BASE_60 = {
+    "tag:yaml.org,2002:int": re.compile(r"^(?:[-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+)$"),
+    "tag:yaml.org,2002:float": re.compile(
+        r"^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?|\.[0-9][0-9_]*(?:[eE][-+][0-9]+)?"
+        r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+    ),
+}
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, _NO_BASE_60.get(tag, regexp)) for tag, regexp in resolvers]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
 def resolve_file(path: str | Path) -> Path:
     """A blueprint is a YAML file, or a folder holding ``blueprint.yaml`` (or ``.yml``)."""
     p = Path(path)
@@ -83,7 +102,7 @@ def read_source(path: str | Path) -> Source:
         raise BlueprintError([Problem(shown, 0, 0, "", f"cannot read: {exc}")]) from exc
     marks = Marks(shown)
     try:
-        loader = yaml.SafeLoader(text)
+        loader = _Loader(text)
         try:
             node = loader.get_single_node()
             problems: list[Problem] = []
@@ -93,7 +112,13 @@ def read_source(path: str | Path) -> Source:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (0, 0)
-        raise BlueprintError([Problem(shown, line, col, "", f"not valid YAML: {exc.problem}")]) from exc
+        why = f"not valid YAML: {exc.problem}"
+        if exc.context and exc.context_mark and exc.context_mark is not mark:
+            # The real mistake is often where the construct began, e.g. a '[' never closed.
+            why += f" ({exc.context} started at line {exc.context_mark.line + 1}, column {exc.context_mark.column + 1})"
+        elif exc.context:
+            why += f" ({exc.context})"
+        raise BlueprintError([Problem(shown, line, col, "", why)]) from exc
     except yaml.YAMLError as exc:
         raise BlueprintError([Problem(shown, 0, 0, "", f"not valid YAML: {exc}")]) from exc
     if problems:
@@ -103,11 +128,13 @@ def read_source(path: str | Path) -> Source:
     return Source(file=file, directory=file.parent.resolve(), data=data, marks=marks)
 
 
-def _build(loader: yaml.SafeLoader, node: yaml.Node, path: Key, marks: Marks, problems: list[Problem]) -> Any:
+def _build(loader: _Loader, node: yaml.Node, path: Key, marks: Marks, problems: list[Problem]) -> Any:
     marks.positions.setdefault(path, (node.start_mark.line + 1, node.start_mark.column + 1))
     if isinstance(node, yaml.MappingNode):
-        loader.flatten_mapping(node)  # YAML merge keys (<<: *anchor)
+        written = {id(k) for k, _ in node.value}  # keys in this mapping itself, not merged in
+        loader.flatten_mapping(node)  # YAML merge keys (<<: *anchor) come first; later keys override them
         out: dict[Any, Any] = {}
+        explicit: set[Key] = set()
         for key_node, value_node in node.value:
             key = loader.construct_object(key_node, deep=True)
             if not isinstance(key, str | int | float | bool) or key is None:
@@ -116,10 +143,18 @@ def _build(loader: yaml.SafeLoader, node: yaml.Node, path: Key, marks: Marks, pr
             key = str(key) if not isinstance(key, str) else key
             child = (*path, key)
             # The key's own position: errors about a key (unknown, duplicate) point at it.
-            marks.positions[child] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
-            if key in out:
-                problems.append(marks.problem(child, "duplicate key"))
+            where = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+            if child in explicit:  # merged-in keys come first, so this one and the earlier are both written here
+                problems.append(Problem(marks.file, *where, format_path(child),
+                                        f"duplicate key '{key}' (first set on line {marks.positions[child][0]}); "
+                                        "keep only one"))
                 continue
+            if key in out:  # overriding a merged-in value: forget where that one stood
+                for stale in [p for p in marks.positions if p[:len(child)] == child]:
+                    del marks.positions[stale]
+            if id(key_node) in written:
+                explicit.add(child)
+            marks.positions[child] = where
             out[key] = _build(loader, value_node, child, marks, problems)
         return out
     if isinstance(node, yaml.SequenceNode):

@@ -12,12 +12,18 @@ from envkit.errors import Problem
 
 __all__ = ["OUTPUT_REF", "check"]
 
+WILDCARDS = {"0.0.0.0", "::"}
 OUTPUT_REF = re.compile(r"\$\{(?P<ref>[A-Za-z_][\w-]*(?:\.[\w-]+)+)\}")
 
 
 def _hint(name: str, choices: list[str]) -> str:
     close = difflib.get_close_matches(name, choices, n=1, cutoff=0.6)
     return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _service_hint(name: str, services: list[str]) -> str:
+    """A close match, or else the services there are to choose from."""
+    return _hint(name, services) or f" (services: {', '.join(services)})"
 
 
 def check(bp: Blueprint, marks: Marks) -> list[Problem]:
@@ -34,7 +40,7 @@ def check(bp: Blueprint, marks: Marks) -> list[Problem]:
             if dep == svc.name:
                 err(path, f"service '{dep}' cannot depend on itself")
             elif dep not in bp.services:
-                err(path, f"unknown service '{dep}'{_hint(dep, names)}")
+                err(path, f"unknown service '{dep}'{_service_hint(dep, names)}")
             elif cond == "completed" and bp.services[dep].kind != "job":
                 err(path, f"condition 'completed' needs a job, but '{dep}' is a long-running service "
                           f"(add 'kind: job' to it or use condition 'ready')")
@@ -57,18 +63,20 @@ def check(bp: Blueprint, marks: Marks) -> list[Problem]:
                 err((*base, "ports", i), f"host port {port.host} is pinned but the service has "
                                          f"{svc.replicas} replicas; leave the host port out (ephemeral)")
 
-    pinned: dict[tuple[str, int, str], str] = {}
+    # A wildcard address (0.0.0.0, ::) takes the port on every address, so it clashes with any other.
+    pinned: dict[tuple[int, str], list[tuple[str, str]]] = {}
     for svc in bp.services.values():
         for i, port in enumerate(svc.ports):
             if port.host is None:
                 continue
-            key = (port.host_ip, port.host, port.protocol)
-            if key in pinned:
+            taken = pinned.setdefault((port.host, port.protocol), [])
+            clash = next((owner for ip, owner in taken if port.host_ip == ip or {ip, port.host_ip} & WILDCARDS), None)
+            if clash is not None:
                 err(("services", svc.name, "ports", i),
                     f"host port {port.host_ip}:{port.host}/{port.protocol} is already pinned by service "
-                    f"'{pinned[key]}'")
+                    f"'{clash}'; pin another port or leave it out (ephemeral)")
             else:
-                pinned[key] = svc.name
+                taken.append((port.host_ip, svc.name))
 
     cycle = _find_cycle(bp)
     if cycle:
@@ -90,7 +98,7 @@ def _check_ref(bp: Blueprint, ref: str) -> str | None:
         return f"unknown reference '${{{ref}}}' (use ${{services.NAME.host}} or ${{services.NAME.ports.PORT}})"
     name = parts[1]
     if name not in bp.services:
-        return f"unknown service '{name}' in '${{{ref}}}'{_hint(name, sorted(bp.services))}"
+        return f"unknown service '{name}' in '${{{ref}}}'{_service_hint(name, sorted(bp.services))}"
     svc = bp.services[name]
     if parts[2:] in (["host"], ["name"]):
         return None

@@ -1,0 +1,1 @@
+"""pytest plugin for envkit (fixtures land with the runner-integration work)."""

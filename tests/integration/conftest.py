@@ -1,0 +1,56 @@
+"""Integration tests drive the real Docker engine (`bash scripts/test.sh` starts one when needed).
+
+The session ends by checking that no envkit container, network or volume is left on the engine.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from envkit import labels as L
+from envkit.backends import Backend, connect
+from envkit.errors import EngineUnavailable
+
+ROOT = Path(__file__).resolve().parents[2]
+BLUEPRINTS = ROOT / "blueprints"
+TEST_BLUEPRINTS = ROOT / "tests" / "blueprints" / "good"
+
+
+@pytest.fixture(scope="session")
+def backend() -> Iterator[Backend]:
+    try:
+        engine = connect()
+    except EngineUnavailable as exc:
+        pytest.fail(f"integration tests need a Docker engine: {exc}")
+    yield engine
+    engine.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def nothing_left_behind(backend: Backend) -> Iterator[None]:
+    """No test may leave an envkit resource behind: checked once the whole session is over."""
+    before = {r.id for r in backend.list_resources({L.MANAGED: "true"})}
+    yield
+    left = [r for r in backend.list_resources({L.MANAGED: "true"}) if r.id not in before]
+    assert not left, "left behind: " + ", ".join(f"{r.kind} {r.name}" for r in left)
+
+
+def resources_of(backend: Backend, run_id: str) -> list[str]:
+    return [f"{r.kind} {r.name}" for r in backend.list_resources({L.MANAGED: "true", L.RUN: run_id})]
+
+
+def envkit_cli(*args: str, timeout: float = 300, env: dict[str, str] | None = None,
+               check: bool = False) -> subprocess.CompletedProcess[str]:
+    """The installed console script, as a user runs it."""
+    exe = Path(sys.executable).with_name("envkit")
+    result = subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT,
+                            env={**os.environ, **(env or {})})
+    if check and result.returncode != 0:
+        raise AssertionError(f"envkit {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
+    return result

@@ -1,0 +1,137 @@
+"""Failures, teardown and the CLI lifecycle against the real engine."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from envkit import labels as L
+from envkit.backends import Backend
+
+from .conftest import ROOT, TEST_BLUEPRINTS, envkit_cli, resources_of
+
+
+def test_a_service_that_never_gets_ready_is_named_with_its_logs_and_nothing_is_left(backend: Backend) -> None:
+    result = envkit_cli("up", str(TEST_BLUEPRINTS / "never-ready"), "--name", "it-never-ready")
+    assert result.returncode == 6, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "error: service sleepy: not ready after 3s (probe: tcp 9999" in result.stderr
+    assert "service client" not in result.stderr  # the waiting service is not blamed
+    assert "sleepy: still not listening on 9999" in result.stderr  # its last log lines are shown
+    assert resources_of(backend, "it-never-ready") == []
+
+
+def test_keep_on_failure_leaves_the_run_and_says_how_to_remove_it(backend: Backend) -> None:
+    result = envkit_cli("up", str(TEST_BLUEPRINTS / "never-ready"), "--name", "it-kept", "--keep-on-failure")
+    try:
+        assert result.returncode == 6
+        assert "envkit down it-kept" in result.stderr
+        assert resources_of(backend, "it-kept")
+    finally:
+        envkit_cli("down", "it-kept", check=True)
+    assert resources_of(backend, "it-kept") == []
+
+
+def test_a_failing_job_is_named_with_its_exit_code_and_output(backend: Backend) -> None:
+    result = envkit_cli("up", str(TEST_BLUEPRINTS / "failing-job"), "--name", "it-failing-job")
+    assert result.returncode == 6
+    assert "error: service setup: job exited with code 3" in result.stderr
+    assert "setup: schema v7 is missing" in result.stderr
+    assert resources_of(backend, "it-failing-job") == []
+
+
+def test_down_removes_every_container_network_and_volume(backend: Backend) -> None:
+    up = envkit_cli("up", str(TEST_BLUEPRINTS / "volumes"), "--name", "it-volumes", "--json", check=True)
+    doc = json.loads(up.stdout)
+    assert len(doc["services"]["web"]["replicas"]) == 3
+    assert doc["outputs"]["RUN_ID"] == "it-volumes"
+    kinds = sorted(r.split()[0] for r in resources_of(backend, "it-volumes"))
+    assert kinds.count("container") == 4 and kinds.count("network") == 1 and kinds.count("volume") == 1
+    # The job wrote into the run's own volume; every replica sees it.
+    cat = envkit_cli("exec", "it-volumes", "web", "--replica", "2", "--", "cat", "/data/greeting", check=True)
+    assert cat.stdout.strip() == "hello"
+    ls = envkit_cli("ls", check=True)
+    assert "it-volumes" in ls.stdout
+    started = time.monotonic()
+    down = envkit_cli("down", "it-volumes", check=True)
+    assert "removed 4 containers, 1 networks, 1 volumes" in down.stdout
+    assert time.monotonic() - started < 30
+    assert resources_of(backend, "it-volumes") == []
+    assert (TEST_BLUEPRINTS / "volumes" / "blueprint.yaml").is_file()  # the bind source is untouched
+    again = envkit_cli("down", "it-volumes")
+    assert again.returncode == 7 and "no run 'it-volumes'" in again.stderr
+
+
+def test_run_hands_outputs_to_the_command_exits_with_its_code_and_tears_down(backend: Backend) -> None:
+    probe = (
+        "import json, os, sys, urllib.request, psycopg\n"
+        "api = os.environ['API_URL']\n"
+        "req = urllib.request.Request(api + '/orders', data=json.dumps({'email': 'run@example.test', "
+        "'amount_cents': 700}).encode(), method='POST', headers={'Content-Type': 'application/json'})\n"
+        "order = json.load(urllib.request.urlopen(req, timeout=10))\n"
+        "with psycopg.connect(os.environ['DATABASE_URL']) as c:\n"
+        "    n = c.execute('SELECT count(*) FROM orders WHERE id = %s', (order['id'],)).fetchone()[0]\n"
+        "doc = json.load(open(os.environ['ENVKIT_OUTPUTS_FILE']))\n"
+        "assert doc['run'] == os.environ['ENVKIT_RUN'] == 'it-run'\n"
+        "sys.exit(0 if n == 1 else 1)\n"
+    )
+    ok = envkit_cli("run", "blueprints/shop", "--name", "it-run", "--", sys.executable, "-c", probe)
+    assert ok.returncode == 0, ok.stderr
+    assert resources_of(backend, "it-run") == []
+    failed = envkit_cli("run", str(ROOT / "blueprints" / "hello"), "--", "sh", "-c", 'test -n "$HELLO_URL" && exit 3')
+    assert failed.returncode == 3
+    assert "Traceback" not in failed.stderr
+
+
+def test_ctrl_c_during_up_removes_what_was_created(backend: Backend) -> None:
+    exe = Path(sys.executable).with_name("envkit")
+    proc = subprocess.Popen([str(exe), "up", str(TEST_BLUEPRINTS / "never-ready"), "--name", "it-ctrl-c"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while not backend.list_containers({L.RUN: "it-ctrl-c"}) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert resources_of(backend, "it-ctrl-c") == []
+
+
+def test_sigterm_during_run_tears_down(backend: Backend) -> None:
+    exe = Path(sys.executable).with_name("envkit")
+    proc = subprocess.Popen([str(exe), "run", "blueprints/hello", "--name", "it-sigterm", "--", "sleep", "60"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        states = backend.list_containers({L.RUN: "it-sigterm"})
+        if states and all(s.running for s in states):
+            break
+        time.sleep(0.05)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert resources_of(backend, "it-sigterm") == []
+
+
+def test_an_unreachable_engine_is_one_clear_line() -> None:
+    result = envkit_cli("ls", env={"DOCKER_HOST": "unix:///nonexistent/docker.sock"})
+    assert result.returncode == 4
+    assert "Traceback" not in result.stderr
+    assert "cannot reach the Docker engine at unix:///nonexistent/docker.sock" in result.stderr
+    assert "DOCKER_HOST" in result.stderr
+
+
+def test_validate_and_plan_need_no_engine() -> None:
+    env = {"DOCKER_HOST": "unix:///nonexistent/docker.sock"}
+    assert envkit_cli("validate", "blueprints/shop", env=env).returncode == 0
+    plan = envkit_cli("plan", "--offline", "blueprints/shop", "--name", "p1", env=env)
+    assert plan.returncode == 0
+    assert "create:api-1" in plan.stdout and "envkit-p1-backend" in plan.stdout
+    assert os.environ.get("DOCKER_HOST") != env["DOCKER_HOST"]

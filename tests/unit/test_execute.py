@@ -1,0 +1,187 @@
+"""The executor against the in-memory engine: order, parallel failure handling and the ledger."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from envkit.backends.base import ExecResult
+from envkit.backends.fake import FakeBackend
+from envkit.blueprint import Blueprint
+from envkit.errors import BuildFailed, ServiceFailed
+from envkit.events import Event
+from envkit.execute import Executor
+from envkit.plan import Plan, RunIdentity, make_plan
+
+IDENTITY = RunIdentity("r1", "me@host:1", "2030-01-01T00:00:00Z", "0.1.0")
+APP = "envkit/shop-app:0123abcd"
+SHOP = """
+    name: shop
+    services:
+      db:
+        image: postgres:16
+        ready: {exec: [pg_isready]}
+      cache:
+        image: redis:7
+      migrate:
+        kind: job
+        build: ./app
+        depends_on: [db]
+      api:
+        build: ./app
+        replicas: 2
+        depends_on:
+          migrate: completed
+          cache: started
+      web:
+        image: nginx:1
+        depends_on: [api]
+"""
+DEPENDENCIES = {"migrate": ["db"], "api": ["migrate", "cache"], "web": ["api"]}
+
+
+def container(service: str, replica: int = 1) -> str:
+    return f"envkit-r1-{service}-{replica}"
+
+
+@pytest.fixture
+def shop(load_text: Callable[..., Blueprint]) -> Blueprint:
+    return load_text(SHOP, {"app/Dockerfile": "FROM python:3.12-slim\n"})
+
+
+def make(bp: Blueprint) -> Plan:
+    tags = {name: APP for name, svc in bp.services.items() if svc.build}
+    return make_plan(bp, IDENTITY, frozenset(), tags)
+
+
+def fake_for_shop() -> FakeBackend:
+    fake = FakeBackend()
+    fake.exit_codes["migrate"] = 0  # the job runs to completion as soon as it starts
+    return fake
+
+
+def test_a_started_container_without_probe_or_healthcheck_is_ready_at_once(
+    load_text: Callable[..., Blueprint],
+) -> None:
+    bp = load_text("services: {cache: {image: 'redis:7'}}")
+    fake = FakeBackend(images={"redis:7"})
+    ledger = Executor(fake).run(make_plan(bp, IDENTITY, frozenset({"redis:7"}), {}))
+    assert fake.containers[ledger.containers[container("cache")]].status == "running"
+    assert ("inspect_container", container("cache")) in fake.calls
+
+
+@pytest.mark.parametrize("attempt", range(10))  # parallel: run it a few times to shake out races
+def test_a_dependant_never_starts_before_its_dependencies_are_ready_or_done(shop: Blueprint, attempt: int) -> None:
+    fake = fake_for_shop()
+    Executor(fake).run(make(shop))
+    calls = fake.calls
+    for service, deps in DEPENDENCIES.items():
+        started = calls.index(("start_container", container(service)))
+        for dep in deps:
+            for replica in range(1, shop.services[dep].replicas + 1):
+                dep_started = calls.index(("start_container", container(dep, replica)))
+                assert dep_started < started, f"{service} started before {dep}"
+                between = calls[dep_started:started]
+                if dep in ("db", "api"):  # condition ready: a readiness check of the dependency came between
+                    assert ("inspect_container", container(dep, replica)) in between
+                if dep == "migrate":  # condition completed: the job's exit was seen in between
+                    assert ("wait_container", container(dep, replica)) in between
+
+
+def test_images_are_pulled_and_built_before_their_containers_are_created(shop: Blueprint) -> None:
+    fake = fake_for_shop()
+    Executor(fake).run(make(shop))
+    calls = fake.calls
+    assert calls.count(("build_image", APP)) == 1
+    assert calls.index(("build_image", APP)) < calls.index(("create_container", container("migrate")))
+    assert calls.index(("pull_image", "postgres:16")) < calls.index(("create_container", container("db")))
+
+
+def test_readiness_probes_run_against_the_container(shop: Blueprint) -> None:
+    fake = fake_for_shop()
+    Executor(fake).run(make(shop))
+    assert ("exec", container("db")) in fake.calls
+
+
+def test_the_ledger_lists_every_resource_created(shop: Blueprint) -> None:
+    fake = fake_for_shop()
+    ledger = Executor(fake).run(make(shop))
+    names = sorted((kind, name) for kind, _, name in ledger.created)
+    containers = ["api-1", "api-2", "cache-1", "db-1", "migrate-1", "web-1"]
+    assert names == [("container", f"envkit-r1-{c}") for c in containers] + [("network", "envkit-r1-default")]
+    assert set(ledger.containers) == {f"envkit-r1-{c}" for c in containers}
+    assert set(ledger.containers.values()) == set(fake.containers)
+
+
+def test_a_failing_job_stops_scheduling_and_names_the_job(shop: Blueprint) -> None:
+    fake = fake_for_shop()
+    fake.exit_codes["migrate"] = 3
+    fake.log_text["migrate"] = "applying 0001\nrelation \"orders\" already exists\n"
+    events: list[Event] = []
+    with pytest.raises(ServiceFailed) as caught:
+        Executor(fake, events.append).run(make(shop))
+    err = caught.value
+    assert err.service == "migrate"
+    assert err.reason == "job exited with code 3"
+    assert err.log_tail == ("applying 0001", 'relation "orders" already exists')
+    assert ("start_container", container("api")) not in fake.calls
+    assert ("start_container", container("web")) not in fake.calls
+    failed = [e for e in events if e.kind == "step-failed"]
+    assert [(e.step, e.service) for e in failed] == [("complete:migrate-1", "migrate")]
+
+
+def test_a_dependency_that_exits_names_itself_not_the_service_waiting_for_it(shop: Blueprint) -> None:
+    fake = fake_for_shop()
+    fake.exit_codes["db"] = 1
+    with pytest.raises(ServiceFailed) as caught:
+        Executor(fake).run(make(shop))
+    assert caught.value.service == "db"
+    assert caught.value.reason == "exited with code 1 before it was ready"
+    assert caught.value.container == container("db")
+    assert ("start_container", container("migrate")) not in fake.calls
+
+
+def test_a_probe_that_cannot_run_fails_at_once(shop: Blueprint) -> None:
+    fake = fake_for_shop()
+    fake.exec_results["db"] = ExecResult(127, "pg_isready: not found")
+    with pytest.raises(ServiceFailed, match=r"^service db: readiness probe \(exec pg_isready\) failed"):
+        Executor(fake).run(make(shop))
+
+
+def test_a_service_never_ready_fails_after_its_probe_timeout(load_text: Callable[..., Blueprint]) -> None:
+    bp = load_text("""
+        services:
+          db: {image: 'postgres:16', ready: {exec: [pg_isready], timeout: 300ms}}
+          api: {image: 'python:3', depends_on: [db]}
+    """)
+    fake = FakeBackend(images={"postgres:16", "python:3"})
+    fake.exec_results["db"] = ExecResult(1, "no response")
+    with pytest.raises(ServiceFailed) as caught:
+        Executor(fake).run(make_plan(bp, IDENTITY, frozenset(fake.images), {}))
+    assert caught.value.service == "db"
+    assert caught.value.reason.startswith("not ready after 0.3s (probe: exec pg_isready; last result: exit 1")
+    assert ("start_container", container("api")) not in fake.calls
+
+
+def test_a_failing_build_names_the_services_using_the_image(shop: Blueprint) -> None:
+    fake = fake_for_shop()
+    fake.build_failures[APP] = "COPY failed: no such file requirements.txt"
+    with pytest.raises(BuildFailed) as caught:
+        Executor(fake).run(make(shop))
+    err = caught.value
+    assert err.services == ("migrate", "api")
+    assert err.reason == "COPY failed: no such file requirements.txt"
+    assert err.log_tail[-1] == "error: COPY failed: no such file requirements.txt"
+    assert str(err).startswith(f"service migrate, api: image build failed ({APP})")
+    for service in ("migrate", "api", "web"):
+        assert ("create_container", container(service)) not in fake.calls
+
+
+def test_an_image_that_cannot_be_pulled_fails_the_services_using_it(shop: Blueprint) -> None:
+    fake = fake_for_shop()
+    fake.build_failures["nginx:1"] = "manifest unknown"
+    with pytest.raises(BuildFailed) as caught:
+        Executor(fake).run(make(shop))
+    assert caught.value.services == ("web",)
+    assert "cannot be pulled" in caught.value.reason
