@@ -44,7 +44,7 @@ want=$(cat "$repo/pyproject.toml" | sha256sum | cut -c1-16)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   say "installing envkit and its test tools into $venv"
   "$venv/bin/python" -m pip install -q --upgrade pip >/dev/null
-  "$venv/bin/python" -m pip install -q -e "$repo[dev]"
+  "$venv/bin/python" -m pip install -q -e "$repo[dev,bench]"
   echo "$want" > "$stamp"
 fi
 

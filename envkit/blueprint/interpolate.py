@@ -1,7 +1,8 @@
 """``${VAR}`` interpolation from the caller's environment, on plain data, before anything else.
 
 Supported forms (as in Compose): ``${VAR}``, ``${VAR:-default}`` (unset or empty), ``${VAR-default}``
-(unset), ``${VAR:?message}`` / ``${VAR?message}`` (error), ``${VAR:+alt}`` and ``$$`` for a literal ``$``.
+(unset), ``${VAR:?message}`` / ``${VAR?message}`` (error), ``${VAR:+alt}`` and ``$$`` for a literal ``$``;
+a default or alternative may itself hold one ``${...}``.
 References with a dot (``${services.api.host}``, ``${run.id}``) belong to the run, not the environment:
 they are left in place and resolved once the run exists (see ``envkit.outputs``).
 """
@@ -17,7 +18,8 @@ from envkit.errors import Problem
 
 __all__ = ["interpolate"]
 
-_TOKEN = re.compile(r"\$(?:(?P<escaped>\$)|\{(?P<body>[^{}]*)\})")
+# A body may hold one nested ``${...}`` (``${TAG:-${DEFAULT_TAG}}``); it is substituted in its turn.
+_TOKEN = re.compile(r"\$(?:(?P<escaped>\$)|\{(?P<body>(?:[^{}]|\$\{[^{}]*\})*)\})")
 _BODY = re.compile(r"^(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:-|-|:\?|\?|:\+|\+)(?P<arg>.*))?$", re.S)
 _RUN_REF = re.compile(r"^[A-Za-z_][\w-]*(\.[\w-]+)+$")
 

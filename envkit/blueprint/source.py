@@ -128,8 +128,15 @@ def read_source(path: str | Path) -> Source:
     return Source(file=file, directory=file.parent.resolve(), data=data, marks=marks)
 
 
+_MAP, _SEQ = "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"
+
+
 def _build(loader: _Loader, node: yaml.Node, path: Key, marks: Marks, problems: list[Problem]) -> Any:
     marks.positions.setdefault(path, (node.start_mark.line + 1, node.start_mark.column + 1))
+    if isinstance(node, yaml.CollectionNode) and node.tag not in (_MAP, _SEQ):
+        # Collections are built here, not by PyYAML's constructors: refuse a tag rather than drop it.
+        problems.append(marks.problem(path, f"unsupported YAML tag '{node.tag}'"))
+        return None
     if isinstance(node, yaml.MappingNode):
         written = {id(k) for k, _ in node.value}  # keys in this mapping itself, not merged in
         loader.flatten_mapping(node)  # YAML merge keys (<<: *anchor) come first; later keys override them

@@ -104,17 +104,26 @@ def test_invalid_yaml_also_names_where_an_unclosed_construct_began(tmp_path: Pat
     f = tmp_path / "b.yaml"
     f.write_text("services:\n  api:\n    command: [a, b\n    image: x\n")
     (problem,) = problems_of(f)
-    assert (problem.line, problem.column) == (4, 5)
-    assert problem.message == ("not valid YAML: expected ',' or ']', but got '<scalar>' "
+    assert (problem.line, problem.column) == (4, 10)
+    assert problem.message == ("not valid YAML: expected ',' or ']', but got ':' "
                                "(while parsing a flow sequence started at line 3, column 14)")
 
 
 def test_unsafe_tags_are_refused(tmp_path: Path) -> None:
     f = tmp_path / "b.yaml"
-    f.write_text("services: !!python/object/apply:os.system [true]\n")
+    f.write_text("name: !!python/name:os.system x\n")
     (problem,) = problems_of(f)
-    assert (problem.line, problem.column) == (1, 11)
+    assert (problem.line, problem.column) == (1, 7)
     assert problem.message.startswith("not valid YAML: could not determine a constructor")
+
+
+def test_tags_on_mappings_and_lists_are_refused_not_dropped(tmp_path: Path) -> None:
+    f = tmp_path / "b.yaml"
+    f.write_text("services: !!python/object/apply:os.system [true]\nports: !reset []\n")
+    assert problems_of(f) == [
+        Problem(str(f), 1, 1, "services", "unsupported YAML tag 'tag:yaml.org,2002:python/object/apply:os.system'"),
+        Problem(str(f), 2, 1, "ports", "unsupported YAML tag '!reset'"),
+    ]
 
 
 def test_port_pairs_stay_strings_not_base_60_numbers(tmp_path: Path) -> None:
