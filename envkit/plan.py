@@ -111,20 +111,20 @@ def make_plan(
         sid = f"image:{tag}"
         if build is not None:
             rel = build.context.relative_to(bp.directory) if build.context.is_relative_to(bp.directory) else build.context
-            spec = BuildSpec(tag=tag, context=build.context, dockerfile=build.dockerfile, args=build.args,
+            build_spec = BuildSpec(tag=tag, context=build.context, dockerfile=build.dockerfile, args=build.args,
                              target=build.target, labels=((L.MANAGED, "true"), (L.CONTEXT_HASH, tag.rsplit(":", 1)[1])))
-            steps.append(Step(sid, "build", tag, f"no image for build context {rel} yet", services=names, build=spec))
+            steps.append(Step(sid, "build", tag, f"no image for build context {rel} yet", services=names, build=build_spec))
         else:
             steps.append(Step(sid, "pull", tag, "image not on the engine", services=names))
-        for n in names:
-            image_step[n] = sid
+        for svc_name in names:
+            image_step[svc_name] = sid
 
     used_networks = sorted({n for s in services for n in s.network_names})
     for net in used_networks:
-        d = bp.networks[net]
-        lab = {**stamp, L.NETWORK: net, **dict(d.labels)}
+        netdef = bp.networks[net]
+        lab = {**stamp, L.NETWORK: net, **dict(netdef.labels)}
         steps.append(Step(f"network:{net}", "network", L.network_name(run, net), "private network of the run",
-                          labels=tuple(sorted(lab.items())), internal=d.internal))
+                          labels=tuple(sorted(lab.items())), internal=netdef.internal))
     used_volumes = sorted({m.source for s in services for m in s.volumes if m.type == "volume"})
     for vol in used_volumes:
         lab = {**stamp, L.VOLUME: vol, **dict(bp.volumes[vol].labels)}

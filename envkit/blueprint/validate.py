@@ -28,7 +28,10 @@ def _service_hint(name: str, services: list[str]) -> str:
 
 def check(bp: Blueprint, marks: Marks) -> list[Problem]:
     problems: list[Problem] = []
-    err = lambda path, msg: problems.append(marks.problem(path, msg))  # noqa: E731
+
+    def err(path: tuple[str | int, ...], msg: str) -> None:
+        problems.append(marks.problem(path, msg))
+
     names = sorted(bp.services)
 
     for svc in bp.services.values():

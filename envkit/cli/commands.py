@@ -13,16 +13,43 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from envkit import api
 from envkit.cli.render import Renderer
 from envkit.errors import EnvkitError, UsageError
-from envkit.outputs import dumps, mask, to_dotenv
+
+if TYPE_CHECKING:
+    from envkit.api import Environment
+
+
+def _api() -> Any:
+    """The API module, imported on use: `envkit validate` should not pay for the engine client."""
+    from envkit import api
+
+    return api
+
+
+def dumps(doc: Any) -> str:
+    from envkit.outputs import dumps as _dumps
+
+    return _dumps(doc)
+
+
+def mask(key: str, value: str) -> str:
+    from envkit.outputs import mask as _mask
+
+    return _mask(key, value)
+
+
+def to_dotenv(values: Any) -> str:
+    from envkit.outputs import to_dotenv as _to_dotenv
+
+    return _to_dotenv(values)
 
 __all__ = ["cli"]
 
@@ -61,7 +88,9 @@ blueprint_arg = click.argument("blueprint", type=click.Path(path_type=Path))
 @blueprint_arg
 def validate(blueprint: Path) -> None:
     """Check BLUEPRINT (a YAML file or a folder holding blueprint.yaml); lists every problem."""
-    bp = api.validate(blueprint)
+    from envkit.blueprint import load
+
+    bp = load(blueprint)
     out.print(f"{escape(str(bp.file))}: ok — blueprint '{bp.name}', {len(bp.services)} services, "
               f"{len(bp.networks)} networks, {len(bp.outputs)} outputs")
 
@@ -76,10 +105,10 @@ def plan(blueprint: Path, name: str | None, only: tuple[str, ...], offline: bool
     from envkit.backends import connect
 
     backend = None if offline else connect()
-    out.print(escape(api.plan(blueprint, name=name, only=only, backend=backend).text()))
+    out.print(escape(_api().plan(blueprint, name=name, only=only, backend=backend).text()))
 
 
-def _print_outputs(env: api.Environment, as_json: bool, env_file: Path | None, github_output: bool) -> None:
+def _print_outputs(env: Environment, as_json: bool, env_file: Path | None, github_output: bool) -> None:
     values = env.outputs
     if env_file:
         env_file.write_text(to_dotenv(values), encoding="utf-8")
@@ -112,7 +141,7 @@ def up(blueprint: Path, name: str | None, only: tuple[str, ...], timeout: float 
        as_json: bool, env_file: Path | None, github_output: bool, verbose: bool) -> None:
     """Bring BLUEPRINT up as a new isolated run and wait until every service is ready."""
     with sigterm_as_interrupt():
-        env = api.up(blueprint, name=name, only=only, timeout=timeout, keep_on_failure=keep_on_failure,
+        env = _api().up(blueprint, name=name, only=only, timeout=timeout, keep_on_failure=keep_on_failure,
                      on_event=Renderer(err, verbose))
         env.owned = False  # the CLI hands the run over; `envkit down` removes it
     _print_outputs(env, as_json, env_file, github_output)
@@ -126,7 +155,7 @@ def down(runs: tuple[str, ...], all_runs: bool, verbose: bool) -> None:
     """Remove runs and everything they created."""
     if not runs and not all_runs:
         raise UsageError("name the runs to remove (see `envkit ls`), or pass --all")
-    counts = api.down(list(runs), all_runs=all_runs, on_event=Renderer(err, verbose))
+    counts = _api().down(list(runs), all_runs=all_runs, on_event=Renderer(err, verbose))
     out.print(f"removed {counts['container']} containers, {counts['network']} networks, "
               f"{counts['volume']} volumes")
 
@@ -135,7 +164,7 @@ def down(runs: tuple[str, ...], all_runs: bool, verbose: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def ls_(as_json: bool) -> None:
     """List the envkit runs on this engine."""
-    runs = api.ls()
+    runs = _api().ls()
     if as_json:
         out.print_json(json.dumps([r.__dict__ for r in runs]))
         return
@@ -151,7 +180,7 @@ def ls_(as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def status(run: str, as_json: bool) -> None:
     """Services of RUN: state, readiness and host ports."""
-    env = api.attach(run)
+    env = _api().attach(run)
     rows = env.status()
     if as_json:
         out.print_json(json.dumps([r.__dict__ for r in rows]))
@@ -171,7 +200,7 @@ def status(run: str, as_json: bool) -> None:
 @click.option("--tail", type=int, help="Only the last N lines.")
 def logs(run: str, service: str | None, follow: bool, tail: int | None) -> None:
     """Print the logs of RUN's services (or one SERVICE)."""
-    env = api.attach(run)
+    env = _api().attach(run)
     if not follow:
         sys.stdout.write(env.logs(service, tail=tail))
         return
@@ -202,7 +231,7 @@ def logs(run: str, service: str | None, follow: bool, tail: int | None) -> None:
 @click.option("--replica", type=int, default=1)
 def exec_(run: str, service: str, command: tuple[str, ...], replica: int) -> int:
     """Run COMMAND in SERVICE's container (no TTY); exits with its exit code."""
-    result = api.attach(run).exec(service, list(command), replica)
+    result = _api().attach(run).exec(service, list(command), replica)
     sys.stdout.write(result.output)
     return result.exit_code
 
@@ -213,7 +242,7 @@ def exec_(run: str, service: str, command: tuple[str, ...], replica: int) -> int
 @click.option("--env-file", type=click.Path(path_type=Path))
 def outputs(run: str, as_json: bool, env_file: Path | None) -> None:
     """Print RUN's outputs (--json: the run document)."""
-    env = api.attach(run)
+    env = _api().attach(run)
     if env_file:
         env_file.write_text(to_dotenv(env.outputs), encoding="utf-8")
     if as_json:
@@ -238,7 +267,7 @@ def run(blueprint: Path, command: tuple[str, ...], name: str | None, only: tuple
     """
     renderer = Renderer(err, verbose)
     with sigterm_as_interrupt():
-        env = api.up(blueprint, name=name, only=only, timeout=timeout, on_event=renderer)
+        env = _api().up(blueprint, name=name, only=only, timeout=timeout, on_event=renderer)
         try:
             with tempfile.TemporaryDirectory(prefix="envkit-") as tmp:
                 doc = Path(tmp) / "outputs.json"
