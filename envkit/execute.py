@@ -125,7 +125,8 @@ class Executor:
             try:
                 b.build_image(step.build, line)
             except EngineError as exc:
-                raise BuildFailed(step.services, step.target, str(exc).split(": ", 1)[-1], tail) from exc
+                reason = str(exc).removeprefix(f"build image {step.target}: ")
+                raise BuildFailed(step.services, step.target, reason, tail) from exc
             return f"built {step.target}"
         if step.action == "pull":
             try:

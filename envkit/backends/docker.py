@@ -117,7 +117,7 @@ class DockerBackend(Backend):
             )
             for chunk in stream:
                 if "error" in chunk:
-                    raise EngineError(str(chunk.get("error", "")).strip())
+                    raise EngineError(f"build image {spec.tag}: {str(chunk.get('error', '')).strip()}")
                 text = chunk.get("stream")
                 if text:
                     for line in str(text).splitlines():

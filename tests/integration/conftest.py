@@ -32,13 +32,6 @@ def backend() -> Iterator[Backend]:
     engine.close()
 
 
-@pytest.fixture(scope="session", autouse=True)
-def nothing_left_behind(backend: Backend) -> Iterator[None]:
-    """No test may leave an envkit resource behind: checked once the whole session is over."""
-    before = {r.id for r in backend.list_resources({L.MANAGED: "true"})}
-    yield
-    left = [r for r in backend.list_resources({L.MANAGED: "true"}) if r.id not in before]
-    assert not left, "left behind: " + ", ".join(f"{r.kind} {r.name}" for r in left)
 
 
 def resources_of(backend: Backend, run_id: str) -> list[str]:

@@ -1,0 +1,39 @@
+"""Suite-wide guard: when the whole session is over, no envkit container, network or volume it created
+may remain on the engine. A leftover fails the run (and is listed), whichever test leaked it."""
+
+from __future__ import annotations
+
+import pytest
+
+_before: set[str] | None = None
+
+
+def _managed() -> set[str] | None:
+    try:
+        from envkit import labels as L
+        from envkit.backends import connect
+
+        backend = connect()
+    except Exception:  # noqa: BLE001 - no engine: unit-only runs have nothing to check
+        return None
+    try:
+        return {f"{r.kind} {r.name}" for r in backend.list_resources({L.MANAGED: "true"})}
+    finally:
+        backend.close()
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    global _before
+    if not hasattr(session.config, "workerinput"):  # xdist workers leave this to the controller
+        _before = _managed()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if _before is None or hasattr(session.config, "workerinput"):
+        return
+    left = sorted((_managed() or set()) - _before)
+    if left:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(f"LEFT BEHIND by the test suite: {', '.join(left)}", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
