@@ -10,6 +10,7 @@ The CLI and the pytest plugin are thin layers over this module.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import getpass
 import json
 import os
@@ -76,7 +77,7 @@ def _plan(bp: Blueprint, backend: Backend | None, name: str | None, only: tuple[
         existing: frozenset[str] = frozenset()
     else:
         with ThreadPoolExecutor(max_workers=8) as pool:
-            existing = frozenset(t for t, ok in zip(wanted, pool.map(backend.image_exists, wanted)) if ok)
+            existing = frozenset(t for t, ok in zip(wanted, pool.map(backend.image_exists, wanted), strict=True) if ok)
     return make_plan(bp, identity, existing, tags, only)
 
 
@@ -121,7 +122,7 @@ def up(
             on_event(Event("note", run_id, f"kept run {run_id} for inspection; remove it with: envkit down {run_id}"))
         else:
             on_event(Event("rollback", run_id, f"removing what run {run_id} created"))
-            _rollback(backend, run_id, executor, on_event)
+            _rollback(backend, run_id, on_event)
         if isinstance(exc, KeyboardInterrupt):
             raise Interrupted(f"interrupted; run {run_id} was removed") from None
         raise
@@ -130,8 +131,9 @@ def up(
     return environment
 
 
-def _rollback(backend: Backend, run_id: str, executor: Executor, on_event: EventSink) -> None:
-    # The label sweep finds everything the ledger holds and anything created concurrently.
+def _rollback(backend: Backend, run_id: str, on_event: EventSink) -> None:
+    # By labels, not by the executor's ledger: the sweep also finds what a step was creating when the
+    # failure came, which the ledger never saw.
     for _ in range(2):
         try:
             teardown(backend, [run_id], on_event, missing_ok=True)
@@ -179,10 +181,8 @@ _atexit_done = False
 
 def _down_owned_at_exit() -> None:
     for environment in list(_owned):
-        try:
+        with contextlib.suppress(EnvkitError):
             environment.down()
-        except EnvkitError:
-            pass
 
 
 class Environment:
@@ -295,6 +295,11 @@ class Environment:
                 ready = "ready" if outcome is Outcome.READY else f"not ready: {detail}"
             out.append(ServiceStatus(c.labels.get(L.SERVICE, "?"), c.name, kind, c.status, ready, dict(c.ports)))
         return out
+
+    def detach(self) -> None:
+        """Hand the run over: it is no longer removed on ``with`` exit or at interpreter exit."""
+        self.owned = False
+        _owned.discard(self)
 
     def down(self) -> None:
         """Remove every resource of the run (idempotent)."""

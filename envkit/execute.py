@@ -2,8 +2,9 @@
 
 It decides nothing: what to do and in which order is the plan's. It stops scheduling at the first
 failure, lets running steps notice the abort, and re-raises that first failure (which names the
-service at fault). It records every resource it created in a ledger, which the caller uses for
-rollback alongside the run's labels.
+service at fault). It records every resource it created in a ledger (what later steps refer to, and
+what a report can list); rollback itself goes by the run's labels, which also catch a resource whose
+creation was under way when the failure came.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ start → ready hops.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -70,6 +71,7 @@ class Plan:
         return "\n".join(lines)
 
 
+_SERVICE_REF = re.compile(r"\$\{services\.([\w-]+)\.")
 JOB_TIMEOUT = 600.0
 DEFAULT_WAIT = 60.0
 
@@ -131,7 +133,9 @@ def make_plan(
         steps.append(Step(f"volume:{vol}", "volume", L.volume_name(run, vol), "private volume of the run",
                           labels=tuple(sorted(lab.items()))))
 
-    outputs = {f"{L.OUTPUT_PREFIX}{k}": v for k, v in bp.outputs}
+    # With --only, outputs that name a service outside the selection are left out (nothing to resolve).
+    outputs = {f"{L.OUTPUT_PREFIX}{k}": v for k, v in bp.outputs
+               if all(m.group(1) in selected for m in _SERVICE_REF.finditer(v))}
     for svc in services:
         for n in range(1, svc.replicas + 1):
             cid = f"{svc.name}-{n}"

@@ -301,7 +301,7 @@ class DockerBackend(Backend):
     def remove_container(self, container_id: str, grace: float) -> None:
         if grace > 0:
             self._gone_ok(f"stop container {container_id[:12]}",
-                          lambda: self.api.stop(container_id, timeout=int(round(grace))))
+                          lambda: self.api.stop(container_id, timeout=round(grace)))
         try:
             self._retry_busy(f"remove container {container_id[:12]}",
                              lambda: self.api.remove_container(container_id, force=True, v=True))

@@ -143,7 +143,7 @@ def up(blueprint: Path, name: str | None, only: tuple[str, ...], timeout: float 
     with sigterm_as_interrupt():
         env = _api().up(blueprint, name=name, only=only, timeout=timeout, keep_on_failure=keep_on_failure,
                      on_event=Renderer(err, verbose))
-        env.owned = False  # the CLI hands the run over; `envkit down` removes it
+        env.detach()  # the CLI hands the run over; `envkit down` removes it
     _print_outputs(env, as_json, env_file, github_output)
 
 
@@ -279,7 +279,8 @@ def run(blueprint: Path, command: tuple[str, ...], name: str | None, only: tuple
                 except OSError as exc:
                     raise EnvkitError(f"cannot run {command[0]!r}: {exc.strerror}") from exc
                 try:
-                    return proc.wait()
+                    code = proc.wait()
+                    return 128 - code if code < 0 else code  # killed by signal N: 128+N, as shells do
                 except KeyboardInterrupt:
                     proc.send_signal(signal.SIGINT)
                     try:
@@ -290,3 +291,7 @@ def run(blueprint: Path, command: tuple[str, ...], name: str | None, only: tuple
         finally:
             env.down()
             err.print(f"[dim]run {env.run_id} removed[/]")
+
+from envkit.cli.export_cmd import export  # noqa: E402
+
+cli.add_command(export)

@@ -25,7 +25,8 @@ class Renderer:
                 c.print(f"  [green]✓[/] {escape(event.message)} [dim]({event.seconds:.2f}s)[/]")
         elif event.kind == "step-start":
             if event.step.startswith("image:"):
-                c.print(f"  [cyan]…[/] building {escape(event.message.split(' ', 1)[1])} "
+                verb, _, tag = event.message.partition(" ")
+                c.print(f"  [cyan]…[/] {'building' if verb == 'build' else 'pulling'} {escape(tag)} "
                         f"for {escape(event.service)}")
             elif self.verbose:
                 c.print(f"  [dim]… {escape(event.message)}[/]")

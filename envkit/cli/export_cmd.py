@@ -1,0 +1,42 @@
+"""``envkit export``: write a blueprint as an equivalent file for another tool (so far: Docker Compose)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from envkit import api
+from envkit.export import image_tags, to_compose
+
+__all__ = ["export"]
+
+
+@click.command()
+@click.argument("blueprint", type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["compose"]), default="compose", show_default=True,
+              help="What to write: a Docker Compose (v2) file.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write here (default: stdout).")
+def export(blueprint: Path, fmt: str, output: Path | None) -> None:
+    """Write BLUEPRINT as an equivalent Docker Compose file.
+
+    Build services get envkit's content tag as their image (with pull_policy: never): run `envkit up`
+    once so the images exist; Compose then reuses them and never builds. Readiness probes become
+    healthchecks (1s interval); what Compose cannot express is listed as notes.
+    """
+    from rich.console import Console
+    from rich.markup import escape
+
+    bp = api.validate(blueprint)
+    result = to_compose(bp, image_tags(bp))
+    text = result.text(str(bp.file))
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text, encoding="utf-8")
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    for note in result.notes:
+        err.print(f"[yellow]note:[/] {escape(note)}")
+    if output is not None:
+        err.print(f"wrote {escape(str(output))} ({fmt}, {len(bp.services)} services)")
