@@ -7,7 +7,6 @@ target. Change a byte and the tag changes; change nothing and every run reuses t
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import os
 import re
@@ -19,7 +18,7 @@ from envkit.blueprint.model import Build
 __all__ = ["context_digest", "image_tag"]
 
 
-def _ignore_patterns(context: Path) -> list[tuple[bool, str]]:
+def _ignore_patterns(context: Path) -> list[tuple[bool, re.Pattern[str]]]:
     file = context / ".dockerignore"
     if not file.is_file():
         return []
@@ -30,14 +29,38 @@ def _ignore_patterns(context: Path) -> list[tuple[bool, str]]:
             continue
         negate = line.startswith("!")
         pattern = line[1:] if negate else line
-        out.append((negate, pattern.strip("/")))
+        out.append((negate, _pattern_regex(os.path.normpath(pattern.strip("/")))))
     return out
 
 
-def _ignored(rel: str, patterns: list[tuple[bool, str]]) -> bool:
+def _pattern_regex(pattern: str) -> re.Pattern[str]:
+    """Docker's .dockerignore rules: ``*`` and ``?`` stay within one path segment, ``**`` spans any
+    number of them, and a match on a folder covers everything below it."""
+    out = ""
+    i = 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            out += "(?:.*/)?"
+            i += 3
+        elif pattern.startswith("**", i):
+            out += ".*"
+            i += 2
+        elif pattern[i] == "*":
+            out += "[^/]*"
+            i += 1
+        elif pattern[i] == "?":
+            out += "[^/]"
+            i += 1
+        else:
+            out += re.escape(pattern[i])
+            i += 1
+    return re.compile(f"^{out}(?:/.*)?$")
+
+
+def _ignored(rel: str, patterns: list[tuple[bool, re.Pattern[str]]]) -> bool:
     ignored = False
     for negate, pattern in patterns:
-        if fnmatch.fnmatch(rel, pattern) or fnmatch.fnmatch(rel, pattern + "/*"):
+        if pattern.match(rel):
             ignored = not negate
     return ignored
 
@@ -62,7 +85,7 @@ def context_digest(build: Build) -> str:
             if _ignored(rel, patterns) or not full.is_file():
                 continue
             st = full.stat()
-            files.append((rel, st.st_mtime_ns ^ st.st_size, st.st_mode))
+            files.append((rel, hash((st.st_mtime_ns, st.st_size, st.st_ino)), st.st_mode))
     h = hashlib.sha256(_digest(build.context, tuple(files)).encode())
     h.update(repr((build.dockerfile, build.args, build.target)).encode())
     return h.hexdigest()

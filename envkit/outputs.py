@@ -17,7 +17,7 @@ __all__ = ["JSON_SCHEMA", "mask", "resolve", "run_document", "to_dotenv"]
 JSON_SCHEMA = "envkit.run/v1"
 _REF = re.compile(r"\$\{(?P<ref>[A-Za-z_][\w-]*(?:\.[\w-]+)+)\}")
 _SECRET_KEY = re.compile(r"pass(word)?|secret|token|credential|api_?key|private", re.I)
-_URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^/:@\s]+:)(?P<pw>[^@/\s]+)(?P<tail>@)", re.I)
+_URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^/:@\s]*:)(?P<pw>[^@/\s]+)(?P<tail>@)", re.I)
 
 
 def host_port(info: RunInfo, service: str, container_port: int, protocol: str = "tcp") -> tuple[str, int]:

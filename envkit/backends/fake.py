@@ -184,6 +184,13 @@ class FakeBackend(Backend):
                 c.ports[f"{p.container}/{p.protocol}"] = (p.host_ip, p.host or next(self._host_ports))
             self._changed.notify_all()
 
+    def exit_container(self, container_id: str, exit_code: int) -> None:
+        """Not an engine call: make a container's process end, as a test's way to crash a service."""
+        with self._changed:
+            c = self._container(container_id, "exit container")
+            c.status, c.exit_code = "exited", exit_code
+            self._changed.notify_all()
+
     def inspect_container(self, container_id: str) -> ContainerState:
         self._record("inspect_container", container_id)
         with self._changed:

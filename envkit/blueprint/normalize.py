@@ -96,7 +96,8 @@ class _Reader:
         if value is None:
             return {}
         if not isinstance(value, dict):
-            self.error(path, f"expected {what} (a mapping), got {_kind(value)}")
+            shape = "" if what.endswith(")") else " (a mapping)"  # "depends_on (a list or a mapping)" says it
+            self.error(path, f"expected {what}{shape}, got {_kind(value)}")
             return None
         return value
 
@@ -197,7 +198,7 @@ def _scalar_text(value: Any) -> str:
 def normalize(data: dict[str, Any], marks: Marks, file: Path, directory: Path) -> tuple[Blueprint | None,
                                                                                        list[Problem]]:
     r = _Reader(marks, directory)
-    r.keys(data, (), TOP_KEYS + ("version",))
+    r.keys(data, (), (*TOP_KEYS, "version"))
     name = _blueprint_name(r, data.get("name"), file)
     networks = _networks(r, data.get("networks"))
     volumes = _volumes(r, data.get("volumes"))
@@ -301,7 +302,10 @@ def _service(r: _Reader, name: str, raw: Any, path: Key) -> Service | None:
     if spec is None:
         return None
     r.keys(spec, path, SERVICE_KEYS)
-    p = lambda key: (*path, key)  # noqa: E731
+
+    def p(key: str) -> Key:
+        return (*path, key)
+
     image = r.string(spec["image"], p("image")) if "image" in spec else None
     build = _build(r, spec["build"], p("build")) if "build" in spec else None
     if "image" not in spec and "build" not in spec:
@@ -477,10 +481,11 @@ def _mount(r: _Reader, value: Any, path: Key) -> Mount | None:
     if kind not in ("volume", "bind"):
         r.error((*path, "type"), f"expected volume or bind, got {_show(kind)}")
         return None
-    source = r.string(spec.get("source"), (*path, "source"), "a source")
+    source_text = r.string(spec.get("source"), (*path, "source"), "a source")
     target = r.string(spec.get("target"), (*path, "target"), "a target path")
-    if source is None or target is None:
+    if source_text is None or target is None:
         return None
+    source = source_text
     if not target.startswith("/"):
         r.error(path, f"mount target '{target}' must be an absolute path inside the container")
         return None
@@ -524,7 +529,8 @@ def _depends_on(r: _Reader, value: Any, path: Key) -> tuple[tuple[str, Condition
         for i, n in enumerate(names):
             if n in names[:i]:  # also keeps list indexes equal to model indexes, which validate relies on
                 r.error((*path, i), f"service '{n}' listed twice")
-        return tuple((n, cast(Condition, "ready")) for n in dict.fromkeys(names))
+        ready: Condition = "ready"
+        return tuple((n, ready) for n in dict.fromkeys(names))
     spec = r.mapping(value, path, "depends_on (a list or a mapping)")
     out = []
     for dep, raw in (spec or {}).items():

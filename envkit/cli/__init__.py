@@ -20,7 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     from rich.console import Console
     from rich.markup import escape
 
-    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
     try:
         result = cli.main(args=argv, prog_name="envkit", standalone_mode=False)
     except EnvkitError as exc:

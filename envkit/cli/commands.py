@@ -54,8 +54,8 @@ def to_dotenv(values: Any) -> str:
 __all__ = ["cli"]
 
 # Not a terminal (CI logs, pipes): wide enough that tables are never cut.
-out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
-err = Console(stderr=True, highlight=False, soft_wrap=True, width=None if sys.stderr.isatty() else 200)
+out = Console(highlight=False, soft_wrap=True, emoji=False, width=None if sys.stdout.isatty() else 200)
+err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False, width=None if sys.stderr.isatty() else 200)
 
 
 @contextmanager
@@ -233,7 +233,7 @@ def exec_(run: str, service: str, command: tuple[str, ...], replica: int) -> int
     """Run COMMAND in SERVICE's container (no TTY); exits with its exit code."""
     result = _api().attach(run).exec(service, list(command), replica)
     sys.stdout.write(result.output)
-    return result.exit_code
+    return int(result.exit_code)
 
 
 @cli.command()

@@ -106,7 +106,7 @@ def test_two_runs_at_once_are_isolated(backend: Backend) -> None:
     def bring_up() -> None:
         try:
             envs.append(envkit.up(SHOP))
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=bring_up) for _ in range(2)]
@@ -121,6 +121,8 @@ def test_two_runs_at_once_are_isolated(backend: Backend) -> None:
         assert a.outputs["API_URL"] != b.outputs["API_URL"]
         status, order = http("POST", a.outputs["API_URL"] + "/orders", {"email": "only-a@example.test", "amount_cents": 5})
         assert status == 201
+        _, orders_a = http("GET", a.outputs["API_URL"] + "/orders")
+        assert [o["id"] for o in orders_a if o["email"] == "only-a@example.test"] == [order["id"]]
         _, orders_b = http("GET", b.outputs["API_URL"] + "/orders")
         assert all(o["email"] != "only-a@example.test" for o in orders_b)
         with psycopg.connect(b.outputs["DATABASE_URL"]) as conn:

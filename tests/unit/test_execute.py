@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 
 import pytest
@@ -147,6 +148,23 @@ def test_a_probe_that_cannot_run_fails_at_once(shop: Blueprint) -> None:
     fake.exec_results["db"] = ExecResult(127, "pg_isready: not found")
     with pytest.raises(ServiceFailed, match=r"^service db: readiness probe \(exec pg_isready\) failed"):
         Executor(fake).run(make(shop))
+
+
+def test_a_log_probe_waits_for_its_line(load_text: Callable[..., Blueprint]) -> None:
+    bp = load_text("""
+        services:
+          db: {image: 'postgres:16', ready: {log: 'ready to accept connections', timeout: 5s}}
+          api: {image: 'python:3', depends_on: [db]}
+    """)
+    fake = FakeBackend(images={"postgres:16", "python:3"})
+    fake.log_text["db"] = "starting\n"
+    later = threading.Timer(0.2, fake.log_text.__setitem__, ("db", "starting\nready to accept connections\n"))
+    later.start()
+    Executor(fake).run(make_plan(bp, IDENTITY, frozenset(fake.images), {}))
+    later.join()
+    checks = [i for i, call in enumerate(fake.calls) if call == ("logs", container("db"))]
+    assert len(checks) > 1  # polled until the line appeared
+    assert checks[-1] < fake.calls.index(("start_container", container("api")))
 
 
 def test_a_service_never_ready_fails_after_its_probe_timeout(load_text: Callable[..., Blueprint]) -> None:

@@ -90,7 +90,6 @@ def test_mask_hides_passwords_and_secret_like_keys(key: str, value: str, shown: 
     assert mask(key, value) == shown
 
 
-@pytest.mark.xfail(strict=True, reason="outputs._URL_PASSWORD needs a user name before ':' (reported bug)")
 def test_mask_hides_a_password_without_a_user_name() -> None:
     assert mask("REDIS_URL", "redis://:s3cret@127.0.0.1:6379/0") == "redis://:****@127.0.0.1:6379/0"
 
