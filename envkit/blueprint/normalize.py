@@ -8,6 +8,7 @@ are checked afterwards, on the model (``validate.py``).
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import re
 import shlex
@@ -366,7 +367,7 @@ def _service(r: _Reader, name: str, raw: Any, path: Key) -> Service | None:
 
 def _positive_float(value: Any) -> bool:
     try:
-        return float(value) > 0
+        return math.isfinite(float(value)) and float(value) > 0
     except ValueError:
         return False
 
@@ -561,7 +562,10 @@ def _probe(r: _Reader, value: Any, path: Key) -> Probe | None:
     kind = kinds[0]
     timeout = DEFAULT_PROBE_TIMEOUT
     if "timeout" in spec:
-        timeout = r.duration(spec["timeout"], (*path, "timeout")) or DEFAULT_PROBE_TIMEOUT
+        given = r.duration(spec["timeout"], (*path, "timeout"))
+        if given is not None and given <= 0:
+            r.error((*path, "timeout"), "a probe timeout must be longer than 0s")
+        timeout = given or DEFAULT_PROBE_TIMEOUT
     q = (*path, kind)
     raw = spec[kind]
     if kind == "tcp":
@@ -585,6 +589,8 @@ def _probe(r: _Reader, value: Any, path: Key) -> Probe | None:
         return Probe(kind="http", timeout=timeout, port=port, path=http_path, status=status, body=body) if port else None
     if kind == "exec":
         command = r.argv(raw, q)
+        if command == ():
+            r.error(q, "an exec probe needs a command")
         return Probe(kind="exec", timeout=timeout, command=command) if command else None
     if kind == "log":
         pattern = r.string(raw, q, "a regex")
