@@ -23,9 +23,10 @@ def load(path: str | Path, env: Mapping[str, str] | None = None) -> Blueprint:
     data = interpolate(source.data, os.environ if env is None else env, source.marks, problems)
     model, found = normalize(data, source.marks, source.file, source.directory)
     problems.extend(found)
-    if model is not None:
-        problems.extend(check(model, source.marks))
+    # Names declared in the file but dropped for their own errors are not "unknown" where referenced.
+    declared = {key: set(data[key]) if isinstance(data.get(key), dict) else set()
+                for key in ("services", "networks", "volumes")}
+    problems.extend(check(model, source.marks, declared))
     if problems:
         raise BlueprintError(problems)
-    assert model is not None
     return model

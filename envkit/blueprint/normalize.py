@@ -196,8 +196,7 @@ def _scalar_text(value: Any) -> str:
     return str(value)
 
 
-def normalize(data: dict[str, Any], marks: Marks, file: Path, directory: Path) -> tuple[Blueprint | None,
-                                                                                       list[Problem]]:
+def normalize(data: dict[str, Any], marks: Marks, file: Path, directory: Path) -> tuple[Blueprint, list[Problem]]:
     r = _Reader(marks, directory)
     r.keys(data, (), (*TOP_KEYS, "version"))
     name = _blueprint_name(r, data.get("name"), file)
@@ -222,9 +221,9 @@ def normalize(data: dict[str, Any], marks: Marks, file: Path, directory: Path) -
             n: s if s.networks else _replace(s, networks=(("default", ()),)) for n, s in services.items()
         }
     outputs = _outputs(r, data.get("outputs"))
-    if r.problems or name is None:
-        return None, r.problems
-    return Blueprint(name=name, file=file, directory=directory, services=services, networks=networks,
+    # A model is returned even when some values were wrong, so that cross-references are checked too
+    # and `envkit validate` lists every problem in one go; the caller must not run it when problems exist.
+    return Blueprint(name=name or "invalid", file=file, directory=directory, services=services, networks=networks,
                      volumes=volumes, outputs=outputs), r.problems
 
 

@@ -26,8 +26,11 @@ def _service_hint(name: str, services: list[str]) -> str:
     return _hint(name, services) or f" (services: {', '.join(services)})"
 
 
-def check(bp: Blueprint, marks: Marks) -> list[Problem]:
+def check(bp: Blueprint, marks: Marks, declared: dict[str, set[str]] | None = None) -> list[Problem]:
+    """``declared``: names present in the file whose own definitions were invalid (already reported)."""
     problems: list[Problem] = []
+    declared = declared or {}
+    skipped = {kind: names - set(getattr(bp, kind)) for kind, names in declared.items()}
 
     def err(path: tuple[str | int, ...], msg: str) -> None:
         problems.append(marks.problem(path, msg))
@@ -40,6 +43,8 @@ def check(bp: Blueprint, marks: Marks) -> list[Problem]:
             # In list form the path ends in the index; in mapping form in the name.
             path = (*base, "depends_on", i) if marks.positions.get((*base, "depends_on", i)) else (
                 *base, "depends_on", dep)
+            if dep in skipped.get("services", ()):
+                continue
             if dep == svc.name:
                 err(path, f"service '{dep}' cannot depend on itself")
             elif dep not in bp.services:
@@ -48,13 +53,13 @@ def check(bp: Blueprint, marks: Marks) -> list[Problem]:
                 err(path, f"condition 'completed' needs a job, but '{dep}' is a long-running service "
                           f"(add 'kind: job' to it or use condition 'ready')")
         for i, (net, _) in enumerate(svc.networks):
-            if net not in bp.networks:
+            if net not in bp.networks and net not in skipped.get("networks", ()):
                 path = (*base, "networks", i) if marks.positions.get((*base, "networks", i)) else (
                     *base, "networks", net)
                 err(path, f"undefined network '{net}'{_hint(net, sorted(bp.networks))}"
                           f" (declare it under the top-level 'networks:')")
         for i, mount in enumerate(svc.volumes):
-            if mount.type == "volume" and mount.source not in bp.volumes:
+            if mount.type == "volume" and mount.source not in bp.volumes and mount.source not in skipped.get("volumes", ()):
                 err((*base, "volumes", i), f"undefined volume '{mount.source}'{_hint(mount.source, sorted(bp.volumes))}"
                                            f" (declare it under the top-level 'volumes:')")
         seen_ports: set[str] = set()
@@ -87,19 +92,21 @@ def check(bp: Blueprint, marks: Marks) -> list[Problem]:
 
     for key, template in bp.outputs:
         for match in OUTPUT_REF.finditer(template):
-            message = _check_ref(bp, match.group("ref"))
+            message = _check_ref(bp, match.group("ref"), skipped.get("services", set()))
             if message:
                 err(("outputs", key), message)
     return problems
 
 
-def _check_ref(bp: Blueprint, ref: str) -> str | None:
+def _check_ref(bp: Blueprint, ref: str, skipped: set[str]) -> str | None:
     parts = ref.split(".")
     if parts[0] == "run":
         return None if parts[1:] in (["id"], ["name"]) else f"unknown reference '${{{ref}}}' (use ${{run.id}})"
     if parts[0] != "services" or len(parts) < 3:
         return f"unknown reference '${{{ref}}}' (use ${{services.NAME.host}} or ${{services.NAME.ports.PORT}})"
     name = parts[1]
+    if name in skipped:
+        return None
     if name not in bp.services:
         return f"unknown service '{name}' in '${{{ref}}}'{_service_hint(name, sorted(bp.services))}"
     svc = bp.services[name]

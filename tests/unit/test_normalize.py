@@ -394,11 +394,11 @@ def test_x_keys_are_extensions_and_ignored(load_text: LoadText) -> None:
     assert list(bp.services) == ["a"]
 
 
-def test_normalize_returns_no_model_when_there_are_problems(tmp_path: Path) -> None:
+def test_normalize_reports_problems_beside_a_best_effort_model(tmp_path: Path) -> None:
     marks = Marks("bp.yaml")
     model, found = normalize({"services": {"a": {"image": "x", "replicas": 0}}}, marks, tmp_path / "bp.yaml", tmp_path)
-    assert model is None
     assert [p.message for p in found] == ["expected a replica count (1..64), got 0"]
+    assert model.services["a"].replicas == 1  # kept only so that cross-references can still be checked
     model, found = normalize({"services": {"a": {"image": "x"}}}, marks, tmp_path / "bp.yaml", tmp_path)
     assert found == []
     assert model is not None and model.name == "bp"  # named after the file

@@ -156,3 +156,28 @@ def test_cross_references_are_checked_only_once_the_model_is_whole(load_text: Lo
     assert problems(load_text, "services: {db: {image: x, replicas: 0}, api: {image: x, depends_on: [db]}}") == [
         "1:27 services.db.replicas: expected a replica count (1..64), got 0",
     ]
+
+
+def test_value_errors_and_reference_errors_are_listed_together(tmp_path: Path) -> None:
+    from envkit.blueprint import load
+    from envkit.errors import BlueprintError
+
+    (tmp_path / "bp.yaml").write_text(
+        "name: x\n"
+        "services:\n"
+        "  api:\n"
+        "    image: a\n"
+        "    replicas: 0\n"
+        "    depends_on: [dbb, Bad]\n"
+        "  db:\n"
+        "    image: b\n"
+        "  Bad:\n"
+        "    image: c\n"
+    )
+    with pytest.raises(BlueprintError) as caught:
+        load(tmp_path / "bp.yaml", env={})
+    messages = [p.message for p in caught.value.problems]
+    assert "expected a replica count (1..64), got 0" in messages
+    assert "unknown service 'dbb' (did you mean 'db'?)" in messages
+    # 'Bad' has its own error (its name); the reference to it is not reported a second time.
+    assert sum("Bad" in m for m in messages) == 1
