@@ -20,12 +20,17 @@ _SECRET_KEY = re.compile(r"pass(word)?|secret|token|credential|api_?key|private"
 _URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^/:@\s]*:)(?P<pw>[^@/\s]+)(?P<tail>@)", re.I)
 
 
+def _reachable(info: RunInfo, ip: str) -> str:
+    """Where a published port is reached from here: a wildcard or loopback binding lives on the
+    engine's host (127.0.0.1 for a local engine); any other address is used as it is."""
+    return info.host if ip in ("0.0.0.0", "::", "", "127.0.0.1", "::1") else ip
+
+
 def host_port(info: RunInfo, service: str, container_port: int, protocol: str = "tcp") -> tuple[str, int]:
     for c in info.replicas(service):
         bound = c.ports.get(f"{container_port}/{protocol}")
         if bound:
-            ip = bound[0]
-            return (info.host if ip in ("0.0.0.0", "::", "") else ip), bound[1]
+            return _reachable(info, bound[0]), bound[1]
     if not info.replicas(service):
         raise EnvkitError(f"run {info.run_id} has no service '{service}'")
     raise EnvkitError(f"service {service} of run {info.run_id} publishes no port {container_port}/{protocol}")
@@ -41,8 +46,7 @@ def resolve(info: RunInfo, templates: tuple[tuple[str, str], ...] | None = None)
             replicas = info.replicas(service)
             for c in replicas:
                 if c.ports:
-                    ip = next(iter(c.ports.values()))[0]
-                    return info.host if ip in ("0.0.0.0", "::", "") else ip
+                    return _reachable(info, next(iter(c.ports.values()))[0])
             return info.host
         if parts[2] == "name":
             return L.container_name(info.run_id, service, 1)
@@ -81,7 +85,7 @@ def run_document(info: RunInfo, outputs: Mapping[str, str]) -> dict[str, Any]:
                     "state": c.status,
                     "exit_code": c.exit_code,
                     "ports": {
-                        key: {"host": info.host if ip in ("0.0.0.0", "::", "") else ip, "port": port}
+                        key: {"host": _reachable(info, ip), "port": port}
                         for key, (ip, port) in sorted(c.ports.items())
                     },
                 }

@@ -45,7 +45,8 @@ def info(load_text: Callable[..., Blueprint]) -> RunInfo:
 def test_templates_resolve_against_the_live_run(info: RunInfo) -> None:
     assert resolve(info) == {
         "API_URL": "http://engine.example:18080/",  # bound to 0.0.0.0: reached through the engine's host
-        "DATABASE_URL": "postgresql://app:s3cret@127.0.0.1:15432/app",
+        # bound to the engine's loopback: also reached through the engine's host from here
+        "DATABASE_URL": "postgresql://app:s3cret@engine.example:15432/app",
         "DB_CONTAINER": "envkit-shop-1-db-1",
         "METRICS_PORT": "49153",  # ephemeral: whatever the engine picked
         "RUN": "shop-1",
@@ -57,7 +58,7 @@ def test_explicit_templates_override_the_runs_own(info: RunInfo) -> None:
 
 
 def test_host_port_names_what_is_missing(info: RunInfo) -> None:
-    assert host_port(info, "db", 5432) == ("127.0.0.1", 15432)
+    assert host_port(info, "db", 5432) == ("engine.example", 15432)
     with pytest.raises(EnvkitError, match="run shop-1 has no service 'cache'"):
         host_port(info, "cache", 6379)
     with pytest.raises(EnvkitError, match="service db of run shop-1 publishes no port 5433/tcp"):
@@ -68,7 +69,7 @@ def test_run_document_is_versioned_and_lists_ports(info: RunInfo) -> None:
     doc = run_document(info, resolve(info))
     assert doc["schema"] == JSON_SCHEMA == "envkit.run/v1"
     assert doc["run"] == "shop-1"
-    assert doc["services"]["db"]["replicas"][0]["ports"] == {"5432/tcp": {"host": "127.0.0.1", "port": 15432}}
+    assert doc["services"]["db"]["replicas"][0]["ports"] == {"5432/tcp": {"host": "engine.example", "port": 15432}}
     assert doc["services"]["api"]["replicas"][0]["state"] == "running"
 
 
