@@ -273,8 +273,9 @@ class Environment:
                 parts.append(f"{c.labels.get(L.SERVICE, c.name)} | {line}")
         return "\n".join(parts) + ("\n" if parts else "")
 
-    def follow(self, service: str, tail: int | None = None) -> Iterator[str]:
-        return self.backend.follow_logs(self._container(service).id, tail)
+    def follow(self, service: str, tail: int | None = None, replica: int = 1) -> Iterator[str]:
+        """New output of one replica as it comes (blocks; stop by closing the iterator)."""
+        return self.backend.follow_logs(self._container(service, replica).id, tail)
 
     def status(self) -> list[ServiceStatus]:
         info = self.refresh()

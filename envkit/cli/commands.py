@@ -205,16 +205,18 @@ def logs(run: str, service: str | None, follow: bool, tail: int | None) -> None:
         sys.stdout.write(env.logs(service, tail=tail))
         return
     names = [service] if service else list(env.services)
+    targets = [(n, r) for n in names for r in range(1, len(env.info.replicas(n)) + 1)] or [(n, 1) for n in names]
     lock = threading.Lock()
 
-    def pump(name: str) -> None:
-        for chunk in env.follow(name, tail):
+    def pump(name: str, replica: int) -> None:
+        many = len(env.info.replicas(name)) > 1
+        prefix = (f"{name}-{replica}" if many else name) + " | " if (not service or many) else ""
+        for chunk in env.follow(name, tail, replica):
             with lock:
-                prefix = "" if service else f"{name} | "
                 sys.stdout.write("".join(f"{prefix}{line}\n" for line in chunk.splitlines()))
                 sys.stdout.flush()
 
-    threads = [threading.Thread(target=pump, args=(n,), daemon=True) for n in names]
+    threads = [threading.Thread(target=pump, args=target, daemon=True) for target in targets]
     for t in threads:
         t.start()
     try:

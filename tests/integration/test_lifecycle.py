@@ -135,3 +135,19 @@ def test_validate_and_plan_need_no_engine() -> None:
     assert plan.returncode == 0
     assert "create:api-1" in plan.stdout and "envkit-p1-backend" in plan.stdout
     assert os.environ.get("DOCKER_HOST") != env["DOCKER_HOST"]
+
+
+def test_healthcheck_and_log_probes_gate_their_dependants(backend: Backend) -> None:
+    import envkit
+
+    with envkit.up(TEST_BLUEPRINTS / "probes", name="it-probes") as env:
+        rows = {s.service: s for s in env.status()}
+        assert {name: row.ready for name, row in rows.items()} == {
+            "healthy": "ready", "logger": "ready", "after": "ready"}
+        healthy = backend.inspect_container(rows["healthy"].container)
+        assert healthy.health == "healthy"  # up waited for the image's own HEALTHCHECK
+        assert "listening on :7000" in env.logs("logger")
+        after = backend.inspect_container(rows["after"].container)
+        # The dependant started only once both were ready: after the log line and the health check.
+        assert after.started_at > healthy.started_at
+    assert resources_of(backend, "it-probes") == []
