@@ -8,14 +8,18 @@ labelled with the run remains.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from envkit import labels as L
 from envkit.backends.base import Backend, ContainerState, Resource
 from envkit.errors import EngineError, RunNotFound
 from envkit.events import Event, EventSink, ignore
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 __all__ = ["RunInfo", "RunSummary", "describe", "list_runs", "teardown"]
 
@@ -96,8 +100,7 @@ def teardown(backend: Backend, run_ids: Sequence[str], on_event: EventSink = ign
     if len(run_ids) <= 1:
         results = [_teardown_one(backend, r, on_event, missing_ok) for r in run_ids]
     else:  # runs are independent: remove them side by side
-        with ThreadPoolExecutor(max_workers=min(8, len(run_ids)), thread_name_prefix="envkit-runs") as pool:
-            results = list(pool.map(lambda r: _teardown_one(backend, r, on_event, missing_ok), run_ids))
+        results = _map(lambda r: _teardown_one(backend, r, on_event, missing_ok), list(run_ids), 8)
     for result in results:
         for kind, n in result.items():
             counts[kind] += n
@@ -121,8 +124,7 @@ def _teardown_one(backend: Backend, run_id: str, on_event: EventSink, missing_ok
             items = by_kind[kind]
             if not items:
                 continue
-            with ThreadPoolExecutor(max_workers=min(16, len(items)), thread_name_prefix="envkit-down") as pool:
-                for r, err in zip(items, pool.map(lambda r: _attempt(backend, r), items), strict=True):
+            for r, err in zip(items, _map(lambda r: _attempt(backend, r), items, 16), strict=True):
                     if err:
                         errors.append(f"{r.kind} {r.name}: {err}")
                     else:
@@ -136,6 +138,19 @@ def _teardown_one(backend: Backend, run_id: str, on_event: EventSink, missing_ok
             left = ", ".join(f"{r.kind} {r.name}" for r in resources)
             raise EngineError(f"run {run_id}: could not remove {left}" + (f" ({'; '.join(errors)})" if errors else ""))
     return counts
+
+
+def _map(fn: Callable[[T], R], items: list[T], width: int) -> list[R]:
+    """``fn`` over ``items`` side by side; one by one once the interpreter is shutting down (atexit
+    teardown), when no new thread may be started."""
+    if len(items) > 1:
+        try:
+            with ThreadPoolExecutor(max_workers=min(width, len(items)), thread_name_prefix="envkit-down") as pool:
+                return list(pool.map(fn, items))
+        except RuntimeError as exc:  # "cannot schedule new futures after interpreter shutdown"
+            if "shutdown" not in str(exc):
+                raise
+    return [fn(item) for item in items]
 
 
 def _grace(resource: Resource) -> float:

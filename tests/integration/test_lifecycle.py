@@ -151,3 +151,16 @@ def test_healthcheck_and_log_probes_gate_their_dependants(backend: Backend) -> N
         # The dependant started only once both were ready: after the log line and the health check.
         assert after.started_at > healthy.started_at
     assert resources_of(backend, "it-probes") == []
+
+
+def test_an_environment_left_open_is_removed_at_interpreter_exit(backend: Backend) -> None:
+    script = (
+        "import envkit\n"
+        "env = envkit.up('tests/blueprints/good/volumes', name='it-atexit')\n"
+        "print(env.outputs['RUN_ID'])\n"  # no down(), no with-block: the process simply ends
+    )
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "it-atexit"
+    assert "Traceback" not in result.stderr
+    assert resources_of(backend, "it-atexit") == []
