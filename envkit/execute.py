@@ -18,7 +18,7 @@ from envkit.backends.base import Backend
 from envkit.errors import BuildFailed, EngineError, EnvkitError, ServiceFailed
 from envkit.events import Event, EventSink, ignore
 from envkit.plan import Plan, Step
-from envkit.probes import Aborted, wait_exited, wait_ready
+from envkit.probes import Aborted, log_tail, wait_exited, wait_ready
 
 __all__ = ["Executor", "Ledger"]
 
@@ -31,6 +31,7 @@ class Ledger:
 
     created: list[tuple[str, str, str]] = field(default_factory=list)  # (kind, id, name)
     containers: dict[str, str] = field(default_factory=dict)  # step target (container name) -> id
+    gated: set[str] = field(default_factory=set)  # container names created behind a gate
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add(self, kind: str, ident: str, name: str) -> None:
@@ -147,16 +148,32 @@ class Executor:
             return f"volume {step.target}"
         if step.action == "create":
             assert step.container is not None
-            ident = b.create_container(step.container)
+            if step.gate:
+                ident, gated = b.create_gated_container(step.container)
+            else:
+                ident, gated = b.create_container(step.container), False
             self.ledger.add("container", ident, step.target)
-            return f"created {step.target}"
+            if gated:
+                self.ledger.gated.add(step.target)
+            return f"created {step.target}" + (" (gated)" if gated else "")
         ident = self.ledger.containers[step.target]
-        if step.action == "start":
+        gated = step.target in self.ledger.gated
+        if step.action == "start" and step.gate and not gated:
+            return f"{step.target}: starts at release (its image cannot be gated)"
+        if step.action == "start" or (step.action == "release" and not gated):
             try:
                 b.start_container(ident)
             except EngineError as exc:
                 raise ServiceFailed(service, f"cannot start: {exc}", container=step.target) from exc
             return f"started {step.target}"
+        if step.action == "release":
+            try:
+                b.release_container(ident)
+            except EngineError as exc:
+                state = b.inspect_container(ident)
+                why = f"exited with code {state.exit_code} before its release" if not state.running else str(exc)
+                raise ServiceFailed(service, why, log_tail(b, ident), step.target) from exc
+            return f"released {step.target}"
         if step.action == "ready":
             began = time.monotonic()
             wait_ready(b, ident, service, step.probe, self._remaining(step), self.abort)

@@ -17,6 +17,8 @@ from envkit.blueprint.model import Build
 
 __all__ = ["context_digest", "image_tag"]
 
+RECIPE = 2
+
 
 def _ignore_patterns(context: Path) -> list[tuple[bool, re.Pattern[str]]]:
     file = context / ".dockerignore"
@@ -87,7 +89,8 @@ def context_digest(build: Build) -> str:
             st = full.stat()
             files.append((rel, hash((st.st_mtime_ns, st.st_size, st.st_ino)), st.st_mode))
     h = hashlib.sha256(_digest(build.context, tuple(files)).encode())
-    h.update(repr((build.dockerfile, build.args, build.target)).encode())
+    # RECIPE changes when what envkit adds to a build changes (its labels), so old images are not reused.
+    h.update(repr((RECIPE, build.dockerfile, build.args, build.target)).encode())
     return h.hexdigest()
 
 

@@ -17,7 +17,7 @@ def _managed() -> set[str] | None:
     except Exception:
         return None
     try:
-        return {f"{r.kind} {r.name}" for r in backend.list_resources({L.MANAGED: "true"})}
+        return {f"{r.kind} {r.name}" for r in backend.list_resources({L.MANAGED: "true", L.RUN: None})}
     finally:
         backend.close()
 

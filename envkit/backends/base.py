@@ -142,6 +142,17 @@ class Backend(ABC):
     @abstractmethod
     def create_container(self, spec: ContainerSpec) -> str: ...
 
+    def create_gated_container(self, spec: ContainerSpec) -> tuple[str, bool]:
+        """Create a container whose process waits behind a gate until ``release_container``.
+
+        Returns the id and whether it is gated; an engine (or image) that cannot gate creates a plain
+        container, which the executor then starts at release time instead."""
+        return self.create_container(spec), False
+
+    def release_container(self, container_id: str) -> None:
+        """Open the gate of a container created by ``create_gated_container``."""
+        raise NotImplementedError
+
     @abstractmethod
     def start_container(self, container_id: str) -> None: ...
 

@@ -6,11 +6,14 @@ inspects) and every ``docker.errors``/``requests`` failure becomes an envkit err
 
 from __future__ import annotations
 
+import io
 import os
 import re
+import tarfile
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 from urllib.parse import urlparse
 
@@ -33,6 +36,24 @@ from envkit.errors import EngineError, EngineUnavailable
 __all__ = ["DockerBackend"]
 
 _EXITED = re.compile(r"Exited \((-?\d+)\)")
+
+
+# The pre-start gate (see envkit.plan): a shell that waits for the release file, woken at once by
+# SIGWINCH (ignored by default, so a signal that comes early is harmless; the 0.25 s nap bounds that
+# case), then becomes the service's own process with exec: same PID 1, same argv, same environment.
+GATE_SCRIPT = (
+    'trap : WINCH; while [ ! -e /.envkit-go ]; do sleep 0.25 & wait $!; done; kill $! 2>/dev/null; exec "$@"'
+)
+
+
+def _tar_of_empty_file(name: str) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        tar.addfile(tarfile.TarInfo(name))
+    return buffer.getvalue()
+
+
+_GO_TAR = _tar_of_empty_file(".envkit-go")
 
 
 class _Busy(Exception):
@@ -170,6 +191,43 @@ class DockerBackend(Backend):
             for network, aliases in others:
                 api.connect_container_to_network(container_id, network, aliases=list(aliases))
         return container_id
+
+    def create_gated_container(self, spec: ContainerSpec) -> tuple[str, bool]:
+        with self._call(f"inspect image {spec.image}"):
+            config = self.api.inspect_image(spec.image).get("Config") or {}
+        # The process Docker would have run: the entrypoint, then the command (the image's command is
+        # dropped when the blueprint sets its own entrypoint, as Docker does).
+        entrypoint = list(spec.entrypoint) if spec.entrypoint is not None else list(config.get("Entrypoint") or [])
+        if spec.command is not None:
+            command = list(spec.command)
+        else:
+            command = list(config.get("Cmd") or []) if spec.entrypoint is None else []
+        argv = entrypoint + command
+        if not argv:
+            return self.create_container(spec), False
+        gated = replace(spec, entrypoint=("/bin/sh", "-c", GATE_SCRIPT, "envkit-gate"), command=tuple(argv))
+        container_id = self.create_container(gated)
+        if self._has(container_id, "/bin/sh"):
+            return container_id, True
+        self.remove_container(container_id, 0)  # an image without a shell: no gate, a plain start later
+        return self.create_container(spec), False
+
+    def _has(self, container_id: str, path: str) -> bool:
+        try:
+            with self._call(f"stat {path} in container {container_id[:12]}"):
+                stream, _ = self.api.get_archive(container_id, path)
+                for _ in stream:
+                    pass
+        except EngineError as exc:
+            if isinstance(exc.__cause__, docker.errors.NotFound):
+                return False
+            raise
+        return True
+
+    def release_container(self, container_id: str) -> None:
+        with self._call(f"release container {container_id[:12]}"):
+            self.api.put_archive(container_id, "/", _GO_TAR)
+            self.api.kill(container_id, signal="SIGWINCH")
 
     def start_container(self, container_id: str) -> None:
         with self._call(f"start container {container_id[:12]}"):

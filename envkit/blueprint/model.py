@@ -99,6 +99,7 @@ class Service:
     privileged: bool = False
     cap_add: tuple[str, ...] = ()
     hostname: str | None = None
+    prestart: bool = True  # start the container early behind a gate (needs /bin/sh in the image)
 
     @property
     def network_names(self) -> tuple[str, ...]:

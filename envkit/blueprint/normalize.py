@@ -39,7 +39,7 @@ TOP_KEYS = ("name", "networks", "volumes", "services", "outputs")
 SERVICE_KEYS = (
     "image", "build", "kind", "command", "entrypoint", "environment", "user", "working_dir", "networks",
     "ports", "volumes", "tmpfs", "labels", "memory", "cpus", "replicas", "depends_on", "ready",
-    "stop_grace_period", "stop_signal", "privileged", "cap_add", "hostname",
+    "stop_grace_period", "stop_signal", "privileged", "cap_add", "hostname", "prestart",
 )
 BUILD_KEYS = ("context", "dockerfile", "args", "target")
 PROBE_KINDS = ("tcp", "http", "exec", "log", "healthcheck")
@@ -361,6 +361,7 @@ def _service(r: _Reader, name: str, raw: Any, path: Key) -> Service | None:
         privileged=r.boolean(spec["privileged"], p("privileged")) if "privileged" in spec else False,
         cap_add=cap_add,
         hostname=r.string(spec["hostname"], p("hostname")) if "hostname" in spec else None,
+        prestart=r.boolean(spec["prestart"], p("prestart")) if "prestart" in spec else True,
     )
 
 

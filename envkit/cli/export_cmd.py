@@ -7,9 +7,6 @@ from pathlib import Path
 
 import click
 
-from envkit import api
-from envkit.export import image_tags, to_compose
-
 __all__ = ["export"]
 
 
@@ -25,10 +22,14 @@ def export(blueprint: Path, fmt: str, output: Path | None) -> None:
     once so the images exist; Compose then reuses them and never builds. Readiness probes become
     healthchecks (1s interval); what Compose cannot express is listed as notes.
     """
+    # Imported on use, like the other commands: every CLI start (`envkit validate`) pays for module imports.
     from rich.console import Console
     from rich.markup import escape
 
-    bp = api.validate(blueprint)
+    from envkit.blueprint import load
+    from envkit.export import image_tags, to_compose
+
+    bp = load(blueprint)
     result = to_compose(bp, image_tags(bp))
     text = result.text(str(bp.file))
     if output is None:

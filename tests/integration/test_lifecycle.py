@@ -164,3 +164,32 @@ def test_an_environment_left_open_is_removed_at_interpreter_exit(backend: Backen
     assert result.stdout.strip() == "it-atexit"
     assert "Traceback" not in result.stderr
     assert resources_of(backend, "it-atexit") == []
+
+
+def test_pre_started_services_run_their_own_process_only_after_release(backend: Backend) -> None:
+    import envkit
+
+    with envkit.up("blueprints/shop", name="it-gate") as env:
+        # The gated api became the service's own process (exec), as PID 1 with its own command line.
+        top = env.exec("api", ["cat", "/proc/1/cmdline"]).output.split("\0")
+        assert top[:3] == ["python3", "-m", "shop.api"]
+        assert env.exec("api", ["test", "-e", "/.envkit-go"]).exit_code == 0
+        db = backend.inspect_container("envkit-it-gate-db-1")
+        migrate_logs = env.logs("migrate")
+        assert "migrat" in migrate_logs.lower()
+        assert db.running
+    assert resources_of(backend, "it-gate") == []
+
+
+def test_an_image_without_a_shell_is_started_plainly_in_dependency_order(backend: Backend) -> None:
+    import envkit
+
+    with envkit.up(TEST_BLUEPRINTS / "no-shell", name="it-no-shell") as env:
+        rows = {s.service: s for s in env.status()}
+        assert {n: r.ready for n, r in rows.items()} == {"first": "ready", "second": "ready", "third": "ready"}
+        first = backend.inspect_container(rows["first"].container)
+        for name in ("second", "third"):
+            state = backend.inspect_container(rows[name].container)
+            assert state.started_at > first.started_at
+            assert env.exec(name, ["cat", "/proc/1/cmdline"]).output.split("\0")[0] == "sleep"
+    assert resources_of(backend, "it-no-shell") == []

@@ -61,15 +61,19 @@ plan for run shop-1 (blueprint shop, services: api, cache, db, migrate)
                                (probe exec pg_isready)
   create:migrate-1             create   envkit-shop-1-migrate-1  after image:envkit/shop-app:0123abcd, network:default
                                (container of the run)
-  start:migrate-1              start    envkit-shop-1-migrate-1  after create:migrate-1, ready:db-1
+  start:migrate-1              start    envkit-shop-1-migrate-1  after create:migrate-1, start:db-1
+                               (pre-start behind the gate)
+  release:migrate-1            release  envkit-shop-1-migrate-1  after start:migrate-1, ready:db-1
                                (after db ready)
-  complete:migrate-1           complete envkit-shop-1-migrate-1  after start:migrate-1
+  complete:migrate-1           complete envkit-shop-1-migrate-1  after release:migrate-1
                                (job must exit 0)
   create:api-1                 create   envkit-shop-1-api-1  after image:envkit/shop-app:0123abcd, network:default
                                (container of the run)
-  start:api-1                  start    envkit-shop-1-api-1  after create:api-1, complete:migrate-1, start:cache-1
+  start:api-1                  start    envkit-shop-1-api-1  after create:api-1, start:migrate-1, start:cache-1
+                               (pre-start behind the gate)
+  release:api-1                release  envkit-shop-1-api-1  after start:api-1, start:cache-1, complete:migrate-1
                                (after migrate completed, cache started)
-  ready:api-1                  ready    envkit-shop-1-api-1  after start:api-1
+  ready:api-1                  ready    envkit-shop-1-api-1  after release:api-1
                                (probe http 8080/health)"""
 
 
@@ -162,7 +166,9 @@ def test_replicas_get_their_own_containers_and_dependants_wait_for_all(
           api: {image: busybox, depends_on: [worker]}
     """)
     p = make_plan(bp, IDENTITY, frozenset({"busybox"}), {})
-    assert p.step("start:api-1").after == ("create:api-1", "ready:worker-1", "ready:worker-2")
+    # api waits for every replica: its container is pre-started, its process released after both are ready
+    assert p.step("start:api-1").after == ("create:api-1", "start:worker-1", "start:worker-2")
+    assert p.step("release:api-1").after == ("start:api-1", "ready:worker-1", "ready:worker-2")
     spec = p.step("create:worker-2").container
     assert spec is not None
     assert spec.hostname == "worker-2"
