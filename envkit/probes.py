@@ -1,7 +1,7 @@
 """Readiness probes: one small protocol, polled with one policy.
 
 Each check returns READY, NOT_YET or FAILED (for good). ``wait_ready`` polls from 20 ms with
-exponential backoff capped at 250 ms (tenacity) until the deadline; it stops at once when the
+exponential backoff capped at 50 ms (250 ms for exec and log probes; tenacity) until the deadline; it stops at once when the
 container exits or the caller aborts. On failure the error names the service being probed and
 carries its last log lines.
 
@@ -141,8 +141,11 @@ def wait_ready(backend: Backend, container_id: str, service: str, probe: Probe |
     def give_up(retry_state: RetryCallState) -> bool:
         return abort.is_set() or time.monotonic() >= deadline
 
+    # Cheap checks (a connect, an inspect) poll every 50 ms at most; a probe that spawns a process in
+    # the container (exec) or reads its whole log backs off to 250 ms, not to load a small machine.
+    cap = 0.25 if probe is not None and probe.kind in ("exec", "log") else 0.05
     retrying = Retrying(retry=retry_if_result(lambda o: o is Outcome.NOT_YET), stop=give_up,
-                        wait=wait_exponential(multiplier=0.02, min=0.02, max=0.25), sleep=_sleeper(abort),
+                        wait=wait_exponential(multiplier=0.02, min=0.02, max=cap), sleep=_sleeper(abort),
                         retry_error_callback=lambda rs: rs.outcome.result() if rs.outcome else Outcome.NOT_YET)
     outcome: Outcome = retrying(attempt)
     if outcome is Outcome.READY:
