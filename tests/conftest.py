@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+# The plugin's tests drive inner pytest sessions (tests/plugin); pytest only takes this at the top level.
+pytest_plugins = ["pytester"]
+
 _before: set[str] | None = None
 
 
