@@ -21,7 +21,6 @@ import pytest
 from envkit import labels as L
 from envkit.backends import Backend, connect
 
-
 ROOT = Path(__file__).resolve().parents[2]
 HELLO = ROOT / "blueprints" / "hello"
 SHOP = ROOT / "blueprints" / "shop"
