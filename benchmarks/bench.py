@@ -42,6 +42,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
+from envkit.signals import sigterm_as_interrupt
+
 __all__ = ["BenchError", "ToolMissing", "compose_version", "find_compose", "find_envkit", "main"]
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -546,18 +548,6 @@ def chart(metrics: dict[str, Any], facts: dict[str, Any], path: Path) -> None:
 
 # -- main -------------------------------------------------------------------------------------------------
 @contextmanager
-def _signals_as_interrupt() -> Iterator[None]:
-    def handler(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-@contextmanager
 def _uninterrupted() -> Iterator[None]:
     """Cleanup runs to the end: a second Ctrl-C must not leave half of it undone."""
     previous = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -601,7 +591,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         bench.say(f"bench {bench.prefix}: {'quick' if args.quick else f'{args.pairs} pairs'}, "
                   f"compose {facts['compose_version']}, {facts['nproc']} CPUs, load {facts['loadavg_start']}")
         try:
-            with _signals_as_interrupt():
+            with sigterm_as_interrupt():
                 bench.export()
                 if args.quick:
                     bench.pairs(1, (1,))

@@ -9,10 +9,7 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -22,6 +19,7 @@ from rich.table import Table
 
 from envkit.cli.render import Renderer
 from envkit.errors import EnvkitError, UsageError
+from envkit.signals import sigterm_as_interrupt
 
 if TYPE_CHECKING:
     from envkit.api import Environment
@@ -56,23 +54,6 @@ __all__ = ["cli"]
 # Not a terminal (CI logs, pipes): wide enough that tables are never cut.
 out = Console(highlight=False, soft_wrap=True, emoji=False, width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False, width=None if sys.stderr.isatty() else 200)
-
-
-@contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM (a cancelled CI job) takes the same path as Ctrl-C: tear down, then exit."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
