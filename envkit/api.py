@@ -122,27 +122,33 @@ def up(
             on_event(Event("note", run_id, f"kept run {run_id} for inspection; remove it with: envkit down {run_id}"))
         else:
             on_event(Event("rollback", run_id, f"removing what run {run_id} created"))
-            _rollback(backend, run_id, on_event)
-        if isinstance(exc, KeyboardInterrupt):
-            raise Interrupted(f"interrupted; run {run_id} was removed") from None
+            removed = _rollback(backend, the_plan, on_event)
+            if isinstance(exc, KeyboardInterrupt):
+                what = "was removed" if removed else f"may be left; remove it with: envkit down {run_id}"
+                raise Interrupted(f"interrupted; run {run_id} {what}") from None
         raise
     environment = Environment(backend, run_id, owned=True)
     environment.blueprint = bp
     return environment
 
 
-def _rollback(backend: Backend, run_id: str, on_event: EventSink) -> None:
+def _rollback(backend: Backend, the_plan: Plan, on_event: EventSink) -> bool:
     # By labels, not by the executor's ledger: the sweep also finds what a step was creating when the
     # failure came, which the ledger never saw.
-    for _ in range(2):
+    run_id, identity = the_plan.run_id, the_plan.identity
+    # Only what this process created: a same-named run made by another process at the same moment
+    # carries another owner or creation time.
+    mine = {L.OWNER: identity.owner, L.CREATED_AT: identity.created_at}
+    for _ in range(3):
         try:
-            teardown(backend, [run_id], on_event, missing_ok=True)
-            return
+            teardown(backend, [run_id], on_event, missing_ok=True, also=mine)
+            return True
         except KeyboardInterrupt:
             continue  # a second Ctrl-C must not leave half a run
         except EnvkitError as exc:
             on_event(Event("note", run_id, f"rollback incomplete: {exc}"))
-            return
+            return False
+    return False
 
 
 def attach(run_id: str, *, backend: Backend | None = None) -> Environment:

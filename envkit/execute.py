@@ -87,6 +87,8 @@ class Executor:
                 raise
         if failure is not None:
             raise failure
+        if pending:  # a plan whose steps wait for a step it does not hold: a planner bug, not a success
+            raise AssertionError(f"steps never became ready: {', '.join(sorted(pending))}")
         return self.ledger
 
     # -- one step -----------------------------------------------------------------------------------
@@ -120,6 +122,8 @@ class Executor:
             tail: list[str] = []
 
             def line(text: str) -> None:
+                if self.abort.is_set():
+                    raise Aborted()  # leaving the build stream makes the engine cancel the build
                 tail.append(text)
                 del tail[:-BUILD_TAIL]
                 self.on_event(Event("build-line", run_id, text, step.id, service))

@@ -52,6 +52,7 @@ class Step:
 @dataclass(frozen=True)
 class Plan:
     run_id: str
+    identity: RunIdentity
     blueprint: Blueprint
     services: tuple[str, ...]
     steps: tuple[Step, ...]
@@ -184,7 +185,7 @@ def make_plan(
                 cause = f"probe {svc.ready.describe()}" if svc.ready else "no probe: started (or image healthy)"
                 steps.append(Step(f"ready:{cid}", "ready", name, cause, (running,), (svc.name,),
                                   probe=svc.ready, timeout=svc.ready.timeout if svc.ready else DEFAULT_WAIT))
-    return Plan(run_id=run, blueprint=bp, services=selected, steps=tuple(steps))
+    return Plan(run_id=run, identity=identity, blueprint=bp, services=selected, steps=tuple(steps))
 
 
 def _gated(bp: Blueprint, svc: Service) -> bool:

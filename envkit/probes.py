@@ -55,7 +55,11 @@ def _address(backend: Backend, state: ContainerState, port: int) -> tuple[str, i
     return None
 
 
-def check(backend: Backend, state: ContainerState, probe: Probe | None) -> tuple[Outcome, str]:
+EXEC_TIMEOUT = 10.0  # one exec probe attempt; a command that hangs must not hang `up`
+
+
+def check(backend: Backend, state: ContainerState, probe: Probe | None,
+          budget: float = EXEC_TIMEOUT) -> tuple[Outcome, str]:
     if probe is None or probe.kind == "healthcheck":
         if state.health in (None, "") and probe is None:
             return Outcome.READY, "started"
@@ -69,7 +73,7 @@ def check(backend: Backend, state: ContainerState, probe: Probe | None) -> tuple
             return Outcome.FAILED, f"port {probe.port} is not published and the engine's network is not routable"
         return _tcp(where) if probe.kind == "tcp" else _http(where, probe)
     if probe.kind == "exec":
-        result = backend.exec(state.id, probe.command)
+        result = backend.exec(state.id, probe.command, timeout=max(0.5, min(budget, EXEC_TIMEOUT)))
         if result.exit_code == 0:
             return Outcome.READY, "exit 0"
         detail = f"exit {result.exit_code}: {result.output.strip()[-200:]}"
@@ -135,7 +139,16 @@ def wait_ready(backend: Backend, container_id: str, service: str, probe: Probe |
         if not state.running:
             last["detail"] = _exit_reason(state) if state.exit_code is not None else f"is {state.status}"
             return Outcome.FAILED
-        outcome, last["detail"] = check(backend, state, probe)
+        try:
+            outcome, last["detail"] = check(backend, state, probe, deadline - time.monotonic())
+        except EnvkitError as exc:
+            # Most often the container stopped between the inspect and the check: say why, by name.
+            after = backend.inspect_container(container_id)
+            if not after.running:
+                last["detail"] = _exit_reason(after) if after.exit_code is not None else f"is {after.status}"
+                return Outcome.FAILED
+            last["detail"] = str(exc).splitlines()[0]
+            return Outcome.NOT_YET
         return outcome
 
     def give_up(retry_state: RetryCallState) -> bool:

@@ -8,7 +8,7 @@ labelled with the run remains.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -93,23 +93,26 @@ def describe(backend: Backend, run_id: str) -> RunInfo:
 
 
 def teardown(backend: Backend, run_ids: Sequence[str], on_event: EventSink = ignore,
-             missing_ok: bool = False) -> dict[str, int]:
+             missing_ok: bool = False, also: Mapping[str, str] | None = None) -> dict[str, int]:
     """Remove every resource of the given runs; returns counts by kind. Raises RunNotFound for a run
-    with no resources unless ``missing_ok``; raises EngineError if anything is left afterwards."""
+    with no resources unless ``missing_ok``; raises EngineError if anything is left afterwards.
+    ``also``: further labels a resource must carry (rollback passes its owner and creation time, so
+    that it never removes a same-named run another process made)."""
     counts = {"container": 0, "network": 0, "volume": 0}
     if len(run_ids) <= 1:
-        results = [_teardown_one(backend, r, on_event, missing_ok) for r in run_ids]
+        results = [_teardown_one(backend, r, on_event, missing_ok, also or {}) for r in run_ids]
     else:  # runs are independent: remove them side by side
-        results = _map(lambda r: _teardown_one(backend, r, on_event, missing_ok), list(run_ids), 8)
+        results = _map(lambda r: _teardown_one(backend, r, on_event, missing_ok, also or {}), list(run_ids), 8)
     for result in results:
         for kind, n in result.items():
             counts[kind] += n
     return counts
 
 
-def _teardown_one(backend: Backend, run_id: str, on_event: EventSink, missing_ok: bool) -> dict[str, int]:
+def _teardown_one(backend: Backend, run_id: str, on_event: EventSink, missing_ok: bool,
+                  also: Mapping[str, str]) -> dict[str, int]:
     began = time.monotonic()
-    selector = {L.MANAGED: "true", L.RUN: run_id}
+    selector: dict[str, str | None] = {L.MANAGED: "true", L.RUN: run_id, **also}
     resources = backend.list_resources(selector)
     if not resources and not missing_ok:
         raise RunNotFound(f"no run '{run_id}' on this engine (see `envkit ls`)")
@@ -134,6 +137,7 @@ def _teardown_one(backend: Backend, run_id: str, on_event: EventSink, missing_ok
         if not resources:
             on_event(Event("teardown", run_id, f"run {run_id} removed", seconds=time.monotonic() - began))
             return counts
+        time.sleep(0.2 * (attempt + 1))  # e.g. another teardown of the same run is still under way
         if attempt == 2:
             left = ", ".join(f"{r.kind} {r.name}" for r in resources)
             raise EngineError(f"run {run_id}: could not remove {left}" + (f" ({'; '.join(errors)})" if errors else ""))

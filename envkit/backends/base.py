@@ -164,7 +164,9 @@ class Backend(ABC):
         """The exit code once the container has exited, or None after ``timeout`` seconds."""
 
     @abstractmethod
-    def exec(self, container_id: str, command: tuple[str, ...], user: str | None = None) -> ExecResult: ...
+    def exec(self, container_id: str, command: tuple[str, ...], user: str | None = None,
+             timeout: float | None = None) -> ExecResult:
+        """Run a command; with ``timeout``, stop waiting after that long (exit code -1)."""
 
     @abstractmethod
     def logs(self, container_id: str, tail: int | None = None, since: float | None = None,

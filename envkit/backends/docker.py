@@ -6,11 +6,13 @@ inspects) and every ``docker.errors``/``requests`` failure becomes an envkit err
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import re
 import tarfile
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
@@ -41,9 +43,46 @@ _EXITED = re.compile(r"Exited \((-?\d+)\)")
 # The pre-start gate (see envkit.plan): a shell that waits for the release file, woken at once by
 # SIGWINCH (ignored by default, so a signal that comes early is harmless; the 0.25 s nap bounds that
 # case), then becomes the service's own process with exec: same PID 1, same argv, same environment.
+# Before exec it reaps its nap and leaves WINCH ignored (the default action anyway), so a release
+# signal that lands just after the exec cannot reach the service; TERM/INT end a still-gated container.
 GATE_SCRIPT = (
-    'trap : WINCH; while [ ! -e /.envkit-go ]; do sleep 0.25 & wait $!; done; kill $! 2>/dev/null; exec "$@"'
+    "trap 'exit 143' TERM INT; trap : WINCH; "
+    'while [ ! -e /.envkit-go ]; do sleep 0.25 & wait $!; done; '
+    "trap '' WINCH; kill $! 2>/dev/null; wait $! 2>/dev/null; trap - TERM INT; exec \"$@\""
 )
+_SHELL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _read_exec(sock: Any, timeout: float) -> tuple[str, bool]:
+    """Read a non-TTY exec stream (8-byte frame headers) until EOF or ``timeout``; (output, finished)."""
+    raw = getattr(sock, "_sock", sock)
+    deadline = time.monotonic() + timeout
+    data = b""
+    finished = False
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            raw.settimeout(left)
+            try:
+                chunk = raw.recv(65536)
+            except (TimeoutError, OSError):
+                break
+            if not chunk:
+                finished = True
+                break
+            data += chunk
+    finally:
+        with contextlib.suppress(OSError):
+            sock.close()
+    out = bytearray()
+    i = 0
+    while i + 8 <= len(data):
+        size = int.from_bytes(data[i + 4:i + 8], "big")
+        out += data[i + 8:i + 8 + size]
+        i += 8 + size
+    return out.decode(errors="replace"), finished
 
 
 def _tar_of_empty_file(name: str) -> bytes:
@@ -106,7 +145,12 @@ class DockerBackend(Backend):
 
     def ping(self) -> None:
         with self._call("ping"):
-            self.api.ping()
+            info = self.api.info()
+        # Rootless engines and Docker Desktop keep container addresses out of this host's reach:
+        # probes then go through published ports.
+        security = " ".join(str(o) for o in info.get("SecurityOptions") or [])
+        if "rootless" in security or "Docker Desktop" in str(info.get("OperatingSystem", "")):
+            self.direct_routes = False
 
     # -- images -----------------------------------------------------------------------------------
     def image_exists(self, tag: str) -> bool:
@@ -126,9 +170,8 @@ class DockerBackend(Backend):
         return bool(test) and test[0] != "NONE"
 
     def pull_image(self, tag: str) -> None:
-        repo, _, version = tag.rpartition(":") if ":" in tag.split("/")[-1] else (tag, "", "latest")
         with self._call(f"pull image {tag}"):
-            self.api.pull(repo, tag=version)
+            self.api.pull(tag)  # the SDK splits name, tag and @digest itself
 
     def build_image(self, spec: BuildSpec, on_line: Callable[[str], None]) -> None:
         with self._call(f"build image {spec.tag}"):
@@ -203,7 +246,9 @@ class DockerBackend(Backend):
         else:
             command = list(config.get("Cmd") or []) if spec.entrypoint is None else []
         argv = entrypoint + command
-        if not argv:
+        env_names = [k for k, _ in spec.environment] + [e.split("=", 1)[0] for e in config.get("Env") or []]
+        if not argv or not all(_SHELL_NAME.match(name) for name in env_names):
+            # No process to gate, or variables a POSIX shell would drop on exec (e.g. "discovery.type").
             return self.create_container(spec), False
         gated = replace(spec, entrypoint=("/bin/sh", "-c", GATE_SCRIPT, "envkit-gate"), command=tuple(argv))
         container_id = self.create_container(gated)
@@ -271,13 +316,20 @@ class DockerBackend(Backend):
             raise
         return int(result.get("StatusCode", -1))
 
-    def exec(self, container_id: str, command: tuple[str, ...], user: str | None = None) -> ExecResult:
+    def exec(self, container_id: str, command: tuple[str, ...], user: str | None = None,
+             timeout: float | None = None) -> ExecResult:
         with self._call(f"exec in container {container_id[:12]}"):
             made = self.api.exec_create(container_id, list(command), user=user or "", stdout=True, stderr=True)
-            output = self.api.exec_start(made["Id"])
+            if timeout is None:
+                raw = self.api.exec_start(made["Id"])
+                output = raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
+            else:
+                output, finished = _read_exec(self.api.exec_start(made["Id"], socket=True), timeout)
+                if not finished:
+                    # The command goes on inside the container; the caller only stops waiting for it.
+                    return ExecResult(exit_code=-1, output=f"{output}(still running after {timeout:g}s)")
             code = self.api.exec_inspect(made["Id"]).get("ExitCode")
-        text = output.decode(errors="replace") if isinstance(output, bytes) else str(output)
-        return ExecResult(exit_code=int(code) if code is not None else -1, output=text)
+        return ExecResult(exit_code=int(code) if code is not None else -1, output=output)
 
     def logs(self, container_id: str, tail: int | None = None, since: float | None = None,
              until: float | None = None) -> str:

@@ -46,6 +46,7 @@ class _Container:
     exit_code: int | None = None
     health: str | None = None
     ports: dict[str, tuple[str, int]] = field(default_factory=dict)
+    gated: bool = False  # running its gate: the service's own process has not begun yet
 
     @property
     def labels(self) -> dict[str, str]:
@@ -72,6 +73,7 @@ class FakeBackend(Backend):
         self.exec_results: dict[str, ExecResult] = {}  # name or service -> what exec() returns
         self.build_failures: dict[str, str] = {}  # image tag -> reason its build (or pull) fails
         self.healthchecks: set[str] = set()  # image tags that declare a HEALTHCHECK
+        self.no_shell: set[str] = set()  # image tags without /bin/sh: not gated
         self.calls: list[tuple[str, str]] = []
         self.containers: dict[str, _Container] = {}
         self.networks: dict[str, _Network] = {}
@@ -170,19 +172,46 @@ class FakeBackend(Backend):
             self.containers[ident] = _Container(ident, spec, ip=f"10.89.{serial // 250}.{serial % 250 + 2}")
             return ident
 
+    def create_gated_container(self, spec: ContainerSpec) -> tuple[str, bool]:
+        """Gated like the Docker backend, unless the image is listed in ``no_shell``."""
+        container_id = self.create_container(spec)
+        if spec.image in self.no_shell:
+            return container_id, False
+        with self._changed:
+            self.containers[container_id].gated = True
+        self._record("gate", container_id)
+        return container_id, True
+
+    def release_container(self, container_id: str) -> None:
+        self._record("release_container", container_id)
+        with self._changed:
+            c = self._container(container_id, "release container")
+            if c.status != "running" or not c.gated:
+                raise EngineError(f"release container {c.spec.name}: container is not running behind its gate")
+            c.gated = False
+            self._run_process(c)
+
     def start_container(self, container_id: str) -> None:
         self._record("start_container", container_id)
         with self._changed:
             c = self._container(container_id, "start container")
-            code = self._setting(self.exit_codes, c)
-            if code is None:
-                c.status, c.exit_code = "running", None
-                c.health = self._setting(self.health, c)
-            else:
-                c.status, c.exit_code = "exited", code
             for p in c.spec.ports:
                 c.ports[f"{p.container}/{p.protocol}"] = (p.host_ip, p.host or next(self._host_ports))
-            self._changed.notify_all()
+            if c.gated:
+                c.status = "running"  # the gate runs; the service's process waits for its release
+                self._changed.notify_all()
+                return
+            self._run_process(c)
+
+    def _run_process(self, c: _Container) -> None:
+        """The service's own process begins (caller holds the lock): it runs, or exits at once."""
+        code = self._setting(self.exit_codes, c)
+        if code is None:
+            c.status, c.exit_code = "running", None
+            c.health = self._setting(self.health, c)
+        else:
+            c.status, c.exit_code = "exited", code
+        self._changed.notify_all()
 
     def exit_container(self, container_id: str, exit_code: int) -> None:
         """Not an engine call: make a container's process end, as a test's way to crash a service."""
@@ -205,7 +234,8 @@ class FakeBackend(Backend):
                 raise EngineError(f"wait for container {c.spec.name}: container was removed")
             return c.exit_code if c.status in ("exited", "dead") else None
 
-    def exec(self, container_id: str, command: tuple[str, ...], user: str | None = None) -> ExecResult:
+    def exec(self, container_id: str, command: tuple[str, ...], user: str | None = None,
+             timeout: float | None = None) -> ExecResult:
         self._record("exec", container_id)
         with self._changed:
             c = self._container(container_id, "exec in container")

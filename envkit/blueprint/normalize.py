@@ -586,6 +586,8 @@ def _probe(r: _Reader, value: Any, path: Key) -> Probe | None:
         http_path = r.string(opts.get("path", "/"), (*q, "path")) or "/"
         if not http_path.startswith("/"):
             r.error((*q, "path"), f"HTTP path must start with '/', got {_show(http_path)}")
+        elif not http_path.isascii() or any(c.isspace() for c in http_path):
+            r.error((*q, "path"), f"HTTP path must be URL-encoded (no spaces or non-ASCII), got {_show(http_path)}")
         return Probe(kind="http", timeout=timeout, port=port, path=http_path, status=status, body=body) if port else None
     if kind == "exec":
         command = r.argv(raw, q)

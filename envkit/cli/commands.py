@@ -19,7 +19,7 @@ from rich.table import Table
 
 from envkit.cli.render import Renderer
 from envkit.errors import EnvkitError, UsageError
-from envkit.signals import sigterm_as_interrupt
+from envkit.signals import Terminated, sigterm_as_interrupt
 
 if TYPE_CHECKING:
     from envkit.api import Environment
@@ -89,15 +89,34 @@ def plan(blueprint: Path, name: str | None, only: tuple[str, ...], offline: bool
     out.print(escape(_api().plan(blueprint, name=name, only=only, backend=backend).text()))
 
 
+def _write(path: Path, text: str, append: bool = False) -> None:
+    try:
+        with open(path, "a" if append else "w", encoding="utf-8") as fh:
+            fh.write(text)
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror}") from exc
+
+
+def _github_output(values: dict[str, str]) -> str:
+    """GitHub's own format: NAME=value, or a heredoc for values with line breaks (no dotenv escapes)."""
+    lines = []
+    for key, value in values.items():
+        if "\n" in value:
+            fence = "ENVKIT_EOF"
+            while fence in value:
+                fence += "_"
+            lines.append(f"{key}<<{fence}\n{value}\n{fence}")
+        else:
+            lines.append(f"{key}={value}")
+    return "\n".join(lines) + "\n"
+
+
 def _print_outputs(env: Environment, as_json: bool, env_file: Path | None, github_output: bool) -> None:
     values = env.outputs
     if env_file:
-        env_file.write_text(to_dotenv(values), encoding="utf-8")
-    if github_output:
-        target = os.environ.get("GITHUB_OUTPUT")
-        if target:
-            with open(target, "a", encoding="utf-8") as fh:
-                fh.write(f"ENVKIT_RUN={env.run_id}\n" + to_dotenv(values).replace('"', ""))
+        _write(env_file, to_dotenv(values))
+    if github_output and os.environ.get("GITHUB_OUTPUT"):
+        _write(Path(os.environ["GITHUB_OUTPUT"]), _github_output({"ENVKIT_RUN": env.run_id, **values}), append=True)
     if as_json:
         out.print_json(dumps(env.document()))
         return
@@ -189,13 +208,18 @@ def logs(run: str, service: str | None, follow: bool, tail: int | None) -> None:
     targets = [(n, r) for n in names for r in range(1, len(env.info.replicas(n)) + 1)] or [(n, 1) for n in names]
     lock = threading.Lock()
 
+    failures: list[EnvkitError] = []
+
     def pump(name: str, replica: int) -> None:
         many = len(env.info.replicas(name)) > 1
         prefix = (f"{name}-{replica}" if many else name) + " | " if (not service or many) else ""
-        for chunk in env.follow(name, tail, replica):
-            with lock:
-                sys.stdout.write("".join(f"{prefix}{line}\n" for line in chunk.splitlines()))
-                sys.stdout.flush()
+        try:
+            for chunk in env.follow(name, tail, replica):
+                with lock:
+                    sys.stdout.write("".join(f"{prefix}{line}\n" for line in chunk.splitlines()))
+                    sys.stdout.flush()
+        except EnvkitError as exc:  # e.g. the engine went away: reported once, by the main thread
+            failures.append(exc)
 
     threads = [threading.Thread(target=pump, args=target, daemon=True) for target in targets]
     for t in threads:
@@ -205,6 +229,8 @@ def logs(run: str, service: str | None, follow: bool, tail: int | None) -> None:
             t.join()
     except KeyboardInterrupt:
         return
+    if failures:
+        raise failures[0]
 
 
 @cli.command(name="exec", context_settings={"ignore_unknown_options": True})
@@ -227,7 +253,7 @@ def outputs(run: str, as_json: bool, env_file: Path | None) -> None:
     """Print RUN's outputs (--json: the run document)."""
     env = _api().attach(run)
     if env_file:
-        env_file.write_text(to_dotenv(env.outputs), encoding="utf-8")
+        _write(env_file, to_dotenv(env.outputs))
     if as_json:
         out.print_json(dumps(env.document()))
     elif not env_file:
@@ -264,15 +290,23 @@ def run(blueprint: Path, command: tuple[str, ...], name: str | None, only: tuple
                 try:
                     code = proc.wait()
                     return 128 - code if code < 0 else code  # killed by signal N: 128+N, as shells do
-                except KeyboardInterrupt:
-                    proc.send_signal(signal.SIGINT)
+                except KeyboardInterrupt as exc:
+                    # A terminal's Ctrl-C has reached the command already (same process group);
+                    # SIGTERM, sent to envkit alone, is passed on.
+                    if isinstance(exc, Terminated):
+                        proc.send_signal(signal.SIGTERM)
                     try:
                         proc.wait(timeout=10)
                     except (subprocess.TimeoutExpired, KeyboardInterrupt):
                         proc.kill()
                     raise
         finally:
-            env.down()
+            for _ in range(3):  # a second Ctrl-C must not leave half a run
+                try:
+                    env.down()
+                    break
+                except KeyboardInterrupt:
+                    continue
             err.print(f"[dim]run {env.run_id} removed[/]")
 
 from envkit.cli.export_cmd import export  # noqa: E402

@@ -140,16 +140,24 @@ def test_validate_and_plan_need_no_engine() -> None:
 def test_healthcheck_and_log_probes_gate_their_dependants(backend: Backend) -> None:
     import envkit
 
+    def first_line_at(container: str, text: str) -> str:
+        """Engine timestamp (RFC 3339, sortable) of the first log line containing ``text``."""
+        raw = backend.api.logs(container, timestamps=True).decode()  # type: ignore[attr-defined]
+        return next(line.split(" ", 1)[0] for line in raw.splitlines() if text in line)
+
     with envkit.up(TEST_BLUEPRINTS / "probes", name="it-probes") as env:
         rows = {s.service: s for s in env.status()}
         assert {name: row.ready for name, row in rows.items()} == {
             "healthy": "ready", "logger": "ready", "after": "ready"}
-        healthy = backend.inspect_container(rows["healthy"].container)
-        assert healthy.health == "healthy"  # up waited for the image's own HEALTHCHECK
-        assert "listening on :7000" in env.logs("logger")
-        after = backend.inspect_container(rows["after"].container)
-        # The dependant started only once both were ready: after the log line and the health check.
-        assert after.started_at > healthy.started_at
+        health = backend.api.inspect_container(rows["healthy"].container)["State"]["Health"]  # type: ignore[attr-defined]
+        assert health["Status"] == "healthy"  # up waited for the image's own HEALTHCHECK
+        first_healthy = min(h["End"] for h in health["Log"] if h["ExitCode"] == 0)
+        listening = first_line_at(rows["logger"].container, "listening on :7000")
+        # The dependant's own process (pre-started behind the gate) printed its first line only after
+        # the log line was seen and the health check had passed.
+        started = first_line_at(rows["after"].container, "started")
+        assert started > listening
+        assert started[:23] > first_healthy[:23]  # both RFC 3339 UTC; compare to the millisecond
     assert resources_of(backend, "it-probes") == []
 
 
@@ -189,6 +197,7 @@ def test_an_image_without_a_shell_is_started_plainly_in_dependency_order(backend
         assert {n: r.ready for n, r in rows.items()} == {"first": "ready", "second": "ready", "third": "ready"}
         first = backend.inspect_container(rows["first"].container)
         for name in ("second", "third"):
+            # Not gated (no shell; prestart: false): their containers start only once first is ready.
             state = backend.inspect_container(rows[name].container)
             assert state.started_at > first.started_at
             assert env.exec(name, ["cat", "/proc/1/cmdline"]).output.split("\0")[0] == "sleep"

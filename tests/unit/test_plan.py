@@ -196,3 +196,28 @@ def test_named_volumes_and_networks_get_run_scoped_names(load_text: Callable[...
     spec = p.step("create:db-1").container
     assert spec is not None
     assert spec.mounts[0].source == "envkit-shop-1-data"
+
+
+def test_gated_services_prestart_early_and_are_released_when_their_dependencies_are(
+    load_text: Callable[..., Blueprint],
+) -> None:
+    bp = load_text("""
+        services:
+          db: {image: postgres}
+          migrate: {image: app, kind: job, depends_on: [db]}
+          api: {image: app, depends_on: {migrate: completed}}
+          sidecar: {image: app, depends_on: {api: started}}
+          plain: {image: app, prestart: false, depends_on: [db]}
+    """)
+    p = make_plan(bp, IDENTITY, frozenset({"postgres", "app"}), {})
+    # Pre-started as soon as its dependency's container has started; its process waits for release.
+    assert p.step("start:migrate-1").after == ("create:migrate-1", "start:db-1")
+    assert p.step("release:migrate-1").after == ("start:migrate-1", "ready:db-1")
+    assert p.step("complete:migrate-1").after == ("release:migrate-1",)
+    assert p.step("release:api-1").after == ("start:api-1", "complete:migrate-1")
+    # "started" means the dependency's own process has begun: its release, not its gate.
+    assert p.step("start:sidecar-1").after == ("create:sidecar-1", "release:api-1")
+    assert "release:sidecar-1" not in {s.id for s in p.steps}  # only "started" conditions: nothing to gate
+    # prestart: false keeps the plain order.
+    assert p.step("start:plain-1").after == ("create:plain-1", "ready:db-1")
+    assert p.step("create:api-1").gate and not p.step("create:plain-1").gate
