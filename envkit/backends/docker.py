@@ -74,8 +74,9 @@ def _read_exec(sock: Any, timeout: float) -> tuple[str, bool]:
                 break
             data += chunk
     finally:
-        with contextlib.suppress(OSError):
-            sock.close()
+        for end in (sock, raw):
+            with contextlib.suppress(OSError):
+                end.close()
     out = bytearray()
     i = 0
     while i + 8 <= len(data):
