@@ -148,21 +148,21 @@ def make_plan(
                 needs.insert(0, image_step[svc.name])
             spec = _container_spec(svc, n, name, image_of[svc.name], run, {**stamp, **outputs})
             steps.append(Step(f"create:{cid}", "create", name, "container of the run", tuple(needs),
-                              (svc.name,), container=spec, gate=_gated(bp, svc)))
+                              (svc.name,), container=spec, gate=_gated(svc)))
             waits: list[str] = []  # what the service's process must wait for
             started: list[str] = []  # "started" conditions: the dependency's process is running
             for dep, cond in svc.depends_on:
                 d = bp.services[dep]
                 for m in range(1, d.replicas + 1):
                     if cond == "started":
-                        started.append(f"{'release' if _gated(bp, d) else 'start'}:{dep}-{m}")
+                        started.append(f"{'release' if _gated(d) else 'start'}:{dep}-{m}")
                     elif d.kind == "job":
                         waits.append(f"complete:{dep}-{m}")
                     else:
                         waits.append(f"ready:{dep}-{m}")
             conds = ", ".join(f"{d} {c}" for d, c in svc.depends_on)
             running = f"start:{cid}"
-            if _gated(bp, svc):
+            if _gated(svc):
                 # Pre-started: the container starts at once behind a gate (a shell waiting for a signal);
                 # when its dependencies are ready the gate is released and the process is exec'd. That
                 # takes one signal instead of a container start (~0.4 s) on the critical path.
@@ -188,7 +188,7 @@ def make_plan(
     return Plan(run_id=run, identity=identity, blueprint=bp, services=selected, steps=tuple(steps))
 
 
-def _gated(bp: Blueprint, svc: Service) -> bool:
+def _gated(svc: Service) -> bool:
     """Pre-start behind a gate: worth it when the service waits for another to be ready or complete."""
     return svc.prestart and any(cond != "started" for _, cond in svc.depends_on)
 

@@ -11,7 +11,6 @@ import io
 import os
 import re
 import tarfile
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -127,7 +126,6 @@ class DockerBackend(Backend):
             self.api = self._client.api
         except docker.errors.DockerException as exc:
             raise _unreachable(self.where, exc) from exc
-        self._lock = threading.Lock()
 
     # -- error translation ------------------------------------------------------------------------
     @contextmanager

@@ -13,6 +13,7 @@ import os
 import re
 import shlex
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -218,19 +219,13 @@ def normalize(data: dict[str, Any], marks: Marks, file: Path, directory: Path) -
     if any(not s.networks for s in services.values()) or ("default" in networks):
         networks.setdefault("default", NetworkDef("default"))
         services = {
-            n: s if s.networks else _replace(s, networks=(("default", ()),)) for n, s in services.items()
+            n: s if s.networks else replace(s, networks=(("default", ()),)) for n, s in services.items()
         }
     outputs = _outputs(r, data.get("outputs"))
     # A model is returned even when some values were wrong, so that cross-references are checked too
     # and `envkit validate` lists every problem in one go; the caller must not run it when problems exist.
     return Blueprint(name=name or "invalid", file=file, directory=directory, services=services, networks=networks,
                      volumes=volumes, outputs=outputs), r.problems
-
-
-def _replace(service: Service, **changes: Any) -> Service:
-    from dataclasses import replace
-
-    return replace(service, **changes)
 
 
 def _blueprint_name(r: _Reader, value: Any, file: Path) -> str | None:

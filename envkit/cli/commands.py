@@ -19,6 +19,7 @@ from rich.table import Table
 
 from envkit.cli.render import Renderer
 from envkit.errors import EnvkitError, UsageError
+from envkit.outputs import dumps, mask, to_dotenv
 from envkit.signals import Terminated, sigterm_as_interrupt
 
 if TYPE_CHECKING:
@@ -30,24 +31,6 @@ def _api() -> Any:
     from envkit import api
 
     return api
-
-
-def dumps(doc: Any) -> str:
-    from envkit.outputs import dumps as _dumps
-
-    return _dumps(doc)
-
-
-def mask(key: str, value: str) -> str:
-    from envkit.outputs import mask as _mask
-
-    return _mask(key, value)
-
-
-def to_dotenv(values: Any) -> str:
-    from envkit.outputs import to_dotenv as _to_dotenv
-
-    return _to_dotenv(values)
 
 __all__ = ["cli"]
 
