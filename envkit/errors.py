@@ -5,10 +5,18 @@
     ├── BlueprintError (3) ........ the blueprint is invalid; carries every Problem found
     ├── EngineUnavailable (4) ..... no Docker engine answers
     ├── EngineError (5) ........... the engine refused or failed a call
+    │   ├── NotFound (5) .......... the object is not there (removals treat this as success)
+    │   ├── Conflict (5) .......... a name is taken, or the object is in the wrong state for the call
+    │   ├── Busy (5) .............. in use for now (a network with endpoints still detaching); retried
+    │   ├── Transient (5) ......... timeouts, 5xx, dropped connections mid-call; retried (envkit.retry)
     │   └── BuildFailed (5) ....... an image build failed (names the service, shows the build log tail)
+    ├── Unsupported (2) ........... the engine lacks a capability the blueprint or the call needs
     ├── ServiceFailed (6) ......... a service exited, never got ready, or a job failed (names that service)
     ├── RunNotFound (7) ........... no resources carry that run id
     └── Interrupted (130) ......... Ctrl-C or SIGTERM; what was created has been removed
+
+Engine errors are told apart by class, never by message text: a backend translates its library's
+errors into NotFound / Conflict / Busy / Transient once, at the boundary.
 
 The CLI catches EnvkitError, prints ``str(error)`` and exits with ``error.exit_code``. Anything else
 escaping the CLI is a bug.
@@ -22,13 +30,18 @@ from dataclasses import dataclass
 __all__ = [
     "BlueprintError",
     "BuildFailed",
+    "Busy",
+    "Conflict",
     "EngineError",
     "EngineUnavailable",
     "EnvkitError",
     "Interrupted",
+    "NotFound",
     "Problem",
     "RunNotFound",
     "ServiceFailed",
+    "Transient",
+    "Unsupported",
     "UsageError",
 ]
 
@@ -72,6 +85,28 @@ class EngineUnavailable(EnvkitError):
 
 class EngineError(EnvkitError):
     exit_code = 5
+
+
+class NotFound(EngineError):
+    """The engine has no such object (container, network, volume, image)."""
+
+
+class Conflict(EngineError):
+    """A name is already taken, or the object is in a state the call cannot act on."""
+
+
+class Busy(EngineError):
+    """The object is in use for now (e.g. a network whose endpoints are still detaching)."""
+
+
+class Transient(EngineError):
+    """A failure worth another try: a timeout, a 5xx answer, a connection dropped mid-call."""
+
+
+class Unsupported(EnvkitError):
+    """The engine cannot do what is asked ("engine swarm cannot pause containers")."""
+
+    exit_code = 2
 
 
 def _tail(lines: Sequence[str]) -> str:

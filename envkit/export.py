@@ -94,10 +94,10 @@ def _service(bp: Blueprint, svc: Service, tags: Mapping[str, str], notes: list[s
     out["user"] = svc.user
     out["working_dir"] = svc.working_dir
     out["hostname"] = svc.hostname
-    if any(aliases for _, aliases in svc.networks):
-        out["networks"] = {n: ({"aliases": list(aliases)} if aliases else None) for n, aliases in svc.networks}
+    if any(a.aliases for a in svc.networks):
+        out["networks"] = {a.network: ({"aliases": list(a.aliases)} if a.aliases else None) for a in svc.networks}
     else:
-        out["networks"] = [n for n, _ in svc.networks]
+        out["networks"] = [a.network for a in svc.networks]
     out["ports"] = [_port(p) for p in svc.ports] or None
     out["volumes"] = [
         _clean({"type": m.type, "source": m.source, "target": m.target, "read_only": m.read_only or None})
@@ -113,7 +113,8 @@ def _service(bp: Blueprint, svc: Service, tags: Mapping[str, str], notes: list[s
     out["stop_grace_period"] = f"{svc.stop_grace_period:g}s" if svc.stop_grace_period > 0 else None
     if svc.kind == "job":
         out["restart"] = "no"
-    out["depends_on"] = {dep: {"condition": _condition(bp.services[dep], cond)} for dep, cond in svc.depends_on} or None
+    out["depends_on"] = {d.service: {"condition": _condition(bp.services[d.service], d.condition)}
+                         for d in svc.depends_on} or None
     if svc.kind == "service" and svc.ready is not None:
         test = _healthcheck_test(svc.ready)
         if test is not None:

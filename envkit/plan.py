@@ -151,7 +151,8 @@ def make_plan(
                               (svc.name,), container=spec, gate=_gated(svc)))
             waits: list[str] = []  # what the service's process must wait for
             started: list[str] = []  # "started" conditions: the dependency's process is running
-            for dep, cond in svc.depends_on:
+            for dependency in svc.depends_on:
+                dep, cond = dependency.service, dependency.condition
                 d = bp.services[dep]
                 for m in range(1, d.replicas + 1):
                     if cond == "started":
@@ -160,7 +161,7 @@ def make_plan(
                         waits.append(f"complete:{dep}-{m}")
                     else:
                         waits.append(f"ready:{dep}-{m}")
-            conds = ", ".join(f"{d} {c}" for d, c in svc.depends_on)
+            conds = ", ".join(f"{d.service} {d.condition}" for d in svc.depends_on)
             running = f"start:{cid}"
             if _gated(svc):
                 # Pre-started: the container starts at once behind a gate (a shell waiting for a signal);
@@ -168,7 +169,8 @@ def make_plan(
                 # takes one signal instead of a container start (~0.4 s) on the critical path.
                 # Its dependencies' own starts go first: on a small machine starts compete for CPU, and
                 # theirs are on the critical path.
-                first = [f"start:{dep}-{m}" for dep, _ in svc.depends_on for m in range(1, bp.services[dep].replicas + 1)]
+                first = [f"start:{d.service}-{m}" for d in svc.depends_on
+                         for m in range(1, bp.services[d.service].replicas + 1)]
                 steps.append(Step(f"start:{cid}", "start", name, "pre-start behind the gate",
                                   (f"create:{cid}", *first), (svc.name,), gate=True))
                 steps.append(Step(f"release:{cid}", "release", name, f"after {conds}",
@@ -190,7 +192,7 @@ def make_plan(
 
 def _gated(svc: Service) -> bool:
     """Pre-start behind a gate: worth it when the service waits for another to be ready or complete."""
-    return svc.prestart and any(cond != "started" for _, cond in svc.depends_on)
+    return svc.prestart and any(d.condition != "started" for d in svc.depends_on)
 
 
 def _ordered(bp: Blueprint, selected: tuple[str, ...]) -> list[str]:
@@ -202,7 +204,7 @@ def _ordered(bp: Blueprint, selected: tuple[str, ...]) -> list[str]:
         if name in seen:
             return
         seen.add(name)
-        for dep, _ in sorted(bp.services[name].depends_on):
+        for dep in sorted(d.service for d in bp.services[name].depends_on):
             visit(dep)
         done.append(name)
 
@@ -227,7 +229,7 @@ def _container_spec(svc: Service, replica: int, name: str, image: str, run: str,
     if svc.ready is not None:
         lab[L.PROBE] = probe_label(svc.ready)
     networks = tuple(
-        (L.network_name(run, net), (svc.name, f"{svc.name}-{replica}", *aliases)) for net, aliases in svc.networks
+        (L.network_name(run, a.network), (svc.name, f"{svc.name}-{replica}", *a.aliases)) for a in svc.networks
     )
     mounts = tuple(
         MountSpec(m.type, L.volume_name(run, m.source) if m.type == "volume" else m.source, m.target, m.read_only)

@@ -7,9 +7,12 @@ from pathlib import Path
 from typing import Literal
 
 __all__ = [
+    "Attachment",
     "Blueprint",
     "Build",
     "Condition",
+    "Dependency",
+    "Key",
     "Mount",
     "NetworkDef",
     "Port",
@@ -20,6 +23,8 @@ __all__ = [
 
 Condition = Literal["started", "ready", "completed"]
 ProbeKind = Literal["tcp", "http", "exec", "log", "healthcheck"]
+#: a key path into the blueprint file, e.g. ("services", "api", "depends_on", 2); Marks turn it into line:col
+Key = tuple[str | int, ...]
 
 
 @dataclass(frozen=True)
@@ -36,6 +41,7 @@ class Port:
     protocol: str = "tcp"
     host_ip: str = "127.0.0.1"
     host: int | None = None  # None: an ephemeral port chosen by the engine
+    at: Key = field(default=(), compare=False)  # where the item stands in the file; not part of equality
 
     @property
     def key(self) -> str:
@@ -48,6 +54,23 @@ class Mount:
     source: str  # volume name (blueprint-level) or absolute host path
     target: str
     read_only: bool = False
+    at: Key = field(default=(), compare=False)  # where the item stands in the file; not part of equality
+
+
+@dataclass(frozen=True)
+class Dependency:
+    service: str
+    condition: Condition = "ready"
+    at: Key = field(default=(), compare=False)  # where the item stands in the file; not part of equality
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """A service's place on one network: the network and extra DNS aliases there."""
+
+    network: str
+    aliases: tuple[str, ...] = ()
+    at: Key = field(default=(), compare=False)  # where the item stands in the file; not part of equality
 
 
 @dataclass(frozen=True)
@@ -84,7 +107,7 @@ class Service:
     environment: tuple[tuple[str, str], ...] = ()
     user: str | None = None
     working_dir: str | None = None
-    networks: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (network, extra aliases)
+    networks: tuple[Attachment, ...] = ()
     ports: tuple[Port, ...] = ()
     volumes: tuple[Mount, ...] = ()
     tmpfs: tuple[tuple[str, str], ...] = ()  # (path, mount options)
@@ -92,7 +115,7 @@ class Service:
     memory: int | None = None  # bytes
     cpus: float | None = None
     replicas: int = 1
-    depends_on: tuple[tuple[str, Condition], ...] = ()
+    depends_on: tuple[Dependency, ...] = ()
     ready: Probe | None = None
     stop_grace_period: float = 0.0  # 0: killed at teardown, the fast default for ephemeral runs
     stop_signal: str | None = None
@@ -103,7 +126,7 @@ class Service:
 
     @property
     def network_names(self) -> tuple[str, ...]:
-        return tuple(n for n, _ in self.networks)
+        return tuple(a.network for a in self.networks)
 
     def port(self, container_port: int, protocol: str = "tcp") -> Port | None:
         return next((p for p in self.ports if p.container == container_port and p.protocol == protocol), None)
@@ -141,5 +164,5 @@ class Blueprint:
             if name in seen:
                 continue
             seen.add(name)
-            stack.extend(dep for dep, _ in self.services[name].depends_on)
+            stack.extend(d.service for d in self.services[name].depends_on)
         return tuple(sorted(seen))

@@ -18,9 +18,11 @@ from pathlib import Path
 from typing import Any, TypeVar, cast
 
 from envkit.blueprint.model import (
+    Attachment,
     Blueprint,
     Build,
     Condition,
+    Dependency,
     Mount,
     NetworkDef,
     Port,
@@ -219,7 +221,7 @@ def normalize(data: dict[str, Any], marks: Marks, file: Path, directory: Path) -
     if any(not s.networks for s in services.values()) or ("default" in networks):
         networks.setdefault("default", NetworkDef("default"))
         services = {
-            n: s if s.networks else replace(s, networks=(("default", ()),)) for n, s in services.items()
+            n: s if s.networks else replace(s, networks=(Attachment("default"),)) for n, s in services.items()
         }
     outputs = _outputs(r, data.get("outputs"))
     # A model is returned even when some values were wrong, so that cross-references are checked too
@@ -396,25 +398,28 @@ def _build(r: _Reader, value: Any, path: Key) -> Build | None:
     return Build(context=context, dockerfile=dockerfile, args=args, target=target)
 
 
-def _service_networks(r: _Reader, value: Any, path: Key) -> tuple[tuple[str, tuple[str, ...]], ...]:
+def _service_networks(r: _Reader, value: Any, path: Key) -> tuple[Attachment, ...]:
     if value is None:
         return ()
+    out: list[Attachment] = []
     if isinstance(value, list):
-        names = r.items(value, path, "networks", lambda v, q: r.string(v, q, "a network name"))
-        seen: list[str] = []
-        for i, n in enumerate(names):
-            if n in seen:
-                r.error((*path, i), f"network '{n}' listed twice")
-            seen.append(n)
-        return tuple((n, ()) for n in dict.fromkeys(names))
+        for i, raw in enumerate(value):
+            q: Key = (*path, i)
+            name = r.string(raw, q, "a network name")
+            if name is None:
+                continue
+            if any(a.network == name for a in out):
+                r.error(q, f"network '{name}' listed twice")
+                continue
+            out.append(Attachment(name, (), q))  # the item's own index in the file, for later errors
+        return tuple(out)
     spec = r.mapping(value, path, "networks (a list or a mapping)")
-    out = []
     for name, raw in (spec or {}).items():
         opts = r.mapping(raw, (*path, name), "network options") or {}
         r.keys(opts, (*path, name), ("aliases",))
         aliases = r.items(opts.get("aliases"), (*path, name, "aliases"), "aliases",
                           lambda v, q: r.string(v, q, "an alias"))
-        out.append((name, tuple(aliases)))
+        out.append(Attachment(name, tuple(aliases), (*path, name)))
     return tuple(out)
 
 
@@ -456,7 +461,7 @@ def _port(r: _Reader, value: Any, path: Key) -> Port | None:
     host_ip = r.string(spec.get("host_ip", "127.0.0.1"), (*path, "host_ip")) or "127.0.0.1"
     if container is None:
         return None
-    return Port(container=container, protocol=str(protocol), host_ip=host_ip, host=host)
+    return Port(container=container, protocol=str(protocol), host_ip=host_ip, host=host, at=path)
 
 
 def _mount(r: _Reader, value: Any, path: Key) -> Mount | None:
@@ -492,7 +497,7 @@ def _mount(r: _Reader, value: Any, path: Key) -> Mount | None:
             r.error(path, f"bind mount source '{source}' does not exist (looked at {r.shown(source)})")
             return None
         source = str(host_path)
-    return Mount(type=kind, source=source, target=target, read_only=read_only)
+    return Mount(type=kind, source=source, target=target, read_only=read_only, at=path)
 
 
 def _tmpfs(r: _Reader, value: Any, path: Key) -> tuple[tuple[str, str], ...]:
@@ -517,18 +522,22 @@ def _tmpfs(r: _Reader, value: Any, path: Key) -> tuple[tuple[str, str], ...]:
     return tuple(sorted(out.items()))
 
 
-def _depends_on(r: _Reader, value: Any, path: Key) -> tuple[tuple[str, Condition], ...]:
+def _depends_on(r: _Reader, value: Any, path: Key) -> tuple[Dependency, ...]:
     if value is None:
         return ()
+    out: list[Dependency] = []
     if isinstance(value, list):
-        names = r.items(value, path, "services", lambda v, q: r.string(v, q, "a service name"))
-        for i, n in enumerate(names):
-            if n in names[:i]:  # also keeps list indexes equal to model indexes, which validate relies on
-                r.error((*path, i), f"service '{n}' listed twice")
-        ready: Condition = "ready"
-        return tuple((n, ready) for n in dict.fromkeys(names))
+        for i, raw in enumerate(value):
+            q: Key = (*path, i)
+            name = r.string(raw, q, "a service name")
+            if name is None:
+                continue
+            if any(d.service == name for d in out):
+                r.error(q, f"service '{name}' listed twice")
+                continue
+            out.append(Dependency(name, "ready", q))  # the item's own index in the file, for later errors
+        return tuple(out)
     spec = r.mapping(value, path, "depends_on (a list or a mapping)")
-    out = []
     for dep, raw in (spec or {}).items():
         q = (*path, dep)
         if isinstance(raw, str):
@@ -539,7 +548,7 @@ def _depends_on(r: _Reader, value: Any, path: Key) -> tuple[tuple[str, Condition
         if cond not in CONDITIONS:
             r.error((*q, "condition"), f"unknown condition {_show(cond)}; use started, ready or completed")
             continue
-        out.append((dep, cast(Condition, cond)))
+        out.append(Dependency(dep, cast(Condition, cond), q))
     return tuple(out)
 
 

@@ -39,10 +39,8 @@ def check(bp: Blueprint, marks: Marks, declared: dict[str, set[str]] | None = No
 
     for svc in bp.services.values():
         base = ("services", svc.name)
-        for i, (dep, cond) in enumerate(svc.depends_on):
-            # In list form the path ends in the index; in mapping form in the name.
-            path = (*base, "depends_on", i) if marks.positions.get((*base, "depends_on", i)) else (
-                *base, "depends_on", dep)
+        for d in svc.depends_on:
+            dep, cond, path = d.service, d.condition, d.at or (*base, "depends_on", d.service)
             if dep in skipped.get("services", ()):
                 continue
             if dep == svc.name:
@@ -52,23 +50,24 @@ def check(bp: Blueprint, marks: Marks, declared: dict[str, set[str]] | None = No
             elif cond == "completed" and bp.services[dep].kind != "job":
                 err(path, f"condition 'completed' needs a job, but '{dep}' is a long-running service "
                           f"(add 'kind: job' to it or use condition 'ready')")
-        for i, (net, _) in enumerate(svc.networks):
+        for a in svc.networks:
+            net = a.network
             if net not in bp.networks and net not in skipped.get("networks", ()):
-                path = (*base, "networks", i) if marks.positions.get((*base, "networks", i)) else (
-                    *base, "networks", net)
-                err(path, f"undefined network '{net}'{_hint(net, sorted(bp.networks))}"
+                err(a.at or (*base, "networks", net), f"undefined network '{net}'{_hint(net, sorted(bp.networks))}"
                           f" (declare it under the top-level 'networks:')")
         for i, mount in enumerate(svc.volumes):
             if mount.type == "volume" and mount.source not in bp.volumes and mount.source not in skipped.get("volumes", ()):
-                err((*base, "volumes", i), f"undefined volume '{mount.source}'{_hint(mount.source, sorted(bp.volumes))}"
-                                           f" (declare it under the top-level 'volumes:')")
+                err(mount.at or (*base, "volumes", i),
+                    f"undefined volume '{mount.source}'{_hint(mount.source, sorted(bp.volumes))}"
+                    f" (declare it under the top-level 'volumes:')")
         seen_ports: set[str] = set()
         for i, port in enumerate(svc.ports):
+            at = port.at or (*base, "ports", i)
             if port.key in seen_ports:
-                err((*base, "ports", i), f"container port {port.key} is listed twice")
+                err(at, f"container port {port.key} is listed twice")
             seen_ports.add(port.key)
             if port.host is not None and svc.replicas > 1:
-                err((*base, "ports", i), f"host port {port.host} is pinned but the service has "
+                err(at, f"host port {port.host} is pinned but the service has "
                                          f"{svc.replicas} replicas; leave the host port out (ephemeral)")
 
     # A wildcard address (0.0.0.0, ::) takes the port on every address, so it clashes with any other.
@@ -80,7 +79,7 @@ def check(bp: Blueprint, marks: Marks, declared: dict[str, set[str]] | None = No
             taken = pinned.setdefault((port.host, port.protocol), [])
             clash = next((owner for ip, owner in taken if port.host_ip == ip or {ip, port.host_ip} & WILDCARDS), None)
             if clash is not None:
-                err(("services", svc.name, "ports", i),
+                err(port.at or ("services", svc.name, "ports", i),
                     f"host port {port.host_ip}:{port.host}/{port.protocol} is already pinned by service "
                     f"'{clash}'; pin another port or leave it out (ephemeral)")
             else:
@@ -127,7 +126,7 @@ def _find_cycle(bp: Blueprint) -> list[str] | None:
     def visit(name: str) -> list[str] | None:
         state[name] = 1
         stack.append(name)
-        for dep, _ in bp.services[name].depends_on:
+        for dep in (d.service for d in bp.services[name].depends_on):
             if dep not in bp.services or dep == name:
                 continue
             if state.get(dep) == 1:

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from envkit.blueprint import Blueprint, Build, Mount, NetworkDef, Port, Probe, Service
+from envkit.blueprint.model import Attachment, Dependency
 from envkit.blueprint.normalize import normalize, parse_duration, parse_size
 from envkit.blueprint.source import Marks
 from envkit.errors import BlueprintError
@@ -143,7 +144,7 @@ def test_user_labels_may_not_use_envkits_namespace(load_text: LoadText) -> None:
 # -- depends_on -------------------------------------------------------------------------------------
 def test_depends_on_list_means_ready(load_text: LoadText) -> None:
     bp = load_text("services: {db: {image: x}, cache: {image: x}, api: {image: x, depends_on: [db, cache]}}")
-    assert bp.services["api"].depends_on == (("db", "ready"), ("cache", "ready"))
+    assert bp.services["api"].depends_on == (Dependency("db"), Dependency("cache"))
 
 
 def test_depends_on_mapping_with_conditions(load_text: LoadText) -> None:
@@ -159,7 +160,8 @@ def test_depends_on_mapping_with_conditions(load_text: LoadText) -> None:
               cache: started
               migrate: {condition: completed}
     """)
-    assert bp.services["api"].depends_on == (("db", "ready"), ("cache", "started"), ("migrate", "completed"))
+    assert bp.services["api"].depends_on == (Dependency("db"), Dependency("cache", "started"),
+                                             Dependency("migrate", "completed"))
     assert bp.services["migrate"].kind == "job"
 
 
@@ -323,7 +325,7 @@ cap_add: [NET_ADMIN]
 
 def test_defaults(load_text: LoadText) -> None:
     svc = service(load_text, "image: x")
-    assert svc == Service(name="svc", image="x", build=None, networks=(("default", ()),))
+    assert svc == Service(name="svc", image="x", build=None, networks=(Attachment("default"),))
     assert svc.stop_grace_period == 0.0  # killed at teardown unless asked otherwise
 
 
@@ -331,7 +333,7 @@ def test_defaults(load_text: LoadText) -> None:
 def test_services_without_networks_join_the_default_network(load_text: LoadText) -> None:
     bp = load_text("services: {a: {image: x}}")
     assert bp.networks == {"default": NetworkDef("default")}
-    assert bp.services["a"].networks == (("default", ()),)
+    assert bp.services["a"].networks == (Attachment("default"),)
 
 
 def test_declared_networks_with_aliases(load_text: LoadText) -> None:
@@ -344,15 +346,15 @@ def test_declared_networks_with_aliases(load_text: LoadText) -> None:
           api: {image: x, networks: {back: {aliases: [api-internal]}, front: {}}}
     """)
     assert bp.networks == {"back": NetworkDef("back", True, (("tier", "back"),)), "front": NetworkDef("front")}
-    assert bp.services["db"].networks == (("back", ()),)
-    assert bp.services["api"].networks == (("back", ("api-internal",)), ("front", ()))
+    assert bp.services["db"].networks == (Attachment("back"),)
+    assert bp.services["api"].networks == (Attachment("back", ("api-internal",)), Attachment("front"))
 
 
 def test_the_default_network_is_added_when_any_service_needs_it(load_text: LoadText) -> None:
     bp = load_text("networks: {back: {}}\nservices: {db: {image: x, networks: [back]}, api: {image: x}}")
     assert sorted(bp.networks) == ["back", "default"]
-    assert bp.services["api"].networks == (("default", ()),)
-    assert bp.services["db"].networks == (("back", ()),)
+    assert bp.services["api"].networks == (Attachment("default"),)
+    assert bp.services["db"].networks == (Attachment("back"),)
 
 
 def test_the_blueprint_is_named_after_its_folder_unless_named(load_text: LoadText, tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from envkit.blueprint import Blueprint, NetworkDef, Port, Service
+from envkit.blueprint.model import Attachment, Dependency
 from envkit.blueprint.source import Marks
 from envkit.blueprint.validate import check
 from envkit.errors import BlueprintError
@@ -27,17 +28,17 @@ def model(*services: Service, outputs: tuple[tuple[str, str], ...] = ()) -> Blue
 
 
 def svc(name: str, **kw: object) -> Service:
-    return Service(name=name, image="x", build=None, networks=(("default", ()),), **kw)  # type: ignore[arg-type]
+    return Service(name=name, image="x", build=None, networks=(Attachment("default"),), **kw)  # type: ignore[arg-type]
 
 
 def test_a_valid_model_has_no_problems() -> None:
-    bp = model(svc("db", ports=(Port(5432),)), svc("api", depends_on=(("db", "ready"),)),
+    bp = model(svc("db", ports=(Port(5432),)), svc("api", depends_on=(Dependency("db"),)),
                outputs=(("URL", "${services.db.host}:${services.db.ports.5432} ${run.id}"),))
     assert check(bp, Marks("t.yaml")) == []
 
 
 def test_check_works_on_a_model_without_marks() -> None:
-    (problem,) = check(model(svc("api", depends_on=(("dbb", "ready"),)), svc("db")), Marks("t.yaml"))
+    (problem,) = check(model(svc("api", depends_on=(Dependency("dbb"),)), svc("db")), Marks("t.yaml"))
     assert str(problem) == "t.yaml services.api.depends_on.dbb: unknown service 'dbb' (did you mean 'db'?)"
 
 
