@@ -1,23 +1,46 @@
 """What the core reports while it works. The CLI and the pytest plugin render events; the core never
-writes to a terminal."""
+writes to a terminal.
+
+Consumers read the typed fields (``kind``, ``phase``, ``action``, ``service``, ``replica``,
+``duration``, ``detail``); ``message`` is ready-made text for display and is never parsed, and ``step``
+is an opaque id for pairing a step's start with its end.
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Literal
 
-__all__ = ["Event", "EventSink", "ignore"]
+__all__ = ["Event", "EventKind", "EventSink", "Phase", "ignore"]
+
+EventKind = Literal[
+    "plan",  # a plan is about to run (detail: the number of steps)
+    "step",  # a plan step: phase start | done | failed
+    "output",  # a line of a step's own output (e.g. an image build): detail is the line
+    "rollback",  # a failed or interrupted up removes what it made
+    "teardown",  # removal of a run: phase start | done
+    "removed",  # one resource removed (detail: its kind, target: its name)
+    "note",  # something the user should read (message)
+]
+Phase = Literal["start", "done", "failed", ""]
 
 
 @dataclass(frozen=True)
 class Event:
-    kind: str  # plan | step-start | step-done | step-failed | build-line | rollback | teardown | removed | note
+    kind: EventKind
     run_id: str
-    message: str
-    step: str = ""
-    service: str = ""
-    seconds: float = 0.0  # how long the step took (step-done)
+    message: str = ""  # human text, for display only
+    phase: Phase = ""
+    action: str = ""  # a step's action: build, pull, network, volume, create, start, release, ready, ...
+    service: str = ""  # the service the event is about ("" when none, e.g. a network)
+    replica: int | None = None
+    services: tuple[str, ...] = ()  # every service a shared step serves (one image built for several)
+    target: str = ""  # the engine name of what the step makes or waits for (image tag, container name)
+    duration: float = 0.0  # seconds: how long the step (or teardown) took, on done / failed
+    detail: str = ""  # what happened, briefly: "gated", a probe's last result, a build line, an error
+    step: str = ""  # the step's id: opaque, for pairing start and end
     at: float = field(default_factory=time.monotonic)
 
 

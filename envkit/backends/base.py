@@ -1,28 +1,88 @@
-"""The one interface between envkit and a container engine.
+"""The one interface between envkit and a container engine, in engine-neutral terms.
 
 The planner and executor speak only in these terms; ``docker.py`` implements them for one Docker
 engine (the only module that imports ``docker``), ``fake.py`` in memory for unit tests. A Swarm or
 Kubernetes backend is one more module implementing ``Backend``.
+
+Every backend implements the core methods. What not every engine can do is an optional
+**capability**: a backend lists the ones it has in ``capabilities`` and implements their methods;
+the others raise ``Unsupported``. The planner checks a blueprint's needs against ``capabilities``
+before anything is created (``envkit.capabilities``), so a missing one is refused early with the key
+and the engine named, never discovered half-way through ``up``.
+
+Errors: methods raise envkit errors only, by kind (``NotFound``, ``Conflict``, ``Busy``, ``Transient``,
+other ``EngineError``), translated once inside the backend. Removing what is already gone succeeds.
 """
 
 from __future__ import annotations
 
+import enum
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from envkit.errors import Unsupported
+
 __all__ = [
     "Backend",
     "BuildSpec",
+    "Capability",
     "ContainerSpec",
     "ContainerState",
+    "ContainerStatus",
+    "Endpoint",
     "ExecResult",
     "MountSpec",
+    "NetworkAttachment",
+    "NetworkSpec",
     "PortBinding",
+    "PortKey",
+    "Protocol",
     "Resource",
+    "VolumeSpec",
 ]
+
+Protocol = Literal["tcp", "udp"]
+Labels = tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, order=True)
+class PortKey:
+    """A container port: ``PortKey(8080)`` is 8080/tcp. Printed as ``8080/tcp``."""
+
+    number: int
+    protocol: Protocol = "tcp"
+
+    def __str__(self) -> str:
+        return f"{self.number}/{self.protocol}"
+
+    @classmethod
+    def parse(cls, text: str) -> PortKey:
+        """``"8080"`` or ``"8080/udp"`` (raises ValueError otherwise)."""
+        number, _, protocol = text.partition("/")
+        protocol = protocol or "tcp"
+        if protocol not in ("tcp", "udp") or not number.isdigit():
+            raise ValueError(f"not a port: {text!r}")
+        return cls(int(number), protocol)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where a published port is bound on the engine's side: the host address and port."""
+
+    host_ip: str
+    port: int
+
+
+@dataclass(frozen=True)
+class PortBinding:
+    """A port to publish: the container port, the host address to bind, and a host port (None: ephemeral)."""
+
+    container: PortKey
+    host_ip: str = "127.0.0.1"
+    host_port: int | None = None
 
 
 @dataclass(frozen=True)
@@ -30,17 +90,25 @@ class BuildSpec:
     tag: str
     context: Path
     dockerfile: str
-    args: tuple[tuple[str, str], ...]
+    args: Labels
     target: str | None
-    labels: tuple[tuple[str, str], ...]
+    labels: Labels
 
 
 @dataclass(frozen=True)
-class PortBinding:
-    container: int
-    protocol: str
-    host_ip: str
-    host: int | None
+class NetworkSpec:
+    """A private network of a run. The engine chooses the driver (a bridge on one Docker engine, an
+    attachable overlay on Swarm, a namespace's network policy on Kubernetes)."""
+
+    name: str
+    labels: Labels = ()
+    internal: bool = False  # no route out of the network
+
+
+@dataclass(frozen=True)
+class VolumeSpec:
+    name: str
+    labels: Labels = ()
 
 
 @dataclass(frozen=True)
@@ -52,21 +120,27 @@ class MountSpec:
 
 
 @dataclass(frozen=True)
+class NetworkAttachment:
+    network: str  # engine network name
+    aliases: tuple[str, ...] = ()  # DNS names of the container on that network
+
+
+@dataclass(frozen=True)
 class ContainerSpec:
     name: str
     image: str
-    labels: tuple[tuple[str, str], ...]
-    networks: tuple[tuple[str, tuple[str, ...]], ...]  # (engine network name, DNS aliases)
+    labels: Labels
+    networks: tuple[NetworkAttachment, ...]
     command: tuple[str, ...] | None = None
     entrypoint: tuple[str, ...] | None = None
-    environment: tuple[tuple[str, str], ...] = ()
+    environment: Labels = ()
     user: str | None = None
     working_dir: str | None = None
     hostname: str | None = None
     ports: tuple[PortBinding, ...] = ()
     mounts: tuple[MountSpec, ...] = ()
-    tmpfs: tuple[tuple[str, str], ...] = ()
-    memory: int | None = None
+    tmpfs: Labels = ()  # (path, mount options)
+    memory: int | None = None  # bytes
     cpus: float | None = None
     privileged: bool = False
     cap_add: tuple[str, ...] = ()
@@ -74,18 +148,29 @@ class ContainerSpec:
     stop_timeout: int | None = None
 
 
+ContainerStatus = Literal["created", "running", "paused", "restarting", "exited", "dead", "removing", "unknown"]
+
+
 @dataclass(frozen=True)
 class ContainerState:
+    """What the engine says of one container. The one state type, from an inspection or a listing.
+
+    ``None`` in ``exit_code``, ``health``, ``started_at`` or ``oom_killed`` means *unknown* when
+    ``detailed`` is False (a listing that does not carry them: inspect the container to know), and
+    *none* when it is True (running: no exit code; no HEALTHCHECK: no health).
+    """
+
     id: str
     name: str
-    status: str  # created | running | exited | dead | ...
+    status: ContainerStatus
     exit_code: int | None
-    health: str | None  # starting | healthy | unhealthy | None (no HEALTHCHECK)
-    addresses: Mapping[str, str]  # engine network name -> container IP
-    ports: Mapping[str, tuple[str, int]]  # "8080/tcp" -> (host ip, host port)
+    health: Literal["starting", "healthy", "unhealthy"] | None
+    addresses: Mapping[str, str]  # engine network name -> container address
+    ports: Mapping[PortKey, Endpoint]  # published ports (empty unless running)
     labels: Mapping[str, str] = field(default_factory=dict)
-    started_at: str = ""
-    oom_killed: bool = False
+    started_at: str | None = None
+    oom_killed: bool | None = None
+    detailed: bool = True
 
     @property
     def running(self) -> bool:
@@ -106,52 +191,68 @@ class ExecResult:
     output: str
 
 
+class Capability(enum.Enum):
+    """What not every engine can do. The value completes "engine NAME cannot ..."."""
+
+    GATE = "start containers behind a pre-start gate"
+    COPY_FILES = "copy files into containers"
+    EXPORT_FILESYSTEM = "export a container's filesystem"
+    EXPORT_VOLUME = "export and import volumes"
+    SIGNAL = "stop containers or send them signals"
+    PAUSE = "pause containers"
+    NETWORK_CONNECT = "connect containers to networks or disconnect them"
+
+
 class Backend(ABC):
     """One container engine. Methods raise envkit errors (never the engine library's own)."""
 
+    #: the engine's name in messages and in ``--engine`` ("docker", "swarm", ...)
+    name: str = "engine"
+    #: the optional abilities this backend implements (see ``Capability``)
+    capabilities: frozenset[Capability] = frozenset()
     #: the host name tests use to reach published ports ("127.0.0.1" for a local engine)
     host: str = "127.0.0.1"
     #: whether this process can reach container addresses directly (a local Linux engine)
     direct_routes: bool = True
 
+    def supports(self, capability: Capability) -> bool:
+        return capability in self.capabilities
+
+    def require(self, capability: Capability, what: str = "") -> None:
+        """Raise Unsupported naming the engine (and ``what`` needs it) unless the backend has it."""
+        if capability not in self.capabilities:
+            raise Unsupported(f"engine {self.name} cannot {capability.value}" + (f" ({what})" if what else ""))
+
     @abstractmethod
     def ping(self) -> None: ...
 
-    # images
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""
+
+    # -- images ---------------------------------------------------------------------------------------
     @abstractmethod
     def image_exists(self, tag: str) -> bool: ...
-
-    @abstractmethod
-    def image_healthcheck(self, tag: str) -> bool:
-        """Whether the image declares its own HEALTHCHECK."""
 
     @abstractmethod
     def pull_image(self, tag: str) -> None: ...
 
     @abstractmethod
-    def build_image(self, spec: BuildSpec, on_line: Callable[[str], None]) -> None: ...
+    def build_image(self, spec: BuildSpec, on_line: Callable[[str], None]) -> None:
+        """Build ``spec.tag``; each line of build output goes to ``on_line`` (which may raise to cancel).
+        A failed build raises EngineError whose message is the engine's reason alone."""
 
-    # networks, volumes
+    # -- networks and volumes -----------------------------------------------------------------------------
     @abstractmethod
-    def create_network(self, name: str, labels: Mapping[str, str], internal: bool) -> str: ...
+    def create_network(self, spec: NetworkSpec) -> str: ...
 
     @abstractmethod
-    def create_volume(self, name: str, labels: Mapping[str, str]) -> str: ...
+    def create_volume(self, spec: VolumeSpec) -> str: ...
 
-    # containers
+    # -- containers -----------------------------------------------------------------------------------
     @abstractmethod
-    def create_container(self, spec: ContainerSpec) -> str: ...
-
-    def create_gated_container(self, spec: ContainerSpec) -> tuple[str, bool]:
-        """Create a container whose process waits behind a gate until ``release_container``.
-
-        Returns the id and whether it is gated; an engine (or image) that cannot gate creates a plain
-        container, which the executor then starts at release time instead."""
-        return self.create_container(spec), False
-
-    def release_container(self, container_id: str) -> None:
-        """Open the gate of a container created by ``create_gated_container``."""
-        raise NotImplementedError
+    def create_container(self, spec: ContainerSpec) -> str:
+        """Make the container without running it. An engine with no create/start split records the
+        spec here and creates it in ``start_container``; either way the returned id is final."""
 
     @abstractmethod
     def start_container(self, container_id: str) -> None: ...
@@ -175,7 +276,7 @@ class Backend(ABC):
     @abstractmethod
     def follow_logs(self, container_id: str, tail: int | None = None) -> Iterator[str]: ...
 
-    # discovery and removal, by labels only
+    # -- discovery and removal, by labels only -------------------------------------------------------------
     @abstractmethod
     def list_resources(self, labels: Mapping[str, str | None]) -> list[Resource]:
         """Containers, networks and volumes carrying every label given (None: any value)."""
@@ -194,5 +295,58 @@ class Backend(ABC):
     @abstractmethod
     def remove_volume(self, name: str) -> None: ...
 
-    def close(self) -> None:  # noqa: B027 - optional hook
-        """Release connections."""
+    # -- capability GATE -------------------------------------------------------------------------------
+    def create_gated_container(self, spec: ContainerSpec) -> tuple[str, bool]:
+        """Create a container whose process waits behind a gate until ``release_container``.
+
+        Returns the id and whether it is gated; an image that cannot be gated (no shell) gets a plain
+        container, which the executor then starts at release time instead."""
+        self.require(Capability.GATE)
+        raise AssertionError("unreachable")
+
+    def release_container(self, container_id: str) -> None:
+        """Open the gate of a container created by ``create_gated_container``."""
+        self.require(Capability.GATE)
+
+    # -- capability COPY_FILES ---------------------------------------------------------------------------
+    def copy_into(self, container_id: str, directory: str, archive: bytes) -> None:
+        """Unpack a tar ``archive`` at ``directory`` in the container (owners and modes as in the tar)."""
+        self.require(Capability.COPY_FILES)
+
+    # -- capability EXPORT_FILESYSTEM --------------------------------------------------------------------
+    def export_filesystem(self, container_id: str, tag: str, labels: Mapping[str, str]) -> str:
+        """Save the container's filesystem (not its volumes) as image ``tag``; returns the image id."""
+        self.require(Capability.EXPORT_FILESYSTEM)
+        raise AssertionError("unreachable")
+
+    # -- capability EXPORT_VOLUME ------------------------------------------------------------------------
+    def export_volume(self, name: str) -> Iterator[bytes]:
+        """The content of a volume as a tar stream."""
+        self.require(Capability.EXPORT_VOLUME)
+        raise AssertionError("unreachable")
+
+    def import_volume(self, name: str, archive: Iterable[bytes]) -> None:
+        """Replace the content of an existing volume with a tar stream from ``export_volume``."""
+        self.require(Capability.EXPORT_VOLUME)
+
+    # -- capability SIGNAL ---------------------------------------------------------------------------------
+    def stop_container(self, container_id: str, grace: float) -> None:
+        """Stop (its stop signal, then SIGKILL after ``grace`` seconds), keeping the container."""
+        self.require(Capability.SIGNAL)
+
+    def kill_container(self, container_id: str, signal: str = "SIGKILL") -> None:
+        self.require(Capability.SIGNAL)
+
+    # -- capability PAUSE ----------------------------------------------------------------------------------
+    def pause_container(self, container_id: str) -> None:
+        self.require(Capability.PAUSE)
+
+    def unpause_container(self, container_id: str) -> None:
+        self.require(Capability.PAUSE)
+
+    # -- capability NETWORK_CONNECT -------------------------------------------------------------------
+    def connect_network(self, container_id: str, network: str, aliases: tuple[str, ...] = ()) -> None:
+        self.require(Capability.NETWORK_CONNECT)
+
+    def disconnect_network(self, container_id: str, network: str) -> None:
+        self.require(Capability.NETWORK_CONNECT)
