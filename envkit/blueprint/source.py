@@ -63,12 +63,20 @@ class Source:
 
 
 class _Loader(yaml.SafeLoader):
-    """Safe YAML with YAML 1.2 numbers: ``22:22`` stays a string, where YAML 1.1 reads the base-60 number
-    1342 (a port mapping turned silently into another port)."""
+    """Safe YAML with YAML 1.2 scalars: ``22:22`` stays a string, where YAML 1.1 reads the base-60 number
+    1342 (a port mapping turned silently into another port); ``off``/``yes``/``no``/``on`` stay strings (YAML
+    1.1 turns ``OFF: off`` into ``False: false``); ``0755`` stays the string ``"0755"`` (YAML 1.1 reads the
+    octal 493, YAML 1.2 the decimal 755 — either silently changes what was meant; ``0o755`` is octal)."""
 
+
+#: Limits that keep hostile input (alias bombs, deep nesting, huge files) from exhausting the machine.
+MAX_BYTES = 2 * 1024 * 1024
+MAX_NODES = 200_000  # values after expanding aliases; real blueprints hold a few thousand
+MAX_DEPTH = 64
 
 _NO_BASE_60 = {
-    "tag:yaml.org,2002:int": re.compile(r"^(?:[-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+)$"),
+    "tag:yaml.org,2002:bool": re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+    "tag:yaml.org,2002:int": re.compile(r"^(?:[-+]?(?:0|[1-9][0-9]*)|0o[0-7]+|0x[0-9a-fA-F]+)$"),
     "tag:yaml.org,2002:float": re.compile(
         r"^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?|\.[0-9][0-9_]*(?:[eE][-+][0-9]+)?"
         r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
@@ -97,6 +105,10 @@ def read_source(path: str | Path) -> Source:
     file = resolve_file(path)
     shown = str(file)
     try:
+        size = file.stat().st_size
+        if size > MAX_BYTES:
+            raise BlueprintError([Problem(shown, 0, 0, "", f"file is {size // 1024} KiB; a blueprint may be at most "
+                                                         f"{MAX_BYTES // 1024 // 1024} MiB (split data out into seed files)")])
         text = file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise BlueprintError([Problem(shown, 0, 0, "", f"cannot read: {exc}")]) from exc
@@ -104,11 +116,18 @@ def read_source(path: str | Path) -> Source:
     try:
         loader = _Loader(text)
         try:
-            node = loader.get_single_node()
+            try:
+                node = loader.get_single_node()
+            except RecursionError:
+                line, column = _too_deep_at(text)
+                raise BlueprintError([Problem(shown, line, column, "",
+                                              f"nested too deeply (more than {MAX_DEPTH} levels)")]) from None
             problems: list[Problem] = []
-            data = _build(loader, node, (), marks, problems) if node is not None else {}
+            data = _Builder(loader, marks, problems).build(node, ()) if node is not None else {}
         finally:
             loader.dispose()
+    except _TooBig as exc:
+        raise BlueprintError([exc.problem]) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (0, 0)
@@ -131,19 +150,61 @@ def read_source(path: str | Path) -> Source:
 _MAP, _SEQ = "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"
 
 
-def _build(loader: _Loader, node: yaml.Node, path: Key, marks: Marks, problems: list[Problem]) -> Any:
-    marks.positions.setdefault(path, (node.start_mark.line + 1, node.start_mark.column + 1))
-    if isinstance(node, yaml.CollectionNode) and node.tag not in (_MAP, _SEQ):
-        # Collections are built here, not by PyYAML's constructors: refuse a tag rather than drop it.
-        problems.append(marks.problem(path, f"unsupported YAML tag '{node.tag}'"))
-        return None
-    if isinstance(node, yaml.MappingNode):
+class _Builder:
+    """Builds plain data from YAML nodes, recording marks, within the limits above (aliases are expanded,
+    so a few bytes of anchors can mean billions of values: they are counted, and a recursive alias is refused)."""
+
+    def __init__(self, loader: _Loader, marks: Marks, problems: list[Problem]) -> None:
+        self.loader, self.marks, self.problems = loader, marks, problems
+        self.nodes = 0
+        self.active: set[int] = set()  # nodes on the current path: an alias to one of them is recursive
+
+    def build(self, node: yaml.Node, path: Key) -> Any:
+        marks, problems = self.marks, self.problems
+        marks.positions.setdefault(path, (node.start_mark.line + 1, node.start_mark.column + 1))
+        self.nodes += 1
+        if self.nodes > MAX_NODES:
+            raise _TooBig(marks.problem(path, f"more than {MAX_NODES} values once aliases are expanded "
+                                              "(an alias bomb?); a blueprint needs far fewer"))
+        if len(path) > MAX_DEPTH:
+            line, column = node.start_mark.line + 1, node.start_mark.column + 1
+            raise _TooBig(Problem(marks.file, line, column, format_path(path[:4]) + "...",
+                                  f"nested too deeply (more than {MAX_DEPTH} levels)"))
+        if id(node) in self.active:
+            raise _TooBig(marks.problem(path, "an alias refers to a value that contains it (a recursive alias)"))
+        if isinstance(node, yaml.CollectionNode) and node.tag not in (_MAP, _SEQ):
+            # Collections are built here, not by PyYAML's constructors: refuse a tag rather than drop it.
+            problems.append(marks.problem(path, f"unsupported YAML tag '{node.tag}'"))
+            return None
+        if isinstance(node, yaml.MappingNode):
+            self.active.add(id(node))
+            try:
+                return self._mapping(node, path)
+            finally:
+                self.active.discard(id(node))
+        if isinstance(node, yaml.SequenceNode):
+            self.active.add(id(node))
+            try:
+                return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
+            finally:
+                self.active.discard(id(node))
+        return self._scalar(node, path)
+
+    def _scalar(self, node: yaml.Node, path: Key) -> Any:
+        try:
+            return self.loader.construct_object(node, deep=True)
+        except (ValueError, OverflowError) as exc:  # e.g. an integer of 5,000 digits
+            self.problems.append(self.marks.problem(path, f"cannot read this value: {str(exc).split(';')[0]}"))
+            return None
+
+    def _mapping(self, node: yaml.MappingNode, path: Key) -> dict[Any, Any]:
+        marks, problems, loader = self.marks, self.problems, self.loader
         written = {id(k) for k, _ in node.value}  # keys in this mapping itself, not merged in
         loader.flatten_mapping(node)  # YAML merge keys (<<: *anchor) come first; later keys override them
         out: dict[Any, Any] = {}
         explicit: set[Key] = set()
         for key_node, value_node in node.value:
-            key = loader.construct_object(key_node, deep=True)
+            key = self._scalar(key_node, path) if isinstance(key_node, yaml.ScalarNode) else None
             if not isinstance(key, str | int | float | bool) or key is None:
                 problems.append(marks.problem(path, "mapping keys must be plain scalars"))
                 continue
@@ -162,8 +223,26 @@ def _build(loader: _Loader, node: yaml.Node, path: Key, marks: Marks, problems: 
             if id(key_node) in written:
                 explicit.add(child)
             marks.positions[child] = where
-            out[key] = _build(loader, value_node, child, marks, problems)
+            out[key] = self.build(value_node, child)
         return out
-    if isinstance(node, yaml.SequenceNode):
-        return [_build(loader, item, (*path, i), marks, problems) for i, item in enumerate(node.value)]
-    return loader.construct_object(node, deep=True)
+
+
+def _too_deep_at(text: str) -> tuple[int, int]:
+    """Where nesting first goes past MAX_DEPTH (PyYAML's composer recurses, its parser does not)."""
+    depth = 0
+    for event in yaml.parse(text, Loader=_Loader):
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                return event.start_mark.line + 1, event.start_mark.column + 1
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+    return 0, 0
+
+
+class _TooBig(Exception):
+    """Input past a limit: stop building at once (going on would be the damage)."""
+
+    def __init__(self, problem: Problem) -> None:
+        super().__init__(str(problem))
+        self.problem = problem
