@@ -10,9 +10,9 @@ Cross-references between services, networks, volumes and outputs are checked aft
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any, TypeVar
 
 from envkit.blueprint import keys as K
