@@ -97,16 +97,18 @@ def check(bp: Blueprint, marks: Marks, declared: dict[str, set[str]] | None = No
 
 
 def _check_ref(bp: Blueprint, body: str, skipped: set[str]) -> str | None:
+    shape_error: str | None = None  # a services.NAME.… of no known form: said once NAME is known to exist
+    port: int | None = None
     try:
         ref = refs.parse(body)
     except refs.BadRef as bad:
         if bad.service is None:
             return str(bad)
-        service, shape_error, port = bad.service, str(bad), None
+        service, shape_error = bad.service, str(bad)
     else:
         if isinstance(ref, refs.RunRef):
             return None
-        service, shape_error = ref.service, None
+        service = ref.service
         port = ref.port if isinstance(ref, refs.PortRef) else None
     if service in skipped:
         return None
