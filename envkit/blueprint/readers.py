@@ -64,7 +64,6 @@ class KeyDef:
     compose_fn: str | None = None  # … or the envkit.export function that maps it
     container: str | None = None  # the ContainerSpec field the value is handed to unchanged
     attr: str = ""  # the model's attribute, when it is not ``name``
-    required: bool = False  # ``read`` is called even when the key is absent (with None)
 
     @property
     def field(self) -> str:
@@ -83,9 +82,6 @@ class Table:
     def names(self) -> tuple[str, ...]:
         return tuple(k.name for k in self.keys)
 
-    def __getitem__(self, name: str) -> KeyDef:
-        return next(k for k in self.keys if k.name == name)
-
     def __iter__(self) -> Iterator[KeyDef]:
         return iter(self.keys)
 
@@ -102,8 +98,8 @@ def read_keys(r: Reader, table: Table, spec: Mapping[str, Any], path: Key,
         if key.read is None:
             continue
         value = None
-        if key.name in spec or key.required:
-            value = key.read(r, spec.get(key.name), where(key.name))
+        if key.name in spec:
+            value = key.read(r, spec[key.name], where(key.name))
         out[key.field] = key.default if value is None else value
     return out
 
