@@ -4,7 +4,9 @@
 data of a compose file, and lists what could not be carried over. Images are envkit's content tags
 (``envkit.images``), so Compose reuses the images envkit built and never builds or pulls them.
 
-What maps how:
+Which Compose key each service key goes to is written in its table entry (``envkit.blueprint.keys``):
+a plain key is copied (``compose=``), any other is mapped by the function here that ``compose_fn``
+names (registered with ``@_maps``). What maps how:
 
     ready probe   → a healthcheck run inside the container (interval 1s, timeout 1s, retries 60):
                     exec as a CMD array; http and tcp as a small python3 program, except well-known
@@ -19,12 +21,13 @@ What maps how:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import yaml
 
+from envkit.blueprint.keys import SERVICE
 from envkit.blueprint.model import Blueprint, Port, Probe, Service
 from envkit.images import image_tag
 
@@ -63,8 +66,8 @@ def image_tags(bp: Blueprint) -> dict[str, str]:
 
 def to_compose(bp: Blueprint, tags: Mapping[str, str]) -> ComposeExport:
     """The compose document for ``bp``; ``tags`` maps every build service to its image tag."""
-    notes: list[str] = []
-    services = {name: _service(bp, svc, tags, notes) for name, svc in bp.services.items()}
+    ctx = _Context(bp, tags, [])
+    services = {name: _service(ctx, svc) for name, svc in bp.services.items()}
     document: dict[str, Any] = {"name": bp.name, "services": services}
     if bp.networks:
         document["networks"] = {
@@ -74,57 +77,118 @@ def to_compose(bp: Blueprint, tags: Mapping[str, str]) -> ComposeExport:
     if bp.volumes:
         document["volumes"] = {v: _clean({"labels": _strings(d.labels) or None}) for v, d in bp.volumes.items()}
     if bp.outputs:
-        notes.append("outputs are not part of a compose file; read the host ports with `docker compose port`")
-    return ComposeExport(document, tuple(notes))
+        ctx.notes.append("outputs are not part of a compose file; read the host ports with `docker compose port`")
+    return ComposeExport(document, tuple(ctx.notes))
 
 
-def _service(bp: Blueprint, svc: Service, tags: Mapping[str, str], notes: list[str]) -> dict[str, Any]:
+@dataclass(frozen=True)
+class _Context:
+    bp: Blueprint
+    tags: Mapping[str, str]
+    notes: list[str]
+
+
+#: the functions that map one service key each (``KeyDef.compose_fn`` names them): service → compose keys
+_MAPPERS: dict[str, Callable[[_Context, Service], dict[str, Any]]] = {}
+
+
+def _maps(key: str) -> Callable[[Callable[[_Context, Service], dict[str, Any]]], Callable[[_Context, Service], dict[str, Any]]]:
+    def register(fn: Callable[[_Context, Service], dict[str, Any]]) -> Callable[[_Context, Service], dict[str, Any]]:
+        _MAPPERS[key] = fn
+        return fn
+    return register
+
+
+def _service(ctx: _Context, svc: Service) -> dict[str, Any]:
+    """Each key as the table says: copied to its Compose key (a default value left out), or mapped by its function."""
+    out: dict[str, Any] = {}
+    for key in SERVICE:
+        if key.compose_fn is not None:
+            out.update(_MAPPERS[key.compose_fn](ctx, svc))
+        elif key.compose is not None:
+            value = getattr(svc, key.field)
+            if value != key.default:  # Compose has the same default: leave it out, as a user would
+                out[key.compose] = _plain(value)
+    return _clean(out)
+
+
+def _plain(value: Any) -> Any:
+    """A model value as Compose spells it: key/value pairs as a mapping, tuples as lists, every ``$`` escaped."""
+    if isinstance(value, str):
+        return _escape(value)
+    if isinstance(value, tuple):
+        if value and all(isinstance(x, tuple) for x in value):
+            return {k: _escape(v) for k, v in value}
+        return [_plain(x) for x in value]
+    return value
+
+
+@_maps("image")
+def _image(ctx: _Context, svc: Service) -> dict[str, Any]:
     if svc.build is not None:
-        if svc.name not in tags:
+        if svc.name not in ctx.tags:
             raise KeyError(f"no image tag given for build service '{svc.name}'")
-        image, pull_policy = tags[svc.name], "never"  # envkit's content tag: local only, never in a registry
-    else:
-        image, pull_policy = str(svc.image), None
-    out: dict[str, Any] = {"image": _escape(image), "pull_policy": pull_policy}
-    if svc.entrypoint is not None:
-        out["entrypoint"] = [_escape(a) for a in svc.entrypoint]
-    if svc.command is not None:
-        out["command"] = [_escape(a) for a in svc.command]
-    out["environment"] = _strings(svc.environment) or None
-    out["user"] = svc.user
-    out["working_dir"] = svc.working_dir
-    out["hostname"] = svc.hostname
+        return {"image": _escape(ctx.tags[svc.name]), "pull_policy": "never"}  # envkit's content tag: local only
+    return {"image": _escape(str(svc.image))}
+
+
+@_maps("kind")
+def _kind(ctx: _Context, svc: Service) -> dict[str, Any]:
+    return {"restart": "no"} if svc.kind == "job" else {}
+
+
+@_maps("networks")
+def _networks(ctx: _Context, svc: Service) -> dict[str, Any]:
     if any(a.aliases for a in svc.networks):
-        out["networks"] = {a.network: ({"aliases": list(a.aliases)} if a.aliases else None) for a in svc.networks}
-    else:
-        out["networks"] = [a.network for a in svc.networks]
-    out["ports"] = [_port(p) for p in svc.ports] or None
-    out["volumes"] = [
+        return {"networks": {a.network: ({"aliases": list(a.aliases)} if a.aliases else None) for a in svc.networks}}
+    return {"networks": [a.network for a in svc.networks]}
+
+
+@_maps("ports")
+def _ports(ctx: _Context, svc: Service) -> dict[str, Any]:
+    return {"ports": [_port(p) for p in svc.ports] or None}
+
+
+@_maps("volumes")
+def _volumes(ctx: _Context, svc: Service) -> dict[str, Any]:
+    return {"volumes": [
         _clean({"type": m.type, "source": m.source, "target": m.target, "read_only": m.read_only or None})
         for m in svc.volumes
-    ] or None
-    out["tmpfs"] = [f"{path}:{opts}" if opts else path for path, opts in svc.tmpfs] or None
-    out["labels"] = _strings(svc.labels) or None
-    out["mem_limit"] = svc.memory
-    out["cpus"] = svc.cpus
-    out["privileged"] = svc.privileged or None
-    out["cap_add"] = list(svc.cap_add) or None
-    out["stop_signal"] = svc.stop_signal
-    out["stop_grace_period"] = f"{svc.stop_grace_period:g}s" if svc.stop_grace_period > 0 else None
-    if svc.kind == "job":
-        out["restart"] = "no"
-    out["depends_on"] = {d.service: {"condition": _condition(bp.services[d.service], d.condition)}
-                         for d in svc.depends_on} or None
-    if svc.kind == "service" and svc.ready is not None:
-        test = _healthcheck_test(svc.ready)
-        if test is not None:
-            out["healthcheck"] = {"test": test, **HEALTHCHECK_TIMING}
-        elif svc.ready.kind == "log":
-            notes.append(f"services.{svc.name}: a log-line probe (/{svc.ready.pattern}/) has no Compose equivalent; "
+    ] or None}
+
+
+@_maps("tmpfs")
+def _tmpfs(ctx: _Context, svc: Service) -> dict[str, Any]:
+    return {"tmpfs": [f"{path}:{opts}" if opts else path for path, opts in svc.tmpfs] or None}
+
+
+@_maps("replicas")
+def _replicas(ctx: _Context, svc: Service) -> dict[str, Any]:
+    return {"deploy": {"replicas": svc.replicas}} if svc.replicas > 1 else {}
+
+
+@_maps("depends_on")
+def _depends_on(ctx: _Context, svc: Service) -> dict[str, Any]:
+    return {"depends_on": {d.service: {"condition": _condition(ctx.bp.services[d.service], d.condition)}
+                           for d in svc.depends_on} or None}
+
+
+@_maps("ready")
+def _ready(ctx: _Context, svc: Service) -> dict[str, Any]:
+    if svc.kind != "service" or svc.ready is None:
+        return {}
+    test = _healthcheck_test(svc.ready)
+    if test is not None:
+        return {"healthcheck": {"test": test, **HEALTHCHECK_TIMING}}
+    if svc.ready.kind == "log":
+        ctx.notes.append(f"services.{svc.name}: a log-line probe (/{svc.ready.pattern}/) has no Compose equivalent; "
                          "dependants wait for service_started")
-    if svc.replicas > 1:
-        out["deploy"] = {"replicas": svc.replicas}
-    return _clean(out)
+    return {}
+
+
+@_maps("stop_grace_period")
+def _stop_grace_period(ctx: _Context, svc: Service) -> dict[str, Any]:
+    return {"stop_grace_period": f"{svc.stop_grace_period:g}s"} if svc.stop_grace_period > 0 else {}
 
 
 def _condition(dep: Service, cond: str) -> str:

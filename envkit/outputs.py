@@ -9,13 +9,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from envkit import labels as L
+from envkit.blueprint import refs
 from envkit.errors import EnvkitError
 from envkit.runs import RunInfo
 
 __all__ = ["JSON_SCHEMA", "mask", "resolve", "run_document", "to_dotenv"]
 
 JSON_SCHEMA = "envkit.run/v1"
-_REF = re.compile(r"\$\{(?P<ref>[A-Za-z_][\w-]*(?:\.[\w-]+)+)\}")
 _SECRET_KEY = re.compile(r"pass(word)?|secret|token|credential|api_?key|private", re.I)
 _URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^/:@\s]*:)(?P<pw>[^@/\s]+)(?P<tail>@)", re.I)
 
@@ -37,22 +37,21 @@ def host_port(info: RunInfo, service: str, container_port: int, protocol: str = 
 
 
 def resolve(info: RunInfo, templates: tuple[tuple[str, str], ...] | None = None) -> dict[str, str]:
-    def value(match: re.Match[str]) -> str:
-        parts = match.group("ref").split(".")
-        if parts[0] == "run":
+    def value(ref: refs.Ref) -> str:
+        if isinstance(ref, refs.RunRef):
             return info.run_id
-        service = parts[1]
-        if parts[2] == "host":
+        service = ref.service
+        if isinstance(ref, refs.ServiceRef) and ref.attr == "host":
             replicas = info.replicas(service)
             for c in replicas:
                 if c.ports:
                     return _reachable(info, next(iter(c.ports.values()))[0])
             return info.host
-        if parts[2] == "name":
+        if isinstance(ref, refs.ServiceRef):
             return L.container_name(info.run_id, service, 1)
-        return str(host_port(info, service, int(parts[3]))[1])
+        return str(host_port(info, service, ref.port)[1])
 
-    return {key: _REF.sub(value, template) for key, template in (templates or info.output_templates)}
+    return {key: refs.substitute(template, value) for key, template in (templates or info.output_templates)}
 
 
 def mask(key: str, value: str) -> str:

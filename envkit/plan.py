@@ -11,12 +11,12 @@ start → ready hops.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from typing import Literal
 
 from envkit import labels as L
 from envkit.backends.base import BuildSpec, ContainerSpec, MountSpec, PortBinding
+from envkit.blueprint import refs
 from envkit.blueprint.model import Blueprint, Probe, Service
 
 __all__ = ["Plan", "RunIdentity", "Step", "make_plan"]
@@ -73,7 +73,6 @@ class Plan:
         return "\n".join(lines)
 
 
-_SERVICE_REF = re.compile(r"\$\{services\.([\w-]+)\.")
 JOB_TIMEOUT = 600.0
 DEFAULT_WAIT = 60.0
 
@@ -137,7 +136,7 @@ def make_plan(
 
     # With --only, outputs that name a service outside the selection are left out (nothing to resolve).
     outputs = {f"{L.OUTPUT_PREFIX}{k}": v for k, v in bp.outputs
-               if all(m.group(1) in selected for m in _SERVICE_REF.finditer(v))}
+               if refs.services_in(v) <= set(selected)}
     for svc in services:
         for n in range(1, svc.replicas + 1):
             cid = f"{svc.name}-{n}"

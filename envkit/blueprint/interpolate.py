@@ -13,6 +13,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from envkit.blueprint import refs
 from envkit.blueprint.source import Key, Marks
 from envkit.errors import Problem
 
@@ -21,7 +22,6 @@ __all__ = ["interpolate"]
 # A body may hold one nested ``${...}`` (``${TAG:-${DEFAULT_TAG}}``); it is substituted in its turn.
 _TOKEN = re.compile(r"\$(?:(?P<escaped>\$)|\{(?P<body>(?:[^{}]|\$\{[^{}]*\})*)\})")
 _BODY = re.compile(r"^(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:-|-|:\?|\?|:\+|\+)(?P<arg>.*))?$", re.S)
-_RUN_REF = re.compile(r"^[A-Za-z_][\w-]*(\.[\w-]+)+$")
 
 
 def interpolate(data: Any, env: Mapping[str, str], marks: Marks, problems: list[Problem]) -> Any:
@@ -43,7 +43,7 @@ def _substitute(text: str, path: Key, env: Mapping[str, str], marks: Marks, prob
         if match.group("escaped"):
             return "\x00"  # a literal "$", restored at the very end so nothing re-reads it
         body = match.group("body")
-        if _RUN_REF.match(body):
+        if refs.is_ref(body):
             return match.group(0)
         parsed = _BODY.match(body)
         if not parsed:

@@ -4,16 +4,15 @@ to each other. Every problem is reported, with the position of the reference tha
 from __future__ import annotations
 
 import difflib
-import re
 
+from envkit.blueprint import refs
 from envkit.blueprint.model import Blueprint
 from envkit.blueprint.source import Marks
 from envkit.errors import Problem
 
-__all__ = ["OUTPUT_REF", "check"]
+__all__ = ["check"]
 
 WILDCARDS = {"0.0.0.0", "::"}
-OUTPUT_REF = re.compile(r"\$\{(?P<ref>[A-Za-z_][\w-]*(?:\.[\w-]+)+)\}")
 
 
 def _hint(name: str, choices: list[str]) -> str:
@@ -90,33 +89,38 @@ def check(bp: Blueprint, marks: Marks, declared: dict[str, set[str]] | None = No
         err(("services", cycle[0], "depends_on"), "dependency cycle: " + " -> ".join(cycle))
 
     for key, template in bp.outputs:
-        for match in OUTPUT_REF.finditer(template):
+        for match in refs.REF.finditer(template):
             message = _check_ref(bp, match.group("ref"), skipped.get("services", set()))
             if message:
                 err(("outputs", key), message)
     return problems
 
 
-def _check_ref(bp: Blueprint, ref: str, skipped: set[str]) -> str | None:
-    parts = ref.split(".")
-    if parts[0] == "run":
-        return None if parts[1:] in (["id"], ["name"]) else f"unknown reference '${{{ref}}}' (use ${{run.id}})"
-    if parts[0] != "services" or len(parts) < 3:
-        return f"unknown reference '${{{ref}}}' (use ${{services.NAME.host}} or ${{services.NAME.ports.PORT}})"
-    name = parts[1]
-    if name in skipped:
+def _check_ref(bp: Blueprint, body: str, skipped: set[str]) -> str | None:
+    shape_error: str | None = None  # a services.NAME.… of no known form: said once NAME is known to exist
+    port: int | None = None
+    try:
+        ref = refs.parse(body)
+    except refs.BadRef as bad:
+        if bad.service is None:
+            return str(bad)
+        service, shape_error = bad.service, str(bad)
+    else:
+        if isinstance(ref, refs.RunRef):
+            return None
+        service = ref.service
+        port = ref.port if isinstance(ref, refs.PortRef) else None
+    if service in skipped:
         return None
-    if name not in bp.services:
-        return f"unknown service '{name}' in '${{{ref}}}'{_service_hint(name, sorted(bp.services))}"
-    svc = bp.services[name]
-    if parts[2:] in (["host"], ["name"]):
-        return None
-    if parts[2] == "ports" and len(parts) == 4 and parts[3].isdigit():
-        if svc.port(int(parts[3])) is None:
-            published = ", ".join(str(p.container) for p in svc.ports) or "none"
-            return f"service '{name}' publishes no port {parts[3]} (its ports: {published}); add it to its 'ports:'"
-        return None
-    return f"unknown reference '${{{ref}}}' (use ${{services.{name}.host}} or ${{services.{name}.ports.PORT}})"
+    if service not in bp.services:
+        return f"unknown service '{service}' in '${{{body}}}'{_service_hint(service, sorted(bp.services))}"
+    svc = bp.services[service]
+    if shape_error is not None:
+        return shape_error
+    if port is not None and svc.port(port) is None:
+        published = ", ".join(str(p.container) for p in svc.ports) or "none"
+        return f"service '{service}' publishes no port {port} (its ports: {published}); add it to its 'ports:'"
+    return None
 
 
 def _find_cycle(bp: Blueprint) -> list[str] | None:

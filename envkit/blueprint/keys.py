@@ -1,0 +1,220 @@
+"""The blueprint format as one table per mapping: every key, how it is read, its default, its line in
+the reference, how it maps to Compose and whether it passes straight through to the engine.
+
+Derived from these tables: normalisation (``normalize.py`` loops over them), the key reference in
+docs/blueprint.md (``python -m envkit.blueprint.docs --write``; a unit test keeps them equal), the
+Compose export (``envkit/export.py``), the JSON Schema (``schema.py``) and ``container_fields``.
+
+To add a service key that passes through to the engine (say ``init: true``): one ``KeyDef`` below, the
+field on ``model.Service`` and on ``backends.base.ContainerSpec``, and its use in the backends; then
+regenerate the reference.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from envkit.blueprint import values as v
+from envkit.blueprint.model import Service
+from envkit.blueprint.readers import KeyDef, Reader, Table, show
+
+__all__ = [
+    "BUILD",
+    "HTTP",
+    "MOUNT",
+    "NETWORK",
+    "PORT",
+    "PROBE",
+    "SERVICE",
+    "TABLES",
+    "TOP",
+    "VOLUME",
+    "container_fields",
+]
+
+# JSON Schema of the value forms; ``{"$ref": "#/$defs/NAME"}`` is the mapping of the table NAME (TABLES).
+STRING: dict[str, Any] = {"type": "string"}
+SCALAR: dict[str, Any] = {"type": ["string", "number"]}  # read as text: `user: 1000` is "1000"
+BOOLEAN: dict[str, Any] = {"type": "boolean"}
+DURATION: dict[str, Any] = {"type": ["string", "number"]}
+COMMAND: dict[str, Any] = {"anyOf": [STRING, {"type": "array", "items": SCALAR, "minItems": 1}]}
+PAIRS: dict[str, Any] = {"anyOf": [{"type": "object"}, {"type": "array", "items": STRING}, {"type": "null"}]}
+NAMES: dict[str, Any] = {"anyOf": [{"type": "array", "items": STRING}, {"type": "null"}]}
+PORT_NUMBER: dict[str, Any] = {"type": ["integer", "string"]}
+SERVICE_LINK = "[service](#service-keys)"
+
+
+def _nonempty(r: Reader, value: Any, path: tuple[str | int, ...]) -> str | None:
+    """A string where an empty one means the default."""
+    return r.string(value, path) or None
+
+
+def _protocol(r: Reader, value: Any, path: tuple[str | int, ...]) -> str:
+    if value not in ("tcp", "udp"):
+        r.error(path, f"expected tcp or udp, got {show(value)}")
+    # Kept as written even when wrong, so that "80/sctp" is not then also reported as a second "80/tcp".
+    return str(value)
+
+
+TOP = Table("blueprint", (
+    KeyDef("name", None, None, "string matching `^[a-z0-9][a-z0-9_-]*$`, at most 40 characters",
+           "derived from the path, see below",
+           "Names the blueprint. Run ids (`<name>-<6 hex>`) and image tags are built from it.", STRING),
+    KeyDef("networks", None, {}, "mapping: network name → `null` or `{internal, labels}`", "`{}`",
+           "Networks of the run. The network `default` exists without being declared.",
+           {"anyOf": [{"type": "null"}, {"type": "object", "additionalProperties":
+                                         {"anyOf": [{"$ref": "#/$defs/network"}, {"type": "null"}]}}]}),
+    KeyDef("volumes", None, {}, "mapping: volume name → `null` or `{labels}`", "`{}`",
+           "Named volumes of the run. Each one is private to the run.",
+           {"anyOf": [{"type": "null"}, {"type": "object", "additionalProperties":
+                                         {"anyOf": [{"$ref": "#/$defs/volume"}, {"type": "null"}]}}]}),
+    KeyDef("services", None, {}, f"mapping: service name → {SERVICE_LINK}", "required",
+           "Must hold at least one service. A service name must match `^[a-z0-9][a-z0-9_-]*$`.",
+           {"type": "object", "additionalProperties": {"anyOf": [{"$ref": "#/$defs/service"}, {"type": "null"}]}}),
+    KeyDef("outputs", None, (), "mapping: output name → string template", "`{}`",
+           "Values handed to tests. See [outputs.md](outputs.md).",
+           {"anyOf": [{"type": "null"}, {"type": "object", "additionalProperties": SCALAR}]}),
+    KeyDef("version", None, None, "anything", "—", "Accepted and ignored. The value is not checked."),
+))
+
+NETWORK = Table("network", (
+    KeyDef("internal", Reader.boolean, False, "boolean", "`false`",
+           "Creates the network as *internal*: it has no route to the outside.", BOOLEAN),
+    KeyDef("labels", v.user_labels, (), "mapping or list of `KEY=value`", "none",
+           "Extra engine labels on the network. Keys may not use `io.envkit.*`.", PAIRS),
+))
+
+VOLUME = Table("volume", (
+    KeyDef("labels", v.user_labels, (), "mapping or list of `KEY=value`", "none",
+           "Extra engine labels on the volume. Keys may not use `io.envkit.*`.", PAIRS),
+))
+
+BUILD = Table("build", (
+    KeyDef("context", None, None, "folder path", "required",
+           "The build context, relative to the blueprint's folder. It must hold the Dockerfile.", STRING),
+    KeyDef("dockerfile", _nonempty, "Dockerfile", "file path", "`Dockerfile`",
+           "The Dockerfile, relative to the context.", STRING),
+    KeyDef("args", lambda r, x, q: r.pairs(x, q, "build args"), (), "key/value list", "none",
+           "Build arguments.", PAIRS),
+    KeyDef("target", Reader.string, None, "string", "the last stage", "The multi-stage target to build.", STRING),
+))
+
+PORT = Table("port", (
+    KeyDef("container", lambda r, x, q: r.integer(x, q, 1, 65535, "a container port"), None, "port 1..65535",
+           "required", "The container port to publish.", PORT_NUMBER),
+    KeyDef("host", lambda r, x, q: r.integer(x, q, 1, 65535, "a host port") if x else None, None,
+           "port 1..65535, or `0`", "ephemeral", "A pinned host port; `0` or absent: chosen by the engine.",
+           {"type": ["integer", "string", "null"]}),
+    KeyDef("host_ip", _nonempty, "127.0.0.1", "IP address", "`127.0.0.1`",
+           "The host address to publish on, passed to the engine as written.", STRING),
+    KeyDef("protocol", _protocol, "tcp", "`tcp` or `udp`",
+           "`tcp`", "The port's protocol.", {"enum": ["tcp", "udp"]}),
+))
+
+MOUNT = Table("mount", (
+    KeyDef("type", None, "volume", "`volume` or `bind`", "`volume`", "A named volume or a bind mount.",
+           {"enum": ["volume", "bind"]}),
+    KeyDef("source", None, None, "volume name or host path", "required",
+           "For `volume`: a name declared under the top-level `volumes:`. For `bind`: a host path relative to "
+           "the blueprint's folder (`~` is expanded), which must exist when the blueprint is loaded.", STRING),
+    KeyDef("target", None, None, "absolute path", "required", "Where it is mounted in the container.", STRING),
+    KeyDef("read_only", None, False, "boolean", "`false`", "Mounts it read-only.", BOOLEAN),
+))
+
+PROBE = Table("probe", (
+    KeyDef("tcp", None, None, "container port", "—", "Ready when a TCP connection succeeds.", PORT_NUMBER),
+    KeyDef("http", None, None, "port, or `{port, path, status, body}`", "—",
+           "Ready when `GET path` answers as expected.", {"anyOf": [PORT_NUMBER, {"$ref": "#/$defs/http"}]}),
+    KeyDef("exec", None, None, "command", "—", "Ready when the command, run in the container, exits 0.", COMMAND),
+    KeyDef("log", None, None, "regex", "—", "Ready when the regex matches the container's log.", STRING),
+    KeyDef("healthcheck", None, None, "`true`", "—", "Ready when the image's own `HEALTHCHECK` reports healthy.",
+           {"const": True}),
+    KeyDef("timeout", None, v.DEFAULT_PROBE_TIMEOUT, "duration", "`60s`", "How long to wait; `0` also means 60 s.",
+           DURATION),
+))
+
+HTTP = Table("http", (
+    KeyDef("port", None, None, "container port", "required", "The port to send the request to.", PORT_NUMBER),
+    KeyDef("path", None, "/", "URL path", "`/`", "Starts with `/`, URL-encoded.", STRING),
+    KeyDef("status", None, None, "HTTP status 100..599", "any 2xx/3xx", "The status to expect.",
+           {"type": ["integer", "string"]}),
+    KeyDef("body", None, None, "regex", "none", "Must match the first 64 KiB of the body.", STRING),
+))
+
+
+
+SERVICE = Table("service", (
+    KeyDef("image", Reader.string, None, "string", "— (exactly one of `image`/`build`)",
+           "The image to run; pulled if the engine does not have it.", SCALAR,
+           section="image-and-build", compose_fn="image"),
+    KeyDef("build", lambda r, x, q: v.build(r, x, q, BUILD), None,
+           "path string, or `{context, dockerfile, args, target}`", "—",
+           "Builds the image from a Dockerfile next to the blueprint.",
+           {"anyOf": [STRING, {"$ref": "#/$defs/build"}]}, section="image-and-build"),  # Compose: see image
+    KeyDef("kind", v.kind, "service", "`service` or `job`", "`service`",
+           "A long-running service, or a job that must exit 0.", {"enum": ["service", "job"]},
+           section="kind", compose_fn="kind"),
+    KeyDef("command", Reader.argv, None, "command", "the image's `CMD`", "Replaces the image's command.", COMMAND,
+           section="command-and-entrypoint", compose="command", container="command"),
+    KeyDef("entrypoint", Reader.argv, None, "command", "the image's `ENTRYPOINT`", "Replaces the image's entrypoint.",
+           COMMAND, section="command-and-entrypoint", compose="entrypoint", container="entrypoint"),
+    KeyDef("environment", v.environment, (), "key/value list", "none", "Environment variables of the process.",
+           PAIRS, section="environment", compose="environment", container="environment"),
+    KeyDef("user", Reader.string, None, "string", "the image's user", "The user (and group) the process runs as.",
+           SCALAR, section="user-working_dir-hostname", compose="user", container="user"),
+    KeyDef("working_dir", Reader.string, None, "string", "the image's working directory",
+           "The process's working directory.", SCALAR, section="user-working_dir-hostname",
+           compose="working_dir", container="working_dir"),
+    KeyDef("networks", v.service_networks, (), "list of names, or mapping name → `{aliases}`", "`[default]`",
+           "The networks the service joins.", {"anyOf": [NAMES, {"type": "object", "additionalProperties": {
+               "anyOf": [{"type": "null"}, {"type": "object", "properties": {"aliases": NAMES}}]}}]},
+           section="networks", compose_fn="networks"),
+    KeyDef("ports", lambda r, x, q: v.ports(r, x, q, PORT), (), "list of short strings/numbers or long mappings",
+           "none", "Container ports published on the host.", {"anyOf": [{"type": "null"}, {"type": "array", "items": {
+               "anyOf": [PORT_NUMBER, {"$ref": "#/$defs/port"}]}}]}, section="ports", compose_fn="ports"),
+    KeyDef("volumes", lambda r, x, q: v.mounts(r, x, q, MOUNT), (), "list of short strings or long mappings",
+           "none", "Named volumes and bind mounts.", {"anyOf": [{"type": "null"}, {"type": "array", "items": {
+               "anyOf": [STRING, {"$ref": "#/$defs/mount"}]}}]}, section="volumes-mounts", compose_fn="volumes"),
+    KeyDef("tmpfs", v.tmpfs, (), "string, list, or mapping path → options", "none",
+           "In-memory file systems.", {"type": ["string", "array", "object", "null"]},
+           section="tmpfs", compose_fn="tmpfs", container="tmpfs"),
+    KeyDef("labels", v.user_labels, (), "key/value list", "none", "Extra engine labels on the containers.", PAIRS,
+           section="labels", compose="labels"),
+    KeyDef("memory", v.memory, None, "size", "no limit", "The memory limit.", {"type": ["string", "integer"]},
+           section="memory-and-cpus", compose="mem_limit", container="memory"),
+    KeyDef("cpus", v.cpus, None, "positive number", "no limit", "The CPU limit.", {"type": ["string", "number"]},
+           section="memory-and-cpus", compose="cpus", container="cpus"),
+    KeyDef("replicas", v.replicas, 1, "integer 1..64", "`1`", "How many identical containers to run.",
+           {"type": ["integer", "string"]}, section="replicas", compose_fn="replicas"),
+    KeyDef("depends_on", v.depends_on, (), "list of names, or mapping name → condition", "none",
+           "Services whose condition (`started`, `ready`, `completed`) the process waits for.",
+           {"anyOf": [NAMES, {"type": "object"}]}, section="depends_on", compose_fn="depends_on"),
+    KeyDef("ready", lambda r, x, q: v.ready(r, x, q, PROBE, HTTP), None,
+           "`healthcheck`, or `{tcp\\|http\\|exec\\|log\\|healthcheck, timeout}`",
+           "none (see [without a probe](#without-a-probe))", "How to tell the service is ready.",
+           {"anyOf": [{"const": "healthcheck"}, {"type": "null"}, {"$ref": "#/$defs/probe"}]},
+           section="ready-readiness-probes", compose_fn="ready"),
+    KeyDef("stop_grace_period", Reader.duration, 0.0, "duration", "`0`: killed at teardown",
+           "How long teardown waits after the stop signal before it kills.", DURATION,
+           section="stop_grace_period-and-stop_signal", compose_fn="stop_grace_period"),
+    KeyDef("stop_signal", Reader.string, None, "string", "the image's `STOPSIGNAL`",
+           "The signal that stops the container when it has a grace period.", STRING,
+           section="stop_grace_period-and-stop_signal", compose="stop_signal", container="stop_signal"),
+    KeyDef("privileged", Reader.boolean, False, "boolean", "`false`", "Runs the container privileged.", BOOLEAN,
+           section="privileged-and-cap_add", compose="privileged", container="privileged"),
+    KeyDef("cap_add", v.cap_add, (), "list of strings", "none", "Linux capabilities to add.", NAMES,
+           section="privileged-and-cap_add", compose="cap_add", container="cap_add"),
+    KeyDef("hostname", Reader.string, None, "string", "`<service>`, or `<service>-<n>` when `replicas` > 1",
+           "The container's host name.", SCALAR, section="user-working_dir-hostname", compose="hostname"),
+    KeyDef("prestart", Reader.boolean, True, "boolean", "`true`",
+           "Starts the container early behind a gate when it waits for a dependency.", BOOLEAN,
+           section="prestart-the-pre-start-gate"),  # Compose: nothing to carry over (no gate needed)
+))
+
+#: every table, by the name the reference markers and the schema's ``$defs`` use
+TABLES: dict[str, Table] = {t.title: t for t in (TOP, NETWORK, VOLUME, SERVICE, BUILD, PORT, MOUNT, PROBE, HTTP)}
+
+
+def container_fields(svc: Service) -> dict[str, Any]:
+    """{ContainerSpec field: value} of every service key that passes straight through to the engine."""
+    return {k.container: getattr(svc, k.field) for k in SERVICE if k.container}
