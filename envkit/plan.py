@@ -18,8 +18,8 @@ import json
 import re
 from dataclasses import dataclass, field
 
-from envkit import labels as L
 from envkit import capabilities as caps
+from envkit import labels as L
 from envkit.backends.base import (
     BuildSpec,
     Capability,
@@ -143,8 +143,8 @@ def make_plan(
     for net in used_networks:
         netdef = bp.networks[net]
         lab = {**stamp, L.NETWORK: net, **dict(netdef.labels)}
-        spec = NetworkSpec(L.network_name(run, net), tuple(sorted(lab.items())), netdef.internal)
-        steps.append(Step(f"network:{net}", CreateNetwork(spec), "private network of the run"))
+        network = NetworkSpec(L.network_name(run, net), tuple(sorted(lab.items())), netdef.internal)
+        steps.append(Step(f"network:{net}", CreateNetwork(network), "private network of the run"))
     used_volumes = sorted({m.source for s in services for m in s.volumes if m.type == "volume"})
     for vol in used_volumes:
         lab = {**stamp, L.VOLUME: vol, **dict(bp.volumes[vol].labels)}
