@@ -38,9 +38,7 @@ def bp(load_text: Callable[..., Blueprint]) -> Blueprint:
 
 
 def reduced(without: Capability) -> FakeBackend:
-    fake = FakeBackend(images={"app"})
-    fake.capabilities = frozenset(Capability) - {without}
-    return fake
+    return FakeBackend(images={"app"}, capabilities=set(Capability) - {without})
 
 
 def plan_on(bp: Blueprint, fake: FakeBackend, only: tuple[str, ...] = ()) -> None:
@@ -82,8 +80,7 @@ def test_every_problem_is_reported(bp: Blueprint) -> None:
 
 def test_an_engine_without_any_capability_still_plans_a_gateable_blueprint(bp: Blueprint) -> None:
     """The pre-start gate has a fallback (the plain start order): lacking it refuses nothing."""
-    fake = FakeBackend(images={"app"})
-    fake.capabilities = frozenset()
+    fake = FakeBackend(images={"app"}, capabilities=())
     p = make_plan(bp, IDENTITY, frozenset(fake.images), {}, capabilities=fake.capabilities, engine=fake.name)
     assert p.step("start:api-1").after == ("create:api-1", "usable:db")
     assert "release:api-1" not in {s.id for s in p.steps}
