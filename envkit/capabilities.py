@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from envkit.backends.base import Capability
 from envkit.blueprint.model import Blueprint, Key, Service
+from envkit.blueprint.source import Marks
 from envkit.errors import BlueprintError, Problem
 
 __all__ = ["NEEDS", "Need", "check", "gating"]
@@ -52,11 +53,12 @@ def check(bp: Blueprint, services: Iterable[str], engine: str, capabilities: fro
           needs: Sequence[Need] | None = None) -> None:
     """Raise BlueprintError naming every key of ``services`` whose capability ``engine`` lacks."""
     problems: list[Problem] = []
+    marks = bp.marks if bp.marks.file else Marks(str(bp.file))  # a model built by hand: file, no lines
     for need in NEEDS if needs is None else needs:
         if need.capability in capabilities:
             continue
         for name in services:
             for path in need.where(bp.services[name]):
-                problems.append(bp.marks.problem(path, f"engine {engine} cannot {need.capability.value}"))
+                problems.append(marks.problem(path, f"engine {engine} cannot {need.capability.value}"))
     if problems:
         raise BlueprintError(problems)
