@@ -27,7 +27,7 @@ from types import TracebackType
 
 from envkit import labels as L
 from envkit.backends import Backend, connect
-from envkit.backends.base import ContainerState, ExecResult
+from envkit.backends.base import Capability, ContainerState, ExecResult
 from envkit.blueprint import Blueprint, Probe, load
 from envkit.errors import EnvkitError, Interrupted, UsageError
 from envkit.events import Event, EventSink, ignore
@@ -78,7 +78,10 @@ def _plan(bp: Blueprint, backend: Backend | None, name: str | None, only: tuple[
     else:
         with ThreadPoolExecutor(max_workers=8) as pool:
             existing = frozenset(t for t, ok in zip(wanted, pool.map(backend.image_exists, wanted), strict=True) if ok)
-    return make_plan(bp, identity, existing, tags, only)
+    # Offline (no backend): plan as an engine that can do everything would run it.
+    capabilities = backend.capabilities if backend is not None else frozenset(Capability)
+    return make_plan(bp, identity, existing, tags, only, capabilities=capabilities,
+                     engine=backend.name if backend is not None else "engine")
 
 
 def plan(blueprint: str | Path | Blueprint, *, name: str | None = None, only: tuple[str, ...] = (),
@@ -111,7 +114,7 @@ def up(
     run_id = the_plan.run_id
     if backend.list_resources({L.MANAGED: "true", L.RUN: run_id}):
         raise UsageError(f"a run named '{run_id}' already exists; choose another --name or `envkit down {run_id}`")
-    on_event(Event("plan", run_id, f"run {run_id}: {len(the_plan.steps)} steps"))
+    on_event(Event("plan", run_id, f"run {run_id}: {len(the_plan.steps)} steps", detail=str(len(the_plan.steps))))
     deadline = time.monotonic() + timeout if timeout else None
     executor = Executor(backend, on_event, deadline=deadline)
     try:
@@ -121,7 +124,7 @@ def up(
         if keep_on_failure and not interrupted:
             on_event(Event("note", run_id, f"kept run {run_id} for inspection; remove it with: envkit down {run_id}"))
         else:
-            on_event(Event("rollback", run_id, f"removing what run {run_id} created"))
+            on_event(Event("rollback", run_id, f"removing what run {run_id} created", phase="start"))
             removed = _rollback(backend, the_plan, on_event)
             if isinstance(exc, KeyboardInterrupt):
                 what = "was removed" if removed else f"may be left; remove it with: envkit down {run_id}"
@@ -146,7 +149,7 @@ def _rollback(backend: Backend, the_plan: Plan, on_event: EventSink) -> bool:
         except KeyboardInterrupt:
             continue  # a second Ctrl-C must not leave half a run
         except EnvkitError as exc:
-            on_event(Event("note", run_id, f"rollback incomplete: {exc}"))
+            on_event(Event("note", run_id, f"rollback incomplete: {exc}", detail=str(exc)))
             return False
     return False
 

@@ -12,33 +12,16 @@ from __future__ import annotations
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
 
 from envkit.backends.base import Backend
-from envkit.errors import BuildFailed, EngineError, EnvkitError, ServiceFailed
-from envkit.events import Event, EventSink, ignore
-from envkit.plan import Plan, Step
-from envkit.probes import Aborted, log_tail, wait_exited, wait_ready
+from envkit.errors import EnvkitError
+from envkit.events import Event, EventKind, EventSink, Phase, ignore
+from envkit.handlers import Context, Ledger, run_step
+from envkit.plan import Plan
+from envkit.probes import Aborted
+from envkit.steps import Step
 
 __all__ = ["Executor", "Ledger"]
-
-BUILD_TAIL = 25
-
-
-@dataclass
-class Ledger:
-    """What this execution created, in creation order."""
-
-    created: list[tuple[str, str, str]] = field(default_factory=list)  # (kind, id, name)
-    containers: dict[str, str] = field(default_factory=dict)  # step target (container name) -> id
-    gated: set[str] = field(default_factory=set)  # container names created behind a gate
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def add(self, kind: str, ident: str, name: str) -> None:
-        with self.lock:
-            self.created.append((kind, ident, name))
-            if kind == "container":
-                self.containers[name] = ident
 
 
 class Executor:
@@ -92,97 +75,28 @@ class Executor:
         return self.ledger
 
     # -- one step -----------------------------------------------------------------------------------
-    def _remaining(self, step: Step) -> float:
-        if self.deadline is None:
-            return step.timeout
-        return max(0.0, min(step.timeout, self.deadline - time.monotonic()))
+    @staticmethod
+    def _event(run_id: str, step: Step, phase: Phase, message: str, detail: str = "", duration: float = 0.0,
+               kind: EventKind = "step") -> Event:
+        return Event(kind, run_id, message, phase=phase, action=step.action,
+                     service=step.services[0] if len(step.services) == 1 else "", replica=step.replica,
+                     services=step.services, target=step.target, duration=duration, detail=detail, step=step.id)
 
     def _run_step(self, run_id: str, step: Step) -> None:
         if self.abort.is_set():
             raise Aborted()
-        service = ",".join(step.services)
-        self.on_event(Event("step-start", run_id, f"{step.action} {step.target}", step.id, service))
+        self.on_event(self._event(run_id, step, "start", f"{step.action} {step.target}"))
+
+        def output(line: str) -> None:
+            self.on_event(self._event(run_id, step, "", line, line, kind="output"))
+
         began = time.monotonic()
         try:
-            detail = self._do(run_id, step)
+            done = run_step(Context(self.backend, self.ledger, self.abort, step, output, self.deadline))
         except Aborted:
             raise
         except EnvkitError as exc:
-            self.on_event(Event("step-failed", run_id, str(exc).splitlines()[0], step.id, service,
-                                time.monotonic() - began))
+            reason = str(exc).splitlines()[0]
+            self.on_event(self._event(run_id, step, "failed", reason, reason, time.monotonic() - began))
             raise
-        self.on_event(Event("step-done", run_id, detail or f"{step.action} {step.target}", step.id, service,
-                            time.monotonic() - began))
-
-    def _do(self, run_id: str, step: Step) -> str:
-        b = self.backend
-        service = step.services[0] if step.services else ""
-        if step.action == "build":
-            assert step.build is not None
-            tail: list[str] = []
-
-            def line(text: str) -> None:
-                if self.abort.is_set():
-                    raise Aborted()  # leaving the build stream makes the engine cancel the build
-                tail.append(text)
-                del tail[:-BUILD_TAIL]
-                self.on_event(Event("build-line", run_id, text, step.id, service))
-
-            try:
-                b.build_image(step.build, line)
-            except EngineError as exc:
-                reason = str(exc).removeprefix(f"build image {step.target}: ")
-                raise BuildFailed(step.services, step.target, reason, tail) from exc
-            return f"built {step.target}"
-        if step.action == "pull":
-            try:
-                b.pull_image(step.target)
-            except EngineError as exc:
-                raise BuildFailed(step.services, step.target,
-                                  f"image is not on the engine and cannot be pulled ({exc}); "
-                                  "build it from a Dockerfile with 'build:' instead", []) from exc
-            return f"pulled {step.target}"
-        if step.action == "network":
-            ident = b.create_network(step.target, dict(step.labels), step.internal)
-            self.ledger.add("network", ident, step.target)
-            return f"network {step.target}"
-        if step.action == "volume":
-            ident = b.create_volume(step.target, dict(step.labels))
-            self.ledger.add("volume", ident, step.target)
-            return f"volume {step.target}"
-        if step.action == "create":
-            assert step.container is not None
-            if step.gate:
-                ident, gated = b.create_gated_container(step.container)
-            else:
-                ident, gated = b.create_container(step.container), False
-            self.ledger.add("container", ident, step.target)
-            if gated:
-                self.ledger.gated.add(step.target)
-            return f"created {step.target}" + (" (gated)" if gated else "")
-        ident = self.ledger.containers[step.target]
-        gated = step.target in self.ledger.gated
-        if step.action == "start" and step.gate and not gated:
-            return f"{step.target}: starts at release (its image cannot be gated)"
-        if step.action == "start" or (step.action == "release" and not gated):
-            try:
-                b.start_container(ident)
-            except EngineError as exc:
-                raise ServiceFailed(service, f"cannot start: {exc}", container=step.target) from exc
-            return f"started {step.target}"
-        if step.action == "release":
-            try:
-                b.release_container(ident)
-            except EngineError as exc:
-                state = b.inspect_container(ident)
-                why = f"exited with code {state.exit_code} before its release" if not state.running else str(exc)
-                raise ServiceFailed(service, why, log_tail(b, ident), step.target) from exc
-            return f"released {step.target}"
-        if step.action == "ready":
-            began = time.monotonic()
-            wait_ready(b, ident, service, step.probe, self._remaining(step), self.abort)
-            return f"{service} ready in {time.monotonic() - began:.2f}s"
-        if step.action == "complete":
-            wait_exited(b, ident, service, self._remaining(step), self.abort)
-            return f"{service} completed"
-        raise AssertionError(f"unknown step action {step.action}")
+        self.on_event(self._event(run_id, step, "done", done.message, done.detail, time.monotonic() - began))

@@ -1,27 +1,52 @@
-"""Planning is pure: (blueprint, run identity, what the engine already has) → a graph of small steps.
+"""Planning is pure: (blueprint, run identity, what the engine has and can do) → a graph of small steps.
 
-Each step is one engine action with an id, a cause and the ids it waits for. The executor runs them;
-``Plan.text()`` prints them (``envkit plan``), and unit tests compare that text. No I/O here.
+Each step is one engine action (or one wait) with an id, a cause and the ids it waits for; its payload
+types live in ``envkit.steps``. The executor runs them; ``Plan.text()`` prints them (``envkit plan``),
+and unit tests compare that text. No I/O here.
 
 Containers are *created* as soon as their image, networks and volumes exist — all in parallel — and
 only *started* when their dependencies meet their conditions; that keeps the critical path to
-start → ready hops.
+start → ready hops. Each service ends in a ``usable:<service>`` milestone after every replica is ready
+(a job: completed); dependants waiting for "ready" or "completed" wait on that milestone, so steps
+that must come between a service being ready and being used (seeding it, say) slot in before it
+without touching any dependant's edges.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Literal
 
+from envkit import capabilities as caps
 from envkit import labels as L
-from envkit.backends.base import BuildSpec, ContainerSpec, MountSpec, PortBinding
+from envkit.backends.base import (
+    BuildSpec,
+    Capability,
+    ContainerSpec,
+    MountSpec,
+    NetworkAttachment,
+    NetworkSpec,
+    PortBinding,
+    PortKey,
+    VolumeSpec,
+)
 from envkit.blueprint import refs
 from envkit.blueprint.model import Blueprint, Probe, Service
+from envkit.steps import (
+    BuildImage,
+    CreateContainer,
+    CreateNetwork,
+    CreateVolume,
+    PullImage,
+    ReleaseContainer,
+    StartContainer,
+    Step,
+    Usable,
+    WaitComplete,
+    WaitReady,
+)
 
 __all__ = ["Plan", "RunIdentity", "Step", "make_plan"]
-
-Action = Literal["build", "pull", "network", "volume", "create", "start", "release", "ready", "complete"]
 
 
 @dataclass(frozen=True)
@@ -30,23 +55,6 @@ class RunIdentity:
     owner: str
     created_at: str
     version: str
-
-
-@dataclass(frozen=True)
-class Step:
-    id: str
-    action: Action
-    target: str  # the engine name of what the step makes or waits for
-    cause: str
-    after: tuple[str, ...] = ()
-    services: tuple[str, ...] = ()  # the services this step belongs to (errors name them)
-    build: BuildSpec | None = None
-    container: ContainerSpec | None = None
-    probe: Probe | None = None
-    timeout: float = 0.0  # ready/complete: how long to wait
-    labels: tuple[tuple[str, str], ...] = ()  # network/volume labels
-    internal: bool = False
-    gate: bool = False  # create/start: behind a pre-start gate, opened by the ``release`` step
 
 
 @dataclass(frozen=True)
@@ -67,9 +75,7 @@ class Plan:
         lines = [f"plan for run {self.run_id} (blueprint {self.blueprint.name}, "
                  f"services: {', '.join(self.services)})"]
         for s in self.steps:
-            after = f"  after {', '.join(s.after)}" if s.after else ""
-            lines.append(f"  {s.id:<28} {s.action:<8} {s.target}{after}")
-            lines.append(f"  {'':<28} ({s.cause})")
+            lines.extend(s.text())
         return "\n".join(lines)
 
 
@@ -90,9 +96,19 @@ def make_plan(
     existing_images: frozenset[str],
     image_tags: dict[str, str],
     only: tuple[str, ...] = (),
+    *,
+    capabilities: frozenset[Capability],
+    engine: str = "engine",
 ) -> Plan:
-    """``image_tags`` maps each service with a build to its content tag (see ``envkit.images``)."""
+    """``image_tags`` maps each service with a build to its content tag (see ``envkit.images``).
+
+    ``capabilities`` and ``engine`` are the backend's (``backend.capabilities``, ``backend.name``):
+    a blueprint key the engine cannot serve is refused here (``envkit.capabilities``), and the
+    pre-start gate is planned only where the engine has it.
+    """
     selected = bp.closure(only) if only else tuple(sorted(bp.services))
+    caps.check(bp, selected, engine, capabilities)
+    gating = caps.gating(capabilities)
     services = [bp.services[n] for n in _ordered(bp, selected)]
     stamp = _stamp(identity, bp)
     run = identity.run_id
@@ -115,10 +131,10 @@ def make_plan(
         if build is not None:
             rel = build.context.relative_to(bp.directory) if build.context.is_relative_to(bp.directory) else build.context
             build_spec = BuildSpec(tag=tag, context=build.context, dockerfile=build.dockerfile, args=build.args,
-                             target=build.target, labels=((L.CONTEXT_HASH, tag.rsplit(":", 1)[1]),))
-            steps.append(Step(sid, "build", tag, f"no image for build context {rel} yet", services=names, build=build_spec))
+                                   target=build.target, labels=((L.CONTEXT_HASH, tag.rsplit(":", 1)[1]),))
+            steps.append(Step(sid, BuildImage(build_spec), f"no image for build context {rel} yet", services=names))
         else:
-            steps.append(Step(sid, "pull", tag, "image not on the engine", services=names))
+            steps.append(Step(sid, PullImage(tag), "image not on the engine", services=names))
         for svc_name in names:
             image_step[svc_name] = sid
 
@@ -126,18 +142,28 @@ def make_plan(
     for net in used_networks:
         netdef = bp.networks[net]
         lab = {**stamp, L.NETWORK: net, **dict(netdef.labels)}
-        steps.append(Step(f"network:{net}", "network", L.network_name(run, net), "private network of the run",
-                          labels=tuple(sorted(lab.items())), internal=netdef.internal))
+        network = NetworkSpec(L.network_name(run, net), tuple(sorted(lab.items())), netdef.internal)
+        steps.append(Step(f"network:{net}", CreateNetwork(network), "private network of the run"))
     used_volumes = sorted({m.source for s in services for m in s.volumes if m.type == "volume"})
     for vol in used_volumes:
         lab = {**stamp, L.VOLUME: vol, **dict(bp.volumes[vol].labels)}
-        steps.append(Step(f"volume:{vol}", "volume", L.volume_name(run, vol), "private volume of the run",
-                          labels=tuple(sorted(lab.items()))))
+        volume = VolumeSpec(L.volume_name(run, vol), tuple(sorted(lab.items())))
+        steps.append(Step(f"volume:{vol}", CreateVolume(volume), "private volume of the run"))
 
     # With --only, outputs that name a service outside the selection are left out (nothing to resolve).
     outputs = {f"{L.OUTPUT_PREFIX}{k}": v for k, v in bp.outputs
                if refs.services_in(v) <= set(selected)}
     for svc in services:
+        gated = gating and _gated(svc)
+        # "started": the dependency's own process is running (its release when gated, else its start).
+        # "ready" / "completed": the dependency's milestone, after every replica is ready or done.
+        started = [f"{'release' if gating and _gated(bp.services[d.service]) else 'start'}:{d.service}-{m}"
+                   for d in svc.depends_on if d.condition == "started"
+                   for m in range(1, bp.services[d.service].replicas + 1)]
+        usable = [f"usable:{d.service}" for d in svc.depends_on if d.condition != "started"]
+        conds = ", ".join(f"{d.service} {d.condition}" for d in svc.depends_on)
+        one = (svc.name,)
+        replica_done: list[str] = []
         for n in range(1, svc.replicas + 1):
             cid = f"{svc.name}-{n}"
             name = L.container_name(run, svc.name, n)
@@ -146,46 +172,37 @@ def make_plan(
             if svc.name in image_step:
                 needs.insert(0, image_step[svc.name])
             spec = _container_spec(svc, n, name, image_of[svc.name], run, {**stamp, **outputs})
-            steps.append(Step(f"create:{cid}", "create", name, "container of the run", tuple(needs),
-                              (svc.name,), container=spec, gate=_gated(svc)))
-            waits: list[str] = []  # what the service's process must wait for
-            started: list[str] = []  # "started" conditions: the dependency's process is running
-            for dependency in svc.depends_on:
-                dep, cond = dependency.service, dependency.condition
-                d = bp.services[dep]
-                for m in range(1, d.replicas + 1):
-                    if cond == "started":
-                        started.append(f"{'release' if _gated(d) else 'start'}:{dep}-{m}")
-                    elif d.kind == "job":
-                        waits.append(f"complete:{dep}-{m}")
-                    else:
-                        waits.append(f"ready:{dep}-{m}")
-            conds = ", ".join(f"{d.service} {d.condition}" for d in svc.depends_on)
+            steps.append(Step(f"create:{cid}", CreateContainer(spec, gate=gated), "container of the run",
+                              tuple(needs), one, n))
             running = f"start:{cid}"
-            if _gated(svc):
+            if gated:
                 # Pre-started: the container starts at once behind a gate (a shell waiting for a signal);
-                # when its dependencies are ready the gate is released and the process is exec'd. That
+                # when its dependencies are usable the gate is released and the process is exec'd. That
                 # takes one signal instead of a container start (~0.4 s) on the critical path.
                 # Its dependencies' own starts go first: on a small machine starts compete for CPU, and
                 # theirs are on the critical path.
                 first = [f"start:{d.service}-{m}" for d in svc.depends_on
                          for m in range(1, bp.services[d.service].replicas + 1)]
-                steps.append(Step(f"start:{cid}", "start", name, "pre-start behind the gate",
-                                  (f"create:{cid}", *first), (svc.name,), gate=True))
-                steps.append(Step(f"release:{cid}", "release", name, f"after {conds}",
-                                  (f"start:{cid}", *started, *waits), (svc.name,)))
+                steps.append(Step(f"start:{cid}", StartContainer(name, gate=True), "pre-start behind the gate",
+                                  (f"create:{cid}", *first), one, n))
+                steps.append(Step(f"release:{cid}", ReleaseContainer(name), f"after {conds}",
+                                  (f"start:{cid}", *started, *usable), one, n))
                 running = f"release:{cid}"
             else:
-                steps.append(Step(f"start:{cid}", "start", name, f"after {conds}" if conds else "no dependencies",
-                                  (f"create:{cid}", *started, *waits), (svc.name,)))
+                steps.append(Step(f"start:{cid}", StartContainer(name), f"after {conds}" if conds else "no dependencies",
+                                  (f"create:{cid}", *started, *usable), one, n))
             if svc.kind == "job":
-                steps.append(Step(f"complete:{cid}", "complete", name, "job must exit 0", (running,),
-                                  (svc.name,), timeout=JOB_TIMEOUT))
+                steps.append(Step(f"complete:{cid}", WaitComplete(name, JOB_TIMEOUT), "job must exit 0",
+                                  (running,), one, n))
+                replica_done.append(f"complete:{cid}")
             else:
                 # No probe: ready once started, or once healthy when the image has a HEALTHCHECK.
                 cause = f"probe {svc.ready.describe()}" if svc.ready else "no probe: started (or image healthy)"
-                steps.append(Step(f"ready:{cid}", "ready", name, cause, (running,), (svc.name,),
-                                  probe=svc.ready, timeout=svc.ready.timeout if svc.ready else DEFAULT_WAIT))
+                wait = WaitReady(name, svc.ready, svc.ready.timeout if svc.ready else DEFAULT_WAIT)
+                steps.append(Step(f"ready:{cid}", wait, cause, (running,), one, n))
+                replica_done.append(f"ready:{cid}")
+        milestone = "every replica completed" if svc.kind == "job" else "every replica ready"
+        steps.append(Step(f"usable:{svc.name}", Usable(svc.name), milestone, tuple(replica_done), one))
     return Plan(run_id=run, identity=identity, blueprint=bp, services=selected, steps=tuple(steps))
 
 
@@ -228,7 +245,8 @@ def _container_spec(svc: Service, replica: int, name: str, image: str, run: str,
     if svc.ready is not None:
         lab[L.PROBE] = probe_label(svc.ready)
     networks = tuple(
-        (L.network_name(run, a.network), (svc.name, f"{svc.name}-{replica}", *a.aliases)) for a in svc.networks
+        NetworkAttachment(L.network_name(run, a.network), (svc.name, f"{svc.name}-{replica}", *a.aliases))
+        for a in svc.networks
     )
     mounts = tuple(
         MountSpec(m.type, L.volume_name(run, m.source) if m.type == "volume" else m.source, m.target, m.read_only)
@@ -238,7 +256,8 @@ def _container_spec(svc: Service, replica: int, name: str, image: str, run: str,
         name=name, image=image, labels=tuple(sorted(lab.items())), networks=networks, command=svc.command,
         entrypoint=svc.entrypoint, environment=svc.environment, user=svc.user, working_dir=svc.working_dir,
         hostname=svc.hostname or (svc.name if svc.replicas == 1 else f"{svc.name}-{replica}"),
-        ports=tuple(PortBinding(p.container, p.protocol, p.host_ip, p.host) for p in svc.ports),
+        ports=tuple(PortBinding(PortKey(p.container, "udp" if p.protocol == "udp" else "tcp"), p.host_ip, p.host)
+                    for p in svc.ports),
         mounts=mounts, tmpfs=svc.tmpfs, memory=svc.memory, cpus=svc.cpus, privileged=svc.privileged,
         cap_add=svc.cap_add, stop_signal=svc.stop_signal,
         stop_timeout=int(svc.stop_grace_period) if svc.stop_grace_period else None,

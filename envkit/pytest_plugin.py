@@ -419,7 +419,7 @@ class _State:
         if self.config.get_verbosity() < 1:
             return
         shown = event.kind in ("plan", "rollback", "teardown", "note") or (
-            event.kind == "step-done" and event.step.split(":", 1)[0] in ("ready", "complete"))
+            event.kind == "step" and event.phase == "done" and event.action in ("ready", "complete"))
         if shown:
             _say(self.config, f"envkit: {event.message}")
 

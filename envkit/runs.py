@@ -116,7 +116,8 @@ def _teardown_one(backend: Backend, run_id: str, on_event: EventSink, missing_ok
     resources = backend.list_resources(selector)
     if not resources and not missing_ok:
         raise RunNotFound(f"no run '{run_id}' on this engine (see `envkit ls`)")
-    on_event(Event("teardown", run_id, f"removing {len(resources)} resources of run {run_id}"))
+    on_event(Event("teardown", run_id, f"removing {len(resources)} resources of run {run_id}", phase="start",
+                   detail=str(len(resources))))
     counts = {"container": 0, "network": 0, "volume": 0}
     for attempt in range(3):
         by_kind: dict[str, list[Resource]] = {"container": [], "network": [], "volume": []}
@@ -132,10 +133,11 @@ def _teardown_one(backend: Backend, run_id: str, on_event: EventSink, missing_ok
                         errors.append(f"{r.kind} {r.name}: {err}")
                     else:
                         counts[kind] += 1
-                        on_event(Event("removed", run_id, f"removed {r.kind} {r.name}"))
+                        on_event(Event("removed", run_id, f"removed {r.kind} {r.name}", target=r.name, detail=r.kind))
         resources = backend.list_resources(selector)
         if not resources:
-            on_event(Event("teardown", run_id, f"run {run_id} removed", seconds=time.monotonic() - began))
+            on_event(Event("teardown", run_id, f"run {run_id} removed", phase="done",
+                           duration=time.monotonic() - began))
             return counts
         time.sleep(0.2 * (attempt + 1))  # e.g. another teardown of the same run is still under way
         if attempt == 2:

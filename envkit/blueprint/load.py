@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -29,4 +30,4 @@ def load(path: str | Path, env: Mapping[str, str] | None = None) -> Blueprint:
     problems.extend(check(model, source.marks, declared))
     if problems:
         raise BlueprintError(problems)
-    return model
+    return dataclasses.replace(model, marks=source.marks)

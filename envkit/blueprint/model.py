@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from envkit.blueprint.source import Marks
+
 __all__ = [
     "Attachment",
     "Blueprint",
@@ -154,6 +156,8 @@ class Blueprint:
     networks: dict[str, NetworkDef] = field(default_factory=dict)
     volumes: dict[str, VolumeDef] = field(default_factory=dict)
     outputs: tuple[tuple[str, str], ...] = ()
+    #: where each key path stands in the file, for errors found after loading (capability checks)
+    marks: Marks = field(default_factory=lambda: Marks(""), compare=False, repr=False)
 
     def closure(self, roots: tuple[str, ...]) -> tuple[str, ...]:
         """The named services and everything they depend on, transitively (sorted)."""

@@ -1,4 +1,8 @@
-"""Turning core events into terminal lines (stderr), so stdout stays clean for --json and CMD output."""
+"""Turning core events into terminal lines (stderr), so stdout stays clean for --json and CMD output.
+
+The renderer reads events' typed fields (kind, phase, action, services, target, duration, detail) to
+decide what to show; it prints ``message`` as it comes and never parses it, nor step ids.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,10 @@ from rich.markup import escape
 from envkit.events import Event
 
 __all__ = ["Renderer"]
+
+#: step actions whose end is shown without --verbose: images, and services becoming ready or done
+SHOWN = frozenset({"build", "pull", "ready", "complete"})
+IMAGE = {"build": "building", "pull": "pulling"}
 
 
 class Renderer:
@@ -19,24 +27,28 @@ class Renderer:
         c = self.console
         if event.kind == "plan":
             c.print(f"[bold]{escape(event.message)}[/]")
-        elif event.kind == "step-done":
-            action = event.step.split(":", 1)[0]
-            if action in ("ready", "complete", "image") or self.verbose:
-                c.print(f"  [green]✓[/] {escape(event.message)} [dim]({event.seconds:.2f}s)[/]")
-        elif event.kind == "step-start":
-            if event.step.startswith("image:"):
-                verb, _, tag = event.message.partition(" ")
-                c.print(f"  [cyan]…[/] {'building' if verb == 'build' else 'pulling'} {escape(tag)} "
-                        f"for {escape(event.service)}")
-            elif self.verbose:
-                c.print(f"  [dim]… {escape(event.message)}[/]")
-        elif event.kind == "step-failed":
-            c.print(f"  [red]✗[/] {escape(event.message)}")
-        elif event.kind == "build-line":
+        elif event.kind == "step":
+            self._step(event)
+        elif event.kind == "output":
             if self.verbose:
-                c.print(f"    [dim]{escape(event.message)}[/]")
-        elif event.kind in ("rollback", "teardown", "note"):
-            c.print(f"[yellow]{escape(event.message)}[/]" if event.kind != "teardown" else
-                    f"[dim]{escape(event.message)}[/]" + (f" [dim]({event.seconds:.2f}s)[/]" if event.seconds else ""))
+                c.print(f"    [dim]{escape(event.detail)}[/]")
+        elif event.kind in ("rollback", "note"):
+            c.print(f"[yellow]{escape(event.message)}[/]")
+        elif event.kind == "teardown":
+            c.print(f"[dim]{escape(event.message)}[/]" + (f" [dim]({event.duration:.2f}s)[/]" if event.duration else ""))
         elif event.kind == "removed" and self.verbose:
             c.print(f"  [dim]{escape(event.message)}[/]")
+
+    def _step(self, event: Event) -> None:
+        c = self.console
+        if event.phase == "start":
+            if event.action in IMAGE:
+                c.print(f"  [cyan]…[/] {IMAGE[event.action]} {escape(event.target)} "
+                        f"for {escape(', '.join(event.services))}")
+            elif self.verbose:
+                c.print(f"  [dim]… {escape(event.message)}[/]")
+        elif event.phase == "done":
+            if event.action in SHOWN or self.verbose:
+                c.print(f"  [green]✓[/] {escape(event.message)} [dim]({event.duration:.2f}s)[/]")
+        elif event.phase == "failed":
+            c.print(f"  [red]✗[/] {escape(event.message)}")

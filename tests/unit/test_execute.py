@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import pytest
 
-from envkit.backends.base import ExecResult
+from envkit.backends.base import Capability, ExecResult
 from envkit.backends.fake import FakeBackend
 from envkit.blueprint import Blueprint
 from envkit.errors import BuildFailed, ServiceFailed
 from envkit.events import Event
 from envkit.execute import Executor
+from envkit.handlers import HANDLERS
 from envkit.plan import Plan, RunIdentity, make_plan
+from envkit.steps import PAYLOADS
 
 IDENTITY = RunIdentity("r1", "me@host:1", "2030-01-01T00:00:00Z", "0.1.0")
 APP = "envkit/shop-app:0123abcd"
@@ -51,13 +53,13 @@ def shop(load_text: Callable[..., Blueprint]) -> Blueprint:
     return load_text(SHOP, {"app/Dockerfile": "FROM python:3.12-slim\n"})
 
 
-def make(bp: Blueprint) -> Plan:
+def make(bp: Blueprint, fake: FakeBackend, existing: frozenset[str] = frozenset()) -> Plan:
     tags = {name: APP for name, svc in bp.services.items() if svc.build}
-    return make_plan(bp, IDENTITY, frozenset(), tags)
+    return make_plan(bp, IDENTITY, existing, tags, capabilities=fake.capabilities, engine=fake.name)
 
 
-def fake_for_shop(gated: bool = True) -> FakeBackend:
-    fake = FakeBackend()
+def fake_for_shop(gated: bool = True, capabilities: Iterable[Capability] | None = None) -> FakeBackend:
+    fake = FakeBackend(capabilities=capabilities)
     fake.exit_codes["migrate"] = 0  # the job runs to completion as soon as its process begins
     if not gated:  # images without a shell: nothing is gated, dependants start late instead
         fake.no_shell.update({APP, "postgres:16", "redis:7"})
@@ -82,7 +84,7 @@ def test_a_started_container_without_probe_or_healthcheck_is_ready_at_once(
 ) -> None:
     bp = load_text("services: {cache: {image: 'redis:7'}}")
     fake = FakeBackend(images={"redis:7"})
-    ledger = Executor(fake).run(make_plan(bp, IDENTITY, frozenset({"redis:7"}), {}))
+    ledger = Executor(fake).run(make(bp, fake, frozenset({"redis:7"})))
     assert fake.containers[ledger.containers[container("cache")]].status == "running"
     assert ("inspect_container", container("cache")) in fake.calls
 
@@ -93,7 +95,7 @@ def test_a_dependant_never_starts_before_its_dependencies_are_ready_or_done(
     shop: Blueprint, attempt: int, gated: bool,
 ) -> None:
     fake = fake_for_shop(gated)
-    Executor(fake).run(make(shop))
+    Executor(fake).run(make(shop, fake))
     calls = fake.calls
     assert (("release_container", container("migrate")) in calls) is gated
     for service, deps in DEPENDENCIES.items():
@@ -111,7 +113,7 @@ def test_a_dependant_never_starts_before_its_dependencies_are_ready_or_done(
 
 def test_images_are_pulled_and_built_before_their_containers_are_created(shop: Blueprint) -> None:
     fake = fake_for_shop()
-    Executor(fake).run(make(shop))
+    Executor(fake).run(make(shop, fake))
     calls = fake.calls
     assert calls.count(("build_image", APP)) == 1
     assert calls.index(("build_image", APP)) < calls.index(("create_container", container("migrate")))
@@ -120,13 +122,13 @@ def test_images_are_pulled_and_built_before_their_containers_are_created(shop: B
 
 def test_readiness_probes_run_against_the_container(shop: Blueprint) -> None:
     fake = fake_for_shop()
-    Executor(fake).run(make(shop))
+    Executor(fake).run(make(shop, fake))
     assert ("exec", container("db")) in fake.calls
 
 
 def test_the_ledger_lists_every_resource_created(shop: Blueprint) -> None:
     fake = fake_for_shop()
-    ledger = Executor(fake).run(make(shop))
+    ledger = Executor(fake).run(make(shop, fake))
     names = sorted((kind, name) for kind, _, name in ledger.created)
     containers = ["api-1", "api-2", "cache-1", "db-1", "migrate-1", "web-1"]
     assert names == [("container", f"envkit-r1-{c}") for c in containers] + [("network", "envkit-r1-default")]
@@ -140,22 +142,23 @@ def test_a_failing_job_stops_scheduling_and_names_the_job(shop: Blueprint) -> No
     fake.log_text["migrate"] = "applying 0001\nrelation \"orders\" already exists\n"
     events: list[Event] = []
     with pytest.raises(ServiceFailed) as caught:
-        Executor(fake, events.append).run(make(shop))
+        Executor(fake, events.append).run(make(shop, fake))
     err = caught.value
     assert err.service == "migrate"
     assert err.reason == "job exited with code 3"
     assert err.log_tail == ("applying 0001", 'relation "orders" already exists')
     assert not process_began(fake.calls, container("api"))
     assert not process_began(fake.calls, container("web"))
-    failed = [e for e in events if e.kind == "step-failed"]
-    assert [(e.step, e.service) for e in failed] == [("complete:migrate-1", "migrate")]
+    failed = [e for e in events if e.kind == "step" and e.phase == "failed"]
+    assert [(e.action, e.service, e.replica) for e in failed] == [("complete", "migrate", 1)]
+    assert failed[0].detail == "service migrate: job exited with code 3"
 
 
 def test_a_dependency_that_exits_names_itself_not_the_service_waiting_for_it(shop: Blueprint) -> None:
     fake = fake_for_shop()
     fake.exit_codes["db"] = 1
     with pytest.raises(ServiceFailed) as caught:
-        Executor(fake).run(make(shop))
+        Executor(fake).run(make(shop, fake))
     assert caught.value.service == "db"
     assert caught.value.reason == "exited with code 1 before it was ready"
     assert caught.value.container == container("db")
@@ -166,7 +169,7 @@ def test_a_probe_that_cannot_run_fails_at_once(shop: Blueprint) -> None:
     fake = fake_for_shop()
     fake.exec_results["db"] = ExecResult(127, "pg_isready: not found")
     with pytest.raises(ServiceFailed, match=r"^service db: readiness probe \(exec pg_isready\) failed"):
-        Executor(fake).run(make(shop))
+        Executor(fake).run(make(shop, fake))
 
 
 def test_a_log_probe_waits_for_its_line(load_text: Callable[..., Blueprint]) -> None:
@@ -179,7 +182,7 @@ def test_a_log_probe_waits_for_its_line(load_text: Callable[..., Blueprint]) -> 
     fake.log_text["db"] = "starting\n"
     later = threading.Timer(0.2, fake.log_text.__setitem__, ("db", "starting\nready to accept connections\n"))
     later.start()
-    Executor(fake).run(make_plan(bp, IDENTITY, frozenset(fake.images), {}))
+    Executor(fake).run(make(bp, fake, frozenset(fake.images)))
     later.join()
     checks = [i for i, call in enumerate(fake.calls) if call == ("logs", container("db"))]
     assert len(checks) > 1  # polled until the line appeared
@@ -195,7 +198,7 @@ def test_a_service_never_ready_fails_after_its_probe_timeout(load_text: Callable
     fake = FakeBackend(images={"postgres:16", "python:3"})
     fake.exec_results["db"] = ExecResult(1, "no response")
     with pytest.raises(ServiceFailed) as caught:
-        Executor(fake).run(make_plan(bp, IDENTITY, frozenset(fake.images), {}))
+        Executor(fake).run(make(bp, fake, frozenset(fake.images)))
     assert caught.value.service == "db"
     assert caught.value.reason.startswith("not ready after 0.3s (probe: exec pg_isready; last result: exit 1")
     assert not process_began(fake.calls, container("api"))
@@ -205,7 +208,7 @@ def test_a_failing_build_names_the_services_using_the_image(shop: Blueprint) -> 
     fake = fake_for_shop()
     fake.build_failures[APP] = "COPY failed: no such file requirements.txt"
     with pytest.raises(BuildFailed) as caught:
-        Executor(fake).run(make(shop))
+        Executor(fake).run(make(shop, fake))
     err = caught.value
     assert err.services == ("migrate", "api")
     assert err.reason == "COPY failed: no such file requirements.txt"
@@ -219,6 +222,56 @@ def test_an_image_that_cannot_be_pulled_fails_the_services_using_it(shop: Bluepr
     fake = fake_for_shop()
     fake.build_failures["nginx:1"] = "manifest unknown"
     with pytest.raises(BuildFailed) as caught:
-        Executor(fake).run(make(shop))
+        Executor(fake).run(make(shop, fake))
     assert caught.value.services == ("web",)
     assert "cannot be pulled" in caught.value.reason
+
+
+def test_an_engine_that_cannot_gate_starts_dependants_in_order(shop: Blueprint) -> None:
+    fake = fake_for_shop(capabilities=())  # the fake refuses create_gated_container without GATE
+    Executor(fake).run(make(shop, fake))
+    calls = fake.calls
+    assert not any(method in ("create_gated_container", "release_container") for method, _ in calls)
+    for service, deps in DEPENDENCIES.items():
+        for dep in deps:
+            assert began(calls, container(dep)) < began(calls, container(service)), f"{service} before {dep}"
+
+
+def test_every_kind_of_step_has_a_handler() -> None:
+    assert set(HANDLERS) == set(PAYLOADS)
+
+
+def test_step_events_carry_typed_fields(shop: Blueprint) -> None:
+    fake = fake_for_shop()
+    events: list[Event] = []
+    plan = make(shop, fake)
+    Executor(fake, events.append).run(plan)
+    steps = [e for e in events if e.kind == "step"]
+    # every step starts once and ends once, paired by its id
+    assert sorted(e.step for e in steps if e.phase == "start") == sorted(s.id for s in plan.steps)
+    assert sorted(e.step for e in steps if e.phase == "done") == sorted(s.id for s in plan.steps)
+    build = next(e for e in steps if e.action == "build" and e.phase == "start")
+    assert (build.target, build.services, build.service, build.replica) == (APP, ("migrate", "api"), "", None)
+    lines = [e for e in events if e.kind == "output"]
+    assert lines and all(e.action == "build" and e.target == APP for e in lines)
+    assert lines[0].detail == f"building {APP} from app/Dockerfile"
+    ready = [(e.service, e.replica) for e in steps if e.action == "ready" and e.phase == "done"]
+    assert sorted(ready) == [("api", 1), ("api", 2), ("cache", 1), ("db", 1), ("web", 1)]
+    assert all(e.duration >= 0 for e in steps if e.phase == "done")
+    created = [e for e in steps if e.action == "create" and e.phase == "done"]
+    assert {e.detail for e in created} == {"gated", ""}
+    assert {e.target for e in created if e.detail == "gated"} == {container("migrate"), container("api", 1),
+                                                                  container("api", 2), container("web")}
+    usable = [e.service for e in steps if e.action == "usable" and e.phase == "done"]
+    assert sorted(usable) == ["api", "cache", "db", "migrate", "web"]
+
+
+def test_a_dependant_waits_for_the_milestone_after_every_replica(shop: Blueprint) -> None:
+    fake = fake_for_shop()
+    events: list[Event] = []
+    Executor(fake, events.append).run(make(shop, fake))
+    order = [(e.step, e.phase) for e in events if e.kind == "step"]
+    usable_api = order.index(("usable:api", "start"))
+    assert order.index(("ready:api-1", "done")) < usable_api
+    assert order.index(("ready:api-2", "done")) < usable_api
+    assert order.index(("usable:api", "done")) < order.index(("release:web-1", "start"))

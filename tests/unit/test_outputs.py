@@ -38,7 +38,7 @@ def info(load_text: Callable[..., Blueprint]) -> RunInfo:
     fake = FakeBackend(images={"postgres:16", "python:3"})
     fake.host = "engine.example"  # where published ports are reached from this machine
     identity = RunIdentity("shop-1", "me@host:1", "2030-01-01T00:00:00Z", "0.1.0")
-    Executor(fake).run(make_plan(bp, identity, frozenset(fake.images), {}))
+    Executor(fake).run(make_plan(bp, identity, frozenset(fake.images), {}, capabilities=fake.capabilities))
     return describe(fake, "shop-1")
 
 

@@ -38,7 +38,7 @@ def shop(load_text: Callable[..., Blueprint]) -> Blueprint:
 
 def bring_up(fake: FakeBackend, bp: Blueprint, run_id: str) -> None:
     identity = RunIdentity(run_id, "me@host:1", "2030-01-01T00:00:00Z", "0.1.0")
-    Executor(fake).run(make_plan(bp, identity, frozenset(fake.images), {}))
+    Executor(fake).run(make_plan(bp, identity, frozenset(fake.images), {}, capabilities=fake.capabilities))
 
 
 @pytest.fixture

@@ -1,0 +1,64 @@
+"""What a blueprint needs of an engine, checked before anything is created.
+
+``NEEDS`` is the one table from a blueprint key to the backend ``Capability`` it cannot do without.
+``check()`` runs at plan time (``make_plan``) on the selected services, against the capabilities the
+caller's backend declares; a key the engine cannot serve is a ``BlueprintError`` at the key's
+position in the file::
+
+    shop.yaml:14:7 services.api.faults[0]: engine swarm cannot pause containers
+
+Positions come from the marks the loader keeps on the ``Blueprint`` (``Blueprint.marks``); the model's
+items carry their key paths (``at``), which the marks turn into line and column.
+
+Abilities with a fallback are not needs: the pre-start gate (``Capability.GATE``) is planned when the
+engine has it and otherwise the plain start order is (see ``gating``). Today no key strictly needs a
+capability; the seed, snapshot and fault keys of later issues each add one entry here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+from envkit.backends.base import Capability
+from envkit.blueprint.model import Blueprint, Key, Service
+from envkit.blueprint.source import Marks
+from envkit.errors import BlueprintError, Problem
+
+__all__ = ["NEEDS", "Need", "check", "gating"]
+
+
+@dataclass(frozen=True)
+class Need:
+    """A blueprint key that cannot work without ``capability``.
+
+    ``key`` is the pattern for the docs (``services.*.faults``); ``where`` returns the key paths in
+    one service that use it (none: the service does not need the capability).
+    """
+
+    key: str
+    capability: Capability
+    where: Callable[[Service], Iterable[Key]]
+
+
+NEEDS: tuple[Need, ...] = ()
+
+
+def gating(capabilities: frozenset[Capability]) -> bool:
+    """Whether the plan may pre-start containers behind a gate (else: plain start in order)."""
+    return Capability.GATE in capabilities
+
+
+def check(bp: Blueprint, services: Iterable[str], engine: str, capabilities: frozenset[Capability],
+          needs: Sequence[Need] | None = None) -> None:
+    """Raise BlueprintError naming every key of ``services`` whose capability ``engine`` lacks."""
+    problems: list[Problem] = []
+    marks = bp.marks if bp.marks.file else Marks(str(bp.file))  # a model built by hand: file, no lines
+    for need in NEEDS if needs is None else needs:
+        if need.capability in capabilities:
+            continue
+        for name in services:
+            for path in need.where(bp.services[name]):
+                problems.append(marks.problem(path, f"engine {engine} cannot {need.capability.value}"))
+    if problems:
+        raise BlueprintError(problems)

@@ -1,0 +1,190 @@
+"""What each kind of step does: one handler per payload type, looked up in ``HANDLERS``.
+
+A handler gets the step's context (backend, ledger, abort flag, deadline) and its payload, makes the
+engine call, and returns what happened (``Done``) or raises an envkit error that names the service at
+fault. Handlers decide nothing about order: that is the plan's. A new kind of step is a payload in
+``envkit.steps``, a handler here and one line in ``HANDLERS``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from envkit.backends.base import Backend
+from envkit.errors import BuildFailed, EngineError, ServiceFailed
+from envkit.probes import Aborted, log_tail, wait_exited, wait_ready
+from envkit.steps import (
+    BuildImage,
+    CreateContainer,
+    CreateNetwork,
+    CreateVolume,
+    Payload,
+    PullImage,
+    ReleaseContainer,
+    StartContainer,
+    Step,
+    Usable,
+    WaitComplete,
+    WaitReady,
+)
+
+__all__ = ["HANDLERS", "Context", "Done", "Ledger", "run_step"]
+
+BUILD_TAIL = 25
+
+
+@dataclass
+class Ledger:
+    """What this execution created, in creation order."""
+
+    created: list[tuple[str, str, str]] = field(default_factory=list)  # (kind, id, name)
+    containers: dict[str, str] = field(default_factory=dict)  # container name -> id
+    gated: set[str] = field(default_factory=set)  # container names created behind a gate
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, kind: str, ident: str, name: str) -> None:
+        with self.lock:
+            self.created.append((kind, ident, name))
+            if kind == "container":
+                self.containers[name] = ident
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a handler may use while it runs one step."""
+
+    backend: Backend
+    ledger: Ledger
+    abort: threading.Event
+    step: Step
+    output: Callable[[str], None]  # a line of the step's own output (a build's log), as an event
+    deadline: float | None = None  # time.monotonic() value by which everything must be ready
+
+    @property
+    def service(self) -> str:
+        return self.step.services[0] if self.step.services else ""
+
+    def remaining(self, timeout: float) -> float:
+        if self.deadline is None:
+            return timeout
+        return max(0.0, min(timeout, self.deadline - time.monotonic()))
+
+
+@dataclass(frozen=True)
+class Done:
+    message: str  # ready-made text for display ("built envkit/shop-app:…", "db ready in 0.41s")
+    detail: str = ""  # what happened, briefly, when there is more to it than "done" ("gated")
+
+
+def _build(x: Context, p: BuildImage) -> Done:
+    tail: list[str] = []
+
+    def line(text: str) -> None:
+        if x.abort.is_set():
+            raise Aborted()  # leaving the build stream makes the engine cancel the build
+        tail.append(text)
+        del tail[:-BUILD_TAIL]
+        x.output(text)
+
+    try:
+        x.backend.build_image(p.spec, line)
+    except EngineError as exc:
+        raise BuildFailed(x.step.services, p.spec.tag, str(exc), tail) from exc
+    return Done(f"built {p.spec.tag}")
+
+
+def _pull(x: Context, p: PullImage) -> Done:
+    try:
+        x.backend.pull_image(p.tag)
+    except EngineError as exc:
+        raise BuildFailed(x.step.services, p.tag,
+                          f"image is not on the engine and cannot be pulled ({exc}); "
+                          "build it from a Dockerfile with 'build:' instead", []) from exc
+    return Done(f"pulled {p.tag}")
+
+
+def _network(x: Context, p: CreateNetwork) -> Done:
+    x.ledger.add("network", x.backend.create_network(p.spec), p.spec.name)
+    return Done(f"network {p.spec.name}")
+
+
+def _volume(x: Context, p: CreateVolume) -> Done:
+    x.ledger.add("volume", x.backend.create_volume(p.spec), p.spec.name)
+    return Done(f"volume {p.spec.name}")
+
+
+def _create(x: Context, p: CreateContainer) -> Done:
+    if p.gate:
+        ident, gated = x.backend.create_gated_container(p.spec)
+    else:
+        ident, gated = x.backend.create_container(p.spec), False
+    x.ledger.add("container", ident, p.spec.name)
+    if gated:
+        x.ledger.gated.add(p.spec.name)
+        return Done(f"created {p.spec.name} (gated)", "gated")
+    return Done(f"created {p.spec.name}")
+
+
+def _start_now(x: Context, name: str) -> Done:
+    try:
+        x.backend.start_container(x.ledger.containers[name])
+    except EngineError as exc:
+        raise ServiceFailed(x.service, f"cannot start: {exc}", container=name) from exc
+    return Done(f"started {name}")
+
+
+def _start(x: Context, p: StartContainer) -> Done:
+    if p.gate and p.container not in x.ledger.gated:
+        return Done(f"{p.container}: starts at release (its image cannot be gated)", "starts at release")
+    return _start_now(x, p.container)
+
+
+def _release(x: Context, p: ReleaseContainer) -> Done:
+    if p.container not in x.ledger.gated:  # its image could not be gated: this is its start
+        return _start_now(x, p.container)
+    ident = x.ledger.containers[p.container]
+    try:
+        x.backend.release_container(ident)
+    except EngineError as exc:
+        state = x.backend.inspect_container(ident)
+        why = f"exited with code {state.exit_code} before its release" if not state.running else str(exc)
+        raise ServiceFailed(x.service, why, log_tail(x.backend, ident), p.container) from exc
+    return Done(f"released {p.container}")
+
+
+def _ready(x: Context, p: WaitReady) -> Done:
+    began = time.monotonic()
+    wait_ready(x.backend, x.ledger.containers[p.container], x.service, p.probe, x.remaining(p.timeout), x.abort)
+    return Done(f"{x.service} ready in {time.monotonic() - began:.2f}s")
+
+
+def _complete(x: Context, p: WaitComplete) -> Done:
+    wait_exited(x.backend, x.ledger.containers[p.container], x.service, x.remaining(p.timeout), x.abort)
+    return Done(f"{x.service} completed")
+
+
+def _usable(x: Context, p: Usable) -> Done:
+    return Done(f"{p.service} usable")
+
+
+#: payload type -> handler (each handler takes its own payload type; ``run_step`` pairs them)
+HANDLERS: Mapping[type[Payload], Callable[[Context, Any], Done]] = {
+    BuildImage: _build,
+    PullImage: _pull,
+    CreateNetwork: _network,
+    CreateVolume: _volume,
+    CreateContainer: _create,
+    StartContainer: _start,
+    ReleaseContainer: _release,
+    WaitReady: _ready,
+    WaitComplete: _complete,
+    Usable: _usable,
+}
+
+
+def run_step(x: Context) -> Done:
+    return HANDLERS[type(x.step.payload)](x, x.step.payload)

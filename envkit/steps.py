@@ -1,0 +1,185 @@
+"""The steps of a plan: one payload type per kind of step, each one engine action (or one wait).
+
+A ``Step`` is what every kind shares — its id, why it is there, what it waits for, whom it serves —
+and a payload that says what to do. The planner (``envkit.plan``) makes them, ``Plan.text()`` prints
+them from ``action`` and ``target`` alone, and the executor hands each payload to the handler its
+type maps to (``envkit.handlers.HANDLERS``). A new kind of step is a payload class here, a handler
+there and a line in that table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from envkit.backends.base import BuildSpec, ContainerSpec, NetworkSpec, VolumeSpec
+from envkit.blueprint.model import Probe
+
+__all__ = [
+    "PAYLOADS",
+    "BuildImage",
+    "CreateContainer",
+    "CreateNetwork",
+    "CreateVolume",
+    "Payload",
+    "PullImage",
+    "ReleaseContainer",
+    "StartContainer",
+    "Step",
+    "Usable",
+    "WaitComplete",
+    "WaitReady",
+]
+
+
+class Payload:
+    """What one step does. ``action`` names the kind (plan text, events); ``target`` is the engine name
+    of what the step makes or waits for (an image tag, a container name) or, for milestones, the service."""
+
+    action: ClassVar[str]
+
+    @property
+    def target(self) -> str:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class BuildImage(Payload):
+    action: ClassVar[str] = "build"
+    spec: BuildSpec
+
+    @property
+    def target(self) -> str:
+        return self.spec.tag
+
+
+@dataclass(frozen=True)
+class PullImage(Payload):
+    action: ClassVar[str] = "pull"
+    tag: str
+
+    @property
+    def target(self) -> str:
+        return self.tag
+
+
+@dataclass(frozen=True)
+class CreateNetwork(Payload):
+    action: ClassVar[str] = "network"
+    spec: NetworkSpec
+
+    @property
+    def target(self) -> str:
+        return self.spec.name
+
+
+@dataclass(frozen=True)
+class CreateVolume(Payload):
+    action: ClassVar[str] = "volume"
+    spec: VolumeSpec
+
+    @property
+    def target(self) -> str:
+        return self.spec.name
+
+
+@dataclass(frozen=True)
+class CreateContainer(Payload):
+    action: ClassVar[str] = "create"
+    spec: ContainerSpec
+    gate: bool = False  # behind a pre-start gate, opened by the ``release`` step
+
+    @property
+    def target(self) -> str:
+        return self.spec.name
+
+
+@dataclass(frozen=True)
+class StartContainer(Payload):
+    action: ClassVar[str] = "start"
+    container: str  # engine name
+    gate: bool = False  # start the gate only; the service's process begins at ``release``
+
+    @property
+    def target(self) -> str:
+        return self.container
+
+
+@dataclass(frozen=True)
+class ReleaseContainer(Payload):
+    """Open a gated container's gate (or start it, when its image could not be gated)."""
+
+    action: ClassVar[str] = "release"
+    container: str
+
+    @property
+    def target(self) -> str:
+        return self.container
+
+
+@dataclass(frozen=True)
+class WaitReady(Payload):
+    action: ClassVar[str] = "ready"
+    container: str
+    probe: Probe | None  # None: ready once running (or healthy, when the image has a HEALTHCHECK)
+    timeout: float
+
+    @property
+    def target(self) -> str:
+        return self.container
+
+
+@dataclass(frozen=True)
+class WaitComplete(Payload):
+    """A job's container must exit 0."""
+
+    action: ClassVar[str] = "complete"
+    container: str
+    timeout: float
+
+    @property
+    def target(self) -> str:
+        return self.container
+
+
+@dataclass(frozen=True)
+class Usable(Payload):
+    """Milestone: every replica of a service is ready (a job: has completed) and whatever the plan puts
+    between that and its dependants (seeds, a snapshot) is done. Dependants wait on this step."""
+
+    action: ClassVar[str] = "usable"
+    service: str
+
+    @property
+    def target(self) -> str:
+        return self.service
+
+
+#: every kind of step; the executor's table must handle each (a unit test holds them equal)
+PAYLOADS: tuple[type[Payload], ...] = (
+    BuildImage, PullImage, CreateNetwork, CreateVolume, CreateContainer, StartContainer, ReleaseContainer,
+    WaitReady, WaitComplete, Usable,
+)
+
+
+@dataclass(frozen=True)
+class Step:
+    id: str  # e.g. "start:api-1"; unique in a plan, referred to by ``after``
+    payload: Payload
+    cause: str  # the human reason, printed under the step
+    after: tuple[str, ...] = ()  # ids of the steps that must be done first
+    services: tuple[str, ...] = ()  # the services this step belongs to (errors name them)
+    replica: int | None = None  # the replica a container step is about
+
+    @property
+    def action(self) -> str:
+        return self.payload.action
+
+    @property
+    def target(self) -> str:
+        return self.payload.target
+
+    def text(self) -> tuple[str, str]:
+        """The step's two lines in ``Plan.text()``."""
+        after = f"  after {', '.join(self.after)}" if self.after else ""
+        return f"  {self.id:<28} {self.action:<8} {self.target}{after}", f"  {'':<28} ({self.cause})"
