@@ -24,6 +24,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from envkit import __version__
 from envkit.cli.render import Renderer
 from envkit.errors import EnvkitError, UsageError
 from envkit.outputs import dumps, mask, to_dotenv
@@ -62,7 +63,7 @@ def _engine() -> Backend:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="envkit")
+@click.version_option(__version__, prog_name="envkit")
 @click.option("--engine", envvar="ENVKIT_ENGINE", metavar="NAME",
               help="The container engine to use (env: ENVKIT_ENGINE; default: docker).")
 @click.pass_context
