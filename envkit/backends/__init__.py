@@ -1,18 +1,50 @@
-"""Container engine backends. ``connect()`` gives the one for this machine (a Docker engine today)."""
+"""Container engine backends, and the one place that chooses among them: ``connect()``.
+
+An engine is one module here plus one line in ``ENGINES``: its name (as given to ``--engine`` or in
+``ENVKIT_ENGINE``) and the module, which defines ``open_backend(environment) -> Backend``. The module
+is imported only when chosen, so ``envkit validate`` never loads an engine client.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import importlib
+import os
+from collections.abc import Callable, Mapping
+from typing import cast
 
 from envkit.backends.base import Backend
+from envkit.errors import UsageError
 
-__all__ = ["Backend", "connect"]
+__all__ = ["DEFAULT_ENGINE", "ENGINES", "Backend", "connect", "engine_name"]
+
+#: engine name -> module defining ``open_backend(environment: Mapping[str, str]) -> Backend``
+ENGINES: Mapping[str, str] = {
+    "docker": "envkit.backends.docker",
+}
+DEFAULT_ENGINE = "docker"
 
 
-def connect(environment: Mapping[str, str] | None = None) -> Backend:
-    """The Docker engine named by DOCKER_HOST (or the local socket), checked to answer."""
-    from envkit.backends.docker import DockerBackend  # imported on use: `envkit validate` needs no engine
+def engine_name(engine: str | None = None, environment: Mapping[str, str] | None = None) -> str:
+    """The engine asked for: ``engine`` (``--engine``), else ``ENVKIT_ENGINE``, else docker.
+    Raises UsageError naming the known engines for any other name."""
+    env = os.environ if environment is None else environment
+    name = (engine or env.get("ENVKIT_ENGINE") or DEFAULT_ENGINE).strip().lower()
+    if name not in ENGINES:
+        source = "--engine" if engine else "ENVKIT_ENGINE"
+        raise UsageError(f"{source}: unknown engine '{name}' (known engines: {', '.join(sorted(ENGINES))})")
+    return name
 
-    backend = DockerBackend(environment)
-    backend.ping()
+
+def connect(engine: str | None = None, environment: Mapping[str, str] | None = None) -> Backend:
+    """The chosen engine's backend (see ``engine_name``), configured from ``environment`` (default:
+    this process's) and checked to answer (EngineUnavailable otherwise)."""
+    env = dict(os.environ if environment is None else environment)
+    module = importlib.import_module(ENGINES[engine_name(engine, env)])
+    opener = cast(Callable[[Mapping[str, str]], Backend], module.open_backend)
+    backend = opener(env)
+    try:
+        backend.ping()
+    except BaseException:
+        backend.close()
+        raise
     return backend

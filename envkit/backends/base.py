@@ -282,7 +282,9 @@ class Backend(ABC):
         """Containers, networks and volumes carrying every label given (None: any value)."""
 
     @abstractmethod
-    def list_containers(self, labels: Mapping[str, str | None]) -> list[ContainerState]: ...
+    def list_containers(self, labels: Mapping[str, str | None]) -> list[ContainerState]:
+        """The containers carrying every label given. A listing may leave out what it does not carry
+        (``detailed=False``: exit code, health, start time, OOM flag unknown); inspect to know them."""
 
     @abstractmethod
     def remove_container(self, container_id: str, grace: float) -> None:
@@ -310,18 +312,31 @@ class Backend(ABC):
 
     # -- capability COPY_FILES ---------------------------------------------------------------------------
     def copy_into(self, container_id: str, directory: str, archive: bytes) -> None:
-        """Unpack a tar ``archive`` at ``directory`` in the container (owners and modes as in the tar)."""
+        """Unpack a tar ``archive`` at ``directory`` in the container (owners and modes as in the tar).
+        The directory must exist (else NotFound)."""
         self.require(Capability.COPY_FILES)
+
+    def copy_from(self, container_id: str, path: str) -> bytes:
+        """A tar of ``path`` in the container (a file, or a directory and what it holds), its entries
+        named from the last component of ``path`` on (``a.txt``, ``dir/x``). NotFound if absent."""
+        self.require(Capability.COPY_FILES)
+        raise AssertionError("unreachable")
 
     # -- capability EXPORT_FILESYSTEM --------------------------------------------------------------------
     def export_filesystem(self, container_id: str, tag: str, labels: Mapping[str, str]) -> str:
-        """Save the container's filesystem (not its volumes) as image ``tag``; returns the image id."""
+        """Save the container's filesystem (not its volumes) as image ``tag``; returns the image id.
+        The image carries ``labels`` (on Docker, also the container's own labels)."""
         self.require(Capability.EXPORT_FILESYSTEM)
         raise AssertionError("unreachable")
 
+    def remove_image(self, tag: str) -> None:
+        """Remove an image made by ``export_filesystem``; one already gone is success, one a container
+        still uses is a Conflict."""
+        self.require(Capability.EXPORT_FILESYSTEM)
+
     # -- capability EXPORT_VOLUME ------------------------------------------------------------------------
     def export_volume(self, name: str) -> Iterator[bytes]:
-        """The content of a volume as a tar stream."""
+        """The content of a volume as a tar stream, entries named from its root (``.``, ``./a.txt``)."""
         self.require(Capability.EXPORT_VOLUME)
         raise AssertionError("unreachable")
 
@@ -335,6 +350,7 @@ class Backend(ABC):
         self.require(Capability.SIGNAL)
 
     def kill_container(self, container_id: str, signal: str = "SIGKILL") -> None:
+        """Send ``signal`` to the container's process; a container that is not running is a Conflict."""
         self.require(Capability.SIGNAL)
 
     # -- capability PAUSE ----------------------------------------------------------------------------------
