@@ -64,8 +64,7 @@ def _engine() -> Backend:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="envkit")
-@click.option("--engine", envvar="ENVKIT_ENGINE", metavar="NAME",
-              help="The container engine to use (env: ENVKIT_ENGINE; default: docker).")
+@click.option("--engine", metavar="NAME", help="The container engine to use (default: $ENVKIT_ENGINE, else docker).")
 @click.pass_context
 def cli(ctx: click.Context, engine: str | None) -> None:
     """A private, production-like container environment for every test run."""
