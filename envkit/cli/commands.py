@@ -335,10 +335,10 @@ def _teardown(env: Environment) -> None:
     except EnvkitError:
         err.print(f"[yellow]{escape(left)}[/]")
         raise
-    if finished:
-        err.print(f"[dim]run {env.run_id} removed[/]")
-    else:
+    if not finished:
         err.print(f"[yellow]teardown interrupted: {escape(left)}[/]")
+        raise KeyboardInterrupt  # the user stopped it: exit 130, whatever the command's code
+    err.print(f"[dim]run {env.run_id} removed[/]")
 
 from envkit.cli.export_cmd import export  # noqa: E402
 
