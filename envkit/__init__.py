@@ -10,6 +10,9 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+# The one place the version is written: pyproject.toml reads it (setuptools attr), the API labels runs with it.
+__version__ = "0.1.0"
+
 if TYPE_CHECKING:
     from envkit.api import Environment, ServiceStatus, attach, down, ls, plan, up, validate
     from envkit.blueprint import Blueprint, load
@@ -45,7 +48,6 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'envkit' has no attribute {name!r}")
 
 
-__version__ = "0.1.0"
 
 __all__ = [
     "Blueprint",

@@ -8,21 +8,27 @@ with its command's code.
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
-from envkit.cli.commands import cli
+from envkit.cli.commands import Session, cli
 from envkit.errors import EnvkitError
+
+if TYPE_CHECKING:
+    from envkit.backends.base import Backend
 
 __all__ = ["cli", "main"]
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, backend: Backend | None = None) -> int:
+    """Run the command line. Without ``argv``: ``sys.argv``, and the process exits with the code. With a
+    ``backend``, every command uses it instead of connecting to an engine (``--engine`` is then ignored)."""
     import click
     from rich.console import Console
     from rich.markup import escape
 
     err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
     try:
-        result = cli.main(args=argv, prog_name="envkit", standalone_mode=False)
+        result = cli.main(args=argv, prog_name="envkit", standalone_mode=False, obj=Session(backend=backend))
     except EnvkitError as exc:
         err.print(f"[red]error:[/] {escape(str(exc))}")
         code = exc.exit_code

@@ -1,4 +1,10 @@
-"""The commands. Each one parses arguments, calls ``envkit.api`` and renders the result."""
+"""The commands. Each one parses arguments, calls ``envkit.api`` and renders the result.
+
+``envkit.api`` (and with it the engine client) is imported inside the commands that use it, so that
+``envkit validate`` does not pay for it. The engine comes from the context object (``Session``): a backend
+injected by the caller (``main(argv, backend=...)``; the unit tests pass the fake one), or the one
+``envkit.backends.connect()`` gives for ``--engine`` / ``ENVKIT_ENGINE``, connected on first use.
+"""
 
 from __future__ import annotations
 
@@ -9,40 +15,60 @@ import subprocess
 import sys
 import tempfile
 import threading
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from envkit import __version__
 from envkit.cli.render import Renderer
 from envkit.errors import EnvkitError, UsageError
 from envkit.outputs import dumps, mask, to_dotenv
-from envkit.signals import Terminated, sigterm_as_interrupt
+from envkit.signals import Terminated, despite_interrupts, sigterm_as_interrupt
 
 if TYPE_CHECKING:
     from envkit.api import Environment
+    from envkit.backends.base import Backend
 
 
-def _api() -> Any:
-    """The API module, imported on use: `envkit validate` should not pay for the engine client."""
-    from envkit import api
-
-    return api
-
-__all__ = ["cli"]
+__all__ = ["Session", "cli"]
 
 # Not a terminal (CI logs, pipes): wide enough that tables are never cut.
 out = Console(highlight=False, soft_wrap=True, emoji=False, width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False, width=None if sys.stderr.isatty() else 200)
 
 
+@dataclass
+class Session:
+    """What every command of one CLI call shares: the engine (see the module's docstring)."""
+
+    backend: Backend | None = None
+    engine: str | None = None
+
+    def connect(self) -> Backend:
+        if self.backend is None:
+            from envkit.backends import connect
+
+            self.backend = connect(engine=self.engine)
+        return self.backend
+
+
+def _engine() -> Backend:
+    """The engine of the running command, connected on first use."""
+    return click.get_current_context().ensure_object(Session).connect()
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="envkit")
-def cli() -> None:
+@click.version_option(__version__, prog_name="envkit")
+@click.option("--engine", metavar="NAME", help="The container engine to use (default: $ENVKIT_ENGINE, else docker).")
+@click.pass_context
+def cli(ctx: click.Context, engine: str | None) -> None:
     """A private, production-like container environment for every test run."""
+    ctx.ensure_object(Session).engine = engine or None
 
 
 blueprint_arg = click.argument("blueprint", type=click.Path(path_type=Path))
@@ -66,10 +92,10 @@ def validate(blueprint: Path) -> None:
 @click.option("--offline", is_flag=True, help="Do not ask the engine which images exist.")
 def plan(blueprint: Path, name: str | None, only: tuple[str, ...], offline: bool) -> None:
     """Print what `up` would do, without doing it."""
-    from envkit.backends import connect
+    from envkit import api
 
-    backend = None if offline else connect()
-    out.print(escape(_api().plan(blueprint, name=name, only=only, backend=backend).text()))
+    backend = None if offline else _engine()
+    out.print(escape(api.plan(blueprint, name=name, only=only, backend=backend).text()))
 
 
 def _write(path: Path, text: str, append: bool = False) -> None:
@@ -123,9 +149,11 @@ def _print_outputs(env: Environment, as_json: bool, env_file: Path | None, githu
 def up(blueprint: Path, name: str | None, only: tuple[str, ...], timeout: float | None, keep_on_failure: bool,
        as_json: bool, env_file: Path | None, github_output: bool, verbose: bool) -> None:
     """Bring BLUEPRINT up as a new isolated run and wait until every service is ready."""
+    from envkit import api
+
     with sigterm_as_interrupt():
-        env = _api().up(blueprint, name=name, only=only, timeout=timeout, keep_on_failure=keep_on_failure,
-                     on_event=Renderer(err, verbose))
+        env = api.up(blueprint, name=name, only=only, timeout=timeout, keep_on_failure=keep_on_failure,
+                     on_event=Renderer(err, verbose), backend=_engine())
         env.detach()  # the CLI hands the run over; `envkit down` removes it
     _print_outputs(env, as_json, env_file, github_output)
 
@@ -138,16 +166,26 @@ def down(runs: tuple[str, ...], all_runs: bool, verbose: bool) -> None:
     """Remove runs and everything they created."""
     if not runs and not all_runs:
         raise UsageError("name the runs to remove (see `envkit ls`), or pass --all")
-    counts = _api().down(list(runs), all_runs=all_runs, on_event=Renderer(err, verbose))
+    from envkit import api
+
+    counts = api.down(list(runs), all_runs=all_runs, on_event=Renderer(err, verbose), backend=_engine())
     out.print(f"removed {counts['container']} containers, {counts['network']} networks, "
               f"{counts['volume']} volumes")
+
+
+def _attach(run: str) -> Environment:
+    from envkit import api
+
+    return api.attach(run, backend=_engine())
 
 
 @cli.command(name="ls")
 @click.option("--json", "as_json", is_flag=True)
 def ls_(as_json: bool) -> None:
     """List the envkit runs on this engine."""
-    runs = _api().ls()
+    from envkit import api
+
+    runs = api.ls(backend=_engine())
     if as_json:
         out.print_json(json.dumps([r.__dict__ for r in runs]))
         return
@@ -163,7 +201,7 @@ def ls_(as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def status(run: str, as_json: bool) -> None:
     """Services of RUN: state, readiness and host ports."""
-    env = _api().attach(run)
+    env = _attach(run)
     rows = env.status()
     if as_json:
         out.print_json(json.dumps([r.__dict__ for r in rows]))
@@ -183,7 +221,7 @@ def status(run: str, as_json: bool) -> None:
 @click.option("--tail", type=int, help="Only the last N lines.")
 def logs(run: str, service: str | None, follow: bool, tail: int | None) -> None:
     """Print the logs of RUN's services (or one SERVICE)."""
-    env = _api().attach(run)
+    env = _attach(run)
     if not follow:
         sys.stdout.write(env.logs(service, tail=tail))
         return
@@ -223,7 +261,7 @@ def logs(run: str, service: str | None, follow: bool, tail: int | None) -> None:
 @click.option("--replica", type=int, default=1)
 def exec_(run: str, service: str, command: tuple[str, ...], replica: int) -> int:
     """Run COMMAND in SERVICE's container (no TTY); exits with its exit code."""
-    result = _api().attach(run).exec(service, list(command), replica)
+    result = _attach(run).exec(service, list(command), replica)
     sys.stdout.write(result.output)
     return int(result.exit_code)
 
@@ -234,7 +272,7 @@ def exec_(run: str, service: str, command: tuple[str, ...], replica: int) -> int
 @click.option("--env-file", type=click.Path(path_type=Path))
 def outputs(run: str, as_json: bool, env_file: Path | None) -> None:
     """Print RUN's outputs (--json: the run document)."""
-    env = _api().attach(run)
+    env = _attach(run)
     if env_file:
         _write(env_file, to_dotenv(env.outputs))
     if as_json:
@@ -257,9 +295,11 @@ def run(blueprint: Path, command: tuple[str, ...], name: str | None, only: tuple
     COMMAND gets every output as an environment variable, plus ENVKIT_RUN (the run id) and
     ENVKIT_OUTPUTS_FILE (the run document as JSON). Exits with COMMAND's exit code.
     """
+    from envkit import api
+
     renderer = Renderer(err, verbose)
     with sigterm_as_interrupt():
-        env = _api().up(blueprint, name=name, only=only, timeout=timeout, on_event=renderer)
+        env = api.up(blueprint, name=name, only=only, timeout=timeout, on_event=renderer, backend=_engine())
         try:
             with tempfile.TemporaryDirectory(prefix="envkit-") as tmp:
                 doc = Path(tmp) / "outputs.json"
@@ -284,13 +324,21 @@ def run(blueprint: Path, command: tuple[str, ...], name: str | None, only: tuple
                         proc.kill()
                     raise
         finally:
-            for _ in range(3):  # a second Ctrl-C must not leave half a run
-                try:
-                    env.down()
-                    break
-                except KeyboardInterrupt:
-                    continue
-            err.print(f"[dim]run {env.run_id} removed[/]")
+            _teardown(env)
+
+
+def _teardown(env: Environment) -> None:
+    """Remove the run, starting again on a second Ctrl-C; say "removed" only when it is."""
+    left = f"run {env.run_id} may be left; remove it with: envkit down {env.run_id}"
+    try:
+        finished, _ = despite_interrupts(env.down)
+    except EnvkitError:
+        err.print(f"[yellow]{escape(left)}[/]")
+        raise
+    if not finished:
+        err.print(f"[yellow]teardown interrupted: {escape(left)}[/]")
+        raise KeyboardInterrupt  # the user stopped it: exit 130, whatever the command's code
+    err.print(f"[dim]run {env.run_id} removed[/]")
 
 from envkit.cli.export_cmd import export  # noqa: E402
 

@@ -46,6 +46,30 @@ def test_a_failing_test_gets_its_services_logs_for_its_time_window(inner: Inner)
     assert "/before-the-failure" not in output  # another test's window
 
 
+def test_a_test_reaching_the_environment_through_getfixturevalue_gets_the_logs_too(inner: Inner) -> None:
+    # As examples/shop's `outputs` fixture does: envkit_env is not among the test's arguments.
+    inner.pytester.makepyfile(test_a="""
+        import urllib.error, urllib.request
+
+        def test_fails(request, note):
+            env = request.getfixturevalue("envkit_env")
+            note(env)
+            try:
+                urllib.request.urlopen(env.outputs["HELLO_URL"] + "/asked-dynamically", timeout=5).close()
+            except urllib.error.HTTPError as exc:
+                exc.close()
+            assert False, "the shop is broken"
+    """)
+    result = inner.run()
+    result.assert_outcomes(failed=1)
+    run = next(iter(inner.runs().values()))
+    result.stdout.fnmatch_lines([
+        "*- envkit logs -*",
+        f"run {run}, services' logs from *",
+        'web | * "GET /asked-dynamically HTTP/1.1" 404',
+    ])
+
+
 def test_keep_leaves_the_environment_of_a_failing_test_and_says_how_to_remove_it(inner: Inner) -> None:
     inner.pytester.makepyfile(
         test_good="def test_ok(envkit_env, note):\n    note(envkit_env)\n",

@@ -1,0 +1,69 @@
+"""The plugin's options and ini keys, read once per pytest process into ``Settings``."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, cast
+
+import pytest
+
+__all__ = ["MARKER_SCOPES", "SCOPES", "Scope", "Settings", "add_options", "read_settings"]
+
+Scope = Literal["session", "module", "class", "function"]
+SCOPES: tuple[Scope, ...] = ("session", "module", "class", "function")
+MARKER_SCOPES: tuple[Scope, ...] = ("module", "class", "function")
+
+
+@dataclass(frozen=True)
+class Settings:
+    blueprint: Path | None
+    scope: Scope = "session"
+    keep: bool = False
+    reuse: str | None = None
+    shared: bool = False
+    engine: str | None = None  # None: envkit.backends.connect() decides (ENVKIT_ENGINE, else docker)
+
+    @property
+    def default_source(self) -> str:
+        """What the unmarked tests' environment comes from: ``reuse:RUN``, the blueprint, or "" (none)."""
+        return f"reuse:{self.reuse}" if self.reuse else str(self.blueprint or "")
+
+
+def add_options(parser: pytest.Parser) -> None:
+    group = parser.getgroup("envkit", "envkit environments")
+    group.addoption("--envkit-blueprint", metavar="PATH",
+                    help="Blueprint behind the envkit_env fixture (ini: envkit_blueprint).")
+    group.addoption("--envkit-scope", choices=SCOPES,
+                    help="One environment per session (default), module, class or function (ini: envkit_scope).")
+    group.addoption("--envkit-keep", action="store_true",
+                    help="Keep an environment a failing test used, and print how to remove it.")
+    group.addoption("--envkit-reuse", metavar="RUN",
+                    help="Use the running environment RUN instead of bringing one up; never removed.")
+    group.addoption("--envkit-shared", action="store_true",
+                    help="With pytest-xdist: one environment for all workers instead of one per worker.")
+    group.addoption("--envkit-engine", metavar="NAME",
+                    help="The container engine (ini: envkit_engine; default: $ENVKIT_ENGINE, else docker).")
+    parser.addini("envkit_blueprint", "Blueprint behind envkit_env, relative to this file.", default="")
+    parser.addini("envkit_scope", "session (default) | module | class | function", default="session")
+    parser.addini("envkit_engine", "The container engine envkit uses (default: $ENVKIT_ENGINE, else docker).",
+                  default="")
+
+
+def read_settings(config: pytest.Config) -> Settings:
+    scope = config.getoption("envkit_scope") or config.getini("envkit_scope") or "session"
+    if scope not in SCOPES:
+        raise pytest.UsageError(f"envkit_scope = {scope!r}: use one of {', '.join(SCOPES)}")
+    blueprint: Path | None = None
+    if config.getoption("envkit_blueprint"):
+        blueprint = Path(os.path.normpath(config.invocation_params.dir / config.getoption("envkit_blueprint")))
+    elif config.getini("envkit_blueprint"):
+        base = config.inipath.parent if config.inipath else config.rootpath
+        blueprint = Path(os.path.normpath(base / config.getini("envkit_blueprint")))
+    shared = bool(config.getoption("envkit_shared"))
+    if shared and scope != "session":
+        raise pytest.UsageError(f"--envkit-shared shares the session's environment; it needs scope session, not {scope}")
+    engine = config.getoption("envkit_engine") or config.getini("envkit_engine") or None
+    return Settings(blueprint, cast(Scope, scope), bool(config.getoption("envkit_keep")),
+                    config.getoption("envkit_reuse") or None, shared, engine)
