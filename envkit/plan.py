@@ -31,6 +31,7 @@ from envkit.backends.base import (
     VolumeSpec,
 )
 from envkit.blueprint import refs
+from envkit.blueprint.keys import container_fields
 from envkit.blueprint.model import Blueprint, Probe, Service
 from envkit.steps import (
     BuildImage,
@@ -252,13 +253,13 @@ def _container_spec(svc: Service, replica: int, name: str, image: str, run: str,
         MountSpec(m.type, L.volume_name(run, m.source) if m.type == "volume" else m.source, m.target, m.read_only)
         for m in svc.volumes
     )
+    # Keys that pass straight through to the engine come from the format's table (blueprint/keys.py);
+    # only what the planner transforms is spelled out here.
     return ContainerSpec(
-        name=name, image=image, labels=tuple(sorted(lab.items())), networks=networks, command=svc.command,
-        entrypoint=svc.entrypoint, environment=svc.environment, user=svc.user, working_dir=svc.working_dir,
+        name=name, image=image, labels=tuple(sorted(lab.items())), networks=networks,
         hostname=svc.hostname or (svc.name if svc.replicas == 1 else f"{svc.name}-{replica}"),
         ports=tuple(PortBinding(PortKey(p.container, "udp" if p.protocol == "udp" else "tcp"), p.host_ip, p.host)
                     for p in svc.ports),
-        mounts=mounts, tmpfs=svc.tmpfs, memory=svc.memory, cpus=svc.cpus, privileged=svc.privileged,
-        cap_add=svc.cap_add, stop_signal=svc.stop_signal,
-        stop_timeout=int(svc.stop_grace_period) if svc.stop_grace_period else None,
+        mounts=mounts, stop_timeout=int(svc.stop_grace_period) if svc.stop_grace_period else None,
+        **container_fields(svc),
     )
