@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import json
 import sys
+from urllib.parse import unquote
 
 from . import VERSION
 from .relay import Proxy, split_address
@@ -178,7 +179,7 @@ class Control:
 
     # -- routing
     async def route(self, method: str, path: str, body: object) -> tuple[int, object]:
-        parts = [p for p in path.split("?", 1)[0].split("/") if p]
+        parts = [unquote(p) for p in path.split("?", 1)[0].split("/") if p]
         match parts:
             case ["version"]:
                 self._method(method, "GET")

@@ -259,11 +259,13 @@ class Connection:
     def close_soon(self, reset: bool) -> None:
         if not self.closed:
             self.closed = True
-            asyncio.ensure_future(self._shutdown(reset))
+            self.tasks.append(asyncio.ensure_future(self._shutdown(reset)))
 
     async def _shutdown(self, reset: bool) -> None:
+        current = asyncio.current_task()
         for task in self.tasks:
-            task.cancel()  # nothing more is read or written; what the transports hold still goes out
+            if task is not current:
+                task.cancel()  # nothing more is read or written; what the transports hold still goes out
         for link in self.links:
             link.stop()
         writers = [w for w in (self.client, self.upstream) if w is not None]
