@@ -25,8 +25,9 @@ from .toxics import Effect, Toxic
 
 __all__ = ["Connection", "Proxy", "split_address"]
 
-CHUNK = 64 * 1024
-QUEUE = 8
+CHUNK = 256 * 1024
+QUEUE = 4
+WRITE_BUFFER = 512 * 1024
 CONNECT_TIMEOUT = 10.0
 FLUSH_TIMEOUT = 0.5
 
@@ -238,8 +239,8 @@ class Connection:
             _abort(self.client)
             return
         self.upstream = up_writer
-        _nodelay(self.client)
-        _nodelay(up_writer)
+        _tune(self.client)
+        _tune(up_writer)
         self.links = [Link(self, "upstream", client_reader, up_writer), Link(self, "downstream", up_reader, self.client)]
         for link in self.links:
             link.sync(self.proxy.toxic_list())
@@ -311,7 +312,8 @@ def _unsent(writer: asyncio.StreamWriter) -> int:
     return pending
 
 
-def _nodelay(writer: asyncio.StreamWriter) -> None:
+def _tune(writer: asyncio.StreamWriter) -> None:
+    writer.transport.set_write_buffer_limits(high=WRITE_BUFFER)
     sock = writer.get_extra_info("socket")
     if sock is not None:
         with contextlib.suppress(OSError):
