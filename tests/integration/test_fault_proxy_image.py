@@ -8,6 +8,7 @@ The Docker SDK is used directly: this test must not depend on envkit's backends.
 from __future__ import annotations
 
 import hashlib
+import json
 import secrets
 import socket
 import statistics
@@ -148,8 +149,8 @@ def test_fault_proxy_image_end_to_end(engine: Any, images: tuple[str, str]) -> N
         network = engine.networks.create(f"envkit-{run}-net", driver="bridge", labels=labels)
         upstream = engine.containers.run(upstream_tag, name=f"envkit-{run}-upstream-1", detach=True, labels=labels,
                                          network=network.name, cap_drop=["ALL"])
-        populate = ('[{"name": "echo", "listen": "0.0.0.0:80", "upstream": "%s:7000"},'
-                    ' {"name": "source", "listen": "0.0.0.0:81", "upstream": "%s:7001"}]') % (upstream.name, upstream.name)
+        populate = json.dumps([{"name": "echo", "listen": "0.0.0.0:80", "upstream": f"{upstream.name}:7000"},
+                               {"name": "source", "listen": "0.0.0.0:81", "upstream": f"{upstream.name}:7001"}])
         proxy = engine.containers.run(
             proxy_tag, ["--control", "0.0.0.0:8474", "--seed", run, "--populate", populate],
             name=f"envkit-{run}-fault-proxy-1", detach=True, labels=labels, network=network.name,

@@ -130,32 +130,50 @@ def _connect(p: ProxyInfo, timeout: float = 5.0) -> socket.socket:
     return sock
 
 
-def _read_all(sock: socket.socket) -> bytes:
-    out = bytearray()
-    while data := sock.recv(65536):
-        out += data
-    return bytes(out)
+def _recv(sock: socket.socket, size: int = sys.maxsize) -> bytes:
+    """``size`` bytes, or what came before EOF."""
+    got = bytearray()
+    while len(got) < size and (data := sock.recv(65536)):
+        got += data
+    return bytes(got)
+
+
+def _recv_until(sock: socket.socket, error: type[Exception]) -> bytes:
+    """What came before ``error`` was raised (which must happen)."""
+    got = bytearray()
+    with pytest.raises(error):
+        while data := sock.recv(65536):
+            got += data
+    return bytes(got)
+
+
+def _sink(p: ProxyInfo, data: bytes) -> bytes:
+    """Send ``data``, half-close, return the sink's answer (the SHA-256 hex of what it received)."""
+    with _connect(p) as sock:
+        sock.sendall(data)
+        sock.shutdown(socket.SHUT_WR)
+        return _recv(sock)
 
 
 def _round_trip(sock: socket.socket, payload: bytes = b"ping") -> float:
     start = time.perf_counter()
     sock.sendall(payload)
-    got = b""
-    while len(got) < len(payload):
-        got += sock.recv(65536)
-    assert got == payload
+    assert _recv(sock, len(payload)) == payload
     return time.perf_counter() - start
+
+
+def _free_port() -> int:
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        return int(free.getsockname()[1])
 
 
 def test_plain_forwarding_is_byte_exact_and_passes_half_closes(proxy: Make, api: FaultProxyClient) -> None:
     p = proxy("sink")
     data = os.urandom(3_000_000)
-    with _connect(p) as sock:
-        sock.sendall(data)
-        sock.shutdown(socket.SHUT_WR)  # the sink answers only once it sees our FIN through the proxy
-        assert _read_all(sock).decode() == hashlib.sha256(data).hexdigest()
+    assert _sink(p, data).decode() == hashlib.sha256(data).hexdigest()  # it answers once our FIN got through
     with _connect(proxy("source")) as sock:
-        assert _read_all(sock) == PATTERN[:SOURCE]
+        assert _recv(sock) == PATTERN[:SOURCE]
     assert api.proxy(p.name).total_connections == 1
     assert api.version()["seed"] == "unit"
 
@@ -195,7 +213,7 @@ def test_bandwidth_bounds_transfer_time(proxy: Make, api: FaultProxyClient) -> N
     api.add_toxic(p.name, Bandwidth(kb_per_s=400))  # 200 kB at 400 kB/s: 0.5 s
     start = time.perf_counter()
     with _connect(p) as sock:
-        assert _read_all(sock) == PATTERN[:SOURCE]
+        assert _recv(sock) == PATTERN[:SOURCE]
     assert 0.45 <= time.perf_counter() - start < 0.75
 
 
@@ -207,11 +225,7 @@ def test_reset_peer_at_once_and_after_exact_bytes(proxy: Make, api: FaultProxyCl
     src = proxy("source")
     api.add_toxic(src.name, ResetPeer(after_bytes=4096))
     with _connect(src) as sock:
-        got = bytearray()
-        with pytest.raises(ConnectionResetError):
-            while data := sock.recv(65536):
-                got += data
-        assert bytes(got) == PATTERN[:4096]
+        assert _recv_until(sock, ConnectionResetError) == PATTERN[:4096]
 
 
 def test_timeout_never_answers_then_closes_and_heals_intact(proxy: Make, api: FaultProxyClient) -> None:
@@ -232,18 +246,14 @@ def test_timeout_never_answers_then_closes_and_heals_intact(proxy: Make, api: Fa
     src = proxy("source")
     api.add_toxic(src.name, Timeout(after_bytes=1000))
     with _connect(src, timeout=0.3) as sock:
-        got = bytearray()
-        with pytest.raises(TimeoutError):
-            while data := sock.recv(65536):
-                got += data
-        assert bytes(got) == PATTERN[:1000]
+        assert _recv_until(sock, TimeoutError) == PATTERN[:1000]
 
 
 def test_limit_data_gives_exact_bytes_then_eof(proxy: Make, api: FaultProxyClient) -> None:
     p = proxy("source")
     api.add_toxic(p.name, LimitData(bytes=1234))
     with _connect(p) as sock:
-        assert _read_all(sock) == PATTERN[:1234]
+        assert _recv(sock) == PATTERN[:1234]
 
 
 def test_slow_close_delays_only_the_end(proxy: Make, api: FaultProxyClient) -> None:
@@ -251,9 +261,7 @@ def test_slow_close_delays_only_the_end(proxy: Make, api: FaultProxyClient) -> N
     api.add_toxic(p.name, SlowClose(delay_ms=300))
     with _connect(p) as sock:
         start = time.perf_counter()
-        got = bytearray()
-        while len(got) < SOURCE:
-            got += sock.recv(65536)
+        assert _recv(sock, SOURCE) == PATTERN[:SOURCE]
         assert time.perf_counter() - start < 0.1
         assert sock.recv(100) == b""
         assert 0.3 <= time.perf_counter() - start < 0.45
@@ -280,17 +288,13 @@ def test_corrupt_flips_one_bit_per_chosen_byte(proxy: Make, api: FaultProxyClien
     payload = os.urandom(1000)
     with _connect(p) as sock:
         sock.sendall(payload)
-        got = b""
-        while len(got) < len(payload):
-            got += sock.recv(65536)
+        got = _recv(sock, len(payload))
     assert all(bin(a ^ b).count("1") == 1 for a, b in zip(payload, got, strict=True))
     api.update_toxic(p.name, "corrupt_downstream", Corrupt(probability=0.1))
     payload = bytes(20_000)
     with _connect(p) as sock:
         sock.sendall(payload)
-        got = b""
-        while len(got) < len(payload):
-            got += sock.recv(65536)
+        got = _recv(sock, len(payload))
     flipped = [b for b in got if b]
     assert 1400 < len(flipped) < 2600 and all(bin(b).count("1") == 1 for b in flipped)
 
@@ -299,13 +303,13 @@ def test_truncate_drops_the_tail_at_end_and_on_idle(proxy: Make, api: FaultProxy
     src = proxy("source")
     api.add_toxic(src.name, Truncate(bytes=10))
     with _connect(src) as sock:
-        assert _read_all(sock) == PATTERN[:SOURCE - 10]
+        assert _recv(sock) == PATTERN[:SOURCE - 10]
     p = proxy("echo")  # the echo server never closes: the idle time ends the burst
     api.add_toxic(p.name, Truncate(bytes=10, idle_ms=150))
     with _connect(p) as sock:
         start = time.perf_counter()
         sock.sendall(bytes(range(100)))
-        assert _read_all(sock) == bytes(range(90))
+        assert _recv(sock) == bytes(range(90))
         assert 0.15 <= time.perf_counter() - start < 0.4
 
 
@@ -314,17 +318,11 @@ def test_per_direction_independence(proxy: Make, api: FaultProxyClient) -> None:
     data = os.urandom(5000)
     expected = hashlib.sha256(data).hexdigest().encode()
     api.add_toxic(p.name, Corrupt(probability=1), stream="upstream")
-    with _connect(p) as sock:
-        sock.sendall(data)
-        sock.shutdown(socket.SHUT_WR)
-        reply = _read_all(sock)
+    reply = _sink(p, data)
     assert reply != expected and len(reply) == 64 and int(reply, 16) >= 0  # what the sink got differs; its answer is intact
     api.heal(p.name)
     api.add_toxic(p.name, Corrupt(probability=1), stream="downstream")
-    with _connect(p) as sock:
-        sock.sendall(data)
-        sock.shutdown(socket.SHUT_WR)
-        reply = _read_all(sock)
+    reply = _sink(p, data)
     assert all(bin(a ^ b).count("1") == 1 for a, b in zip(reply, expected, strict=True))  # it got the data intact
 
 
@@ -368,10 +366,7 @@ def test_heal_restores_plain_forwarding_on_the_same_port(proxy: Make, api: Fault
         assert _round_trip(live) < 0.05  # the live connection forwards plainly again
         data = os.urandom(500_000)
         live.sendall(data)
-        got = b""
-        while len(got) < len(data):
-            got += live.recv(65536)
-        assert got == data
+        assert _recv(live, len(data)) == data
     with _connect(p) as sock:
         assert _round_trip(sock) < 0.05
 
@@ -444,19 +439,13 @@ def test_api_errors_are_fault_errors(proxy: Make, api: FaultProxyClient, servers
     with pytest.raises(FaultError) as bad_attr:
         api._call("POST", f"/proxies/{p.name}/toxics", {"type": "latency", "attributes": {"latency": -1}}, what="add")
     assert bad_attr.value.status == 400 and "latency.latency must be a number >= 0" in str(bad_attr.value)
-    with socket.socket() as free:
-        free.bind(("127.0.0.1", 0))
-        dead = free.getsockname()[1]
     with pytest.raises(FaultError) as silent:
-        FaultProxyClient(port=dead).proxies()
+        FaultProxyClient(port=_free_port()).proxies()
     assert silent.value.status == 0 and "does not answer" in str(silent.value)
 
 
 def test_a_dead_upstream_looks_like_a_refusal(api: FaultProxyClient) -> None:
-    with socket.socket() as free:
-        free.bind(("127.0.0.1", 0))
-        dead = free.getsockname()[1]
-    p = api.create(ProxySpec("dead-upstream", "127.0.0.1:0", f"127.0.0.1:{dead}"))
+    p = api.create(ProxySpec("dead-upstream", "127.0.0.1:0", f"127.0.0.1:{_free_port()}"))
     try:
         with pytest.raises(ConnectionResetError), _connect(p) as sock:  # the reset may even beat connect()
             sock.sendall(b"x")
