@@ -13,6 +13,7 @@
     ├── Unsupported (2) ........... the engine lacks a capability the blueprint or the call needs
     ├── ServiceFailed (6) ......... a service exited, never got ready, or a job failed (names that service)
     ├── RunNotFound (7) ........... no resources carry that run id
+    ├── FaultError (5) ............ a fault proxy refused or failed a control call (or does not answer)
     └── Interrupted (130) ......... Ctrl-C or SIGTERM; what was created has been removed
 
 Engine errors are told apart by class, never by message text: a backend translates its library's
@@ -35,6 +36,7 @@ __all__ = [
     "EngineError",
     "EngineUnavailable",
     "EnvkitError",
+    "FaultError",
     "Interrupted",
     "NotFound",
     "Problem",
@@ -146,6 +148,19 @@ class ServiceFailed(EnvkitError):
 
 class RunNotFound(EnvkitError):
     exit_code = 7
+
+
+class FaultError(EnvkitError):
+    """A fault proxy's control API refused a call (``status`` is its HTTP status) or did not answer
+    (``status`` 0). ``proxy`` and ``toxic`` name what the call was about, when it was about one."""
+
+    exit_code = 5
+
+    def __init__(self, message: str, status: int = 0, proxy: str = "", toxic: str = "") -> None:
+        self.status = status
+        self.proxy = proxy
+        self.toxic = toxic
+        super().__init__(message)
 
 
 class Interrupted(EnvkitError):
