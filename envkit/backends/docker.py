@@ -160,14 +160,18 @@ class DockerBackend(Backend):
                 path=str(spec.context), dockerfile=spec.dockerfile, tag=spec.tag, buildargs=dict(spec.args),
                 target=spec.target, labels=dict(spec.labels), rm=True, forcerm=True, decode=True,
             )
+            failure = ""
             for chunk in stream:
                 if "error" in chunk:
-                    raise EngineError(str(chunk.get("error", "")).strip())
+                    failure = failure or str(chunk.get("error", "")).strip() or "the build failed"
+                    continue  # read to the end: the engine then closes the stream (no socket left open)
                 text = chunk.get("stream")
-                if text:
+                if text and not failure:
                     for line in str(text).splitlines():
                         if line.strip():
                             on_line(line)
+        if failure:
+            raise EngineError(failure)
 
     # -- networks and volumes ---------------------------------------------------------------------
     def create_network(self, spec: NetworkSpec) -> str:
