@@ -8,8 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
 from contract.backend_contract import BackendContract, Harness
+
 from envkit import labels as L
 from envkit.backends import Backend
 from envkit.backends.base import BuildSpec, Capability, ExecResult

@@ -8,8 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
 from contract.backend_contract import BackendContract, Harness
+
 from envkit.backends.base import BuildSpec, Capability, ExecResult
 from envkit.backends.fake import FakeBackend
 
