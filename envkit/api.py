@@ -25,22 +25,22 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 
+from envkit import __version__
 from envkit import labels as L
 from envkit.backends import Backend, connect
-from envkit.backends.base import Capability, ContainerState, ExecResult
+from envkit.backends.base import Capability, ContainerState, ExecResult, Protocol
 from envkit.blueprint import Blueprint, Probe, load
-from envkit.errors import EnvkitError, Interrupted, UsageError
+from envkit.errors import EngineError, EnvkitError, Interrupted, UsageError
 from envkit.events import Event, EventSink, ignore
 from envkit.execute import Executor
 from envkit.images import image_tag
-from envkit.outputs import host_port, resolve, run_document
+from envkit.outputs import host_port, resolve, run_document, service_host
 from envkit.plan import Plan, RunIdentity, make_plan
 from envkit.probes import Outcome, check
 from envkit.runs import RunInfo, RunSummary, describe, list_runs, teardown
+from envkit.signals import despite_interrupts
 
 __all__ = ["Environment", "ServiceStatus", "attach", "down", "ls", "plan", "up", "validate"]
-
-VERSION = "0.1.0"
 
 
 def validate(blueprint: str | Path, env: Mapping[str, str] | None = None) -> Blueprint:
@@ -57,7 +57,7 @@ def _identity(bp: Blueprint, name: str | None) -> RunIdentity:
     except (KeyError, OSError):
         user = str(os.getuid())
     owner = f"{user}@{socket.gethostname()}:{os.getpid()}"
-    return RunIdentity(run_id, owner, datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), VERSION)
+    return RunIdentity(run_id, owner, datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), __version__)
 
 
 def _check_only(bp: Blueprint, only: tuple[str, ...]) -> None:
@@ -85,10 +85,12 @@ def _plan(bp: Blueprint, backend: Backend | None, name: str | None, only: tuple[
 
 
 def plan(blueprint: str | Path | Blueprint, *, name: str | None = None, only: tuple[str, ...] = (),
-         env: Mapping[str, str] | None = None, backend: Backend | None = None) -> Plan:
-    """What ``up`` would do. Without a backend every image counts as missing."""
+         env: Mapping[str, str] | None = None, backend: Backend | None = None,
+         engine: str | None = None) -> Plan:
+    """What ``up`` would do. Without a backend or an ``engine`` name no engine is asked, and every
+    image counts as missing."""
     bp = blueprint if isinstance(blueprint, Blueprint) else load(blueprint, env)
-    return _plan(bp, backend, name, only)
+    return _plan(bp, backend or (connect(engine) if engine else None), name, only)
 
 
 def up(
@@ -101,15 +103,17 @@ def up(
     env: Mapping[str, str] | None = None,
     on_event: EventSink = ignore,
     backend: Backend | None = None,
+    engine: str | None = None,
 ) -> Environment:
     """Bring a blueprint up as a new, isolated run and wait until every service is ready.
 
     On any failure everything created is removed (unless ``keep_on_failure``) and the error names the
     service at fault. The returned Environment tears the run down when used as a context manager, on
-    ``down()``, or at interpreter exit.
+    ``down()``, or at interpreter exit. ``backend``: the engine to use; otherwise ``engine`` (a name
+    from ``envkit.backends.ENGINES``) or ``ENVKIT_ENGINE`` chooses one.
     """
     bp = blueprint if isinstance(blueprint, Blueprint) else load(blueprint, env)
-    backend = backend or connect()
+    backend = backend or connect(engine)
     the_plan = _plan(bp, backend, name, only)
     run_id = the_plan.run_id
     if backend.list_resources({L.MANAGED: "true", L.RUN: run_id}):
@@ -142,35 +146,31 @@ def _rollback(backend: Backend, the_plan: Plan, on_event: EventSink) -> bool:
     # Only what this process created: a same-named run made by another process at the same moment
     # carries another owner or creation time.
     mine = {L.OWNER: identity.owner, L.CREATED_AT: identity.created_at}
-    for _ in range(3):
-        try:
-            teardown(backend, [run_id], on_event, missing_ok=True, also=mine)
-            return True
-        except KeyboardInterrupt:
-            continue  # a second Ctrl-C must not leave half a run
-        except EnvkitError as exc:
-            on_event(Event("note", run_id, f"rollback incomplete: {exc}", detail=str(exc)))
-            return False
-    return False
+    try:
+        finished, _ = despite_interrupts(lambda: teardown(backend, [run_id], on_event, missing_ok=True, also=mine))
+    except EnvkitError as exc:
+        on_event(Event("note", run_id, f"rollback incomplete: {exc}", detail=str(exc)))
+        return False
+    return finished
 
 
-def attach(run_id: str, *, backend: Backend | None = None) -> Environment:
+def attach(run_id: str, *, backend: Backend | None = None, engine: str | None = None) -> Environment:
     """A handle on an existing run (not owned: leaving a ``with`` block does not remove it)."""
-    backend = backend or connect()
+    backend = backend or connect(engine)
     environment = Environment(backend, run_id, owned=False)
     environment.refresh()
     return environment
 
 
 def down(run_ids: list[str] | None = None, *, all_runs: bool = False, on_event: EventSink = ignore,
-         backend: Backend | None = None) -> dict[str, int]:
-    backend = backend or connect()
+         backend: Backend | None = None, engine: str | None = None) -> dict[str, int]:
+    backend = backend or connect(engine)
     ids = [r.run_id for r in list_runs(backend)] if all_runs else list(run_ids or [])
     return teardown(backend, ids, on_event)
 
 
-def ls(*, backend: Backend | None = None) -> list[RunSummary]:
-    return list_runs(backend or connect())
+def ls(*, backend: Backend | None = None, engine: str | None = None) -> list[RunSummary]:
+    return list_runs(backend or connect(engine))
 
 
 @dataclass(frozen=True)
@@ -180,7 +180,7 @@ class ServiceStatus:
     kind: str
     state: str
     ready: str  # ready | not ready: ... | completed | failed: ...
-    ports: dict[str, tuple[str, int]]
+    ports: dict[str, tuple[str, int]]  # "8080/tcp" -> (host ip, host port): plain data for display and JSON
 
 
 _owned: weakref.WeakSet[Environment] = weakref.WeakSet()
@@ -255,10 +255,11 @@ class Environment:
         return replicas[replica - 1]
 
     def host(self, service: str) -> str:
+        """Where this machine reaches the service's published ports (as ``${services.<name>.host}``)."""
         self._container(service)
-        return self.backend.host
+        return service_host(self.info, service)
 
-    def port(self, service: str, container_port: int, protocol: str = "tcp") -> int:
+    def port(self, service: str, container_port: int, protocol: Protocol = "tcp") -> int:
         return host_port(self.info, service, container_port, protocol)[1]
 
     def url(self, service: str, container_port: int, scheme: str = "http", path: str = "") -> str:
@@ -299,11 +300,12 @@ class Environment:
             else:
                 probe = _probe_from_label(c.labels.get(L.PROBE, ""))
                 try:
-                    outcome, detail = check(self.backend, self.backend.inspect_container(c.id), probe)
-                except EnvkitError as exc:
+                    outcome, detail = check(self.backend, c, probe)  # c was just inspected (refresh)
+                except EngineError as exc:
                     outcome, detail = Outcome.NOT_YET, str(exc)
                 ready = "ready" if outcome is Outcome.READY else f"not ready: {detail}"
-            out.append(ServiceStatus(c.labels.get(L.SERVICE, "?"), c.name, kind, c.status, ready, dict(c.ports)))
+            ports = {str(key): (bound.host_ip, bound.port) for key, bound in sorted(c.ports.items())}
+            out.append(ServiceStatus(c.labels.get(L.SERVICE, "?"), c.name, kind, c.status, ready, ports))
         return out
 
     def detach(self) -> None:

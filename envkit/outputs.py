@@ -9,11 +9,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from envkit import labels as L
+from envkit.backends.base import ContainerState, PortKey, Protocol
 from envkit.blueprint import refs
 from envkit.errors import EnvkitError
 from envkit.runs import RunInfo
 
-__all__ = ["JSON_SCHEMA", "mask", "resolve", "run_document", "to_dotenv"]
+__all__ = ["JSON_SCHEMA", "host_port", "mask", "resolve", "run_document", "service_host", "to_dotenv"]
 
 JSON_SCHEMA = "envkit.run/v1"
 _SECRET_KEY = re.compile(r"pass(word)?|secret|token|credential|api_?key|private", re.I)
@@ -26,14 +27,31 @@ def _reachable(info: RunInfo, ip: str) -> str:
     return info.host if ip in ("0.0.0.0", "::", "", "127.0.0.1", "::1") else ip
 
 
-def host_port(info: RunInfo, service: str, container_port: int, protocol: str = "tcp") -> tuple[str, int]:
-    for c in info.replicas(service):
-        bound = c.ports.get(f"{container_port}/{protocol}")
-        if bound:
-            return _reachable(info, bound[0]), bound[1]
-    if not info.replicas(service):
+def _replicas(info: RunInfo, service: str) -> list[ContainerState]:
+    replicas = info.replicas(service)
+    if not replicas:
         raise EnvkitError(f"run {info.run_id} has no service '{service}'")
-    raise EnvkitError(f"service {service} of run {info.run_id} publishes no port {container_port}/{protocol}")
+    return replicas
+
+
+def host_port(info: RunInfo, service: str, container_port: int, protocol: Protocol = "tcp") -> tuple[str, int]:
+    """Where this machine reaches a published port of a service (its first replica that publishes it)."""
+    key = PortKey(container_port, protocol)
+    for c in _replicas(info, service):
+        bound = c.ports.get(key)
+        if bound:
+            return _reachable(info, bound.host_ip), bound.port
+    raise EnvkitError(f"service {service} of run {info.run_id} publishes no port {key}")
+
+
+def service_host(info: RunInfo, service: str) -> str:
+    """The host name of a service for this machine: where its published ports are reached (the one
+    answer for ``${services.x.host}`` and ``Environment.host()``); the engine's host when it
+    publishes nothing, or has no container in this run (left out by ``--only``)."""
+    for c in info.replicas(service):
+        for key in sorted(c.ports):
+            return _reachable(info, c.ports[key].host_ip)
+    return info.host
 
 
 def resolve(info: RunInfo, templates: tuple[tuple[str, str], ...] | None = None) -> dict[str, str]:
@@ -42,11 +60,7 @@ def resolve(info: RunInfo, templates: tuple[tuple[str, str], ...] | None = None)
             return info.run_id
         service = ref.service
         if isinstance(ref, refs.ServiceRef) and ref.attr == "host":
-            replicas = info.replicas(service)
-            for c in replicas:
-                if c.ports:
-                    return _reachable(info, next(iter(c.ports.values()))[0])
-            return info.host
+            return service_host(info, service)
         if isinstance(ref, refs.ServiceRef):
             return L.container_name(info.run_id, service, 1)
         return str(host_port(info, service, ref.port)[1])
@@ -84,8 +98,8 @@ def run_document(info: RunInfo, outputs: Mapping[str, str]) -> dict[str, Any]:
                     "state": c.status,
                     "exit_code": c.exit_code,
                     "ports": {
-                        key: {"host": _reachable(info, ip), "port": port}
-                        for key, (ip, port) in sorted(c.ports.items())
+                        str(key): {"host": _reachable(info, bound.host_ip), "port": bound.port}
+                        for key, bound in sorted(c.ports.items())
                     },
                 }
                 for c in replicas

@@ -21,9 +21,9 @@ from collections.abc import Callable
 
 from tenacity import RetryCallState, Retrying, retry_if_result, wait_exponential
 
-from envkit.backends.base import Backend, ContainerState
+from envkit.backends.base import Backend, ContainerState, PortKey
 from envkit.blueprint.model import Probe
-from envkit.errors import EnvkitError, ServiceFailed
+from envkit.errors import EngineError, EnvkitError, NotFound, ServiceFailed
 
 __all__ = ["Aborted", "Outcome", "check", "log_tail", "wait_exited", "wait_ready"]
 
@@ -49,9 +49,9 @@ def _address(backend: Backend, state: ContainerState, port: int) -> tuple[str, i
         for ip in state.addresses.values():
             if ip:
                 return ip, port
-    published = state.ports.get(f"{port}/tcp")
+    published = state.ports.get(PortKey(port))
     if published:
-        return backend.host, published[1]
+        return backend.host, published.port
     return None
 
 
@@ -60,10 +60,12 @@ EXEC_TIMEOUT = 10.0  # one exec probe attempt; a command that hangs must not han
 
 def check(backend: Backend, state: ContainerState, probe: Probe | None,
           budget: float = EXEC_TIMEOUT) -> tuple[Outcome, str]:
+    if not state.detailed:  # a listing does not say whether there is a health status: ask
+        state = backend.inspect_container(state.id)
     if probe is None or probe.kind == "healthcheck":
-        if state.health in (None, "") and probe is None:
+        if state.health is None and probe is None:
             return Outcome.READY, "started"
-        if state.health in (None, ""):
+        if state.health is None:
             return Outcome.FAILED, "the image declares no HEALTHCHECK"
         return (Outcome.READY if state.health == "healthy" else Outcome.NOT_YET), f"health: {state.health}"
     if probe.kind in ("tcp", "http"):
@@ -133,22 +135,31 @@ def wait_ready(backend: Backend, container_id: str, service: str, probe: Probe |
     deadline = time.monotonic() + timeout
     last = {"detail": "not checked yet", "name": container_id[:12]}
 
-    def attempt() -> Outcome:
-        state = backend.inspect_container(container_id)
+    def stopped(state: ContainerState) -> Outcome | None:
         last["name"] = state.name
-        if not state.running:
-            last["detail"] = _exit_reason(state) if state.exit_code is not None else f"is {state.status}"
-            return Outcome.FAILED
+        if state.running:
+            return None
+        last["detail"] = _exit_reason(state) if state.exit_code is not None else f"is {state.status}"
+        return Outcome.FAILED
+
+    def attempt() -> Outcome:
         try:
-            outcome, last["detail"] = check(backend, state, probe, deadline - time.monotonic())
-        except EnvkitError as exc:
-            # Most often the container stopped between the inspect and the check: say why, by name.
-            after = backend.inspect_container(container_id)
-            if not after.running:
-                last["detail"] = _exit_reason(after) if after.exit_code is not None else f"is {after.status}"
-                return Outcome.FAILED
-            last["detail"] = str(exc).splitlines()[0]
-            return Outcome.NOT_YET
+            state = backend.inspect_container(container_id)
+            if (down := stopped(state)) is not None:
+                return down
+            try:
+                outcome, last["detail"] = check(backend, state, probe, deadline - time.monotonic())
+            except NotFound:
+                raise
+            except EngineError as exc:
+                # Most often (a Conflict) the container stopped between the inspect and the check: say why.
+                if (down := stopped(backend.inspect_container(container_id))) is not None:
+                    return down
+                last["detail"] = str(exc).splitlines()[0]
+                return Outcome.NOT_YET
+        except NotFound:
+            last["detail"] = "is gone (removed)"
+            return Outcome.FAILED
         return outcome
 
     def give_up(retry_state: RetryCallState) -> bool:

@@ -15,7 +15,7 @@ from typing import TypeVar
 
 from envkit import labels as L
 from envkit.backends.base import Backend, ContainerState, Resource
-from envkit.errors import EngineError, RunNotFound
+from envkit.errors import EngineError, NotFound, RunNotFound
 from envkit.events import Event, EventSink, ignore
 
 T = TypeVar("T")
@@ -76,8 +76,10 @@ def describe(backend: Backend, run_id: str) -> RunInfo:
     resources = backend.list_resources({L.MANAGED: "true", L.RUN: run_id})
     if not resources:
         raise RunNotFound(f"no run '{run_id}' on this engine (see `envkit ls`)")
-    containers = sorted(backend.list_containers({L.MANAGED: "true", L.RUN: run_id}),
-                        key=lambda c: (c.labels.get(L.SERVICE, ""), int(c.labels.get(L.REPLICA, "0") or 0)))
+    # A listing carries no exit codes: inspect each container (side by side) for the whole state.
+    listed = backend.list_containers({L.MANAGED: "true", L.RUN: run_id})
+    detailed = [c for c in _map(lambda c: _inspect(backend, c), listed, 8) if c is not None]
+    containers = sorted(detailed, key=lambda c: (c.labels.get(L.SERVICE, ""), int(c.labels.get(L.REPLICA, "0") or 0)))
     services: dict[str, list[ContainerState]] = {}
     for c in containers:
         services.setdefault(c.labels.get(L.SERVICE, "?"), []).append(c)
@@ -90,6 +92,13 @@ def describe(backend: Backend, run_id: str) -> RunInfo:
         networks=tuple(r.name for r in resources if r.kind == "network"),
         volumes=tuple(r.name for r in resources if r.kind == "volume"), services=services,
     )
+
+
+def _inspect(backend: Backend, listed: ContainerState) -> ContainerState | None:
+    try:
+        return backend.inspect_container(listed.id)
+    except NotFound:
+        return None  # removed since the listing
 
 
 def teardown(backend: Backend, run_ids: Sequence[str], on_event: EventSink = ignore,
@@ -167,6 +176,8 @@ def _grace(resource: Resource) -> float:
 
 
 def _attempt(backend: Backend, resource: Resource) -> str | None:
+    """Remove one resource; None when done, else why not (e.g. still Busy: the next pass tries again).
+    The backend already treats NotFound as success and retries Busy and Transient failures."""
     try:
         if resource.kind == "container":
             backend.remove_container(resource.id, _grace(resource))

@@ -1,118 +1,86 @@
 """The Docker engine backend: the only module that imports ``docker``.
 
 Every call goes through the SDK's low-level ``APIClient`` (one HTTP request each, no hidden extra
-inspects) and every ``docker.errors``/``requests`` failure becomes an envkit error here.
+inspects). Every ``docker.errors``/``requests`` failure becomes an envkit error of its kind in one
+place, ``translate``; idempotent calls are retried under ``envkit.retry``'s one policy.
 """
 
 from __future__ import annotations
 
 import contextlib
-import io
 import os
-import re
-import tarfile
-import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlparse
 
 import docker
 import docker.errors
+import docker.utils
 import requests.exceptions
+import urllib3.exceptions
 from docker.types import Mount
-from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
+from envkit import labels as L
+from envkit import retry
+from envkit.backends import _docker_wire as wire
 from envkit.backends.base import (
     Backend,
     BuildSpec,
+    Capability,
     ContainerSpec,
     ContainerState,
     ExecResult,
+    NetworkSpec,
     Resource,
+    VolumeSpec,
 )
-from envkit.errors import EngineError, EngineUnavailable
+from envkit.errors import Busy, Conflict, EngineError, EnvkitError, NotFound, Transient
 
-__all__ = ["DockerBackend"]
+__all__ = ["DockerBackend", "open_backend", "translate"]
 
-_EXITED = re.compile(r"Exited \((-?\d+)\)")
-
-
-# The pre-start gate (see envkit.plan): a shell that waits for the release file, woken at once by
-# SIGWINCH (ignored by default, so a signal that comes early is harmless; the 0.25 s nap bounds that
-# case), then becomes the service's own process with exec: same PID 1, same argv, same environment.
-# Before exec it reaps its nap and leaves WINCH ignored (the default action anyway), so a release
-# signal that lands just after the exec cannot reach the service; TERM/INT end a still-gated container.
-GATE_SCRIPT = (
-    "trap 'exit 143' TERM INT; trap : WINCH; "
-    'while [ ! -e /.envkit-go ]; do sleep 0.25 & wait $!; done; '
-    "trap '' WINCH; kill $! 2>/dev/null; wait $! 2>/dev/null; trap - TERM INT; exec \"$@\""
-)
-_SHELL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+T = TypeVar("T")
+#: the image of the short-lived helper containers that read and write volumes (it must be on the engine)
+HELPER_IMAGE = "debian:bookworm-slim"
 
 
-def _read_exec(sock: Any, timeout: float) -> tuple[str, bool]:
-    """Read a non-TTY exec stream (8-byte frame headers) until EOF or ``timeout``; (output, finished)."""
-    raw = getattr(sock, "_sock", sock)
-    deadline = time.monotonic() + timeout
-    data = b""
-    finished = False
-    try:
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            raw.settimeout(left)
-            try:
-                chunk = raw.recv(65536)
-            except (TimeoutError, OSError):
-                break
-            if not chunk:
-                finished = True
-                break
-            data += chunk
-    finally:
-        for end in (sock, raw):
-            with contextlib.suppress(OSError):
-                end.close()
-    out = bytearray()
-    i = 0
-    while i + 8 <= len(data):
-        size = int.from_bytes(data[i + 4:i + 8], "big")
-        out += data[i + 8:i + 8 + size]
-        i += 8 + size
-    return out.decode(errors="replace"), finished
-
-
-def _tar_of_empty_file(name: str) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        tar.addfile(tarfile.TarInfo(name))
-    return buffer.getvalue()
-
-
-_GO_TAR = _tar_of_empty_file(".envkit-go")
-
-
-class _Busy(Exception):
-    """A removal the engine refused for now (e.g. a network with endpoints still detaching)."""
-
-
-def _unreachable(where: str, exc: BaseException) -> EngineUnavailable:
-    return EngineUnavailable(
-        f"cannot reach the Docker engine at {where}: {_short(exc)}\n"
-        "  check that dockerd is running (`docker info`), or that DOCKER_HOST points to a live engine;\n"
-        "  `bash scripts/setup.sh` installs and starts one on Debian"
-    )
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:300] if text else type(exc).__name__
+def translate(exc: BaseException, what: str, where: str) -> EnvkitError:
+    """The one translation of the SDK's errors into envkit's kinds: by HTTP status and exception class
+    first; by Docker's message only where its status says nothing better."""
+    prefix = f"{what}: " if what else ""
+    if isinstance(exc, docker.errors.APIError):
+        reason = exc.explanation or str(exc)
+        reason = reason.decode(errors="replace") if isinstance(reason, bytes) else str(reason)
+        text, status = reason.lower(), exc.status_code
+        kind: type[EngineError] = EngineError
+        if status == 404 or isinstance(exc, docker.errors.NotFound):
+            kind = NotFound
+        elif "active endpoints" in text or "volume is in use" in text or "already in progress" in text:
+            kind = Busy  # 403 / 409 (and 500 on older engines) for what ends by itself
+        elif status == 409 or "already exists" in text:
+            kind = Conflict  # 403 for an endpoint that already exists
+        elif status is not None and status >= 500:
+            # Docker answers 500 for a few state errors: those are conflicts, not worth another try.
+            kind = Conflict if ("is not paused" in text or "is not connected" in text) else Transient
+        return kind(prefix + reason)
+    if isinstance(exc, requests.exceptions.RequestException | ConnectionError | OSError):
+        causes = list(wire.chain(exc))
+        if any(isinstance(c, urllib3.exceptions.ReadTimeoutError | requests.exceptions.ReadTimeout | TimeoutError)
+               for c in causes):
+            return Transient(f"{prefix}timed out")
+        if any(isinstance(c, ConnectionRefusedError | FileNotFoundError | urllib3.exceptions.NewConnectionError)
+               for c in causes):
+            return wire.unreachable(where, exc)
+        if isinstance(exc, requests.exceptions.ConnectionError | ConnectionError):
+            return Transient(f"{prefix}connection dropped: {wire.short(exc)}")
+    return EngineError(prefix + wire.short(exc))
 
 
 class DockerBackend(Backend):
+    name = "docker"
+    capabilities = frozenset(Capability)
+
     def __init__(self, environment: Mapping[str, str] | None = None) -> None:
         env = dict(os.environ if environment is None else environment)
         self.where = env.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
@@ -125,92 +93,110 @@ class DockerBackend(Backend):
             self._client = docker.DockerClient.from_env(environment=env, timeout=600, max_pool_size=64)
             self.api = self._client.api
         except docker.errors.DockerException as exc:
-            raise _unreachable(self.where, exc) from exc
+            raise wire.unreachable(self.where, exc) from exc
 
-    # -- error translation ------------------------------------------------------------------------
+    # -- calls, errors and retries ----------------------------------------------------------------
     @contextmanager
     def _call(self, what: str) -> Iterator[None]:
         try:
             yield
-        except (requests.exceptions.ConnectionError, ConnectionError) as exc:
-            raise _unreachable(self.where, exc) from exc
-        except docker.errors.APIError as exc:
-            reason = exc.explanation or str(exc)
-            if isinstance(reason, bytes):
-                reason = reason.decode(errors="replace")
-            raise EngineError(f"{what}: {reason}") from exc
-        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
-            raise EngineError(f"{what}: {_short(exc)}") from exc
+        except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
+            raise translate(exc, what, self.where) from exc
+
+    def _once(self, what: str, fn: Callable[[], T]) -> T:
+        with self._call(what):
+            return fn()
+
+    def _retried(self, what: str, fn: Callable[[], T]) -> T:
+        return retry.call(lambda: self._once(what, fn))
+
+    def _create(self, what: str, make: Callable[[], T], existing: Callable[[], T | None]) -> T:
+        """A create under the retry policy: a name Conflict after a failed attempt is that attempt's
+        success when ``existing()`` finds the object with our labels; on the first attempt it is a Conflict."""
+        attempts = 0
+
+        def attempt() -> T:
+            nonlocal attempts
+            attempts += 1
+            try:
+                return self._once(what, make)
+            except Conflict:
+                found = existing() if attempts > 1 else None
+                if found is None:
+                    raise
+                return found
+
+        return retry.call(attempt)
+
+    def _gone_ok(self, what: str, fn: Callable[[], object]) -> None:
+        with contextlib.suppress(NotFound):  # removing what is already gone is success
+            self._retried(what, fn)
 
     def ping(self) -> None:
-        with self._call("ping"):
-            info = self.api.info()
+        info = self._retried("ping", self.api.info)
         # Rootless engines and Docker Desktop keep container addresses out of this host's reach:
         # probes then go through published ports.
         security = " ".join(str(o) for o in info.get("SecurityOptions") or [])
         if "rootless" in security or "Docker Desktop" in str(info.get("OperatingSystem", "")):
             self.direct_routes = False
 
+    def close(self) -> None:
+        self._client.close()
+
     # -- images -----------------------------------------------------------------------------------
     def image_exists(self, tag: str) -> bool:
         try:
-            with self._call(f"inspect image {tag}"):
-                self.api.inspect_image(tag)
-            return True
-        except EngineError as exc:
-            if isinstance(exc.__cause__, docker.errors.NotFound):
-                return False
-            raise
-
-    def image_healthcheck(self, tag: str) -> bool:
-        with self._call(f"inspect image {tag}"):
-            config = self.api.inspect_image(tag).get("Config") or {}
-        test = (config.get("Healthcheck") or {}).get("Test") or []
-        return bool(test) and test[0] != "NONE"
+            self._retried(f"inspect image {tag}", lambda: self.api.inspect_image(tag))
+        except NotFound:
+            return False
+        return True
 
     def pull_image(self, tag: str) -> None:
-        with self._call(f"pull image {tag}"):
-            self.api.pull(tag)  # the SDK splits name, tag and @digest itself
+        self._once(f"pull image {tag}", lambda: self.api.pull(tag))  # the SDK splits name, tag and @digest
 
     def build_image(self, spec: BuildSpec, on_line: Callable[[str], None]) -> None:
-        with self._call(f"build image {spec.tag}"):
+        with self._call(""):  # the engine's reason alone: the caller names the image and the services
             stream = self.api.build(
                 path=str(spec.context), dockerfile=spec.dockerfile, tag=spec.tag, buildargs=dict(spec.args),
                 target=spec.target, labels=dict(spec.labels), rm=True, forcerm=True, decode=True,
             )
+            failure = ""
             for chunk in stream:
                 if "error" in chunk:
-                    raise EngineError(f"build image {spec.tag}: {str(chunk.get('error', '')).strip()}")
+                    failure = failure or str(chunk.get("error", "")).strip() or "the build failed"
+                    continue  # read to the end: the engine then closes the stream (no socket left open)
                 text = chunk.get("stream")
-                if text:
+                if text and not failure:
                     for line in str(text).splitlines():
                         if line.strip():
                             on_line(line)
+        if failure:
+            raise EngineError(failure)
 
     # -- networks and volumes ---------------------------------------------------------------------
-    def create_network(self, name: str, labels: Mapping[str, str], internal: bool) -> str:
-        with self._call(f"create network {name}"):
-            made = self.api.create_network(name, driver="bridge", labels=dict(labels), internal=internal,
-                                           check_duplicate=True)
-        return str(made["Id"])
+    def create_network(self, spec: NetworkSpec) -> str:
+        labels = dict(spec.labels)
 
-    def create_volume(self, name: str, labels: Mapping[str, str]) -> str:
-        with self._call(f"create volume {name}"):
-            made = self.api.create_volume(name=name, labels=dict(labels))
+        def existing() -> str | None:
+            rows = self._retried("list networks", lambda: self.api.networks(names=[spec.name]))
+            return next((str(n["Id"]) for n in rows if n.get("Name") == spec.name and n.get("Labels") == labels), None)
+
+        return self._create(f"create network {spec.name}", lambda: str(self.api.create_network(
+            spec.name, driver="bridge", labels=labels, internal=spec.internal, check_duplicate=True)["Id"]), existing)
+
+    def create_volume(self, spec: VolumeSpec) -> str:
+        # Docker returns an existing volume of that name as it is: the call is idempotent.
+        made = self._retried(f"create volume {spec.name}",
+                             lambda: self.api.create_volume(name=spec.name, labels=dict(spec.labels)))
         return str(made["Name"])
 
     # -- containers -------------------------------------------------------------------------------
     def create_container(self, spec: ContainerSpec) -> str:
         api = self.api
-        port_bindings: dict[str, Any] = {}
-        exposed: list[Any] = []
-        for p in spec.ports:
-            key = f"{p.container}/{p.protocol}"
-            exposed.append((p.container, p.protocol))
-            port_bindings[key] = (p.host_ip, p.host) if p.host else (p.host_ip,)
-        mounts = [Mount(target=m.target, source=m.source, type=m.type, read_only=m.read_only)
-                  for m in spec.mounts]
-        with self._call(f"create container {spec.name}"):
+        exposed, port_bindings = wire.bindings(spec.ports)
+        mounts = [Mount(target=m.target, source=m.source, type=m.type, read_only=m.read_only) for m in spec.mounts]
+        what = f"create container {spec.name}"
+        with self._call(what):
             host_config = api.create_host_config(
                 port_bindings=port_bindings or None, mounts=mounts or None,
                 tmpfs=dict(spec.tmpfs) or None, mem_limit=spec.memory,
@@ -219,100 +205,40 @@ class DockerBackend(Backend):
             )
             first, *others = spec.networks
             networking = api.create_networking_config(
-                {first[0]: api.create_endpoint_config(aliases=list(first[1]))}
-            )
-            made = api.create_container(
-                spec.image, command=list(spec.command) if spec.command is not None else None,
-                entrypoint=list(spec.entrypoint) if spec.entrypoint is not None else None,
-                environment=dict(spec.environment), user=spec.user, working_dir=spec.working_dir,
-                hostname=spec.hostname, labels=dict(spec.labels), name=spec.name, ports=exposed or None,
-                host_config=host_config, networking_config=networking, stop_signal=spec.stop_signal,
-                stop_timeout=spec.stop_timeout,
-            )
-            container_id = str(made["Id"])
-            for network, aliases in others:
-                api.connect_container_to_network(container_id, network, aliases=list(aliases))
+                {first.network: api.create_endpoint_config(aliases=list(first.aliases))})
+
+        def existing() -> str | None:
+            try:
+                state = self.inspect_container(spec.name)
+            except NotFound:
+                return None
+            return state.id if dict(state.labels).items() >= dict(spec.labels).items() else None
+
+        container_id = self._create(what, lambda: str(api.create_container(
+            spec.image, command=list(spec.command) if spec.command is not None else None,
+            entrypoint=list(spec.entrypoint) if spec.entrypoint is not None else None,
+            environment=dict(spec.environment), user=spec.user, working_dir=spec.working_dir,
+            hostname=spec.hostname, labels=dict(spec.labels), name=spec.name, ports=exposed or None,
+            host_config=host_config, networking_config=networking, stop_signal=spec.stop_signal,
+            stop_timeout=spec.stop_timeout,
+        )["Id"]), existing)
+        for attachment in others:
+            self.connect_network(container_id, attachment.network, attachment.aliases)
         return container_id
 
-    def create_gated_container(self, spec: ContainerSpec) -> tuple[str, bool]:
-        with self._call(f"inspect image {spec.image}"):
-            config = self.api.inspect_image(spec.image).get("Config") or {}
-        # The process Docker would have run: the entrypoint, then the command (the image's command is
-        # dropped when the blueprint sets its own entrypoint, as Docker does).
-        entrypoint = list(spec.entrypoint) if spec.entrypoint is not None else list(config.get("Entrypoint") or [])
-        if spec.command is not None:
-            command = list(spec.command)
-        else:
-            command = list(config.get("Cmd") or []) if spec.entrypoint is None else []
-        argv = entrypoint + command
-        env_names = [k for k, _ in spec.environment] + [e.split("=", 1)[0] for e in config.get("Env") or []]
-        if not argv or not all(_SHELL_NAME.match(name) for name in env_names):
-            # No process to gate, or variables a POSIX shell would drop on exec (e.g. "discovery.type").
-            return self.create_container(spec), False
-        gated = replace(spec, entrypoint=("/bin/sh", "-c", GATE_SCRIPT, "envkit-gate"), command=tuple(argv))
-        container_id = self.create_container(gated)
-        if self._has(container_id, "/bin/sh"):
-            return container_id, True
-        self.remove_container(container_id, 0)  # an image without a shell: no gate, a plain start later
-        return self.create_container(spec), False
-
-    def _has(self, container_id: str, path: str) -> bool:
-        try:
-            with self._call(f"stat {path} in container {container_id[:12]}"):
-                stream, _ = self.api.get_archive(container_id, path)
-                for _ in stream:
-                    pass
-        except EngineError as exc:
-            if isinstance(exc.__cause__, docker.errors.NotFound):
-                return False
-            raise
-        return True
-
-    def release_container(self, container_id: str) -> None:
-        with self._call(f"release container {container_id[:12]}"):
-            self.api.put_archive(container_id, "/", _GO_TAR)
-            self.api.kill(container_id, signal="SIGWINCH")
-
     def start_container(self, container_id: str) -> None:
-        with self._call(f"start container {container_id[:12]}"):
-            self.api.start(container_id)
+        self._once(f"start container {container_id[:12]}", lambda: self.api.start(container_id))
 
     def inspect_container(self, container_id: str) -> ContainerState:
-        with self._call(f"inspect container {container_id[:12]}"):
-            info = self.api.inspect_container(container_id)
-        state = info.get("State") or {}
-        settings = info.get("NetworkSettings") or {}
-        ports: dict[str, tuple[str, int]] = {}
-        for key, bindings in (settings.get("Ports") or {}).items():
-            for b in bindings or []:
-                # Prefer the IPv4 binding; an engine may list "::" beside "0.0.0.0".
-                if b.get("HostPort") and (key not in ports or ":" not in b.get("HostIp", "")):
-                    ports.setdefault(key, (b.get("HostIp") or "0.0.0.0", int(b["HostPort"])))
-        status = str(state.get("Status", "unknown"))
-        return ContainerState(
-            id=str(info["Id"]), name=str(info.get("Name", "")).lstrip("/"), status=status,
-            exit_code=int(state["ExitCode"]) if status in ("exited", "dead") else None,
-            health=(state.get("Health") or {}).get("Status"),
-            addresses={n: v.get("IPAddress", "") for n, v in (settings.get("Networks") or {}).items()},
-            ports=ports, labels=(info.get("Config") or {}).get("Labels") or {},
-            started_at=str(state.get("StartedAt", "")), oom_killed=bool(state.get("OOMKilled")),
-        )
+        info = self._retried(f"inspect container {container_id[:12]}", lambda: self.api.inspect_container(container_id))
+        return wire.from_inspect(info)
 
     def wait_container(self, container_id: str, timeout: float) -> int | None:
         try:
-            with self._call(f"wait for container {container_id[:12]}"):
-                try:
-                    result = self.api.wait(container_id, timeout=max(timeout, 0.05))
-                except requests.exceptions.ConnectionError as exc:
-                    # The engine's answer comes as a body after the headers; a read timeout there is
-                    # reported as a connection error by requests, but it only means "still running".
-                    if "timed out" in str(exc):
-                        return None
-                    raise
-        except EngineError as exc:
-            if isinstance(exc.__cause__, requests.exceptions.ReadTimeout):
-                return None
-            raise
+            result = self._once(f"wait for container {container_id[:12]}",
+                                lambda: self.api.wait(container_id, timeout=max(timeout, 0.05)))
+        except Transient:
+            return None  # the engine answers when the container exits: until then the read times out
         return int(result.get("StatusCode", -1))
 
     def exec(self, container_id: str, command: tuple[str, ...], user: str | None = None,
@@ -323,7 +249,7 @@ class DockerBackend(Backend):
                 raw = self.api.exec_start(made["Id"])
                 output = raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
             else:
-                output, finished = _read_exec(self.api.exec_start(made["Id"], socket=True), timeout)
+                output, finished = wire.read_exec(self.api.exec_start(made["Id"], socket=True), timeout)
                 if not finished:
                     # The command goes on inside the container; the caller only stops waiting for it.
                     return ExecResult(exit_code=-1, output=f"{output}(still running after {timeout:g}s)")
@@ -337,8 +263,8 @@ class DockerBackend(Backend):
             kwargs["since"] = since
         if until is not None:
             kwargs["until"] = until
-        with self._call(f"logs of container {container_id[:12]}"):
-            data = self.api.logs(container_id, stdout=True, stderr=True, **kwargs)
+        data = self._retried(f"logs of container {container_id[:12]}",
+                             lambda: self.api.logs(container_id, stdout=True, stderr=True, **kwargs))
         return data.decode(errors="replace") if isinstance(data, bytes) else str(data)
 
     def follow_logs(self, container_id: str, tail: int | None = None) -> Iterator[str]:
@@ -353,32 +279,14 @@ class DockerBackend(Backend):
         return {"label": [k if v is None else f"{k}={v}" for k, v in labels.items()]}
 
     def list_containers(self, labels: Mapping[str, str | None]) -> list[ContainerState]:
-        with self._call("list containers"):
-            rows = self.api.containers(all=True, filters=self._filters(labels))
-        out = []
-        for row in rows:
-            status = str(row.get("State", "unknown"))
-            exited = _EXITED.search(str(row.get("Status", "")))
-            ports: dict[str, tuple[str, int]] = {}
-            for p in row.get("Ports") or []:
-                if p.get("PublicPort") and ":" not in p.get("IP", ""):
-                    ports[f"{p['PrivatePort']}/{p.get('Type', 'tcp')}"] = (p.get("IP", "0.0.0.0"), int(p["PublicPort"]))
-            networks = (row.get("NetworkSettings") or {}).get("Networks") or {}
-            out.append(ContainerState(
-                id=str(row["Id"]), name=str((row.get("Names") or ["?"])[0]).lstrip("/"), status=status,
-                exit_code=int(exited.group(1)) if exited else None,
-                health="healthy" if "(healthy)" in str(row.get("Status", "")) else None,
-                addresses={n: v.get("IPAddress", "") for n, v in networks.items()}, ports=ports,
-                labels=row.get("Labels") or {},
-            ))
-        return out
+        rows = self._retried("list containers", lambda: self.api.containers(all=True, filters=self._filters(labels)))
+        return [wire.from_listing(row) for row in rows]
 
     def list_resources(self, labels: Mapping[str, str | None]) -> list[Resource]:
         filters = self._filters(labels)
-        with self._call("list resources"):
-            containers = self.api.containers(all=True, filters=filters)
-            networks = self.api.networks(filters=filters)
-            volumes = self.api.volumes(filters=filters).get("Volumes") or []
+        containers = self._retried("list containers", lambda: self.api.containers(all=True, filters=filters))
+        networks = self._retried("list networks", lambda: self.api.networks(filters=filters))
+        volumes = self._retried("list volumes", lambda: self.api.volumes(filters=filters)).get("Volumes") or []
         return (
             [Resource("container", c["Id"], str((c.get("Names") or ["?"])[0]).lstrip("/"), c.get("Labels") or {})
              for c in containers]
@@ -386,48 +294,116 @@ class DockerBackend(Backend):
             + [Resource("volume", v["Name"], v["Name"], v.get("Labels") or {}) for v in volumes]
         )
 
-    def _gone_ok(self, what: str, action: Callable[[], object]) -> None:
-        try:
-            with self._call(what):
-                action()
-        except EngineError as exc:
-            cause = exc.__cause__
-            if isinstance(cause, docker.errors.NotFound):
-                return
-            text = str(exc).lower()
-            if "already in progress" in text or "is not running" in text:
-                return
-            if "active endpoints" in text or "in use" in text:
-                raise _Busy(str(exc)) from exc
-            raise
-
-    def _retry_busy(self, what: str, action: Callable[[], object]) -> None:
-        for attempt in Retrying(retry=retry_if_exception_type(_Busy), wait=wait_exponential(0.05, max=1),
-                                stop=stop_after_delay(30), reraise=True):
-            with attempt:
-                self._gone_ok(what, action)
-
     def remove_container(self, container_id: str, grace: float) -> None:
+        what = f"container {container_id[:12]}"
         if grace > 0:
-            self._gone_ok(f"stop container {container_id[:12]}",
-                          lambda: self.api.stop(container_id, timeout=round(grace)))
-        try:
-            self._retry_busy(f"remove container {container_id[:12]}",
-                             lambda: self.api.remove_container(container_id, force=True, v=True))
-        except _Busy as exc:
-            raise EngineError(str(exc)) from exc
+            try:
+                self._retried(f"stop {what}", lambda: self.api.stop(container_id, timeout=round(grace)))
+            except NotFound:
+                return
+            except Conflict:
+                pass  # not in a state to stop: the forced removal below ends it anyway
+        self._gone_ok(f"remove {what}", lambda: self.api.remove_container(container_id, force=True, v=True))
 
     def remove_network(self, network_id: str) -> None:
-        try:
-            self._retry_busy(f"remove network {network_id[:12]}", lambda: self.api.remove_network(network_id))
-        except _Busy as exc:
-            raise EngineError(str(exc)) from exc
+        self._gone_ok(f"remove network {network_id[:12]}", lambda: self.api.remove_network(network_id))
 
     def remove_volume(self, name: str) -> None:
-        try:
-            self._retry_busy(f"remove volume {name}", lambda: self.api.remove_volume(name, force=True))
-        except _Busy as exc:
-            raise EngineError(str(exc)) from exc
+        self._gone_ok(f"remove volume {name}", lambda: self.api.remove_volume(name, force=True))
 
-    def close(self) -> None:
-        self._client.close()
+    # -- GATE -------------------------------------------------------------------------------------
+    def create_gated_container(self, spec: ContainerSpec) -> tuple[str, bool]:
+        info = self._retried(f"inspect image {spec.image}", lambda: self.api.inspect_image(spec.image))
+        argv = wire.gated_argv(spec, info.get("Config") or {})
+        if argv is None:
+            return self.create_container(spec), False
+        gated = replace(spec, entrypoint=("/bin/sh", "-c", wire.GATE_SCRIPT, "envkit-gate"), command=argv)
+        container_id = self.create_container(gated)
+        try:
+            self.copy_from(container_id, "/bin/sh")
+        except NotFound:
+            self.remove_container(container_id, 0)  # an image without a shell: no gate, a plain start later
+            return self.create_container(spec), False
+        return container_id, True
+
+    def release_container(self, container_id: str) -> None:
+        with self._call(f"release container {container_id[:12]}"):
+            self.api.put_archive(container_id, "/", wire.GO_TAR)
+            self.api.kill(container_id, signal="SIGWINCH")
+
+    # -- COPY_FILES, EXPORT_FILESYSTEM, EXPORT_VOLUME ---------------------------------------------
+    def copy_into(self, container_id: str, directory: str, archive: bytes) -> None:
+        self._once(f"copy into {directory} of container {container_id[:12]}",
+                   lambda: self.api.put_archive(container_id, directory, archive))
+
+    def copy_from(self, container_id: str, path: str) -> bytes:
+        def read() -> bytes:
+            stream, _ = self.api.get_archive(container_id, path)
+            return b"".join(stream)
+
+        return self._retried(f"copy {path} from container {container_id[:12]}", read)
+
+    def export_filesystem(self, container_id: str, tag: str, labels: Mapping[str, str]) -> str:
+        repository, version = docker.utils.parse_repository_tag(tag)
+        made = self._once(f"export container {container_id[:12]} as {tag}", lambda: self.api.commit(
+            container_id, repository=repository, tag=version or "latest", conf={"Labels": dict(labels)}))
+        return str(made["Id"])
+
+    def remove_image(self, tag: str) -> None:
+        self._gone_ok(f"remove image {tag}", lambda: self.api.remove_image(tag))
+
+    @contextmanager
+    def _helper(self, volume: str, command: list[str] | None, read_only: bool) -> Iterator[str]:
+        """A short-lived container of HELPER_IMAGE with ``volume`` at /v, labelled like the volume (so
+        a teardown of its run finds it) with the role ``helper``; removed on the way out."""
+        info = self._retried(f"inspect volume {volume}", lambda: self.api.inspect_volume(volume))
+        labels = {**(info.get("Labels") or {}), L.ROLE: "helper"}
+        config = self.api.create_host_config(mounts=[Mount(target="/v", source=volume, type="volume",
+                                                           read_only=read_only)], network_mode="none")
+        made = self._once(f"create a helper for volume {volume}", lambda: self.api.create_container(
+            HELPER_IMAGE, command=command, labels=labels, host_config=config, network_disabled=True))
+        try:
+            yield str(made["Id"])
+        finally:
+            self.remove_container(str(made["Id"]), 0)
+
+    def export_volume(self, name: str) -> Iterator[bytes]:
+        with self._helper(name, ["true"], read_only=True) as helper, \
+                self._call(f"export volume {name}"):
+            stream, _ = self.api.get_archive(helper, "/v/.")  # the engine mounts volumes for this: no start
+            yield from stream
+
+    def import_volume(self, name: str, archive: Iterable[bytes]) -> None:
+        data = b"".join(archive)
+        with self._helper(name, ["sh", "-c", "find /v -mindepth 1 -delete"], read_only=False) as helper:
+            self._once(f"empty volume {name}", lambda: self.api.start(helper))
+            code = self._once(f"empty volume {name}", lambda: self.api.wait(helper, timeout=60)).get("StatusCode")
+            if code != 0:
+                raise EngineError(f"import volume {name}: emptying it exited with code {code}")
+            self._once(f"import volume {name}", lambda: self.api.put_archive(helper, "/v", data))
+
+    # -- SIGNAL, PAUSE, NETWORK_CONNECT -----------------------------------------------------------
+    def stop_container(self, container_id: str, grace: float) -> None:
+        self._once(f"stop container {container_id[:12]}", lambda: self.api.stop(container_id, timeout=round(grace)))
+
+    def kill_container(self, container_id: str, signal: str = "SIGKILL") -> None:
+        self._once(f"signal container {container_id[:12]}", lambda: self.api.kill(container_id, signal=signal))
+
+    def pause_container(self, container_id: str) -> None:
+        self._once(f"pause container {container_id[:12]}", lambda: self.api.pause(container_id))
+
+    def unpause_container(self, container_id: str) -> None:
+        self._once(f"unpause container {container_id[:12]}", lambda: self.api.unpause(container_id))
+
+    def connect_network(self, container_id: str, network: str, aliases: tuple[str, ...] = ()) -> None:
+        self._once(f"connect container {container_id[:12]} to {network}", lambda: self.api.connect_container_to_network(
+            container_id, network, aliases=list(aliases) or None))
+
+    def disconnect_network(self, container_id: str, network: str) -> None:
+        self._once(f"disconnect container {container_id[:12]} from {network}",
+                   lambda: self.api.disconnect_container_from_network(container_id, network))
+
+
+def open_backend(environment: Mapping[str, str]) -> Backend:
+    """The engine table's entry point (see ``envkit.backends.connect``)."""
+    return DockerBackend(environment)

@@ -21,345 +21,21 @@ Behaviour is configured through plain attributes, per container name or per serv
 
 from __future__ import annotations
 
-import itertools
-import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import TypeVar
+from collections.abc import Iterable, Iterator, Mapping
 
-from envkit import labels as L
 from envkit.backends import _tar
-from envkit.backends.base import (
-    Backend,
-    BuildSpec,
-    Capability,
-    ContainerSpec,
-    ContainerState,
-    ContainerStatus,
-    Endpoint,
-    ExecResult,
-    NetworkAttachment,
-    NetworkSpec,
-    PortKey,
-    Resource,
-    VolumeSpec,
-)
-from envkit.errors import Busy, Conflict, EngineError, NotFound
+from envkit.backends._fake_core import SIGNALS, Container, FakeEngine, matches
+from envkit.backends.base import Capability, NetworkAttachment
+from envkit.errors import Conflict, EngineError, NotFound
 
 __all__ = ["FakeBackend", "matches"]
 
-T = TypeVar("T")
-_SIGNALS = {"SIGHUP": 1, "SIGINT": 2, "SIGQUIT": 3, "SIGKILL": 9, "SIGUSR1": 10, "SIGUSR2": 12, "SIGTERM": 15}
 
-
-def matches(labels: Mapping[str, str], wanted: Mapping[str, str | None]) -> bool:
-    """Docker's label filter: every ``key`` must be present, every ``key=value`` must be equal."""
-    return all(key in labels and (value is None or labels[key] == value) for key, value in wanted.items())
-
-
-@dataclass
-class _Container:
-    id: str
-    spec: ContainerSpec
-    ip: str
-    files: _tar.Files
-    networks: list[NetworkAttachment]
-    status: ContainerStatus = "created"
-    exit_code: int | None = None
-    health: str | None = None
-    started_at: str | None = None
-    ports: dict[PortKey, Endpoint] = field(default_factory=dict)
-    gated: bool = False  # running its gate: the service's own process has not begun yet
-    began: bool = False  # the service's own process has begun (its logs exist)
-
-    @property
-    def labels(self) -> dict[str, str]:
-        return dict(self.spec.labels)
-
-
-@dataclass
-class _Network:
-    id: str
-    spec: NetworkSpec
-
-
-@dataclass
-class _Volume:
-    spec: VolumeSpec
-    files: _tar.Files = field(default_factory=dict)
-
-
-class FakeBackend(Backend):
-    name = "fake"
-    host = "127.0.0.1"
-    direct_routes = False
-
-    def __init__(self, images: Iterable[str] = (), capabilities: Iterable[Capability] | None = None) -> None:
-        self.capabilities = frozenset(Capability) if capabilities is None else frozenset(capabilities)
-        self.images: set[str] = set(images)
-        self.exit_codes: dict[str, int] = {}  # name or service -> exits with this code on start
-        self.health: dict[str, str] = {}  # name or service -> health status once started
-        self.log_text: dict[str, str] = {}  # name or service -> what logs() returns once its process began
-        self.exec_results: dict[str, ExecResult] = {}  # name or service -> what exec() returns
-        self.build_failures: dict[str, str] = {}  # image tag -> reason its build (or pull) fails
-        self.no_shell: set[str] = set()  # image tags without /bin/sh: not gated
-        self.calls: list[tuple[str, str]] = []
-        self.containers: dict[str, _Container] = {}
-        self.networks: dict[str, _Network] = {}
-        self.volumes: dict[str, _Volume] = {}
-        self.image_files: dict[str, _tar.Files] = {}  # images made by export_filesystem -> their files
-        self._ids = itertools.count(1)
-        self._host_ports = itertools.count(49153)
-        self._changed = threading.Condition()  # guards everything above; notified when a container changes
-
-    # -- helpers ------------------------------------------------------------------------------------
-    def _record(self, method: str, target: str) -> None:
-        """Log a call under the name of what it touches (ids of containers and networks are translated)."""
-        with self._changed:
-            if target in self.containers:
-                target = self.containers[target].spec.name
-            elif target in self.networks:
-                target = self.networks[target].spec.name
-            self.calls.append((method, target))
-
-    def _container(self, ident: str) -> _Container:
-        found = self.containers.get(ident) or next((c for c in self.containers.values() if c.spec.name == ident), None)
-        if found is None:
-            raise NotFound(f"no such container: {ident}")
-        return found
-
-    def _network(self, name: str) -> _Network:
-        found = self.networks.get(name) or next((n for n in self.networks.values() if n.spec.name == name), None)
-        if found is None:
-            raise NotFound(f"network {name} not found")
-        return found
-
-    def _volume(self, name: str) -> _Volume:
-        if name not in self.volumes:
-            raise NotFound(f"no such volume: {name}")
-        return self.volumes[name]
-
-    @staticmethod
-    def _setting(table: Mapping[str, T], c: _Container) -> T | None:
-        if c.spec.name in table:
-            return table[c.spec.name]
-        return table.get(c.labels.get(L.SERVICE, ""))
-
-    def _state(self, c: _Container, detailed: bool = True) -> ContainerState:
-        live = c.status in ("running", "paused")
-        health = c.health if c.health in ("starting", "healthy", "unhealthy") else None
-        return ContainerState(
-            id=c.id, name=c.spec.name, status=c.status,
-            exit_code=c.exit_code if detailed and c.status in ("exited", "dead") else None,
-            health=health if detailed and live else None,  # type: ignore[arg-type]
-            addresses={a.network: c.ip for a in c.networks} if live else {},
-            ports=dict(c.ports) if live else {}, labels=c.labels,
-            started_at=(c.started_at or "") if detailed else None, oom_killed=False if detailed else None,
-            detailed=detailed,
-        )
-
-    # -- engine -------------------------------------------------------------------------------------
-    def ping(self) -> None:
-        self._record("ping", "")
-
-    def image_exists(self, tag: str) -> bool:
-        self._record("image_exists", tag)
-        with self._changed:
-            return tag in self.images
-
-    def pull_image(self, tag: str) -> None:
-        self._record("pull_image", tag)
-        if tag in self.build_failures:
-            raise EngineError(self.build_failures[tag])
-        with self._changed:
-            self.images.add(tag)
-
-    def build_image(self, spec: BuildSpec, on_line: Callable[[str], None]) -> None:
-        self._record("build_image", spec.tag)
-        on_line(f"building {spec.tag} from {spec.context.name}/{spec.dockerfile}")
-        if spec.tag in self.build_failures:
-            on_line(f"error: {self.build_failures[spec.tag]}")
-            raise EngineError(self.build_failures[spec.tag])
-        with self._changed:
-            self.images.add(spec.tag)
-
-    def create_network(self, spec: NetworkSpec) -> str:
-        self._record("create_network", spec.name)
-        with self._changed:
-            if any(n.spec.name == spec.name for n in self.networks.values()):
-                raise Conflict(f"network with name {spec.name} already exists")
-            ident = f"net-{next(self._ids)}"
-            self.networks[ident] = _Network(ident, spec)
-            return ident
-
-    def create_volume(self, spec: VolumeSpec) -> str:
-        self._record("create_volume", spec.name)
-        with self._changed:
-            self.volumes.setdefault(spec.name, _Volume(spec))  # like Docker: an existing volume is returned as is
-        return spec.name
-
-    def create_container(self, spec: ContainerSpec) -> str:
-        self._record("create_container", spec.name)
-        with self._changed:
-            if any(c.spec.name == spec.name for c in self.containers.values()):
-                raise Conflict(f'the container name "{spec.name}" is already in use')
-            if spec.image not in self.images:
-                raise NotFound(f"no such image: {spec.image}")
-            for attachment in spec.networks:
-                self._network(attachment.network)
-            serial = next(self._ids)
-            ident = f"ctr-{serial}"
-            self.containers[ident] = _Container(ident, spec, ip=f"10.89.{serial // 250}.{serial % 250 + 2}",
-                                                files=dict(self.image_files.get(spec.image, {})),
-                                                networks=list(spec.networks))
-            return ident
-
-    def start_container(self, container_id: str) -> None:
-        self._record("start_container", container_id)
-        with self._changed:
-            c = self._container(container_id)
-            if c.status in ("running", "paused"):
-                return  # like Docker: starting a running container changes nothing
-            c.started_at = datetime.now(UTC).isoformat()
-            for p in c.spec.ports:
-                c.ports[p.container] = Endpoint(p.host_ip, p.host_port or next(self._host_ports))
-            if c.gated:
-                c.status = "running"  # the gate runs; the service's process waits for its release
-                self._changed.notify_all()
-                return
-            self._run_process(c)
-
-    def _run_process(self, c: _Container) -> None:
-        """The service's own process begins (caller holds the lock): it runs, or exits at once."""
-        c.began = True
-        code = self._setting(self.exit_codes, c)
-        if code is None:
-            c.status, c.exit_code = "running", None
-            c.health = self._setting(self.health, c)
-        else:
-            self._exit(c, code)
-        self._changed.notify_all()
-
-    def _exit(self, c: _Container, code: int) -> None:
-        c.status, c.exit_code, c.gated = "exited", code, False
-        c.ports.clear()
-        self._changed.notify_all()
-
-    def exit_container(self, container_id: str, exit_code: int) -> None:
-        """Not an engine call: make a container's process end, as a test's way to crash a service."""
-        with self._changed:
-            self._exit(self._container(container_id), exit_code)
-
-    def inspect_container(self, container_id: str) -> ContainerState:
-        self._record("inspect_container", container_id)
-        with self._changed:
-            return self._state(self._container(container_id))
-
-    def wait_container(self, container_id: str, timeout: float) -> int | None:
-        self._record("wait_container", container_id)
-        with self._changed:
-            c = self._container(container_id)
-            self._changed.wait_for(lambda: c.status in ("exited", "dead") or c.id not in self.containers, timeout)
-            if c.id not in self.containers:
-                raise NotFound(f"container {c.spec.name} was removed")
-            return c.exit_code if c.status in ("exited", "dead") else None
-
-    def exec(self, container_id: str, command: tuple[str, ...], user: str | None = None,
-             timeout: float | None = None) -> ExecResult:
-        self._record("exec", container_id)
-        with self._changed:
-            c = self._container(container_id)
-            if c.status != "running":
-                raise Conflict(f"container {c.spec.name} is not running")
-            return self._setting(self.exec_results, c) or ExecResult(0, "")
-
-    def logs(self, container_id: str, tail: int | None = None, since: float | None = None,
-             until: float | None = None) -> str:
-        self._record("logs", container_id)
-        with self._changed:
-            c = self._container(container_id)
-            text = (self._setting(self.log_text, c) or "") if c.began else ""
-        if tail is None:
-            return text
-        return "".join(text.splitlines(keepends=True)[-tail:]) if tail > 0 else ""
-
-    def follow_logs(self, container_id: str, tail: int | None = None) -> Iterator[str]:
-        text = self.logs(container_id, tail)
-        if text:
-            yield text
-
-    # -- discovery and removal ----------------------------------------------------------------------
-    def list_resources(self, labels: Mapping[str, str | None]) -> list[Resource]:
-        self._record("list_resources", ",".join(k if v is None else f"{k}={v}" for k, v in labels.items()))
-        with self._changed:
-            return (
-                [Resource("container", c.id, c.spec.name, c.labels) for c in self.containers.values()
-                 if matches(c.labels, labels)]
-                + [Resource("network", n.id, n.spec.name, dict(n.spec.labels)) for n in self.networks.values()
-                   if matches(dict(n.spec.labels), labels)]
-                + [Resource("volume", name, name, dict(v.spec.labels)) for name, v in self.volumes.items()
-                   if matches(dict(v.spec.labels), labels)]
-            )
-
-    def list_containers(self, labels: Mapping[str, str | None]) -> list[ContainerState]:
-        """Like Docker's listing: no exit code, health, start time or OOM flag (``detailed=False``)."""
-        self._record("list_containers", ",".join(k if v is None else f"{k}={v}" for k, v in labels.items()))
-        with self._changed:
-            return [self._state(c, detailed=False) for c in self.containers.values() if matches(c.labels, labels)]
-
-    def remove_container(self, container_id: str, grace: float) -> None:
-        self._record("remove_container", container_id)
-        with self._changed:
-            found = self.containers.pop(container_id, None)
-            if found is not None:
-                self._changed.notify_all()  # a wait_container() on it returns
-
-    def remove_network(self, network_id: str) -> None:
-        self._record("remove_network", network_id)
-        with self._changed:
-            network = self.networks.get(network_id)
-            if network is None:
-                return
-            users = [c.spec.name for c in self.containers.values()
-                     if any(a.network == network.spec.name for a in c.networks)]
-            if users:
-                raise Busy(f"network {network.spec.name} has active endpoints ({', '.join(users)})")
-            del self.networks[network_id]
-
-    def remove_volume(self, name: str) -> None:
-        self._record("remove_volume", name)
-        with self._changed:
-            users = [c.spec.name for c in self.containers.values()
-                     if any(m.type == "volume" and m.source == name for m in c.spec.mounts)]
-            if users:
-                raise Busy(f"volume {name} is in use ({', '.join(users)})")
-            self.volumes.pop(name, None)
-
-    # -- GATE -----------------------------------------------------------------------------------------
-    def create_gated_container(self, spec: ContainerSpec) -> tuple[str, bool]:
-        """Gated like the Docker backend, unless the image is listed in ``no_shell``."""
-        self.require(Capability.GATE)
-        container_id = self.create_container(spec)
-        if spec.image in self.no_shell:
-            return container_id, False
-        with self._changed:
-            self.containers[container_id].gated = True
-        self._record("gate", container_id)
-        return container_id, True
-
-    def release_container(self, container_id: str) -> None:
-        self.require(Capability.GATE)
-        self._record("release_container", container_id)
-        with self._changed:
-            c = self._container(container_id)
-            if c.status != "running" or not c.gated:
-                raise Conflict(f"container {c.spec.name} is not running behind its gate")
-            c.gated = False
-            self._run_process(c)
+class FakeBackend(FakeEngine):
+    """The fake engine with every optional capability (or those given to ``capabilities=``)."""
 
     # -- COPY_FILES, EXPORT_FILESYSTEM, EXPORT_VOLUME -------------------------------------------------
-    def _store(self, c: _Container, path: str) -> tuple[_tar.Files, str]:
+    def _store(self, c: Container, path: str) -> tuple[_tar.Files, str]:
         """Where ``path`` of container ``c`` lives: a volume mounted over it, or the container's own files."""
         for m in sorted(c.spec.mounts, key=lambda m: -len(m.target)):
             if m.type == "volume" and _tar.under(path, m.target) and m.source in self.volumes:
@@ -422,7 +98,7 @@ class FakeBackend(Backend):
             _tar.unpack(volume.files, ".", data)
 
     # -- SIGNAL, PAUSE, NETWORK_CONNECT -----------------------------------------------------------------
-    def _live(self, container_id: str) -> _Container:
+    def _live(self, container_id: str) -> Container:
         c = self._container(container_id)
         if c.status not in ("running", "paused"):
             raise Conflict(f"container {c.spec.name} is not running")
@@ -434,17 +110,17 @@ class FakeBackend(Backend):
         with self._changed:
             c = self._container(container_id)
             if c.status in ("running", "paused"):
-                self._exit(c, 128 + _SIGNALS["SIGTERM"])
+                self._exit(c, 128 + SIGNALS["SIGTERM"])
 
     def kill_container(self, container_id: str, signal: str = "SIGKILL") -> None:
         self.require(Capability.SIGNAL)
         self._record("kill_container", container_id)
         with self._changed:
             c = self._live(container_id)
-            number = _SIGNALS.get(signal.upper() if signal.upper().startswith("SIG") else f"SIG{signal.upper()}")
+            number = SIGNALS.get(signal.upper() if signal.upper().startswith("SIG") else f"SIG{signal.upper()}")
             if number is None:
                 raise EngineError(f"invalid signal: {signal}")
-            if number in (_SIGNALS["SIGKILL"], _SIGNALS["SIGTERM"], _SIGNALS["SIGINT"]):
+            if number in (SIGNALS["SIGKILL"], SIGNALS["SIGTERM"], SIGNALS["SIGINT"]):
                 self._exit(c, 128 + number)
 
     def pause_container(self, container_id: str) -> None:

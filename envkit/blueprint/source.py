@@ -233,7 +233,7 @@ def _too_deep_at(text: str) -> tuple[int, int]:
     for event in yaml.parse(text, Loader=_Loader):
         if isinstance(event, yaml.CollectionStartEvent):
             depth += 1
-            if depth > MAX_DEPTH:
+            if depth > MAX_DEPTH and event.start_mark is not None:
                 return event.start_mark.line + 1, event.start_mark.column + 1
         elif isinstance(event, yaml.CollectionEndEvent):
             depth -= 1

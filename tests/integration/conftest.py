@@ -5,6 +5,7 @@ The session ends by checking that no envkit container, network or volume is left
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import pytest
 
 from envkit import labels as L
 from envkit.backends import Backend, connect
+from envkit.backends.base import BuildSpec
 from envkit.errors import EngineUnavailable
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,6 +34,17 @@ def backend() -> Iterator[Backend]:
     engine.close()
 
 
+def build_small_image(backend: Backend, folder: Path, dockerfile: str) -> str:
+    """An image built from ``dockerfile`` (``FROM debian:bookworm-slim``), tagged by its content, so
+    that it is built once per engine and reused; images carry no run label and are kept."""
+    digest = hashlib.sha256(dockerfile.encode()).hexdigest()[:16]
+    tag = f"envkit-test/small:{digest}"
+    if not backend.image_exists(tag):
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "Dockerfile").write_text(dockerfile, encoding="utf-8")
+        backend.build_image(BuildSpec(tag, folder, "Dockerfile", (), None, ((L.CONTEXT_HASH, digest),)),
+                            lambda line: None)
+    return tag
 
 
 def resources_of(backend: Backend, run_id: str) -> list[str]:

@@ -6,11 +6,12 @@ from collections.abc import Callable
 
 import pytest
 
+from envkit.api import Environment
 from envkit.backends.fake import FakeBackend
 from envkit.blueprint import Blueprint
 from envkit.errors import EnvkitError
 from envkit.execute import Executor
-from envkit.outputs import JSON_SCHEMA, host_port, mask, resolve, run_document, to_dotenv
+from envkit.outputs import JSON_SCHEMA, host_port, mask, resolve, run_document, service_host, to_dotenv
 from envkit.plan import RunIdentity, make_plan
 from envkit.runs import RunInfo, describe
 
@@ -63,6 +64,19 @@ def test_host_port_names_what_is_missing(info: RunInfo) -> None:
         host_port(info, "cache", 6379)
     with pytest.raises(EnvkitError, match="service db of run shop-1 publishes no port 5433/tcp"):
         host_port(info, "db", 5433)
+
+
+def test_the_host_of_a_service_has_one_answer(info: RunInfo, load_text: Callable[..., Blueprint]) -> None:
+    # ${services.x.host} and Environment.host() come from one function: they cannot disagree.
+    assert resolve(info, (("H", "${services.api.host}"),)) == {"H": service_host(info, "api")} == {"H": "engine.example"}
+    fake = FakeBackend(images={"postgres:16", "python:3"})
+    fake.host = "engine.example"
+    bp = load_text(BLUEPRINT.replace('"0.0.0.0:18080:8080"', '"10.1.2.3:18080:8080"'))
+    Executor(fake).run(make_plan(bp, RunIdentity("shop-2", "me@host:1", "2030-01-01T00:00:00Z", "0.1.0"),
+                                 frozenset(fake.images), {}, capabilities=fake.capabilities))
+    env = Environment(fake, "shop-2", owned=False)
+    assert env.host("api") == env.outputs["API_URL"].split("/")[2].split(":")[0] == "10.1.2.3"
+    assert env.host("db") == "engine.example"
 
 
 def test_run_document_is_versioned_and_lists_ports(info: RunInfo) -> None:

@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 import pytest
 
 from envkit import labels as L
-from envkit.backends.base import Resource
+from envkit.backends.base import PortKey, Resource, VolumeSpec
 from envkit.backends.fake import FakeBackend
 from envkit.blueprint import Blueprint
 from envkit.errors import RunNotFound
@@ -116,7 +116,7 @@ def test_list_runs_groups_resources_by_run(fake: FakeBackend, shop: Blueprint) -
 
 
 def test_list_runs_ignores_resources_envkit_did_not_make(fake: FakeBackend) -> None:
-    fake.create_volume("someone-elses", {L.RUN: "theirs"})
+    fake.create_volume(VolumeSpec("someone-elses", ((L.RUN, "theirs"),)))
     assert [r.run_id for r in list_runs(fake)] == ["run-a"]
 
 
@@ -126,6 +126,22 @@ def test_describe_reads_a_run_back_from_its_labels(fake: FakeBackend) -> None:
     assert sorted(info.services) == ["api", "db"]
     assert info.networks == ("envkit-run-a-default",)
     assert info.volumes == ("envkit-run-a-data",)
-    assert info.replicas("db")[0].ports["5432/tcp"][0] == "127.0.0.1"
+    assert info.replicas("db")[0].ports[PortKey(5432)].host_ip == "127.0.0.1"
     with pytest.raises(RunNotFound):
         describe(fake, "nope")
+
+
+def test_describe_carries_exit_codes_a_listing_does_not(load_text: Callable[..., Blueprint]) -> None:
+    bp = load_text("""
+        name: shop
+        services:
+          migrate:
+            image: python:3
+            kind: job
+    """)
+    fake = FakeBackend(images={"python:3"})
+    fake.exit_codes["migrate"] = 0
+    bring_up(fake, bp, "run-j")
+    assert fake.list_containers({L.RUN: "run-j"})[0].exit_code is None  # a listing does not say
+    job = describe(fake, "run-j").replicas("migrate")[0]
+    assert (job.status, job.exit_code, job.detailed) == ("exited", 0, True)

@@ -1,0 +1,77 @@
+"""The backend contract (tests/contract) against the Docker engine: the same tests the fake passes in
+tests/unit/test_backend_contract.py. Every resource is labelled with a contract run and removed."""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from contract.backend_contract import BackendContract, Harness
+
+from envkit import labels as L
+from envkit.backends import Backend
+from envkit.backends.base import BuildSpec, Capability, ExecResult
+from envkit.backends.docker import DockerBackend
+
+from .conftest import build_small_image
+
+SHELL_IMAGE = "FROM debian:bookworm-slim\nLABEL io.envkit.test=contract\nCMD [\"sleep\", \"infinity\"]\n"
+
+
+class DockerHarness(Harness):
+    def __init__(self, backend: Backend, image: str, scratch: Path) -> None:
+        self.backend = backend
+        self.image = image
+        self.scratch = scratch
+
+    def program(self, name: str, prints: str = "", exit_code: int | None = None) -> tuple[str, ...]:
+        end = f"exit {exit_code}" if exit_code is not None else "exec sleep infinity"
+        return ("sh", "-c", f"printf %s {shlex.quote(prints)}; {end}")
+
+    def answer(self, name: str, command: tuple[str, ...], result: ExecResult) -> None:
+        pass  # the engine runs the command
+
+    def failing_build(self, reason: str) -> Callable[[Callable[[str], None]], None]:
+        folder = self.scratch / "broken"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "Dockerfile").write_text(f"FROM debian:bookworm-slim\nRUN echo {reason} && exit 7\n", encoding="utf-8")
+        spec = BuildSpec("envkit-test/broken:contract", folder, "Dockerfile", (), None, ())
+        return lambda on_line: self.backend.build_image(spec, on_line)
+
+
+@pytest.fixture(scope="module")
+def shell_image(backend: Backend, tmp_path_factory: pytest.TempPathFactory) -> str:
+    return build_small_image(backend, tmp_path_factory.mktemp("shell"), SHELL_IMAGE)
+
+
+class TestDockerBackend(BackendContract):
+    @pytest.fixture
+    def harness(self, backend: Backend, shell_image: str, tmp_path: Path) -> Harness:
+        return DockerHarness(backend, shell_image, tmp_path)
+
+
+def test_the_docker_backend_declares_every_capability(backend: Backend) -> None:
+    assert isinstance(backend, DockerBackend)
+    assert backend.name == "docker"
+    assert backend.capabilities == frozenset(Capability)
+
+
+def test_volume_helpers_carry_the_volumes_labels(backend: Backend, shell_image: str) -> None:
+    # A helper left behind by a killed process is found (and removed) by its run's teardown.
+    from envkit.backends.base import VolumeSpec
+    from envkit.runs import teardown
+
+    run = "contract-helper-labels"
+    labels = ((L.MANAGED, "true"), (L.RUN, run))
+    volume = backend.create_volume(VolumeSpec(f"envkit-{run}-data", labels))
+    try:
+        stream = backend.export_volume(volume)
+        next(stream)  # the helper exists while the stream is read
+        helpers = [r for r in backend.list_resources({L.RUN: run}) if r.kind == "container"]
+        assert [r.labels[L.ROLE] for r in helpers] == ["helper"]
+        stream.close()
+        assert [r.kind for r in backend.list_resources({L.RUN: run})] == ["volume"]
+    finally:
+        teardown(backend, [run], missing_ok=True)

@@ -1,0 +1,97 @@
+"""The one retry policy, and the one translation of Docker's errors into kinds (no engine needed)."""
+
+from __future__ import annotations
+
+import docker.errors
+import pytest
+import requests
+import urllib3.exceptions
+
+from envkit import retry
+from envkit.backends import ENGINES, connect, engine_name
+from envkit.backends.docker import translate
+from envkit.errors import Busy, Conflict, EngineError, EngineUnavailable, NotFound, Transient, UsageError
+
+
+def flaky(errors: list[Exception]) -> tuple[list[int], object]:
+    calls: list[int] = []
+
+    def fn() -> str:
+        calls.append(1)
+        if errors:
+            raise errors.pop(0)
+        return "done"
+
+    return calls, fn
+
+
+def test_transient_and_busy_failures_are_tried_again() -> None:
+    calls, fn = flaky([Transient("500"), Busy("active endpoints")])
+    waits: list[float] = []
+    assert retry.call(fn, sleep=waits.append) == "done"  # type: ignore[arg-type]
+    assert len(calls) == 3 and waits == [0.05, 0.1]
+
+
+@pytest.mark.parametrize("error", [NotFound("gone"), Conflict("taken"), EngineError("bad"), EngineUnavailable("x")])
+def test_permanent_failures_are_raised_at_once(error: Exception) -> None:
+    calls, fn = flaky([error])
+    with pytest.raises(type(error)):
+        retry.call(fn, sleep=lambda s: None)  # type: ignore[arg-type]
+    assert len(calls) == 1
+
+
+def test_the_policy_is_bounded() -> None:
+    calls, fn = flaky([Transient("500")] * 100)
+    waits: list[float] = []
+    with pytest.raises(Transient):
+        retry.call(fn, sleep=waits.append)  # type: ignore[arg-type]
+    assert len(calls) == retry.ATTEMPTS == 25
+    assert max(waits) == retry.MAX_WAIT and sum(waits) < retry.DEADLINE
+
+
+def api_error(status: int, text: str, cls: type[docker.errors.APIError] = docker.errors.APIError) -> Exception:
+    response = requests.Response()
+    response.status_code = status
+    return cls(text, response=response, explanation=text)
+
+
+@pytest.mark.parametrize(("error", "kind"), [
+    (api_error(404, "No such container: x", docker.errors.NotFound), NotFound),
+    (api_error(404, "network n not found"), NotFound),
+    (api_error(409, 'Conflict. The container name "/x" is already in use'), Conflict),
+    (api_error(409, "Container x is not running"), Conflict),
+    (api_error(403, "endpoint with name x already exists in network n"), Conflict),
+    (api_error(500, "Container x is not paused"), Conflict),
+    (api_error(403, "error while removing network: network n id 1 has active endpoints"), Busy),
+    (api_error(409, "remove v: volume is in use - [abc]"), Busy),
+    (api_error(409, "removal of container x is already in progress"), Busy),
+    (api_error(500, "driver failed to remove root filesystem"), Transient),
+    (api_error(503, "service unavailable"), Transient),
+    (api_error(400, "Invalid signal: SIGFOO"), EngineError),
+    (requests.exceptions.ConnectionError(urllib3.exceptions.ReadTimeoutError(None, "/", "Read timed out.")), Transient),
+    (requests.exceptions.ConnectionError(urllib3.exceptions.ProtocolError("aborted", ConnectionResetError())),
+     Transient),
+    (requests.exceptions.ConnectionError(urllib3.exceptions.ProtocolError("aborted", FileNotFoundError(2, "x"))),
+     EngineUnavailable),
+    (docker.errors.DockerException("odd"), EngineError),
+])
+def test_docker_errors_are_translated_by_kind(error: Exception, kind: type[Exception]) -> None:
+    translated = translate(error, "do it", "unix:///var/run/docker.sock")
+    assert type(translated) is kind
+
+
+def test_a_translated_message_names_the_call() -> None:
+    assert str(translate(api_error(404, "No such container: x"), "inspect container x", "")) == \
+        "inspect container x: No such container: x"
+    assert str(translate(api_error(500, "boom"), "", "")) == "boom"  # a build's reason alone
+
+
+def test_the_engine_is_chosen_in_one_place() -> None:
+    assert engine_name(None, {}) == "docker"
+    assert engine_name(None, {"ENVKIT_ENGINE": "Docker"}) == "docker"
+    assert engine_name("docker", {"ENVKIT_ENGINE": "swarm"}) == "docker"  # --engine wins
+    assert set(ENGINES) == {"docker"}
+    with pytest.raises(UsageError, match=r"^ENVKIT_ENGINE: unknown engine 'swarm' \(known engines: docker\)$"):
+        connect(None, {"ENVKIT_ENGINE": "swarm"})
+    with pytest.raises(UsageError, match=r"^--engine: unknown engine 'k8s'"):
+        connect("k8s", {})
