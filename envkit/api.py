@@ -26,6 +26,7 @@ from pathlib import Path
 from types import TracebackType
 
 from envkit import labels as L
+from envkit import reaper
 from envkit.backends import Backend, connect
 from envkit.backends.base import ContainerState, ExecResult
 from envkit.blueprint import Blueprint, Probe, load
@@ -106,12 +107,15 @@ def up(
     ``down()``, or at interpreter exit.
     """
     bp = blueprint if isinstance(blueprint, Blueprint) else load(blueprint, env)
+    own_engine = backend is None  # reaper: only the engine connect() finds can be reached from the watchdog
     backend = backend or connect()
     the_plan = _plan(bp, backend, name, only)
     run_id = the_plan.run_id
     if backend.list_resources({L.MANAGED: "true", L.RUN: run_id}):
         raise UsageError(f"a run named '{run_id}' already exists; choose another --name or `envkit down {run_id}`")
     on_event(Event("plan", run_id, f"run {run_id}: {len(the_plan.steps)} steps"))
+    if own_engine:  # reaper: before the first resource exists (raises ReaperUnavailable if it cannot start)
+        reaper.watch(run_id, {L.OWNER: the_plan.identity.owner, L.CREATED_AT: the_plan.identity.created_at}, on_event)
     deadline = time.monotonic() + timeout if timeout else None
     executor = Executor(backend, on_event, deadline=deadline)
     try:
@@ -119,6 +123,7 @@ def up(
     except BaseException as exc:
         interrupted = not isinstance(exc, Exception)
         if keep_on_failure and not interrupted:
+            reaper.release(run_id)  # reaper: kept for inspection, handed over like `envkit up`
             on_event(Event("note", run_id, f"kept run {run_id} for inspection; remove it with: envkit down {run_id}"))
         else:
             on_event(Event("rollback", run_id, f"removing what run {run_id} created"))
@@ -307,12 +312,14 @@ class Environment:
         """Hand the run over: it is no longer removed on ``with`` exit or at interpreter exit."""
         self.owned = False
         _owned.discard(self)
+        reaper.release(self.run_id)  # reaper: handed over
 
     def down(self) -> None:
         """Remove every resource of the run (idempotent)."""
         if self._gone:
             return
         teardown(self.backend, [self.run_id], missing_ok=True)
+        reaper.release(self.run_id)  # reaper: nothing left to remove
         self._gone = True
         _owned.discard(self)
 
