@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import select
 import signal
 import subprocess
@@ -161,7 +162,9 @@ def engine_teardown(runs: Mapping[str, Mapping[str, str]], connect: Callable[[],
     backend: Any = None
 
     def one(item: tuple[str, Mapping[str, str]]) -> None:
-        with contextlib.suppress(EnvkitError):  # e.g. a network still detaching: the next sweep retries
+        # Whatever goes wrong with one run (a network still detaching, or worse), the other runs and the
+        # next sweep go on: there is no one left to report to.
+        with contextlib.suppress(Exception):
             teardown(backend, [item[0]], missing_ok=True, also=item[1])
 
     try:
@@ -187,7 +190,8 @@ def main() -> None:
         signal.signal(sig, signal.SIG_IGN)
     if os.fork():
         os._exit(0)  # the owner reaps this first process at once; the watchdog is init's child from now on
-    os.write(1, f"ready {os.getpid()}\n".encode())
+    with contextlib.suppress(OSError):  # an owner gone already: end-of-file follows, with nothing to do
+        os.write(1, f"ready {os.getpid()}\n".encode())
     quiet = os.open(os.devnull, os.O_RDWR)
     os.dup2(quiet, 1)
     os.dup2(quiet, 2)
@@ -199,11 +203,15 @@ def main() -> None:
 
 
 # -- the owner's end ------------------------------------------------------------------------------------------
-def _read_answer(stream: IO[bytes], timeout: float) -> str:
-    """The watchdog's first line ("ready PID"), or everything it wrote before it gave up (a traceback)."""
+_READY = re.compile(rb"^ready (\d+)$", re.MULTILINE)
+
+
+def _read_answer(stream: IO[bytes], timeout: float) -> tuple[int | None, str]:
+    """The watchdog's pid once it says "ready PID" (an interpreter may warn on stderr first), or None
+    and everything it wrote before it gave up (a traceback, a complaint)."""
     fd, data = stream.fileno(), b""
     deadline = time.monotonic() + timeout
-    while b"\n" not in data or not data.startswith(b"ready "):
+    while not _READY.search(data):
         left = deadline - time.monotonic()
         if left <= 0 or not select.select([fd], [], [], left)[0]:
             break
@@ -211,7 +219,8 @@ def _read_answer(stream: IO[bytes], timeout: float) -> str:
         if not chunk:
             break
         data += chunk
-    return data.decode("utf-8", "replace").strip()
+    found = _READY.search(data)
+    return (int(found.group(1)) if found else None), data.decode("utf-8", "replace").strip()
 
 
 class Watchdog:
@@ -261,39 +270,38 @@ class Watchdog:
         env = {**self._environment,
                "PYTHONPATH": os.pathsep.join(p for p in (_PACKAGE_ROOT, self._environment.get("PYTHONPATH")) if p)}
         try:
-            proc = subprocess.Popen([sys.executable, "-m", "envkit.reaper"], stdin=read, stdout=subprocess.PIPE,
-                                    stderr=subprocess.STDOUT, cwd="/", env=env, start_new_session=True,
-                                    close_fds=True)
-        except OSError as exc:
-            os.close(write)
-            raise ReaperUnavailable(_unavailable(f"cannot run {sys.executable}: {exc.strerror}")) from exc
-        finally:
-            os.close(read)
-        assert proc.stdout is not None
-        with proc.stdout:
-            answer = _read_answer(proc.stdout, READY_TIMEOUT)
-        try:
-            proc.wait(timeout=READY_TIMEOUT)  # the first process exits right after its fork
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(OSError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        words = answer.split()
-        if len(words) != 2 or words[0] != "ready" or not words[1].isdigit():
-            os.close(write)
-            if answer:
-                reason = answer.splitlines()[-1]  # e.g. the last line of a traceback
-            elif proc.returncode:
-                reason = f"it exited with status {proc.returncode}"
-            else:
-                reason = f"no answer within {READY_TIMEOUT:g} s"
-            raise ReaperUnavailable(_unavailable(f"the watchdog did not start: {reason}"))
-        self._fd, self.pid = write, int(words[1])
-        try:
+            try:
+                proc = subprocess.Popen([sys.executable, "-P", "-m", "envkit.reaper"], stdin=read,
+                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd="/", env=env,
+                                        start_new_session=True, close_fds=True)
+            finally:
+                os.close(read)
+            assert proc.stdout is not None
+            with proc.stdout:
+                pid, answer = _read_answer(proc.stdout, READY_TIMEOUT)
+            try:
+                proc.wait(timeout=READY_TIMEOUT)  # the first process exits right after its fork
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(OSError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+            if pid is None:
+                if answer:
+                    reason = answer.splitlines()[-1]  # e.g. the last line of a traceback
+                elif proc.returncode:
+                    reason = f"it exited with status {proc.returncode}"
+                else:
+                    reason = f"no answer within {READY_TIMEOUT:g} s"
+                raise ReaperUnavailable(_unavailable(f"the watchdog did not start: {reason}"))
             os.write(write, self._state.replay())
         except OSError as exc:
-            self._forget()
-            raise ReaperUnavailable(_unavailable(f"the watchdog exited at once: {exc.strerror}")) from exc
+            os.close(write)
+            what = f"cannot run {sys.executable}" if exc.filename else "the watchdog exited at once"
+            raise ReaperUnavailable(_unavailable(f"{what}: {exc.strerror}")) from exc
+        except BaseException:  # ReaperUnavailable, or Ctrl-C while it was starting: nothing is watched
+            os.close(write)
+            raise
+        self._fd, self.pid = write, pid
 
     def _forget(self) -> None:
         if self._fd is not None:
