@@ -7,6 +7,8 @@ the commands of ``envkit run`` inherit: "every process of this owner is gone" is
 from __future__ import annotations
 
 import os
+import pty
+import select
 import signal
 import subprocess
 import sys
@@ -181,6 +183,70 @@ def test_kill_9_of_a_pytest_process_removes_its_environment(backend: Backend, tm
         proc.wait()
     assert took < LIMIT, resources_of(backend, run_id)
     assert seconds_until(lambda: not marked(mark), 15) < 15, marked(mark)
+
+
+# A command that says which process group it is in (and envkit's), and how it ended on SIGINT.
+GROUPS = ("trap 'echo got-INT; exit 7' INT; echo groups $(ps -o pgid= $$) $(ps -o pgid= $PPID); "
+          "while :; do sleep 0.1; done")
+
+
+def read_until(fd: int, text: str, limit: float = 120) -> str:
+    data, began = b"", time.monotonic()
+    while text.encode() not in data and time.monotonic() - began < limit:
+        if select.select([fd], [], [], 0.2)[0]:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:  # EIO: the terminal's other side is closed
+                break
+            if not chunk:
+                break
+            data += chunk
+    return data.decode(errors="replace")
+
+
+def groups(output: str) -> tuple[int, int]:
+    line = next(line for line in output.splitlines() if line.startswith("groups "))
+    command, envkit = line.split()[1:3]
+    return int(command), int(envkit)
+
+
+def test_in_a_terminal_the_command_stays_in_the_foreground_group_and_ctrl_c_reaches_it(backend: Backend) -> None:
+    pid, fd = pty.fork()  # a session of its own whose controlling terminal is the pty: as in a shell
+    if pid == 0:  # pragma: no cover - runs in the forked child
+        os.chdir(ROOT)
+        os.execv(ENVKIT, [ENVKIT, "run", BLUEPRINT, "--name", "it-reap-tty", "--", "sh", "-c", GROUPS])
+    try:
+        out = read_until(fd, "groups ")
+        out += read_until(fd, "\n", 5)
+        command, envkit = groups(out)
+        assert command == envkit  # so that Ctrl-C, Ctrl-Z and reading the terminal work as without envkit
+        os.write(fd, b"\x03")  # Ctrl-C, typed
+        out += read_until(fd, "removed", 60)
+    finally:
+        _, status = os.waitpid(pid, 0)
+        os.close(fd)
+    assert "got-INT" in out
+    assert os.waitstatus_to_exitcode(status) == 130, out
+    assert resources_of(backend, "it-reap-tty") == []
+
+
+def test_without_a_terminal_the_command_has_its_own_group_and_gets_sigint_from_envkit(backend: Backend) -> None:
+    proc = subprocess.Popen([ENVKIT, "run", BLUEPRINT, "--name", "it-reap-notty", "--", "sh", "-c", GROUPS], cwd=ROOT,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert proc.stdout is not None
+    try:
+        out = read_until(proc.stdout.fileno(), "groups ")
+        out += read_until(proc.stdout.fileno(), "\n", 5)
+        command, envkit = groups(out)
+        assert command != envkit  # the watchdog can end it with everything it started
+        proc.send_signal(signal.SIGINT)  # to envkit alone, as `kill -INT` or a CI runner sends it
+        out += read_until(proc.stdout.fileno(), "removed", 60)
+    finally:
+        proc.wait(timeout=60)
+        proc.stdout.close()
+    assert "got-INT" in out
+    assert proc.returncode == 130, out
+    assert resources_of(backend, "it-reap-notty") == []
 
 
 def test_runs_handed_over_are_left_alone(backend: Backend, tmp_path: Path) -> None:
