@@ -288,6 +288,9 @@ def run(blueprint: Path, command: tuple[str, ...], name: str | None, only: tuple
                     try:
                         proc.wait(timeout=10)
                     except (subprocess.TimeoutExpired, KeyboardInterrupt):
+                        if group:  # reaper: with everything it started
+                            with contextlib.suppress(ProcessLookupError):
+                                os.killpg(proc.pid, signal.SIGKILL)
                         proc.kill()
                     raise
                 finally:
