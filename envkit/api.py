@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 
-from envkit import __version__
+from envkit import __version__, reaper
 from envkit import labels as L
 from envkit.backends import Backend, connect
 from envkit.backends.base import Capability, ContainerState, ExecResult, Protocol
@@ -119,6 +119,12 @@ def up(
     if backend.list_resources({L.MANAGED: "true", L.RUN: run_id}):
         raise UsageError(f"a run named '{run_id}' already exists; choose another --name or `envkit down {run_id}`")
     on_event(Event("plan", run_id, f"run {run_id}: {len(the_plan.steps)} steps", detail=str(len(the_plan.steps))))
+    if backend.origin is not None:  # reaper: before the first resource exists (ReaperUnavailable if it cannot start)
+        # Only an engine connect() made can be reached again from the watchdog (a hand-made one, e.g. the fake,
+        # cannot).
+        engine_name, engine_env = backend.origin
+        reaper.watch(run_id, {L.OWNER: the_plan.identity.owner, L.CREATED_AT: the_plan.identity.created_at},
+                     on_event, {**engine_env, "ENVKIT_ENGINE": engine_name})
     deadline = time.monotonic() + timeout if timeout else None
     executor = Executor(backend, on_event, deadline=deadline)
     try:
@@ -126,6 +132,7 @@ def up(
     except BaseException as exc:
         interrupted = not isinstance(exc, Exception)
         if keep_on_failure and not interrupted:
+            reaper.release(run_id)  # reaper: kept for inspection, handed over like `envkit up`
             on_event(Event("note", run_id, f"kept run {run_id} for inspection; remove it with: envkit down {run_id}"))
         else:
             on_event(Event("rollback", run_id, f"removing what run {run_id} created", phase="start"))
@@ -312,12 +319,14 @@ class Environment:
         """Hand the run over: it is no longer removed on ``with`` exit or at interpreter exit."""
         self.owned = False
         _owned.discard(self)
+        reaper.release(self.run_id)  # reaper: handed over
 
     def down(self) -> None:
         """Remove every resource of the run (idempotent)."""
         if self._gone:
             return
         teardown(self.backend, [self.run_id], missing_ok=True)
+        reaper.release(self.run_id)  # reaper: nothing left to remove
         self._gone = True
         _owned.discard(self)
 

@@ -39,9 +39,11 @@ def connect(engine: str | None = None, environment: Mapping[str, str] | None = N
     """The chosen engine's backend (see ``engine_name``), configured from ``environment`` (default:
     this process's) and checked to answer (EngineUnavailable otherwise)."""
     env = dict(os.environ if environment is None else environment)
-    module = importlib.import_module(ENGINES[engine_name(engine, env)])
+    name = engine_name(engine, env)
+    module = importlib.import_module(ENGINES[name])
     opener = cast(Callable[[Mapping[str, str]], Backend], module.open_backend)
     backend = opener(env)
+    backend.origin = (name, env)
     try:
         backend.ping()
     except BaseException:

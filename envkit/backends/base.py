@@ -214,6 +214,9 @@ class Backend(ABC):
     host: str = "127.0.0.1"
     #: whether this process can reach container addresses directly (a local Linux engine)
     direct_routes: bool = True
+    #: how ``connect()`` made this backend (engine name, environment), so that another process — the
+    #: owner's watchdog (``envkit.reaper``) — can reach the same engine; None for a backend made by hand
+    origin: tuple[str, Mapping[str, str]] | None = None
 
     def supports(self, capability: Capability) -> bool:
         return capability in self.capabilities

@@ -8,6 +8,7 @@ injected by the caller (``main(argv, backend=...)``; the unit tests pass the fak
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -24,7 +25,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from envkit import __version__
+from envkit import __version__, reaper
 from envkit.cli.render import Renderer
 from envkit.errors import EnvkitError, UsageError
 from envkit.outputs import dumps, mask, to_dotenv
@@ -306,23 +307,33 @@ def run(blueprint: Path, command: tuple[str, ...], name: str | None, only: tuple
                 doc.write_text(dumps(env.document()), encoding="utf-8")
                 child_env = {**os.environ, **env.outputs, "ENVKIT_RUN": env.run_id, "ENVKIT_OUTPUTS_FILE": str(doc)}
                 err.print(f"[bold]run {env.run_id} is ready;[/] running: {escape(' '.join(command))}")
+                group = reaper.own_group()  # reaper: a group of its own, unless in a terminal's foreground
                 try:
-                    proc = subprocess.Popen(list(command), env=child_env)
+                    proc = subprocess.Popen(list(command), env=child_env, process_group=0 if group else None)
                 except OSError as exc:
                     raise EnvkitError(f"cannot run {command[0]!r}: {exc.strerror}") from exc
+                reaper.child(proc.pid, group)  # reaper: ended with everything it started if envkit is killed
                 try:
                     code = proc.wait()
                     return 128 - code if code < 0 else code  # killed by signal N: 128+N, as shells do
                 except KeyboardInterrupt as exc:
-                    # A terminal's Ctrl-C has reached the command already (same process group);
-                    # SIGTERM, sent to envkit alone, is passed on.
-                    if isinstance(exc, Terminated):
+                    # In a terminal's foreground group, Ctrl-C has reached the command already; SIGTERM,
+                    # sent to envkit alone, is passed on. A command in a group of its own gets either.
+                    if group:  # reaper
+                        with contextlib.suppress(ProcessLookupError):
+                            os.killpg(proc.pid, signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
+                    elif isinstance(exc, Terminated):
                         proc.send_signal(signal.SIGTERM)
                     try:
                         proc.wait(timeout=10)
                     except (subprocess.TimeoutExpired, KeyboardInterrupt):
+                        if group:  # reaper: with everything it started
+                            with contextlib.suppress(ProcessLookupError):
+                                os.killpg(proc.pid, signal.SIGKILL)
                         proc.kill()
                     raise
+                finally:
+                    reaper.unchild(proc.pid)  # reaper
         finally:
             _teardown(env)
 
