@@ -354,3 +354,6 @@ def _teardown(env: Environment) -> None:
 from envkit.cli.export_cmd import export  # noqa: E402
 
 cli.add_command(export)
+from envkit.cli.graph_cmd import graph  # noqa: E402
+
+cli.add_command(graph)
