@@ -357,3 +357,6 @@ cli.add_command(export)
 from envkit.cli.graph_cmd import graph  # noqa: E402
 
 cli.add_command(graph)
+from envkit.cli.schema_cmd import schema  # noqa: E402
+
+cli.add_command(schema)
