@@ -85,7 +85,7 @@ def _service_lines(svc: Service) -> tuple[str, ...]:
     if image:
         lines.append(image)
     if svc.replicas > 1:
-        lines.append(f"× {svc.replicas} replicas")
+        lines.append(f"{svc.replicas} replicas")
     lines += [_port(p) for p in svc.ports]
     return tuple(lines)
 

@@ -360,3 +360,6 @@ cli.add_command(graph)
 from envkit.cli.schema_cmd import schema  # noqa: E402
 
 cli.add_command(schema)
+from envkit.cli.import_cmd import import_  # noqa: E402
+
+cli.add_command(import_)
