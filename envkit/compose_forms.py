@@ -13,11 +13,28 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+import yaml
+
 from envkit.blueprint.model import Probe
 from envkit.blueprint.readers import parse_duration
 from envkit.export import healthcheck_test
 
-__all__ = ["Healthcheck", "PortForm", "compose_duration", "healthcheck", "parse_env_file", "port_forms", "volume_form"]
+__all__ = [
+    "CONDITIONS",
+    "BlueprintDumper",
+    "Healthcheck",
+    "PortForm",
+    "compose_duration",
+    "definition",
+    "depends",
+    "healthcheck",
+    "parse_env_file",
+    "port_forms",
+    "unescape",
+    "volume_form",
+]
+
+CONDITIONS = {"service_started": "started", "service_healthy": "ready", "service_completed_successfully": "completed"}
 
 # Compose's defaults for a healthcheck's timing (docs: interval 30s, timeout 30s, retries 3, start_period 0s)
 INTERVAL, RETRIES, START_PERIOD = 30.0, 3, 0.0
@@ -244,3 +261,42 @@ def healthcheck(spec: Any) -> Healthcheck:
     if set(ready) == {"healthcheck"}:
         return Healthcheck("healthcheck", tuple(notes))
     return Healthcheck(ready, tuple(notes))
+
+
+def unescape(value: Any) -> Any:
+    """``x-envkit`` values are blueprint syntax written into a Compose file, which reads ``$$`` as ``$``."""
+    if isinstance(value, str):
+        return value.replace("$$", "$")
+    if isinstance(value, dict):
+        return {k: unescape(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [unescape(v) for v in value]
+    return value
+
+
+def depends(value: Any) -> dict[str, str]:
+    if isinstance(value, list):
+        return {str(d): "started" for d in value}
+    if isinstance(value, dict):
+        return {str(d): CONDITIONS.get(str((o or {}).get("condition", "service_started")), "?")
+                for d, o in value.items()}
+    return {}
+
+
+def definition(spec: Any, keys: tuple[str, ...]) -> dict[str, Any] | None:
+    return {k: spec[k] for k in keys if isinstance(spec, dict) and spec.get(k)} or None
+
+
+class BlueprintDumper(yaml.SafeDumper):
+    """Block style, except short lists of words and small mappings on one line, as people write them."""
+
+
+def _flow(data: Any) -> bool:
+    return len(str(data)) <= 90 and all(isinstance(x, str | int | float | bool) or x is None for x in
+                                        (data.values() if isinstance(data, dict) else data))
+
+
+BlueprintDumper.add_representer(list, lambda d, data: d.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=_flow(data)))
+BlueprintDumper.add_representer(dict, lambda d, data: d.represent_mapping("tag:yaml.org,2002:map", data.items(),
+                                                                  flow_style=bool(data) and _flow(data)))
+

@@ -38,13 +38,22 @@ import yaml
 from envkit.blueprint.keys import SERVICE
 from envkit.blueprint.readers import NAME
 from envkit.blueprint.source import Key, Marks, format_path
-from envkit.compose_forms import compose_duration, healthcheck, parse_env_file, port_forms, volume_form
+from envkit.compose_forms import (
+    BlueprintDumper,
+    compose_duration,
+    definition,
+    depends,
+    healthcheck,
+    parse_env_file,
+    port_forms,
+    unescape,
+    volume_form,
+)
 from envkit.errors import UsageError
 from envkit.export import EXTENSION
 
 __all__ = ["ComposeImport", "from_compose"]
 
-CONDITIONS = {"service_started": "started", "service_healthy": "ready", "service_completed_successfully": "completed"}
 
 #: Compose service keys with no envkit equivalent, and what to say about them (the default: no equivalent)
 HINTS = {
@@ -71,7 +80,7 @@ class ComposeImport:
     def text(self, source: str = "") -> str:
         head = [f"# Imported by `envkit import`{f' from {source}' if source else ''}; check it with `envkit validate`."]
         head += [f"# note: {n}" for n in self.notes]
-        body = yaml.dump(self.document, Dumper=_Dumper, sort_keys=False, width=200, allow_unicode=True)
+        body = yaml.dump(self.document, Dumper=BlueprintDumper, sort_keys=False, width=200, allow_unicode=True)
         return "\n".join(head) + "\n" + body
 
 
@@ -131,8 +140,8 @@ def from_compose(data: Any, marks: Marks, directory: Path, *, base: Path | None 
         raise UsageError(f"{marks.file}: every service is in a profile; name one with --profile")
     for sname in chosen:
         ctx.names[sname] = _name(str(sname))
-    jobs = {d for spec in chosen.values() for d, c in _depends(spec.get("depends_on")).items() if c == "completed"}
-    healthy = {d for spec in chosen.values() for d, c in _depends(spec.get("depends_on")).items() if c == "ready"}
+    jobs = {d for spec in chosen.values() for d, c in depends(spec.get("depends_on")).items() if c == "completed"}
+    healthy = {d for spec in chosen.values() for d, c in depends(spec.get("depends_on")).items() if c == "ready"}
     for key, what in (("volumes", "volume"), ("networks", "network")):
         for vname, vspec in (data.get(key) or {}).items():
             for extra in sorted(set(vspec or {}) - {"internal", "labels", "driver"}):
@@ -142,17 +151,17 @@ def from_compose(data: Any, marks: Marks, directory: Path, *, base: Path | None 
                 ctx.note((key, vname, "driver"), f"the engine's default {what} driver is used")
     services = {ctx.names[s]: _service(ctx, s, spec, s in jobs, s in healthy) for s, spec in chosen.items()}
     document: dict[str, Any] = {"name": _project(name or data.get("name") or directory.name)}
-    networks = {_name(n): _definition(spec, ("internal", "labels")) for n, spec in (data.get("networks") or {}).items()
+    networks = {_name(n): definition(spec, ("internal", "labels")) for n, spec in (data.get("networks") or {}).items()
                 if any(_name(n) in _attached(s) for s in services.values())}
     if networks:
         document["networks"] = networks
-    volumes = {_name(v): _definition(spec, ("labels",)) for v, spec in (data.get("volumes") or {}).items()
+    volumes = {_name(v): definition(spec, ("labels",)) for v, spec in (data.get("volumes") or {}).items()
                if any(_mounts(s, _name(v)) for s in services.values())}
     volumes.update({v: None for v in ctx.volumes if v not in volumes})
     if volumes:
         document["volumes"] = volumes
     document["services"] = services
-    top = _unescape(data.get(EXTENSION))
+    top = unescape(data.get(EXTENSION))
     if isinstance(top, dict) and "outputs" in top:
         if top["outputs"]:
             document["outputs"] = top["outputs"]
@@ -165,23 +174,8 @@ def from_compose(data: Any, marks: Marks, directory: Path, *, base: Path | None 
     return ComposeImport(document, tuple(ctx.notes))
 
 
-def _unescape(value: Any) -> Any:
-    """``x-envkit`` values are blueprint syntax written into a Compose file, which reads ``$$`` as ``$``."""
-    if isinstance(value, str):
-        return value.replace("$$", "$")
-    if isinstance(value, dict):
-        return {k: _unescape(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_unescape(v) for v in value]
-    return value
-
-
 def _project(raw: str) -> str:
     return _name(str(raw))[:40].rstrip("-_") or "imported"
-
-
-def _definition(spec: Any, keys: tuple[str, ...]) -> dict[str, Any] | None:
-    return {k: spec[k] for k in keys if isinstance(spec, dict) and spec.get(k)} or None
 
 
 def _attached(svc: dict[str, Any]) -> list[str]:
@@ -193,20 +187,11 @@ def _mounts(svc: dict[str, Any], volume: str) -> bool:
     return any(isinstance(m, str) and m.split(":")[0] == volume for m in svc.get("volumes", ()))
 
 
-def _depends(value: Any) -> dict[str, str]:
-    if isinstance(value, list):
-        return {str(d): "started" for d in value}
-    if isinstance(value, dict):
-        return {str(d): CONDITIONS.get(str((o or {}).get("condition", "service_started")), "?")
-                for d, o in value.items()}
-    return {}
-
-
 def _service(ctx: _Context, name: str, spec: dict[str, Any], job: bool, healthy: bool) -> dict[str, Any]:
     path: Key = ("services", name)
     out: dict[str, Any] = {}
     found = spec.get(EXTENSION)
-    extension: dict[str, Any] = _unescape(found) if isinstance(found, dict) else {}
+    extension: dict[str, Any] = unescape(found) if isinstance(found, dict) else {}
     handled = {"image", "build", "environment", "env_file", "ports", "volumes", "tmpfs", "networks", "depends_on",
                "healthcheck", "deploy", "mem_limit", "cpus", "scale", "stop_grace_period", *_SILENT, *_DIRECT}
     for key in spec:
@@ -221,8 +206,14 @@ def _service(ctx: _Context, name: str, spec: dict[str, Any], job: bool, healthy:
     elif spec.get("image") is not None and "build" not in extension:
         out["image"] = str(spec["image"])
     for key in _DIRECT:
-        if spec.get(key) not in (None, [], {}):
-            out[key] = spec[key] if key not in ("user", "working_dir", "hostname") else str(spec[key])
+        value = spec.get(key)
+        if value in (None, [], {}):
+            continue
+        if key in ("user", "working_dir", "hostname"):
+            value = str(value)
+        elif key in ("command", "entrypoint") and isinstance(value, str):
+            value = value.strip()  # a block scalar's last line break means nothing to a command
+        out[key] = value
     if job:
         out["kind"] = "job"
     environment = _environment(ctx, path, spec)
@@ -315,14 +306,14 @@ def _ports(ctx: _Context, path: Key, value: Any, out: dict[str, Any]) -> None:
         forms, why = port_forms(entry)
         if why:
             ctx.note((*path, "ports", i), why)
-        for form in forms:
-            if form.protocol not in ("tcp", "udp"):
-                ctx.note((*path, "ports", i), f"protocol {form.protocol} is not supported")
-                continue
-            if (form.host or form.host_ip not in (None, "127.0.0.1")) and not ctx.keep_host_ports:
-                ctx.note((*path, "ports", i), f"{entry!r}: published on 127.0.0.1 with a host port the engine chooses, "
-                         "so that runs can go side by side (read it from the outputs; --keep-host-ports keeps it)")
-            found.append(form.blueprint(ctx.keep_host_ports))
+        if any(f.protocol not in ("tcp", "udp") for f in forms):
+            ctx.note((*path, "ports", i), f"protocol {forms[0].protocol} is not supported")
+            continue
+        if any(f.host or f.host_ip not in (None, "127.0.0.1") for f in forms) and not ctx.keep_host_ports:
+            shown = f"published {entry.get('published')!r}" if isinstance(entry, dict) else repr(entry)
+            ctx.note((*path, "ports", i), f"{shown}: on 127.0.0.1 with a host port the engine chooses, so that runs "
+                     "can go side by side (read it from the outputs; --keep-host-ports keeps it as written)")
+        found += [f.blueprint(ctx.keep_host_ports) for f in forms]
     if found:
         out["ports"] = found
 
@@ -374,7 +365,7 @@ def _networks(ctx: _Context, name: str, path: Key, value: Any, out: dict[str, An
 
 def _dependencies(ctx: _Context, path: Key, value: Any, out: dict[str, Any]) -> None:
     deps: dict[str, str] = {}
-    for dep, condition in _depends(value).items():
+    for dep, condition in depends(value).items():
         where = (*path, "depends_on", dep)
         if dep not in ctx.names:
             ctx.note(where, f"dropped: '{dep}' is not imported (a profile, or not defined)")
@@ -410,18 +401,3 @@ def _resources(ctx: _Context, path: Key, spec: dict[str, Any], out: dict[str, An
         ctx.note((*path, "deploy", "resources", "limits", key), "not carried over")
     for key in sorted(set(resources) - {"limits"}):
         ctx.note((*path, "deploy", "resources", key), "not carried over")
-
-
-class _Dumper(yaml.SafeDumper):
-    """Block style, except short lists of words and small mappings on one line, as people write them."""
-
-
-def _flow(data: Any) -> bool:
-    return len(str(data)) <= 90 and all(isinstance(x, str | int | float | bool) or x is None for x in
-                                        (data.values() if isinstance(data, dict) else data))
-
-
-_Dumper.add_representer(list, lambda d, data: d.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=_flow(data)))
-_Dumper.add_representer(dict, lambda d, data: d.represent_mapping("tag:yaml.org,2002:map", data.items(),
-                                                                  flow_style=bool(data) and _flow(data)))
-
