@@ -16,9 +16,10 @@ import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
@@ -26,6 +27,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from envkit import __version__, reaper
+from envkit.cli.progress import MODES, progress, sink, summary
 from envkit.cli.render import Renderer
 from envkit.errors import EnvkitError, UsageError
 from envkit.outputs import dumps, mask, to_dotenv
@@ -73,6 +75,13 @@ def cli(ctx: click.Context, engine: str | None) -> None:
 
 
 blueprint_arg = click.argument("blueprint", type=click.Path(path_type=Path))
+
+
+def progress_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    fn = click.option("-q", "--quiet", is_flag=True, help="No progress: only errors (and the results on stdout).")(fn)
+    return click.option("--progress", "progress_mode", type=click.Choice(MODES), default="auto", show_default=True,
+                        help="live: one line per service, redrawn (auto on a terminal); plain: a line per event "
+                             "(auto elsewhere, e.g. CI logs); quiet: as -q.")(fn)
 
 
 @cli.command()
@@ -147,15 +156,18 @@ def _print_outputs(env: Environment, as_json: bool, env_file: Path | None, githu
 @click.option("--env-file", type=click.Path(path_type=Path), help="Write the outputs as KEY=value lines.")
 @click.option("--github-output", is_flag=True, help="Append the outputs to $GITHUB_OUTPUT when it is set.")
 @click.option("-v", "--verbose", is_flag=True, help="Show every step and the build output.")
+@progress_options
 def up(blueprint: Path, name: str | None, only: tuple[str, ...], timeout: float | None, keep_on_failure: bool,
-       as_json: bool, env_file: Path | None, github_output: bool, verbose: bool) -> None:
+       as_json: bool, env_file: Path | None, github_output: bool, verbose: bool, progress_mode: str,
+       quiet: bool) -> None:
     """Bring BLUEPRINT up as a new isolated run and wait until every service is ready."""
     from envkit import api
 
-    with sigterm_as_interrupt():
+    with sigterm_as_interrupt(), progress(err, "quiet" if quiet else progress_mode, verbose) as view:
         env = api.up(blueprint, name=name, only=only, timeout=timeout, keep_on_failure=keep_on_failure,
-                     on_event=Renderer(err, verbose), backend=_engine())
+                     on_event=sink(view), backend=_engine())
         env.detach()  # the CLI hands the run over; `envkit down` removes it
+    summary(err, env, view)
     _print_outputs(env, as_json, env_file, github_output)
 
 
@@ -289,8 +301,9 @@ def outputs(run: str, as_json: bool, env_file: Path | None) -> None:
 @click.option("--only", multiple=True, metavar="SVC")
 @click.option("--timeout", type=float, metavar="SECONDS")
 @click.option("-v", "--verbose", is_flag=True)
+@progress_options
 def run(blueprint: Path, command: tuple[str, ...], name: str | None, only: tuple[str, ...],
-        timeout: float | None, verbose: bool) -> int:
+        timeout: float | None, verbose: bool, progress_mode: str, quiet: bool) -> int:
     """Bring BLUEPRINT up, run COMMAND with the outputs in its environment, always tear down.
 
     COMMAND gets every output as an environment variable, plus ENVKIT_RUN (the run id) and
@@ -298,15 +311,17 @@ def run(blueprint: Path, command: tuple[str, ...], name: str | None, only: tuple
     """
     from envkit import api
 
-    renderer = Renderer(err, verbose)
     with sigterm_as_interrupt():
-        env = api.up(blueprint, name=name, only=only, timeout=timeout, on_event=renderer, backend=_engine())
+        with progress(err, "quiet" if quiet else progress_mode, verbose) as view:
+            env = api.up(blueprint, name=name, only=only, timeout=timeout, on_event=sink(view), backend=_engine())
+        summary(err, env, view)
         try:
             with tempfile.TemporaryDirectory(prefix="envkit-") as tmp:
                 doc = Path(tmp) / "outputs.json"
                 doc.write_text(dumps(env.document()), encoding="utf-8")
                 child_env = {**os.environ, **env.outputs, "ENVKIT_RUN": env.run_id, "ENVKIT_OUTPUTS_FILE": str(doc)}
-                err.print(f"[bold]run {env.run_id} is ready;[/] running: {escape(' '.join(command))}")
+                if not quiet:
+                    err.print(f"[bold]run {env.run_id} is ready;[/] running: {escape(' '.join(command))}")
                 group = reaper.own_group()  # reaper: a group of its own, unless in a terminal's foreground
                 try:
                     proc = subprocess.Popen(list(command), env=child_env, process_group=0 if group else None)
@@ -335,10 +350,10 @@ def run(blueprint: Path, command: tuple[str, ...], name: str | None, only: tuple
                 finally:
                     reaper.unchild(proc.pid)  # reaper
         finally:
-            _teardown(env)
+            _teardown(env, quiet)
 
 
-def _teardown(env: Environment) -> None:
+def _teardown(env: Environment, quiet: bool = False) -> None:
     """Remove the run, starting again on a second Ctrl-C; say "removed" only when it is."""
     left = f"run {env.run_id} may be left; remove it with: envkit down {env.run_id}"
     try:
@@ -349,7 +364,8 @@ def _teardown(env: Environment) -> None:
     if not finished:
         err.print(f"[yellow]teardown interrupted: {escape(left)}[/]")
         raise KeyboardInterrupt  # the user stopped it: exit 130, whatever the command's code
-    err.print(f"[dim]run {env.run_id} removed[/]")
+    if not quiet:
+        err.print(f"[dim]run {env.run_id} removed[/]")
 
 from envkit.cli.export_cmd import export  # noqa: E402
 
