@@ -379,3 +379,6 @@ cli.add_command(schema)
 from envkit.cli.import_cmd import import_  # noqa: E402
 
 cli.add_command(import_)
+from envkit.cli.init_cmd import init  # noqa: E402
+
+cli.add_command(init)
