@@ -27,6 +27,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from envkit import __version__, reaper
+from envkit.cli.complete import blueprint_services, run_ids, run_services
 from envkit.cli.progress import MODES, progress, sink, summary
 from envkit.cli.render import Renderer
 from envkit.errors import EnvkitError, UsageError
@@ -98,7 +99,8 @@ def validate(blueprint: Path) -> None:
 @cli.command()
 @blueprint_arg
 @click.option("--name", help="Run id to plan for (default: a new one).")
-@click.option("--only", multiple=True, metavar="SVC", help="Only these services and what they depend on.")
+@click.option("--only", multiple=True, metavar="SVC", shell_complete=blueprint_services,
+              help="Only these services and what they depend on.")
 @click.option("--offline", is_flag=True, help="Do not ask the engine which images exist.")
 def plan(blueprint: Path, name: str | None, only: tuple[str, ...], offline: bool) -> None:
     """Print what `up` would do, without doing it."""
@@ -149,7 +151,8 @@ def _print_outputs(env: Environment, as_json: bool, env_file: Path | None, githu
 @cli.command()
 @blueprint_arg
 @click.option("--name", help="Run id (default: <blueprint>-<6 hex>).")
-@click.option("--only", multiple=True, metavar="SVC", help="Only these services and what they depend on.")
+@click.option("--only", multiple=True, metavar="SVC", shell_complete=blueprint_services,
+              help="Only these services and what they depend on.")
 @click.option("--timeout", type=float, metavar="SECONDS", help="Deadline for the whole environment to be ready.")
 @click.option("--keep-on-failure", is_flag=True, help="Leave a failed run in place for inspection.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run document (schema envkit.run/v1).")
@@ -172,7 +175,7 @@ def up(blueprint: Path, name: str | None, only: tuple[str, ...], timeout: float 
 
 
 @cli.command()
-@click.argument("runs", nargs=-1)
+@click.argument("runs", nargs=-1, shell_complete=run_ids)
 @click.option("--all", "all_runs", is_flag=True, help="Every envkit run on this engine.")
 @click.option("-v", "--verbose", is_flag=True)
 def down(runs: tuple[str, ...], all_runs: bool, verbose: bool) -> None:
@@ -210,7 +213,7 @@ def ls_(as_json: bool) -> None:
 
 
 @cli.command()
-@click.argument("run")
+@click.argument("run", shell_complete=run_ids)
 @click.option("--json", "as_json", is_flag=True)
 def status(run: str, as_json: bool) -> None:
     """Services of RUN: state, readiness and host ports."""
@@ -228,8 +231,8 @@ def status(run: str, as_json: bool) -> None:
 
 
 @cli.command()
-@click.argument("run")
-@click.argument("service", required=False)
+@click.argument("run", shell_complete=run_ids)
+@click.argument("service", required=False, shell_complete=run_services)
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines (Ctrl-C to stop).")
 @click.option("--tail", type=int, help="Only the last N lines.")
 def logs(run: str, service: str | None, follow: bool, tail: int | None) -> None:
@@ -268,8 +271,8 @@ def logs(run: str, service: str | None, follow: bool, tail: int | None) -> None:
 
 
 @cli.command(name="exec", context_settings={"ignore_unknown_options": True})
-@click.argument("run")
-@click.argument("service")
+@click.argument("run", shell_complete=run_ids)
+@click.argument("service", shell_complete=run_services)
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @click.option("--replica", type=int, default=1)
 def exec_(run: str, service: str, command: tuple[str, ...], replica: int) -> int:
@@ -280,7 +283,7 @@ def exec_(run: str, service: str, command: tuple[str, ...], replica: int) -> int
 
 
 @cli.command()
-@click.argument("run")
+@click.argument("run", shell_complete=run_ids)
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--env-file", type=click.Path(path_type=Path))
 def outputs(run: str, as_json: bool, env_file: Path | None) -> None:
@@ -298,7 +301,8 @@ def outputs(run: str, as_json: bool, env_file: Path | None) -> None:
 @blueprint_arg
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @click.option("--name", help="Run id (default: <blueprint>-<6 hex>).")
-@click.option("--only", multiple=True, metavar="SVC")
+@click.option("--only", multiple=True, metavar="SVC", shell_complete=blueprint_services,
+              help="Only these services and what they depend on.")
 @click.option("--timeout", type=float, metavar="SECONDS")
 @click.option("-v", "--verbose", is_flag=True)
 @progress_options
@@ -382,3 +386,10 @@ cli.add_command(import_)
 from envkit.cli.init_cmd import init  # noqa: E402
 
 cli.add_command(init)
+from envkit.cli.complete import completion  # noqa: E402
+
+cli.add_command(completion)
+
+from envkit.cli.examples import add_examples  # noqa: E402
+
+add_examples(cli)  # keep last: every command registered above gets its --help example

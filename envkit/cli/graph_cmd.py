@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from envkit.cli.complete import blueprint_services
 from envkit.errors import EngineError, UsageError
 
 __all__ = ["graph"]
@@ -35,7 +36,8 @@ def render_with_dot(dot_text: str, fmt: str) -> bytes:
 @click.argument("blueprint", type=click.Path(path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="mermaid", show_default=True,
               help="Mermaid or DOT text, or a picture drawn by Graphviz (svg, png).")
-@click.option("--only", multiple=True, metavar="SVC", help="Only these services and what they depend on.")
+@click.option("--only", multiple=True, metavar="SVC", shell_complete=blueprint_services,
+              help="Only these services and what they depend on.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write here (default: stdout).")
 def graph(blueprint: Path, fmt: str, only: tuple[str, ...], output: Path | None) -> None:
     """Draw BLUEPRINT's topology: services (by kind), networks, volumes, dependencies with their
