@@ -117,3 +117,9 @@ def test_without_graphviz_a_picture_is_a_usage_error(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("PATH", "/nonexistent")
     assert main(["graph", str(SHOP), "--format", "svg"]) == 2
     assert "apt-get install graphviz" in capsys.readouterr().err
+
+
+def test_the_readme_shows_the_current_picture_of_the_shop() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = readme.split("```mermaid\n", 1)[1].split("```", 1)[0]
+    assert block == to_mermaid(topology(load(SHOP, {}))), "README's graph is stale: envkit graph blueprints/shop"
