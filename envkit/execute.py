@@ -90,9 +90,12 @@ class Executor:
         def output(line: str) -> None:
             self.on_event(self._event(run_id, step, "", line, line, kind="output"))
 
+        def progress(detail: str) -> None:
+            self.on_event(self._event(run_id, step, "progress", detail, detail))
+
         began = time.monotonic()
         try:
-            done = run_step(Context(self.backend, self.ledger, self.abort, step, output, self.deadline))
+            done = run_step(Context(self.backend, self.ledger, self.abort, step, output, self.deadline, progress))
         except Aborted:
             raise
         except EnvkitError as exc:

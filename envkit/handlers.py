@@ -63,6 +63,7 @@ class Context:
     step: Step
     output: Callable[[str], None]  # a line of the step's own output (a build's log), as an event
     deadline: float | None = None  # time.monotonic() value by which everything must be ready
+    progress: Callable[[str], None] = lambda detail: None  # what a wait last saw, as a "progress" event
 
     @property
     def service(self) -> str:
@@ -158,7 +159,8 @@ def _release(x: Context, p: ReleaseContainer) -> Done:
 
 def _ready(x: Context, p: WaitReady) -> Done:
     began = time.monotonic()
-    wait_ready(x.backend, x.ledger.containers[p.container], x.service, p.probe, x.remaining(p.timeout), x.abort)
+    wait_ready(x.backend, x.ledger.containers[p.container], x.service, p.probe, x.remaining(p.timeout), x.abort,
+               x.progress)
     return Done(f"{x.service} ready in {time.monotonic() - began:.2f}s")
 
 

@@ -33,14 +33,23 @@ __all__ = [
 ]
 
 # JSON Schema of the value forms; ``{"$ref": "#/$defs/NAME"}`` is the mapping of the table NAME (TABLES).
+# A value written as ``${VAR}`` is a string until it is interpolated: every number form also takes one.
 STRING: dict[str, Any] = {"type": "string"}
+INTERPOLATED: dict[str, Any] = {"type": "string", "pattern": r"\$\{"}
 SCALAR: dict[str, Any] = {"type": ["string", "number"]}  # read as text: `user: 1000` is "1000"
 BOOLEAN: dict[str, Any] = {"type": "boolean"}
-DURATION: dict[str, Any] = {"type": ["string", "number"]}
+DURATION: dict[str, Any] = {"anyOf": [{"type": "number", "minimum": 0},
+                                      {"type": "string", "pattern": r"^\s*(\d+(\.\d+)?(ms|s|m|h))+\s*$"}, INTERPOLATED]}
 COMMAND: dict[str, Any] = {"anyOf": [STRING, {"type": "array", "items": SCALAR, "minItems": 1}]}
-PAIRS: dict[str, Any] = {"anyOf": [{"type": "object"}, {"type": "array", "items": STRING}, {"type": "null"}]}
+PAIRS: dict[str, Any] = {"anyOf": [{"type": "object", "additionalProperties": {"type": ["string", "number", "boolean", "null"]}},
+                                   {"type": "array", "items": {"type": "string", "pattern": "="}}, {"type": "null"}]}
 NAMES: dict[str, Any] = {"anyOf": [{"type": "array", "items": STRING}, {"type": "null"}]}
-PORT_NUMBER: dict[str, Any] = {"type": ["integer", "string"]}
+PORT_NUMBER: dict[str, Any] = {"anyOf": [{"type": "integer", "minimum": 1, "maximum": 65535},
+                                         {"type": "string", "pattern": r"^\s*\d+\s*$"}, INTERPOLATED]}
+NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
+PORT_SHORT: dict[str, Any] = {"type": "string",  # [[IP:][HOST]:]CONTAINER[/PROTOCOL]
+                              "pattern": r"^\s*(?:(?:(?:[\d.]+|\[[0-9a-fA-F:]+\]):)?\d*:)?\d+(?:/(?:tcp|udp))?\s*$"}
+CONDITION: dict[str, Any] = {"enum": ["started", "ready", "completed"]}
 SERVICE_LINK = "[service](#service-keys)"
 
 
@@ -59,21 +68,24 @@ def _protocol(r: Reader, value: Any, path: tuple[str | int, ...]) -> str:
 TOP = Table("blueprint", (
     KeyDef("name", None, None, "string matching `^[a-z0-9][a-z0-9_-]*$`, at most 40 characters",
            "derived from the path, see below",
-           "Names the blueprint. Run ids (`<name>-<6 hex>`) and image tags are built from it.", STRING),
+           "Names the blueprint. Run ids (`<name>-<6 hex>`) and image tags are built from it.",
+           {"anyOf": [{"type": "string", "pattern": NAME_PATTERN, "maxLength": 40}, INTERPOLATED]}),
     KeyDef("networks", None, {}, "mapping: network name → `null` or `{internal, labels}`", "`{}`",
            "Networks of the run. The network `default` exists without being declared.",
-           {"anyOf": [{"type": "null"}, {"type": "object", "additionalProperties":
+           {"anyOf": [{"type": "null"}, {"type": "object", "propertyNames": {"pattern": NAME_PATTERN}, "additionalProperties":
                                          {"anyOf": [{"$ref": "#/$defs/network"}, {"type": "null"}]}}]}),
     KeyDef("volumes", None, {}, "mapping: volume name → `null` or `{labels}`", "`{}`",
            "Named volumes of the run. Each one is private to the run.",
-           {"anyOf": [{"type": "null"}, {"type": "object", "additionalProperties":
+           {"anyOf": [{"type": "null"}, {"type": "object", "propertyNames": {"pattern": NAME_PATTERN}, "additionalProperties":
                                          {"anyOf": [{"$ref": "#/$defs/volume"}, {"type": "null"}]}}]}),
     KeyDef("services", None, {}, f"mapping: service name → {SERVICE_LINK}", "required",
            "Must hold at least one service. A service name must match `^[a-z0-9][a-z0-9_-]*$`.",
-           {"type": "object", "additionalProperties": {"anyOf": [{"$ref": "#/$defs/service"}, {"type": "null"}]}}),
+           {"type": "object", "minProperties": 1, "propertyNames": {"pattern": NAME_PATTERN},
+            "additionalProperties": {"anyOf": [{"$ref": "#/$defs/service"}, {"type": "null"}]}}),
     KeyDef("outputs", None, (), "mapping: output name → string template", "`{}`",
            "Values handed to tests. See [outputs.md](outputs.md).",
-           {"anyOf": [{"type": "null"}, {"type": "object", "additionalProperties": SCALAR}]}),
+           {"anyOf": [{"type": "null"}, {"type": "object", "propertyNames": {"pattern": "^[A-Za-z_][A-Za-z0-9_]*$"},
+                                         "additionalProperties": SCALAR}]}),
     KeyDef("version", None, None, "anything", "—", "Accepted and ignored. The value is not checked."),
 ))
 
@@ -171,7 +183,7 @@ SERVICE = Table("service", (
            section="networks", compose_fn="networks"),
     KeyDef("ports", lambda r, x, q: v.ports(r, x, q, PORT), (), "list of short strings/numbers or long mappings",
            "none", "Container ports published on the host.", {"anyOf": [{"type": "null"}, {"type": "array", "items": {
-               "anyOf": [PORT_NUMBER, {"$ref": "#/$defs/port"}]}}]}, section="ports", compose_fn="ports"),
+               "anyOf": [PORT_NUMBER, PORT_SHORT, {"$ref": "#/$defs/port"}]}}]}, section="ports", compose_fn="ports"),
     KeyDef("volumes", lambda r, x, q: v.mounts(r, x, q, MOUNT), (), "list of short strings or long mappings",
            "none", "Named volumes and bind mounts.", {"anyOf": [{"type": "null"}, {"type": "array", "items": {
                "anyOf": [STRING, {"$ref": "#/$defs/mount"}]}}]}, section="volumes-mounts", compose_fn="volumes"),
@@ -188,7 +200,10 @@ SERVICE = Table("service", (
            {"type": ["integer", "string"]}, section="replicas", compose_fn="replicas"),
     KeyDef("depends_on", v.depends_on, (), "list of names, or mapping name → condition", "none",
            "Services whose condition (`started`, `ready`, `completed`) the process waits for.",
-           {"anyOf": [NAMES, {"type": "object"}]}, section="depends_on", compose_fn="depends_on"),
+           {"anyOf": [NAMES, {"type": "object", "additionalProperties": {"anyOf": [
+               CONDITION, {"type": "null"}, {"type": "object", "properties": {"condition": CONDITION},
+                                             "additionalProperties": False}]}}]},
+           section="depends_on", compose_fn="depends_on"),
     KeyDef("ready", lambda r, x, q: v.ready(r, x, q, PROBE, HTTP), None,
            "`healthcheck`, or `{tcp\\|http\\|exec\\|log\\|healthcheck, timeout}`",
            "none (see [without a probe](#without-a-probe))", "How to tell the service is ready.",
