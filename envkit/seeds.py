@@ -18,6 +18,7 @@ Each one acts on the service's containers through the backend and returns what i
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import io
 import os
@@ -82,10 +83,8 @@ class Run:
         return path
 
     def unstage(self, path: str) -> None:
-        try:
+        with contextlib.suppress(EngineError):  # a file left in /tmp of a throw-away container is no failure
             self.backend.exec(self.container(), ("rm", "-f", path), timeout=10)
-        except EngineError:
-            pass  # a file left in /tmp of a throw-away container is no failure
 
 
 def _rel(p: SeedStep, path: Path) -> str:
@@ -123,7 +122,7 @@ def _sql_argv(run: Run, item: SqlSeed, client: str, env: dict[str, str], path: s
         secret = ("PGPASSWORD", item.password) if item.password else None
     else:
         user = item.user or "root"
-        database = item.database or env.get("MYSQL_DATABASE") or env.get("MARIADB_DATABASE")
+        database = item.database or env.get("MYSQL_DATABASE") or env.get("MARIADB_DATABASE") or ""
         password = item.password or (env.get("MYSQL_ROOT_PASSWORD") or env.get("MARIADB_ROOT_PASSWORD")
                                      if user == "root" else env.get("MYSQL_PASSWORD") or env.get("MARIADB_PASSWORD"))
         argv = (client, "--user", user, *(("--database", database) if database else ()), "--batch")

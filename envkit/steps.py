@@ -10,9 +10,8 @@ there and a line in that table.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
-
 from pathlib import Path
+from typing import ClassVar
 
 from envkit.backends.base import BuildSpec, ContainerSpec, NetworkAttachment, NetworkSpec, VolumeSpec
 from envkit.blueprint.model import Probe, Seed

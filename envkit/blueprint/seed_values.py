@@ -105,7 +105,10 @@ def sql(r: Reader, value: Any, path: Key, keys: Table) -> SqlSeed | None:
         if re.fullmatch(r"\S+\.sql(?:\.gz)?", value.strip()):
             found = file(r, value.strip(), path, "SQL file")
             return SqlSeed(file=found, at=path) if found else None
-        return SqlSeed(inline=value, at=path) if value.strip() else _empty(r, path)
+        if not value.strip():
+            r.error(path, "an sql step needs a file or some SQL")
+            return None
+        return SqlSeed(inline=value, at=path)
     spec = _long(r, value, path, keys, "SQL: a file path, inline SQL, or {file | inline, client, database, ...}")
     if spec is None:
         return None
@@ -116,10 +119,6 @@ def sql(r: Reader, value: Any, path: Key, keys: Table) -> SqlSeed | None:
     if values["file"] is None and values["inline"] is None:
         return None
     return SqlSeed(**values, at=path)
-
-
-def _empty(r: Reader, path: Key) -> None:
-    r.error(path, "an sql step needs a file or some SQL")
 
 
 def client(r: Reader, value: Any, path: Key) -> str | None:
