@@ -83,8 +83,9 @@ class Run:
         return path
 
     def unstage(self, path: str) -> None:
+        # As root: the file is root's (as copied in), and /tmp's sticky bit keeps other users from removing it.
         with contextlib.suppress(EngineError):  # a file left in /tmp of a throw-away container is no failure
-            self.backend.exec(self.container(), ("rm", "-f", path), timeout=10)
+            self.backend.exec(self.container(), ("rm", "-f", path), "0", timeout=10)
 
 
 def _rel(p: SeedStep, path: Path) -> str:

@@ -126,7 +126,7 @@ class SqlSeed:
         if self.file is not None:
             return self.file.name
         text = " ".join((self.inline or "").split())
-        return text if len(text) <= 40 else text[:39] + "…"
+        return text if len(text) <= 60 else text[:59] + "…"
 
 
 @dataclass(frozen=True)
