@@ -200,7 +200,7 @@ def test_a_failing_step_names_the_step_shows_its_output_and_the_run_is_rolled_ba
 
 def test_seed_of_an_unknown_service_or_run_is_refused(tmp_path: Path, backend: Backend) -> None:
     with envkit.up(write(tmp_path / "iso", ISOLATED), seed=False) as env:
-        with pytest.raises(UsageError, match="has no service 'nope'|has no service nope"):
+        with pytest.raises(UsageError, match="has no service nope"):
             api.seed(env.run_id, ("nope",), backend=backend)
         env.seed("db")  # the API's way: the step runs on the live run
         assert psql(env, "SELECT run FROM mine") == env.run_id
