@@ -25,6 +25,7 @@ from envkit.steps import (
     Payload,
     PullImage,
     ReleaseContainer,
+    SeedStep,
     StartContainer,
     Step,
     Usable,
@@ -173,6 +174,15 @@ def _usable(x: Context, p: Usable) -> Done:
     return Done(f"{p.service} usable")
 
 
+def _seed(x: Context, p: SeedStep) -> Done:
+    from envkit import seeds  # its kinds' logic; imported on first use
+
+    began = time.monotonic()
+    what = seeds.run_seed(seeds.Run(x.backend, x.ledger.containers, x.abort, p,
+                                    lambda ident, name: x.ledger.add("container", ident, name), x.remaining))
+    return Done(f"{p.service} seed {p.index}/{p.total} in {time.monotonic() - began:.2f}s: {what}", p.detail)
+
+
 #: payload type -> handler (each handler takes its own payload type; ``run_step`` pairs them)
 HANDLERS: Mapping[type[Payload], Callable[[Context, Any], Done]] = {
     BuildImage: _build,
@@ -185,6 +195,7 @@ HANDLERS: Mapping[type[Payload], Callable[[Context, Any], Done]] = {
     WaitReady: _ready,
     WaitComplete: _complete,
     Usable: _usable,
+    SeedStep: _seed,
 }
 
 

@@ -160,15 +160,16 @@ def _print_outputs(env: Environment, as_json: bool, env_file: Path | None, githu
 @click.option("--github-output", is_flag=True, help="Append the outputs to $GITHUB_OUTPUT when it is set.")
 @click.option("-v", "--verbose", is_flag=True, help="Show every step and the build output.")
 @progress_options
+@click.option("--no-seed", is_flag=True, help="Skip the services' seed steps.")
 def up(blueprint: Path, name: str | None, only: tuple[str, ...], timeout: float | None, keep_on_failure: bool,
        as_json: bool, env_file: Path | None, github_output: bool, verbose: bool, progress_mode: str,
-       quiet: bool) -> None:
+       quiet: bool, no_seed: bool) -> None:
     """Bring BLUEPRINT up as a new isolated run and wait until every service is ready."""
     from envkit import api
 
     with sigterm_as_interrupt(), progress(err, "quiet" if quiet else progress_mode, verbose) as view:
         env = api.up(blueprint, name=name, only=only, timeout=timeout, keep_on_failure=keep_on_failure,
-                     on_event=sink(view), backend=_engine())
+                     on_event=sink(view), backend=_engine(), seed=not no_seed)
         env.detach()  # the CLI hands the run over; `envkit down` removes it
     summary(err, env, view)
     _print_outputs(env, as_json, env_file, github_output)
@@ -372,6 +373,7 @@ def _teardown(env: Environment, quiet: bool = False) -> None:
         err.print(f"[dim]run {env.run_id} removed[/]")
 
 from envkit.cli.export_cmd import export  # noqa: E402
+from envkit.cli.seed_cmd import seed  # noqa: E402
 
 cli.add_command(export)
 from envkit.cli.graph_cmd import graph  # noqa: E402
@@ -389,6 +391,8 @@ cli.add_command(init)
 from envkit.cli.complete import completion  # noqa: E402
 
 cli.add_command(completion)
+
+cli.add_command(seed)
 
 from envkit.cli.examples import add_examples  # noqa: E402
 

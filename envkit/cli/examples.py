@@ -24,6 +24,7 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "exec": ("envkit exec dev db -- psql -U shop -c 'select 1'",),
     "outputs": ("envkit outputs dev --json",),
     "export": ("envkit export blueprints/shop -o compose.yaml",),
+    "seed": ("envkit seed dev db", "envkit seed dev"),
 }
 
 

@@ -49,12 +49,13 @@ def load_text(text: str, folder: Path) -> Blueprint:
 
 
 def model(bp: Blueprint) -> tuple[Any, ...]:
-    """What must survive a round trip: everything but where the file was. One spelling is made one:
-    waiting for a job to be ``ready`` is waiting for it to have ``completed`` (the plan makes both the same)."""
+    """What must survive a round trip: everything but where the file was, and seed steps (Compose has
+    none: export says so in a note, checked below). One spelling is made one: waiting for a job to be
+    ``ready`` is waiting for it to have ``completed`` (the plan makes both the same)."""
     def same(svc: Service) -> Service:
         deps = tuple(dataclasses.replace(d, condition="completed")
                      if d.condition == "ready" and bp.services[d.service].kind == "job" else d for d in svc.depends_on)
-        return dataclasses.replace(svc, depends_on=deps)
+        return dataclasses.replace(svc, depends_on=deps, seed=())
 
     return bp.name, {n: same(s) for n, s in bp.services.items()}, bp.networks, bp.volumes, bp.outputs
 
@@ -73,6 +74,9 @@ def round_trip(bp: Blueprint, tmp_path: Path) -> Blueprint:
 def test_export_then_import_gives_the_same_model(path: Path, tmp_path: Path) -> None:
     bp = load(path, {})
     assert model(round_trip(bp, tmp_path)) == model(bp)
+    notes = to_compose(bp, {n: "img:1" for n, s in bp.services.items() if s.build}).notes
+    for name, svc in bp.services.items():
+        assert bool(svc.seed) == any(n.startswith(f"services.{name}.seed:") for n in notes)
 
 
 def test_what_compose_cannot_say_comes_back_through_x_envkit(tmp_path: Path) -> None:
