@@ -27,7 +27,7 @@ from envkit.backends.base import (
     Resource,
     VolumeSpec,
 )
-from envkit.errors import Busy, Conflict, EngineError, NotFound
+from envkit.errors import Busy, Conflict, EngineError, NotFound, PortBusy
 
 __all__ = ["SIGNALS", "Container", "FakeEngine", "Network", "Volume", "matches"]
 
@@ -88,6 +88,7 @@ class FakeEngine(Backend):
         self.exec_results: dict[str, ExecResult] = {}  # name or service -> what exec() returns
         self.build_failures: dict[str, str] = {}  # image tag -> reason its build (or pull) fails
         self.no_shell: set[str] = set()  # image tags without /bin/sh: not gated
+        self.busy_ports: set[tuple[str, int]] = set()  # (host ip, port) another program listens on
         self.calls: list[tuple[str, str]] = []
         self.containers: dict[str, Container] = {}
         self.networks: dict[str, Network] = {}
@@ -205,6 +206,12 @@ class FakeEngine(Backend):
             c = self._container(container_id)
             if c.status in ("running", "paused"):
                 return  # like Docker: starting a running container changes nothing
+            taken = {(e.host_ip, e.port) for o in self.containers.values() if o.status in ("running", "paused")
+                     for e in o.ports.values()} | self.busy_ports
+            for p in c.spec.ports:
+                if p.host_port and ((p.host_ip, p.host_port) in taken or ("0.0.0.0", p.host_port) in taken):
+                    raise PortBusy(f"Bind for {p.host_ip}:{p.host_port} failed: port is already allocated",
+                                   p.host_ip, p.host_port)
             c.started_at = datetime.now(UTC).isoformat()
             for p in c.spec.ports:
                 c.ports[p.container] = Endpoint(p.host_ip, p.host_port or next(self._host_ports))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
@@ -36,11 +37,14 @@ from envkit.backends.base import (
     Resource,
     VolumeSpec,
 )
-from envkit.errors import Busy, Conflict, EngineError, EnvkitError, NotFound, Transient
+from envkit.errors import Busy, Conflict, EngineError, EnvkitError, NotFound, PortBusy, Transient
+from envkit.text import duration
 
 __all__ = ["DockerBackend", "open_backend", "translate"]
 
 T = TypeVar("T")
+#: the address in Docker's "Bind for 127.0.0.1:8080 failed" / "listen tcp4 0.0.0.0:8080: bind: ..."
+_BOUND = re.compile(r"(\d{1,3}(?:\.\d{1,3}){3}|\[[0-9a-fA-F:]+\]):(\d{1,5})")
 #: the image of the short-lived helper containers that read and write volumes (it must be on the engine)
 HELPER_IMAGE = "debian:bookworm-slim"
 
@@ -58,6 +62,10 @@ def translate(exc: BaseException, what: str, where: str) -> EnvkitError:
             kind = NotFound
         elif "active endpoints" in text or "volume is in use" in text or "already in progress" in text:
             kind = Busy  # 403 / 409 (and 500 on older engines) for what ends by itself
+        elif "port is already allocated" in text or "address already in use" in text:
+            found = _BOUND.search(reason)
+            return PortBusy(prefix + reason, found.group(1).strip("[]") if found else "",
+                            int(found.group(2)) if found else 0)
         elif status == 409 or "already exists" in text:
             kind = Conflict  # 403 for an endpoint that already exists
         elif status is not None and status >= 500:
@@ -252,7 +260,7 @@ class DockerBackend(Backend):
                 output, finished = wire.read_exec(self.api.exec_start(made["Id"], socket=True), timeout)
                 if not finished:
                     # The command goes on inside the container; the caller only stops waiting for it.
-                    return ExecResult(exit_code=-1, output=f"{output}(still running after {timeout:g}s)")
+                    return ExecResult(exit_code=-1, output=f"{output}(still running after {duration(timeout)})")
             code = self.api.exec_inspect(made["Id"]).get("ExitCode")
         return ExecResult(exit_code=int(code) if code is not None else -1, output=output)
 
