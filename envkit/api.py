@@ -12,18 +12,20 @@ from __future__ import annotations
 import atexit
 import contextlib
 import getpass
+import inspect
 import json
 import os
 import socket
 import threading
 import time
 import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from envkit import __version__, reaper
 from envkit import labels as L
@@ -43,9 +45,30 @@ from envkit.signals import despite_interrupts
 __all__ = ["Environment", "ServiceStatus", "attach", "down", "ls", "plan", "up", "validate"]
 
 
-def validate(blueprint: str | Path, env: Mapping[str, str] | None = None) -> Blueprint:
-    """Load and check a blueprint without touching any engine; raises BlueprintError with every problem."""
-    return load(blueprint, env)
+#: a blueprint file, a folder holding blueprint.yaml, the same data as a mapping, or a loaded one
+BlueprintLike = str | Path | Mapping[str, Any] | Blueprint
+
+
+def _load(blueprint: BlueprintLike, env: Mapping[str, str] | None, env_files: Sequence[str | Path] | None,
+          directory: str | Path | None) -> Blueprint:
+    if isinstance(blueprint, Blueprint):
+        return blueprint
+    if isinstance(blueprint, Mapping):
+        # Errors in a mapping have no line to point at: name the caller's line instead.
+        caller = inspect.currentframe()
+        while caller is not None and caller.f_code.co_filename == __file__:
+            caller = caller.f_back
+        origin = (f"<mapping from {os.path.basename(caller.f_code.co_filename)}:{caller.f_lineno}>"
+                  if caller is not None else "<mapping>")
+        return load(blueprint, env, env_files, directory=directory, origin=origin)
+    return load(blueprint, env, env_files)
+
+
+def validate(blueprint: str | Path | Mapping[str, Any], env: Mapping[str, str] | None = None, *,
+             env_files: Sequence[str | Path] | None = None, directory: str | Path | None = None) -> Blueprint:
+    """Load and check a blueprint without touching any engine; raises BlueprintError with every problem.
+    ``env_files``, ``directory``: as for ``up``."""
+    return _load(blueprint, env, env_files, directory)
 
 
 def _identity(bp: Blueprint, name: str | None) -> RunIdentity:
@@ -84,17 +107,18 @@ def _plan(bp: Blueprint, backend: Backend | None, name: str | None, only: tuple[
                      engine=backend.name if backend is not None else "engine")
 
 
-def plan(blueprint: str | Path | Blueprint, *, name: str | None = None, only: tuple[str, ...] = (),
+def plan(blueprint: BlueprintLike, *, name: str | None = None, only: tuple[str, ...] = (),
          env: Mapping[str, str] | None = None, backend: Backend | None = None,
-         engine: str | None = None) -> Plan:
+         engine: str | None = None, env_files: Sequence[str | Path] | None = None,
+         directory: str | Path | None = None) -> Plan:
     """What ``up`` would do. Without a backend or an ``engine`` name no engine is asked, and every
     image counts as missing."""
-    bp = blueprint if isinstance(blueprint, Blueprint) else load(blueprint, env)
+    bp = _load(blueprint, env, env_files, directory)
     return _plan(bp, backend or (connect(engine) if engine else None), name, only)
 
 
 def up(
-    blueprint: str | Path | Blueprint,
+    blueprint: BlueprintLike,
     *,
     name: str | None = None,
     only: tuple[str, ...] = (),
@@ -104,6 +128,8 @@ def up(
     on_event: EventSink = ignore,
     backend: Backend | None = None,
     engine: str | None = None,
+    env_files: Sequence[str | Path] | None = None,
+    directory: str | Path | None = None,
 ) -> Environment:
     """Bring a blueprint up as a new, isolated run and wait until every service is ready.
 
@@ -111,8 +137,12 @@ def up(
     service at fault. The returned Environment tears the run down when used as a context manager, on
     ``down()``, or at interpreter exit. ``backend``: the engine to use; otherwise ``engine`` (a name
     from ``envkit.backends.ENGINES``) or ``ENVKIT_ENGINE`` chooses one.
+
+    ``blueprint`` may be a path or the same data as a mapping (relative paths in it start from
+    ``directory``, else the current folder). ``${VAR}`` reads ``env`` (default: the process environment)
+    over ``env_files`` in order; None reads the ``.env`` beside a blueprint file, as Compose does.
     """
-    bp = blueprint if isinstance(blueprint, Blueprint) else load(blueprint, env)
+    bp = _load(blueprint, env, env_files, directory)
     backend = backend or connect(engine)
     the_plan = _plan(bp, backend, name, only)
     run_id = the_plan.run_id

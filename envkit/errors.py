@@ -78,10 +78,10 @@ class Problem:
 class BlueprintError(EnvkitError):
     exit_code = 3
 
-    def __init__(self, problems: Sequence[Problem]) -> None:
+    def __init__(self, problems: Sequence[Problem], what: str = "blueprint") -> None:
         self.problems = tuple(sorted(set(problems)))
         count = len(self.problems)
-        head = "invalid blueprint" if count == 1 else f"invalid blueprint ({count} problems)"
+        head = f"invalid {what}" if count == 1 else f"invalid {what} ({count} problems)"
         super().__init__(head + ":\n" + "\n".join(f"  {p}" for p in self.problems))
 
 

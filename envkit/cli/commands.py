@@ -26,6 +26,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from envkit import __version__, reaper
+from envkit.cli.envfiles import check_writable, env_file_option, read_files, write_env_options
+from envkit.cli.envfiles import write_env as write_env_file
 from envkit.cli.render import Renderer
 from envkit.errors import EnvkitError, UsageError
 from envkit.outputs import dumps, mask, to_dotenv
@@ -77,11 +79,12 @@ blueprint_arg = click.argument("blueprint", type=click.Path(path_type=Path))
 
 @cli.command()
 @blueprint_arg
-def validate(blueprint: Path) -> None:
+@env_file_option
+def validate(blueprint: Path, env_files: tuple[Path, ...]) -> None:
     """Check BLUEPRINT (a YAML file or a folder holding blueprint.yaml); lists every problem."""
     from envkit.blueprint import load
 
-    bp = load(blueprint)
+    bp = load(blueprint, env_files=read_files(env_files))
     out.print(f"{escape(str(bp.file))}: ok — blueprint '{bp.name}', {len(bp.services)} services, "
               f"{len(bp.networks)} networks, {len(bp.outputs)} outputs")
 
@@ -91,12 +94,14 @@ def validate(blueprint: Path) -> None:
 @click.option("--name", help="Run id to plan for (default: a new one).")
 @click.option("--only", multiple=True, metavar="SVC", help="Only these services and what they depend on.")
 @click.option("--offline", is_flag=True, help="Do not ask the engine which images exist.")
-def plan(blueprint: Path, name: str | None, only: tuple[str, ...], offline: bool) -> None:
+@env_file_option
+def plan(blueprint: Path, name: str | None, only: tuple[str, ...], offline: bool, env_files: tuple[Path, ...]) -> None:
     """Print what `up` would do, without doing it."""
     from envkit import api
 
+    files = read_files(env_files)
     backend = None if offline else _engine()
-    out.print(escape(api.plan(blueprint, name=name, only=only, backend=backend).text()))
+    out.print(escape(api.plan(blueprint, name=name, only=only, backend=backend, env_files=files).text()))
 
 
 def _write(path: Path, text: str, append: bool = False) -> None:
@@ -121,10 +126,10 @@ def _github_output(values: dict[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _print_outputs(env: Environment, as_json: bool, env_file: Path | None, github_output: bool) -> None:
+def _print_outputs(env: Environment, as_json: bool, write_to: Path | None, force: bool, github_output: bool) -> None:
     values = env.outputs
-    if env_file:
-        _write(env_file, to_dotenv(values))
+    if write_to:
+        write_env_file(write_to, values, env.run_id, force)
     if github_output and os.environ.get("GITHUB_OUTPUT"):
         _write(Path(os.environ["GITHUB_OUTPUT"]), _github_output({"ENVKIT_RUN": env.run_id, **values}), append=True)
     if as_json:
@@ -144,19 +149,24 @@ def _print_outputs(env: Environment, as_json: bool, env_file: Path | None, githu
 @click.option("--timeout", type=float, metavar="SECONDS", help="Deadline for the whole environment to be ready.")
 @click.option("--keep-on-failure", is_flag=True, help="Leave a failed run in place for inspection.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run document (schema envkit.run/v1).")
-@click.option("--env-file", type=click.Path(path_type=Path), help="Write the outputs as KEY=value lines.")
+@env_file_option
+@write_env_options
 @click.option("--github-output", is_flag=True, help="Append the outputs to $GITHUB_OUTPUT when it is set.")
 @click.option("-v", "--verbose", is_flag=True, help="Show every step and the build output.")
 def up(blueprint: Path, name: str | None, only: tuple[str, ...], timeout: float | None, keep_on_failure: bool,
-       as_json: bool, env_file: Path | None, github_output: bool, verbose: bool) -> None:
+       as_json: bool, env_files: tuple[Path, ...], write_env: Path | None, force: bool, github_output: bool,
+       verbose: bool) -> None:
     """Bring BLUEPRINT up as a new isolated run and wait until every service is ready."""
     from envkit import api
 
+    files = read_files(env_files)
+    if write_env is not None:
+        check_writable(write_env, force)  # refused before anything is brought up
     with sigterm_as_interrupt():
         env = api.up(blueprint, name=name, only=only, timeout=timeout, keep_on_failure=keep_on_failure,
-                     on_event=Renderer(err, verbose), backend=_engine())
+                     on_event=Renderer(err, verbose), backend=_engine(), env_files=files)
         env.detach()  # the CLI hands the run over; `envkit down` removes it
-    _print_outputs(env, as_json, env_file, github_output)
+    _print_outputs(env, as_json, write_env, force, github_output)
 
 
 @cli.command()
@@ -270,15 +280,18 @@ def exec_(run: str, service: str, command: tuple[str, ...], replica: int) -> int
 @cli.command()
 @click.argument("run")
 @click.option("--json", "as_json", is_flag=True)
-@click.option("--env-file", type=click.Path(path_type=Path))
-def outputs(run: str, as_json: bool, env_file: Path | None) -> None:
-    """Print RUN's outputs (--json: the run document)."""
+@write_env_options
+@click.option("--env-file", "old_env_file", hidden=True, type=click.Path(path_type=Path))
+def outputs(run: str, as_json: bool, write_env: Path | None, force: bool, old_env_file: Path | None) -> None:
+    """Print RUN's outputs (--json: the run document); --write-env FILE writes them instead."""
+    if old_env_file is not None:
+        raise UsageError("--env-file reads variables (as in Compose); to write the outputs use --write-env FILE")
     env = _attach(run)
-    if env_file:
-        _write(env_file, to_dotenv(env.outputs))
+    if write_env:
+        write_env_file(write_env, env.outputs, env.run_id, force)
     if as_json:
         out.print_json(dumps(env.document()))
-    elif not env_file:
+    elif not write_env:
         sys.stdout.write(to_dotenv(env.outputs))
 
 
@@ -288,9 +301,10 @@ def outputs(run: str, as_json: bool, env_file: Path | None) -> None:
 @click.option("--name", help="Run id (default: <blueprint>-<6 hex>).")
 @click.option("--only", multiple=True, metavar="SVC")
 @click.option("--timeout", type=float, metavar="SECONDS")
+@env_file_option
 @click.option("-v", "--verbose", is_flag=True)
 def run(blueprint: Path, command: tuple[str, ...], name: str | None, only: tuple[str, ...],
-        timeout: float | None, verbose: bool) -> int:
+        timeout: float | None, env_files: tuple[Path, ...], verbose: bool) -> int:
     """Bring BLUEPRINT up, run COMMAND with the outputs in its environment, always tear down.
 
     COMMAND gets every output as an environment variable, plus ENVKIT_RUN (the run id) and
@@ -299,8 +313,10 @@ def run(blueprint: Path, command: tuple[str, ...], name: str | None, only: tuple
     from envkit import api
 
     renderer = Renderer(err, verbose)
+    files = read_files(env_files)
     with sigterm_as_interrupt():
-        env = api.up(blueprint, name=name, only=only, timeout=timeout, on_event=renderer, backend=_engine())
+        env = api.up(blueprint, name=name, only=only, timeout=timeout, on_event=renderer, backend=_engine(),
+                     env_files=files)
         try:
             with tempfile.TemporaryDirectory(prefix="envkit-") as tmp:
                 doc = Path(tmp) / "outputs.json"
