@@ -32,7 +32,7 @@ from envkit import labels as L
 from envkit.backends import Backend, connect
 from envkit.backends.base import Capability, ContainerState, ExecResult, Protocol
 from envkit.blueprint import Blueprint, Probe, load
-from envkit.errors import EngineError, EnvkitError, Interrupted, UsageError
+from envkit.errors import Conflict, EngineError, EnvkitError, Interrupted, UsageError
 from envkit.events import Event, EventSink, ignore
 from envkit.execute import Executor
 from envkit.images import image_tag
@@ -41,6 +41,8 @@ from envkit.plan import Plan, RunIdentity, make_plan
 from envkit.probes import Outcome, check
 from envkit.runs import RunInfo, RunSummary, describe, list_runs, teardown
 from envkit.signals import despite_interrupts
+from envkit.stopped import reason as stopped_reason
+from envkit.stopped import stopped_error
 
 __all__ = ["Environment", "ServiceStatus", "attach", "down", "ls", "plan", "up", "validate"]
 
@@ -200,10 +202,11 @@ def attach(run_id: str, *, backend: Backend | None = None, engine: str | None = 
 
 
 def down(run_ids: list[str] | None = None, *, all_runs: bool = False, on_event: EventSink = ignore,
-         backend: Backend | None = None, engine: str | None = None) -> dict[str, int]:
+         backend: Backend | None = None, engine: str | None = None, missing_ok: bool = False) -> dict[str, int]:
+    """Remove runs; a run with nothing left raises RunNotFound unless ``missing_ok``."""
     backend = backend or connect(engine)
     ids = [r.run_id for r in list_runs(backend)] if all_runs else list(run_ids or [])
-    return teardown(backend, ids, on_event)
+    return teardown(backend, ids, on_event, missing_ok=missing_ok)
 
 
 def ls(*, backend: Backend | None = None, engine: str | None = None) -> list[RunSummary]:
@@ -216,7 +219,12 @@ class ServiceStatus:
     container: str
     kind: str
     state: str
-    ready: str  # ready | not ready: ... | completed | failed: ...
+    ready: str  # ready | not ready: ... | completed | running (a job) | failed: ...
+
+    @property
+    def ok(self) -> bool:
+        """Ready, or a job that completed."""
+        return self.ready in ("ready", "completed")
     ports: dict[str, tuple[str, int]]  # "8080/tcp" -> (host ip, host port): plain data for display and JSON
 
 
@@ -306,7 +314,23 @@ class Environment:
     # -- reaching in ----------------------------------------------------------------------------------
     def exec(self, service: str, command: list[str] | tuple[str, ...], replica: int = 1,
              user: str | None = None) -> ExecResult:
-        return self.backend.exec(self._container(service, replica).id, tuple(command), user)
+        """Run a command in a replica of ``service``; ServiceFailed (by service name) if it has stopped."""
+        container = self._running(service, replica)
+        try:
+            return self.backend.exec(container.id, tuple(command), user)
+        except Conflict:  # stopped since it was last looked at
+            self._running(service, replica, fresh=True)
+            raise
+
+    def _running(self, service: str, replica: int = 1, fresh: bool = False) -> ContainerState:
+        """The replica's container, raising ServiceFailed by service name if it is not running."""
+        if fresh:
+            self.refresh()
+        container = self._container(service, replica)
+        dead = stopped_error(self.run_id, service, [container], "cannot run a command in it")
+        if dead is not None:
+            raise dead
+        return container
 
     def logs(self, service: str | None = None, tail: int | None = None, since: float | None = None,
              until: float | None = None) -> str:
@@ -332,8 +356,10 @@ class Environment:
             if kind == "job":
                 ready = "completed" if c.exit_code == 0 else (
                     f"failed: exit {c.exit_code}" if c.exit_code is not None else "running")
+            elif (why := stopped_reason(c)) is not None:
+                ready = f"failed: {why}"
             elif not c.running:
-                ready = f"not ready: {c.status}" + (f" (exit {c.exit_code})" if c.exit_code is not None else "")
+                ready = f"not ready: {c.status}"
             else:
                 probe = _probe_from_label(c.labels.get(L.PROBE, ""))
                 try:

@@ -142,6 +142,7 @@ def from_inspect(info: Mapping[str, Any]) -> ContainerState:
         addresses=_addresses(settings.get("Networks")), ports=ports,
         labels=dict((info.get("Config") or {}).get("Labels") or {}),
         started_at=str(state.get("StartedAt") or ""), oom_killed=bool(state.get("OOMKilled")), detailed=True,
+        finished_at=str(state.get("FinishedAt") or "") if status in ("exited", "dead") else "",
     )
 
 

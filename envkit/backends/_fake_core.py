@@ -51,6 +51,7 @@ class Container:
     exit_code: int | None = None
     health: str | None = None
     started_at: str | None = None
+    finished_at: str | None = None
     ports: dict[PortKey, Endpoint] = field(default_factory=dict)
     gated: bool = False  # running its gate: the service's own process has not begun yet
     began: bool = False  # the service's own process has begun (its logs exist)
@@ -140,7 +141,8 @@ class FakeEngine(Backend):
             health=health if detailed and live else None,  # type: ignore[arg-type]
             addresses={a.network: c.ip for a in c.networks} if live else {},
             ports=dict(c.ports) if live else {}, labels=c.labels,
-            started_at=(c.started_at or "") if detailed else None, oom_killed=False if detailed else None,
+            started_at=(c.started_at or "") if detailed else None,
+            finished_at=(c.finished_at or "") if detailed else None, oom_killed=False if detailed else None,
             detailed=detailed,
         )
 
@@ -234,6 +236,7 @@ class FakeEngine(Backend):
 
     def _exit(self, c: Container, code: int) -> None:
         c.status, c.exit_code, c.gated = "exited", code, False
+        c.finished_at = datetime.now(UTC).isoformat()
         c.ports.clear()
         self._changed.notify_all()
 

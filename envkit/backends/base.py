@@ -155,7 +155,7 @@ ContainerStatus = Literal["created", "running", "paused", "restarting", "exited"
 class ContainerState:
     """What the engine says of one container. The one state type, from an inspection or a listing.
 
-    ``None`` in ``exit_code``, ``health``, ``started_at`` or ``oom_killed`` means *unknown* when
+    ``None`` in ``exit_code``, ``health``, ``started_at``, ``finished_at`` or ``oom_killed`` means *unknown* when
     ``detailed`` is False (a listing that does not carry them: inspect the container to know), and
     *none* when it is True (running: no exit code; no HEALTHCHECK: no health).
     """
@@ -171,6 +171,7 @@ class ContainerState:
     started_at: str | None = None
     oom_killed: bool | None = None
     detailed: bool = True
+    finished_at: str | None = None  # when it last exited (RFC 3339); "" if it never did
 
     @property
     def running(self) -> bool:

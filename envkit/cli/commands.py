@@ -172,14 +172,26 @@ def up(blueprint: Path, name: str | None, only: tuple[str, ...], timeout: float 
 @cli.command()
 @click.argument("runs", nargs=-1)
 @click.option("--all", "all_runs", is_flag=True, help="Every envkit run on this engine.")
+@click.option("--strict", is_flag=True, help="Fail (exit 7) for a run that is not there.")
 @click.option("-v", "--verbose", is_flag=True)
-def down(runs: tuple[str, ...], all_runs: bool, verbose: bool) -> None:
-    """Remove runs and everything they created."""
+def down(runs: tuple[str, ...], all_runs: bool, strict: bool, verbose: bool) -> None:
+    """Remove runs and everything they created. A run that is already gone is fine (exit 0), as with
+    `docker compose down`; --strict makes it exit 7."""
     if not runs and not all_runs:
         raise UsageError("name the runs to remove (see `envkit ls`), or pass --all")
     from envkit import api
 
-    counts = api.down(list(runs), all_runs=all_runs, on_event=Renderer(err, verbose), backend=_engine())
+    backend = _engine()
+    wanted = list(dict.fromkeys(runs))
+    if wanted and not strict:
+        present = {r.run_id for r in api.ls(backend=backend)}
+        for gone in [r for r in wanted if r not in present]:
+            err.print(f"no run {escape(gone)}: nothing to remove")
+        wanted = [r for r in wanted if r in present]
+        if not wanted and not all_runs:
+            return
+    counts = api.down(wanted, all_runs=all_runs, on_event=Renderer(err, verbose), backend=backend,
+                      missing_ok=not strict)
     out.print(f"removed {counts['container']} containers, {counts['network']} networks, "
               f"{counts['volume']} volumes")
 
@@ -210,19 +222,25 @@ def ls_(as_json: bool) -> None:
 @cli.command()
 @click.argument("run")
 @click.option("--json", "as_json", is_flag=True)
-def status(run: str, as_json: bool) -> None:
-    """Services of RUN: state, readiness and host ports."""
+def status(run: str, as_json: bool) -> int:
+    """Services of RUN: state, readiness and host ports. Exits 6 when a service is not ready (or a job
+    has not completed), so that scripts can check a run with it."""
     env = _attach(run)
     rows = env.status()
     if as_json:
         out.print_json(json.dumps([r.__dict__ for r in rows]))
-        return
-    table = Table("SERVICE", "CONTAINER", "KIND", "STATE", "READY", "PORTS", box=None)
-    for r in rows:
-        ports = ", ".join(f"{ip}:{port}->{key}" for key, (ip, port) in sorted(r.ports.items()))
-        color = "green" if r.ready in ("ready", "completed") else "red"
-        table.add_row(r.service, r.container, r.kind, r.state, f"[{color}]{escape(r.ready)}[/]", ports)
-    out.print(table)
+    else:
+        table = Table("SERVICE", "CONTAINER", "KIND", "STATE", "READY", "PORTS", box=None)
+        for r in rows:
+            ports = ", ".join(f"{ip}:{port}->{key}" for key, (ip, port) in sorted(r.ports.items()))
+            color = "green" if r.ok else "red"
+            table.add_row(r.service, r.container, r.kind, r.state, f"[{color}]{escape(r.ready)}[/]", ports)
+        out.print(table)
+    bad = [r for r in rows if not r.ok]
+    for r in bad:
+        err.print(f"[red]service {escape(r.service)}[/] ({escape(r.container)}): {escape(r.ready)}; "
+                  f"see `envkit logs {escape(run)} {escape(r.service)}`")
+    return 6 if bad else 0
 
 
 @cli.command()
