@@ -10,10 +10,11 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 from urllib.parse import urlparse
 
 import docker
@@ -26,6 +27,7 @@ from docker.types import Mount
 from envkit import labels as L
 from envkit import retry
 from envkit.backends import _docker_wire as wire
+from envkit.backends._exec_stream import SocketSession
 from envkit.backends.base import (
     Backend,
     BuildSpec,
@@ -33,6 +35,7 @@ from envkit.backends.base import (
     ContainerSpec,
     ContainerState,
     ExecResult,
+    ExecSession,
     NetworkSpec,
     Resource,
     VolumeSpec,
@@ -263,6 +266,23 @@ class DockerBackend(Backend):
                     return ExecResult(exit_code=-1, output=f"{output}(still running after {duration(timeout)})")
             code = self.api.exec_inspect(made["Id"]).get("ExitCode")
         return ExecResult(exit_code=int(code) if code is not None else -1, output=output)
+
+    def exec_stream(self, container_id: str, command: tuple[str, ...], *, stdin: int | None, stdout: BinaryIO,
+                    stderr: BinaryIO, tty: bool = False, user: str | None = None) -> ExecSession:
+        with self._call(f"exec in container {container_id[:12]}"):
+            made = self.api.exec_create(container_id, list(command), user=user or "", stdout=True, stderr=True,
+                                        stdin=stdin is not None, tty=tty)
+            sock = self.api.exec_start(made["Id"], tty=tty, socket=True)
+        return SocketSession(sock, stdin, stdout, stderr, framed=not tty, exit_code=lambda: self._exec_code(made["Id"]),
+                             resize=lambda rows, cols: self.api.exec_resize(made["Id"], height=rows, width=cols))
+
+    def _exec_code(self, exec_id: str) -> int:
+        for _ in range(40):  # the engine may mark the exec ended a moment after closing its stream
+            info = self._retried("inspect exec", lambda: self.api.exec_inspect(exec_id))
+            if not info.get("Running") and info.get("ExitCode") is not None:
+                return int(info["ExitCode"])
+            time.sleep(0.05)
+        return -1
 
     def logs(self, container_id: str, tail: int | None = None, since: float | None = None,
              until: float | None = None) -> str:
