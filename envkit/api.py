@@ -25,12 +25,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, BinaryIO
 
 from envkit import __version__, reaper
 from envkit import labels as L
 from envkit.backends import Backend, connect
-from envkit.backends.base import Capability, ContainerState, ExecResult, Protocol
+from envkit.backends.base import Capability, ContainerState, ExecResult, ExecSession, Protocol
 from envkit.blueprint import Blueprint, Probe, load
 from envkit.errors import Conflict, EngineError, EnvkitError, Interrupted, UsageError
 from envkit.events import Event, EventSink, ignore
@@ -319,6 +319,20 @@ class Environment:
         try:
             return self.backend.exec(container.id, tuple(command), user)
         except Conflict:  # stopped since it was last looked at
+            self._running(service, replica, fresh=True)
+            raise
+
+    def exec_stream(self, service: str, command: list[str] | tuple[str, ...], *, stdin: int | None,
+                    stdout: BinaryIO, stderr: BinaryIO, tty: bool = False, replica: int = 1,
+                    user: str | None = None) -> ExecSession:
+        """Start a command in a replica of ``service`` with its streams attached (``Backend.exec_stream``:
+        stdin from a file descriptor, output as it comes, a terminal with ``tty``); ``wait()`` on the
+        session gives its exit code. ServiceFailed (by service name) if the service has stopped."""
+        container = self._running(service, replica)
+        try:
+            return self.backend.exec_stream(container.id, tuple(command), stdin=stdin, stdout=stdout,
+                                            stderr=stderr, tty=tty, user=user)
+        except Conflict:
             self._running(service, replica, fresh=True)
             raise
 

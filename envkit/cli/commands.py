@@ -283,18 +283,6 @@ def logs(run: str, service: str | None, follow: bool, tail: int | None) -> None:
         raise failures[0]
 
 
-@cli.command(name="exec", context_settings={"ignore_unknown_options": True})
-@click.argument("run")
-@click.argument("service")
-@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
-@click.option("--replica", type=int, default=1)
-def exec_(run: str, service: str, command: tuple[str, ...], replica: int) -> int:
-    """Run COMMAND in SERVICE's container (no TTY); exits with its exit code."""
-    result = _attach(run).exec(service, list(command), replica)
-    sys.stdout.write(result.output)
-    return int(result.exit_code)
-
-
 @cli.command()
 @click.argument("run")
 @click.option("--json", "as_json", is_flag=True)
@@ -385,6 +373,8 @@ def _teardown(env: Environment) -> None:
         raise KeyboardInterrupt  # the user stopped it: exit 130, whatever the command's code
     err.print(f"[dim]run {env.run_id} removed[/]")
 
+from envkit.cli.exec_cmd import exec_  # noqa: E402
 from envkit.cli.export_cmd import export  # noqa: E402
 
 cli.add_command(export)
+cli.add_command(exec_)

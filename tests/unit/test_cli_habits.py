@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import os
 import stat
+import sys
 from pathlib import Path
+from typing import BinaryIO
 
 import pytest
 
@@ -226,3 +228,49 @@ def test_up_takes_a_mapping(tmp_path: Path, fake: FakeBackend) -> None:
         envkit.up({"services": {"web": {"imag": "nginx:1"}}}, backend=fake)
     assert f"<mapping from {os.path.basename(__file__)}:" in str(caught.value)
     assert "services.web.imag: unknown key 'imag' (did you mean 'image'?)" in str(caught.value)
+
+
+# -- exec: stdin, streamed output, exit codes, options before RUN --------------------------------------------------
+def psql_like(command: tuple[str, ...], stdin: BinaryIO, stdout: BinaryIO, stderr: BinaryIO, tty: bool) -> int:
+    query = stdin.read()
+    stdout.write(b"42\n" if query == b"select 42;\n" else b"")
+    stderr.write(b"done\n")
+    return 0 if query else 3
+
+
+def test_exec_passes_a_pipe_streams_output_and_exits_with_the_code(bp: Path, fake: FakeBackend,
+                                                                  capsys: pytest.CaptureFixture[str],
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    assert main(["up", str(bp), "--name", "i1"], backend=fake) == 0
+    fake.exec_programs["web"] = psql_like
+    read_end, write_end = os.pipe()
+    os.write(write_end, b"select 42;\n")
+    os.close(write_end)
+    capsys.readouterr()
+    with os.fdopen(read_end, "r") as piped:
+        monkeypatch.setattr(sys, "stdin", piped)
+        assert main(["exec", "i1", "web", "--", "psql", "-At"], backend=fake) == 0
+    captured = capsys.readouterr()
+    assert (captured.out, captured.err) == ("42\n", "done\n")
+    with open(os.devnull) as null:  # a stdin to ignore: the program reads nothing and exits 3
+        monkeypatch.setattr(sys, "stdin", null)
+        assert main(["exec", "--no-stdin", "i1", "web", "psql"], backend=fake) == 3
+    assert main(["exec", "i1", "web", "-it", "sh"], backend=fake) == 2
+    assert "envkit's options go before RUN" in capsys.readouterr().err
+    assert main(["exec", "-it", "i1", "web", "sh"], backend=fake) == 2
+    assert "the input device is not a terminal" in capsys.readouterr().err
+    main(["down", "i1"], backend=fake)
+
+
+def test_exec_on_an_engine_without_streams(bp: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from envkit.backends.base import Capability, ExecResult
+
+    fake = FakeBackend(images={"nginx:1"}, capabilities=frozenset(Capability) - {Capability.INTERACTIVE_EXEC})
+    assert main(["up", str(bp), "--name", "i2"], backend=fake) == 0
+    fake.exec_results["web"] = ExecResult(4, "all at once\n")
+    capsys.readouterr()
+    assert main(["exec", "--no-stdin", "i2", "web", "--", "x"], backend=fake) == 4
+    assert capsys.readouterr().out == "all at once\n"
+    assert main(["exec", "-i", "i2", "web", "--", "x"], backend=fake) == 2
+    assert "engine fake cannot run commands interactively" in capsys.readouterr().err
+    main(["down", "i2"], backend=fake)
