@@ -2,13 +2,13 @@
 "did you mean" guess when a Compose key turns up where the blueprint format has no such key.
 
 Keyed by the key tables' titles (``keys.TABLES``), next to which this table lives. A hint completes
-"unknown key 'restart' (a Compose key: ...)". ``python -m envkit.blueprint.docs`` lists them in
-docs/blueprint.md.
+"unknown key 'restart' (a Compose key; ...)". ``markdown()`` renders them for
+docs/coming-from-compose.md (a unit test keeps that page equal to it).
 """
 
 from __future__ import annotations
 
-__all__ = ["HINTS", "hint"]
+__all__ = ["HINTS", "hint", "markdown"]
 
 _PER_RUN = "not supported: a run is a throwaway environment"
 
@@ -96,3 +96,16 @@ HINTS: dict[str, dict[str, str]] = {
 def hint(table: str, key: str) -> str | None:
     """What a blueprint uses instead of Compose's ``key`` in the mapping of ``table``, if it is one."""
     return HINTS.get(table, {}).get(key)
+
+
+_WHERE = {"service": "a service", "blueprint": "the top level", "network": "a network", "volume": "a volume",
+          "build": "`build:`", "probe": "`ready:`"}
+
+
+def markdown() -> str:
+    """The hints as Markdown tables, one per mapping, keys sorted."""
+    parts = []
+    for table, hints in HINTS.items():
+        rows = "\n".join("| `" + key + "` | " + text.replace("|", "\\|") + " |" for key, text in sorted(hints.items()))
+        parts.append(f"### In {_WHERE[table]}\n\n| Compose key | In a blueprint |\n|---|---|\n{rows}\n")
+    return "\n".join(parts)

@@ -274,3 +274,11 @@ def test_exec_on_an_engine_without_streams(bp: Path, capsys: pytest.CaptureFixtu
     assert main(["exec", "-i", "i2", "web", "--", "x"], backend=fake) == 2
     assert "engine fake cannot run commands interactively" in capsys.readouterr().err
     main(["down", "i2"], backend=fake)
+
+
+def test_the_compose_page_lists_every_hint() -> None:
+    from envkit.blueprint.compose_hints import markdown
+
+    page = (Path(__file__).parents[2] / "docs" / "coming-from-compose.md").read_text(encoding="utf-8")
+    generated = page.split("<!-- generated from envkit/blueprint/compose_hints.py -->\n")[1].split("<!-- end")[0]
+    assert generated == markdown(), "docs/coming-from-compose.md is stale: regenerate its table from markdown()"
