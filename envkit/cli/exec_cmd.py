@@ -3,7 +3,8 @@
 Output is streamed as it comes, stdin is passed on (with ``-i``, and whenever stdin is a pipe or a
 file, as in ``echo 'select 42;' | envkit exec RUN db -- psql``), ``-t`` gives the command a terminal
 (put in raw mode here, resized with this one), and envkit exits with the command's code. envkit's
-options come before RUN; everything after SERVICE is the command.
+options come before RUN (as in ``docker exec``), or right after SERVICE; the command follows them,
+after an optional ``--``.
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ if TYPE_CHECKING:
 
 __all__ = ["exec_"]
 
-OWN_OPTIONS = ("-i", "-t", "-it", "-ti", "-u", "--user", "--replica", "--interactive", "--tty", "--no-stdin")
+FLAGS = {"-i": ("interactive",), "--interactive": ("interactive",), "-t": ("tty",), "--tty": ("tty",),
+         "-it": ("interactive", "tty"), "-ti": ("interactive", "tty"), "--no-stdin": ("no_stdin",)}
+VALUED = {"-u": "user", "--user": "user", "--replica": "replica"}
 
 
 @click.command(name="exec", context_settings={"allow_interspersed_args": False})
@@ -51,11 +54,14 @@ def exec_(interactive: bool, tty: bool, no_stdin: bool, user: str | None, replic
     from envkit.backends.base import Capability
     from envkit.cli.commands import _engine
 
-    if command[0] == "--":
-        command = command[1:]
-    elif command[0] in OWN_OPTIONS:
-        raise UsageError(f"{command[0]}: envkit's options go before RUN (envkit exec -it RUN SERVICE -- COMMAND); "
-                         "a command that starts with '-' follows '--'")
+    # envkit's own options are taken right after SERVICE too (`exec RUN db -it -- sh`, `--replica 2`):
+    # no command is named like them, and "-it" read as a command (or a run id) helps nobody.
+    late, command = _own_options(command)
+    interactive = interactive or bool(late.get("interactive"))
+    tty = tty or bool(late.get("tty"))
+    no_stdin = no_stdin or bool(late.get("no_stdin"))
+    user = str(late["user"]) if "user" in late else user
+    replica = int(str(late["replica"])) if "replica" in late else replica
     if not command:
         raise UsageError("name the COMMAND to run after SERVICE")
     stdin_fd = _stdin(interactive, no_stdin)
@@ -74,6 +80,32 @@ def exec_(interactive: bool, tty: bool, no_stdin: bool, user: str | None, replic
         with _resized(session, stdin_fd) if tty else contextlib.nullcontext():
             code = session.wait()
     return _code(code)
+
+
+def _own_options(words: tuple[str, ...]) -> tuple[dict[str, object], tuple[str, ...]]:
+    """envkit's options at the start of ``words``, and the command after them (and after a ``--``)."""
+    found: dict[str, object] = {}
+    i = 0
+    while i < len(words):
+        word = words[i]
+        if word == "--":
+            return found, words[i + 1:]
+        name, eq, value = word.partition("=")
+        if word in FLAGS:
+            found.update(dict.fromkeys(FLAGS[word], True))
+        elif name in VALUED:
+            if not eq:
+                if i + 1 >= len(words):
+                    raise UsageError(f"{word} needs a value")
+                i += 1
+                value = words[i]
+            if VALUED[name] == "replica" and not value.isdigit():
+                raise UsageError(f"--replica: not a number: {value!r}")
+            found[VALUED[name]] = value
+        else:
+            return found, words[i:]
+        i += 1
+    return found, ()
 
 
 def _stdin(interactive: bool, no_stdin: bool) -> int | None:

@@ -255,8 +255,13 @@ def test_exec_passes_a_pipe_streams_output_and_exits_with_the_code(bp: Path, fak
     with open(os.devnull) as null:  # a stdin to ignore: the program reads nothing and exits 3
         monkeypatch.setattr(sys, "stdin", null)
         assert main(["exec", "--no-stdin", "i1", "web", "psql"], backend=fake) == 3
-    assert main(["exec", "i1", "web", "-it", "sh"], backend=fake) == 2
-    assert "envkit's options go before RUN" in capsys.readouterr().err
+    assert main(["exec", "i1", "web", "-it", "sh"], backend=fake) == 2  # taken as envkit's -it, not a command
+    assert "the input device is not a terminal" in capsys.readouterr().err
+    fake.exec_programs["web"] = lambda command, *_: len(command)
+    assert main(["exec", "i1", "web", "--replica", "1", "--no-stdin", "--", "a", "-i"], backend=fake) == 2
+    assert main(["exec", "--no-stdin", "i1", "web", "-u", "root", "a", "b", "c"], backend=fake) == 3
+    assert main(["exec", "i1", "web", "--replica", "2", "x"], backend=fake) == 2
+    assert "service web has 1 replicas; no replica 2" in capsys.readouterr().err
     assert main(["exec", "-it", "i1", "web", "sh"], backend=fake) == 2
     assert "the input device is not a terminal" in capsys.readouterr().err
     main(["down", "i1"], backend=fake)
