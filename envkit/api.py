@@ -12,26 +12,28 @@ from __future__ import annotations
 import atexit
 import contextlib
 import getpass
+import inspect
 import json
 import os
 import socket
 import threading
 import time
 import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
+from typing import Any, BinaryIO
 
 from envkit import __version__, reaper
 from envkit import labels as L
 from envkit.backends import Backend, connect
-from envkit.backends.base import Capability, ContainerState, ExecResult, Protocol
+from envkit.backends.base import Capability, ContainerState, ExecResult, ExecSession, Protocol
 from envkit.blueprint import Blueprint, Probe, load
 from envkit.blueprint.model import RunSeed
-from envkit.errors import EngineError, EnvkitError, Interrupted, UsageError
+from envkit.errors import Conflict, EngineError, EnvkitError, Interrupted, UsageError
 from envkit.events import Event, EventSink, ignore
 from envkit.execute import Executor
 from envkit.images import image_tag
@@ -41,13 +43,36 @@ from envkit.probes import Outcome, check
 from envkit.runs import RunInfo, RunSummary, describe, list_runs, teardown
 from envkit.seed_plan import image_key, seed_plan
 from envkit.signals import despite_interrupts
+from envkit.stopped import reason as stopped_reason
+from envkit.stopped import stopped_error
 
 __all__ = ["Environment", "ServiceStatus", "attach", "down", "ls", "plan", "seed", "up", "validate"]
 
 
-def validate(blueprint: str | Path, env: Mapping[str, str] | None = None) -> Blueprint:
-    """Load and check a blueprint without touching any engine; raises BlueprintError with every problem."""
-    return load(blueprint, env)
+#: a blueprint file, a folder holding blueprint.yaml, the same data as a mapping, or a loaded one
+BlueprintLike = str | Path | Mapping[str, Any] | Blueprint
+
+
+def _load(blueprint: BlueprintLike, env: Mapping[str, str] | None, env_files: Sequence[str | Path] | None,
+          directory: str | Path | None) -> Blueprint:
+    if isinstance(blueprint, Blueprint):
+        return blueprint
+    if isinstance(blueprint, Mapping):
+        # Errors in a mapping have no line to point at: name the caller's line instead.
+        caller = inspect.currentframe()
+        while caller is not None and caller.f_code.co_filename == __file__:
+            caller = caller.f_back
+        origin = (f"<mapping from {os.path.basename(caller.f_code.co_filename)}:{caller.f_lineno}>"
+                  if caller is not None else "<mapping>")
+        return load(blueprint, env, env_files, directory=directory, origin=origin)
+    return load(blueprint, env, env_files)
+
+
+def validate(blueprint: str | Path | Mapping[str, Any], env: Mapping[str, str] | None = None, *,
+             env_files: Sequence[str | Path] | None = None, directory: str | Path | None = None) -> Blueprint:
+    """Load and check a blueprint without touching any engine; raises BlueprintError with every problem.
+    ``env_files``, ``directory``: as for ``up``."""
+    return _load(blueprint, env, env_files, directory)
 
 
 def _identity(bp: Blueprint, name: str | None) -> RunIdentity:
@@ -98,17 +123,18 @@ def _plan(bp: Blueprint, backend: Backend | None, name: str | None, only: tuple[
                      engine=backend.name if backend is not None else "engine", seed=seed)
 
 
-def plan(blueprint: str | Path | Blueprint, *, name: str | None = None, only: tuple[str, ...] = (),
+def plan(blueprint: BlueprintLike, *, name: str | None = None, only: tuple[str, ...] = (),
          env: Mapping[str, str] | None = None, backend: Backend | None = None,
-         engine: str | None = None, seed: bool = True) -> Plan:
+         engine: str | None = None, env_files: Sequence[str | Path] | None = None,
+         directory: str | Path | None = None, seed: bool = True) -> Plan:
     """What ``up`` would do. Without a backend or an ``engine`` name no engine is asked, and every
     image counts as missing."""
-    bp = blueprint if isinstance(blueprint, Blueprint) else load(blueprint, env)
+    bp = _load(blueprint, env, env_files, directory)
     return _plan(bp, backend or (connect(engine) if engine else None), name, only, seed)
 
 
 def up(
-    blueprint: str | Path | Blueprint,
+    blueprint: BlueprintLike,
     *,
     name: str | None = None,
     only: tuple[str, ...] = (),
@@ -119,6 +145,8 @@ def up(
     backend: Backend | None = None,
     engine: str | None = None,
     seed: bool = True,
+    env_files: Sequence[str | Path] | None = None,
+    directory: str | Path | None = None,
 ) -> Environment:
     """Bring a blueprint up as a new, isolated run and wait until every service is ready.
 
@@ -127,8 +155,12 @@ def up(
     ``down()``, or at interpreter exit. ``backend``: the engine to use; otherwise ``engine`` (a name
     from ``envkit.backends.ENGINES``) or ``ENVKIT_ENGINE`` chooses one. ``seed=False`` skips every
     service's ``seed:`` steps (``--no-seed``).
+
+    ``blueprint`` may be a path or the same data as a mapping (relative paths in it start from
+    ``directory``, else the current folder). ``${VAR}`` reads ``env`` (default: the process environment)
+    over ``env_files`` in order; None reads the ``.env`` beside a blueprint file, as Compose does.
     """
-    bp = blueprint if isinstance(blueprint, Blueprint) else load(blueprint, env)
+    bp = _load(blueprint, env, env_files, directory)
     backend = backend or connect(engine)
     the_plan = _plan(bp, backend, name, only, seed)
     run_id = the_plan.run_id
@@ -212,10 +244,11 @@ def attach(run_id: str, *, backend: Backend | None = None, engine: str | None = 
 
 
 def down(run_ids: list[str] | None = None, *, all_runs: bool = False, on_event: EventSink = ignore,
-         backend: Backend | None = None, engine: str | None = None) -> dict[str, int]:
+         backend: Backend | None = None, engine: str | None = None, missing_ok: bool = False) -> dict[str, int]:
+    """Remove runs; a run with nothing left raises RunNotFound unless ``missing_ok``."""
     backend = backend or connect(engine)
     ids = [r.run_id for r in list_runs(backend)] if all_runs else list(run_ids or [])
-    return teardown(backend, ids, on_event)
+    return teardown(backend, ids, on_event, missing_ok=missing_ok)
 
 
 def ls(*, backend: Backend | None = None, engine: str | None = None) -> list[RunSummary]:
@@ -228,7 +261,12 @@ class ServiceStatus:
     container: str
     kind: str
     state: str
-    ready: str  # ready | not ready: ... | completed | failed: ...
+    ready: str  # ready | not ready: ... | completed | running (a job) | failed: ...
+
+    @property
+    def ok(self) -> bool:
+        """Ready, or a job that completed."""
+        return self.ready in ("ready", "completed")
     ports: dict[str, tuple[str, int]]  # "8080/tcp" -> (host ip, host port): plain data for display and JSON
 
 
@@ -318,7 +356,37 @@ class Environment:
     # -- reaching in ----------------------------------------------------------------------------------
     def exec(self, service: str, command: list[str] | tuple[str, ...], replica: int = 1,
              user: str | None = None) -> ExecResult:
-        return self.backend.exec(self._container(service, replica).id, tuple(command), user)
+        """Run a command in a replica of ``service``; ServiceFailed (by service name) if it has stopped."""
+        container = self._running(service, replica)
+        try:
+            return self.backend.exec(container.id, tuple(command), user)
+        except Conflict:  # stopped since it was last looked at
+            self._running(service, replica, fresh=True)
+            raise
+
+    def exec_stream(self, service: str, command: list[str] | tuple[str, ...], *, stdin: int | None,
+                    stdout: BinaryIO, stderr: BinaryIO, tty: bool = False, replica: int = 1,
+                    user: str | None = None) -> ExecSession:
+        """Start a command in a replica of ``service`` with its streams attached (``Backend.exec_stream``:
+        stdin from a file descriptor, output as it comes, a terminal with ``tty``); ``wait()`` on the
+        session gives its exit code. ServiceFailed (by service name) if the service has stopped."""
+        container = self._running(service, replica)
+        try:
+            return self.backend.exec_stream(container.id, tuple(command), stdin=stdin, stdout=stdout,
+                                            stderr=stderr, tty=tty, user=user)
+        except Conflict:
+            self._running(service, replica, fresh=True)
+            raise
+
+    def _running(self, service: str, replica: int = 1, fresh: bool = False) -> ContainerState:
+        """The replica's container, raising ServiceFailed by service name if it is not running."""
+        if fresh:
+            self.refresh()
+        container = self._container(service, replica)
+        dead = stopped_error(self.run_id, service, [container], "cannot run a command in it")
+        if dead is not None:
+            raise dead
+        return container
 
     def logs(self, service: str | None = None, tail: int | None = None, since: float | None = None,
              until: float | None = None) -> str:
@@ -344,8 +412,10 @@ class Environment:
             if kind == "job":
                 ready = "completed" if c.exit_code == 0 else (
                     f"failed: exit {c.exit_code}" if c.exit_code is not None else "running")
+            elif (why := stopped_reason(c)) is not None:
+                ready = f"failed: {why}"
             elif not c.running:
-                ready = f"not ready: {c.status}" + (f" (exit {c.exit_code})" if c.exit_code is not None else "")
+                ready = f"not ready: {c.status}"
             else:
                 probe = _probe_from_label(c.labels.get(L.PROBE, ""))
                 try:

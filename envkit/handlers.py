@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from envkit.backends.base import Backend
-from envkit.errors import BuildFailed, EngineError, ServiceFailed
+from envkit.errors import BuildFailed, EngineError, PortBusy, ServiceFailed
 from envkit.probes import Aborted, log_tail, wait_exited, wait_ready
 from envkit.steps import (
     BuildImage,
@@ -134,6 +134,12 @@ def _create(x: Context, p: CreateContainer) -> Done:
 def _start_now(x: Context, name: str) -> Done:
     try:
         x.backend.start_container(x.ledger.containers[name])
+    except PortBusy as exc:
+        where = f"host port {exc.host_ip}:{exc.port}" if exc.port else "a host port it publishes"
+        raise ServiceFailed(x.service, f"cannot start: {where} is already in use (by another program or "
+                            f"run); stop what uses it, or let the engine choose a free port: write the port in "
+                            f"services.{x.service}.ports without a host part (`- 8080` rather than `- 8080:8080`, "
+                            "or no `host:`)", container=name) from exc
     except EngineError as exc:
         raise ServiceFailed(x.service, f"cannot start: {exc}", container=name) from exc
     return Done(f"started {name}")

@@ -13,6 +13,7 @@ from envkit.backends.base import ContainerState, PortKey, Protocol
 from envkit.blueprint import refs
 from envkit.errors import EnvkitError
 from envkit.runs import RunInfo
+from envkit.stopped import stopped_error
 
 __all__ = ["JSON_SCHEMA", "host_port", "mask", "resolve", "run_document", "service_host", "to_dotenv"]
 
@@ -41,6 +42,9 @@ def host_port(info: RunInfo, service: str, container_port: int, protocol: Protoc
         bound = c.ports.get(key)
         if bound:
             return _reachable(info, bound.host_ip), bound.port
+    dead = stopped_error(info.run_id, service, _replicas(info, service), "its ports are gone")
+    if dead is not None:  # a stopped container publishes nothing: say that, not "no such port"
+        raise dead
     raise EnvkitError(f"service {service} of run {info.run_id} publishes no port {key}")
 
 

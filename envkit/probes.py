@@ -24,6 +24,7 @@ from tenacity import RetryCallState, Retrying, retry_if_result, wait_exponential
 from envkit.backends.base import Backend, ContainerState, PortKey
 from envkit.blueprint.model import Probe
 from envkit.errors import EngineError, EnvkitError, NotFound, ServiceFailed
+from envkit.text import duration
 
 __all__ = ["Aborted", "Outcome", "check", "log_tail", "wait_exited", "wait_ready"]
 
@@ -189,7 +190,7 @@ def wait_ready(backend: Backend, container_id: str, service: str, probe: Probe |
         exited = "exited" in last["detail"] or last["detail"].startswith("is ")
         reason = f"{last['detail']} before it was ready" if exited else f"readiness probe ({what}) failed: {last['detail']}"
     else:
-        reason = f"not ready after {timeout:g}s (probe: {what}; last result: {last['detail']})"
+        reason = f"not ready after {duration(timeout)} (probe: {what}; last result: {last['detail']})"
     raise ServiceFailed(service, reason, log_tail(backend, container_id), last["name"])
 
 
@@ -202,7 +203,7 @@ def wait_exited(backend: Backend, container_id: str, service: str, timeout: floa
             raise Aborted()
         if remaining <= 0:
             name = backend.inspect_container(container_id).name
-            raise ServiceFailed(service, f"job still running after {timeout:g}s", log_tail(backend, container_id), name)
+            raise ServiceFailed(service, f"job still running after {duration(timeout)}", log_tail(backend, container_id), name)
         code = backend.wait_container(container_id, min(remaining, 0.5))
         if code is None:
             continue

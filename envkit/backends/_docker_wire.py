@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import re
 import tarfile
 import time
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any, cast
 
 from envkit.backends.base import ContainerSpec, ContainerState, ContainerStatus, Endpoint, PortBinding, PortKey
@@ -56,11 +58,30 @@ def _tar_of_empty_file(name: str) -> bytes:
 GO_TAR = _tar_of_empty_file(".envkit-go")
 
 def unreachable(where: str, exc: BaseException) -> EngineUnavailable:
-    return EngineUnavailable(
-        f"cannot reach the Docker engine at {where}: {short(exc)}\n"
-        "  check that dockerd is running (`docker info`), or that DOCKER_HOST points to a live engine;\n"
-        "  `bash scripts/setup.sh` installs and starts one on Debian"
-    )
+    causes = list(chain(exc))
+    if any(isinstance(c, PermissionError) for c in causes):
+        advice = ("  this user may not use the engine's socket: join the docker group (`sudo usermod -aG docker "
+                  "$USER`, then log in again), or point DOCKER_HOST to a rootless engine")
+    else:
+        advice = ("  start Docker (Linux: `sudo systemctl start docker`; macOS, Windows: open Docker Desktop) and "
+                  "check with `docker info`;\n  for another engine, set DOCKER_HOST (rootless Docker: "
+                  "unix://$XDG_RUNTIME_DIR/docker.sock)")
+    setup = _setup_script()
+    if setup:
+        advice += f";\n  in this checkout of envkit, `bash {setup}` installs and starts one on Debian"
+    return EngineUnavailable(f"cannot reach the Docker engine at {where}: {short(exc)}\n{advice}")
+
+
+def _setup_script() -> str | None:
+    """envkit's own setup script, when envkit runs from a checkout of its repository and from inside it
+    (a user of an installed envkit has no such script)."""
+    repo = Path(__file__).resolve().parents[2]
+    script = repo / "scripts" / "setup.sh"
+    if not (script.is_file() and (repo / "pyproject.toml").is_file() and (repo / "envkit").is_dir()):
+        return None
+    with contextlib.suppress(ValueError, OSError):
+        return os.path.relpath(script, Path.cwd().resolve()) if Path.cwd().resolve().is_relative_to(repo) else None
+    return None
 
 
 def short(exc: BaseException) -> str:
@@ -121,6 +142,7 @@ def from_inspect(info: Mapping[str, Any]) -> ContainerState:
         addresses=_addresses(settings.get("Networks")), ports=ports,
         labels=dict((info.get("Config") or {}).get("Labels") or {}),
         started_at=str(state.get("StartedAt") or ""), oom_killed=bool(state.get("OOMKilled")), detailed=True,
+        finished_at=str(state.get("FinishedAt") or "") if status in ("exited", "dead") else "",
     )
 
 

@@ -27,7 +27,7 @@ from envkit.backends.base import (
     Resource,
     VolumeSpec,
 )
-from envkit.errors import Busy, Conflict, EngineError, NotFound
+from envkit.errors import Busy, Conflict, EngineError, NotFound, PortBusy
 
 __all__ = ["SIGNALS", "Container", "FakeEngine", "Network", "Volume", "matches"]
 
@@ -51,6 +51,7 @@ class Container:
     exit_code: int | None = None
     health: str | None = None
     started_at: str | None = None
+    finished_at: str | None = None
     ports: dict[PortKey, Endpoint] = field(default_factory=dict)
     gated: bool = False  # running its gate: the service's own process has not begun yet
     began: bool = False  # the service's own process has begun (its logs exist)
@@ -88,6 +89,7 @@ class FakeEngine(Backend):
         self.exec_results: dict[str, ExecResult] = {}  # name or service -> what exec() returns
         self.build_failures: dict[str, str] = {}  # image tag -> reason its build (or pull) fails
         self.no_shell: set[str] = set()  # image tags without /bin/sh: not gated
+        self.busy_ports: set[tuple[str, int]] = set()  # (host ip, port) another program listens on
         self.calls: list[tuple[str, str]] = []
         self.containers: dict[str, Container] = {}
         self.networks: dict[str, Network] = {}
@@ -139,7 +141,8 @@ class FakeEngine(Backend):
             health=health if detailed and live else None,  # type: ignore[arg-type]
             addresses={a.network: c.ip for a in c.networks} if live else {},
             ports=dict(c.ports) if live else {}, labels=c.labels,
-            started_at=(c.started_at or "") if detailed else None, oom_killed=False if detailed else None,
+            started_at=(c.started_at or "") if detailed else None,
+            finished_at=(c.finished_at or "") if detailed else None, oom_killed=False if detailed else None,
             detailed=detailed,
         )
 
@@ -205,6 +208,12 @@ class FakeEngine(Backend):
             c = self._container(container_id)
             if c.status in ("running", "paused"):
                 return  # like Docker: starting a running container changes nothing
+            taken = {(e.host_ip, e.port) for o in self.containers.values() if o.status in ("running", "paused")
+                     for e in o.ports.values()} | self.busy_ports
+            for p in c.spec.ports:
+                if p.host_port and ((p.host_ip, p.host_port) in taken or ("0.0.0.0", p.host_port) in taken):
+                    raise PortBusy(f"Bind for {p.host_ip}:{p.host_port} failed: port is already allocated",
+                                   p.host_ip, p.host_port)
             c.started_at = datetime.now(UTC).isoformat()
             for p in c.spec.ports:
                 c.ports[p.container] = Endpoint(p.host_ip, p.host_port or next(self._host_ports))
@@ -227,6 +236,7 @@ class FakeEngine(Backend):
 
     def _exit(self, c: Container, code: int) -> None:
         c.status, c.exit_code, c.gated = "exited", code, False
+        c.finished_at = datetime.now(UTC).isoformat()
         c.ports.clear()
         self._changed.notify_all()
 

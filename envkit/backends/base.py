@@ -21,7 +21,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import BinaryIO, Literal
 
 from envkit.errors import Unsupported
 
@@ -34,6 +34,7 @@ __all__ = [
     "ContainerStatus",
     "Endpoint",
     "ExecResult",
+    "ExecSession",
     "MountSpec",
     "NetworkAttachment",
     "NetworkSpec",
@@ -155,7 +156,7 @@ ContainerStatus = Literal["created", "running", "paused", "restarting", "exited"
 class ContainerState:
     """What the engine says of one container. The one state type, from an inspection or a listing.
 
-    ``None`` in ``exit_code``, ``health``, ``started_at`` or ``oom_killed`` means *unknown* when
+    ``None`` in ``exit_code``, ``health``, ``started_at``, ``finished_at`` or ``oom_killed`` means *unknown* when
     ``detailed`` is False (a listing that does not carry them: inspect the container to know), and
     *none* when it is True (running: no exit code; no HEALTHCHECK: no health).
     """
@@ -171,6 +172,7 @@ class ContainerState:
     started_at: str | None = None
     oom_killed: bool | None = None
     detailed: bool = True
+    finished_at: str | None = None  # when it last exited (RFC 3339); "" if it never did
 
     @property
     def running(self) -> bool:
@@ -201,6 +203,18 @@ class Capability(enum.Enum):
     SIGNAL = "stop containers or send them signals"
     PAUSE = "pause containers"
     NETWORK_CONNECT = "connect containers to networks or disconnect them"
+    INTERACTIVE_EXEC = "run commands interactively in containers: streamed output, stdin, a terminal"
+
+
+class ExecSession(ABC):
+    """A command started by ``Backend.exec_stream``, its streams attached."""
+
+    @abstractmethod
+    def wait(self) -> int:
+        """Copy the streams until the command ends (blocking); its exit code."""
+
+    def resize(self, rows: int, columns: int) -> None:  # noqa: B027 - optional: a terminal's size
+        """Tell the command's terminal its new size (best effort; nothing without a TTY)."""
 
 
 class Backend(ABC):
@@ -362,6 +376,19 @@ class Backend(ABC):
 
     def unpause_container(self, container_id: str) -> None:
         self.require(Capability.PAUSE)
+
+    # -- capability INTERACTIVE_EXEC -----------------------------------------------------------------
+    def exec_stream(self, container_id: str, command: tuple[str, ...], *, stdin: int | None, stdout: BinaryIO,
+                    stderr: BinaryIO, tty: bool = False, user: str | None = None) -> ExecSession:
+        """Start ``command`` in a running container with its streams attached, as ``docker exec`` does.
+
+        ``stdin``: a file descriptor whose bytes go to the command until end of file (then its stdin
+        is closed), or None for no stdin. Output is written to ``stdout`` / ``stderr`` and flushed as it
+        arrives (with ``tty`` the terminal's one stream goes to ``stdout``). ``wait()`` on the session
+        copies until the command ends and gives its exit code. A container that is not running is a
+        Conflict, one that is gone NotFound."""
+        self.require(Capability.INTERACTIVE_EXEC)
+        raise AssertionError("unreachable")
 
     # -- capability NETWORK_CONNECT -------------------------------------------------------------------
     def connect_network(self, container_id: str, network: str, aliases: tuple[str, ...] = ()) -> None:

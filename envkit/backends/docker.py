@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 from urllib.parse import urlparse
 
 import docker
@@ -25,6 +27,7 @@ from docker.types import Mount
 from envkit import labels as L
 from envkit import retry
 from envkit.backends import _docker_wire as wire
+from envkit.backends._exec_stream import SocketSession
 from envkit.backends.base import (
     Backend,
     BuildSpec,
@@ -32,15 +35,19 @@ from envkit.backends.base import (
     ContainerSpec,
     ContainerState,
     ExecResult,
+    ExecSession,
     NetworkSpec,
     Resource,
     VolumeSpec,
 )
-from envkit.errors import Busy, Conflict, EngineError, EnvkitError, NotFound, Transient
+from envkit.errors import Busy, Conflict, EngineError, EnvkitError, NotFound, PortBusy, Transient
+from envkit.text import duration
 
 __all__ = ["DockerBackend", "open_backend", "translate"]
 
 T = TypeVar("T")
+#: the address in Docker's "Bind for 127.0.0.1:8080 failed" / "listen tcp4 0.0.0.0:8080: bind: ..."
+_BOUND = re.compile(r"(\d{1,3}(?:\.\d{1,3}){3}|\[[0-9a-fA-F:]+\]):(\d{1,5})")
 #: the image of the short-lived helper containers that read and write volumes (it must be on the engine)
 HELPER_IMAGE = "debian:bookworm-slim"
 
@@ -58,6 +65,10 @@ def translate(exc: BaseException, what: str, where: str) -> EnvkitError:
             kind = NotFound
         elif "active endpoints" in text or "volume is in use" in text or "already in progress" in text:
             kind = Busy  # 403 / 409 (and 500 on older engines) for what ends by itself
+        elif "port is already allocated" in text or "address already in use" in text:
+            found = _BOUND.search(reason)
+            return PortBusy(prefix + reason, found.group(1).strip("[]") if found else "",
+                            int(found.group(2)) if found else 0)
         elif status == 409 or "already exists" in text:
             kind = Conflict  # 403 for an endpoint that already exists
         elif status is not None and status >= 500:
@@ -252,9 +263,26 @@ class DockerBackend(Backend):
                 output, finished = wire.read_exec(self.api.exec_start(made["Id"], socket=True), timeout)
                 if not finished:
                     # The command goes on inside the container; the caller only stops waiting for it.
-                    return ExecResult(exit_code=-1, output=f"{output}(still running after {timeout:g}s)")
+                    return ExecResult(exit_code=-1, output=f"{output}(still running after {duration(timeout)})")
             code = self.api.exec_inspect(made["Id"]).get("ExitCode")
         return ExecResult(exit_code=int(code) if code is not None else -1, output=output)
+
+    def exec_stream(self, container_id: str, command: tuple[str, ...], *, stdin: int | None, stdout: BinaryIO,
+                    stderr: BinaryIO, tty: bool = False, user: str | None = None) -> ExecSession:
+        with self._call(f"exec in container {container_id[:12]}"):
+            made = self.api.exec_create(container_id, list(command), user=user or "", stdout=True, stderr=True,
+                                        stdin=stdin is not None, tty=tty)
+            sock = self.api.exec_start(made["Id"], tty=tty, socket=True)
+        return SocketSession(sock, stdin, stdout, stderr, framed=not tty, exit_code=lambda: self._exec_code(made["Id"]),
+                             resize=lambda rows, cols: self.api.exec_resize(made["Id"], height=rows, width=cols))
+
+    def _exec_code(self, exec_id: str) -> int:
+        for _ in range(40):  # the engine may mark the exec ended a moment after closing its stream
+            info = self._retried("inspect exec", lambda: self.api.exec_inspect(exec_id))
+            if not info.get("Running") and info.get("ExitCode") is not None:
+                return int(info["ExitCode"])
+            time.sleep(0.05)
+        return -1
 
     def logs(self, container_id: str, tail: int | None = None, since: float | None = None,
              until: float | None = None) -> str:

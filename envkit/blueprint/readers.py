@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from envkit.blueprint import compose_hints
 from envkit.blueprint.source import Key, Marks
 from envkit.errors import Problem
 
@@ -163,8 +164,12 @@ class Reader:
         for key in data:
             if key in names or key.startswith("x-"):
                 continue
+            compose = compose_hints.hint(allowed.title, key) if isinstance(allowed, Table) else None
             close = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
-            hint = f" (did you mean '{close[0]}'?)" if close else f"; allowed: {', '.join(names)}"
+            if compose:  # a Compose habit: say what envkit has instead, not a look-alike key
+                hint = f" (a Compose key; {compose})"
+            else:
+                hint = f" (did you mean '{close[0]}'?)" if close else f"; allowed: {', '.join(names)}"
             self.error((*path, key), f"unknown key '{key}'{hint}")
 
     def string(self, value: Any, path: Key, what: str = "a string") -> str | None:

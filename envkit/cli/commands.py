@@ -28,6 +28,8 @@ from rich.table import Table
 
 from envkit import __version__, reaper
 from envkit.cli.complete import blueprint_services, run_ids, run_services
+from envkit.cli.envfiles import check_writable, env_file_option, read_files, write_env_options
+from envkit.cli.envfiles import write_env as write_env_file
 from envkit.cli.progress import MODES, progress, sink, summary
 from envkit.cli.render import Renderer
 from envkit.errors import EnvkitError, UsageError
@@ -87,11 +89,12 @@ def progress_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 @cli.command()
 @blueprint_arg
-def validate(blueprint: Path) -> None:
+@env_file_option
+def validate(blueprint: Path, env_files: tuple[Path, ...]) -> None:
     """Check BLUEPRINT (a YAML file or a folder holding blueprint.yaml); lists every problem."""
     from envkit.blueprint import load
 
-    bp = load(blueprint)
+    bp = load(blueprint, env_files=read_files(env_files))
     out.print(f"{escape(str(bp.file))}: ok — blueprint '{bp.name}', {len(bp.services)} services, "
               f"{len(bp.networks)} networks, {len(bp.outputs)} outputs")
 
@@ -102,12 +105,14 @@ def validate(blueprint: Path) -> None:
 @click.option("--only", multiple=True, metavar="SVC", shell_complete=blueprint_services,
               help="Only these services and what they depend on.")
 @click.option("--offline", is_flag=True, help="Do not ask the engine which images exist.")
-def plan(blueprint: Path, name: str | None, only: tuple[str, ...], offline: bool) -> None:
+@env_file_option
+def plan(blueprint: Path, name: str | None, only: tuple[str, ...], offline: bool, env_files: tuple[Path, ...]) -> None:
     """Print what `up` would do, without doing it."""
     from envkit import api
 
+    files = read_files(env_files)
     backend = None if offline else _engine()
-    out.print(escape(api.plan(blueprint, name=name, only=only, backend=backend).text()))
+    out.print(escape(api.plan(blueprint, name=name, only=only, backend=backend, env_files=files).text()))
 
 
 def _write(path: Path, text: str, append: bool = False) -> None:
@@ -132,10 +137,10 @@ def _github_output(values: dict[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _print_outputs(env: Environment, as_json: bool, env_file: Path | None, github_output: bool) -> None:
+def _print_outputs(env: Environment, as_json: bool, write_to: Path | None, force: bool, github_output: bool) -> None:
     values = env.outputs
-    if env_file:
-        _write(env_file, to_dotenv(values))
+    if write_to:
+        write_env_file(write_to, values, env.run_id, force)
     if github_output and os.environ.get("GITHUB_OUTPUT"):
         _write(Path(os.environ["GITHUB_OUTPUT"]), _github_output({"ENVKIT_RUN": env.run_id, **values}), append=True)
     if as_json:
@@ -156,36 +161,52 @@ def _print_outputs(env: Environment, as_json: bool, env_file: Path | None, githu
 @click.option("--timeout", type=float, metavar="SECONDS", help="Deadline for the whole environment to be ready.")
 @click.option("--keep-on-failure", is_flag=True, help="Leave a failed run in place for inspection.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run document (schema envkit.run/v1).")
-@click.option("--env-file", type=click.Path(path_type=Path), help="Write the outputs as KEY=value lines.")
+@env_file_option
+@write_env_options
 @click.option("--github-output", is_flag=True, help="Append the outputs to $GITHUB_OUTPUT when it is set.")
 @click.option("-v", "--verbose", is_flag=True, help="Show every step and the build output.")
 @progress_options
 @click.option("--no-seed", is_flag=True, help="Skip the services' seed steps.")
 def up(blueprint: Path, name: str | None, only: tuple[str, ...], timeout: float | None, keep_on_failure: bool,
-       as_json: bool, env_file: Path | None, github_output: bool, verbose: bool, progress_mode: str,
-       quiet: bool, no_seed: bool) -> None:
+       as_json: bool, env_files: tuple[Path, ...], write_env: Path | None, force: bool, github_output: bool,
+       verbose: bool, progress_mode: str, quiet: bool, no_seed: bool) -> None:
     """Bring BLUEPRINT up as a new isolated run and wait until every service is ready."""
     from envkit import api
 
+    files = read_files(env_files)
+    if write_env is not None:
+        check_writable(write_env, force)  # refused before anything is brought up
     with sigterm_as_interrupt(), progress(err, "quiet" if quiet else progress_mode, verbose) as view:
         env = api.up(blueprint, name=name, only=only, timeout=timeout, keep_on_failure=keep_on_failure,
-                     on_event=sink(view), backend=_engine(), seed=not no_seed)
+                     on_event=sink(view), backend=_engine(), seed=not no_seed, env_files=files)
         env.detach()  # the CLI hands the run over; `envkit down` removes it
     summary(err, env, view)
-    _print_outputs(env, as_json, env_file, github_output)
+    _print_outputs(env, as_json, write_env, force, github_output)
 
 
 @cli.command()
 @click.argument("runs", nargs=-1, shell_complete=run_ids)
 @click.option("--all", "all_runs", is_flag=True, help="Every envkit run on this engine.")
+@click.option("--strict", is_flag=True, help="Fail (exit 7) for a run that is not there.")
 @click.option("-v", "--verbose", is_flag=True)
-def down(runs: tuple[str, ...], all_runs: bool, verbose: bool) -> None:
-    """Remove runs and everything they created."""
+def down(runs: tuple[str, ...], all_runs: bool, strict: bool, verbose: bool) -> None:
+    """Remove runs and everything they created. A run that is already gone is fine (exit 0), as with
+    `docker compose down`; --strict makes it exit 7."""
     if not runs and not all_runs:
         raise UsageError("name the runs to remove (see `envkit ls`), or pass --all")
     from envkit import api
 
-    counts = api.down(list(runs), all_runs=all_runs, on_event=Renderer(err, verbose), backend=_engine())
+    backend = _engine()
+    wanted = list(dict.fromkeys(runs))
+    if wanted and not strict:
+        present = {r.run_id for r in api.ls(backend=backend)}
+        for gone in [r for r in wanted if r not in present]:
+            err.print(f"no run {escape(gone)}: nothing to remove")
+        wanted = [r for r in wanted if r in present]
+        if not wanted and not all_runs:
+            return
+    counts = api.down(wanted, all_runs=all_runs, on_event=Renderer(err, verbose), backend=backend,
+                      missing_ok=not strict)
     out.print(f"removed {counts['container']} containers, {counts['network']} networks, "
               f"{counts['volume']} volumes")
 
@@ -216,19 +237,25 @@ def ls_(as_json: bool) -> None:
 @cli.command()
 @click.argument("run", shell_complete=run_ids)
 @click.option("--json", "as_json", is_flag=True)
-def status(run: str, as_json: bool) -> None:
-    """Services of RUN: state, readiness and host ports."""
+def status(run: str, as_json: bool) -> int:
+    """Services of RUN: state, readiness and host ports. Exits 6 when a service is not ready (or a job
+    has not completed), so that scripts can check a run with it."""
     env = _attach(run)
     rows = env.status()
     if as_json:
         out.print_json(json.dumps([r.__dict__ for r in rows]))
-        return
-    table = Table("SERVICE", "CONTAINER", "KIND", "STATE", "READY", "PORTS", box=None)
-    for r in rows:
-        ports = ", ".join(f"{ip}:{port}->{key}" for key, (ip, port) in sorted(r.ports.items()))
-        color = "green" if r.ready in ("ready", "completed") else "red"
-        table.add_row(r.service, r.container, r.kind, r.state, f"[{color}]{escape(r.ready)}[/]", ports)
-    out.print(table)
+    else:
+        table = Table("SERVICE", "CONTAINER", "KIND", "STATE", "READY", "PORTS", box=None)
+        for r in rows:
+            ports = ", ".join(f"{ip}:{port}->{key}" for key, (ip, port) in sorted(r.ports.items()))
+            color = "green" if r.ok else "red"
+            table.add_row(r.service, r.container, r.kind, r.state, f"[{color}]{escape(r.ready)}[/]", ports)
+        out.print(table)
+    bad = [r for r in rows if not r.ok]
+    for r in bad:
+        err.print(f"[red]service {escape(r.service)}[/] ({escape(r.container)}): {escape(r.ready)}; "
+                  f"see `envkit logs {escape(run)} {escape(r.service)}`")
+    return 6 if bad else 0
 
 
 @cli.command()
@@ -271,30 +298,21 @@ def logs(run: str, service: str | None, follow: bool, tail: int | None) -> None:
         raise failures[0]
 
 
-@cli.command(name="exec", context_settings={"ignore_unknown_options": True})
-@click.argument("run", shell_complete=run_ids)
-@click.argument("service", shell_complete=run_services)
-@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
-@click.option("--replica", type=int, default=1)
-def exec_(run: str, service: str, command: tuple[str, ...], replica: int) -> int:
-    """Run COMMAND in SERVICE's container (no TTY); exits with its exit code."""
-    result = _attach(run).exec(service, list(command), replica)
-    sys.stdout.write(result.output)
-    return int(result.exit_code)
-
-
 @cli.command()
 @click.argument("run", shell_complete=run_ids)
 @click.option("--json", "as_json", is_flag=True)
-@click.option("--env-file", type=click.Path(path_type=Path))
-def outputs(run: str, as_json: bool, env_file: Path | None) -> None:
-    """Print RUN's outputs (--json: the run document)."""
+@write_env_options
+@click.option("--env-file", "old_env_file", hidden=True, type=click.Path(path_type=Path))
+def outputs(run: str, as_json: bool, write_env: Path | None, force: bool, old_env_file: Path | None) -> None:
+    """Print RUN's outputs (--json: the run document); --write-env FILE writes them instead."""
+    if old_env_file is not None:
+        raise UsageError("--env-file reads variables (as in Compose); to write the outputs use --write-env FILE")
     env = _attach(run)
-    if env_file:
-        _write(env_file, to_dotenv(env.outputs))
+    if write_env:
+        write_env_file(write_env, env.outputs, env.run_id, force)
     if as_json:
         out.print_json(dumps(env.document()))
-    elif not env_file:
+    elif not write_env:
         sys.stdout.write(to_dotenv(env.outputs))
 
 
@@ -305,10 +323,11 @@ def outputs(run: str, as_json: bool, env_file: Path | None) -> None:
 @click.option("--only", multiple=True, metavar="SVC", shell_complete=blueprint_services,
               help="Only these services and what they depend on.")
 @click.option("--timeout", type=float, metavar="SECONDS")
+@env_file_option
 @click.option("-v", "--verbose", is_flag=True)
 @progress_options
 def run(blueprint: Path, command: tuple[str, ...], name: str | None, only: tuple[str, ...],
-        timeout: float | None, verbose: bool, progress_mode: str, quiet: bool) -> int:
+        timeout: float | None, env_files: tuple[Path, ...], verbose: bool, progress_mode: str, quiet: bool) -> int:
     """Bring BLUEPRINT up, run COMMAND with the outputs in its environment, always tear down.
 
     COMMAND gets every output as an environment variable, plus ENVKIT_RUN (the run id) and
@@ -316,9 +335,11 @@ def run(blueprint: Path, command: tuple[str, ...], name: str | None, only: tuple
     """
     from envkit import api
 
+    files = read_files(env_files)
     with sigterm_as_interrupt():
         with progress(err, "quiet" if quiet else progress_mode, verbose) as view:
-            env = api.up(blueprint, name=name, only=only, timeout=timeout, on_event=sink(view), backend=_engine())
+            env = api.up(blueprint, name=name, only=only, timeout=timeout, on_event=sink(view), backend=_engine(),
+                         env_files=files)
         summary(err, env, view)
         try:
             with tempfile.TemporaryDirectory(prefix="envkit-") as tmp:
@@ -372,6 +393,7 @@ def _teardown(env: Environment, quiet: bool = False) -> None:
     if not quiet:
         err.print(f"[dim]run {env.run_id} removed[/]")
 
+from envkit.cli.exec_cmd import exec_  # noqa: E402
 from envkit.cli.export_cmd import export  # noqa: E402
 from envkit.cli.seed_cmd import seed  # noqa: E402
 
@@ -393,6 +415,7 @@ from envkit.cli.complete import completion  # noqa: E402
 cli.add_command(completion)
 
 cli.add_command(seed)
+cli.add_command(exec_)
 
 from envkit.cli.examples import add_examples  # noqa: E402
 

@@ -126,7 +126,8 @@ class PluginState:
         except Interrupted as exc:
             raise KeyboardInterrupt from exc
         except EnvkitError as exc:
-            pytest.fail(f"envkit: {source}: {exc}", pytrace=False)
+            origin = " (ENVKIT_RUN, set by `envkit run`)" if default and self.settings.attached else ""
+            pytest.fail(f"envkit: {source}{origin}: {exc}", pytrace=False)
         entry.seconds = time.monotonic() - began
         return entry
 

@@ -24,6 +24,7 @@ class Settings:
     reuse: str | None = None
     shared: bool = False
     engine: str | None = None  # None: envkit.backends.connect() decides (ENVKIT_ENGINE, else docker)
+    attached: bool = False  # reuse came from ENVKIT_RUN: pytest runs under `envkit run`
 
     @property
     def default_source(self) -> str:
@@ -40,7 +41,8 @@ def add_options(parser: pytest.Parser) -> None:
     group.addoption("--envkit-keep", action="store_true",
                     help="Keep an environment a failing test used, and print how to remove it.")
     group.addoption("--envkit-reuse", metavar="RUN",
-                    help="Use the running environment RUN instead of bringing one up; never removed.")
+                    help="Use the running environment RUN instead of bringing one up; never removed. Under "
+                         "`envkit run` ($ENVKIT_RUN set) that run is used unless --envkit-blueprint is given.")
     group.addoption("--envkit-shared", action="store_true",
                     help="With pytest-xdist: one environment for all workers instead of one per worker.")
     group.addoption("--envkit-engine", metavar="NAME",
@@ -61,9 +63,16 @@ def read_settings(config: pytest.Config) -> Settings:
     elif config.getini("envkit_blueprint"):
         base = config.inipath.parent if config.inipath else config.rootpath
         blueprint = Path(os.path.normpath(base / config.getini("envkit_blueprint")))
+    reuse = config.getoption("envkit_reuse") or None
+    attached = False
+    run = os.environ.get("ENVKIT_RUN", "")
+    if run and not reuse and not config.getoption("envkit_blueprint"):
+        # Under `envkit run BLUEPRINT -- pytest` the environment is up already: use it (never removed)
+        # rather than bring a second one up from the ini file's blueprint.
+        reuse, attached, blueprint = run, True, None
     shared = bool(config.getoption("envkit_shared"))
     if shared and scope != "session":
         raise pytest.UsageError(f"--envkit-shared shares the session's environment; it needs scope session, not {scope}")
     engine = config.getoption("envkit_engine") or config.getini("envkit_engine") or None
-    return Settings(blueprint, cast(Scope, scope), bool(config.getoption("envkit_keep")),
-                    config.getoption("envkit_reuse") or None, shared, engine)
+    return Settings(blueprint, cast(Scope, scope), bool(config.getoption("envkit_keep")), reuse, shared, engine,
+                    attached)

@@ -33,8 +33,11 @@ from envkit.backends.base import (
     PortKey,
     VolumeSpec,
 )
+from envkit.backends.fake import Program
 from envkit.errors import Busy, Conflict, EngineError, NotFound, Unsupported
 from envkit.runs import teardown
+
+from .exec_contract import ExecStreamContract
 
 __all__ = ["BackendContract", "Harness", "read_tar", "tar_of"]
 
@@ -56,6 +59,9 @@ class Harness(ABC):
     @abstractmethod
     def failing_build(self, reason: str) -> Callable[[Callable[[str], None]], None]:
         """A build of an image whose engine reason for failing contains ``reason``."""
+
+    def play(self, name: str, program: Program) -> None:  # noqa: B027 - a real engine runs the command
+        """For ``exec_stream`` in container ``name``: ``program`` does what the command does."""
 
 
 def tar_of(files: dict[str, bytes], mode: int = 0o644) -> bytes:
@@ -86,7 +92,7 @@ def eventually(check: Callable[[], bool], timeout: float = 10.0) -> bool:
     return True
 
 
-class BackendContract:
+class BackendContract(ExecStreamContract):
     """Subclasses provide a ``harness`` fixture."""
 
     @pytest.fixture
@@ -354,4 +360,3 @@ class BackendContract:
             b.disconnect_network(ident, second)
         with pytest.raises(NotFound):
             b.connect_network(ident, f"{second}-none")
-
