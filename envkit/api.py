@@ -12,7 +12,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import getpass
-import json
 import os
 import socket
 import threading
@@ -29,14 +28,14 @@ from envkit import __version__, reaper
 from envkit import labels as L
 from envkit.backends import Backend, connect
 from envkit.backends.base import Capability, ContainerState, ExecResult, Protocol
-from envkit.blueprint import Blueprint, Probe, load
+from envkit.blueprint import Blueprint, load
 from envkit.errors import EngineError, EnvkitError, Interrupted, UsageError
 from envkit.events import Event, EventSink, ignore
 from envkit.execute import Executor
 from envkit.images import image_tag
 from envkit.outputs import host_port, resolve, run_document, service_host
 from envkit.plan import Plan, RunIdentity, make_plan
-from envkit.probes import Outcome, check
+from envkit.probes import Outcome, check, probe_from_label
 from envkit.runs import RunInfo, RunSummary, describe, list_runs, teardown
 from envkit.signals import despite_interrupts
 
@@ -305,7 +304,7 @@ class Environment:
             elif not c.running:
                 ready = f"not ready: {c.status}" + (f" (exit {c.exit_code})" if c.exit_code is not None else "")
             else:
-                probe = _probe_from_label(c.labels.get(L.PROBE, ""))
+                probe = probe_from_label(c.labels.get(L.PROBE, ""))
                 try:
                     outcome, detail = check(self.backend, c, probe)  # c was just inspected (refresh)
                 except EngineError as exc:
@@ -329,18 +328,4 @@ class Environment:
         reaper.release(self.run_id)  # reaper: nothing left to remove
         self._gone = True
         _owned.discard(self)
-
-
-def _probe_from_label(text: str) -> Probe | None:
-    if not text:
-        return None
-    try:
-        fields = json.loads(text)
-        if "command" in fields:
-            fields["command"] = tuple(fields["command"])
-        return Probe(**fields)
-    except (ValueError, TypeError):
-        return None
-
-
 

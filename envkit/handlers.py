@@ -14,9 +14,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from envkit.backends.base import Backend
+from envkit.backends.base import Backend, Capability
 from envkit.errors import BuildFailed, EngineError, ServiceFailed
-from envkit.probes import Aborted, log_tail, wait_exited, wait_ready
+from envkit.probes import Aborted, failure, wait_exited, wait_ready
 from envkit.steps import (
     BuildImage,
     CreateContainer,
@@ -25,8 +25,10 @@ from envkit.steps import (
     Payload,
     PullImage,
     ReleaseContainer,
+    RemoveContainer,
     StartContainer,
     Step,
+    StopContainer,
     Usable,
     WaitComplete,
     WaitReady,
@@ -152,7 +154,7 @@ def _release(x: Context, p: ReleaseContainer) -> Done:
     except EngineError as exc:
         state = x.backend.inspect_container(ident)
         why = f"exited with code {state.exit_code} before its release" if not state.running else str(exc)
-        raise ServiceFailed(x.service, why, log_tail(x.backend, ident), p.container) from exc
+        raise failure(x.backend, x.service, why, ident, p.container) from exc
     return Done(f"released {p.container}")
 
 
@@ -171,6 +173,17 @@ def _usable(x: Context, p: Usable) -> Done:
     return Done(f"{p.service} usable")
 
 
+def _stop(x: Context, p: StopContainer) -> Done:
+    x.backend.require(Capability.SIGNAL, f"stop {p.container}")
+    x.backend.stop_container(x.ledger.containers[p.container], p.grace)
+    return Done(f"stopped {p.container}")
+
+
+def _remove(x: Context, p: RemoveContainer) -> Done:
+    x.backend.remove_container(x.ledger.containers[p.container], 0)
+    return Done(f"removed {p.container}")
+
+
 #: payload type -> handler (each handler takes its own payload type; ``run_step`` pairs them)
 HANDLERS: Mapping[type[Payload], Callable[[Context, Any], Done]] = {
     BuildImage: _build,
@@ -183,6 +196,8 @@ HANDLERS: Mapping[type[Payload], Callable[[Context, Any], Done]] = {
     WaitReady: _ready,
     WaitComplete: _complete,
     Usable: _usable,
+    StopContainer: _stop,
+    RemoveContainer: _remove,
 }
 
 

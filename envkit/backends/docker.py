@@ -32,6 +32,8 @@ from envkit.backends.base import (
     ContainerSpec,
     ContainerState,
     ExecResult,
+    ImageInfo,
+    LogLine,
     NetworkSpec,
     Resource,
     VolumeSpec,
@@ -173,6 +175,19 @@ class DockerBackend(Backend):
         if failure:
             raise EngineError(failure)
 
+    def list_images(self, labels: Mapping[str, str | None]) -> list[ImageInfo]:
+        rows = self._retried("list images", lambda: self.api.images(filters=self._filters(labels)))
+        if not rows:
+            return []
+        users: dict[str, int] = {}
+        for c in self._retried("list containers", lambda: self.api.containers(all=True)):
+            users[str(c.get("ImageID", ""))] = users.get(str(c.get("ImageID", "")), 0) + 1
+        return [wire.image_info(row, users.get(str(row["Id"]), 0)) for row in rows]
+
+    def remove_image(self, tag: str) -> None:
+        # Not forced: a tag in use by a container is a Conflict (409); the image goes with its last tag.
+        self._gone_ok(f"remove image {tag}", lambda: self.api.remove_image(tag))
+
     # -- networks and volumes ---------------------------------------------------------------------
     def create_network(self, spec: NetworkSpec) -> str:
         labels = dict(spec.labels)
@@ -273,6 +288,34 @@ class DockerBackend(Backend):
             for chunk in stream:
                 yield chunk.decode(errors="replace") if isinstance(chunk, bytes) else str(chunk)
 
+    def log_lines(self, container_id: str, tail: int | None = None, since: float | None = None,
+                  until: float | None = None) -> list[LogLine]:
+        kwargs: dict[str, Any] = {"tail": tail if tail is not None else "all", "timestamps": True}
+        if since is not None:
+            kwargs["since"] = float(since)
+        if until is not None:
+            kwargs["until"] = float(until)
+        data = self._retried(f"logs of container {container_id[:12]}",
+                             lambda: self.api.logs(container_id, stdout=True, stderr=True, **kwargs))
+        text = data.decode(errors="replace") if isinstance(data, bytes) else str(data)
+        return [wire.log_line(line) for line in text.splitlines() if line]
+
+    def follow_log_lines(self, container_id: str, tail: int | None = None,
+                         since: float | None = None) -> Iterator[LogLine]:
+        kwargs: dict[str, Any] = {"tail": tail if tail is not None else "all", "timestamps": True}
+        if since is not None:
+            kwargs["since"] = float(since)
+        with self._call(f"follow logs of container {container_id[:12]}"):
+            stream = self.api.logs(container_id, stream=True, follow=True, **kwargs)
+            pending = ""
+            for chunk in stream:
+                pending += chunk.decode(errors="replace") if isinstance(chunk, bytes) else str(chunk)
+                *lines, pending = pending.split("\n")
+                for line in lines:
+                    yield wire.log_line(line)
+            if pending:
+                yield wire.log_line(pending)
+
     # -- discovery and removal --------------------------------------------------------------------
     @staticmethod
     def _filters(labels: Mapping[str, str | None]) -> dict[str, list[str]]:
@@ -348,9 +391,6 @@ class DockerBackend(Backend):
         made = self._once(f"export container {container_id[:12]} as {tag}", lambda: self.api.commit(
             container_id, repository=repository, tag=version or "latest", conf={"Labels": dict(labels)}))
         return str(made["Id"])
-
-    def remove_image(self, tag: str) -> None:
-        self._gone_ok(f"remove image {tag}", lambda: self.api.remove_image(tag))
 
     @contextmanager
     def _helper(self, volume: str, command: list[str] | None, read_only: bool) -> Iterator[str]:

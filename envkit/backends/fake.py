@@ -16,6 +16,7 @@ Behaviour is configured through plain attributes, per container name or per serv
     fake.exit_codes["migrate"] = 0          # the migrate job exits 0 as soon as it starts
     fake.build_failures["envkit/shop-app:1"] = "COPY failed"
     fake.log_text["api"] = "listening on :8080\\n"   # printed once its process has begun
+    fake.emit(container_id, "GET /health 200")     # a line printed now (not an engine call)
     FakeBackend(capabilities={Capability.GATE})     # an engine that can do less: refusals
 """
 
@@ -71,15 +72,6 @@ class FakeBackend(FakeEngine):
             self.images.add(tag)
             self.image_files[tag] = dict(c.files)  # its own files, not its volumes
         return f"sha256:{tag}"
-
-    def remove_image(self, tag: str) -> None:
-        self.require(Capability.EXPORT_FILESYSTEM)
-        self._record("remove_image", tag)
-        with self._changed:
-            if any(c.spec.image == tag for c in self.containers.values()):
-                raise Conflict(f"image {tag} is used by a container")
-            self.images.discard(tag)
-            self.image_files.pop(tag, None)
 
     def export_volume(self, name: str) -> Iterator[bytes]:
         self.require(Capability.EXPORT_VOLUME)
