@@ -253,9 +253,8 @@ def container_spec(svc: Service, replica: int, image: str, run: str, stamp: dict
     }
     if svc.ready is not None:
         lab[L.PROBE] = probe_label(svc.ready)
-    if svc.depends_on:
-        lab[L.DEPENDS_ON] = json.dumps({d.service: d.condition for d in svc.depends_on}, sort_keys=True,
-                                       separators=(",", ":"))
+    lab[L.DEPENDS_ON] = json.dumps({d.service: d.condition for d in svc.depends_on}, sort_keys=True,
+                                   separators=(",", ":"))
     networks = tuple(
         NetworkAttachment(L.network_name(run, a.network), (svc.name, f"{svc.name}-{replica}", *a.aliases))
         for a in svc.networks

@@ -291,10 +291,10 @@ class DockerBackend(Backend):
     def log_lines(self, container_id: str, tail: int | None = None, since: float | None = None,
                   until: float | None = None) -> list[LogLine]:
         kwargs: dict[str, Any] = {"tail": tail if tail is not None else "all", "timestamps": True}
-        if since is not None:
+        if since is not None and since > 0:
             kwargs["since"] = float(since)
         if until is not None:
-            kwargs["until"] = float(until)
+            kwargs["until"] = max(float(until), 1e-6)
         data = self._retried(f"logs of container {container_id[:12]}",
                              lambda: self.api.logs(container_id, stdout=True, stderr=True, **kwargs))
         text = data.decode(errors="replace") if isinstance(data, bytes) else str(data)
@@ -303,7 +303,7 @@ class DockerBackend(Backend):
     def follow_log_lines(self, container_id: str, tail: int | None = None,
                          since: float | None = None) -> Iterator[LogLine]:
         kwargs: dict[str, Any] = {"tail": tail if tail is not None else "all", "timestamps": True}
-        if since is not None:
+        if since is not None and since > 0:
             kwargs["since"] = float(since)
         with self._call(f"follow logs of container {container_id[:12]}"):
             stream = self.api.logs(container_id, stream=True, follow=True, **kwargs)
