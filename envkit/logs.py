@@ -13,7 +13,7 @@ import queue
 import re
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -79,7 +79,7 @@ def merged(backend: Backend, info: RunInfo, services: Sequence[str] = (), tail: 
 
 
 def follow(backend: Backend, info: RunInfo, services: Sequence[str] = (), tail: int | None = None,
-           since: float | None = None) -> Iterator[Entry]:
+           since: float | None = None) -> Generator[Entry, None, None]:
     """The lines so far (as ``merged``), then each new line as it comes, from every selected container,
     until each of them has stopped (or the caller closes the iterator). An engine error while following
     ends the stream with that error."""
