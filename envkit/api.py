@@ -314,24 +314,29 @@ class Environment:
         return out
 
     # -- working on the live run (envkit.live) ------------------------------------------------------------
-    def stop(self, *services: str, on_event: EventSink = ignore) -> LiveResult:
-        """Stop services (every service when none is named), dependants first; the containers are kept."""
-        return self._live(live.lifecycle(self.backend, self.run_id, "stop", services, on_event=on_event))
+    def stop(self, *services: str, timeout: float | None = None, on_event: EventSink = ignore) -> LiveResult:
+        """Stop services (every service when none is named), dependants first; the containers are kept.
+        ``timeout``: seconds to wait after the stop signal before killing (default: the service's
+        ``stop_grace_period``, else 10)."""
+        return self._live(live.lifecycle(self.backend, self.run_id, "stop", services, on_event=on_event,
+                                         timeout=timeout))
 
-    def start(self, *services: str, on_event: EventSink = ignore) -> LiveResult:
+    def start(self, *services: str, timeout: float | None = None, on_event: EventSink = ignore) -> LiveResult:
         """Start services again, dependencies first, and wait until each is ready."""
-        return self._live(live.lifecycle(self.backend, self.run_id, "start", services, on_event=on_event))
+        return self._live(live.lifecycle(self.backend, self.run_id, "start", services, on_event=on_event,
+                                         timeout=timeout))
 
-    def restart(self, *services: str, on_event: EventSink = ignore) -> LiveResult:
+    def restart(self, *services: str, timeout: float | None = None, on_event: EventSink = ignore) -> LiveResult:
         """Stop, then start services, in dependency order, and wait until they are ready again."""
-        return self._live(live.lifecycle(self.backend, self.run_id, "restart", services, on_event=on_event))
+        return self._live(live.lifecycle(self.backend, self.run_id, "restart", services, on_event=on_event,
+                                         timeout=timeout))
 
     def rebuild(self, *services: str, blueprint: str | Path | None = None, env: Mapping[str, str] | None = None,
-                on_event: EventSink = ignore) -> LiveResult:
+                timeout: float | None = None, on_event: EventSink = ignore) -> LiveResult:
         """Rebuild services' images from the blueprint and replace their containers, keeping their names,
         DNS aliases and host ports; their dependants keep running. None named: those whose build changed."""
         return self._live(live.rebuild(self.backend, self.run_id, services, blueprint=blueprint or self._source(),
-                                       env=env, on_event=on_event))
+                                       env=env, timeout=timeout, on_event=on_event))
 
     def _source(self) -> Path | None:
         return self.blueprint.file if self.blueprint is not None else None

@@ -56,6 +56,7 @@ __all__ = ["LivePlan", "LiveResult", "Verb", "lifecycle", "plan_lifecycle", "pla
 Verb = Literal["stop", "start", "restart"]
 #: the labels that say which run a container belongs to, kept as they are on a re-created container
 RUN_LABELS = (L.MANAGED, L.RUN, L.BLUEPRINT, L.BLUEPRINT_PATH, L.OWNER, L.CREATED_AT, L.VERSION)
+STOP_GRACE = 10.0  # seconds a stop waits before it kills, when neither the call nor the blueprint says
 
 
 @dataclass(frozen=True)
@@ -121,11 +122,16 @@ def _kind(info: RunInfo, service: str) -> str:
     return info.replicas(service)[0].labels.get(L.KIND, "service")
 
 
-def _grace(c: ContainerState) -> float:
+def _grace(c: ContainerState, timeout: float | None) -> float:
+    """How long a stop waits after the stop signal: ``timeout`` when given, else the service's
+    ``stop_grace_period``, else Compose's 10 s (teardown's default of killing is for throwaway runs)."""
+    if timeout is not None:
+        return timeout
     try:
-        return float(c.labels.get(L.STOP_GRACE, "10") or 10)
+        grace = float(c.labels.get(L.STOP_GRACE, "0") or 0)
     except ValueError:
-        return 10.0
+        grace = 0.0
+    return grace if grace > 0 else STOP_GRACE
 
 
 def _wait_step(service: str, kind: str, name: str, probe: Probe | None, n: int, after: str) -> Step:
@@ -152,8 +158,10 @@ def _waits_for(service: str, deps: Mapping[str, Mapping[str, str]], selected: Se
 
 
 # -- stop / start / restart ---------------------------------------------------------------------------------
-def plan_lifecycle(info: RunInfo, verb: Verb, services: Sequence[str] = (), bp: Blueprint | None = None) -> LivePlan:
-    """Pure: the steps of ``verb`` on the selected services (every service, no jobs, when none is named)."""
+def plan_lifecycle(info: RunInfo, verb: Verb, services: Sequence[str] = (), bp: Blueprint | None = None,
+                   timeout: float | None = None) -> LivePlan:
+    """Pure: the steps of ``verb`` on the selected services (every service, no jobs, when none is named).
+    ``timeout``: seconds each stop waits before it kills (see ``_grace``)."""
     selected = _select(info, services, verb)
     deps = _dependencies(info, bp)
     notes: list[str] = []
@@ -170,7 +178,7 @@ def plan_lifecycle(info: RunInfo, verb: Verb, services: Sequence[str] = (), bp: 
             if verb in ("stop", "restart"):
                 after = tuple(f"stop:{d}-{m}" for d in dependants[service] for m in range(1, len(info.replicas(d)) + 1))
                 cause = f"after its dependants {', '.join(dependants[service])}" if after else "nothing depends on it"
-                steps.append(Step(stop_id, StopContainer(c.name, _grace(c)), cause, after, one, n))
+                steps.append(Step(stop_id, StopContainer(c.name, _grace(c, timeout)), cause, after, one, n))
             if verb in ("start", "restart"):
                 after = tuple((stop_id,) if verb == "restart" else ()) + tuple(_waits_for(service, deps, selected, info))
                 names = [d for d in sorted(deps.get(service, {})) if d in selected]
@@ -250,7 +258,7 @@ def _execute(backend: Backend, info: RunInfo, plan: LivePlan, on_event: EventSin
 
 
 def prepare(backend: Backend, run_id: str, verb: Verb, services: Sequence[str] = (),
-            env: Mapping[str, str] | None = None) -> tuple[RunInfo, LivePlan]:
+            env: Mapping[str, str] | None = None, timeout: float | None = None) -> tuple[RunInfo, LivePlan]:
     """The run as it is and the plan of ``verb`` on it (``envkit restart --dry-run`` prints the plan)."""
     if verb != "start":
         backend.require(Capability.SIGNAL, f"envkit {verb}")
@@ -258,19 +266,21 @@ def prepare(backend: Backend, run_id: str, verb: Verb, services: Sequence[str] =
     bp = None
     if any(L.DEPENDS_ON not in c.labels for c in info.containers):
         bp = _blueprint_of(info, None, env, required=False)
-    return info, plan_lifecycle(info, verb, services, bp)
+    return info, plan_lifecycle(info, verb, services, bp, timeout)
 
 
 def lifecycle(backend: Backend, run_id: str, verb: Verb, services: Sequence[str] = (), *,
-              on_event: EventSink = ignore, env: Mapping[str, str] | None = None) -> LiveResult:
-    """Stop, start or restart services of a live run (every service when none is named)."""
-    info, plan = prepare(backend, run_id, verb, services, env)
+              on_event: EventSink = ignore, env: Mapping[str, str] | None = None,
+              timeout: float | None = None) -> LiveResult:
+    """Stop, start or restart services of a live run (every service when none is named); ``timeout``:
+    seconds each stop waits after the stop signal before it kills."""
+    info, plan = prepare(backend, run_id, verb, services, env, timeout)
     return _execute(backend, info, plan, on_event)
 
 
 # -- rebuild ----------------------------------------------------------------------------------------------
 def plan_rebuild(info: RunInfo, bp: Blueprint, services: Sequence[str], tags: Mapping[str, str],
-                 existing_images: frozenset[str]) -> LivePlan:
+                 existing_images: frozenset[str], timeout: float | None = None) -> LivePlan:
     """Pure: build what changed, then replace each replica of the named services (by default: the
     services, not jobs, whose build context changed). ``tags``: each service's image (a build's tag)."""
     missing = [s for s in services if s in info.services and s not in bp.services]
@@ -317,7 +327,7 @@ def plan_rebuild(info: RunInfo, bp: Blueprint, services: Sequence[str], tags: Ma
             elif spec.ports:
                 notes.append(f"{old.name} is not running: its published ports are given anew")
             first = (previous,) if previous else ()
-            steps.append(Step(f"stop:{cid}", StopContainer(old.name, _grace(old)),
+            steps.append(Step(f"stop:{cid}", StopContainer(old.name, _grace(old, timeout)),
                               "its replacement is ready to be made", first, one, n))
             steps.append(Step(f"remove:{cid}", RemoveContainer(old.name), "frees its name and host ports",
                               (f"stop:{cid}",), one, n))
@@ -345,8 +355,8 @@ def _check_resources(info: RunInfo, service: str, spec: ContainerSpec) -> None:
 
 
 def prepare_rebuild(backend: Backend, run_id: str, services: Sequence[str] = (), *,
-                    blueprint: str | Path | None = None,
-                    env: Mapping[str, str] | None = None) -> tuple[RunInfo, LivePlan]:
+                    blueprint: str | Path | None = None, env: Mapping[str, str] | None = None,
+                    timeout: float | None = None) -> tuple[RunInfo, LivePlan]:
     """The run as it is and the plan of rebuilding ``services`` from its blueprint (or ``blueprint``)."""
     backend.require(Capability.SIGNAL, "envkit rebuild")
     info = describe(backend, run_id)
@@ -360,11 +370,12 @@ def prepare_rebuild(backend: Backend, run_id: str, services: Sequence[str] = (),
             build = bp.services[s].build
             tags[s] = image_tag(bp.name, build) if build is not None else str(bp.services[s].image)
     existing = frozenset(t for t in set(tags.values()) if backend.image_exists(t))
-    return info, plan_rebuild(info, bp, services, tags, existing)
+    return info, plan_rebuild(info, bp, services, tags, existing, timeout)
 
 
 def rebuild(backend: Backend, run_id: str, services: Sequence[str] = (), *, blueprint: str | Path | None = None,
-            on_event: EventSink = ignore, env: Mapping[str, str] | None = None) -> LiveResult:
+            on_event: EventSink = ignore, env: Mapping[str, str] | None = None,
+            timeout: float | None = None) -> LiveResult:
     """Rebuild and replace services of a live run from its blueprint (the run's own, or ``blueprint``)."""
-    info, plan = prepare_rebuild(backend, run_id, services, blueprint=blueprint, env=env)
+    info, plan = prepare_rebuild(backend, run_id, services, blueprint=blueprint, env=env, timeout=timeout)
     return _execute(backend, info, plan, on_event)

@@ -26,6 +26,9 @@ run_arg = click.argument("run")
 services_arg = click.argument("services", nargs=-1, metavar="[SERVICE]...")
 verbose_opt = click.option("-v", "--verbose", is_flag=True, help="Show every step (and the build output).")
 dry_run_opt = click.option("--dry-run", is_flag=True, help="Print the steps, do nothing.")
+timeout_opt = click.option("-t", "--timeout", type=click.FloatRange(min=0), metavar="SECONDS",
+                           help="How long a stop waits before it kills (default: the service's stop_grace_period, "
+                                "else 10; 0 kills).")
 
 
 def _engine() -> Backend:
@@ -41,15 +44,16 @@ def _summary(result: LiveResult) -> None:
     out.print(table)
 
 
-def _lifecycle(verb: Verb, run: str, services: tuple[str, ...], verbose: bool, dry_run: bool) -> None:
+def _lifecycle(verb: Verb, run: str, services: tuple[str, ...], verbose: bool, dry_run: bool,
+               timeout: float | None) -> None:
     from envkit import live
 
     backend = _engine()
     if dry_run:
-        _, plan = live.prepare(backend, run, verb, services)
+        _, plan = live.prepare(backend, run, verb, services, timeout=timeout)
         _print_plan(plan)
         return
-    _summary(live.lifecycle(backend, run, verb, services, on_event=Renderer(err, verbose)))
+    _summary(live.lifecycle(backend, run, verb, services, on_event=Renderer(err, verbose), timeout=timeout))
 
 
 def _print_plan(plan: LivePlan) -> None:
@@ -62,8 +66,9 @@ def _verb(verb: Verb, doc: str) -> click.Command:
     @services_arg
     @verbose_opt
     @dry_run_opt
-    def command(run: str, services: tuple[str, ...], verbose: bool, dry_run: bool) -> None:
-        _lifecycle(verb, run, services, verbose, dry_run)
+    @timeout_opt
+    def command(run: str, services: tuple[str, ...], verbose: bool, dry_run: bool, timeout: float | None) -> None:
+        _lifecycle(verb, run, services, verbose, dry_run, timeout)
 
     return command
 
@@ -103,7 +108,9 @@ Example:
               help="The blueprint to rebuild from (default: the one the run was made from).")
 @verbose_opt
 @dry_run_opt
-def rebuild(run: str, services: tuple[str, ...], blueprint: Path | None, verbose: bool, dry_run: bool) -> None:
+@timeout_opt
+def rebuild(run: str, services: tuple[str, ...], blueprint: Path | None, verbose: bool, dry_run: bool,
+            timeout: float | None) -> None:
     """Rebuild SERVICEs' images and replace their containers in RUN, after a code change.
 
     Without SERVICE: every service (not job) whose build context changed. Each replica in turn is
@@ -119,10 +126,11 @@ def rebuild(run: str, services: tuple[str, ...], blueprint: Path | None, verbose
 
     backend = _engine()
     if dry_run:
-        _, plan = live.prepare_rebuild(backend, run, services, blueprint=blueprint)
+        _, plan = live.prepare_rebuild(backend, run, services, blueprint=blueprint, timeout=timeout)
         _print_plan(plan)
         return
-    result = live.rebuild(backend, run, services, blueprint=blueprint, on_event=Renderer(err, verbose))
+    result = live.rebuild(backend, run, services, blueprint=blueprint, on_event=Renderer(err, verbose),
+                          timeout=timeout)
     if not result.plan.services:
         out.print("nothing to rebuild: no build context changed (name a service to replace it anyway)")
         return
