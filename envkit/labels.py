@@ -34,6 +34,7 @@ VERSION = f"{NS}.version"
 NETWORK = f"{NS}.network"
 VOLUME = f"{NS}.volume"
 PROBE = f"{NS}.probe"
+IMAGE = f"{NS}.image"  # the image a container was made from (a build's content tag): `envkit rebuild` compares it
 DEPENDS_ON = f"{NS}.depends-on"  # JSON {"service": "started|ready|completed"}: restart order without the blueprint
 STOP_GRACE = f"{NS}.stop-grace"
 OUTPUT_PREFIX = f"{NS}.output."

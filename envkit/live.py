@@ -290,7 +290,7 @@ def plan_rebuild(info: RunInfo, bp: Blueprint, services: Sequence[str], tags: Ma
     selected = _select(info, services, "rebuild")
     if not named:
         selected = tuple(s for s in selected if s in bp.services and bp.services[s].build is not None
-                         and info.replicas(s)[0].labels.get(L.CONTEXT_HASH) != tags[s].rsplit(":", 1)[-1])
+                         and not _made_from(info.replicas(s)[0], tags[s]))
     deps = {s: {d.service: d.condition for d in bp.services[s].depends_on} for s in selected}
     notes: list[str] = []
     steps: list[Step] = []
@@ -341,6 +341,14 @@ def plan_rebuild(info: RunInfo, bp: Blueprint, services: Sequence[str], tags: Ma
         finals = tuple(s.id for s in steps if s.services == one and s.action in ("ready", "complete"))
         steps.append(Step(f"usable:{service}", Usable(service), "every replica replaced", finals, one))
     return LivePlan(info.run_id, "rebuild", selected, _stable(steps), tuple(notes))
+
+
+def _made_from(c: ContainerState, tag: str) -> bool:
+    """Whether a container was made from the image ``tag`` (by its label; on Docker a run made before
+    the label existed still carries its build's hash, inherited from the image)."""
+    if L.IMAGE in c.labels:
+        return c.labels[L.IMAGE] == tag
+    return bool(c.labels.get(L.CONTEXT_HASH)) and c.labels[L.CONTEXT_HASH].startswith(tag.rsplit(":", 1)[-1])
 
 
 def _check_resources(info: RunInfo, service: str, spec: ContainerSpec) -> None:

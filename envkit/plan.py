@@ -249,7 +249,7 @@ def container_spec(svc: Service, replica: int, image: str, run: str, stamp: dict
     name = L.container_name(run, svc.name, replica)
     lab = {
         **dict(svc.labels), **stamp, L.SERVICE: svc.name, L.REPLICA: str(replica), L.ROLE: "service",
-        L.KIND: svc.kind, L.STOP_GRACE: f"{svc.stop_grace_period:g}",
+        L.KIND: svc.kind, L.STOP_GRACE: f"{svc.stop_grace_period:g}", L.IMAGE: image,
     }
     if svc.ready is not None:
         lab[L.PROBE] = probe_label(svc.ready)

@@ -23,6 +23,7 @@ Behaviour is configured through plain attributes, per container name or per serv
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
+from datetime import UTC, datetime
 
 from envkit.backends import _tar
 from envkit.backends._fake_core import SIGNALS, Container, FakeEngine, matches
@@ -71,6 +72,8 @@ class FakeBackend(FakeEngine):
             c = self._container(container_id)
             self.images.add(tag)
             self.image_files[tag] = dict(c.files)  # its own files, not its volumes
+            self.image_labels[tag] = {**c.labels, **labels}  # like Docker: the container's labels, and these
+            self.image_created[tag] = datetime.now(UTC)
         return f"sha256:{tag}"
 
     def export_volume(self, name: str) -> Iterator[bytes]:
