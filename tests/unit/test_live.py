@@ -150,7 +150,7 @@ def test_stop_waits_for_the_grace_given_else_the_blueprints_else_ten_seconds(env
 
 
 def test_unknown_services_are_named_with_the_runs_services(env: api.Environment) -> None:
-    with pytest.raises(UsageError, match="run r1 has no service dbb .services: api, cache, db, migrate, web"):
+    with pytest.raises(UsageError, match=r"run r1 has no service dbb \(services: api, cache, db, migrate, web\)"):
         env.restart("dbb")
 
 

@@ -74,5 +74,5 @@ def test_since_takes_durations_times_and_unix_times() -> None:
 
 
 def test_a_service_that_is_not_in_the_run_is_named(env: api.Environment, tmp_path: Path) -> None:
-    with pytest.raises(UsageError, match="run r1 has no service db .services: api, web"):
+    with pytest.raises(UsageError, match=r"run r1 has no service db \(services: api, web\)"):
         merged(env.backend, env.info, ["db"])

@@ -3,6 +3,7 @@ check a second; and the error of a service that never got ready shows the first 
 
 from __future__ import annotations
 
+import itertools
 import threading
 from pathlib import Path
 
@@ -32,7 +33,7 @@ def test_fast_for_the_first_two_seconds_then_backing_off_to_one_second() -> None
     assert max(fast) == probes.FAST_CAP and 35 <= len(fast) <= 45  # about 20 checks a second, as before
     slow = [w for at, w in waits if at >= probes.FAST_FOR]
     assert slow == sorted(slow) and slow[-1] == probes.SLOW_CAP  # growing, then one a second
-    assert all(b <= a * probes.GROWTH + 1e-9 for a, b in zip(slow, slow[1:], strict=False))
+    assert all(b <= a * probes.GROWTH + 1e-9 for a, b in itertools.pairwise(slow))
     checks_after_ten_seconds = sum(1 for at, _ in waits if at < 10.0)
     assert checks_after_ten_seconds < 60  # the old policy made ~200 by then: 20 a second
     # exec and log probes, which spawn a process or read the whole log, start slower.
@@ -60,7 +61,7 @@ def test_wait_ready_follows_the_policy_on_a_slow_service(fake: FakeBackend, monk
     monkeypatch.setattr(probes, "SLOW_CAP", 0.1)
     ident = started(fake, "slow")
     fake.exec_results["slow"] = ExecResult(1, "not yet")
-    with pytest.raises(ServiceFailed, match="service slow: not ready after 1.2s"):
+    with pytest.raises(ServiceFailed, match=r"service slow: not ready after 1\.2s"):
         probes.wait_ready(fake, ident, "slow", Probe("exec", command=("check",)), 1.2, threading.Event())
     checks = sum(1 for m, _ in fake.calls if m == "exec")
     # 0.2 s at <= 20 ms (~11), then 1 s backing off to 100 ms (~11 more): far below 60 at 20 ms.
