@@ -271,13 +271,19 @@ class DockerBackend(Backend):
             code = self.api.exec_inspect(made["Id"]).get("ExitCode")
         return ExecResult(exit_code=int(code) if code is not None else -1, output=output)
 
+    @staticmethod
+    def _log_args(tail: int | None, since: float | None, until: float | None = None,
+                  timestamps: bool = False) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"tail": tail if tail is not None else "all", "timestamps": timestamps}
+        if since is not None and since > 0:  # the SDK refuses 0
+            kwargs["since"] = float(since)
+        if until is not None:
+            kwargs["until"] = max(float(until), 1e-6)
+        return kwargs
+
     def logs(self, container_id: str, tail: int | None = None, since: float | None = None,
              until: float | None = None) -> str:
-        kwargs: dict[str, Any] = {"tail": tail if tail is not None else "all"}
-        if since is not None:
-            kwargs["since"] = since
-        if until is not None:
-            kwargs["until"] = until
+        kwargs = self._log_args(tail, since, until)
         data = self._retried(f"logs of container {container_id[:12]}",
                              lambda: self.api.logs(container_id, stdout=True, stderr=True, **kwargs))
         return data.decode(errors="replace") if isinstance(data, bytes) else str(data)
@@ -290,11 +296,7 @@ class DockerBackend(Backend):
 
     def log_lines(self, container_id: str, tail: int | None = None, since: float | None = None,
                   until: float | None = None) -> list[LogLine]:
-        kwargs: dict[str, Any] = {"tail": tail if tail is not None else "all", "timestamps": True}
-        if since is not None and since > 0:
-            kwargs["since"] = float(since)
-        if until is not None:
-            kwargs["until"] = max(float(until), 1e-6)
+        kwargs = self._log_args(tail, since, until, timestamps=True)
         data = self._retried(f"logs of container {container_id[:12]}",
                              lambda: self.api.logs(container_id, stdout=True, stderr=True, **kwargs))
         text = data.decode(errors="replace") if isinstance(data, bytes) else str(data)
@@ -302,9 +304,7 @@ class DockerBackend(Backend):
 
     def follow_log_lines(self, container_id: str, tail: int | None = None,
                          since: float | None = None) -> Iterator[LogLine]:
-        kwargs: dict[str, Any] = {"tail": tail if tail is not None else "all", "timestamps": True}
-        if since is not None and since > 0:
-            kwargs["since"] = float(since)
+        kwargs = self._log_args(tail, since, timestamps=True)
         with self._call(f"follow logs of container {container_id[:12]}"):
             stream = self.api.logs(container_id, stream=True, follow=True, **kwargs)
             pending = ""
