@@ -13,7 +13,6 @@ import atexit
 import contextlib
 import getpass
 import inspect
-import json
 import os
 import socket
 import threading
@@ -27,19 +26,21 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO
 
-from envkit import __version__, reaper
+from envkit import __version__, live, reaper
 from envkit import labels as L
 from envkit.backends import Backend, connect
 from envkit.backends.base import Capability, ContainerState, ExecResult, ExecSession, Protocol
-from envkit.blueprint import Blueprint, Probe, load
+from envkit.blueprint import Blueprint, load
 from envkit.blueprint.model import RunSeed
 from envkit.errors import Conflict, EngineError, EnvkitError, Interrupted, UsageError
 from envkit.events import Event, EventSink, ignore
 from envkit.execute import Executor
 from envkit.images import image_tag
+from envkit.live import LiveResult
+from envkit.logs import merged
 from envkit.outputs import host_port, resolve, run_document, service_host
 from envkit.plan import Plan, RunIdentity, make_plan
-from envkit.probes import Outcome, check
+from envkit.probes import Outcome, check, probe_from_label
 from envkit.runs import RunInfo, RunSummary, describe, list_runs, teardown
 from envkit.seed_plan import image_key, seed_plan
 from envkit.signals import despite_interrupts
@@ -390,15 +391,12 @@ class Environment:
 
     def logs(self, service: str | None = None, tail: int | None = None, since: float | None = None,
              until: float | None = None) -> str:
-        """One service's logs, or every service's with a ``name | `` prefix per line."""
+        """One service's logs, or every service's interleaved by time, with a ``name | `` prefix per line."""
         if service is not None:
             return "".join(self.backend.logs(c.id, tail, since, until) for c in self.info.replicas(service)
                            or [self._container(service)])
-        parts = []
-        for c in self.info.containers:
-            for line in self.backend.logs(c.id, tail, since, until).splitlines():
-                parts.append(f"{c.labels.get(L.SERVICE, c.name)} | {line}")
-        return "\n".join(parts) + ("\n" if parts else "")
+        # Every service's lines interleaved by time (envkit.logs), each named by its service.
+        return "".join(f"{e.line()}\n" for e in merged(self.backend, self.info, (), tail, since, until))
 
     def follow(self, service: str, tail: int | None = None, replica: int = 1) -> Iterator[str]:
         """New output of one replica as it comes (blocks; stop by closing the iterator)."""
@@ -417,7 +415,7 @@ class Environment:
             elif not c.running:
                 ready = f"not ready: {c.status}"
             else:
-                probe = _probe_from_label(c.labels.get(L.PROBE, ""))
+                probe = probe_from_label(c.labels.get(L.PROBE, ""))
                 try:
                     outcome, detail = check(self.backend, c, probe)  # c was just inspected (refresh)
                 except EngineError as exc:
@@ -430,6 +428,38 @@ class Environment:
     def seed(self, *services: str, on_event: EventSink = ignore) -> None:
         """Run the seed steps of these services (default: every service that has them) again."""
         seed(self.run_id, services, on_event=on_event, backend=self.backend)
+
+    # -- working on the live run (envkit.live) ------------------------------------------------------------
+    def stop(self, *services: str, timeout: float | None = None, on_event: EventSink = ignore) -> LiveResult:
+        """Stop services (every service when none is named), dependants first; the containers are kept.
+        ``timeout``: seconds to wait after the stop signal before killing (default: the service's
+        ``stop_grace_period``, else 10)."""
+        return self._live(live.lifecycle(self.backend, self.run_id, "stop", services, on_event=on_event,
+                                         timeout=timeout))
+
+    def start(self, *services: str, timeout: float | None = None, on_event: EventSink = ignore) -> LiveResult:
+        """Start services again, dependencies first, and wait until each is ready."""
+        return self._live(live.lifecycle(self.backend, self.run_id, "start", services, on_event=on_event,
+                                         timeout=timeout))
+
+    def restart(self, *services: str, timeout: float | None = None, on_event: EventSink = ignore) -> LiveResult:
+        """Stop, then start services, in dependency order, and wait until they are ready again."""
+        return self._live(live.lifecycle(self.backend, self.run_id, "restart", services, on_event=on_event,
+                                         timeout=timeout))
+
+    def rebuild(self, *services: str, blueprint: str | Path | None = None, env: Mapping[str, str] | None = None,
+                timeout: float | None = None, on_event: EventSink = ignore) -> LiveResult:
+        """Rebuild services' images from the blueprint and replace their containers, keeping their names,
+        DNS aliases and host ports; their dependants keep running. None named: those whose build changed."""
+        return self._live(live.rebuild(self.backend, self.run_id, services, blueprint=blueprint or self._source(),
+                                       env=env, timeout=timeout, on_event=on_event))
+
+    def _source(self) -> Path | None:
+        return self.blueprint.file if self.blueprint is not None else None
+
+    def _live(self, result: LiveResult) -> LiveResult:
+        self._info = result.info
+        return result
 
     def detach(self) -> None:
         """Hand the run over: it is no longer removed on ``with`` exit or at interpreter exit."""
@@ -445,18 +475,4 @@ class Environment:
         reaper.release(self.run_id)  # reaper: nothing left to remove
         self._gone = True
         _owned.discard(self)
-
-
-def _probe_from_label(text: str) -> Probe | None:
-    if not text:
-        return None
-    try:
-        fields = json.loads(text)
-        if "command" in fields:
-            fields["command"] = tuple(fields["command"])
-        return Probe(**fields)
-    except (ValueError, TypeError):
-        return None
-
-
 

@@ -153,14 +153,19 @@ class ServiceFailed(EnvkitError):
 
     exit_code = 6
 
-    def __init__(self, service: str, reason: str, log_tail: Sequence[str] = (), container: str = "") -> None:
+    def __init__(self, service: str, reason: str, log_tail: Sequence[str] = (), container: str = "",
+                 log_head: Sequence[str] = ()) -> None:
         self.service = service
         self.reason = reason
-        self.log_tail = _clean(log_tail)
+        self.log_tail = _clean(log_tail)  # its last log lines
+        self.log_head = _clean(log_head)  # and its first ones, when the log is longer than both
         self.container = container
         text = f"service {service}: {reason}"
-        if self.log_tail:
-            text += f"\n  last log lines of {container or service}:{_tail(self.log_tail)}"
+        who = container or service
+        if self.log_head:
+            text += (f"\n  first and last log lines of {who}:{_tail(self.log_head)}\n  | …{_tail(self.log_tail)}")
+        elif self.log_tail:
+            text += f"\n  last log lines of {who}:{_tail(self.log_tail)}"
         elif container:
             text += f"\n  ({container} printed no logs)"
         super().__init__(text)

@@ -14,9 +14,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from envkit.backends.base import Backend
+from envkit.backends.base import Backend, Capability
 from envkit.errors import BuildFailed, EngineError, PortBusy, ServiceFailed
-from envkit.probes import Aborted, log_tail, wait_exited, wait_ready
+from envkit.probes import Aborted, failure, wait_exited, wait_ready
 from envkit.steps import (
     BuildImage,
     CreateContainer,
@@ -25,9 +25,11 @@ from envkit.steps import (
     Payload,
     PullImage,
     ReleaseContainer,
+    RemoveContainer,
     SeedStep,
     StartContainer,
     Step,
+    StopContainer,
     Usable,
     WaitComplete,
     WaitReady,
@@ -160,7 +162,7 @@ def _release(x: Context, p: ReleaseContainer) -> Done:
     except EngineError as exc:
         state = x.backend.inspect_container(ident)
         why = f"exited with code {state.exit_code} before its release" if not state.running else str(exc)
-        raise ServiceFailed(x.service, why, log_tail(x.backend, ident), p.container) from exc
+        raise failure(x.backend, x.service, why, ident, p.container) from exc
     return Done(f"released {p.container}")
 
 
@@ -189,6 +191,17 @@ def _seed(x: Context, p: SeedStep) -> Done:
     return Done(f"{p.service} seed {p.index}/{p.total} in {time.monotonic() - began:.2f}s: {what}", p.detail)
 
 
+def _stop(x: Context, p: StopContainer) -> Done:
+    x.backend.require(Capability.SIGNAL, f"stop {p.container}")
+    x.backend.stop_container(x.ledger.containers[p.container], p.grace)
+    return Done(f"stopped {p.container}")
+
+
+def _remove(x: Context, p: RemoveContainer) -> Done:
+    x.backend.remove_container(x.ledger.containers[p.container], 0)
+    return Done(f"removed {p.container}")
+
+
 #: payload type -> handler (each handler takes its own payload type; ``run_step`` pairs them)
 HANDLERS: Mapping[type[Payload], Callable[[Context, Any], Done]] = {
     BuildImage: _build,
@@ -202,6 +215,8 @@ HANDLERS: Mapping[type[Payload], Callable[[Context, Any], Done]] = {
     WaitComplete: _complete,
     Usable: _usable,
     SeedStep: _seed,
+    StopContainer: _stop,
+    RemoveContainer: _remove,
 }
 
 

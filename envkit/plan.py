@@ -49,7 +49,7 @@ from envkit.steps import (
     WaitReady,
 )
 
-__all__ = ["Plan", "RunIdentity", "Step", "make_plan"]
+__all__ = ["Plan", "RunIdentity", "Step", "build_spec", "container_spec", "make_plan", "ordered"]
 
 
 @dataclass(frozen=True)
@@ -113,7 +113,7 @@ def make_plan(
     selected = bp.closure(only) if only else tuple(sorted(bp.services))
     caps.check(bp, selected, engine, capabilities)
     gating = caps.gating(capabilities)
-    services = [bp.services[n] for n in _ordered(bp, selected)]
+    services = [bp.services[n] for n in ordered(bp, selected)]
     stamp = _stamp(identity, bp)
     run = identity.run_id
     steps: list[Step] = []
@@ -140,9 +140,8 @@ def make_plan(
         sid = f"image:{tag}"
         if build is not None:
             rel = build.context.relative_to(bp.directory) if build.context.is_relative_to(bp.directory) else build.context
-            build_spec = BuildSpec(tag=tag, context=build.context, dockerfile=build.dockerfile, args=build.args,
-                                   target=build.target, labels=((L.CONTEXT_HASH, tag.rsplit(":", 1)[1]),))
-            steps.append(Step(sid, BuildImage(build_spec), f"no image for build context {rel} yet", services=names))
+            steps.append(Step(sid, BuildImage(build_spec(build, tag)), f"no image for build context {rel} yet",
+                              services=names))
         else:
             steps.append(Step(sid, PullImage(tag), "image not on the engine", services=names))
         for key in keys:
@@ -181,7 +180,7 @@ def make_plan(
             needs += [f"volume:{m.source}" for m in svc.volumes if m.type == "volume"]
             if svc.name in image_step:
                 needs.insert(0, image_step[svc.name])
-            spec = _container_spec(svc, n, name, image_of[svc.name], run, {**stamp, **outputs})
+            spec = container_spec(svc, n, image_of[svc.name], run, {**stamp, **outputs})
             steps.append(Step(f"create:{cid}", CreateContainer(spec, gate=gated), "container of the run",
                               tuple(needs), one, n))
             running = f"start:{cid}"
@@ -225,7 +224,7 @@ def _gated(svc: Service) -> bool:
     return svc.prestart and any(d.condition != "started" for d in svc.depends_on)
 
 
-def _ordered(bp: Blueprint, selected: tuple[str, ...]) -> list[str]:
+def ordered(bp: Blueprint, selected: tuple[str, ...]) -> list[str]:
     """Dependencies before dependants, ties by name: a stable order for plan text and events."""
     done: list[str] = []
     seen: set[str] = set()
@@ -250,14 +249,25 @@ def probe_label(probe: Probe | None) -> str:
     return json.dumps(fields, sort_keys=True, separators=(",", ":"))
 
 
-def _container_spec(svc: Service, replica: int, name: str, image: str, run: str,
-                    stamp: dict[str, str]) -> ContainerSpec:
+def build_spec(build: Build, tag: str) -> BuildSpec:
+    """How the image ``tag`` (``envkit.images.image_tag``) of a build context is built."""
+    return BuildSpec(tag=tag, context=build.context, dockerfile=build.dockerfile, args=build.args,
+                     target=build.target, labels=((L.CONTEXT_HASH, tag.rsplit(":", 1)[1]),))
+
+
+def container_spec(svc: Service, replica: int, image: str, run: str, stamp: dict[str, str]) -> ContainerSpec:
+    """Replica ``replica`` of ``svc`` in run ``run``: its name, labels (``stamp``: the run's own), networks
+    with their DNS aliases, ports, mounts and the keys passed through. ``envkit.live`` re-creates
+    containers of a live run with it."""
+    name = L.container_name(run, svc.name, replica)
     lab = {
         **dict(svc.labels), **stamp, L.SERVICE: svc.name, L.REPLICA: str(replica), L.ROLE: "service",
-        L.KIND: svc.kind, L.STOP_GRACE: f"{svc.stop_grace_period:g}",
+        L.KIND: svc.kind, L.STOP_GRACE: f"{svc.stop_grace_period:g}", L.IMAGE: image,
     }
     if svc.ready is not None:
         lab[L.PROBE] = probe_label(svc.ready)
+    lab[L.DEPENDS_ON] = json.dumps({d.service: d.condition for d in svc.depends_on}, sort_keys=True,
+                                   separators=(",", ":"))
     networks = tuple(
         NetworkAttachment(L.network_name(run, a.network), (svc.name, f"{svc.name}-{replica}", *a.aliases))
         for a in svc.networks

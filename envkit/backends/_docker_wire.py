@@ -10,14 +10,24 @@ import re
 import tarfile
 import time
 from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
-from envkit.backends.base import ContainerSpec, ContainerState, ContainerStatus, Endpoint, PortBinding, PortKey
+from envkit.backends.base import (
+    ContainerSpec,
+    ContainerState,
+    ContainerStatus,
+    Endpoint,
+    ImageInfo,
+    LogLine,
+    PortBinding,
+    PortKey,
+)
 from envkit.errors import EngineUnavailable
 
-__all__ = ["GATE_SCRIPT", "GO_TAR", "bindings", "chain", "from_inspect", "from_listing", "gated_argv", "read_exec",
-           "short", "unreachable"]
+__all__ = ["GATE_SCRIPT", "GO_TAR", "bindings", "chain", "from_inspect", "from_listing", "gated_argv", "image_info",
+           "log_line", "read_exec", "short", "unreachable"]
 
 # The pre-start gate (see envkit.plan): a shell that waits for the release file, woken at once by
 # SIGWINCH (ignored by default, so a signal that comes early is harmless; the 0.25 s nap bounds that
@@ -198,3 +208,29 @@ def read_exec(sock: Any, timeout: float) -> tuple[str, bool]:
         out += data[i + 8:i + 8 + size]
         i += 8 + size
     return out.decode(errors="replace"), finished
+
+
+_EPOCH = datetime.fromtimestamp(0, UTC)
+
+
+def log_line(raw: str) -> LogLine:
+    """A line of ``logs?timestamps=1``: an RFC 3339 time with nanoseconds, a space, the text."""
+    stamp, _, text = raw.partition(" ")
+    return LogLine(parse_time(stamp) or _EPOCH, text.rstrip("\r"))
+
+
+def parse_time(stamp: str) -> datetime | None:
+    """Docker's RFC 3339 times (``2024-05-01T12:00:00.123456789Z``; nanoseconds cut to microseconds)."""
+    try:
+        when = datetime.fromisoformat(stamp)
+    except ValueError:
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def image_info(row: Mapping[str, Any], containers: int) -> ImageInfo:
+    """A row of ``GET /images/json``; ``containers``: how many containers use it."""
+    tags = tuple(t for t in row.get("RepoTags") or [] if t and t != "<none>:<none>")
+    return ImageInfo(id=str(row["Id"]), tags=tags, labels=dict(row.get("Labels") or {}),
+                     created=datetime.fromtimestamp(int(row.get("Created") or 0), UTC),
+                     size=int(row.get("Size") or 0), containers=containers)

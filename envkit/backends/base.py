@@ -20,6 +20,7 @@ import enum
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO, Literal
 
@@ -35,6 +36,8 @@ __all__ = [
     "Endpoint",
     "ExecResult",
     "ExecSession",
+    "ImageInfo",
+    "LogLine",
     "MountSpec",
     "NetworkAttachment",
     "NetworkSpec",
@@ -193,6 +196,27 @@ class ExecResult:
     output: str
 
 
+@dataclass(frozen=True)
+class LogLine:
+    """One line a container printed, with the time the engine received it (UTC)."""
+
+    at: datetime
+    text: str  # without its line break
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """An image on the engine: its id, its tags (``repository:tag``), labels, creation time (UTC), size
+    in bytes (shared layers counted in full), and how many containers (of any tool, in any state) use it."""
+
+    id: str
+    tags: tuple[str, ...]
+    labels: Mapping[str, str]
+    created: datetime
+    size: int
+    containers: int
+
+
 class Capability(enum.Enum):
     """What not every engine can do. The value completes "engine NAME cannot ..."."""
 
@@ -258,6 +282,15 @@ class Backend(ABC):
         """Build ``spec.tag``; each line of build output goes to ``on_line`` (which may raise to cancel).
         A failed build raises EngineError whose message is the engine's reason alone."""
 
+    @abstractmethod
+    def list_images(self, labels: Mapping[str, str | None]) -> list[ImageInfo]:
+        """The images carrying every label given (None: any value), with how many containers use each."""
+
+    @abstractmethod
+    def remove_image(self, tag: str) -> None:
+        """Remove the tag ``repository:tag`` (the image itself goes with its last tag). One already gone
+        is success; one a container still uses is a Conflict."""
+
     # -- networks and volumes -----------------------------------------------------------------------------
     @abstractmethod
     def create_network(self, spec: NetworkSpec) -> str: ...
@@ -292,6 +325,18 @@ class Backend(ABC):
 
     @abstractmethod
     def follow_logs(self, container_id: str, tail: int | None = None) -> Iterator[str]: ...
+
+    @abstractmethod
+    def log_lines(self, container_id: str, tail: int | None = None, since: float | None = None,
+                  until: float | None = None) -> list[LogLine]:
+        """The container's log as lines with their times, oldest first; ``tail``: the last N lines;
+        ``since`` / ``until``: UNIX times (seconds, fractions allowed) bounding the lines' times."""
+
+    @abstractmethod
+    def follow_log_lines(self, container_id: str, tail: int | None = None,
+                         since: float | None = None) -> Iterator[LogLine]:
+        """Like ``log_lines``, then each new line as it comes (blocks; ends when the container stops or
+        the iterator is closed)."""
 
     # -- discovery and removal, by labels only -------------------------------------------------------------
     @abstractmethod
@@ -345,11 +390,6 @@ class Backend(ABC):
         The image carries ``labels`` (on Docker, also the container's own labels)."""
         self.require(Capability.EXPORT_FILESYSTEM)
         raise AssertionError("unreachable")
-
-    def remove_image(self, tag: str) -> None:
-        """Remove an image made by ``export_filesystem``; one already gone is success, one a container
-        still uses is a Conflict."""
-        self.require(Capability.EXPORT_FILESYSTEM)
 
     # -- capability EXPORT_VOLUME ------------------------------------------------------------------------
     def export_volume(self, name: str) -> Iterator[bytes]:

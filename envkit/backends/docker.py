@@ -36,6 +36,8 @@ from envkit.backends.base import (
     ContainerState,
     ExecResult,
     ExecSession,
+    ImageInfo,
+    LogLine,
     NetworkSpec,
     Resource,
     VolumeSpec,
@@ -184,6 +186,19 @@ class DockerBackend(Backend):
         if failure:
             raise EngineError(failure)
 
+    def list_images(self, labels: Mapping[str, str | None]) -> list[ImageInfo]:
+        rows = self._retried("list images", lambda: self.api.images(filters=self._filters(labels)))
+        if not rows:
+            return []
+        users: dict[str, int] = {}
+        for c in self._retried("list containers", lambda: self.api.containers(all=True)):
+            users[str(c.get("ImageID", ""))] = users.get(str(c.get("ImageID", "")), 0) + 1
+        return [wire.image_info(row, users.get(str(row["Id"]), 0)) for row in rows]
+
+    def remove_image(self, tag: str) -> None:
+        # Not forced: a tag in use by a container is a Conflict (409); the image goes with its last tag.
+        self._gone_ok(f"remove image {tag}", lambda: self.api.remove_image(tag))
+
     # -- networks and volumes ---------------------------------------------------------------------
     def create_network(self, spec: NetworkSpec) -> str:
         labels = dict(spec.labels)
@@ -284,13 +299,19 @@ class DockerBackend(Backend):
             time.sleep(0.05)
         return -1
 
+    @staticmethod
+    def _log_args(tail: int | None, since: float | None, until: float | None = None,
+                  timestamps: bool = False) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"tail": tail if tail is not None else "all", "timestamps": timestamps}
+        if since is not None and since > 0:  # the SDK refuses 0
+            kwargs["since"] = float(since)
+        if until is not None:
+            kwargs["until"] = max(float(until), 1e-6)
+        return kwargs
+
     def logs(self, container_id: str, tail: int | None = None, since: float | None = None,
              until: float | None = None) -> str:
-        kwargs: dict[str, Any] = {"tail": tail if tail is not None else "all"}
-        if since is not None:
-            kwargs["since"] = since
-        if until is not None:
-            kwargs["until"] = until
+        kwargs = self._log_args(tail, since, until)
         data = self._retried(f"logs of container {container_id[:12]}",
                              lambda: self.api.logs(container_id, stdout=True, stderr=True, **kwargs))
         return data.decode(errors="replace") if isinstance(data, bytes) else str(data)
@@ -300,6 +321,28 @@ class DockerBackend(Backend):
             stream = self.api.logs(container_id, stream=True, follow=True, tail=tail if tail is not None else "all")
             for chunk in stream:
                 yield chunk.decode(errors="replace") if isinstance(chunk, bytes) else str(chunk)
+
+    def log_lines(self, container_id: str, tail: int | None = None, since: float | None = None,
+                  until: float | None = None) -> list[LogLine]:
+        kwargs = self._log_args(tail, since, until, timestamps=True)
+        data = self._retried(f"logs of container {container_id[:12]}",
+                             lambda: self.api.logs(container_id, stdout=True, stderr=True, **kwargs))
+        text = data.decode(errors="replace") if isinstance(data, bytes) else str(data)
+        return [wire.log_line(line) for line in text.splitlines() if line]
+
+    def follow_log_lines(self, container_id: str, tail: int | None = None,
+                         since: float | None = None) -> Iterator[LogLine]:
+        kwargs = self._log_args(tail, since, timestamps=True)
+        with self._call(f"follow logs of container {container_id[:12]}"):
+            stream = self.api.logs(container_id, stream=True, follow=True, **kwargs)
+            pending = ""
+            for chunk in stream:
+                pending += chunk.decode(errors="replace") if isinstance(chunk, bytes) else str(chunk)
+                *lines, pending = pending.split("\n")
+                for line in lines:
+                    yield wire.log_line(line)
+            if pending:
+                yield wire.log_line(pending)
 
     # -- discovery and removal --------------------------------------------------------------------
     @staticmethod
@@ -376,9 +419,6 @@ class DockerBackend(Backend):
         made = self._once(f"export container {container_id[:12]} as {tag}", lambda: self.api.commit(
             container_id, repository=repository, tag=version or "latest", conf={"Labels": dict(labels)}))
         return str(made["Id"])
-
-    def remove_image(self, tag: str) -> None:
-        self._gone_ok(f"remove image {tag}", lambda: self.api.remove_image(tag))
 
     @contextmanager
     def _helper(self, volume: str, command: list[str] | None, read_only: bool) -> Iterator[str]:

@@ -16,6 +16,7 @@ Behaviour is configured through plain attributes, per container name or per serv
     fake.exit_codes["migrate"] = 0          # the migrate job exits 0 as soon as it starts
     fake.build_failures["envkit/shop-app:1"] = "COPY failed"
     fake.log_text["api"] = "listening on :8080\\n"   # printed once its process has begun
+    fake.emit(container_id, "GET /health 200")     # a line printed now (not an engine call)
     FakeBackend(capabilities={Capability.GATE})     # an engine that can do less: refusals
     fake.exec_programs["db"] = psql_like   # what `exec_stream` runs: a Python stand-in (see Program)
 """
@@ -25,6 +26,7 @@ from __future__ import annotations
 import io
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from datetime import UTC, datetime
 from typing import BinaryIO
 
 from envkit.backends import _tar
@@ -111,16 +113,9 @@ class FakeBackend(FakeEngine):
             c = self._container(container_id)
             self.images.add(tag)
             self.image_files[tag] = dict(c.files)  # its own files, not its volumes
+            self.image_labels[tag] = {**c.labels, **labels}  # like Docker: the container's labels, and these
+            self.image_created[tag] = datetime.now(UTC)
         return f"sha256:{tag}"
-
-    def remove_image(self, tag: str) -> None:
-        self.require(Capability.EXPORT_FILESYSTEM)
-        self._record("remove_image", tag)
-        with self._changed:
-            if any(c.spec.image == tag for c in self.containers.values()):
-                raise Conflict(f"image {tag} is used by a container")
-            self.images.discard(tag)
-            self.image_files.pop(tag, None)
 
     def export_volume(self, name: str) -> Iterator[bytes]:
         self.require(Capability.EXPORT_VOLUME)

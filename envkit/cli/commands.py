@@ -15,7 +15,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +26,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from envkit import __version__, reaper
-from envkit.cli.complete import blueprint_services, run_ids, run_services
+from envkit.cli.complete import blueprint_services, run_ids
 from envkit.cli.envfiles import check_writable, env_file_option, read_files, write_env_options
 from envkit.cli.envfiles import write_env as write_env_file
 from envkit.cli.progress import MODES, progress, sink, summary
@@ -258,44 +257,6 @@ def status(run: str, as_json: bool) -> int:
     return 6 if bad else 0
 
 
-@cli.command()
-@click.argument("run", shell_complete=run_ids)
-@click.argument("service", required=False, shell_complete=run_services)
-@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines (Ctrl-C to stop).")
-@click.option("--tail", type=int, help="Only the last N lines.")
-def logs(run: str, service: str | None, follow: bool, tail: int | None) -> None:
-    """Print the logs of RUN's services (or one SERVICE)."""
-    env = _attach(run)
-    if not follow:
-        sys.stdout.write(env.logs(service, tail=tail))
-        return
-    names = [service] if service else list(env.services)
-    targets = [(n, r) for n in names for r in range(1, len(env.info.replicas(n)) + 1)] or [(n, 1) for n in names]
-    lock = threading.Lock()
-
-    failures: list[EnvkitError] = []
-
-    def pump(name: str, replica: int) -> None:
-        many = len(env.info.replicas(name)) > 1
-        prefix = (f"{name}-{replica}" if many else name) + " | " if (not service or many) else ""
-        try:
-            for chunk in env.follow(name, tail, replica):
-                with lock:
-                    sys.stdout.write("".join(f"{prefix}{line}\n" for line in chunk.splitlines()))
-                    sys.stdout.flush()
-        except EnvkitError as exc:  # e.g. the engine went away: reported once, by the main thread
-            failures.append(exc)
-
-    threads = [threading.Thread(target=pump, args=target, daemon=True) for target in targets]
-    for t in threads:
-        t.start()
-    try:
-        for t in threads:
-            t.join()
-    except KeyboardInterrupt:
-        return
-    if failures:
-        raise failures[0]
 
 
 @cli.command()
@@ -416,6 +377,12 @@ cli.add_command(completion)
 
 cli.add_command(seed)
 cli.add_command(exec_)
+from envkit.cli.images_cmd import images  # noqa: E402
+from envkit.cli.live import COMMANDS as LIVE_COMMANDS  # noqa: E402
+
+cli.add_command(images)
+for _command in LIVE_COMMANDS:  # restart, stop, start, rebuild, logs
+    cli.add_command(_command)
 
 from envkit.cli.examples import add_examples  # noqa: E402
 
