@@ -33,7 +33,7 @@ from envkit.blueprint import Blueprint, Probe, load
 from envkit.errors import EngineError, EnvkitError, Interrupted, UsageError
 from envkit.events import Event, EventSink, ignore
 from envkit.execute import Executor
-from envkit.images import image_tag
+from envkit.images import image_tags
 from envkit.outputs import host_port, resolve, run_document, service_host
 from envkit.plan import Plan, RunIdentity, make_plan
 from envkit.probes import Outcome, check
@@ -71,7 +71,7 @@ def _plan(bp: Blueprint, backend: Backend | None, name: str | None, only: tuple[
     _check_only(bp, only)
     identity = _identity(bp, name)
     selected = bp.closure(only) if only else tuple(bp.services)
-    tags = {s: image_tag(bp.name, bp.services[s].build) for s in selected if bp.services[s].build}  # type: ignore[arg-type]
+    tags = image_tags(bp, selected)  # a context that cannot be read or is too large: BlueprintError
     wanted = set(tags.values()) | {str(bp.services[s].image) for s in selected if bp.services[s].image}
     if backend is None:
         existing: frozenset[str] = frozenset()

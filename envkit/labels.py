@@ -38,7 +38,7 @@ STOP_GRACE = f"{NS}.stop-grace"
 OUTPUT_PREFIX = f"{NS}.output."
 CONTEXT_HASH = f"{NS}.context-hash"
 
-_RUN_ID = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+_RUN_ID = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}\Z")
 
 
 def new_run_id(blueprint_name: str) -> str:

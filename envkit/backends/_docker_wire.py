@@ -29,7 +29,7 @@ GATE_SCRIPT = (
 )
 
 
-_SHELL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_SHELL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
 def gated_argv(spec: ContainerSpec, image_config: Mapping[str, Any]) -> tuple[str, ...] | None:

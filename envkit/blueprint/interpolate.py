@@ -21,7 +21,7 @@ __all__ = ["interpolate"]
 
 # A body may hold one nested ``${...}`` (``${TAG:-${DEFAULT_TAG}}``); it is substituted in its turn.
 _TOKEN = re.compile(r"\$(?:(?P<escaped>\$)|\{(?P<body>(?:[^{}]|\$\{[^{}]*\})*)\})")
-_BODY = re.compile(r"^(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:-|-|:\?|\?|:\+|\+)(?P<arg>.*))?$", re.S)
+_BODY = re.compile(r"^(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:-|-|:\?|\?|:\+|\+)(?P<arg>.*))?\Z", re.S)
 
 
 def interpolate(data: Any, env: Mapping[str, str], marks: Marks, problems: list[Problem]) -> Any:

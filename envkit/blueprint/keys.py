@@ -105,8 +105,8 @@ PORT = Table("port", (
     KeyDef("host", lambda r, x, q: r.integer(x, q, 1, 65535, "a host port") if x else None, None,
            "port 1..65535, or `0`", "ephemeral", "A pinned host port; `0` or absent: chosen by the engine.",
            {"type": ["integer", "string", "null"]}),
-    KeyDef("host_ip", _nonempty, "127.0.0.1", "IP address", "`127.0.0.1`",
-           "The host address to publish on, passed to the engine as written.", STRING),
+    KeyDef("host_ip", v.host_ip, "127.0.0.1", "IP address", "`127.0.0.1`",
+           "The host address to publish on. Any address other than loopback needs `allow: [public-ports]`.", STRING),
     KeyDef("protocol", _protocol, "tcp", "`tcp` or `udp`",
            "`tcp`", "The port's protocol.", {"enum": ["tcp", "udp"]}),
 ))
@@ -209,6 +209,10 @@ SERVICE = Table("service", (
     KeyDef("prestart", Reader.boolean, True, "boolean", "`true`",
            "Starts the container early behind a gate when it waits for a dependency.", BOOLEAN,
            section="prestart-the-pre-start-gate"),  # Compose: nothing to carry over (no gate needed)
+    KeyDef("allow", v.allow, (), "list of `host-paths`, `docker-socket`, `privileged`, `capabilities`, "
+           "`public-ports`", "none", "What the service may ask of the host; see [security.md](security.md).",
+           {"anyOf": [{"type": "array", "items": {"enum": list(v.ALLOWANCES)}}, {"type": "null"}]},
+           section="allow-host-access"),  # Compose: nothing to carry over (what it allows is copied as it is)
 ))
 
 #: every table, by the name the reference markers and the schema's ``$defs`` use

@@ -7,6 +7,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from envkit.blueprint import trust
 from envkit.blueprint.interpolate import interpolate
 from envkit.blueprint.model import Blueprint
 from envkit.blueprint.normalize import normalize
@@ -21,13 +22,16 @@ def load(path: str | Path, env: Mapping[str, str] | None = None) -> Blueprint:
     """Load and fully validate a blueprint; raises BlueprintError listing every problem found."""
     source = read_source(path)
     problems: list[Problem] = []
-    data = interpolate(source.data, os.environ if env is None else env, source.marks, problems)
+    env = os.environ if env is None else env
+    data = interpolate(source.data, env, source.marks, problems)
     model, found = normalize(data, source.marks, source.file, source.directory)
     problems.extend(found)
     # Names declared in the file but dropped for their own errors are not "unknown" where referenced.
     declared = {key: set(data[key]) if isinstance(data.get(key), dict) else set()
                 for key in ("services", "networks", "volumes")}
     problems.extend(check(model, source.marks, declared))
+    refused, warnings = trust.check(model, source.marks, env)
+    problems.extend(refused)
     if problems:
         raise BlueprintError(problems)
-    return dataclasses.replace(model, marks=source.marks)
+    return dataclasses.replace(model, marks=source.marks, warnings=tuple(sorted(set(warnings))))

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Literal
 
 from envkit.blueprint.source import Marks
+from envkit.errors import Problem
 
 __all__ = [
     "Attachment",
@@ -125,6 +126,7 @@ class Service:
     cap_add: tuple[str, ...] = ()
     hostname: str | None = None
     prestart: bool = True  # start the container early behind a gate (needs /bin/sh in the image)
+    allow: tuple[str, ...] = ()  # what it may ask of the host (envkit.blueprint.trust.ALLOWANCES)
 
     @property
     def network_names(self) -> tuple[str, ...]:
@@ -158,6 +160,8 @@ class Blueprint:
     outputs: tuple[tuple[str, str], ...] = ()
     #: where each key path stands in the file, for errors found after loading (capability checks)
     marks: Marks = field(default_factory=lambda: Marks(""), compare=False, repr=False)
+    #: what `envkit validate` warns about (each host access the blueprint opted into); never printed by the core
+    warnings: tuple[Problem, ...] = field(default=(), compare=False)
 
     def closure(self, roots: tuple[str, ...]) -> tuple[str, ...]:
         """The named services and everything they depend on, transitively (sorted)."""

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from envkit.blueprint import keys as K
 from envkit.blueprint.model import Attachment, Blueprint, NetworkDef, Service, VolumeDef
-from envkit.blueprint.readers import NAME, Reader, Table, parse_duration, parse_size, read_keys
+from envkit.blueprint.readers import NAME, Reader, Table, parse_duration, parse_size, read_keys, show
 from envkit.blueprint.source import Key, Marks
 from envkit.errors import Problem
 
@@ -39,7 +39,7 @@ def normalize(data: dict[str, Any], marks: Marks, file: Path, directory: Path) -
     for sname, raw in (raw_services or {}).items():
         path: Key = ("services", sname)
         if not NAME.match(sname):
-            r.error(path, f"invalid service name '{sname}': use lowercase letters, digits, '-' and '_'")
+            r.error(path, f"invalid service name {show(sname)}: use lowercase letters, digits, '-' and '_'")
             continue
         svc = _service(r, sname, raw, path)
         if svc is not None:
@@ -64,7 +64,7 @@ def _blueprint_name(r: Reader, value: Any, file: Path) -> str | None:
         value = re.sub(r"[^a-z0-9_-]", "-", value.lower()).strip("-_") or "env"
     name = r.string(value, ("name",))
     if name is not None and not (NAME.match(name) and len(name) <= 40):
-        r.error(("name",), f"invalid name '{name}': use up to 40 lowercase letters, digits, '-' and '_'")
+        r.error(("name",), f"invalid name {show(name)}: use up to 40 lowercase letters, digits, '-' and '_'")
         return None
     return name
 
@@ -75,7 +75,7 @@ def _definitions(r: Reader, value: Any, key: str, what: str, table: Table, make:
     for name, raw in (r.mapping(value, (key,), key) or {}).items():
         path: Key = (key, name)
         if not NAME.match(name):
-            r.error(path, f"invalid {what} name '{name}'")
+            r.error(path, f"invalid {what} name {show(name)}")
             continue
         spec = r.mapping(raw, path, f"a {what} definition")
         if spec is None:
@@ -89,8 +89,8 @@ def _outputs(r: Reader, value: Any) -> tuple[tuple[str, str], ...]:
     out = []
     for key, raw in (r.mapping(value, ("outputs",), "outputs") or {}).items():
         path: Key = ("outputs", key)
-        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key):
-            r.error(path, f"output name '{key}' must be usable as an environment variable ([A-Za-z_][A-Za-z0-9_]*)")
+        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*\Z", key):
+            r.error(path, f"output name {show(key)} must be usable as an environment variable ([A-Za-z_][A-Za-z0-9_]*)")
             continue
         text = r.string(raw, path, "a string template")
         if text is not None:

@@ -7,6 +7,7 @@ up ``Marks`` to name ``file:line:column``. Key paths are tuples such as ``("serv
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -28,7 +29,9 @@ def format_path(path: Iterable[str | int]) -> str:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            out += f".{part}" if out else str(part)
+            # A key with a line break, a space or a control character is quoted, so the path stays one line.
+            text = part if part and part.isprintable() and not any(c.isspace() for c in part) else json.dumps(part)
+            out += f".{text}" if out else text
     return out
 
 

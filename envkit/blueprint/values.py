@@ -9,6 +9,8 @@ model) point at the right line even after an item was dropped or de-duplicated.
 
 from __future__ import annotations
 
+import difflib
+import ipaddress
 import math
 import os
 import re
@@ -22,14 +24,18 @@ from envkit.blueprint.source import Key
 from envkit.labels import NS
 
 __all__ = [
+    "ALLOWANCES",
+    "CAPABILITIES",
     "CONDITIONS",
     "DEFAULT_PROBE_TIMEOUT",
     "PROBE_KINDS",
+    "allow",
     "build",
     "cap_add",
     "cpus",
     "depends_on",
     "environment",
+    "host_ip",
     "kind",
     "memory",
     "mounts",
@@ -57,7 +63,7 @@ def environment(r: Reader, value: Any, path: Key) -> tuple[tuple[str, str], ...]
     env = r.pairs(value, path, "environment")
     for key, _ in env:
         if not ENV_NAME.match(key):
-            r.error((*path, key), f"invalid environment variable name '{key}'")
+            r.error((*path, key), f"invalid environment variable name {show(key)}")
     return env
 
 
@@ -73,29 +79,87 @@ def replicas(r: Reader, value: Any, path: Key) -> int | None:
     return r.integer(value, path, 1, 64, "a replica count")
 
 
+#: the engine's own bounds (Docker: at least 6 MiB; a limit must fit its int64), checked before it is asked
+MIN_MEMORY, MAX_MEMORY = 6 * 1024**2, 2**50  # 1 PiB
+MIN_CPUS, MAX_CPUS = 0.01, 1024.0
+
+
 def memory(r: Reader, value: Any, path: Key) -> int | None:
     size = parse_size(value)
     if size is None:
         r.error(path, f"expected a size like 256m or 1g, got {show(value)}")
+    elif not MIN_MEMORY <= size <= MAX_MEMORY:
+        r.error(path, f"expected a memory limit from 6m to 1024t, got {show(value)}")
+        return None
     return size
 
 
 def cpus(r: Reader, value: Any, path: Key) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float | str) or not _positive_float(value):
-        r.error(path, f"expected a positive number of CPUs, got {show(value)}")
+    number = _float(value)
+    if number is None or not MIN_CPUS <= number <= MAX_CPUS:
+        r.error(path, f"expected a number of CPUs from 0.01 to 1024, got {show(value)}")
         return None
-    return float(value)
+    return number
 
 
-def _positive_float(value: Any) -> bool:
+def _float(value: Any) -> float | None:
+    """A finite number, from a number or its text; None for anything else (an int too big for a float too)."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    if isinstance(value, str) and len(value) > 40:
+        return None
     try:
-        return math.isfinite(float(value)) and float(value) > 0
-    except ValueError:
-        return False
+        number = float(value)
+    except (ValueError, OverflowError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+#: Linux capabilities (capabilities(7)), without the CAP_ prefix; ``ALL`` is every one of them
+CAPABILITIES = frozenset(["AUDIT_CONTROL", "AUDIT_READ", "AUDIT_WRITE", "BLOCK_SUSPEND", "BPF", "CHECKPOINT_RESTORE", "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "IPC_LOCK", "IPC_OWNER", "KILL", "LEASE", "LINUX_IMMUTABLE", "MAC_ADMIN", "MAC_OVERRIDE", "MKNOD", "NET_ADMIN", "NET_BIND_SERVICE", "NET_BROADCAST", "NET_RAW", "PERFMON", "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYSLOG", "SYS_ADMIN", "SYS_BOOT", "SYS_CHROOT", "SYS_MODULE", "SYS_NICE", "SYS_PACCT", "SYS_PTRACE", "SYS_RAWIO", "SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "WAKE_ALARM", "ALL"])
 
 
 def cap_add(r: Reader, value: Any, path: Key) -> tuple[str, ...]:
-    return tuple(r.items(value, path, "capabilities", lambda v, q: r.string(v, q, "a capability name")))
+    def one(v: Any, q: Key) -> str | None:
+        name = r.string(v, q, "a capability name")
+        if name is None:
+            return None
+        bare = name.upper().removeprefix("CAP_")
+        if bare not in CAPABILITIES:
+            close = difflib.get_close_matches(bare, sorted(CAPABILITIES), n=1)
+            r.error(q, f"unknown capability {show(name)}" + (f" (did you mean '{close[0]}'?)" if close else ""))
+            return None
+        return name
+
+    return tuple(r.items(value, path, "capabilities", one))
+
+
+#: what a service may ask of the host only when its ``allow:`` says so (see envkit.blueprint.trust)
+ALLOWANCES = ("host-paths", "docker-socket", "privileged", "capabilities", "public-ports")
+
+
+def allow(r: Reader, value: Any, path: Key) -> tuple[str, ...]:
+    def one(v: Any, q: Key) -> str | None:
+        if v not in ALLOWANCES:
+            close = difflib.get_close_matches(str(v), ALLOWANCES, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else f"; use {', '.join(ALLOWANCES)}"
+            r.error(q, f"unknown allowance {show(v)}{hint}")
+            return None
+        return cast(str, v)
+
+    return tuple(sorted(set(r.items(value, path, "allowances", one)), key=ALLOWANCES.index))
+
+
+def host_ip(r: Reader, value: Any, path: Key) -> str | None:
+    """The address a port is published on: an IP address, as the engine wants it (no host names)."""
+    text = r.string(value, path, "an IP address")
+    if not text:
+        return None
+    try:
+        return str(ipaddress.ip_address(text.strip("[]")))
+    except ValueError:
+        r.error(path, f"expected an IP address such as 127.0.0.1, got {show(value)}")
+        return None
 
 
 def build(r: Reader, value: Any, path: Key, keys: Table) -> Build | None:
@@ -151,7 +215,8 @@ def service_networks(r: Reader, value: Any, path: Key) -> tuple[Attachment, ...]
     return tuple(out)
 
 
-_PORT = re.compile(r"^(?:(?:(?P<ip>[\d.]+|\[[0-9a-fA-F:]+\]):)?(?P<host>\d+)?:)?(?P<ctr>\d+)(?:/(?P<proto>tcp|udp))?$")
+_PORT = re.compile(r"^(?:(?:(?P<ip>[\d.]+|\[[0-9a-fA-F:]+\]):)?(?P<host>\d{1,5})?:)?(?P<ctr>\d{1,5})(?:/(?P<proto>tcp|udp))?\Z",
+                   re.ASCII)
 
 
 def ports(r: Reader, value: Any, path: Key, keys: Table) -> tuple[Port, ...]:
@@ -168,7 +233,7 @@ def _port(r: Reader, value: Any, path: Key, keys: Table) -> Port | None:
     if short:
         m = _PORT.match(value.strip())
         if not m:
-            r.error(path, f"invalid port '{value}': use 8080, \"18080:8080\", \"0.0.0.0::8080\" or 8080/udp")
+            r.error(path, f"invalid port {show(value)}: use 8080, \"18080:8080\", \"0.0.0.0::8080\" or 8080/udp")
             return None
         ip, host, ctr, proto = m.group("ip"), m.group("host"), m.group("ctr"), m.group("proto") or "tcp"
         value = {"container": int(ctr), "protocol": proto}
@@ -199,7 +264,7 @@ def _mount(r: Reader, value: Any, path: Key, keys: Table) -> Mount | None:
     if isinstance(value, str):
         parts = value.split(":")
         if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] not in ("ro", "rw")):
-            r.error(path, f"invalid volume '{value}': use 'name:/path', './file:/path' or add ':ro'")
+            r.error(path, f"invalid volume {show(value)}: use 'name:/path', './file:/path' or add ':ro'")
             return None
         source = parts[0]
         is_bind = source.startswith((".", "/", "~"))

@@ -82,6 +82,8 @@ def validate(blueprint: Path) -> None:
     from envkit.blueprint import load
 
     bp = load(blueprint)
+    for warning in bp.warnings:  # host access the blueprint opted into (docs/security.md)
+        err.print(f"[yellow]warning:[/] {escape(str(warning))}")
     out.print(f"{escape(str(bp.file))}: ok — blueprint '{bp.name}', {len(bp.services)} services, "
               f"{len(bp.networks)} networks, {len(bp.outputs)} outputs")
 
