@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import getpass
 import json
 import os
@@ -25,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 
-from envkit import __version__, reaper
+from envkit import __version__, reaper, secrets
 from envkit import labels as L
 from envkit.backends import Backend, connect
 from envkit.backends.base import Capability, ContainerState, ExecResult, Protocol
@@ -34,10 +35,11 @@ from envkit.errors import EngineError, EnvkitError, Interrupted, UsageError
 from envkit.events import Event, EventSink, ignore
 from envkit.execute import Executor
 from envkit.images import image_tags
-from envkit.outputs import host_port, resolve, run_document, service_host
+from envkit.outputs import host_port, resolve, run_document, secret_outputs, secret_values, service_host
 from envkit.plan import Plan, RunIdentity, make_plan
 from envkit.probes import Outcome, check
 from envkit.runs import RunInfo, RunSummary, describe, list_runs, teardown
+from envkit.secrets import Secret
 from envkit.signals import despite_interrupts
 
 __all__ = ["Environment", "ServiceStatus", "attach", "down", "ls", "plan", "up", "validate"]
@@ -113,7 +115,22 @@ def up(
     from ``envkit.backends.ENGINES``) or ``ENVKIT_ENGINE`` chooses one.
     """
     bp = blueprint if isinstance(blueprint, Blueprint) else load(blueprint, env)
+    if bp.secrets:  # no secret value in an event or an error (docs/security.md)
+        on_event = functools.partial(_scrubbed, on_event, bp.secrets)
     backend = backend or connect(engine)
+    try:
+        return _up(bp, backend, name, only, timeout, keep_on_failure, on_event)
+    except BaseException as exc:
+        secrets.scrub_error(exc, bp.secrets)
+        raise
+
+
+def _scrubbed(sink: EventSink, hidden: tuple[Secret, ...], event: Event) -> None:
+    sink(secrets.scrub_event(event, hidden))
+
+
+def _up(bp: Blueprint, backend: Backend, name: str | None, only: tuple[str, ...], timeout: float | None,
+        keep_on_failure: bool, on_event: EventSink) -> Environment:
     the_plan = _plan(bp, backend, name, only)
     run_id = the_plan.run_id
     if backend.list_resources({L.MANAGED: "true", L.RUN: run_id}):
@@ -242,7 +259,16 @@ class Environment:
 
     @property
     def outputs(self) -> dict[str, str]:
-        return resolve(self.info)
+        return resolve(self.info, secret=self._secrets())
+
+    @property
+    def secret_outputs(self) -> set[str]:
+        """The outputs that hold a secret: show them masked (``envkit.outputs.mask``)."""
+        return secret_outputs(self.info)
+
+    def _secrets(self) -> dict[str, str]:
+        # In the process that loaded the blueprint, its values; elsewhere, read back (docs/security.md).
+        return secret_values(self.info, self.blueprint.secrets if self.blueprint else (), os.environ)
 
     @property
     def services(self) -> tuple[str, ...]:
@@ -305,7 +331,7 @@ class Environment:
             elif not c.running:
                 ready = f"not ready: {c.status}" + (f" (exit {c.exit_code})" if c.exit_code is not None else "")
             else:
-                probe = _probe_from_label(c.labels.get(L.PROBE, ""))
+                probe = _probe_from_label(c.labels.get(L.PROBE, ""), self._secrets())
                 try:
                     outcome, detail = check(self.backend, c, probe)  # c was just inspected (refresh)
                 except EngineError as exc:
@@ -331,15 +357,15 @@ class Environment:
         _owned.discard(self)
 
 
-def _probe_from_label(text: str) -> Probe | None:
+def _probe_from_label(text: str, secret: Mapping[str, str]) -> Probe | None:
     if not text:
         return None
     try:
-        fields = json.loads(text)
+        fields = json.loads(secrets.restore(text, {k: json.dumps(v)[1:-1] for k, v in secret.items()}))
         if "command" in fields:
             fields["command"] = tuple(fields["command"])
         return Probe(**fields)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, KeyError):  # KeyError: a secret it needs is nowhere to be read
         return None
 
 

@@ -36,6 +36,7 @@ VOLUME = f"{NS}.volume"
 PROBE = f"{NS}.probe"
 STOP_GRACE = f"{NS}.stop-grace"
 OUTPUT_PREFIX = f"{NS}.output."
+SECRET_PREFIX = f"{NS}.secret."  # + a secret's name: where its value is (SERVICE/KEY[/START:END]), never the value
 CONTEXT_HASH = f"{NS}.context-hash"
 
 _RUN_ID = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}\Z")

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from envkit import capabilities as caps
 from envkit import labels as L
+from envkit import secrets
 from envkit.backends.base import (
     BuildSpec,
     Capability,
@@ -33,6 +34,7 @@ from envkit.backends.base import (
 from envkit.blueprint import refs
 from envkit.blueprint.keys import container_fields
 from envkit.blueprint.model import Blueprint, Probe, Service
+from envkit.secrets import Secret
 from envkit.steps import (
     BuildImage,
     CreateContainer,
@@ -152,8 +154,10 @@ def make_plan(
         steps.append(Step(f"volume:{vol}", CreateVolume(volume), "private volume of the run"))
 
     # With --only, outputs that name a service outside the selection are left out (nothing to resolve).
-    outputs = {f"{L.OUTPUT_PREFIX}{k}": v for k, v in bp.outputs
+    # Secret values become placeholders, read back from where they are (see envkit.secrets).
+    outputs = {f"{L.OUTPUT_PREFIX}{k}": secrets.placeholders(v, bp.secrets) for k, v in bp.outputs
                if refs.services_in(v) <= set(selected)}
+    outputs.update(_secret_locators(bp, services))
     for svc in services:
         gated = gating and _gated(svc)
         # "started": the dependency's own process is running (its release when gated, else its start).
@@ -172,7 +176,7 @@ def make_plan(
             needs += [f"volume:{m.source}" for m in svc.volumes if m.type == "volume"]
             if svc.name in image_step:
                 needs.insert(0, image_step[svc.name])
-            spec = _container_spec(svc, n, name, image_of[svc.name], run, {**stamp, **outputs})
+            spec = _container_spec(svc, n, name, image_of[svc.name], run, {**stamp, **outputs}, bp.secrets)
             steps.append(Step(f"create:{cid}", CreateContainer(spec, gate=gated), "container of the run",
                               tuple(needs), one, n))
             running = f"start:{cid}"
@@ -198,7 +202,8 @@ def make_plan(
                 replica_done.append(f"complete:{cid}")
             else:
                 # No probe: ready once started, or once healthy when the image has a HEALTHCHECK.
-                cause = f"probe {svc.ready.describe()}" if svc.ready else "no probe: started (or image healthy)"
+                cause = (f"probe {secrets.placeholders(svc.ready.describe(), bp.secrets)}" if svc.ready
+                         else "no probe: started (or image healthy)")
                 wait = WaitReady(name, svc.ready, svc.ready.timeout if svc.ready else DEFAULT_WAIT)
                 steps.append(Step(f"ready:{cid}", wait, cause, (running,), one, n))
                 replica_done.append(f"ready:{cid}")
@@ -230,21 +235,40 @@ def _ordered(bp: Blueprint, selected: tuple[str, ...]) -> list[str]:
     return done
 
 
-def probe_label(probe: Probe | None) -> str:
+def probe_label(probe: Probe | None, hidden: tuple[Secret, ...] = ()) -> str:
+    """The probe as JSON, for another process to run it again (``envkit status``); secret values as
+    placeholders."""
     if probe is None:
         return ""
-    fields = {k: v for k, v in probe.__dict__.items() if v not in (None, (), "")}
+    fields: dict[str, object] = {k: v for k, v in probe.__dict__.items() if v not in (None, (), "")}
+    for k, v in fields.items():
+        if isinstance(v, str):
+            fields[k] = secrets.placeholders(v, hidden)
+        elif isinstance(v, tuple):
+            fields[k] = [secrets.placeholders(x, hidden) for x in v]
     return json.dumps(fields, sort_keys=True, separators=(",", ":"))
 
 
+def _secret_locators(bp: Blueprint, services: list[Service]) -> dict[str, str]:
+    """``io.envkit.secret.NAME``: where each secret's value already is among the run's containers."""
+    envs = [(s.name, s.environment) for s in services]
+    out: dict[str, str] = {}
+    for secret in bp.secrets:
+        where = secrets.locate(secret, envs)
+        if where is not None:
+            out.setdefault(f"{L.SECRET_PREFIX}{secret.name}", where)
+    return out
+
+
 def _container_spec(svc: Service, replica: int, name: str, image: str, run: str,
-                    stamp: dict[str, str]) -> ContainerSpec:
+                    stamp: dict[str, str], hidden: tuple[Secret, ...]) -> ContainerSpec:
     lab = {
-        **dict(svc.labels), **stamp, L.SERVICE: svc.name, L.REPLICA: str(replica), L.ROLE: "service",
+        **{k: secrets.placeholders(v, hidden) for k, v in svc.labels}, **stamp,
+        L.SERVICE: svc.name, L.REPLICA: str(replica), L.ROLE: "service",
         L.KIND: svc.kind, L.STOP_GRACE: f"{svc.stop_grace_period:g}",
     }
     if svc.ready is not None:
-        lab[L.PROBE] = probe_label(svc.ready)
+        lab[L.PROBE] = probe_label(svc.ready, hidden)
     networks = tuple(
         NetworkAttachment(L.network_name(run, a.network), (svc.name, f"{svc.name}-{replica}", *a.aliases))
         for a in svc.networks

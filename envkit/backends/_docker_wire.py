@@ -121,6 +121,7 @@ def from_inspect(info: Mapping[str, Any]) -> ContainerState:
         addresses=_addresses(settings.get("Networks")), ports=ports,
         labels=dict((info.get("Config") or {}).get("Labels") or {}),
         started_at=str(state.get("StartedAt") or ""), oom_killed=bool(state.get("OOMKilled")), detailed=True,
+        environment=dict(e.partition("=")[::2] for e in (info.get("Config") or {}).get("Env") or [] if "=" in e),
     )
 
 

@@ -140,7 +140,7 @@ class FakeEngine(Backend):
             addresses={a.network: c.ip for a in c.networks} if live else {},
             ports=dict(c.ports) if live else {}, labels=c.labels,
             started_at=(c.started_at or "") if detailed else None, oom_killed=False if detailed else None,
-            detailed=detailed,
+            detailed=detailed, environment=dict(c.spec.environment) if detailed else {},
         )
 
     # -- engine -------------------------------------------------------------------------------------

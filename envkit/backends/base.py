@@ -171,6 +171,8 @@ class ContainerState:
     started_at: str | None = None
     oom_killed: bool | None = None
     detailed: bool = True
+    #: the process's environment (inspection only): where a secret is read back from (envkit.secrets)
+    environment: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def running(self) -> bool:

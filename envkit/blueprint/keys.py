@@ -41,6 +41,9 @@ COMMAND: dict[str, Any] = {"anyOf": [STRING, {"type": "array", "items": SCALAR, 
 PAIRS: dict[str, Any] = {"anyOf": [{"type": "object"}, {"type": "array", "items": STRING}, {"type": "null"}]}
 NAMES: dict[str, Any] = {"anyOf": [{"type": "array", "items": STRING}, {"type": "null"}]}
 PORT_NUMBER: dict[str, Any] = {"type": ["integer", "string"]}
+#: the long form of an environment entry or an output: ``{value: ..., secret: true}``
+SECRET: dict[str, Any] = {"type": "object", "properties": {"value": SCALAR, "secret": BOOLEAN},
+                          "required": ["value"], "additionalProperties": False}
 SERVICE_LINK = "[service](#service-keys)"
 
 
@@ -71,9 +74,12 @@ TOP = Table("blueprint", (
     KeyDef("services", None, {}, f"mapping: service name → {SERVICE_LINK}", "required",
            "Must hold at least one service. A service name must match `^[a-z0-9][a-z0-9_-]*$`.",
            {"type": "object", "additionalProperties": {"anyOf": [{"$ref": "#/$defs/service"}, {"type": "null"}]}}),
-    KeyDef("outputs", None, (), "mapping: output name → string template", "`{}`",
-           "Values handed to tests. See [outputs.md](outputs.md).",
-           {"anyOf": [{"type": "null"}, {"type": "object", "additionalProperties": SCALAR}]}),
+    KeyDef("outputs", None, (), "mapping: output name → string template, or `{value, secret}`", "`{}`",
+           "Values handed to tests. See [outputs.md](outputs.md); `secret: true`: [security.md](security.md).",
+           {"anyOf": [{"type": "null"}, {"type": "object", "additionalProperties": {"anyOf": [SCALAR, SECRET]}}]}),
+    KeyDef("secrets", None, (), "list of variable names", "none",
+           "Variables whose values are secret: kept out of labels, plans and output. See [security.md](security.md).",
+           NAMES),
     KeyDef("version", None, None, "anything", "—", "Accepted and ignored. The value is not checked."),
 ))
 
@@ -158,8 +164,11 @@ SERVICE = Table("service", (
            section="command-and-entrypoint", compose="command", container="command"),
     KeyDef("entrypoint", Reader.argv, None, "command", "the image's `ENTRYPOINT`", "Replaces the image's entrypoint.",
            COMMAND, section="command-and-entrypoint", compose="entrypoint", container="entrypoint"),
-    KeyDef("environment", v.environment, (), "key/value list", "none", "Environment variables of the process.",
-           PAIRS, section="environment", compose="environment", container="environment"),
+    KeyDef("environment", v.environment, (), "key/value list; a value may be `{value, secret: true}`", "none",
+           "Environment variables of the process.",
+           {"anyOf": [{"type": "object", "additionalProperties": {"anyOf": [SCALAR, {"type": "null"}, SECRET]}},
+                      {"type": "array", "items": STRING}, {"type": "null"}]},
+           section="environment", compose="environment", container="environment"),
     KeyDef("user", Reader.string, None, "string", "the image's user", "The user (and group) the process runs as.",
            SCALAR, section="user-working_dir-hostname", compose="user", container="user"),
     KeyDef("working_dir", Reader.string, None, "string", "the image's working directory",

@@ -23,8 +23,9 @@ def load(path: str | Path, env: Mapping[str, str] | None = None) -> Blueprint:
     source = read_source(path)
     problems: list[Problem] = []
     env = os.environ if env is None else env
-    data = interpolate(source.data, env, source.marks, problems)
-    model, found = normalize(data, source.marks, source.file, source.directory)
+    used: dict[str, set[str]] = {}
+    data = interpolate(source.data, env, source.marks, problems, used)
+    model, found = normalize(data, source.marks, source.file, source.directory, used)
     problems.extend(found)
     # Names declared in the file but dropped for their own errors are not "unknown" where referenced.
     declared = {key: set(data[key]) if isinstance(data.get(key), dict) else set()

@@ -8,6 +8,7 @@ from typing import Literal
 
 from envkit.blueprint.source import Marks
 from envkit.errors import Problem
+from envkit.secrets import Secret
 
 __all__ = [
     "Attachment",
@@ -160,6 +161,10 @@ class Blueprint:
     outputs: tuple[tuple[str, str], ...] = ()
     #: where each key path stands in the file, for errors found after loading (capability checks)
     marks: Marks = field(default_factory=lambda: Marks(""), compare=False, repr=False)
+    #: the secret values (envkit.secrets): never in labels, plans, events or errors
+    secrets: tuple[Secret, ...] = field(default=(), compare=False, repr=False)
+    #: outputs marked ``secret: true`` (any output holding a secret value is shown masked too)
+    secret_outputs: frozenset[str] = field(default=frozenset(), compare=False)
     #: what `envkit validate` warns about (each host access the blueprint opted into); never printed by the core
     warnings: tuple[Problem, ...] = field(default=(), compare=False)
 

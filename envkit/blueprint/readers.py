@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 from envkit.blueprint.source import Key, Marks
 from envkit.errors import Problem
+from envkit.secrets import Secret
 
 __all__ = [
     "ENV_NAME",
@@ -150,6 +151,7 @@ class Reader:
         self.marks = marks
         self.directory = directory
         self.problems: list[Problem] = []
+        self.secrets: list[Secret] = []  # values the blueprint marks secret where they are written
 
     def error(self, path: Key, message: str) -> None:
         self.problems.append(self.marks.problem(path, message))

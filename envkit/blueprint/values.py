@@ -22,6 +22,7 @@ from envkit.blueprint.model import Attachment, Build, Condition, Dependency, Mou
 from envkit.blueprint.readers import ENV_NAME, Reader, Table, kind_of, parse_size, read_keys, show
 from envkit.blueprint.source import Key
 from envkit.labels import NS
+from envkit.secrets import Secret
 
 __all__ = [
     "ALLOWANCES",
@@ -42,6 +43,7 @@ __all__ = [
     "ports",
     "ready",
     "replicas",
+    "secret_form",
     "service_networks",
     "tmpfs",
     "user_labels",
@@ -59,8 +61,30 @@ def kind(r: Reader, value: Any, path: Key) -> str | None:
     return cast(str, value)
 
 
+def secret_form(r: Reader, value: Any, path: Key) -> tuple[Any, bool]:
+    """``{value: X, secret: true}``, the long form of an environment entry or an output: (X, secret)."""
+    if not isinstance(value, dict):
+        return value, False
+    r.keys(value, path, ("value", "secret"))
+    secret = r.boolean(value["secret"], (*path, "secret")) if "secret" in value else False
+    if "value" not in value:
+        r.error(path, "expected {value: ..., secret: true}: 'value' is missing")
+        return None, secret
+    return value["value"], secret
+
+
 def environment(r: Reader, value: Any, path: Key) -> tuple[tuple[str, str], ...]:
+    secret_keys: list[str] = []
+    if isinstance(value, dict):
+        plain: dict[str, Any] = {}
+        for key, item in value.items():
+            plain[key], secret = secret_form(r, item, (*path, key))
+            if secret:
+                secret_keys.append(key)
+        value = plain
     env = r.pairs(value, path, "environment")
+    service = path[1] if len(path) > 1 else "?"
+    r.secrets.extend(Secret(f"{service}.{k}", v) for k, v in env if k in secret_keys)
     for key, _ in env:
         if not ENV_NAME.match(key):
             r.error((*path, key), f"invalid environment variable name {show(key)}")

@@ -102,8 +102,13 @@ def plan(blueprint: Path, name: str | None, only: tuple[str, ...], offline: bool
 
 
 def _write(path: Path, text: str, append: bool = False) -> None:
+    """Outputs may hold secrets: a file envkit creates is readable by its owner only (0600); one that exists
+    is made so too, unless it is appended to ($GITHUB_OUTPUT belongs to the runner)."""
     try:
-        with open(path, "a" if append else "w", encoding="utf-8") as fh:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC), 0o600)
+        with open(fd, "a" if append else "w", encoding="utf-8") as fh:
+            if not append:
+                os.fchmod(fh.fileno(), 0o600)
             fh.write(text)
     except OSError as exc:
         raise UsageError(f"cannot write {path}: {exc.strerror}") from exc
@@ -123,19 +128,40 @@ def _github_output(values: dict[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _shown(env: Environment) -> dict[str, str]:
+    """The outputs as stdout gets them: real values for a pipe or a file, secret ones masked on a terminal."""
+    values = env.outputs
+    if not sys.stdout.isatty():
+        return values
+    hidden = env.secret_outputs
+    return {k: mask(k, v, True) if k in hidden else v for k, v in values.items()}
+
+
+def _document(env: Environment) -> dict[str, object]:
+    from envkit.outputs import run_document
+
+    return run_document(env.info, _shown(env))
+
+
 def _print_outputs(env: Environment, as_json: bool, env_file: Path | None, github_output: bool) -> None:
     values = env.outputs
     if env_file:
         _write(env_file, to_dotenv(values))
     if github_output and os.environ.get("GITHUB_OUTPUT"):
+        # The runner hides a value once told to (its own workflow command); then the value may be written.
+        for key in sorted(env.secret_outputs):
+            for line in values[key].splitlines():
+                if line.strip():
+                    sys.stdout.write(f"::add-mask::{line}\n")
         _write(Path(os.environ["GITHUB_OUTPUT"]), _github_output({"ENVKIT_RUN": env.run_id, **values}), append=True)
     if as_json:
-        out.print_json(dumps(env.document()))
+        out.print_json(dumps(_document(env)))
         return
     out.print(f"[bold green]run {env.run_id} is ready[/]")
     width = max((len(k) for k in values), default=0)
+    hidden = env.secret_outputs
     for key, value in values.items():
-        out.print(f"  {key:<{width}}  {escape(mask(key, value))}")
+        out.print(f"  {key:<{width}}  {escape(mask(key, value, key in hidden))}")
     out.print(f"[dim]remove it with: envkit down {env.run_id}[/]")
 
 
@@ -279,9 +305,9 @@ def outputs(run: str, as_json: bool, env_file: Path | None) -> None:
     if env_file:
         _write(env_file, to_dotenv(env.outputs))
     if as_json:
-        out.print_json(dumps(env.document()))
+        out.print_json(dumps(_document(env)))
     elif not env_file:
-        sys.stdout.write(to_dotenv(env.outputs))
+        sys.stdout.write(to_dotenv(_shown(env)))
 
 
 @cli.command(context_settings={"ignore_unknown_options": True})
@@ -306,7 +332,7 @@ def run(blueprint: Path, command: tuple[str, ...], name: str | None, only: tuple
         try:
             with tempfile.TemporaryDirectory(prefix="envkit-") as tmp:
                 doc = Path(tmp) / "outputs.json"
-                doc.write_text(dumps(env.document()), encoding="utf-8")
+                _write(doc, dumps(env.document()))  # 0600: it may hold secrets
                 child_env = {**os.environ, **env.outputs, "ENVKIT_RUN": env.run_id, "ENVKIT_OUTPUTS_FILE": str(doc)}
                 err.print(f"[bold]run {env.run_id} is ready;[/] running: {escape(' '.join(command))}")
                 group = reaper.own_group()  # reaper: a group of its own, unless in a terminal's foreground
