@@ -35,7 +35,7 @@ from envkit.errors import EngineError, EnvkitError, Interrupted, UsageError
 from envkit.events import Event, EventSink, ignore
 from envkit.execute import Executor
 from envkit.images import image_tags
-from envkit.outputs import host_port, resolve, run_document, secret_outputs, secret_values, service_host
+from envkit.outputs import host_port, resolve, run_document, secret_values, service_host, shown
 from envkit.plan import Plan, RunIdentity, make_plan
 from envkit.probes import Outcome, check
 from envkit.runs import RunInfo, RunSummary, describe, list_runs, teardown
@@ -262,9 +262,9 @@ class Environment:
         return resolve(self.info, secret=self._secrets())
 
     @property
-    def secret_outputs(self) -> set[str]:
-        """The outputs that hold a secret: show them masked (``envkit.outputs.mask``)."""
-        return secret_outputs(self.info)
+    def shown_outputs(self) -> dict[str, str]:
+        """The outputs as a person may see them: secrets masked (``envkit.outputs.shown``)."""
+        return shown(self.info, self.outputs)
 
     def _secrets(self) -> dict[str, str]:
         # In the process that loaded the blueprint, its values; elsewhere, read back (docs/security.md).

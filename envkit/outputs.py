@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import defaultdict
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,8 +17,17 @@ from envkit.errors import EnvkitError
 from envkit.runs import RunInfo
 from envkit.secrets import Secret
 
-__all__ = ["JSON_SCHEMA", "host_port", "mask", "resolve", "run_document", "secret_outputs", "secret_values",
-           "service_host", "to_dotenv"]
+__all__ = [
+    "JSON_SCHEMA",
+    "host_port",
+    "mask",
+    "resolve",
+    "run_document",
+    "secret_values",
+    "service_host",
+    "shown",
+    "to_dotenv",
+]
 
 JSON_SCHEMA = "envkit.run/v1"
 _SECRET_KEY = re.compile(r"pass(word)?|secret|token|credential|api_?key|private", re.I)
@@ -80,9 +90,11 @@ def secret_values(info: RunInfo, known: tuple[Secret, ...] = (), fallback: Mappi
     return out
 
 
-def secret_outputs(info: RunInfo, templates: tuple[tuple[str, str], ...] | None = None) -> set[str]:
-    """The outputs that hold a secret (their templates in the labels have a placeholder)."""
-    return {k for k, t in (templates or info.output_templates) if secrets.names_in(t)}
+def shown(info: RunInfo, values: Mapping[str, str]) -> dict[str, str]:
+    """The outputs as a person may see them: an output marked secret as ``****``, a secret inside any other
+    as ``****`` (``postgresql://app:****@127.0.0.1:5432/app``), then ``mask``'s own guesses."""
+    masked = resolve(info, secret=defaultdict(lambda: secrets.MASK))
+    return {k: "****" if k in info.secret_outputs else mask(k, masked.get(k, v)) for k, v in values.items()}
 
 
 def resolve(info: RunInfo, templates: tuple[tuple[str, str], ...] | None = None,
@@ -103,7 +115,7 @@ def resolve(info: RunInfo, templates: tuple[tuple[str, str], ...] | None = None,
     for key, template in (templates or info.output_templates):
         text = refs.substitute(template, value)
         try:
-            out[key] = secrets.restore(text, secret or {})
+            out[key] = secrets.restore(text, secret if secret is not None else {})
         except KeyError as missing:
             name = missing.args[0]
             how = f"set {name} in the environment" if "." not in name else "the container that held it is gone"

@@ -158,6 +158,8 @@ def make_plan(
     outputs = {f"{L.OUTPUT_PREFIX}{k}": secrets.placeholders(v, bp.secrets) for k, v in bp.outputs
                if refs.services_in(v) <= set(selected)}
     outputs.update(_secret_locators(bp, services))
+    outputs.update({f"{L.SECRET_OUTPUT_PREFIX}{k}": "true" for k, _ in bp.outputs
+                    if k in bp.secret_outputs and f"{L.OUTPUT_PREFIX}{k}" in outputs})
     for svc in services:
         gated = gating and _gated(svc)
         # "started": the dependency's own process is running (its release when gated, else its start).

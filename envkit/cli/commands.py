@@ -28,7 +28,7 @@ from rich.table import Table
 from envkit import __version__, reaper
 from envkit.cli.render import Renderer
 from envkit.errors import EnvkitError, UsageError
-from envkit.outputs import dumps, mask, to_dotenv
+from envkit.outputs import dumps, to_dotenv
 from envkit.signals import Terminated, despite_interrupts, sigterm_as_interrupt
 
 if TYPE_CHECKING:
@@ -130,11 +130,7 @@ def _github_output(values: dict[str, str]) -> str:
 
 def _shown(env: Environment) -> dict[str, str]:
     """The outputs as stdout gets them: real values for a pipe or a file, secret ones masked on a terminal."""
-    values = env.outputs
-    if not sys.stdout.isatty():
-        return values
-    hidden = env.secret_outputs
-    return {k: mask(k, v, True) if k in hidden else v for k, v in values.items()}
+    return env.shown_outputs if sys.stdout.isatty() else env.outputs
 
 
 def _document(env: Environment) -> dict[str, object]:
@@ -149,7 +145,8 @@ def _print_outputs(env: Environment, as_json: bool, env_file: Path | None, githu
         _write(env_file, to_dotenv(values))
     if github_output and os.environ.get("GITHUB_OUTPUT"):
         # The runner hides a value once told to (its own workflow command); then the value may be written.
-        for key in sorted(env.secret_outputs):
+        shown = env.shown_outputs
+        for key in sorted(k for k in values if shown[k] != values[k]):
             for line in values[key].splitlines():
                 if line.strip():
                     sys.stdout.write(f"::add-mask::{line}\n")
@@ -159,9 +156,8 @@ def _print_outputs(env: Environment, as_json: bool, env_file: Path | None, githu
         return
     out.print(f"[bold green]run {env.run_id} is ready[/]")
     width = max((len(k) for k in values), default=0)
-    hidden = env.secret_outputs
-    for key, value in values.items():
-        out.print(f"  {key:<{width}}  {escape(mask(key, value, key in hidden))}")
+    for key, value in env.shown_outputs.items():
+        out.print(f"  {key:<{width}}  {escape(value)}")
     out.print(f"[dim]remove it with: envkit down {env.run_id}[/]")
 
 
