@@ -65,6 +65,15 @@ def _holds_socket(path: Path, sockets: set[Path]) -> bool:
     return path.is_dir() and any(s.is_relative_to(path) for s in sockets)
 
 
+def _shown(path: Path) -> str:
+    """A host path as a message shows it: relative to the working folder when it is inside it."""
+    try:
+        cwd = Path.cwd()
+    except OSError:
+        return str(path)
+    return os.path.relpath(path, cwd) if path.is_relative_to(cwd) and path != cwd else str(path)
+
+
 def _loopback(ip: str) -> bool:
     try:
         return ipaddress.ip_address(ip).is_loopback
@@ -93,21 +102,21 @@ def check(bp: Blueprint, marks: Marks, env: Mapping[str, str]) -> tuple[list[Pro
         if svc.build is not None and not svc.build.context.is_relative_to(folder):
             long_form = (*base, "build", "context") in marks.positions
             need("host-paths", (*base, "build", "context") if long_form else (*base, "build"),
-                 f"build context {svc.build.context} is outside the blueprint's folder ({folder})")
+                 f"build context {_shown(svc.build.context)} is outside the blueprint's folder")
         for i, mount in enumerate(svc.volumes):
             if mount.type != "bind":
                 continue
             at = mount.at or (*base, "volumes", i)
             source = Path(mount.source)
             if _is_socket(source, sockets):
-                need("docker-socket", at, f"bind mount of the container engine's socket {source} "
+                need("docker-socket", at, f"bind mount of the container engine's socket {_shown(source)} "
                                           "(root on the host for whoever reaches it)")
                 continue
             if _holds_socket(source, sockets):
-                need("docker-socket", at, f"bind mount of {source}, which holds the container engine's socket")
+                need("docker-socket", at, f"bind mount of {_shown(source)}, which holds the container engine's socket")
             if not source.is_relative_to(folder):
                 whole = " (the host's whole file system)" if source == Path(source.anchor) else ""
-                need("host-paths", at, f"bind mount of {source}{whole} is outside the blueprint's folder ({folder})")
+                need("host-paths", at, f"bind mount of {_shown(source)}{whole} is outside the blueprint's folder")
         if svc.privileged:
             need("privileged", (*base, "privileged"), "privileged mode (every device and capability of the host)")
         if svc.cap_add:

@@ -69,8 +69,8 @@ def test_a_build_context_outside_the_folder_needs_host_paths(load_text: LoadText
     (tmp_path / "shared").mkdir()
     (tmp_path / "shared" / "Dockerfile").write_text("FROM x\n")
     assert _problems(load_text, "services:\n  a: {build: ../shared}\n") == [
-        f"2:7 services.a.build: build context {tmp_path}/shared is outside the blueprint's folder "
-        f"({tmp_path}/bp); add 'allow: [host-paths]' to service 'a' to permit it"]
+        f"2:7 services.a.build: build context {tmp_path}/shared is outside the blueprint's folder"
+        f"; add 'allow: [host-paths]' to service 'a' to permit it"]
     assert _problems(load_text, "services:\n  a:\n    build: {context: ../shared}\n")[0].startswith(
         "3:13 services.a.build.context: build context")
 
