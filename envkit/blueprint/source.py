@@ -21,6 +21,7 @@ from envkit.errors import BlueprintError, Problem
 __all__ = ["Key", "Marks", "Source", "format_path", "read_source"]
 
 Key = tuple[str | int, ...]
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def format_path(path: Iterable[str | int]) -> str:
@@ -52,6 +53,8 @@ class Marks:
 
     def problem(self, path: Key, message: str) -> Problem:
         line, column = self.at(path)
+        # One problem, one line: a value quoted in the message may hold a line break or a control character.
+        message = _CONTROL.sub(lambda m: repr(m.group())[1:-1], message)
         return Problem(self.file, line, column, format_path(path), message)
 
 

@@ -37,6 +37,7 @@ __all__ = [
     "depends_on",
     "environment",
     "host_ip",
+    "host_path",
     "kind",
     "memory",
     "mounts",
@@ -193,6 +194,19 @@ def host_ip(r: Reader, value: Any, path: Key) -> str | None:
         return None
 
 
+def host_path(r: Reader, text: str, path: Key, what: str) -> Path | None:
+    """A host path from the blueprint, resolved against its folder (``~`` expanded, links followed); a path
+    the system cannot even look at (too long, a NUL byte, a loop of links, an unknown ``~user``) is a problem."""
+    try:
+        resolved = (r.directory / Path(text).expanduser()).resolve()
+        resolved.exists()  # a name too long for the system fails here, not later
+        return resolved
+    except (OSError, ValueError, RuntimeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        r.error(path, f"{what} {show(text)} is not a usable path ({reason})")
+        return None
+
+
 def build(r: Reader, value: Any, path: Key, keys: Table) -> Build | None:
     short = isinstance(value, str)
     if short:
@@ -208,12 +222,16 @@ def build(r: Reader, value: Any, path: Key, keys: Table) -> Build | None:
     context_text = r.string(spec["context"], ctx_path, "a folder path")
     if context_text is None:
         return None
-    context = (r.directory / context_text).resolve()
+    context = host_path(r, context_text, ctx_path, "build context")
+    if context is None:
+        return None
     values = read_keys(r, keys, spec, path)
     dockerfile = values["dockerfile"]
     if not context.is_dir():
         r.error(ctx_path, f"build context '{context_text}' is not a folder (looked at {r.shown(context_text)}; "
                           "paths are relative to the blueprint's folder)")
+    elif host_path(r, os.path.join(context_text, dockerfile), ctx_path, "Dockerfile") is None:
+        return None
     elif not (context / dockerfile).is_file():
         r.error(ctx_path, f"build context '{context_text}' has no {dockerfile} (looked for "
                           f"{r.shown(os.path.join(context_text, dockerfile))}; add it, or name another file "
@@ -321,11 +339,13 @@ def _mount(r: Reader, value: Any, path: Key, keys: Table) -> Mount | None:
         return None
     read_only = r.boolean(spec["read_only"], (*path, "read_only")) if "read_only" in spec else False
     if mount_type == "bind":
-        host_path = (r.directory / Path(source).expanduser()).resolve()
-        if not host_path.exists():
+        resolved = host_path(r, source, path, "bind mount source")
+        if resolved is None:
+            return None
+        if not resolved.exists():
             r.error(path, f"bind mount source '{source}' does not exist (looked at {r.shown(source)})")
             return None
-        source = str(host_path)
+        source = str(resolved)
     return Mount(type=mount_type, source=source, target=target, read_only=read_only, at=path)
 
 

@@ -37,7 +37,7 @@ def _problems(load_text: LoadText, text: str, env: dict[str, str] | None = None)
 def test_each_host_access_needs_its_allowance(load_text: LoadText, body: str, allowance: str, path: str) -> None:
     text = f"services:\n  a:\n    image: x\n    {body}\n"
     (problem,) = [p for p in _problems(load_text, text) if allowance in p]
-    assert problem.startswith(f"4:") and f" {path}: " in problem
+    assert problem.startswith("4:") and f" {path}: " in problem
     assert problem.endswith(f"add 'allow: [{allowance}]' to service 'a' to permit it")
     bp = load_text(f"services:\n  a:\n    image: x\n    allow: [{allowance}]\n    {body}\n")
     (warning,) = [w for w in bp.warnings if allowance in w.message]
