@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import getpass
 import inspect
 import os
@@ -26,7 +27,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO
 
-from envkit import __version__, live, reaper
+from envkit import __version__, live, reaper, secrets
 from envkit import labels as L
 from envkit.backends import Backend, connect
 from envkit.backends.base import Capability, ContainerState, ExecResult, ExecSession, Protocol
@@ -35,13 +36,14 @@ from envkit.blueprint.model import RunSeed
 from envkit.errors import Conflict, EngineError, EnvkitError, Interrupted, UsageError
 from envkit.events import Event, EventSink, ignore
 from envkit.execute import Executor
-from envkit.images import image_tag
+from envkit.images import image_tag, image_tags
 from envkit.live import LiveResult
 from envkit.logs import merged
-from envkit.outputs import host_port, resolve, run_document, service_host
+from envkit.outputs import host_port, resolve, run_document, secret_values, service_host, shown
 from envkit.plan import Plan, RunIdentity, make_plan
 from envkit.probes import Outcome, check, probe_from_label
 from envkit.runs import RunInfo, RunSummary, describe, list_runs, teardown
+from envkit.secrets import Secret
 from envkit.seed_plan import image_key, seed_plan
 from envkit.signals import despite_interrupts
 from envkit.stopped import reason as stopped_reason
@@ -98,7 +100,7 @@ def _check_only(bp: Blueprint, only: tuple[str, ...]) -> None:
 def _images(bp: Blueprint, backend: Backend | None, selected: tuple[str, ...],
             seed: bool) -> tuple[dict[str, str], frozenset[str]]:
     """The content tags of the builds (services, and their seeds' ``run`` steps) and the images the engine has."""
-    tags = {s: image_tag(bp.name, bp.services[s].build) for s in selected if bp.services[s].build}  # type: ignore[arg-type]
+    tags = image_tags(bp, selected)  # a context that cannot be read or is too large: BlueprintError
     wanted = set(tags.values()) | {str(bp.services[s].image) for s in selected if bp.services[s].image}
     for s in selected if seed else ():
         for i, item in enumerate(bp.services[s].seed, 1):
@@ -162,7 +164,22 @@ def up(
     over ``env_files`` in order; None reads the ``.env`` beside a blueprint file, as Compose does.
     """
     bp = _load(blueprint, env, env_files, directory)
+    if bp.secrets:  # no secret value in an event or an error (docs/security.md)
+        on_event = functools.partial(_scrubbed, on_event, bp.secrets)
     backend = backend or connect(engine)
+    try:
+        return _up(bp, backend, name, only, timeout, keep_on_failure, on_event, seed)
+    except BaseException as exc:
+        secrets.scrub_error(exc, bp.secrets)
+        raise
+
+
+def _scrubbed(sink: EventSink, hidden: tuple[Secret, ...], event: Event) -> None:
+    sink(secrets.scrub_event(event, hidden))
+
+
+def _up(bp: Blueprint, backend: Backend, name: str | None, only: tuple[str, ...], timeout: float | None,
+        keep_on_failure: bool, on_event: EventSink, seed: bool) -> Environment:
     the_plan = _plan(bp, backend, name, only, seed)
     run_id = the_plan.run_id
     if backend.list_resources({L.MANAGED: "true", L.RUN: run_id}):
@@ -323,7 +340,16 @@ class Environment:
 
     @property
     def outputs(self) -> dict[str, str]:
-        return resolve(self.info)
+        return resolve(self.info, secret=self._secrets())
+
+    @property
+    def shown_outputs(self) -> dict[str, str]:
+        """The outputs as a person may see them: secrets masked (``envkit.outputs.shown``)."""
+        return shown(self.info, self.outputs)
+
+    def _secrets(self) -> dict[str, str]:
+        # In the process that loaded the blueprint, its values; elsewhere, read back (docs/security.md).
+        return secret_values(self.info, self.blueprint.secrets if self.blueprint else (), os.environ)
 
     @property
     def services(self) -> tuple[str, ...]:
@@ -415,7 +441,7 @@ class Environment:
             elif not c.running:
                 ready = f"not ready: {c.status}"
             else:
-                probe = probe_from_label(c.labels.get(L.PROBE, ""))
+                probe = probe_from_label(c.labels.get(L.PROBE, ""), self._secrets())
                 try:
                     outcome, detail = check(self.backend, c, probe)  # c was just inspected (refresh)
                 except EngineError as exc:

@@ -38,9 +38,11 @@ IMAGE = f"{NS}.image"  # the image a container was made from (a build's content 
 DEPENDS_ON = f"{NS}.depends-on"  # JSON {"service": "started|ready|completed"}: restart order without the blueprint
 STOP_GRACE = f"{NS}.stop-grace"
 OUTPUT_PREFIX = f"{NS}.output."
+SECRET_OUTPUT_PREFIX = f"{NS}.secret-output."  # + an output marked `secret: true`: "true" (shown masked whole)
+SECRET_PREFIX = f"{NS}.secret."  # + a secret's name: where its value is (SERVICE/KEY[/START:END]), never the value
 CONTEXT_HASH = f"{NS}.context-hash"
 
-_RUN_ID = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+_RUN_ID = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}\Z")
 
 
 def new_run_id(blueprint_name: str) -> str:

@@ -307,7 +307,8 @@ def plan_rebuild(info: RunInfo, bp: Blueprint, services: Sequence[str], tags: Ma
                               services=users))
         image_step[service] = sid
     first_labels = info.containers[0].labels if info.containers else {}
-    stamp = {k: v for k, v in first_labels.items() if k in RUN_LABELS or k.startswith(L.OUTPUT_PREFIX)}
+    stamp = {k: v for k, v in first_labels.items()
+             if k in RUN_LABELS or k.startswith((L.OUTPUT_PREFIX, L.SECRET_PREFIX, L.SECRET_OUTPUT_PREFIX))}
     for service in selected:
         svc = bp.services[service]
         one = (service,)
@@ -318,7 +319,7 @@ def plan_rebuild(info: RunInfo, bp: Blueprint, services: Sequence[str], tags: Ma
         previous = image_step.get(service)
         for n, old in enumerate(replicas, start=1):
             cid = f"{service}-{n}"
-            spec = container_spec(svc, n, tags[service], info.run_id, stamp)
+            spec = container_spec(svc, n, tags[service], info.run_id, stamp, bp.secrets)
             _check_resources(info, service, spec)
             if old.running:
                 spec = replace(spec, ports=tuple(

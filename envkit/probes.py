@@ -22,7 +22,7 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 
 from tenacity import RetryCallState, Retrying, retry_if_result
@@ -86,16 +86,21 @@ def failure(backend: Backend, service: str, reason: str, container_id: str, name
     return ServiceFailed(service, reason, tail, name, log_head=head)
 
 
-def probe_from_label(text: str) -> Probe | None:
-    """The probe a container's ``io.envkit.probe`` label holds (``envkit.plan.probe_label``), if any."""
+def probe_from_label(text: str, secret: Mapping[str, str] | None = None) -> Probe | None:
+    """The probe a container's ``io.envkit.probe`` label holds (``envkit.plan.probe_label``), if any, with
+    the values of ``secret`` (name → value) put back where the label holds placeholders."""
     if not text:
         return None
     try:
+        if secret:
+            from envkit import secrets
+
+            text = secrets.restore(text, {k: json.dumps(v)[1:-1] for k, v in secret.items()})
         fields = json.loads(text)
         if "command" in fields:
             fields["command"] = tuple(fields["command"])
         return Probe(**fields)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, KeyError):  # KeyError: a secret it needs is nowhere to be read
         return None
 
 

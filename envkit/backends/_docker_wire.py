@@ -41,7 +41,7 @@ GATE_SCRIPT = (
 )
 
 
-_SHELL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_SHELL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
 def gated_argv(spec: ContainerSpec, image_config: Mapping[str, Any]) -> tuple[str, ...] | None:
@@ -153,6 +153,7 @@ def from_inspect(info: Mapping[str, Any]) -> ContainerState:
         labels=dict((info.get("Config") or {}).get("Labels") or {}),
         started_at=str(state.get("StartedAt") or ""), oom_killed=bool(state.get("OOMKilled")), detailed=True,
         finished_at=str(state.get("FinishedAt") or "") if status in ("exited", "dead") else "",
+        environment=dict(e.partition("=")[::2] for e in (info.get("Config") or {}).get("Env") or [] if "=" in e),
     )
 
 

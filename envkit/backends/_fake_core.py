@@ -149,7 +149,7 @@ class FakeEngine(Backend):
             ports=dict(c.ports) if live else {}, labels=c.labels,
             started_at=(c.started_at or "") if detailed else None,
             finished_at=(c.finished_at or "") if detailed else None, oom_killed=False if detailed else None,
-            detailed=detailed,
+            detailed=detailed, environment=dict(c.spec.environment) if detailed else {},
         )
 
     # -- engine -------------------------------------------------------------------------------------

@@ -176,6 +176,8 @@ class ContainerState:
     oom_killed: bool | None = None
     detailed: bool = True
     finished_at: str | None = None  # when it last exited (RFC 3339); "" if it never did
+    #: the process's environment (inspection only): where a secret is read back from (envkit.secrets)
+    environment: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def running(self) -> bool:

@@ -56,7 +56,6 @@ SERVICE: dict[str, str] = {
 }
 
 TOP: dict[str, str] = {
-    "secrets": "not supported: pass values through environment: (with ${VAR} from --env-file or .env)",
     "configs": "not supported: mount files with volumes: (type: bind, read_only: true)",
     "include": "not supported: one blueprint file holds the whole topology",
     "profiles": "not supported at the top: choose services with `envkit up --only SVC`",

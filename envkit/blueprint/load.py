@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from envkit.blueprint import dotenv
+from envkit.blueprint import dotenv, trust
 from envkit.blueprint.interpolate import interpolate
 from envkit.blueprint.model import Blueprint
 from envkit.blueprint.normalize import normalize
@@ -41,13 +41,16 @@ def load(blueprint: str | Path | Mapping[str, Any], env: Mapping[str, str] | Non
 
 def _build(source: Source, variables: Mapping[str, str]) -> Blueprint:
     problems: list[Problem] = []
-    data = interpolate(source.data, variables, source.marks, problems)
-    model, found = normalize(data, source.marks, source.file, source.directory)
+    used: dict[str, set[str]] = {}
+    data = interpolate(source.data, variables, source.marks, problems, used)
+    model, found = normalize(data, source.marks, source.file, source.directory, used)
     problems.extend(found)
     # Names declared in the file but dropped for their own errors are not "unknown" where referenced.
     declared = {key: set(data[key]) if isinstance(data.get(key), dict) else set()
                 for key in ("services", "networks", "volumes")}
     problems.extend(check(model, source.marks, declared))
+    refused, warnings = trust.check(model, source.marks, variables)
+    problems.extend(refused)
     if problems:
         raise BlueprintError(problems)
-    return dataclasses.replace(model, marks=source.marks)
+    return dataclasses.replace(model, marks=source.marks, warnings=tuple(sorted(set(warnings))))

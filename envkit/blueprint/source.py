@@ -7,6 +7,7 @@ up ``Marks`` to name ``file:line:column``. Key paths are tuples such as ``("serv
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from envkit.errors import BlueprintError, Problem
 __all__ = ["Key", "Marks", "Source", "format_path", "read_mapping", "read_source"]
 
 Key = tuple[str | int, ...]
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def format_path(path: Iterable[str | int]) -> str:
@@ -28,7 +30,9 @@ def format_path(path: Iterable[str | int]) -> str:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            out += f".{part}" if out else str(part)
+            # A key with a line break, a space or a control character is quoted, so the path stays one line.
+            text = part if part and part.isprintable() and not any(c.isspace() for c in part) else json.dumps(part)
+            out += f".{text}" if out else text
     return out
 
 
@@ -49,6 +53,8 @@ class Marks:
 
     def problem(self, path: Key, message: str) -> Problem:
         line, column = self.at(path)
+        # One problem, one line: a value quoted in the message may hold a line break or a control character.
+        message = _CONTROL.sub(lambda m: repr(m.group())[1:-1], message)
         return Problem(self.file, line, column, format_path(path), message)
 
 

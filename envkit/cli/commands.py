@@ -32,7 +32,7 @@ from envkit.cli.envfiles import write_env as write_env_file
 from envkit.cli.progress import MODES, progress, sink, summary
 from envkit.cli.render import Renderer
 from envkit.errors import EnvkitError, UsageError
-from envkit.outputs import dumps, mask, to_dotenv
+from envkit.outputs import dumps, to_dotenv
 from envkit.signals import Terminated, despite_interrupts, sigterm_as_interrupt
 
 if TYPE_CHECKING:
@@ -94,6 +94,8 @@ def validate(blueprint: Path, env_files: tuple[Path, ...]) -> None:
     from envkit.blueprint import load
 
     bp = load(blueprint, env_files=read_files(env_files))
+    for warning in bp.warnings:  # host access the blueprint opted into (docs/security.md)
+        err.print(f"[yellow]warning:[/] {escape(str(warning))}")
     out.print(f"{escape(str(bp.file))}: ok — blueprint '{bp.name}', {len(bp.services)} services, "
               f"{len(bp.networks)} networks, {len(bp.outputs)} outputs")
 
@@ -115,8 +117,13 @@ def plan(blueprint: Path, name: str | None, only: tuple[str, ...], offline: bool
 
 
 def _write(path: Path, text: str, append: bool = False) -> None:
+    """Outputs may hold secrets: a file envkit creates is readable by its owner only (0600); one that exists
+    is made so too, unless it is appended to ($GITHUB_OUTPUT belongs to the runner)."""
     try:
-        with open(path, "a" if append else "w", encoding="utf-8") as fh:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC), 0o600)
+        with open(fd, "a" if append else "w", encoding="utf-8") as fh:
+            if not append:
+                os.fchmod(fh.fileno(), 0o600)
             fh.write(text)
     except OSError as exc:
         raise UsageError(f"cannot write {path}: {exc.strerror}") from exc
@@ -136,19 +143,36 @@ def _github_output(values: dict[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _shown(env: Environment) -> dict[str, str]:
+    """The outputs as stdout gets them: real values for a pipe or a file, secret ones masked on a terminal."""
+    return env.shown_outputs if sys.stdout.isatty() else env.outputs
+
+
+def _document(env: Environment) -> dict[str, object]:
+    from envkit.outputs import run_document
+
+    return run_document(env.info, _shown(env))
+
+
 def _print_outputs(env: Environment, as_json: bool, write_to: Path | None, force: bool, github_output: bool) -> None:
     values = env.outputs
     if write_to:
         write_env_file(write_to, values, env.run_id, force)
     if github_output and os.environ.get("GITHUB_OUTPUT"):
+        # The runner hides a value once told to (its own workflow command); then the value may be written.
+        shown = env.shown_outputs
+        for key in sorted(k for k in values if shown[k] != values[k]):
+            for line in values[key].splitlines():
+                if line.strip():
+                    sys.stdout.write(f"::add-mask::{line}\n")
         _write(Path(os.environ["GITHUB_OUTPUT"]), _github_output({"ENVKIT_RUN": env.run_id, **values}), append=True)
     if as_json:
-        out.print_json(dumps(env.document()))
+        out.print_json(dumps(_document(env)))
         return
     out.print(f"[bold green]run {env.run_id} is ready[/]")
     width = max((len(k) for k in values), default=0)
-    for key, value in values.items():
-        out.print(f"  {key:<{width}}  {escape(mask(key, value))}")
+    for key, value in env.shown_outputs.items():
+        out.print(f"  {key:<{width}}  {escape(value)}")
     out.print(f"[dim]remove it with: envkit down {env.run_id}[/]")
 
 
@@ -272,9 +296,9 @@ def outputs(run: str, as_json: bool, write_env: Path | None, force: bool, old_en
     if write_env:
         write_env_file(write_env, env.outputs, env.run_id, force)
     if as_json:
-        out.print_json(dumps(env.document()))
+        out.print_json(dumps(_document(env)))
     elif not write_env:
-        sys.stdout.write(to_dotenv(env.outputs))
+        sys.stdout.write(to_dotenv(_shown(env)))
 
 
 @cli.command(context_settings={"ignore_unknown_options": True})
@@ -305,7 +329,7 @@ def run(blueprint: Path, command: tuple[str, ...], name: str | None, only: tuple
         try:
             with tempfile.TemporaryDirectory(prefix="envkit-") as tmp:
                 doc = Path(tmp) / "outputs.json"
-                doc.write_text(dumps(env.document()), encoding="utf-8")
+                _write(doc, dumps(env.document()))  # 0600: it may hold secrets
                 child_env = {**os.environ, **env.outputs, "ENVKIT_RUN": env.run_id, "ENVKIT_OUTPUTS_FILE": str(doc)}
                 if not quiet:
                     err.print(f"[bold]run {env.run_id} is ready;[/] running: {escape(' '.join(command))}")
