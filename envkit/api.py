@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 
-from envkit import __version__, reaper
+from envkit import __version__, forensics, gc, reaper
 from envkit import labels as L
 from envkit.backends import Backend, connect
 from envkit.backends.base import Capability, ContainerState, ExecResult, Protocol
@@ -33,6 +33,7 @@ from envkit.blueprint import Blueprint, Probe, load
 from envkit.errors import EngineError, EnvkitError, Interrupted, UsageError
 from envkit.events import Event, EventSink, ignore
 from envkit.execute import Executor
+from envkit.gc import Lifetime
 from envkit.images import image_tag
 from envkit.outputs import host_port, resolve, run_document, service_host
 from envkit.plan import Plan, RunIdentity, make_plan
@@ -48,16 +49,19 @@ def validate(blueprint: str | Path, env: Mapping[str, str] | None = None) -> Blu
     return load(blueprint, env)
 
 
-def _identity(bp: Blueprint, name: str | None) -> RunIdentity:
+def _identity(bp: Blueprint, name: str | None, ttl: float | None = None, lifetime: Lifetime = "owner") -> RunIdentity:
     run_id = name or L.new_run_id(bp.name)
     if not L.valid_run_id(run_id):
         raise UsageError(f"invalid run name '{run_id}': use lowercase letters, digits, '.', '_' and '-' (max 63)")
+    if ttl is not None and not 0 <= ttl <= gc.MAX_TTL:
+        raise UsageError(f"ttl {ttl:g}: use 0 (no expiry) to {gc.MAX_TTL:g} seconds")
     try:
         user = getpass.getuser()
     except (KeyError, OSError):
         user = str(os.getuid())
     owner = f"{user}@{socket.gethostname()}:{os.getpid()}"
-    return RunIdentity(run_id, owner, datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), __version__)
+    created = datetime.now(UTC).strftime(gc.STAMP_FORMAT)
+    return RunIdentity(run_id, owner, created, __version__, gc.expiry(created, ttl), lifetime)
 
 
 def _check_only(bp: Blueprint, only: tuple[str, ...]) -> None:
@@ -67,9 +71,10 @@ def _check_only(bp: Blueprint, only: tuple[str, ...]) -> None:
                          f"(services: {', '.join(sorted(bp.services))})")
 
 
-def _plan(bp: Blueprint, backend: Backend | None, name: str | None, only: tuple[str, ...]) -> Plan:
+def _plan(bp: Blueprint, backend: Backend | None, name: str | None, only: tuple[str, ...],
+          ttl: float | None = None, lifetime: Lifetime = "owner") -> Plan:
     _check_only(bp, only)
-    identity = _identity(bp, name)
+    identity = _identity(bp, name, ttl, lifetime)
     selected = bp.closure(only) if only else tuple(bp.services)
     tags = {s: image_tag(bp.name, bp.services[s].build) for s in selected if bp.services[s].build}  # type: ignore[arg-type]
     wanted = set(tags.values()) | {str(bp.services[s].image) for s in selected if bp.services[s].image}
@@ -104,6 +109,9 @@ def up(
     on_event: EventSink = ignore,
     backend: Backend | None = None,
     engine: str | None = None,
+    ttl: float | None = None,
+    lifetime: Lifetime = "owner",
+    artifacts: str | Path | None = None,
 ) -> Environment:
     """Bring a blueprint up as a new, isolated run and wait until every service is ready.
 
@@ -111,10 +119,16 @@ def up(
     service at fault. The returned Environment tears the run down when used as a context manager, on
     ``down()``, or at interpreter exit. ``backend``: the engine to use; otherwise ``engine`` (a name
     from ``envkit.backends.ENGINES``) or ``ENVKIT_ENGINE`` chooses one.
+
+    ``ttl`` (seconds; None or 0: none): after it anyone's ``envkit gc`` may remove the run.
+    ``lifetime``: "owner" (the run ends with this process: ``envkit gc`` removes it once the process is
+    gone) or "detached" (it may be handed over, ``detach()``: only ``down`` or its expiry remove it;
+    implied by ``keep_on_failure``). ``artifacts``: a folder; if up fails, a forensics bundle is written
+    to ``<artifacts>/<run id>/`` before anything is removed (docs/forensics.md).
     """
     bp = blueprint if isinstance(blueprint, Blueprint) else load(blueprint, env)
     backend = backend or connect(engine)
-    the_plan = _plan(bp, backend, name, only)
+    the_plan = _plan(bp, backend, name, only, ttl, "detached" if keep_on_failure else lifetime)
     run_id = the_plan.run_id
     if backend.list_resources({L.MANAGED: "true", L.RUN: run_id}):
         raise UsageError(f"a run named '{run_id}' already exists; choose another --name or `envkit down {run_id}`")
@@ -126,11 +140,15 @@ def up(
         reaper.watch(run_id, {L.OWNER: the_plan.identity.owner, L.CREATED_AT: the_plan.identity.created_at},
                      on_event, {**engine_env, "ENVKIT_ENGINE": engine_name})
     deadline = time.monotonic() + timeout if timeout else None
-    executor = Executor(backend, on_event, deadline=deadline)
+    recorder = forensics.Recorder(the_plan, on_event)  # forensics: what this up saw, for a bundle
+    on_event = recorder
+    executor = Executor(backend, on_event, deadline=deadline, probes=recorder.probes)
     try:
         executor.run(the_plan)
     except BaseException as exc:
         interrupted = not isinstance(exc, Exception)
+        if artifacts is not None and not interrupted:  # forensics: before rollback removes the evidence
+            forensics.write_failure(backend, recorder, exc, Path(artifacts) / run_id, bp)
         if keep_on_failure and not interrupted:
             reaper.release(run_id)  # reaper: kept for inspection, handed over like `envkit up`
             on_event(Event("note", run_id, f"kept run {run_id} for inspection; remove it with: envkit down {run_id}"))
@@ -143,6 +161,7 @@ def up(
         raise
     environment = Environment(backend, run_id, owned=True)
     environment.blueprint = bp
+    environment.recorder = recorder
     return environment
 
 
@@ -170,10 +189,18 @@ def attach(run_id: str, *, backend: Backend | None = None, engine: str | None = 
 
 
 def down(run_ids: list[str] | None = None, *, all_runs: bool = False, on_event: EventSink = ignore,
-         backend: Backend | None = None, engine: str | None = None) -> dict[str, int]:
+         backend: Backend | None = None, engine: str | None = None, include_live: bool = False) -> dict[str, int]:
+    """Remove the named runs, or with ``all_runs`` every run, except (unless ``include_live``) those that
+    may belong to another running process (``envkit.gc``; a note names them)."""
     backend = backend or connect(engine)
-    ids = [r.run_id for r in list_runs(backend)] if all_runs else list(run_ids or [])
-    return teardown(backend, ids, on_event)
+    if not all_runs:
+        return teardown(backend, list(run_ids or []), on_event)
+    found = gc.survey(backend)
+    live = set() if include_live else {g.run_id for g in found.live()}
+    if live:
+        on_event(Event("note", "", f"left {len(live)} runs that may belong to running processes: "
+                                   f"{', '.join(sorted(live))} (--include-live removes them too)"))
+    return gc.remove_generations(backend, [g for g in found.runs if g.run_id not in live], on_event)
 
 
 def ls(*, backend: Backend | None = None, engine: str | None = None) -> list[RunSummary]:
@@ -209,6 +236,7 @@ class Environment:
         self.run_id = run_id
         self.owned = owned
         self.blueprint: Blueprint | None = None
+        self.recorder: forensics.Recorder | None = None  # what up() saw, when this process brought it up
         self._info: RunInfo | None = None
         self._gone = False
         if owned:
@@ -315,8 +343,16 @@ class Environment:
             out.append(ServiceStatus(c.labels.get(L.SERVICE, "?"), c.name, kind, c.status, ready, ports))
         return out
 
+    def collect(self, directory: str | Path, *, reason: str = "") -> Path:
+        """Write a forensics bundle of the run (logs, inspect data, probe history, plan timing, events,
+        SUMMARY.txt) into ``directory``; ``reason`` heads the summary. Returns the folder."""
+        return forensics.write_live(self.backend, self.run_id, Path(directory), blueprint=self.blueprint,
+                                    recorder=self.recorder, reason=reason)
+
     def detach(self) -> None:
-        """Hand the run over: it is no longer removed on ``with`` exit or at interpreter exit."""
+        """Hand the run over: it is no longer removed on ``with`` exit or at interpreter exit. Its labels
+        still say lifetime "owner" unless up() was given ``lifetime="detached"``: then ``envkit gc``
+        removes it once this process is gone."""
         self.owned = False
         _owned.discard(self)
         reaper.release(self.run_id)  # reaper: handed over

@@ -18,7 +18,7 @@ from envkit.errors import EnvkitError
 from envkit.events import Event, EventKind, EventSink, Phase, ignore
 from envkit.handlers import Context, Ledger, run_step
 from envkit.plan import Plan
-from envkit.probes import Aborted
+from envkit.probes import Aborted, ProbeLog
 from envkit.steps import Step
 
 __all__ = ["Executor", "Ledger"]
@@ -26,13 +26,14 @@ __all__ = ["Executor", "Ledger"]
 
 class Executor:
     def __init__(self, backend: Backend, on_event: EventSink = ignore, max_parallel: int = 16,
-                 deadline: float | None = None) -> None:
+                 deadline: float | None = None, probes: ProbeLog | None = None) -> None:
         self.backend = backend
         self.on_event = on_event
         self.max_parallel = max_parallel
         self.deadline = deadline  # time.monotonic() value by which everything must be ready
         self.abort = threading.Event()
         self.ledger = Ledger()
+        self.probes = probes  # the readiness checks' results go here (forensics)
 
     def run(self, plan: Plan) -> Ledger:
         pending = {s.id: set(s.after) for s in plan.steps}
@@ -92,7 +93,8 @@ class Executor:
 
         began = time.monotonic()
         try:
-            done = run_step(Context(self.backend, self.ledger, self.abort, step, output, self.deadline))
+            done = run_step(Context(self.backend, self.ledger, self.abort, step, output, self.deadline,
+                                    probes=self.probes))
         except Aborted:
             raise
         except EnvkitError as exc:

@@ -16,7 +16,7 @@ from typing import Any
 
 from envkit.backends.base import Backend
 from envkit.errors import BuildFailed, EngineError, ServiceFailed
-from envkit.probes import Aborted, log_tail, wait_exited, wait_ready
+from envkit.probes import Aborted, ProbeLog, log_tail, wait_exited, wait_ready
 from envkit.steps import (
     BuildImage,
     CreateContainer,
@@ -63,6 +63,7 @@ class Context:
     step: Step
     output: Callable[[str], None]  # a line of the step's own output (a build's log), as an event
     deadline: float | None = None  # time.monotonic() value by which everything must be ready
+    probes: ProbeLog | None = None  # where readiness checks report their results (forensics)
 
     @property
     def service(self) -> str:
@@ -158,12 +159,13 @@ def _release(x: Context, p: ReleaseContainer) -> Done:
 
 def _ready(x: Context, p: WaitReady) -> Done:
     began = time.monotonic()
-    wait_ready(x.backend, x.ledger.containers[p.container], x.service, p.probe, x.remaining(p.timeout), x.abort)
+    wait_ready(x.backend, x.ledger.containers[p.container], x.service, p.probe, x.remaining(p.timeout), x.abort,
+               x.probes)
     return Done(f"{x.service} ready in {time.monotonic() - began:.2f}s")
 
 
 def _complete(x: Context, p: WaitComplete) -> Done:
-    wait_exited(x.backend, x.ledger.containers[p.container], x.service, x.remaining(p.timeout), x.abort)
+    wait_exited(x.backend, x.ledger.containers[p.container], x.service, x.remaining(p.timeout), x.abort, x.probes)
     return Done(f"{x.service} completed")
 
 

@@ -18,6 +18,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from tenacity import RetryCallState, Retrying, retry_if_result, wait_exponential
 
@@ -25,7 +26,7 @@ from envkit.backends.base import Backend, ContainerState, PortKey
 from envkit.blueprint.model import Probe
 from envkit.errors import EngineError, EnvkitError, NotFound, ServiceFailed
 
-__all__ = ["Aborted", "Outcome", "check", "log_tail", "wait_exited", "wait_ready"]
+__all__ = ["Aborted", "Attempts", "Outcome", "ProbeLog", "check", "log_tail", "wait_exited", "wait_ready"]
 
 LOG_LINES = 30
 
@@ -34,6 +35,55 @@ class Outcome(enum.Enum):
     READY = "ready"
     NOT_YET = "not yet"
     FAILED = "failed"
+
+
+@dataclass
+class Attempts:
+    """A stretch of identical results of one container's readiness checks: what was tried, when (wall
+    clock, first and last), how often, and what came back."""
+
+    service: str
+    container: str
+    tried: str  # the probe ("tcp 5432", "http GET /health on 8080", "healthcheck", "exit of the job")
+    outcome: Outcome
+    detail: str
+    first: float
+    last: float
+    count: int = 1
+    slowest: float = 0.0  # seconds the slowest of these checks took
+
+
+@dataclass
+class ProbeLog:
+    """The recorder the probes report to (thread-safe). A run of identical results is one entry with a
+    count, so a minute of polling costs a few entries; ``LIMIT`` entries at most."""
+
+    LIMIT = 2000
+    entries: list[Attempts] = field(default_factory=list)
+    dropped: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def record(self, service: str, container: str, tried: str, outcome: Outcome, detail: str,
+               at: float, seconds: float) -> None:
+        with self._lock:
+            for e in reversed(self.entries):
+                if e.container == container:
+                    if (e.outcome, e.detail, e.tried) == (outcome, detail, tried):
+                        e.last, e.count, e.slowest = at, e.count + 1, max(e.slowest, seconds)
+                        return
+                    break
+            if len(self.entries) >= self.LIMIT:
+                self.dropped += 1
+                return
+            self.entries.append(Attempts(service, container, tried, outcome, detail, at, at, 1, seconds))
+
+    def of(self, service: str) -> list[Attempts]:
+        with self._lock:
+            return [e for e in self.entries if e.service == service]
+
+
+def _describe(probe: Probe | None) -> str:
+    return probe.describe() if probe else "started (or healthy, with a HEALTHCHECK)"
 
 
 def log_tail(backend: Backend, container_id: str, lines: int = LOG_LINES) -> list[str]:
@@ -130,8 +180,9 @@ def _exit_reason(state: ContainerState) -> str:
 
 
 def wait_ready(backend: Backend, container_id: str, service: str, probe: Probe | None, timeout: float,
-               abort: threading.Event) -> str:
-    """Poll until ready; returns the last detail. Raises ServiceFailed naming ``service``."""
+               abort: threading.Event, log: ProbeLog | None = None) -> str:
+    """Poll until ready; returns the last detail. Raises ServiceFailed naming ``service``. Each check's
+    result goes to ``log``."""
     deadline = time.monotonic() + timeout
     last = {"detail": "not checked yet", "name": container_id[:12]}
 
@@ -143,6 +194,13 @@ def wait_ready(backend: Backend, container_id: str, service: str, probe: Probe |
         return Outcome.FAILED
 
     def attempt() -> Outcome:
+        began, at = time.monotonic(), time.time()
+        outcome = checked()
+        if log is not None:
+            log.record(service, last["name"], _describe(probe), outcome, last["detail"], at, time.monotonic() - began)
+        return outcome
+
+    def checked() -> Outcome:
         try:
             state = backend.inspect_container(container_id)
             if (down := stopped(state)) is not None:
@@ -185,22 +243,32 @@ def wait_ready(backend: Backend, container_id: str, service: str, probe: Probe |
     raise ServiceFailed(service, reason, log_tail(backend, container_id), last["name"])
 
 
-def wait_exited(backend: Backend, container_id: str, service: str, timeout: float, abort: threading.Event) -> None:
-    """For a job: wait until it exits; success is exit code 0."""
-    deadline = time.monotonic() + timeout
+def wait_exited(backend: Backend, container_id: str, service: str, timeout: float, abort: threading.Event,
+                log: ProbeLog | None = None) -> None:
+    """For a job: wait until it exits; success is exit code 0. The outcome goes to ``log``."""
+    began, at = time.monotonic(), time.time()
+    deadline = began + timeout
+
+    def note(outcome: Outcome, detail: str, name: str) -> None:
+        if log is not None:
+            log.record(service, name, "exit of the job with code 0", outcome, detail, at, time.monotonic() - began)
+
     while True:
         remaining = deadline - time.monotonic()
         if abort.is_set():
             raise Aborted()
         if remaining <= 0:
             name = backend.inspect_container(container_id).name
+            note(Outcome.FAILED, f"still running after {timeout:g}s", name)
             raise ServiceFailed(service, f"job still running after {timeout:g}s", log_tail(backend, container_id), name)
         code = backend.wait_container(container_id, min(remaining, 0.5))
         if code is None:
             continue
-        if code == 0:
-            return
         state = backend.inspect_container(container_id)
+        if code == 0:
+            note(Outcome.READY, "exited with code 0", state.name)
+            return
+        note(Outcome.FAILED, _exit_reason(state), state.name)
         raise ServiceFailed(service, f"job {_exit_reason(state)}", log_tail(backend, container_id), state.name)
 
 

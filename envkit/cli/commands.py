@@ -16,9 +16,10 @@ import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
@@ -53,8 +54,10 @@ class Session:
     def connect(self) -> Backend:
         if self.backend is None:
             from envkit.backends import connect
+            from envkit.gc import sweep_in_passing
 
             self.backend = connect(engine=self.engine)
+            sweep_in_passing(self.backend)  # gc: expired runs, at most once a minute, in the background
         return self.backend
 
 
@@ -73,6 +76,22 @@ def cli(ctx: click.Context, engine: str | None) -> None:
 
 
 blueprint_arg = click.argument("blueprint", type=click.Path(path_type=Path))
+
+
+def ttl_option(default: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    return click.option("--ttl", default=default, show_default=True, envvar="ENVKIT_TTL", metavar="DURATION",
+                        help="After this (4h, 30m, 1d; 0: never) `envkit gc` may remove the run (env: ENVKIT_TTL).")
+
+
+artifacts_option = click.option(
+    "--artifacts", type=click.Path(file_okay=False, path_type=Path), envvar="ENVKIT_ARTIFACTS",
+    help="Write a forensics bundle to DIR/<run>/ (always for up; for run, when the command fails). A failed "
+         "up writes one anyway, into a temporary folder it names (env: ENVKIT_ARTIFACTS).")
+
+
+def failure_folder() -> Path:
+    """Where a failed up's bundle goes when no --artifacts is given: a folder of this user's in the temp dir."""
+    return Path(tempfile.gettempdir()) / f"envkit-artifacts-{os.getuid()}"
 
 
 @cli.command()
@@ -147,29 +166,37 @@ def _print_outputs(env: Environment, as_json: bool, env_file: Path | None, githu
 @click.option("--env-file", type=click.Path(path_type=Path), help="Write the outputs as KEY=value lines.")
 @click.option("--github-output", is_flag=True, help="Append the outputs to $GITHUB_OUTPUT when it is set.")
 @click.option("-v", "--verbose", is_flag=True, help="Show every step and the build output.")
+@ttl_option("4h")
+@artifacts_option
 def up(blueprint: Path, name: str | None, only: tuple[str, ...], timeout: float | None, keep_on_failure: bool,
-       as_json: bool, env_file: Path | None, github_output: bool, verbose: bool) -> None:
+       as_json: bool, env_file: Path | None, github_output: bool, verbose: bool, ttl: str,
+       artifacts: Path | None) -> None:
     """Bring BLUEPRINT up as a new isolated run and wait until every service is ready."""
-    from envkit import api
+    from envkit import api, gc
 
     with sigterm_as_interrupt():
         env = api.up(blueprint, name=name, only=only, timeout=timeout, keep_on_failure=keep_on_failure,
-                     on_event=Renderer(err, verbose), backend=_engine())
+                     on_event=Renderer(err, verbose), backend=_engine(), ttl=gc.parse_ttl(ttl),
+                     lifetime="detached", artifacts=artifacts or failure_folder())
         env.detach()  # the CLI hands the run over; `envkit down` removes it
+    if artifacts:
+        _collect(env, artifacts, "")
     _print_outputs(env, as_json, env_file, github_output)
 
 
 @cli.command()
 @click.argument("runs", nargs=-1)
 @click.option("--all", "all_runs", is_flag=True, help="Every envkit run on this engine.")
+@click.option("--include-live", is_flag=True, help="With --all: also runs that may belong to running processes.")
 @click.option("-v", "--verbose", is_flag=True)
-def down(runs: tuple[str, ...], all_runs: bool, verbose: bool) -> None:
+def down(runs: tuple[str, ...], all_runs: bool, include_live: bool, verbose: bool) -> None:
     """Remove runs and everything they created."""
     if not runs and not all_runs:
         raise UsageError("name the runs to remove (see `envkit ls`), or pass --all")
     from envkit import api
 
-    counts = api.down(list(runs), all_runs=all_runs, on_event=Renderer(err, verbose), backend=_engine())
+    counts = api.down(list(runs), all_runs=all_runs, on_event=Renderer(err, verbose), backend=_engine(),
+                      include_live=include_live)
     out.print(f"removed {counts['container']} containers, {counts['network']} networks, "
               f"{counts['volume']} volumes")
 
@@ -289,18 +316,21 @@ def outputs(run: str, as_json: bool, env_file: Path | None) -> None:
 @click.option("--only", multiple=True, metavar="SVC")
 @click.option("--timeout", type=float, metavar="SECONDS")
 @click.option("-v", "--verbose", is_flag=True)
+@ttl_option("0")
+@artifacts_option
 def run(blueprint: Path, command: tuple[str, ...], name: str | None, only: tuple[str, ...],
-        timeout: float | None, verbose: bool) -> int:
+        timeout: float | None, verbose: bool, ttl: str, artifacts: Path | None) -> int:
     """Bring BLUEPRINT up, run COMMAND with the outputs in its environment, always tear down.
 
     COMMAND gets every output as an environment variable, plus ENVKIT_RUN (the run id) and
     ENVKIT_OUTPUTS_FILE (the run document as JSON). Exits with COMMAND's exit code.
     """
-    from envkit import api
+    from envkit import api, gc
 
     renderer = Renderer(err, verbose)
     with sigterm_as_interrupt():
-        env = api.up(blueprint, name=name, only=only, timeout=timeout, on_event=renderer, backend=_engine())
+        env = api.up(blueprint, name=name, only=only, timeout=timeout, on_event=renderer, backend=_engine(),
+                     ttl=gc.parse_ttl(ttl), artifacts=artifacts or failure_folder())
         try:
             with tempfile.TemporaryDirectory(prefix="envkit-") as tmp:
                 doc = Path(tmp) / "outputs.json"
@@ -315,6 +345,8 @@ def run(blueprint: Path, command: tuple[str, ...], name: str | None, only: tuple
                 reaper.child(proc.pid, group)  # reaper: ended with everything it started if envkit is killed
                 try:
                     code = proc.wait()
+                    if code and artifacts:  # forensics: the services as the failing command left them
+                        _collect(env, artifacts, f"{command[0]} exited with {code}")
                     return 128 - code if code < 0 else code  # killed by signal N: 128+N, as shells do
                 except KeyboardInterrupt as exc:
                     # In a terminal's foreground group, Ctrl-C has reached the command already; SIGTERM,
@@ -338,6 +370,13 @@ def run(blueprint: Path, command: tuple[str, ...], name: str | None, only: tuple
             _teardown(env)
 
 
+def _collect(env: Environment, artifacts: Path, reason: str) -> None:
+    try:
+        err.print(f"forensics bundle: {escape(str(env.collect(artifacts / env.run_id, reason=reason)))}")
+    except EnvkitError as exc:  # the bundle is extra: the command's own outcome stands
+        err.print(f"[yellow]no forensics bundle: {escape(str(exc))}[/]")
+
+
 def _teardown(env: Environment) -> None:
     """Remove the run, starting again on a second Ctrl-C; say "removed" only when it is."""
     left = f"run {env.run_id} may be left; remove it with: envkit down {env.run_id}"
@@ -352,5 +391,9 @@ def _teardown(env: Environment) -> None:
     err.print(f"[dim]run {env.run_id} removed[/]")
 
 from envkit.cli.export_cmd import export  # noqa: E402
+from envkit.cli.forensics_cmd import collect  # noqa: E402
+from envkit.cli.gc_cmd import gc  # noqa: E402
 
 cli.add_command(export)
+cli.add_command(gc)
+cli.add_command(collect)
