@@ -132,6 +132,8 @@ def up(
     run_id = the_plan.run_id
     if backend.list_resources({L.MANAGED: "true", L.RUN: run_id}):
         raise UsageError(f"a run named '{run_id}' already exists; choose another --name or `envkit down {run_id}`")
+    recorder = forensics.Recorder(the_plan, on_event)  # forensics: what this up saw, for a bundle
+    on_event = recorder
     on_event(Event("plan", run_id, f"run {run_id}: {len(the_plan.steps)} steps", detail=str(len(the_plan.steps))))
     if backend.origin is not None:  # reaper: before the first resource exists (ReaperUnavailable if it cannot start)
         # Only an engine connect() made can be reached again from the watchdog (a hand-made one, e.g. the fake,
@@ -140,8 +142,6 @@ def up(
         reaper.watch(run_id, {L.OWNER: the_plan.identity.owner, L.CREATED_AT: the_plan.identity.created_at},
                      on_event, {**engine_env, "ENVKIT_ENGINE": engine_name})
     deadline = time.monotonic() + timeout if timeout else None
-    recorder = forensics.Recorder(the_plan, on_event)  # forensics: what this up saw, for a bundle
-    on_event = recorder
     executor = Executor(backend, on_event, deadline=deadline, probes=recorder.probes)
     try:
         executor.run(the_plan)

@@ -212,6 +212,16 @@ def _order(containers: Sequence[ContainerState], rec: Recorder | None, bp: Bluep
     return list(dict.fromkeys([*planned, *declared, *found]))
 
 
+def _progress(service: str, rec: Recorder) -> str:
+    """How far a service's steps got: "ready", or the steps done and the one that never began."""
+    done = [e.action for e in rec.events if e.kind == "step" and e.phase == "done" and e.service == service]
+    planned = [s.action for s in (rec.plan.steps if rec.plan else ()) if s.services == (service,)]
+    left = [a for a in planned if a not in done]
+    if not left:
+        return "ready" if "ready" in done else "done"
+    return (f"done: {', '.join(done)}; " if done else "") + f"never reached: {', '.join(left)}"
+
+
 def _summary(run_id: str, head: str, culprit: str | None, why: str, tail: Sequence[str],
              containers: Sequence[ContainerState], order: Sequence[str], log: ProbeLog, rec: Recorder | None,
              bp: Blueprint | None, files: Iterable[str]) -> str:
@@ -244,8 +254,7 @@ def _summary(run_id: str, head: str, culprit: str | None, why: str, tail: Sequen
         lines += ["", "other services:"]
         for s in others[:15]:
             states = "; ".join(f"{c.name}: {_state_line(c)}" for c in by_service.get(s, [])) or "no container"
-            last = log.of(s)[-1:] if log.of(s) else []
-            lines.append(f"  {s:<16} {states}" + (f" — {last[0].outcome.value}: {last[0].detail}" if last else ""))
+            lines.append(f"  {s:<16} {states}" + (f" — {_progress(s, rec)}" if rec else ""))
         if len(others) > 15:
             lines.append(f"  … and {len(others) - 15} more (services.txt)")
     lines += ["", "files: " + ", ".join(sorted(set(files) | {"SUMMARY.txt"}, key=lambda f: (f.count("/"), f)))]

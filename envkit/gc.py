@@ -38,6 +38,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -380,13 +381,13 @@ def sweep_in_passing(backend: Backend, *, environment: Mapping[str, str] | None 
                      now: datetime | None = None) -> list[str]:
     """Remove expired runs (anyone's), cheaply: at most once per interval (``ENVKIT_SWEEP_INTERVAL``,
     default 60 s; ``off`` disables), one listing, and the removal in a background process when the
-    engine can be reached from one (else here). Never raises; returns the run ids being removed."""
+    engine can be reached from one (else here). ``now`` (default: the clock) judges expiry; the interval
+    always goes by the clock. Never raises; returns the run ids being removed."""
     env = os.environ if environment is None else environment
     interval = _interval(env)
     now = now or datetime.now(UTC)
     try:
-        if interval is None or not _claim(_cache_dir(env) / f"sweep-{_engine_key(backend)}", interval,
-                                          now.timestamp()):
+        if interval is None or not _claim(_cache_dir(env) / f"sweep-{_engine_key(backend)}", interval, time.time()):
             return []
         groups: dict[tuple[str, str, str], list[Resource]] = {}
         for r in backend.list_resources({L.MANAGED: "true", L.EXPIRES_AT: None}):
