@@ -178,7 +178,7 @@ def test_sweep_in_passing_removes_expired_runs_at_most_once_per_interval(
     assert gc.sweep_in_passing(fake, environment=env, now=NOW) == ["old"]
     assert fake.calls[0] == ("list_resources", f"{L.MANAGED}=true,{L.EXPIRES_AT}")  # one filtered listing
     assert runs_left(fake) == {"young", "forever"}  # owner gone is gc's to judge, not the sweep's
-    assert list((tmp_path / "envkit").iterdir())[0].name.startswith("sweep-")
+    assert [p.name[:6] for p in (tmp_path / "envkit").iterdir()] == ["sweep-"]
     fake.calls.clear()
     later = datetime(2030, 1, 1, 14, 0, tzinfo=UTC)
     assert gc.sweep_in_passing(fake, environment=env, now=later) == []  # swept a moment ago: not again
