@@ -350,7 +350,11 @@ def write_live(backend: Backend, run_id: str, directory: Path, *, blueprint: Blu
     describe(backend, run_id)  # RunNotFound first, before any file is written
     if blueprint is None:
         blueprint = _blueprint_of(backend, run_id)
-    head = f"envkit: run {run_id}, collected {time.strftime('%Y-%m-%d %H:%M:%S')}" + (f": {reason}" if reason else "")
+    first, *rest = reason.strip().splitlines() or [""]
+    head = f"envkit: run {run_id}, collected {time.strftime('%Y-%m-%d %H:%M:%S')}" + (f": {first}" if first else "")
+    shown = [line for line in rest if line.strip()]
+    if shown:  # e.g. a failing test's assertion: its last lines (reason.txt has all of it)
+        head += "\n" + "\n".join(f"  | {line}" for line in shown[-8:])
     return _write(backend, run_id, directory, blueprint, recorder, head, None, "every service is up and ready",
                   (), {"reason.txt": reason + "\n"} if reason else {}, live_checks=True)
 

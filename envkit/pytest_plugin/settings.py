@@ -24,6 +24,7 @@ class Settings:
     reuse: str | None = None
     shared: bool = False
     engine: str | None = None  # None: envkit.backends.connect() decides (ENVKIT_ENGINE, else docker)
+    artifacts: Path | None = None  # forensics bundles of failing tests and failed ups go here
 
     @property
     def default_source(self) -> str:
@@ -45,6 +46,11 @@ def add_options(parser: pytest.Parser) -> None:
                     help="With pytest-xdist: one environment for all workers instead of one per worker.")
     group.addoption("--envkit-engine", metavar="NAME",
                     help="The container engine (ini: envkit_engine; default: $ENVKIT_ENGINE, else docker).")
+    group.addoption("--envkit-artifacts", metavar="DIR",
+                    help="Write a forensics bundle for each failing test (and failed up) into DIR "
+                         "(ini: envkit_artifacts).")
+    parser.addini("envkit_artifacts", "Folder for forensics bundles of failing tests, relative to this file.",
+                  default="")
     parser.addini("envkit_blueprint", "Blueprint behind envkit_env, relative to this file.", default="")
     parser.addini("envkit_scope", "session (default) | module | class | function", default="session")
     parser.addini("envkit_engine", "The container engine envkit uses (default: $ENVKIT_ENGINE, else docker).",
@@ -65,5 +71,11 @@ def read_settings(config: pytest.Config) -> Settings:
     if shared and scope != "session":
         raise pytest.UsageError(f"--envkit-shared shares the session's environment; it needs scope session, not {scope}")
     engine = config.getoption("envkit_engine") or config.getini("envkit_engine") or None
+    artifacts: Path | None = None
+    if config.getoption("envkit_artifacts"):
+        artifacts = Path(os.path.normpath(config.invocation_params.dir / config.getoption("envkit_artifacts")))
+    elif config.getini("envkit_artifacts"):
+        base = config.inipath.parent if config.inipath else config.rootpath
+        artifacts = Path(os.path.normpath(base / config.getini("envkit_artifacts")))
     return Settings(blueprint, cast(Scope, scope), bool(config.getoption("envkit_keep")),
-                    config.getoption("envkit_reuse") or None, shared, engine)
+                    config.getoption("envkit_reuse") or None, shared, engine, artifacts)
