@@ -73,18 +73,31 @@ class Recorder:
 
 class _Redactor:
     """Masks secrets in any text: the values of secret-looking keys of the blueprint's environments
-    (at least 4 characters: shorter ones would mangle every line) and passwords inside URLs."""
+    (at least 4 characters: shorter ones would mangle every line) and passwords inside URLs.
 
-    def __init__(self, blueprint: Blueprint | None) -> None:
+    Names (the run's, its blueprint's, services', containers') are kept whole even when a secret is part
+    of them (a password ``shop`` in run ``shop-1a2b3c``): they are in every label and container name
+    anyway, and the bundle must still say which file is whose."""
+
+    def __init__(self, blueprint: Blueprint | None, names: Iterable[str] = ()) -> None:
         found: set[str] = set()
         for svc in (blueprint.services.values() if blueprint else ()):
             found |= {v for k, v in svc.environment if len(v) >= 4 and mask(k, v) == "****"}
         self.secrets = sorted(found, key=len, reverse=True)
+        self.names = sorted({n for n in names if any(s in n for s in self.secrets)}, key=len, reverse=True)
 
     def __call__(self, text: str) -> str:
+        kept: dict[str, str] = {}
+        for i, name in enumerate(self.names):
+            if name in text:
+                kept[f"\x00{i}\x00"] = name
+                text = text.replace(name, f"\x00{i}\x00")
         for secret in self.secrets:
             text = text.replace(secret, "****")
-        return "\n".join(mask("", line) for line in text.split("\n"))
+        text = "\n".join(mask("", line) for line in text.split("\n"))
+        for token, name in kept.items():
+            text = text.replace(token, name)
+        return text
 
 
 @dataclasses.dataclass
@@ -269,8 +282,9 @@ def _write(backend: Backend, run_id: str, directory: Path, bp: Blueprint | None,
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     except OSError as exc:
         raise UsageError(f"cannot write the forensics bundle to {directory}: {exc.strerror}") from exc
-    bundle = _Bundle(directory, _Redactor(bp))
     containers = _containers(backend, run_id)
+    names = {run_id, *(c.name for c in containers), *((bp.name, *bp.services) if bp else ())}
+    bundle = _Bundle(directory, _Redactor(bp, names))
     order = _order(containers, rec, bp)
     log = rec.probes if rec else ProbeLog()
     if live_checks:  # what each running service's probe says right now
