@@ -270,7 +270,9 @@ def _summary(run_id: str, head: str, culprit: str | None, why: str, tail: Sequen
             lines.append(f"  {s:<16} {states}" + (f" — {_progress(s, rec)}" if rec else ""))
         if len(others) > 15:
             lines.append(f"  … and {len(others) - 15} more (services.txt)")
-    lines += ["", "files: " + ", ".join(sorted(set(files) | {"SUMMARY.txt"}, key=lambda f: (f.count("/"), f)))]
+    shown_files = {f if not f.startswith("services/") else "services/<container>/" + f.rsplit("/", 1)[1]
+                   for f in [*files, "SUMMARY.txt"]}
+    lines += ["", "files: " + ", ".join(sorted(shown_files, key=lambda f: (f.count("/"), f)))]
     return "\n".join(lines) + "\n"
 
 
