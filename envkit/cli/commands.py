@@ -217,10 +217,10 @@ def ls_(as_json: bool) -> None:
     if as_json:
         out.print_json(json.dumps([r.__dict__ for r in runs]))
         return
-    table = Table("RUN", "BLUEPRINT", "CREATED", "CONTAINERS", "RUNNING", "NETWORKS", "VOLUMES", box=None)
+    table = Table("RUN", "BLUEPRINT", "CREATED", "CONTAINERS", "RUNNING", "NETWORKS", "VOLUMES", "EXPIRES", box=None)
     for r in runs:
         table.add_row(r.run_id, r.blueprint, r.created_at, str(r.containers), str(r.running), str(r.networks),
-                      str(r.volumes))
+                      str(r.volumes), r.expires_at or "never")
     out.print(table)
 
 

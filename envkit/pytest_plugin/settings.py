@@ -25,6 +25,7 @@ class Settings:
     shared: bool = False
     engine: str | None = None  # None: envkit.backends.connect() decides (ENVKIT_ENGINE, else docker)
     artifacts: Path | None = None  # forensics bundles of failing tests and failed ups go here
+    ttl: float | None = None  # seconds after which `envkit gc` may remove an environment (envkit.gc)
 
     @property
     def default_source(self) -> str:
@@ -49,6 +50,9 @@ def add_options(parser: pytest.Parser) -> None:
     group.addoption("--envkit-artifacts", metavar="DIR",
                     help="Write a forensics bundle for each failing test (and failed up) into DIR "
                          "(ini: envkit_artifacts).")
+    group.addoption("--envkit-ttl", metavar="DURATION",
+                    help="Environments expire after this (4h, 30m; default: never), for `envkit gc` (ini: envkit_ttl).")
+    parser.addini("envkit_ttl", "Environments expire after this (4h, 30m; default: never).", default="")
     parser.addini("envkit_artifacts", "Folder for forensics bundles of failing tests, relative to this file.",
                   default="")
     parser.addini("envkit_blueprint", "Blueprint behind envkit_env, relative to this file.", default="")
@@ -77,5 +81,14 @@ def read_settings(config: pytest.Config) -> Settings:
     elif config.getini("envkit_artifacts"):
         base = config.inipath.parent if config.inipath else config.rootpath
         artifacts = Path(os.path.normpath(base / config.getini("envkit_artifacts")))
+    ttl: float | None = None
+    if config.getoption("envkit_ttl") or config.getini("envkit_ttl"):
+        from envkit.errors import UsageError
+        from envkit.gc import parse_ttl  # no engine client: regexes
+
+        try:
+            ttl = parse_ttl(config.getoption("envkit_ttl") or config.getini("envkit_ttl"))
+        except UsageError as exc:
+            raise pytest.UsageError(str(exc).replace("--ttl", "--envkit-ttl / envkit_ttl")) from exc
     return Settings(blueprint, cast(Scope, scope), bool(config.getoption("envkit_keep")),
-                    config.getoption("envkit_reuse") or None, shared, engine, artifacts)
+                    config.getoption("envkit_reuse") or None, shared, engine, artifacts, ttl)
