@@ -20,26 +20,16 @@ Every resource of a run says whose it is (set at creation, ``envkit.plan``):
 Orphans are envkit networks and volumes whose run has no container left and whose owner is not alive
 (for another host's run: older than ``ORPHAN_AGE``); a resource with role ``snapshot`` is never one.
 
-``sweep_in_passing()`` is the cheap version every CLI command runs: one label-filtered listing, at
-most once per ``SWEEP_INTERVAL`` per user and engine, and only expired runs (of any user), removed in a
-background process so that the command is not held up.
+``envkit.sweep`` is the cheap version every CLI command runs: expired runs only.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import hashlib
-import json
 import os
 import pwd
 import re
 import socket
-import subprocess
-import sys
-import threading
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -48,7 +38,7 @@ from typing import Literal
 
 from envkit import labels as L
 from envkit.backends.base import Backend, Resource
-from envkit.errors import EngineError, EnvkitError, UsageError
+from envkit.errors import EngineError, UsageError
 from envkit.events import Event, EventSink, ignore
 from envkit.runs import teardown
 
@@ -63,22 +53,19 @@ __all__ = [
     "expiry",
     "lookup_process",
     "owner_liveness",
+    "parse_stamp",
     "parse_ttl",
     "survey",
-    "sweep_in_passing",
 ]
 
 DEFAULT_TTL = 4 * 3600.0  # `envkit up`: a run nobody removes is gone after a working day's afternoon
 MAX_TTL = 366 * 86400.0
 ORPHAN_AGE = 3600.0  # another host's run without containers is taken for an orphan after this long
-SWEEP_INTERVAL = 60.0  # seconds between two sweeps in passing (per user and engine)
-SWEEP_SWITCH = "ENVKIT_SWEEP_INTERVAL"  # seconds, or "off"
 STAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"  # the one format of created-at and expires-at
 START_SLACK = 2.0  # seconds: a process's start time read from /proc is exact to about a second
 
 Liveness = Literal["alive", "gone", "unknown"]
 Lifetime = Literal["owner", "detached"]
-_PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
 
 
 # -- expiry -------------------------------------------------------------------------------------------------
@@ -100,14 +87,14 @@ def parse_ttl(text: str) -> float:
 
 def expiry(created_at: str, ttl: float | None) -> str:
     """The ``expires-at`` label for a run created at ``created_at`` (a ``STAMP_FORMAT`` text); "" = none."""
-    created = _parse_stamp(created_at)
+    created = parse_stamp(created_at)
     if not ttl or created is None:
         return ""
     # Rounded up to the second: a run never expires before its ttl has passed.
     return (created + timedelta(seconds=int(-(-ttl // 1)))).strftime(STAMP_FORMAT)
 
 
-def _parse_stamp(text: str) -> datetime | None:
+def parse_stamp(text: str) -> datetime | None:
     try:
         return datetime.strptime(text, STAMP_FORMAT).replace(tzinfo=UTC)
     except (TypeError, ValueError):
@@ -184,7 +171,7 @@ def owner_liveness(owner: str, created_at: str, *, host: str | None = None,
     uid = _uid_of(found["user"])
     if uid is not None and proc.uid is not None and proc.uid != uid:
         return "gone", f"owner process {pid} is gone (pid {pid} is another user's process now)"
-    created = _parse_stamp(created_at)
+    created = parse_stamp(created_at)
     if created is not None and proc.started is not None and proc.started > created.timestamp() + 1 + START_SLACK:
         return "gone", f"owner process {pid} is gone (pid {pid} is a process started after the run)"
     return "alive", f"owner process {pid} is alive"
@@ -248,7 +235,7 @@ def _generation(run_id: str, items: list[Resource], now: datetime, host: str | N
     lifetime = first.get(L.LIFETIME, "detached")
     expires = first.get(L.EXPIRES_AT, "")
     liveness, why = owner_liveness(owner, created, host=host, lookup=lookup)
-    until = _parse_stamp(expires)
+    until = parse_stamp(expires)
     if until is not None and until <= now:
         collect, reason = True, f"expired at {expires}"
     elif lifetime == "owner" and liveness == "gone":
@@ -272,7 +259,7 @@ def _orphans(g: Generation, now: datetime) -> list[Orphan]:
     if g.liveness == "alive":
         return []  # e.g. an `up` still building its images: networks come first
     if g.liveness == "unknown":
-        created = _parse_stamp(g.created_at)
+        created = parse_stamp(g.created_at)
         if created is None or (now - created).total_seconds() < ORPHAN_AGE:
             return []
     return [Orphan(r, g.run_id, f"no container of run {g.run_id} is left ({g.reason})")
@@ -328,110 +315,3 @@ def collect(backend: Backend, found: Survey, on_event: EventSink = ignore) -> di
     if errors:
         raise EngineError("could not remove orphans: " + "; ".join(errors))
     return counts
-
-
-# -- in passing --------------------------------------------------------------------------------------------------
-def _cache_dir(environment: Mapping[str, str]) -> Path:
-    base = environment.get("XDG_CACHE_HOME") or str(Path(environment.get("HOME") or Path.home()) / ".cache")
-    return Path(base) / "envkit"
-
-
-def _interval(environment: Mapping[str, str]) -> float | None:
-    text = environment.get(SWEEP_SWITCH, "").strip().lower()
-    if not text:
-        return SWEEP_INTERVAL
-    if text in ("off", "no", "false", "never"):
-        return None
-    try:
-        return max(0.0, float(text))
-    except ValueError:
-        return SWEEP_INTERVAL
-
-
-def _engine_key(backend: Backend) -> str:
-    name, env = backend.origin or (backend.name, {})
-    where = "|".join((name, env.get("DOCKER_HOST", ""), env.get("DOCKER_CONTEXT", "")))
-    return hashlib.sha256(where.encode()).hexdigest()[:12]
-
-
-def _claim(stamp: Path, interval: float, now: float) -> bool:
-    """Whether this process sweeps now: the stamp is older than ``interval`` and no one else holds it."""
-    stamp.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(stamp, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            return False  # another command is sweeping right now
-        try:
-            last = float(os.read(fd, 64).decode() or "nan")
-        except ValueError:
-            last = float("nan")
-        if last == last and 0 <= now - last < interval:  # nan != nan: never swept
-            return False
-        os.lseek(fd, 0, os.SEEK_SET)
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{now:.3f}".encode())
-        return True
-    finally:
-        os.close(fd)
-
-
-def sweep_in_passing(backend: Backend, *, environment: Mapping[str, str] | None = None,
-                     now: datetime | None = None) -> list[str]:
-    """Remove expired runs (anyone's), cheaply: at most once per interval (``ENVKIT_SWEEP_INTERVAL``,
-    default 60 s; ``off`` disables), one listing, and the removal in a background process when the
-    engine can be reached from one (else here). ``now`` (default: the clock) judges expiry; the interval
-    always goes by the clock. Never raises; returns the run ids being removed."""
-    env = os.environ if environment is None else environment
-    interval = _interval(env)
-    now = now or datetime.now(UTC)
-    try:
-        if interval is None or not _claim(_cache_dir(env) / f"sweep-{_engine_key(backend)}", interval, time.time()):
-            return []
-        groups: dict[tuple[str, str, str], list[Resource]] = {}
-        for r in backend.list_resources({L.MANAGED: "true", L.EXPIRES_AT: None}):
-            until = _parse_stamp(r.labels.get(L.EXPIRES_AT, ""))
-            if until is not None and until <= now and L.RUN in r.labels:
-                key = (r.labels[L.RUN], r.labels.get(L.OWNER, ""), r.labels.get(L.CREATED_AT, ""))
-                groups.setdefault(key, []).append(r)
-        if not groups:
-            return []
-        runs = {run: {k: v for k, v in ((L.OWNER, owner), (L.CREATED_AT, created)) if v}
-                for run, owner, created in groups}
-        if backend.origin is None:  # made by hand (the fake): no other process can reach it
-            for run, guard in runs.items():
-                teardown(backend, [run], missing_ok=True, also=guard)
-        else:
-            _spawn(backend.origin, runs)
-        return sorted(runs)
-    except (EnvkitError, OSError):
-        return []
-
-
-def _spawn(origin: tuple[str, Mapping[str, str]], runs: Mapping[str, Mapping[str, str]]) -> None:
-    name, env = origin
-    child_env = {**env, "ENVKIT_ENGINE": name, "ENVKIT_REAPER": "0",
-                 "PYTHONPATH": os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH")) if p)}
-    proc = subprocess.Popen([sys.executable, "-P", "-m", "envkit.gc", json.dumps(runs)], cwd="/", env=child_env,
-                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True, close_fds=True)
-    # A long-lived command reaps it when it ends; a short one leaves that to init.
-    threading.Thread(target=proc.wait, name="envkit-sweep", daemon=True).start()
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """The background sweep: ``python -m envkit.gc '{"run": {guard labels}}'``; bounded to 120 s."""
-    import signal
-
-    from envkit.reaper import engine_teardown
-
-    signal.alarm(120)
-    args = list(sys.argv[1:] if argv is None else argv)
-    with contextlib.suppress(ValueError, IndexError):
-        runs = {str(k): {str(a): str(b) for a, b in dict(v).items()} for k, v in json.loads(args[0]).items()}
-        engine_teardown(runs, sweeps=(0.0,))
-
-
-if __name__ == "__main__":
-    main()

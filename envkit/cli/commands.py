@@ -54,10 +54,10 @@ class Session:
     def connect(self) -> Backend:
         if self.backend is None:
             from envkit.backends import connect
-            from envkit.gc import sweep_in_passing
+            from envkit.sweep import sweep_in_passing
 
             self.backend = connect(engine=self.engine)
-            sweep_in_passing(self.backend)  # gc: expired runs, at most once a minute, in the background
+            sweep_in_passing(self.backend)  # envkit.sweep: expired runs, at most once a minute, in the background
         return self.backend
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from envkit import api, gc
+from envkit import api, gc, sweep
 from envkit import labels as L
 from envkit.backends.base import NetworkSpec
 from envkit.backends.fake import FakeBackend
@@ -175,22 +175,22 @@ def test_sweep_in_passing_removes_expired_runs_at_most_once_per_interval(
     bring_up(fake, shop, "young", pid=dead_pid, expires="2030-01-01T13:00:00Z")
     bring_up(fake, shop, "forever", pid=dead_pid)
     fake.calls.clear()
-    assert gc.sweep_in_passing(fake, environment=env, now=NOW) == ["old"]
+    assert sweep.sweep_in_passing(fake, environment=env, now=NOW) == ["old"]
     assert fake.calls[0] == ("list_resources", f"{L.MANAGED}=true,{L.EXPIRES_AT}")  # one filtered listing
     assert runs_left(fake) == {"young", "forever"}  # owner gone is gc's to judge, not the sweep's
     assert [p.name[:6] for p in (tmp_path / "envkit").iterdir()] == ["sweep-"]
     fake.calls.clear()
     later = datetime(2030, 1, 1, 14, 0, tzinfo=UTC)
-    assert gc.sweep_in_passing(fake, environment=env, now=later) == []  # swept a moment ago: not again
+    assert sweep.sweep_in_passing(fake, environment=env, now=later) == []  # swept a moment ago: not again
     assert fake.calls == []
-    assert gc.sweep_in_passing(fake, environment={**env, gc.SWEEP_SWITCH: "0"}, now=later) == ["young"]
-    assert gc.sweep_in_passing(fake, environment={**env, gc.SWEEP_SWITCH: "off"}, now=later) == []
+    assert sweep.sweep_in_passing(fake, environment={**env, sweep.SWEEP_SWITCH: "0"}, now=later) == ["young"]
+    assert sweep.sweep_in_passing(fake, environment={**env, sweep.SWEEP_SWITCH: "off"}, now=later) == []
     assert runs_left(fake) == {"forever"}
 
 
 def test_sweep_in_passing_never_fails_the_command(fake: FakeBackend, tmp_path: Path) -> None:
     (tmp_path / "envkit").write_text("a file where the folder should be")
-    assert gc.sweep_in_passing(fake, environment={"XDG_CACHE_HOME": str(tmp_path)}) == []
+    assert sweep.sweep_in_passing(fake, environment={"XDG_CACHE_HOME": str(tmp_path)}) == []
 
 
 def test_gc_command(shop: Blueprint, fake: FakeBackend, dead_pid: int, capsys: pytest.CaptureFixture[str]) -> None:
