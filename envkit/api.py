@@ -27,7 +27,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO
 
-from envkit import __version__, live, reaper, secrets
+from envkit import __version__, forensics, gc, live, reaper, secrets
 from envkit import labels as L
 from envkit.backends import Backend, connect
 from envkit.backends.base import Capability, ContainerState, ExecResult, ExecSession, Protocol
@@ -36,6 +36,7 @@ from envkit.blueprint.model import RunSeed
 from envkit.errors import Conflict, EngineError, EnvkitError, Interrupted, UsageError
 from envkit.events import Event, EventSink, ignore
 from envkit.execute import Executor
+from envkit.gc import Lifetime
 from envkit.images import image_tag, image_tags
 from envkit.live import LiveResult
 from envkit.logs import merged
@@ -78,16 +79,19 @@ def validate(blueprint: str | Path | Mapping[str, Any], env: Mapping[str, str] |
     return _load(blueprint, env, env_files, directory)
 
 
-def _identity(bp: Blueprint, name: str | None) -> RunIdentity:
+def _identity(bp: Blueprint, name: str | None, ttl: float | None = None, lifetime: Lifetime = "owner") -> RunIdentity:
     run_id = name or L.new_run_id(bp.name)
     if not L.valid_run_id(run_id):
         raise UsageError(f"invalid run name '{run_id}': use lowercase letters, digits, '.', '_' and '-' (max 63)")
+    if ttl is not None and not 0 <= ttl <= gc.MAX_TTL:
+        raise UsageError(f"ttl {ttl:g}: use 0 (no expiry) to {gc.MAX_TTL:g} seconds")
     try:
         user = getpass.getuser()
     except (KeyError, OSError):
         user = str(os.getuid())
     owner = f"{user}@{socket.gethostname()}:{os.getpid()}"
-    return RunIdentity(run_id, owner, datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), __version__)
+    created = datetime.now(UTC).strftime(gc.STAMP_FORMAT)
+    return RunIdentity(run_id, owner, created, __version__, gc.expiry(created, ttl), lifetime)
 
 
 def _check_only(bp: Blueprint, only: tuple[str, ...]) -> None:
@@ -115,9 +119,10 @@ def _images(bp: Blueprint, backend: Backend | None, selected: tuple[str, ...],
         return tags, frozenset(t for t, ok in zip(wanted, pool.map(backend.image_exists, wanted), strict=True) if ok)
 
 
-def _plan(bp: Blueprint, backend: Backend | None, name: str | None, only: tuple[str, ...], seed: bool = True) -> Plan:
+def _plan(bp: Blueprint, backend: Backend | None, name: str | None, only: tuple[str, ...], seed: bool = True,
+          ttl: float | None = None, lifetime: Lifetime = "owner") -> Plan:
     _check_only(bp, only)
-    identity = _identity(bp, name)
+    identity = _identity(bp, name, ttl, lifetime)
     selected = bp.closure(only) if only else tuple(bp.services)
     tags, existing = _images(bp, backend, selected, seed)
     # Offline (no backend): plan as an engine that can do everything would run it.
@@ -150,6 +155,9 @@ def up(
     seed: bool = True,
     env_files: Sequence[str | Path] | None = None,
     directory: str | Path | None = None,
+    ttl: float | None = None,
+    lifetime: Lifetime = "owner",
+    artifacts: str | Path | None = None,
 ) -> Environment:
     """Bring a blueprint up as a new, isolated run and wait until every service is ready.
 
@@ -162,13 +170,19 @@ def up(
     ``blueprint`` may be a path or the same data as a mapping (relative paths in it start from
     ``directory``, else the current folder). ``${VAR}`` reads ``env`` (default: the process environment)
     over ``env_files`` in order; None reads the ``.env`` beside a blueprint file, as Compose does.
+
+    ``ttl`` (seconds; None or 0: none): after it anyone's ``envkit gc`` may remove the run.
+    ``lifetime``: "owner" (the run ends with this process: ``envkit gc`` removes it once the process is
+    gone) or "detached" (it may be handed over, ``detach()``: only ``down`` or its expiry remove it;
+    implied by ``keep_on_failure``). ``artifacts``: a folder; if up fails, a forensics bundle is written
+    to ``<artifacts>/<run id>/`` before anything is removed (docs/forensics.md).
     """
     bp = _load(blueprint, env, env_files, directory)
     if bp.secrets:  # no secret value in an event or an error (docs/security.md)
         on_event = functools.partial(_scrubbed, on_event, bp.secrets)
     backend = backend or connect(engine)
     try:
-        return _up(bp, backend, name, only, timeout, keep_on_failure, on_event, seed)
+        return _up(bp, backend, name, only, timeout, keep_on_failure, on_event, seed, ttl, lifetime, artifacts)
     except BaseException as exc:
         secrets.scrub_error(exc, bp.secrets)
         raise
@@ -179,11 +193,15 @@ def _scrubbed(sink: EventSink, hidden: tuple[Secret, ...], event: Event) -> None
 
 
 def _up(bp: Blueprint, backend: Backend, name: str | None, only: tuple[str, ...], timeout: float | None,
-        keep_on_failure: bool, on_event: EventSink, seed: bool) -> Environment:
-    the_plan = _plan(bp, backend, name, only, seed)
+        keep_on_failure: bool, on_event: EventSink, seed: bool, ttl: float | None, lifetime: Lifetime,
+        artifacts: str | Path | None) -> Environment:
+    the_plan = _plan(bp, backend, name, only, seed, ttl, "detached" if keep_on_failure else lifetime)
     run_id = the_plan.run_id
     if backend.list_resources({L.MANAGED: "true", L.RUN: run_id}):
         raise UsageError(f"a run named '{run_id}' already exists; choose another --name or `envkit down {run_id}`")
+    recorder = forensics.Recorder(the_plan, on_event)  # forensics: what this up saw, for a bundle
+    # The recorder keeps what it hears for the bundle: it hears it with secrets scrubbed, as everyone does.
+    on_event = functools.partial(_scrubbed, recorder, bp.secrets) if bp.secrets else recorder
     on_event(Event("plan", run_id, f"run {run_id}: {len(the_plan.steps)} steps", detail=str(len(the_plan.steps))))
     if backend.origin is not None:  # reaper: before the first resource exists (ReaperUnavailable if it cannot start)
         # Only an engine connect() made can be reached again from the watchdog (a hand-made one, e.g. the fake,
@@ -192,11 +210,14 @@ def _up(bp: Blueprint, backend: Backend, name: str | None, only: tuple[str, ...]
         reaper.watch(run_id, {L.OWNER: the_plan.identity.owner, L.CREATED_AT: the_plan.identity.created_at},
                      on_event, {**engine_env, "ENVKIT_ENGINE": engine_name})
     deadline = time.monotonic() + timeout if timeout else None
-    executor = Executor(backend, on_event, deadline=deadline)
+    executor = Executor(backend, on_event, deadline=deadline, probes=recorder.probes)
     try:
         executor.run(the_plan)
     except BaseException as exc:
         interrupted = not isinstance(exc, Exception)
+        if artifacts is not None and not interrupted:  # forensics: before rollback removes the evidence
+            secrets.scrub_error(exc, bp.secrets)
+            forensics.write_failure(backend, recorder, exc, Path(artifacts) / run_id, bp)
         if keep_on_failure and not interrupted:
             reaper.release(run_id)  # reaper: kept for inspection, handed over like `envkit up`
             on_event(Event("note", run_id, f"kept run {run_id} for inspection; remove it with: envkit down {run_id}"))
@@ -209,6 +230,7 @@ def _up(bp: Blueprint, backend: Backend, name: str | None, only: tuple[str, ...]
         raise
     environment = Environment(backend, run_id, owned=True)
     environment.blueprint = bp
+    environment.recorder = recorder
     return environment
 
 
@@ -262,11 +284,20 @@ def attach(run_id: str, *, backend: Backend | None = None, engine: str | None = 
 
 
 def down(run_ids: list[str] | None = None, *, all_runs: bool = False, on_event: EventSink = ignore,
-         backend: Backend | None = None, engine: str | None = None, missing_ok: bool = False) -> dict[str, int]:
-    """Remove runs; a run with nothing left raises RunNotFound unless ``missing_ok``."""
+         backend: Backend | None = None, engine: str | None = None, missing_ok: bool = False,
+         include_live: bool = False) -> dict[str, int]:
+    """Remove the named runs (one with nothing left raises RunNotFound unless ``missing_ok``), or with
+    ``all_runs`` every run, except (unless ``include_live``) those that may belong to another running
+    process (``envkit.gc``; a note names them)."""
     backend = backend or connect(engine)
-    ids = [r.run_id for r in list_runs(backend)] if all_runs else list(run_ids or [])
-    return teardown(backend, ids, on_event, missing_ok=missing_ok)
+    if not all_runs:
+        return teardown(backend, list(run_ids or []), on_event, missing_ok=missing_ok)
+    found = gc.survey(backend)
+    live_runs = set() if include_live else {g.run_id for g in found.live()}
+    if live_runs:
+        on_event(Event("note", "", f"left {len(live_runs)} runs that may belong to running processes: "
+                                   f"{', '.join(sorted(live_runs))} (--include-live removes them too)"))
+    return gc.remove_generations(backend, [g for g in found.runs if g.run_id not in live_runs], on_event)
 
 
 def ls(*, backend: Backend | None = None, engine: str | None = None) -> list[RunSummary]:
@@ -307,6 +338,7 @@ class Environment:
         self.run_id = run_id
         self.owned = owned
         self.blueprint: Blueprint | None = None
+        self.recorder: forensics.Recorder | None = None  # what up() saw, when this process brought it up
         self._info: RunInfo | None = None
         self._gone = False
         if owned:
@@ -487,8 +519,16 @@ class Environment:
         self._info = result.info
         return result
 
+    def collect(self, directory: str | Path, *, reason: str = "") -> Path:
+        """Write a forensics bundle of the run (logs, inspect data, probe history, plan timing, events,
+        SUMMARY.txt) into ``directory``; ``reason`` heads the summary. Returns the folder."""
+        return forensics.write_live(self.backend, self.run_id, Path(directory), blueprint=self.blueprint,
+                                    recorder=self.recorder, reason=reason)
+
     def detach(self) -> None:
-        """Hand the run over: it is no longer removed on ``with`` exit or at interpreter exit."""
+        """Hand the run over: it is no longer removed on ``with`` exit or at interpreter exit. Its labels
+        still say lifetime "owner" unless up() was given ``lifetime="detached"``: then ``envkit gc``
+        removes it once this process is gone."""
         self.owned = False
         _owned.discard(self)
         reaper.release(self.run_id)  # reaper: handed over

@@ -19,7 +19,7 @@ from envkit.backends.base import Backend
 from envkit.errors import EnvkitError
 from envkit.events import Event, EventKind, EventSink, Phase, ignore
 from envkit.handlers import Context, Ledger, run_step
-from envkit.probes import Aborted
+from envkit.probes import Aborted, ProbeLog
 from envkit.steps import Step
 
 __all__ = ["Executor", "Graph", "Ledger"]
@@ -40,7 +40,8 @@ class Graph(Protocol):
 
 class Executor:
     def __init__(self, backend: Backend, on_event: EventSink = ignore, max_parallel: int = 16,
-                 deadline: float | None = None, existing: Mapping[str, str] | None = None) -> None:
+                 deadline: float | None = None, existing: Mapping[str, str] | None = None,
+                 probes: ProbeLog | None = None) -> None:
         self.backend = backend
         self.on_event = on_event
         self.max_parallel = max_parallel
@@ -49,6 +50,7 @@ class Executor:
         self.ledger = Ledger()
         # Containers the plan acts on without creating them (a live run's): name -> id.
         self.ledger.containers.update(existing or {})
+        self.probes = probes  # the readiness checks' results go here (forensics)
 
     def run(self, plan: Graph) -> Ledger:
         pending = {s.id: set(s.after) for s in plan.steps}
@@ -111,7 +113,8 @@ class Executor:
 
         began = time.monotonic()
         try:
-            done = run_step(Context(self.backend, self.ledger, self.abort, step, output, self.deadline, progress))
+            done = run_step(Context(self.backend, self.ledger, self.abort, step, output, self.deadline, progress,
+                                    probes=self.probes))
         except Aborted:
             raise
         except EnvkitError as exc:

@@ -16,7 +16,7 @@ from typing import Any
 
 from envkit.backends.base import Backend, Capability
 from envkit.errors import BuildFailed, EngineError, PortBusy, ServiceFailed
-from envkit.probes import Aborted, failure, wait_exited, wait_ready
+from envkit.probes import Aborted, ProbeLog, failure, wait_exited, wait_ready
 from envkit.steps import (
     BuildImage,
     CreateContainer,
@@ -67,6 +67,7 @@ class Context:
     output: Callable[[str], None]  # a line of the step's own output (a build's log), as an event
     deadline: float | None = None  # time.monotonic() value by which everything must be ready
     progress: Callable[[str], None] = lambda detail: None  # what a wait last saw, as a "progress" event
+    probes: ProbeLog | None = None  # where readiness checks report their results (forensics)
 
     @property
     def service(self) -> str:
@@ -169,12 +170,12 @@ def _release(x: Context, p: ReleaseContainer) -> Done:
 def _ready(x: Context, p: WaitReady) -> Done:
     began = time.monotonic()
     wait_ready(x.backend, x.ledger.containers[p.container], x.service, p.probe, x.remaining(p.timeout), x.abort,
-               x.progress)
+               x.progress, x.probes)
     return Done(f"{x.service} ready in {time.monotonic() - began:.2f}s")
 
 
 def _complete(x: Context, p: WaitComplete) -> Done:
-    wait_exited(x.backend, x.ledger.containers[p.container], x.service, x.remaining(p.timeout), x.abort)
+    wait_exited(x.backend, x.ledger.containers[p.container], x.service, x.remaining(p.timeout), x.abort, x.probes)
     return Done(f"{x.service} completed")
 
 

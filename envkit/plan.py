@@ -60,6 +60,8 @@ class RunIdentity:
     owner: str
     created_at: str
     version: str
+    expires_at: str = ""  # "" = no expiry (envkit.gc)
+    lifetime: str = "owner"  # owner | detached (envkit.gc)
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,7 @@ def _stamp(identity: RunIdentity, bp: Blueprint) -> dict[str, str]:
     return {
         L.MANAGED: "true", L.RUN: identity.run_id, L.BLUEPRINT: bp.name, L.BLUEPRINT_PATH: str(bp.file),
         L.OWNER: identity.owner, L.CREATED_AT: identity.created_at, L.VERSION: identity.version,
+        L.LIFETIME: identity.lifetime, **({L.EXPIRES_AT: identity.expires_at} if identity.expires_at else {}),
     }
 
 

@@ -23,6 +23,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from tenacity import RetryCallState, Retrying, retry_if_result
@@ -32,8 +33,8 @@ from envkit.blueprint.model import Probe
 from envkit.errors import EngineError, EnvkitError, NotFound, ServiceFailed
 from envkit.text import duration
 
-__all__ = ["Aborted", "Outcome", "check", "failure", "interval", "log_excerpt", "probe_from_label",
-           "wait_exited", "wait_ready"]
+__all__ = ["Aborted", "Attempts", "Outcome", "ProbeLog", "check", "failure", "interval", "log_excerpt", "log_tail",
+           "probe_from_label", "wait_exited", "wait_ready"]
 
 LOG_LINES = 30  # the last lines of a failed service's log shown in its error
 HEAD_LINES = 10  # and its first lines, when there are more than both together
@@ -50,6 +51,55 @@ class Outcome(enum.Enum):
     READY = "ready"
     NOT_YET = "not yet"
     FAILED = "failed"
+
+
+@dataclass
+class Attempts:
+    """A stretch of identical results of one container's readiness checks: what was tried, when (wall
+    clock, first and last), how often, and what came back."""
+
+    service: str
+    container: str
+    tried: str  # the probe ("tcp 5432", "http GET /health on 8080", "healthcheck", "exit of the job")
+    outcome: Outcome
+    detail: str
+    first: float
+    last: float
+    count: int = 1
+    slowest: float = 0.0  # seconds the slowest of these checks took
+
+
+@dataclass
+class ProbeLog:
+    """The recorder the probes report to (thread-safe). A run of identical results is one entry with a
+    count, so a minute of polling costs a few entries; ``LIMIT`` entries at most."""
+
+    LIMIT = 2000
+    entries: list[Attempts] = field(default_factory=list)
+    dropped: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def record(self, service: str, container: str, tried: str, outcome: Outcome, detail: str,
+               at: float, seconds: float) -> None:
+        with self._lock:
+            for e in reversed(self.entries):
+                if e.container == container:
+                    if (e.outcome, e.detail, e.tried) == (outcome, detail, tried):
+                        e.last, e.count, e.slowest = at, e.count + 1, max(e.slowest, seconds)
+                        return
+                    break
+            if len(self.entries) >= self.LIMIT:
+                self.dropped += 1
+                return
+            self.entries.append(Attempts(service, container, tried, outcome, detail, at, at, 1, seconds))
+
+    def of(self, service: str) -> list[Attempts]:
+        with self._lock:
+            return [e for e in self.entries if e.service == service]
+
+
+def _describe(probe: Probe | None) -> str:
+    return probe.describe() if probe else "started (or healthy, with a HEALTHCHECK)"
 
 
 def interval(elapsed: float, previous: float, costly: bool = False) -> float:
@@ -84,6 +134,15 @@ def failure(backend: Backend, service: str, reason: str, container_id: str, name
             since = datetime.fromisoformat(started).timestamp() - 1.0
     head, tail = log_excerpt(backend, container_id, since)
     return ServiceFailed(service, reason, tail, name, log_head=head)
+
+
+def log_tail(backend: Backend, container_id: str, lines: int = LOG_LINES) -> list[str]:
+    """The last ``lines`` non-empty lines of a container's log."""
+    try:
+        text = backend.logs(container_id, tail=lines)
+    except EnvkitError:
+        return []
+    return [line for line in text.splitlines() if line.strip()][-lines:]
 
 
 def probe_from_label(text: str, secret: Mapping[str, str] | None = None) -> Probe | None:
@@ -190,9 +249,11 @@ def _exit_reason(state: ContainerState) -> str:
 
 
 def wait_ready(backend: Backend, container_id: str, service: str, probe: Probe | None, timeout: float,
-               abort: threading.Event, on_detail: Callable[[str], None] | None = None) -> str:
+               abort: threading.Event, on_detail: Callable[[str], None] | None = None,
+               log: ProbeLog | None = None) -> str:
     """Poll until ready; returns the last detail. Raises ServiceFailed naming ``service``. ``on_detail``
-    hears each not-yet result that differs from the one before (what the probe last saw)."""
+    hears each not-yet result that differs from the one before (what the probe last saw); each check's
+    result goes to ``log`` (forensics)."""
     deadline = time.monotonic() + timeout
     last = {"detail": "not checked yet", "name": container_id[:12]}
     told = {"detail": ""}
@@ -211,6 +272,13 @@ def wait_ready(backend: Backend, container_id: str, service: str, probe: Probe |
         return Outcome.FAILED
 
     def attempt() -> Outcome:
+        began, at = time.monotonic(), time.time()
+        outcome = checked()
+        if log is not None:
+            log.record(service, last["name"], _describe(probe), outcome, last["detail"], at, time.monotonic() - began)
+        return outcome
+
+    def checked() -> Outcome:
         try:
             state = backend.inspect_container(container_id)
             if (down := stopped(state)) is not None:
@@ -258,22 +326,32 @@ def wait_ready(backend: Backend, container_id: str, service: str, probe: Probe |
     raise failure(backend, service, reason, container_id, last["name"])
 
 
-def wait_exited(backend: Backend, container_id: str, service: str, timeout: float, abort: threading.Event) -> None:
-    """For a job: wait until it exits; success is exit code 0."""
-    deadline = time.monotonic() + timeout
+def wait_exited(backend: Backend, container_id: str, service: str, timeout: float, abort: threading.Event,
+                log: ProbeLog | None = None) -> None:
+    """For a job: wait until it exits; success is exit code 0. The outcome goes to ``log``."""
+    began, at = time.monotonic(), time.time()
+    deadline = began + timeout
+
+    def note(outcome: Outcome, detail: str, name: str) -> None:
+        if log is not None:
+            log.record(service, name, "exit of the job with code 0", outcome, detail, at, time.monotonic() - began)
+
     while True:
         remaining = deadline - time.monotonic()
         if abort.is_set():
             raise Aborted()
         if remaining <= 0:
             name = backend.inspect_container(container_id).name
+            note(Outcome.FAILED, f"still running after {duration(timeout)}", name)
             raise failure(backend, service, f"job still running after {duration(timeout)}", container_id, name)
         code = backend.wait_container(container_id, min(remaining, 0.5))
         if code is None:
             continue
-        if code == 0:
-            return
         state = backend.inspect_container(container_id)
+        if code == 0:
+            note(Outcome.READY, "exited with code 0", state.name)
+            return
+        note(Outcome.FAILED, _exit_reason(state), state.name)
         raise failure(backend, service, f"job {_exit_reason(state)}", container_id, state.name)
 
 

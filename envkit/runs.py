@@ -33,6 +33,7 @@ class RunSummary:
     running: int
     networks: int
     volumes: int
+    expires_at: str = ""  # "" = never (envkit.gc)
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,7 @@ def list_runs(backend: Backend) -> list[RunSummary]:
             containers=sum(r.kind == "container" for r in items),
             running=sum(r.kind == "container" and r.id in running for r in items),
             networks=sum(r.kind == "network" for r in items), volumes=sum(r.kind == "volume" for r in items),
+            expires_at=first.get(L.EXPIRES_AT, ""),
         ))
     return out
 

@@ -57,8 +57,10 @@ class Session:
     def connect(self) -> Backend:
         if self.backend is None:
             from envkit.backends import connect
+            from envkit.sweep import sweep_in_passing
 
             self.backend = connect(engine=self.engine)
+            sweep_in_passing(self.backend)  # envkit.sweep: expired runs, at most once a minute, in the background
         return self.backend
 
 
@@ -84,6 +86,22 @@ def progress_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--progress", "progress_mode", type=click.Choice(MODES), default="auto", show_default=True,
                         help="live: one line per service, redrawn (auto on a terminal); plain: a line per event "
                              "(auto elsewhere, e.g. CI logs); quiet: as -q.")(fn)
+
+
+def ttl_option(default: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    return click.option("--ttl", default=default, show_default=True, envvar="ENVKIT_TTL", metavar="DURATION",
+                        help="After this (4h, 30m, 1d; 0: never) `envkit gc` may remove the run (env: ENVKIT_TTL).")
+
+
+artifacts_option = click.option(
+    "--artifacts", type=click.Path(file_okay=False, path_type=Path), envvar="ENVKIT_ARTIFACTS",
+    help="Write a forensics bundle to DIR/<run>/ (always for up; for run, when the command fails). A failed "
+         "up writes one anyway, into a temporary folder it names (env: ENVKIT_ARTIFACTS).")
+
+
+def failure_folder() -> Path:
+    """Where a failed up's bundle goes when no --artifacts is given: a folder of this user's in the temp dir."""
+    return Path(tempfile.gettempdir()) / f"envkit-artifacts-{os.getuid()}"
 
 
 @cli.command()
@@ -190,20 +208,25 @@ def _print_outputs(env: Environment, as_json: bool, write_to: Path | None, force
 @click.option("-v", "--verbose", is_flag=True, help="Show every step and the build output.")
 @progress_options
 @click.option("--no-seed", is_flag=True, help="Skip the services' seed steps.")
+@ttl_option("4h")
+@artifacts_option
 def up(blueprint: Path, name: str | None, only: tuple[str, ...], timeout: float | None, keep_on_failure: bool,
        as_json: bool, env_files: tuple[Path, ...], write_env: Path | None, force: bool, github_output: bool,
-       verbose: bool, progress_mode: str, quiet: bool, no_seed: bool) -> None:
+       verbose: bool, progress_mode: str, quiet: bool, no_seed: bool, ttl: str, artifacts: Path | None) -> None:
     """Bring BLUEPRINT up as a new isolated run and wait until every service is ready."""
-    from envkit import api
+    from envkit import api, gc
 
     files = read_files(env_files)
     if write_env is not None:
         check_writable(write_env, force)  # refused before anything is brought up
     with sigterm_as_interrupt(), progress(err, "quiet" if quiet else progress_mode, verbose) as view:
         env = api.up(blueprint, name=name, only=only, timeout=timeout, keep_on_failure=keep_on_failure,
-                     on_event=sink(view), backend=_engine(), seed=not no_seed, env_files=files)
+                     on_event=sink(view), backend=_engine(), seed=not no_seed, env_files=files,
+                     ttl=gc.parse_ttl(ttl), lifetime="detached", artifacts=artifacts or failure_folder())
         env.detach()  # the CLI hands the run over; `envkit down` removes it
     summary(err, env, view)
+    if artifacts:
+        _collect(env, artifacts, "")
     _print_outputs(env, as_json, write_env, force, github_output)
 
 
@@ -211,8 +234,9 @@ def up(blueprint: Path, name: str | None, only: tuple[str, ...], timeout: float 
 @click.argument("runs", nargs=-1, shell_complete=run_ids)
 @click.option("--all", "all_runs", is_flag=True, help="Every envkit run on this engine.")
 @click.option("--strict", is_flag=True, help="Fail (exit 7) for a run that is not there.")
+@click.option("--include-live", is_flag=True, help="With --all: also runs that may belong to running processes.")
 @click.option("-v", "--verbose", is_flag=True)
-def down(runs: tuple[str, ...], all_runs: bool, strict: bool, verbose: bool) -> None:
+def down(runs: tuple[str, ...], all_runs: bool, strict: bool, include_live: bool, verbose: bool) -> None:
     """Remove runs and everything they created. A run that is already gone is fine (exit 0), as with
     `docker compose down`; --strict makes it exit 7."""
     if not runs and not all_runs:
@@ -229,7 +253,7 @@ def down(runs: tuple[str, ...], all_runs: bool, strict: bool, verbose: bool) -> 
         if not wanted and not all_runs:
             return
     counts = api.down(wanted, all_runs=all_runs, on_event=Renderer(err, verbose), backend=backend,
-                      missing_ok=not strict)
+                      missing_ok=not strict, include_live=include_live)
     out.print(f"removed {counts['container']} containers, {counts['network']} networks, "
               f"{counts['volume']} volumes")
 
@@ -250,10 +274,10 @@ def ls_(as_json: bool) -> None:
     if as_json:
         out.print_json(json.dumps([r.__dict__ for r in runs]))
         return
-    table = Table("RUN", "BLUEPRINT", "CREATED", "CONTAINERS", "RUNNING", "NETWORKS", "VOLUMES", box=None)
+    table = Table("RUN", "BLUEPRINT", "CREATED", "CONTAINERS", "RUNNING", "NETWORKS", "VOLUMES", "EXPIRES", box=None)
     for r in runs:
         table.add_row(r.run_id, r.blueprint, r.created_at, str(r.containers), str(r.running), str(r.networks),
-                      str(r.volumes))
+                      str(r.volumes), r.expires_at or "never")
     out.print(table)
 
 
@@ -311,20 +335,23 @@ def outputs(run: str, as_json: bool, write_env: Path | None, force: bool, old_en
 @env_file_option
 @click.option("-v", "--verbose", is_flag=True)
 @progress_options
+@ttl_option("0")
+@artifacts_option
 def run(blueprint: Path, command: tuple[str, ...], name: str | None, only: tuple[str, ...],
-        timeout: float | None, env_files: tuple[Path, ...], verbose: bool, progress_mode: str, quiet: bool) -> int:
+        timeout: float | None, env_files: tuple[Path, ...], verbose: bool, progress_mode: str, quiet: bool,
+        ttl: str, artifacts: Path | None) -> int:
     """Bring BLUEPRINT up, run COMMAND with the outputs in its environment, always tear down.
 
     COMMAND gets every output as an environment variable, plus ENVKIT_RUN (the run id) and
     ENVKIT_OUTPUTS_FILE (the run document as JSON). Exits with COMMAND's exit code.
     """
-    from envkit import api
+    from envkit import api, gc
 
     files = read_files(env_files)
     with sigterm_as_interrupt():
         with progress(err, "quiet" if quiet else progress_mode, verbose) as view:
             env = api.up(blueprint, name=name, only=only, timeout=timeout, on_event=sink(view), backend=_engine(),
-                         env_files=files)
+                         env_files=files, ttl=gc.parse_ttl(ttl), artifacts=artifacts or failure_folder())
         summary(err, env, view)
         try:
             with tempfile.TemporaryDirectory(prefix="envkit-") as tmp:
@@ -341,6 +368,8 @@ def run(blueprint: Path, command: tuple[str, ...], name: str | None, only: tuple
                 reaper.child(proc.pid, group)  # reaper: ended with everything it started if envkit is killed
                 try:
                     code = proc.wait()
+                    if code and artifacts:  # forensics: the services as the failing command left them
+                        _collect(env, artifacts, f"{command[0]} exited with {code}")
                     return 128 - code if code < 0 else code  # killed by signal N: 128+N, as shells do
                 except KeyboardInterrupt as exc:
                     # In a terminal's foreground group, Ctrl-C has reached the command already; SIGTERM,
@@ -364,6 +393,13 @@ def run(blueprint: Path, command: tuple[str, ...], name: str | None, only: tuple
             _teardown(env, quiet)
 
 
+def _collect(env: Environment, artifacts: Path, reason: str) -> None:
+    try:
+        err.print(f"forensics bundle: {escape(str(env.collect(artifacts / env.run_id, reason=reason)))}")
+    except EnvkitError as exc:  # the bundle is extra: the command's own outcome stands
+        err.print(f"[yellow]no forensics bundle: {escape(str(exc))}[/]")
+
+
 def _teardown(env: Environment, quiet: bool = False) -> None:
     """Remove the run, starting again on a second Ctrl-C; say "removed" only when it is."""
     left = f"run {env.run_id} may be left; remove it with: envkit down {env.run_id}"
@@ -380,9 +416,13 @@ def _teardown(env: Environment, quiet: bool = False) -> None:
 
 from envkit.cli.exec_cmd import exec_  # noqa: E402
 from envkit.cli.export_cmd import export  # noqa: E402
+from envkit.cli.forensics_cmd import collect  # noqa: E402
+from envkit.cli.gc_cmd import gc  # noqa: E402
 from envkit.cli.seed_cmd import seed  # noqa: E402
 
 cli.add_command(export)
+cli.add_command(gc)
+cli.add_command(collect)
 from envkit.cli.graph_cmd import graph  # noqa: E402
 
 cli.add_command(graph)

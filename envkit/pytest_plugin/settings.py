@@ -25,6 +25,8 @@ class Settings:
     shared: bool = False
     engine: str | None = None  # None: envkit.backends.connect() decides (ENVKIT_ENGINE, else docker)
     attached: bool = False  # reuse came from ENVKIT_RUN: pytest runs under `envkit run`
+    artifacts: Path | None = None  # forensics bundles of failing tests and failed ups go here
+    ttl: float | None = None  # seconds after which `envkit gc` may remove an environment (envkit.gc)
 
     @property
     def default_source(self) -> str:
@@ -47,6 +49,14 @@ def add_options(parser: pytest.Parser) -> None:
                     help="With pytest-xdist: one environment for all workers instead of one per worker.")
     group.addoption("--envkit-engine", metavar="NAME",
                     help="The container engine (ini: envkit_engine; default: $ENVKIT_ENGINE, else docker).")
+    group.addoption("--envkit-artifacts", metavar="DIR",
+                    help="Write a forensics bundle for each failing test (and failed up) into DIR "
+                         "(ini: envkit_artifacts).")
+    group.addoption("--envkit-ttl", metavar="DURATION",
+                    help="Environments expire after this (4h, 30m; default: never), for `envkit gc` (ini: envkit_ttl).")
+    parser.addini("envkit_ttl", "Environments expire after this (4h, 30m; default: never).", default="")
+    parser.addini("envkit_artifacts", "Folder for forensics bundles of failing tests, relative to this file.",
+                  default="")
     parser.addini("envkit_blueprint", "Blueprint behind envkit_env, relative to this file.", default="")
     parser.addini("envkit_scope", "session (default) | module | class | function", default="session")
     parser.addini("envkit_engine", "The container engine envkit uses (default: $ENVKIT_ENGINE, else docker).",
@@ -74,5 +84,21 @@ def read_settings(config: pytest.Config) -> Settings:
     if shared and scope != "session":
         raise pytest.UsageError(f"--envkit-shared shares the session's environment; it needs scope session, not {scope}")
     engine = config.getoption("envkit_engine") or config.getini("envkit_engine") or None
-    return Settings(blueprint, cast(Scope, scope), bool(config.getoption("envkit_keep")), reuse, shared, engine,
-                    attached)
+    artifacts: Path | None = None
+    if config.getoption("envkit_artifacts"):
+        artifacts = Path(os.path.normpath(config.invocation_params.dir / config.getoption("envkit_artifacts")))
+    elif config.getini("envkit_artifacts"):
+        base = config.inipath.parent if config.inipath else config.rootpath
+        artifacts = Path(os.path.normpath(base / config.getini("envkit_artifacts")))
+    ttl: float | None = None
+    if config.getoption("envkit_ttl") or config.getini("envkit_ttl"):
+        from envkit.errors import UsageError
+        from envkit.gc import parse_ttl  # no engine client: regexes
+
+        try:
+            ttl = parse_ttl(config.getoption("envkit_ttl") or config.getini("envkit_ttl"))
+        except UsageError as exc:
+            raise pytest.UsageError(str(exc).replace("--ttl", "--envkit-ttl / envkit_ttl")) from exc
+    return Settings(blueprint, cast(Scope, scope), bool(config.getoption("envkit_keep")),
+                    reuse, shared, engine,
+                    attached, artifacts, ttl)
