@@ -11,7 +11,15 @@ import time
 from collections.abc import Iterator, Mapping
 from typing import Any, cast
 
-from envkit.backends.base import ContainerSpec, ContainerState, ContainerStatus, Endpoint, PortBinding, PortKey
+from envkit.backends.base import (
+    ContainerSpec,
+    ContainerState,
+    ContainerStatus,
+    Endpoint,
+    MountSpec,
+    PortBinding,
+    PortKey,
+)
 from envkit.errors import EngineUnavailable
 
 __all__ = ["GATE_SCRIPT", "GO_TAR", "bindings", "chain", "from_inspect", "from_listing", "gated_argv", "read_exec",
@@ -121,7 +129,19 @@ def from_inspect(info: Mapping[str, Any]) -> ContainerState:
         addresses=_addresses(settings.get("Networks")), ports=ports,
         labels=dict((info.get("Config") or {}).get("Labels") or {}),
         started_at=str(state.get("StartedAt") or ""), oom_killed=bool(state.get("OOMKilled")), detailed=True,
+        mounts=_mounts(info.get("Mounts")),
     )
+
+
+def _mounts(rows: Any) -> tuple[MountSpec, ...]:
+    """Volumes (named and anonymous: the engine names both) and binds; tmpfs and others left out."""
+    out = []
+    for m in rows or []:
+        if m.get("Type") == "volume" and m.get("Name"):
+            out.append(MountSpec("volume", str(m["Name"]), str(m.get("Destination", "")), not m.get("RW", True)))
+        elif m.get("Type") == "bind":
+            out.append(MountSpec("bind", str(m.get("Source", "")), str(m.get("Destination", "")), not m.get("RW", True)))
+    return tuple(sorted(out, key=lambda m: m.target))
 
 
 def from_listing(row: Mapping[str, Any]) -> ContainerState:

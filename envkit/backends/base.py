@@ -171,6 +171,9 @@ class ContainerState:
     started_at: str | None = None
     oom_killed: bool | None = None
     detailed: bool = True
+    #: what is mounted (detailed only): named and anonymous volumes (source: the engine's volume name),
+    #: binds (source: the host path); in-memory mounts are left out
+    mounts: tuple[MountSpec, ...] = ()
 
     @property
     def running(self) -> bool:
@@ -337,6 +340,11 @@ class Backend(ABC):
         still uses is a Conflict."""
         self.require(Capability.EXPORT_FILESYSTEM)
 
+    def image_id(self, tag: str) -> str | None:
+        """The engine's id of image ``tag`` (what its content is, whatever it is called), None if absent."""
+        self.require(Capability.EXPORT_FILESYSTEM)
+        raise AssertionError("unreachable")
+
     # -- capability EXPORT_VOLUME ------------------------------------------------------------------------
     def export_volume(self, name: str) -> Iterator[bytes]:
         """The content of a volume as a tar stream, entries named from its root (``.``, ``./a.txt``)."""
@@ -346,6 +354,13 @@ class Backend(ABC):
     def import_volume(self, name: str, archive: Iterable[bytes]) -> None:
         """Replace the content of an existing volume with a tar stream from ``export_volume``."""
         self.require(Capability.EXPORT_VOLUME)
+
+    def copy_volume(self, source: str, target: str) -> None:
+        """Replace the content of volume ``target`` with that of ``source`` (owners, modes and the root
+        directory's own included). This default streams it through this process; an engine that can
+        copy in place overrides it."""
+        self.require(Capability.EXPORT_VOLUME)
+        self.import_volume(target, self.export_volume(source))
 
     # -- capability SIGNAL ---------------------------------------------------------------------------------
     def stop_container(self, container_id: str, grace: float) -> None:

@@ -21,6 +21,7 @@ Behaviour is configured through plain attributes, per container name or per serv
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Iterator, Mapping
 
 from envkit.backends import _tar
@@ -80,6 +81,14 @@ class FakeBackend(FakeEngine):
                 raise Conflict(f"image {tag} is used by a container")
             self.images.discard(tag)
             self.image_files.pop(tag, None)
+
+    def image_id(self, tag: str) -> str | None:
+        self.require(Capability.EXPORT_FILESYSTEM)
+        self._record("image_id", tag)
+        with self._changed:
+            if tag not in self.images:
+                return None
+            return self.image_ids.get(tag) or "sha256:" + hashlib.sha256(tag.encode()).hexdigest()
 
     def export_volume(self, name: str) -> Iterator[bytes]:
         self.require(Capability.EXPORT_VOLUME)
