@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from envkit.blueprint import values as v
-from envkit.blueprint.model import Service
+from envkit.blueprint.model import Service, SnapshotDef
 from envkit.blueprint.readers import KeyDef, Reader, Table, show
 
 __all__ = [
@@ -26,6 +26,7 @@ __all__ = [
     "PORT",
     "PROBE",
     "SERVICE",
+    "SNAPSHOT",
     "TABLES",
     "TOP",
     "VOLUME",
@@ -143,6 +144,28 @@ HTTP = Table("http", (
 
 
 
+SNAPSHOT = Table("snapshot", (
+    KeyDef("reset", None, "auto", "`auto`, `template` or `restore`", "`auto`",
+           "How `envkit reset` puts the service back: PostgreSQL template databases, or a restore from the "
+           "snapshot; `auto`: templates when the container has `psql`.", {"enum": ["auto", "template", "restore"]}),
+), extensions=False)
+
+
+def _snapshot(r: Reader, value: Any, path: tuple[str | int, ...]) -> SnapshotDef | bool | None:
+    """``true``/``false``, or ``{reset: ...}`` (implies true)."""
+    if isinstance(value, bool):
+        return SnapshotDef(at=path) if value else False
+    spec = r.mapping(value, path, "true, false or a mapping {reset}")
+    if spec is None:
+        return None
+    r.keys(spec, path, SNAPSHOT)
+    reset = spec.get("reset", "auto")
+    if reset not in ("auto", "template", "restore"):
+        r.error((*path, "reset"), f"expected auto, template or restore, got {show(reset)}")
+        return None
+    return SnapshotDef(reset, at=path)
+
+
 SERVICE = Table("service", (
     KeyDef("image", Reader.string, None, "string", "— (exactly one of `image`/`build`)",
            "The image to run; pulled if the engine does not have it.", SCALAR,
@@ -209,10 +232,14 @@ SERVICE = Table("service", (
     KeyDef("prestart", Reader.boolean, True, "boolean", "`true`",
            "Starts the container early behind a gate when it waits for a dependency.", BOOLEAN,
            section="prestart-the-pre-start-gate"),  # Compose: nothing to carry over (no gate needed)
+    KeyDef("snapshot", lambda r, x, q: _snapshot(r, x, q) or None, None, "`true`, or `{reset}`", "`false`",
+           "Captures the seeded state once; later runs start from it. See [snapshots.md](snapshots.md).",
+           {"anyOf": [BOOLEAN, {"$ref": "#/$defs/snapshot"}]}),  # Compose: nothing to carry over
 ))
 
 #: every table, by the name the reference markers and the schema's ``$defs`` use
-TABLES: dict[str, Table] = {t.title: t for t in (TOP, NETWORK, VOLUME, SERVICE, BUILD, PORT, MOUNT, PROBE, HTTP)}
+TABLES: dict[str, Table] = {t.title: t for t in (TOP, NETWORK, VOLUME, SERVICE, BUILD, PORT, MOUNT, PROBE, HTTP,
+                                                  SNAPSHOT)}
 
 
 def container_fields(svc: Service) -> dict[str, Any]:

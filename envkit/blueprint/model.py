@@ -20,6 +20,7 @@ __all__ = [
     "Port",
     "Probe",
     "Service",
+    "SnapshotDef",
     "VolumeDef",
 ]
 
@@ -98,6 +99,19 @@ class Probe:
         return "healthcheck"
 
 
+ResetPath = Literal["auto", "template", "restore"]
+
+
+@dataclass(frozen=True)
+class SnapshotDef:
+    """``snapshot:`` of a service: capture its seeded state once, start later runs from it (docs/snapshots.md).
+    ``reset``: how ``envkit reset`` puts it back — PostgreSQL template databases, a restore from the
+    snapshot, or ``auto`` (templates where the container has ``psql``)."""
+
+    reset: ResetPath = "auto"
+    at: Key = field(default=(), compare=False)
+
+
 @dataclass(frozen=True)
 class Service:
     name: str
@@ -125,6 +139,7 @@ class Service:
     cap_add: tuple[str, ...] = ()
     hostname: str | None = None
     prestart: bool = True  # start the container early behind a gate (needs /bin/sh in the image)
+    snapshot: SnapshotDef | None = None  # None: started fresh (and seeded) in every run
 
     @property
     def network_names(self) -> tuple[str, ...]:
