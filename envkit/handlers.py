@@ -15,13 +15,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from envkit.backends.base import Backend
+from envkit.capture import capture
 from envkit.errors import BuildFailed, EngineError, ServiceFailed
 from envkit.probes import Aborted, log_tail, wait_exited, wait_ready
 from envkit.steps import (
     BuildImage,
+    CaptureSnapshot,
     CreateContainer,
     CreateNetwork,
     CreateVolume,
+    FillVolume,
     Payload,
     PullImage,
     ReleaseContainer,
@@ -171,6 +174,21 @@ def _usable(x: Context, p: Usable) -> Done:
     return Done(f"{p.service} usable")
 
 
+def _fill(x: Context, p: FillVolume) -> Done:
+    x.ledger.add("volume", x.backend.create_volume(p.spec), p.spec.name)
+    x.backend.copy_volume(p.source, p.spec.name)
+    return Done(f"volume {p.spec.name} restored from the snapshot")
+
+
+def _capture(x: Context, p: CaptureSnapshot) -> Done:
+    began = time.monotonic()
+    snap = capture(x.backend, x.ledger.containers[p.container], x.service, p.blueprint, p.key, reset=p.reset,
+                   environment=dict(p.environment), grace=p.grace, probe=p.probe,
+                   timeout=x.remaining(p.timeout), abort=x.abort, claim=p.claim)
+    how = "template databases" if snap.reset.startswith("template") else "restore"
+    return Done(f"{x.service} snapshot {p.key[:16]} captured in {time.monotonic() - began:.2f}s", f"reset: {how}")
+
+
 #: payload type -> handler (each handler takes its own payload type; ``run_step`` pairs them)
 HANDLERS: Mapping[type[Payload], Callable[[Context, Any], Done]] = {
     BuildImage: _build,
@@ -183,6 +201,8 @@ HANDLERS: Mapping[type[Payload], Callable[[Context, Any], Done]] = {
     WaitReady: _ready,
     WaitComplete: _complete,
     Usable: _usable,
+    FillVolume: _fill,
+    CaptureSnapshot: _capture,
 }
 
 
