@@ -18,14 +18,14 @@ import socket
 import threading
 import time
 import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 
-from envkit import __version__, reaper
+from envkit import __version__, reaper, snapshot_plan
 from envkit import labels as L
 from envkit.backends import Backend, connect
 from envkit.backends.base import Capability, ContainerState, ExecResult, Protocol
@@ -39,6 +39,7 @@ from envkit.plan import Plan, RunIdentity, make_plan
 from envkit.probes import Outcome, check
 from envkit.runs import RunInfo, RunSummary, describe, list_runs, teardown
 from envkit.signals import despite_interrupts
+from envkit.snapshots import Use
 
 __all__ = ["Environment", "ServiceStatus", "attach", "down", "ls", "plan", "up", "validate"]
 
@@ -67,9 +68,10 @@ def _check_only(bp: Blueprint, only: tuple[str, ...]) -> None:
                          f"(services: {', '.join(sorted(bp.services))})")
 
 
-def _plan(bp: Blueprint, backend: Backend | None, name: str | None, only: tuple[str, ...]) -> Plan:
+def _plan(bp: Blueprint, backend: Backend | None, name: str | None, only: tuple[str, ...],
+          identity: RunIdentity | None = None, snapshots: Mapping[str, Use] | None = None) -> Plan:
     _check_only(bp, only)
-    identity = _identity(bp, name)
+    identity = identity or _identity(bp, name)
     selected = bp.closure(only) if only else tuple(bp.services)
     tags = {s: image_tag(bp.name, bp.services[s].build) for s in selected if bp.services[s].build}  # type: ignore[arg-type]
     wanted = set(tags.values()) | {str(bp.services[s].image) for s in selected if bp.services[s].image}
@@ -81,7 +83,7 @@ def _plan(bp: Blueprint, backend: Backend | None, name: str | None, only: tuple[
     # Offline (no backend): plan as an engine that can do everything would run it.
     capabilities = backend.capabilities if backend is not None else frozenset(Capability)
     return make_plan(bp, identity, existing, tags, only, capabilities=capabilities,
-                     engine=backend.name if backend is not None else "engine")
+                     engine=backend.name if backend is not None else "engine", snapshots=snapshots)
 
 
 def plan(blueprint: str | Path | Blueprint, *, name: str | None = None, only: tuple[str, ...] = (),
@@ -104,13 +106,16 @@ def up(
     on_event: EventSink = ignore,
     backend: Backend | None = None,
     engine: str | None = None,
+    snapshot: bool | Sequence[str] | None = None,
 ) -> Environment:
     """Bring a blueprint up as a new, isolated run and wait until every service is ready.
 
     On any failure everything created is removed (unless ``keep_on_failure``) and the error names the
     service at fault. The returned Environment tears the run down when used as a context manager, on
     ``down()``, or at interpreter exit. ``backend``: the engine to use; otherwise ``engine`` (a name
-    from ``envkit.backends.ENGINES``) or ``ENVKIT_ENGINE`` chooses one.
+    from ``envkit.backends.ENGINES``) or ``ENVKIT_ENGINE`` chooses one. ``snapshot``: None as the
+    blueprint says (``snapshot:`` keys); True also every seeded service; a list: those services; False:
+    none (see docs/snapshots.md).
     """
     bp = blueprint if isinstance(blueprint, Blueprint) else load(blueprint, env)
     backend = backend or connect(engine)
@@ -118,7 +123,6 @@ def up(
     run_id = the_plan.run_id
     if backend.list_resources({L.MANAGED: "true", L.RUN: run_id}):
         raise UsageError(f"a run named '{run_id}' already exists; choose another --name or `envkit down {run_id}`")
-    on_event(Event("plan", run_id, f"run {run_id}: {len(the_plan.steps)} steps", detail=str(len(the_plan.steps))))
     if backend.origin is not None:  # reaper: before the first resource exists (ReaperUnavailable if it cannot start)
         # Only an engine connect() made can be reached again from the watchdog (a hand-made one, e.g. the fake,
         # cannot).
@@ -128,6 +132,11 @@ def up(
     deadline = time.monotonic() + timeout if timeout else None
     executor = Executor(backend, on_event, deadline=deadline)
     try:
+        names = snapshot_plan.wanted(bp, the_plan.services, snapshot)
+        if names:  # images first (a key holds the image's id), then hit or claim for each key
+            uses = snapshot_plan.resolve(backend, bp, the_plan, names, on_event, deadline)
+            the_plan = _plan(bp, backend, name, only, the_plan.identity, uses)
+        on_event(Event("plan", run_id, f"run {run_id}: {len(the_plan.steps)} steps", detail=str(len(the_plan.steps))))
         executor.run(the_plan)
     except BaseException as exc:
         interrupted = not isinstance(exc, Exception)
@@ -320,6 +329,15 @@ class Environment:
         self.owned = False
         _owned.discard(self)
         reaper.release(self.run_id)  # reaper: handed over
+
+    def reset(self, *services: str, on_event: EventSink = ignore) -> dict[str, float]:
+        """Put services (default: every one with a snapshot) back to their seeded state while the rest
+        of the run goes on; returns the seconds each took (see docs/snapshots.md)."""
+        from envkit.reset import reset  # noqa: PLC0415 - reset builds on this module
+
+        taken = reset(self.backend, self.run_id, services, blueprint=self.blueprint, on_event=on_event)
+        self._info = None
+        return taken
 
     def down(self) -> None:
         """Remove every resource of the run (idempotent)."""

@@ -130,7 +130,10 @@ def make_plan(
     users: dict[str, list[Service]] = {}
     for svc in services:
         hit = snapshots[svc.name].snapshot if svc.name in snapshots else None
-        tag = hit.image if hit is not None else image_tags[svc.name] if svc.build else str(svc.image)
+        if hit is not None:  # the snapshot's image, which exists: nothing to build or pull
+            image_of[svc.name] = hit.image
+            continue
+        tag = image_tags[svc.name] if svc.build else str(svc.image)
         image_of[svc.name] = tag
         users.setdefault(tag, []).append(svc)
     for tag, svcs in users.items():
