@@ -47,7 +47,7 @@ def capture(backend: Backend, container_id: str, service: str, blueprint: str, k
             abort: threading.Event, claim: str = "") -> S.Snapshot:
     for capability in (Capability.EXPORT_FILESYSTEM, Capability.EXPORT_VOLUME, Capability.SIGNAL):
         backend.require(capability, f"services.{service}.snapshot")
-    path, pg = reset_path(backend, container_id, service, reset, environment)
+    _, pg = reset_path(backend, container_id, service, reset, environment)
     databases: list[str] = []
     try:
         if pg is not None:

@@ -85,7 +85,7 @@ class Executor:
     def _run_step(self, run_id: str, step: Step) -> None:
         if self.abort.is_set():
             raise Aborted()
-        self.on_event(self._event(run_id, step, "start", f"{step.action} {step.target}"))
+        self.on_event(self._event(run_id, step, "start", f"{step.action} {step.target}", step.payload.detail))
 
         def output(line: str) -> None:
             self.on_event(self._event(run_id, step, "", line, line, kind="output"))

@@ -123,6 +123,14 @@ def _plain(value: Any) -> Any:
     return value
 
 
+@_maps("seed")
+def _seed(ctx: _Context, svc: Service) -> dict[str, Any]:
+    if svc.seed:
+        ctx.notes.append(f"services.{svc.name}.seed: Compose has no seed steps; the {len(svc.seed)} step(s) are "
+                         "not carried over (run them with `envkit seed RUN`, or as initdb scripts)")
+    return {}
+
+
 @_maps("image")
 def _image(ctx: _Context, svc: Service) -> dict[str, Any]:
     if svc.build is not None:

@@ -28,6 +28,7 @@ from envkit.steps import (
     Payload,
     PullImage,
     ReleaseContainer,
+    SeedStep,
     StartContainer,
     Step,
     Usable,
@@ -174,6 +175,13 @@ def _usable(x: Context, p: Usable) -> Done:
     return Done(f"{p.service} usable")
 
 
+def _seed(x: Context, p: SeedStep) -> Done:
+    from envkit import seeds  # its kinds' logic; imported on first use
+
+    began = time.monotonic()
+    what = seeds.run_seed(seeds.Run(x.backend, x.ledger.containers, x.abort, p,
+                                    lambda ident, name: x.ledger.add("container", ident, name), x.remaining))
+    return Done(f"{p.service} seed {p.index}/{p.total} in {time.monotonic() - began:.2f}s: {what}", p.detail)
 def _fill(x: Context, p: FillVolume) -> Done:
     x.ledger.add("volume", x.backend.create_volume(p.spec), p.spec.name)
     x.backend.copy_volume(p.source, p.spec.name)
@@ -201,6 +209,7 @@ HANDLERS: Mapping[type[Payload], Callable[[Context, Any], Done]] = {
     WaitReady: _ready,
     WaitComplete: _complete,
     Usable: _usable,
+    SeedStep: _seed,
     FillVolume: _fill,
     CaptureSnapshot: _capture,
 }

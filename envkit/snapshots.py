@@ -28,6 +28,7 @@ the claim and a waiter takes over. A claim older than ``STALE_AFTER`` is taken o
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -334,10 +335,8 @@ def acquire(backend: Backend, key: str, run_labels: Mapping[str, str], deadline:
 
 def _clear_leftovers(backend: Backend, key: str) -> None:
     """Pieces of an earlier capture of ``key`` that never finished (its process died half-way)."""
-    try:
+    with contextlib.suppress(EnvkitError):  # in use or gone meanwhile: the capture replaces what it can
         remove(backend, key)
-    except EnvkitError:
-        pass  # in use or gone meanwhile: the capture replaces what it can
 
 
 def release(backend: Backend, claim: Claim) -> None:

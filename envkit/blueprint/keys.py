@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from envkit.blueprint import seed_values as sv
 from envkit.blueprint import values as v
 from envkit.blueprint.model import Service, SnapshotDef
 from envkit.blueprint.readers import KeyDef, Reader, Table, show
@@ -25,6 +26,13 @@ __all__ = [
     "NETWORK",
     "PORT",
     "PROBE",
+    "SEED",
+    "SEED_COPY",
+    "SEED_EXEC",
+    "SEED_HTTP",
+    "SEED_READERS",
+    "SEED_RUN",
+    "SEED_SQL",
     "SERVICE",
     "SNAPSHOT",
     "TABLES",
@@ -143,6 +151,103 @@ HTTP = Table("http", (
 ))
 
 
+def _timeout(r: Reader, value: Any, path: tuple[str | int, ...]) -> float | None:
+    seconds = r.duration(value, path)
+    if seconds is not None and seconds <= 0:
+        r.error(path, "a timeout must be longer than 0s")
+        return None
+    return seconds
+
+
+SEED_TIMEOUT = 600.0
+SEED = Table("seed", (
+    KeyDef("sql", None, None, "file path, SQL, or [mapping](#seed-sql)", "—",
+           "SQL run through the service's own client (`psql`, `mysql`) in its container.",
+           {"anyOf": [STRING, {"$ref": "#/$defs/seed-sql"}]}),
+    KeyDef("copy", None, None, "[mapping](#seed-copy)", "—",
+           "Files or a folder from beside the blueprint into the container.", {"$ref": "#/$defs/seed-copy"}),
+    KeyDef("exec", None, None, "command, or [mapping](#seed-exec)", "—",
+           "A command in the service's container; it must exit 0.", {"anyOf": [COMMAND, {"$ref": "#/$defs/seed-exec"}]}),
+    KeyDef("http", None, None, "`\"METHOD /path\"`, or [mapping](#seed-http)", "—",
+           "A request to the service; the answer must have the expected status.",
+           {"anyOf": [STRING, {"$ref": "#/$defs/seed-http"}]}),
+    KeyDef("run", None, None, "[mapping](#seed-run)", "—",
+           "A one-off container on the run's networks (a migration tool); it must exit 0 and is removed after.",
+           {"$ref": "#/$defs/seed-run"}),
+))
+
+SEED_SQL = Table("seed-sql", (
+    KeyDef("file", lambda r, x, q: sv.file(r, x, q, "SQL file"), None, "file path (`.sql`, `.sql.gz`)",
+           "— (exactly one of `file`/`inline`)", "Relative to the blueprint's folder.", STRING),
+    KeyDef("inline", Reader.string, None, "string", "—", "The SQL itself.", STRING),
+    KeyDef("client", sv.client, None, "`psql`, `mysql` or `mariadb`", "detected in the container",
+           "The client that runs the SQL inside the service's container.", {"enum": list(sv.CLIENTS)}),
+    KeyDef("database", _nonempty, None, "string", "`POSTGRES_DB` / `MYSQL_DATABASE` of the service, else the "
+           "client's own", "The database to connect to.", SCALAR),
+    KeyDef("user", _nonempty, None, "string", "`POSTGRES_USER`, else `postgres`; `root` for MySQL",
+           "The database user.", SCALAR),
+    KeyDef("password", _nonempty, None, "string", "`MYSQL_ROOT_PASSWORD` / `MARIADB_ROOT_PASSWORD` of the service",
+           "The user's password (PostgreSQL's local socket needs none).", SCALAR),
+    KeyDef("timeout", _timeout, SEED_TIMEOUT, "duration", "`10m`", "How long the step may take.", DURATION),
+))
+
+SEED_COPY = Table("seed-copy", (
+    KeyDef("source", None, None, "file or folder path", "required",
+           "Relative to the blueprint's folder; it must exist when the blueprint is loaded.", STRING),
+    KeyDef("target", sv.absolute, None, "absolute path", "required",
+           "Where the file or folder lands in the container (missing parent folders are made).", STRING),
+    KeyDef("owner", sv.owner, None, "`uid` or `uid:gid` (numbers)", "`0:0`", "Owner of everything copied.", SCALAR),
+    KeyDef("mode", sv.mode, None, "octal string (`\"0644\"`)", "each file's own mode",
+           "Mode of every file copied (folders keep theirs).", {"type": ["string", "integer"]}),
+))
+
+SEED_EXEC = Table("seed-exec", (
+    KeyDef("command", Reader.argv, None, "command", "required", "The command, run without a shell.", COMMAND),
+    KeyDef("stdin", lambda r, x, q: sv.file(r, x, q, "stdin file"), None, "file path", "none",
+           "A file beside the blueprint fed to the command's standard input.", STRING),
+    KeyDef("user", _nonempty, None, "string", "the container's user", "The user the command runs as.", SCALAR),
+    KeyDef("timeout", _timeout, SEED_TIMEOUT, "duration", "`10m`", "How long the step may take.", DURATION),
+))
+
+SEED_HTTP = Table("seed-http", (
+    KeyDef("path", sv.url_path, None, "URL path", "required", "Starts with `/`, URL-encoded.", STRING),
+    KeyDef("port", lambda r, x, q: r.integer(x, q, 1, 65535, "a container port"), None, "container port",
+           "the service's only published port", "The port the request goes to.", PORT_NUMBER),
+    KeyDef("method", sv.method, "POST", "HTTP method", "`POST`", "The request's method.", STRING),
+    KeyDef("json", sv.json_body, None, "any YAML value", "none", "Sent as a JSON body.", {}),
+    KeyDef("body", lambda r, x, q: sv.file(r, x, q, "body file"), None, "file path", "none",
+           "A file sent as the body.", STRING),
+    KeyDef("headers", lambda r, x, q: r.pairs(x, q, "headers"), (), "key/value list", "none",
+           "Extra request headers.", PAIRS),
+    KeyDef("status", lambda r, x, q: r.integer(x, q, 100, 599, "an HTTP status"), None, "HTTP status 100..599",
+           "any 2xx", "The status the answer must have.", {"type": ["integer", "string"]}),
+    KeyDef("timeout", _timeout, 60.0, "duration", "`60s`", "How long the request may take.", DURATION),
+))
+
+SEED_RUN = Table("seed-run", (
+    KeyDef("image", Reader.string, None, "string", "the service's image", "The image of the one-off container.",
+           SCALAR),
+    KeyDef("build", None, None, "path string, or `{context, dockerfile, args, target}`", "—",
+           "Builds its image, as a service's `build:`.", {"anyOf": [STRING, {"$ref": "#/$defs/build"}]}),
+    KeyDef("command", Reader.argv, None, "command", "the image's `CMD`", "Replaces the image's command.", COMMAND),
+    KeyDef("entrypoint", Reader.argv, None, "command", "the image's `ENTRYPOINT`", "Replaces the image's entrypoint.",
+           COMMAND),
+    KeyDef("environment", v.environment, (), "key/value list", "none", "Environment variables of the process.",
+           PAIRS),
+    KeyDef("user", Reader.string, None, "string", "the image's user", "The user the process runs as.", SCALAR),
+    KeyDef("working_dir", Reader.string, None, "string", "the image's", "The process's working directory.", SCALAR),
+    KeyDef("timeout", _timeout, SEED_TIMEOUT, "duration", "`10m`", "How long the container may run.", DURATION),
+))
+
+#: each kind's reader with its table bound in
+SEED_READERS: dict[str, sv.KindReader] = {
+    "sql": lambda r, x, q: sv.sql(r, x, q, SEED_SQL),
+    "copy": lambda r, x, q: sv.copy(r, x, q, SEED_COPY),
+    "exec": lambda r, x, q: sv.exec_(r, x, q, SEED_EXEC),
+    "http": lambda r, x, q: sv.http(r, x, q, SEED_HTTP),
+    "run": lambda r, x, q: sv.run(r, x, q, SEED_RUN, BUILD, v.build),
+}
+
 
 SNAPSHOT = Table("snapshot", (
     KeyDef("reset", None, "auto", "`auto`, `template` or `restore`", "`auto`",
@@ -232,6 +337,11 @@ SERVICE = Table("service", (
     KeyDef("prestart", Reader.boolean, True, "boolean", "`true`",
            "Starts the container early behind a gate when it waits for a dependency.", BOOLEAN,
            section="prestart-the-pre-start-gate"),  # Compose: nothing to carry over (no gate needed)
+    KeyDef("seed", lambda r, x, q: sv.seeds(r, x, q, SEED, SEED_READERS), (),
+           "list of steps `{sql\\|copy\\|exec\\|http\\|run: …}`", "none",
+           "Fills the service with data once it is ready, before its dependants start. See [seeds.md](seeds.md).",
+           {"anyOf": [{"type": "null"}, {"type": "array", "items": {"$ref": "#/$defs/seed"}}]},
+           section="seed-data-steps", compose_fn="seed"),
     KeyDef("snapshot", lambda r, x, q: _snapshot(r, x, q) or None, None, "`true`, or `{reset}`", "`false`",
            "Captures the seeded state once; later runs start from it. See [snapshots.md](snapshots.md).",
            {"anyOf": [BOOLEAN, {"$ref": "#/$defs/snapshot"}]}),  # Compose: nothing to carry over
@@ -239,6 +349,7 @@ SERVICE = Table("service", (
 
 #: every table, by the name the reference markers and the schema's ``$defs`` use
 TABLES: dict[str, Table] = {t.title: t for t in (TOP, NETWORK, VOLUME, SERVICE, BUILD, PORT, MOUNT, PROBE, HTTP,
+                                                 SEED, SEED_SQL, SEED_COPY, SEED_EXEC, SEED_HTTP, SEED_RUN,
                                                   SNAPSHOT)}
 
 

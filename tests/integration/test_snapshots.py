@@ -28,7 +28,8 @@ from .conftest import ROOT, resources_of
 STORE = """\
 FROM debian:bookworm-slim
 VOLUME /data
-CMD ["sh", "-c", "[ -f /data/init ] || { od -An -N8 -tx1 /dev/urandom | tr -d ' \\\\n' > /data/init; cp /data/init /etc/seeded; }; trap 'exit 0' TERM; sleep infinity & wait"]
+CMD ["sh", "-c", "[ -f /data/init ] || { od -An -N8 -tx1 /dev/urandom | tr -d ' \\\\n' > /data/init; \\
+cp /data/init /etc/seeded; }; trap 'exit 0' TERM; sleep infinity & wait"]
 """
 
 BLUEPRINT = """\
@@ -129,6 +130,6 @@ def test_concurrent_misses_capture_once(backend: Backend, blueprint: Path, token
                               cwd=ROOT) for _ in range(2)]
     outs = [p.communicate(timeout=300) for p in procs]
     assert all(p.returncode == 0 for p in procs), outs
-    results = sorted(o[0].split() for o, _ in outs)
+    results = sorted(o[0].split() for o in outs)
     assert results[0][0] == results[1][0]  # both see the one captured state
     assert sorted(r[1] for r in results) == ["captured", "hit"]
