@@ -38,6 +38,7 @@ from envkit.images import image_tag
 from envkit.outputs import host_port, resolve, run_document, service_host
 from envkit.plan import Plan, RunIdentity, make_plan
 from envkit.probes import Outcome, check
+from envkit.reset import reset as reset_run
 from envkit.runs import RunInfo, RunSummary, describe, list_runs, teardown
 from envkit.seed_plan import image_key, seed_plan
 from envkit.signals import despite_interrupts
@@ -376,12 +377,12 @@ class Environment:
         _owned.discard(self)
         reaper.release(self.run_id)  # reaper: handed over
 
-    def reset(self, *services: str, on_event: EventSink = ignore) -> dict[str, float]:
+    def reset(self, *services: str, on_event: EventSink = ignore, path: str | None = None) -> dict[str, float]:
         """Put services (default: every one with a snapshot) back to their seeded state while the rest
-        of the run goes on; returns the seconds each took (see docs/snapshots.md)."""
-        from envkit.reset import reset
-
-        taken = reset(self.backend, self.run_id, services, blueprint=self.blueprint, on_event=on_event)
+        of the run goes on; returns the seconds each took. ``path="restore"`` forces the generic path
+        where the fast one would apply (see docs/snapshots.md)."""
+        taken = reset_run(self.backend, self.run_id, services, blueprint=self.blueprint, on_event=on_event,
+                          path=path)
         self._info = None
         return taken
 
