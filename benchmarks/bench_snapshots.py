@@ -66,8 +66,6 @@ def main() -> int:
                 seeded.append(time.monotonic() - began)
                 key = env.info.replicas("db")[0].labels[L.SNAPSHOT]
             print(f"up with seeding + capture #{i + 1}: {seeded[-1]:.2f}s", flush=True)
-        with envkit.up(SHOP, snapshot=False, backend=backend) as env:
-            pass
         plain = []
         for i in range(args.ups):
             began = time.monotonic()
@@ -85,6 +83,13 @@ def main() -> int:
                         "ratio": statistics.median(from_snapshot) / statistics.median(plain)}
         with envkit.up(SHOP, snapshot=["db"], backend=backend) as env:
             seeded_count = count_orders(env)
+            base = []
+            for _ in range(20):  # what one `docker exec` of psql costs here: the floor of the fast path
+                began = time.monotonic()
+                env.exec("db", ["psql", "-X", "-q", "-U", "postgres", "-d", "postgres", "-c", "SELECT 1"])
+                base.append(time.monotonic() - began)
+            result["exec_psql_select_1"] = {"p50": pct(base, 0.5), "p95": pct(base, 0.95)}
+            print(f"one exec of psql (SELECT 1): p50 {pct(base, 0.5) * 1000:.0f} ms", flush=True)
             for path, n in (("template", args.resets), ("restore", args.generic_resets)):
                 times = []
                 for _ in range(n):
