@@ -148,14 +148,17 @@ def _print_outputs(env: Environment, as_json: bool, env_file: Path | None, githu
 @click.option("--github-output", is_flag=True, help="Append the outputs to $GITHUB_OUTPUT when it is set.")
 @click.option("-v", "--verbose", is_flag=True, help="Show every step and the build output.")
 @click.option("--no-seed", is_flag=True, help="Skip the services' seed steps.")
+@click.option("--snapshot/--no-snapshot", default=None,
+              help="Also snapshot every seeded service / use no snapshot at all (default: the blueprint's).")
 def up(blueprint: Path, name: str | None, only: tuple[str, ...], timeout: float | None, keep_on_failure: bool,
-       as_json: bool, env_file: Path | None, github_output: bool, verbose: bool, no_seed: bool) -> None:
+       as_json: bool, env_file: Path | None, github_output: bool, verbose: bool, no_seed: bool,
+       snapshot: bool | None) -> None:
     """Bring BLUEPRINT up as a new isolated run and wait until every service is ready."""
     from envkit import api
 
     with sigterm_as_interrupt():
         env = api.up(blueprint, name=name, only=only, timeout=timeout, keep_on_failure=keep_on_failure,
-                     on_event=Renderer(err, verbose), backend=_engine(), seed=not no_seed)
+                     on_event=Renderer(err, verbose), backend=_engine(), seed=not no_seed, snapshot=snapshot)
         env.detach()  # the CLI hands the run over; `envkit down` removes it
     _print_outputs(env, as_json, env_file, github_output)
 
@@ -354,6 +357,9 @@ def _teardown(env: Environment) -> None:
 
 from envkit.cli.export_cmd import export  # noqa: E402
 from envkit.cli.seed_cmd import seed  # noqa: E402
+from envkit.cli.snapshot_cmd import reset, snapshots  # noqa: E402
 
 cli.add_command(export)
 cli.add_command(seed)
+cli.add_command(snapshots)
+cli.add_command(reset)
