@@ -133,3 +133,63 @@ def test_concurrent_misses_capture_once(backend: Backend, blueprint: Path, token
     results = sorted(o[0].split() for o in outs)
     assert results[0][0] == results[1][0]  # both see the one captured state
     assert sorted(r[1] for r in results) == ["captured", "hit"]
+
+
+def test_prune_removes_only_snapshots(backend: Backend, blueprint: Path, token: str) -> None:
+    with envkit.up(blueprint, env={"TOKEN": token}, backend=backend) as env:
+        key = env.info.replicas("store")[0].labels[L.SNAPSHOT]
+    assert S.find(backend, key) is not None
+    with envkit.up(blueprint, env={"TOKEN": token}, backend=backend) as env:
+        before = sorted(resources_of(backend, env.run_id))
+        removed = S.prune(backend, older_than=3600)  # too young: kept
+        assert not [r for r in removed if key[:16] in r]
+        with pytest.raises(envkit.EngineError):
+            S.remove(backend, key)  # a run's container uses its image: refused, nothing removed
+        assert S.find(backend, key) is not None
+        assert sorted(resources_of(backend, env.run_id)) == before
+    removed = S.prune(backend)
+    assert any(key[:16] in r for r in removed)
+    assert S.find(backend, key) is None
+    assert not backend.list_resources({L.SNAPSHOT: key})
+
+
+SHOP = ROOT / "blueprints" / "shop"
+
+
+@pytest.fixture(scope="module")
+def shop(backend: Backend) -> Iterator[envkit.Environment]:
+    before = {r.labels[L.SNAPSHOT] for r in backend.list_resources({L.SNAPSHOT: None})}
+    try:
+        with envkit.up(SHOP, snapshot=["db"], backend=backend) as env:
+            yield env
+    finally:
+        for key in {r.labels[L.SNAPSHOT] for r in backend.list_resources({L.SNAPSHOT: None})} - before:
+            S.remove(backend, key)
+
+
+def orders(env: envkit.Environment) -> int:
+    out = env.exec("db", ["psql", "-X", "-At", "-U", "shop", "-d", "shop", "-c", "SELECT count(*) FROM orders"])
+    return int(out.output.strip())
+
+
+@pytest.mark.parametrize("path", [None, "restore"], ids=["template", "restore"])
+def test_reset_restores_the_seeded_rows_and_the_api_keeps_answering(shop: envkit.Environment, path: str | None) -> None:
+    from .test_shop import http
+
+    seeded = orders(shop)
+    assert seeded >= 100_000
+    sql = "INSERT INTO orders (customer_id, amount_cents, status) SELECT 1, g, 'pending' FROM generate_series(1, 1000) g"
+    assert shop.exec("db", ["psql", "-X", "-q", "-U", "shop", "-d", "shop", "-c", sql]).exit_code == 0
+    assert orders(shop) == seeded + 1000
+    events: list[envkit.Event] = []
+    shop.reset("db", path=path, on_event=events.append)
+    assert orders(shop) == seeded
+    done = [e for e in events if e.action == "reset" and e.phase == "done"]
+    assert done and done[0].detail == ("template databases" if path is None else "restored from the snapshot")
+    api = shop.outputs["API_URL"]
+    assert http("GET", f"{api}/health")[0] == 200
+    status, body = http("POST", f"{api}/orders", {"email": "after-reset@example.com", "amount_cents": 1200})
+    assert status in (201, 402), body
+    assert orders(shop) == seeded + 1
+    shop.reset("db")  # the next test starts from the seeded rows again
+    assert orders(shop) == seeded
