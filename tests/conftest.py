@@ -24,7 +24,8 @@ def _managed() -> set[str] | None:
         return None
     try:
         runs = {f"{r.kind} {r.name}" for r in backend.list_resources({L.MANAGED: "true", L.RUN: None})}
-        return runs | {f"snapshot {r.kind} {r.name}" for r in backend.list_resources({L.SNAPSHOT: None})}
+        return runs | {f"snapshot {r.kind} {r.name}" for r in backend.list_resources({L.SNAPSHOT: None})
+                       if r.labels.get(L.ROLE) in ("snapshot", "snapshot-data")}
     finally:
         backend.close()
 
