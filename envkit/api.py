@@ -149,7 +149,8 @@ def up(
     deadline = time.monotonic() + timeout if timeout else None
     executor = Executor(backend, on_event, deadline=deadline)
     try:
-        names = snapshot_plan.wanted(bp, the_plan.services, snapshot)
+        # Without seeds there is no seeded state to capture or to start from (a key assumes its seeds ran).
+        names = snapshot_plan.wanted(bp, the_plan.services, snapshot) if seed else []
         if names:  # images first (a key holds the image's id), then hit or claim for each key
             uses = snapshot_plan.resolve(backend, bp, the_plan, names, on_event, deadline)
             the_plan = _plan(bp, backend, name, only, seed, the_plan.identity, uses)

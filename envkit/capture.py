@@ -55,8 +55,8 @@ def capture(backend: Backend, container_id: str, service: str, blueprint: str, k
         state = backend.inspect_container(container_id)
         backend.stop_container(container_id, max(grace, CAPTURE_GRACE))
         stopped = backend.inspect_container(container_id)
-        if stopped.exit_code not in (0, None) and stopped.exit_code != 128 + 15 and stopped.exit_code != 128 + 2:
-            # Killed after the grace period, or it failed while stopping: its files may be torn.
+        if stopped.exit_code == 128 + 9 or stopped.oom_killed:
+            # Killed after the grace period (or out of memory): its files may be torn.
             raise ServiceFailed(service, f"did not stop cleanly for the snapshot (exit code {stopped.exit_code})",
                                 log_tail(backend, container_id), state.name)
         mounts: list[tuple[str, str]] = []
