@@ -106,21 +106,25 @@ class Postgres:
                 "\\endif",
                 f"ALTER DATABASE {_ident(db)} WITH ALLOW_CONNECTIONS true;",
             ]
-        self.checked(backend, container, "\n".join(lines), "reset from the template databases")
-        self.refill(backend, container, databases)
+        # One exec: the swap in the foreground, then the next ready copies in the background (the exec
+        # returns once the swap is done; the refill goes on inside the container, off the caller's clock).
+        shell = ('printf "%s\\n" "$1" | psql -X -q -A -t -v ON_ERROR_STOP=1 -U "$3" -d postgres || exit $?; '
+                 'printf "%s\\n" "$2" | nohup psql -X -q -v ON_ERROR_STOP=1 -U "$3" -d postgres >/dev/null 2>&1 &')
+        result = backend.exec(container, ("sh", "-c", shell, "sh", "\n".join(lines), refill_script(databases),
+                                          self.superuser), self.exec_user or None, timeout=300)
+        if result.exit_code != 0:
+            raise EngineError(f"reset from the template databases: psql exited with code {result.exit_code}: "
+                              f"{result.output.strip()[-600:]}")
 
-    def refill(self, backend: Backend, container: str, databases: list[str]) -> None:
-        """In the background: drop the swapped-out copies, make the next ready ones (no connections)."""
-        lines = ["SELECT current_setting('server_version_num')::int >= 150000 AS envkit_copy \\gset"]
-        for db in databases:
-            ready, old = ready_name(db), old_name(db)
-            lines += [f"DROP DATABASE IF EXISTS {_ident(old)};", f"DROP DATABASE IF EXISTS {_ident(ready)};",
-                      _create(ready, template_name(db)),
-                      f"ALTER DATABASE {_ident(ready)} WITH ALLOW_CONNECTIONS false;"]
-        shell = ('printf "%s\\n" "$1" | nohup psql -X -q -v ON_ERROR_STOP=1 -U "$2" -d postgres '
-                 '>/dev/null 2>&1 &')
-        backend.exec(container, ("sh", "-c", shell, "sh", "\n".join(lines), self.superuser), self.exec_user or None,
-                     timeout=60)
+
+def refill_script(databases: list[str]) -> str:
+    """Drop the swapped-out copies and make the next ready ones (no connections allowed to them)."""
+    lines = ["SELECT current_setting('server_version_num')::int >= 150000 AS envkit_copy \\gset"]
+    for db in databases:
+        ready, old = ready_name(db), old_name(db)
+        lines += [f"DROP DATABASE IF EXISTS {_ident(old)};", f"DROP DATABASE IF EXISTS {_ident(ready)};",
+                  _create(ready, template_name(db)), f"ALTER DATABASE {_ident(ready)} WITH ALLOW_CONNECTIONS false;"]
+    return "\n".join(lines)
 
 
 def _create(db: str, template: str) -> str:
