@@ -27,7 +27,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO
 
-from envkit import __version__, forensics, gc, live, reaper, secrets
+from envkit import __version__, forensics, gc, live, reaper, secrets, snapshot_plan
 from envkit import labels as L
 from envkit.backends import Backend, connect
 from envkit.backends.base import Capability, ContainerState, ExecResult, ExecSession, Protocol
@@ -43,10 +43,12 @@ from envkit.logs import merged
 from envkit.outputs import host_port, resolve, run_document, secret_values, service_host, shown
 from envkit.plan import Plan, RunIdentity, make_plan
 from envkit.probes import Outcome, check, probe_from_label
+from envkit.reset import reset as reset_run
 from envkit.runs import RunInfo, RunSummary, describe, list_runs, teardown
 from envkit.secrets import Secret
 from envkit.seed_plan import image_key, seed_plan
 from envkit.signals import despite_interrupts
+from envkit.snapshots import Use
 from envkit.stopped import reason as stopped_reason
 from envkit.stopped import stopped_error
 
@@ -120,15 +122,16 @@ def _images(bp: Blueprint, backend: Backend | None, selected: tuple[str, ...],
 
 
 def _plan(bp: Blueprint, backend: Backend | None, name: str | None, only: tuple[str, ...], seed: bool = True,
-          ttl: float | None = None, lifetime: Lifetime = "owner") -> Plan:
+          ttl: float | None = None, lifetime: Lifetime = "owner", identity: RunIdentity | None = None,
+          snapshots: Mapping[str, Use] | None = None) -> Plan:
     _check_only(bp, only)
-    identity = _identity(bp, name, ttl, lifetime)
+    identity = identity or _identity(bp, name, ttl, lifetime)
     selected = bp.closure(only) if only else tuple(bp.services)
     tags, existing = _images(bp, backend, selected, seed)
     # Offline (no backend): plan as an engine that can do everything would run it.
     capabilities = backend.capabilities if backend is not None else frozenset(Capability)
     return make_plan(bp, identity, existing, tags, only, capabilities=capabilities,
-                     engine=backend.name if backend is not None else "engine", seed=seed)
+                     engine=backend.name if backend is not None else "engine", seed=seed, snapshots=snapshots)
 
 
 def plan(blueprint: BlueprintLike, *, name: str | None = None, only: tuple[str, ...] = (),
@@ -158,6 +161,7 @@ def up(
     ttl: float | None = None,
     lifetime: Lifetime = "owner",
     artifacts: str | Path | None = None,
+    snapshot: bool | Sequence[str] | None = None,
 ) -> Environment:
     """Bring a blueprint up as a new, isolated run and wait until every service is ready.
 
@@ -165,7 +169,9 @@ def up(
     service at fault. The returned Environment tears the run down when used as a context manager, on
     ``down()``, or at interpreter exit. ``backend``: the engine to use; otherwise ``engine`` (a name
     from ``envkit.backends.ENGINES``) or ``ENVKIT_ENGINE`` chooses one. ``seed=False`` skips every
-    service's ``seed:`` steps (``--no-seed``).
+    service's ``seed:`` steps (``--no-seed``). ``snapshot``: None as the
+    blueprint says (``snapshot:`` keys); True also every seeded service; a list: those services; False:
+    none (see docs/snapshots.md).
 
     ``blueprint`` may be a path or the same data as a mapping (relative paths in it start from
     ``directory``, else the current folder). ``${VAR}`` reads ``env`` (default: the process environment)
@@ -182,7 +188,8 @@ def up(
         on_event = functools.partial(_scrubbed, on_event, bp.secrets)
     backend = backend or connect(engine)
     try:
-        return _up(bp, backend, name, only, timeout, keep_on_failure, on_event, seed, ttl, lifetime, artifacts)
+        return _up(bp, backend, name, only, timeout, keep_on_failure, on_event, seed, ttl, lifetime, artifacts,
+                   snapshot)
     except BaseException as exc:
         secrets.scrub_error(exc, bp.secrets)
         raise
@@ -194,7 +201,7 @@ def _scrubbed(sink: EventSink, hidden: tuple[Secret, ...], event: Event) -> None
 
 def _up(bp: Blueprint, backend: Backend, name: str | None, only: tuple[str, ...], timeout: float | None,
         keep_on_failure: bool, on_event: EventSink, seed: bool, ttl: float | None, lifetime: Lifetime,
-        artifacts: str | Path | None) -> Environment:
+        artifacts: str | Path | None, snapshot: bool | Sequence[str] | None) -> Environment:
     the_plan = _plan(bp, backend, name, only, seed, ttl, "detached" if keep_on_failure else lifetime)
     run_id = the_plan.run_id
     if backend.list_resources({L.MANAGED: "true", L.RUN: run_id}):
@@ -202,7 +209,6 @@ def _up(bp: Blueprint, backend: Backend, name: str | None, only: tuple[str, ...]
     recorder = forensics.Recorder(the_plan, on_event)  # forensics: what this up saw, for a bundle
     # The recorder keeps what it hears for the bundle: it hears it with secrets scrubbed, as everyone does.
     on_event = functools.partial(_scrubbed, recorder, bp.secrets) if bp.secrets else recorder
-    on_event(Event("plan", run_id, f"run {run_id}: {len(the_plan.steps)} steps", detail=str(len(the_plan.steps))))
     if backend.origin is not None:  # reaper: before the first resource exists (ReaperUnavailable if it cannot start)
         # Only an engine connect() made can be reached again from the watchdog (a hand-made one, e.g. the fake,
         # cannot).
@@ -212,6 +218,13 @@ def _up(bp: Blueprint, backend: Backend, name: str | None, only: tuple[str, ...]
     deadline = time.monotonic() + timeout if timeout else None
     executor = Executor(backend, on_event, deadline=deadline, probes=recorder.probes)
     try:
+        # Without seeds there is no seeded state to capture or to start from (a key assumes its seeds ran).
+        names = snapshot_plan.wanted(bp, the_plan.services, snapshot) if seed else []
+        if names:  # images first (a key holds the image's id), then hit or claim for each key
+            uses = snapshot_plan.resolve(backend, bp, the_plan, names, on_event, deadline)
+            the_plan = _plan(bp, backend, name, only, seed, identity=the_plan.identity, snapshots=uses)
+            recorder.plan = the_plan
+        on_event(Event("plan", run_id, f"run {run_id}: {len(the_plan.steps)} steps", detail=str(len(the_plan.steps))))
         executor.run(the_plan)
     except BaseException as exc:
         interrupted = not isinstance(exc, Exception)
@@ -532,6 +545,15 @@ class Environment:
         self.owned = False
         _owned.discard(self)
         reaper.release(self.run_id)  # reaper: handed over
+
+    def reset(self, *services: str, on_event: EventSink = ignore, path: str | None = None) -> dict[str, float]:
+        """Put services (default: every one with a snapshot) back to their seeded state while the rest
+        of the run goes on; returns the seconds each took. ``path="restore"`` forces the generic path
+        where the fast one would apply (see docs/snapshots.md)."""
+        taken = reset_run(self.backend, self.run_id, services, blueprint=self.blueprint, on_event=on_event,
+                          path=path)
+        self._info = None
+        return taken
 
     def down(self) -> None:
         """Remove every resource of the run (idempotent)."""

@@ -15,13 +15,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from envkit.backends.base import Backend, Capability
+from envkit.capture import capture
 from envkit.errors import BuildFailed, EngineError, PortBusy, ServiceFailed
 from envkit.probes import Aborted, ProbeLog, failure, wait_exited, wait_ready
 from envkit.steps import (
     BuildImage,
+    CaptureSnapshot,
     CreateContainer,
     CreateNetwork,
     CreateVolume,
+    FillVolume,
     Payload,
     PullImage,
     ReleaseContainer,
@@ -190,6 +193,19 @@ def _seed(x: Context, p: SeedStep) -> Done:
     what = seeds.run_seed(seeds.Run(x.backend, x.ledger.containers, x.abort, p,
                                     lambda ident, name: x.ledger.add("container", ident, name), x.remaining))
     return Done(f"{p.service} seed {p.index}/{p.total} in {time.monotonic() - began:.2f}s: {what}", p.detail)
+def _fill(x: Context, p: FillVolume) -> Done:
+    x.ledger.add("volume", x.backend.create_volume(p.spec), p.spec.name)
+    x.backend.copy_volume(p.source, p.spec.name)
+    return Done(f"volume {p.spec.name} restored from the snapshot")
+
+
+def _capture(x: Context, p: CaptureSnapshot) -> Done:
+    began = time.monotonic()
+    snap = capture(x.backend, x.ledger.containers[p.container], x.service, p.blueprint, p.key, reset=p.reset,
+                   environment=dict(p.environment), grace=p.grace, probe=p.probe,
+                   timeout=x.remaining(p.timeout), abort=x.abort, claim=p.claim)
+    how = "template databases" if snap.reset.startswith("template") else "restore"
+    return Done(f"{x.service} snapshot {p.key[:16]} captured in {time.monotonic() - began:.2f}s", f"reset: {how}")
 
 
 def _stop(x: Context, p: StopContainer) -> Done:
@@ -218,6 +234,8 @@ HANDLERS: Mapping[type[Payload], Callable[[Context, Any], Done]] = {
     SeedStep: _seed,
     StopContainer: _stop,
     RemoveContainer: _remove,
+    FillVolume: _fill,
+    CaptureSnapshot: _capture,
 }
 
 

@@ -26,7 +26,7 @@ BLUEPRINT = f"{NS}.blueprint"
 BLUEPRINT_PATH = f"{NS}.blueprint-path"
 SERVICE = f"{NS}.service"
 REPLICA = f"{NS}.replica"
-ROLE = f"{NS}.role"  # service | seed | fault | reaper | helper | snapshot
+ROLE = f"{NS}.role"  # service | seed | fault | reaper | helper | snapshot | snapshot-data | snapshot-claim
 KIND = f"{NS}.kind"  # service | job
 OWNER = f"{NS}.owner"
 CREATED_AT = f"{NS}.created-at"
@@ -43,6 +43,15 @@ OUTPUT_PREFIX = f"{NS}.output."
 SECRET_OUTPUT_PREFIX = f"{NS}.secret-output."  # + an output marked `secret: true`: "true" (shown masked whole)
 SECRET_PREFIX = f"{NS}.secret."  # + a secret's name: where its value is (SERVICE/KEY[/START:END]), never the value
 CONTEXT_HASH = f"{NS}.context-hash"
+# Snapshots (envkit/snapshots.py): no io.envkit.run on what a snapshot keeps, so no run teardown touches it.
+SNAPSHOT = f"{NS}.snapshot"  # the snapshot's key (64 hex), on its manifest, data volumes and claim
+SNAPSHOT_IMAGE = f"{NS}.snapshot-image"  # manifest: the image holding the committed filesystem
+SNAPSHOT_MOUNTS = f"{NS}.snapshot-mounts"  # manifest: JSON [{target, volume}] of the captured volumes
+SNAPSHOT_RESET = f"{NS}.snapshot-reset"  # manifest: "restore", or "template" (PostgreSQL template databases)
+SNAPSHOT_LABELS = f"{NS}.snapshot-labels"  # manifest: JSON list of the io.envkit.* keys the image carries
+SNAPSHOT_PG = f"{NS}.snapshot-pg"  # manifest, template path: "<superuser>:<exec user>" to reach the server
+SNAPSHOT_TARGET = f"{NS}.snapshot-target"  # data volume: the path it was mounted at
+CLAIM = f"{NS}.claim"  # claim volume: the token of the process capturing the snapshot
 
 _RUN_ID = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}\Z")
 

@@ -15,7 +15,8 @@ without touching any dependant's edges.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 
 from envkit import capabilities as caps
 from envkit import labels as L
@@ -37,11 +38,14 @@ from envkit.blueprint.model import Blueprint, Build, Probe, Service
 from envkit.secrets import Secret
 from envkit.seed_plan import seed_images as _seed_images
 from envkit.seed_plan import seed_steps
+from envkit.snapshots import Use
 from envkit.steps import (
     BuildImage,
+    CaptureSnapshot,
     CreateContainer,
     CreateNetwork,
     CreateVolume,
+    FillVolume,
     PullImage,
     ReleaseContainer,
     StartContainer,
@@ -108,13 +112,18 @@ def make_plan(
     capabilities: frozenset[Capability],
     engine: str = "engine",
     seed: bool = True,
+    snapshots: Mapping[str, Use] | None = None,
 ) -> Plan:
     """``image_tags`` maps each service with a build to its content tag (see ``envkit.images``).
 
     ``capabilities`` and ``engine`` are the backend's (``backend.capabilities``, ``backend.name``):
     a blueprint key the engine cannot serve is refused here (``envkit.capabilities``), and the
     pre-start gate is planned only where the engine has it. ``seed=False``: no seed steps (``--no-seed``).
+
+    ``snapshots``: service → what to do with its snapshot (``envkit.snapshots``): start it from the
+    snapshot's image with its volumes restored (no seeds), or capture one before it is usable.
     """
+    snapshots = snapshots or {}
     selected = bp.closure(only) if only else tuple(sorted(bp.services))
     caps.check(bp, selected, engine, capabilities)
     gating = caps.gating(capabilities)
@@ -129,11 +138,17 @@ def make_plan(
     users: dict[str, list[str]] = {}  # tag -> the services (or "svc/seed/N") that need it
     builds: dict[str, Build | None] = {}
     for svc in services:
+        hit = snapshots[svc.name].snapshot if svc.name in snapshots else None
+        if hit is not None:  # the snapshot's image, which exists: nothing to build or pull
+            image_of[svc.name] = hit.image
+            continue
         tag = image_tags[svc.name] if svc.build else str(svc.image)
         image_of[svc.name] = tag
         users.setdefault(tag, []).append(svc.name)
         builds.setdefault(tag, svc.build)
     for svc in services if seed else ():
+        if svc.name in snapshots and snapshots[svc.name].snapshot is not None:
+            continue  # started from its snapshot: its seeds do not run
         for key, tag, build in _seed_images(svc, image_of[svc.name], image_tags):
             users.setdefault(tag, []).append(key)
             builds.setdefault(tag, build)
@@ -172,7 +187,9 @@ def make_plan(
     outputs.update({f"{L.SECRET_OUTPUT_PREFIX}{k}": "true" for k, _ in bp.outputs
                     if k in bp.secret_outputs and f"{L.OUTPUT_PREFIX}{k}" in outputs})
     for svc in services:
-        gated = gating and _gated(svc)
+        use = snapshots.get(svc.name)
+        # A snapshot service is never gated: its committed image would keep the gate as its entrypoint.
+        gated = gating and _gated(svc) and use is None
         # "started": the dependency's own process is running (its release when gated, else its start).
         # "ready" / "completed": the dependency's milestone, after every replica is ready or done.
         started = [f"{'release' if gating and _gated(bp.services[d.service]) else 'start'}:{d.service}-{m}"
@@ -190,6 +207,10 @@ def make_plan(
             if svc.name in image_step:
                 needs.insert(0, image_step[svc.name])
             spec = container_spec(svc, n, image_of[svc.name], run, {**stamp, **outputs}, bp.secrets)
+            if use is not None:
+                spec, fills = _from_snapshot(svc, spec, use, run, stamp)
+                steps.extend(fills)
+                needs += [f.id for f in fills]
             steps.append(Step(f"create:{cid}", CreateContainer(spec, gate=gated), "container of the run",
                               tuple(needs), one, n))
             running = f"start:{cid}"
@@ -221,12 +242,49 @@ def make_plan(
                 steps.append(Step(f"ready:{cid}", wait, cause, (running,), one, n))
                 replica_done.append(f"ready:{cid}")
         milestone = "every replica completed" if svc.kind == "job" else "every replica ready"
-        if seed and svc.seed:  # seeds: between the service being ready and being usable
+        if seed and svc.seed and (use is None or use.snapshot is None):  # seeds: between the service being ready and being usable
             seeded = seed_steps(bp, svc, identity, stamp, image_of[svc.name], image_tags, image_step, replica_done)
             steps.extend(seeded)
             replica_done, milestone = [seeded[-1].id], f"{milestone}, {len(seeded)} seed steps done"
+        if use is not None and use.snapshot is None:
+            grace = svc.stop_grace_period
+            capture = CaptureSnapshot(L.container_name(run, svc.name, 1), use.key, bp.name,
+                                      svc.snapshot.reset if svc.snapshot else "auto", svc.environment, grace,
+                                      svc.ready, svc.ready.timeout if svc.ready else DEFAULT_WAIT, use.claim)
+            steps.append(Step(f"snapshot:{svc.name}", capture, f"capture snapshot {use.key[:16]} of the seeded state",
+                              tuple(replica_done), one))
+            replica_done = [f"snapshot:{svc.name}"]
         steps.append(Step(f"usable:{svc.name}", Usable(svc.name), milestone, tuple(replica_done), one))
     return Plan(run_id=run, identity=identity, blueprint=bp, services=selected, steps=tuple(steps))
+
+
+def _from_snapshot(svc: Service, spec: ContainerSpec, use: Use, run: str,
+                   stamp: dict[str, str]) -> tuple[ContainerSpec, list[Step]]:
+    """The container of a snapshot service: labelled with the key; on a hit, made from the snapshot's
+    image with each captured volume restored into a volume of the run (the blueprint's own volume where
+    one is mounted at that path, else a new one of the run in place of the image's anonymous volume)."""
+    labels = dict(spec.labels)
+    labels[L.SNAPSHOT] = use.key
+    snap = use.snapshot
+    if snap is None:
+        return replace(spec, labels=tuple(sorted(labels.items()))), []
+    # The committed image carries the capturing run's io.envkit.* labels; blank those this run does not set.
+    labels = {**{k: "" for k in snap.image_labels}, **labels}
+    named = {m.target: m.source for m in svc.volumes if m.type == "volume"}
+    mounts = list(spec.mounts)
+    fills: list[Step] = []
+    for i, (target, data) in enumerate(snap.mounts, 1):
+        after: tuple[str, ...] = ()
+        if target in named:
+            volume, after = L.volume_name(run, named[target]), (f"volume:{named[target]}",)
+            lab = {**stamp, L.VOLUME: named[target]}
+        else:
+            volume, after = L.volume_name(run, f"{svc.name}-snapshot-{i}"), ()
+            lab = {**stamp, L.VOLUME: f"{svc.name}-snapshot-{i}"}
+            mounts.append(MountSpec("volume", volume, target, False))
+        fills.append(Step(f"restore:{svc.name}-{i}", FillVolume(VolumeSpec(volume, tuple(sorted(lab.items()))), data),
+                          f"{target} from snapshot {use.key[:16]}", after, (svc.name,)))
+    return replace(spec, labels=tuple(sorted(labels.items())), mounts=tuple(mounts)), fills
 
 
 def _gated(svc: Service) -> bool:

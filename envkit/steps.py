@@ -19,9 +19,11 @@ from envkit.blueprint.model import Probe, Seed
 __all__ = [
     "PAYLOADS",
     "BuildImage",
+    "CaptureSnapshot",
     "CreateContainer",
     "CreateNetwork",
     "CreateVolume",
+    "FillVolume",
     "Payload",
     "PullImage",
     "ReleaseContainer",
@@ -220,10 +222,43 @@ class RemoveContainer(Payload):
         return self.container
 
 
+@dataclass(frozen=True)
+class FillVolume(Payload):
+    """Make a run's volume (if it is not there yet) holding the content of a snapshot's data volume."""
+
+    action: ClassVar[str] = "restore"
+    spec: VolumeSpec
+    source: str  # the snapshot's data volume
+
+    @property
+    def target(self) -> str:
+        return self.spec.name
+
+
+@dataclass(frozen=True)
+class CaptureSnapshot(Payload):
+    """Capture a seeded service into the snapshot ``key`` (see ``envkit.capture``), then start it again."""
+
+    action: ClassVar[str] = "snapshot"
+    container: str
+    key: str
+    blueprint: str
+    reset: str  # auto | template | restore
+    environment: tuple[tuple[str, str], ...]
+    grace: float
+    probe: Probe | None
+    timeout: float
+    claim: str  # the claim volume this run holds for ``key``; released once the snapshot is complete
+
+    @property
+    def target(self) -> str:
+        return self.container
+
+
 #: every kind of step; the executor's table must handle each (a unit test holds them equal)
 PAYLOADS: tuple[type[Payload], ...] = (
     BuildImage, PullImage, CreateNetwork, CreateVolume, CreateContainer, StartContainer, ReleaseContainer,
-    WaitReady, WaitComplete, Usable, SeedStep, StopContainer, RemoveContainer,
+    WaitReady, WaitComplete, Usable, SeedStep, StopContainer, RemoveContainer, FillVolume, CaptureSnapshot,
 )
 
 

@@ -1,5 +1,8 @@
 """Suite-wide guard: when the whole session is over, no envkit container, network or volume it created
-may remain on the engine. A leftover fails the run (and is listed), whichever test leaked it."""
+may remain on the engine. A leftover fails the run (and is listed), whichever test leaked it.
+
+Snapshots (``io.envkit.snapshot``) carry no run label and outlive runs on purpose; a test that makes one
+removes it, so they are checked here too: one made during the session and still there fails it."""
 
 from __future__ import annotations
 
@@ -20,7 +23,9 @@ def _managed() -> set[str] | None:
     except Exception:
         return None
     try:
-        return {f"{r.kind} {r.name}" for r in backend.list_resources({L.MANAGED: "true", L.RUN: None})}
+        runs = {f"{r.kind} {r.name}" for r in backend.list_resources({L.MANAGED: "true", L.RUN: None})}
+        return runs | {f"snapshot {r.kind} {r.name}" for r in backend.list_resources({L.SNAPSHOT: None})
+                       if r.labels.get(L.ROLE) in ("snapshot", "snapshot-data")}
     finally:
         backend.close()
 

@@ -21,6 +21,7 @@ from envkit.backends.base import (
     Endpoint,
     ImageInfo,
     LogLine,
+    MountSpec,
     PortBinding,
     PortKey,
 )
@@ -154,7 +155,19 @@ def from_inspect(info: Mapping[str, Any]) -> ContainerState:
         started_at=str(state.get("StartedAt") or ""), oom_killed=bool(state.get("OOMKilled")), detailed=True,
         finished_at=str(state.get("FinishedAt") or "") if status in ("exited", "dead") else "",
         environment=dict(e.partition("=")[::2] for e in (info.get("Config") or {}).get("Env") or [] if "=" in e),
+        mounts=_mounts(info.get("Mounts")),
     )
+
+
+def _mounts(rows: Any) -> tuple[MountSpec, ...]:
+    """Volumes (named and anonymous: the engine names both) and binds; tmpfs and others left out."""
+    out = []
+    for m in rows or []:
+        if m.get("Type") == "volume" and m.get("Name"):
+            out.append(MountSpec("volume", str(m["Name"]), str(m.get("Destination", "")), not m.get("RW", True)))
+        elif m.get("Type") == "bind":
+            out.append(MountSpec("bind", str(m.get("Source", "")), str(m.get("Destination", "")), not m.get("RW", True)))
+    return tuple(sorted(out, key=lambda m: m.target))
 
 
 def from_listing(row: Mapping[str, Any]) -> ContainerState:

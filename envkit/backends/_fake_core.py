@@ -101,6 +101,7 @@ class FakeEngine(Backend):
         self.networks: dict[str, Network] = {}
         self.volumes: dict[str, Volume] = {}
         self.image_files: dict[str, _tar.Files] = {}  # images made by export_filesystem -> their files
+        self.image_ids: dict[str, str] = {}  # tag -> id, to change what a tag holds (default: from the tag)
         self._ids = itertools.count(1)
         self._host_ports = itertools.count(49153)
         self._changed = threading.Condition()  # guards everything above; notified when a container changes
@@ -150,6 +151,7 @@ class FakeEngine(Backend):
             started_at=(c.started_at or "") if detailed else None,
             finished_at=(c.finished_at or "") if detailed else None, oom_killed=False if detailed else None,
             detailed=detailed, environment=dict(c.spec.environment) if detailed else {},
+            mounts=tuple(sorted(c.spec.mounts, key=lambda m: m.target)) if detailed else (),
         )
 
     # -- engine -------------------------------------------------------------------------------------

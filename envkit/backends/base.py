@@ -178,6 +178,9 @@ class ContainerState:
     finished_at: str | None = None  # when it last exited (RFC 3339); "" if it never did
     #: the process's environment (inspection only): where a secret is read back from (envkit.secrets)
     environment: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+    #: what is mounted (detailed only): named and anonymous volumes (source: the engine's volume name),
+    #: binds (source: the host path); in-memory mounts are left out
+    mounts: tuple[MountSpec, ...] = ()
 
     @property
     def running(self) -> bool:
@@ -393,6 +396,11 @@ class Backend(ABC):
         self.require(Capability.EXPORT_FILESYSTEM)
         raise AssertionError("unreachable")
 
+    def image_id(self, tag: str) -> str | None:
+        """The engine's id of image ``tag`` (what its content is, whatever it is called), None if absent."""
+        self.require(Capability.EXPORT_FILESYSTEM)
+        raise AssertionError("unreachable")
+
     # -- capability EXPORT_VOLUME ------------------------------------------------------------------------
     def export_volume(self, name: str) -> Iterator[bytes]:
         """The content of a volume as a tar stream, entries named from its root (``.``, ``./a.txt``)."""
@@ -402,6 +410,13 @@ class Backend(ABC):
     def import_volume(self, name: str, archive: Iterable[bytes]) -> None:
         """Replace the content of an existing volume with a tar stream from ``export_volume``."""
         self.require(Capability.EXPORT_VOLUME)
+
+    def copy_volume(self, source: str, target: str) -> None:
+        """Replace the content of volume ``target`` with that of ``source`` (owners, modes and the root
+        directory's own included). This default streams it through this process; an engine that can
+        copy in place overrides it."""
+        self.require(Capability.EXPORT_VOLUME)
+        self.import_volume(target, self.export_volume(source))
 
     # -- capability SIGNAL ---------------------------------------------------------------------------------
     def stop_container(self, container_id: str, grace: float) -> None:

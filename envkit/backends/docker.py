@@ -420,6 +420,12 @@ class DockerBackend(Backend):
             container_id, repository=repository, tag=version or "latest", conf={"Labels": dict(labels)}))
         return str(made["Id"])
 
+    def image_id(self, tag: str) -> str | None:
+        try:
+            return str(self._retried(f"inspect image {tag}", lambda: self.api.inspect_image(tag))["Id"])
+        except NotFound:
+            return None
+
     @contextmanager
     def _helper(self, volume: str, command: list[str] | None, read_only: bool) -> Iterator[str]:
         """A short-lived container of HELPER_IMAGE with ``volume`` at /v, labelled like the volume (so
@@ -449,6 +455,28 @@ class DockerBackend(Backend):
             if code != 0:
                 raise EngineError(f"import volume {name}: emptying it exited with code {code}")
             self._once(f"import volume {name}", lambda: self.api.put_archive(helper, "/v", data))
+
+    def copy_volume(self, source: str, target: str) -> None:
+        """In place: one helper mounts both volumes (the data never leaves the engine's host)."""
+        info = self._retried(f"inspect volume {target}", lambda: self.api.inspect_volume(target))
+        self._retried(f"inspect volume {source}", lambda: self.api.inspect_volume(source))
+        labels = {**(info.get("Labels") or {}), L.ROLE: "helper"}
+        config = self.api.create_host_config(network_mode="none", mounts=[
+            Mount(target="/from", source=source, type="volume", read_only=True),
+            Mount(target="/to", source=target, type="volume")])
+        script = "find /to -mindepth 1 -delete && cp -a /from/. /to/"
+        made = self._once(f"create a helper to copy volume {source}", lambda: self.api.create_container(
+            HELPER_IMAGE, command=["sh", "-c", script], labels=labels, host_config=config, network_disabled=True))
+        helper = str(made["Id"])
+        try:
+            self._once(f"copy volume {source} to {target}", lambda: self.api.start(helper))
+            code = self._once(f"copy volume {source} to {target}",
+                              lambda: self.api.wait(helper, timeout=600)).get("StatusCode")
+            if code != 0:
+                tail = self._once("helper logs", lambda: self.api.logs(helper, tail=5)).decode(errors="replace")
+                raise EngineError(f"copy volume {source} to {target}: exited with code {code}: {tail.strip()}")
+        finally:
+            self.remove_container(helper, 0)
 
     # -- SIGNAL, PAUSE, NETWORK_CONNECT -----------------------------------------------------------
     def stop_container(self, container_id: str, grace: float) -> None:

@@ -23,6 +23,7 @@ Behaviour is configured through plain attributes, per container name or per serv
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -116,6 +117,14 @@ class FakeBackend(FakeEngine):
             self.image_labels[tag] = {**c.labels, **labels}  # like Docker: the container's labels, and these
             self.image_created[tag] = datetime.now(UTC)
         return f"sha256:{tag}"
+
+    def image_id(self, tag: str) -> str | None:
+        self.require(Capability.EXPORT_FILESYSTEM)
+        self._record("image_id", tag)
+        with self._changed:
+            if tag not in self.images:
+                return None
+            return self.image_ids.get(tag) or "sha256:" + hashlib.sha256(tag.encode()).hexdigest()
 
     def export_volume(self, name: str) -> Iterator[bytes]:
         self.require(Capability.EXPORT_VOLUME)

@@ -16,7 +16,7 @@ from typing import Any
 
 from envkit.blueprint import seed_values as sv
 from envkit.blueprint import values as v
-from envkit.blueprint.model import Service
+from envkit.blueprint.model import Service, SnapshotDef
 from envkit.blueprint.readers import KeyDef, Reader, Table, show
 
 __all__ = [
@@ -34,6 +34,7 @@ __all__ = [
     "SEED_RUN",
     "SEED_SQL",
     "SERVICE",
+    "SNAPSHOT",
     "TABLES",
     "TOP",
     "VOLUME",
@@ -266,6 +267,28 @@ SEED_READERS: dict[str, sv.KindReader] = {
 }
 
 
+SNAPSHOT = Table("snapshot", (
+    KeyDef("reset", None, "auto", "`auto`, `template` or `restore`", "`auto`",
+           "How `envkit reset` puts the service back: PostgreSQL template databases, or a restore from the "
+           "snapshot; `auto`: templates when the container has `psql`.", {"enum": ["auto", "template", "restore"]}),
+), extensions=False)
+
+
+def _snapshot(r: Reader, value: Any, path: tuple[str | int, ...]) -> SnapshotDef | bool | None:
+    """``true``/``false``, or ``{reset: ...}`` (implies true)."""
+    if isinstance(value, bool):
+        return SnapshotDef(at=path) if value else False
+    spec = r.mapping(value, path, "true, false or a mapping {reset}")
+    if spec is None:
+        return None
+    r.keys(spec, path, SNAPSHOT)
+    reset = spec.get("reset", "auto")
+    if reset not in ("auto", "template", "restore"):
+        r.error((*path, "reset"), f"expected auto, template or restore, got {show(reset)}")
+        return None
+    return SnapshotDef(reset, at=path)
+
+
 SERVICE = Table("service", (
     KeyDef("image", Reader.string, None, "string", "— (exactly one of `image`/`build`)",
            "The image to run; pulled if the engine does not have it.", SCALAR,
@@ -348,11 +371,15 @@ SERVICE = Table("service", (
            "`public-ports`", "none", "What the service may ask of the host; see [security.md](security.md).",
            {"anyOf": [{"type": "array", "items": {"enum": list(v.ALLOWANCES)}}, {"type": "null"}]},
            section="allow-host-access"),  # Compose: nothing to carry over (what it allows is copied as it is)
+    KeyDef("snapshot", lambda r, x, q: _snapshot(r, x, q) or None, None, "`true`, or `{reset}`", "`false`",
+           "Captures the seeded state once; later runs start from it. See [snapshots.md](snapshots.md).",
+           {"anyOf": [BOOLEAN, {"$ref": "#/$defs/snapshot"}]}),  # Compose: nothing to carry over
 ))
 
 #: every table, by the name the reference markers and the schema's ``$defs`` use
 TABLES: dict[str, Table] = {t.title: t for t in (TOP, NETWORK, VOLUME, SERVICE, BUILD, PORT, MOUNT, PROBE, HTTP,
-                                                 SEED, SEED_SQL, SEED_COPY, SEED_EXEC, SEED_HTTP, SEED_RUN)}
+                                                 SEED, SEED_SQL, SEED_COPY, SEED_EXEC, SEED_HTTP, SEED_RUN,
+                                                  SNAPSHOT)}
 
 
 def container_fields(svc: Service) -> dict[str, Any]:

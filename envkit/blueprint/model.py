@@ -27,6 +27,7 @@ __all__ = [
     "RunSeed",
     "Seed",
     "Service",
+    "SnapshotDef",
     "SqlSeed",
     "VolumeDef",
 ]
@@ -104,6 +105,19 @@ class Probe:
         if self.kind == "log":
             return f"log /{self.pattern}/"
         return "healthcheck"
+
+
+ResetPath = Literal["auto", "template", "restore"]
+
+
+@dataclass(frozen=True)
+class SnapshotDef:
+    """``snapshot:`` of a service: capture its seeded state once, start later runs from it (docs/snapshots.md).
+    ``reset``: how ``envkit reset`` puts it back — PostgreSQL template databases, a restore from the
+    snapshot, or ``auto`` (templates where the container has ``psql``)."""
+
+    reset: ResetPath = "auto"
+    at: Key = field(default=(), compare=False)
 
 
 @dataclass(frozen=True)
@@ -233,6 +247,7 @@ class Service:
     prestart: bool = True  # start the container early behind a gate (needs /bin/sh in the image)
     seed: tuple[Seed, ...] = ()  # run in order after the service is ready, before its dependants start
     allow: tuple[str, ...] = ()  # what it may ask of the host (envkit.blueprint.trust.ALLOWANCES)
+    snapshot: SnapshotDef | None = None  # None: started fresh (and seeded) in every run
 
     @property
     def network_names(self) -> tuple[str, ...]:

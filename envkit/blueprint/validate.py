@@ -49,6 +49,10 @@ def check(bp: Blueprint, marks: Marks, declared: dict[str, set[str]] | None = No
             elif cond == "completed" and bp.services[dep].kind != "job":
                 err(path, f"condition 'completed' needs a job, but '{dep}' is a long-running service "
                           f"(add 'kind: job' to it or use condition 'ready')")
+        if svc.snapshot is not None and (svc.kind == "job" or svc.replicas > 1):
+            err(svc.snapshot.at or (*base, "snapshot"),
+                "a job has no state to snapshot" if svc.kind == "job"
+                else f"cannot snapshot a service with {svc.replicas} replicas (whose state would it keep?)")
         for a in svc.networks:
             net = a.network
             if net not in bp.networks and net not in skipped.get("networks", ()):

@@ -210,9 +210,12 @@ def _print_outputs(env: Environment, as_json: bool, write_to: Path | None, force
 @click.option("--no-seed", is_flag=True, help="Skip the services' seed steps.")
 @ttl_option("4h")
 @artifacts_option
+@click.option("--snapshot/--no-snapshot", default=None,
+              help="Also snapshot every seeded service / use no snapshot at all (default: the blueprint's).")
 def up(blueprint: Path, name: str | None, only: tuple[str, ...], timeout: float | None, keep_on_failure: bool,
        as_json: bool, env_files: tuple[Path, ...], write_env: Path | None, force: bool, github_output: bool,
-       verbose: bool, progress_mode: str, quiet: bool, no_seed: bool, ttl: str, artifacts: Path | None) -> None:
+       verbose: bool, progress_mode: str, quiet: bool, no_seed: bool, ttl: str, artifacts: Path | None,
+       snapshot: bool | None) -> None:
     """Bring BLUEPRINT up as a new isolated run and wait until every service is ready."""
     from envkit import api, gc
 
@@ -222,7 +225,8 @@ def up(blueprint: Path, name: str | None, only: tuple[str, ...], timeout: float 
     with sigterm_as_interrupt(), progress(err, "quiet" if quiet else progress_mode, verbose) as view:
         env = api.up(blueprint, name=name, only=only, timeout=timeout, keep_on_failure=keep_on_failure,
                      on_event=sink(view), backend=_engine(), seed=not no_seed, env_files=files,
-                     ttl=gc.parse_ttl(ttl), lifetime="detached", artifacts=artifacts or failure_folder())
+                     ttl=gc.parse_ttl(ttl), lifetime="detached", artifacts=artifacts or failure_folder(),
+                     snapshot=snapshot)
         env.detach()  # the CLI hands the run over; `envkit down` removes it
     summary(err, env, view)
     if artifacts:
@@ -414,38 +418,24 @@ def _teardown(env: Environment, quiet: bool = False) -> None:
     if not quiet:
         err.print(f"[dim]run {env.run_id} removed[/]")
 
+
+# Commands that live in modules of their own: one import and one name each.
+from envkit.cli.complete import completion  # noqa: E402
 from envkit.cli.exec_cmd import exec_  # noqa: E402
 from envkit.cli.export_cmd import export  # noqa: E402
 from envkit.cli.forensics_cmd import collect  # noqa: E402
 from envkit.cli.gc_cmd import gc  # noqa: E402
-from envkit.cli.seed_cmd import seed  # noqa: E402
-
-cli.add_command(export)
-cli.add_command(gc)
-cli.add_command(collect)
 from envkit.cli.graph_cmd import graph  # noqa: E402
-
-cli.add_command(graph)
-from envkit.cli.schema_cmd import schema  # noqa: E402
-
-cli.add_command(schema)
-from envkit.cli.import_cmd import import_  # noqa: E402
-
-cli.add_command(import_)
-from envkit.cli.init_cmd import init  # noqa: E402
-
-cli.add_command(init)
-from envkit.cli.complete import completion  # noqa: E402
-
-cli.add_command(completion)
-
-cli.add_command(seed)
-cli.add_command(exec_)
 from envkit.cli.images_cmd import images  # noqa: E402
+from envkit.cli.import_cmd import import_  # noqa: E402
+from envkit.cli.init_cmd import init  # noqa: E402
 from envkit.cli.live import COMMANDS as LIVE_COMMANDS  # noqa: E402
+from envkit.cli.schema_cmd import schema  # noqa: E402
+from envkit.cli.seed_cmd import seed  # noqa: E402
+from envkit.cli.snapshot_cmd import reset, snapshots  # noqa: E402
 
-cli.add_command(images)
-for _command in LIVE_COMMANDS:  # restart, stop, start, rebuild, logs
+for _command in (export, seed, gc, collect, graph, schema, import_, init, completion, exec_, snapshots, reset, images,
+                 *LIVE_COMMANDS):  # LIVE_COMMANDS: restart, stop, start, rebuild, logs
     cli.add_command(_command)
 
 from envkit.cli.examples import add_examples  # noqa: E402

@@ -25,6 +25,8 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "export": ("envkit export blueprints/shop -o compose.yaml",),
     "seed": ("envkit seed dev db", "envkit seed dev"),
     "gc": ("envkit gc --dry-run", "envkit gc"),
+    "snapshots": ("envkit snapshots ls", "envkit snapshots prune --older-than 7d"),
+    "reset": ("envkit reset dev db",),
     "collect": ("envkit collect dev ./artifacts --reason 'login test failed'",),
     "logs": ("envkit logs dev api --tail 50", "envkit logs dev --since 10m -t", "envkit logs dev -f"),
     "images": ("envkit images ls", "envkit images prune --dry-run"),

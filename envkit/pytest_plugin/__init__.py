@@ -42,7 +42,9 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from envkit.pytest_plugin import reset
 from envkit.pytest_plugin.pool import MarkerError, Want, want_from_mark
+from envkit.pytest_plugin.reset import envkit_reset_after  # noqa: F401 - the fixture, registered with the plugin
 from envkit.pytest_plugin.session import PluginState
 from envkit.pytest_plugin.settings import Scope, add_options, read_settings
 
@@ -57,6 +59,7 @@ _STATE = pytest.StashKey[PluginState]()
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     add_options(parser)
+    reset.add_options(parser)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -64,6 +67,7 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers",
         "envkit(blueprint, scope=None): the module, class or test gets its own environment of BLUEPRINT "
         "(relative to the rootdir) for envkit_env; scope module | class | function, default: where the mark is.")
+    config.addinivalue_line("markers", reset.MARKER)
     state = PluginState(config, read_settings(config))
     config.stash[_STATE] = state
     config.pluginmanager.register(state, "envkit-state")

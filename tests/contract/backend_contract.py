@@ -357,6 +357,38 @@ class BackendContract(ExecStreamContract):
         assert sorted(r.name for r in b.list_resources({L.RUN: run})) == [f"envkit-{run}-{x}"
                                                                            for x in ("data", "net", "svc")]
 
+    def test_image_id(self, harness: Harness, run: str, net: str) -> None:
+        b = harness.backend
+        if self.refused(b, Capability.EXPORT_FILESYSTEM, lambda: b.image_id(harness.image)):
+            return
+        ident = b.image_id(harness.image)
+        assert ident and ident == b.image_id(harness.image)
+        assert b.image_id(f"envkit-contract/none:{run}") is None
+
+    def test_copy_volume(self, harness: Harness, run: str, net: str) -> None:
+        b = harness.backend
+        source = b.create_volume(VolumeSpec(f"envkit-{run}-from", self.labels(run)))
+        target = b.create_volume(VolumeSpec(f"envkit-{run}-to", self.labels(run)))
+        if self.refused(b, Capability.EXPORT_VOLUME, lambda: b.copy_volume(source, target)):
+            return
+        b.import_volume(source, [tar_of({"a.txt": b"one", "sub/b.txt": b"two"}, mode=0o600)])
+        b.import_volume(target, [tar_of({"stale.txt": b"old"})])
+        b.copy_volume(source, target)  # replaces what the target held
+        copied = read_tar(b"".join(b.export_volume(target)))
+        assert {k: v for k, v in copied.items() if v[1]} == {"./a.txt": (0o600, b"one"), "./sub/b.txt": (0o600, b"two")}
+        assert read_tar(b"".join(b.export_volume(source)))["./a.txt"] == (0o600, b"one")  # the source is kept
+        with pytest.raises(NotFound):
+            b.copy_volume(f"{source}-none", target)
+        assert sorted(r.name for r in b.list_resources({L.RUN: run})) == [f"envkit-{run}-{x}"
+                                                                           for x in ("from", "net", "to")]
+
+    def test_mounts_are_reported(self, harness: Harness, run: str, net: str) -> None:
+        b = harness.backend
+        volume = b.create_volume(VolumeSpec(f"envkit-{run}-data", self.labels(run)))
+        ident = self.container(harness, run, net, "svc", start=False,
+                               mounts=(MountSpec("volume", volume, "/data", True),))
+        assert MountSpec("volume", volume, "/data", True) in b.inspect_container(ident).mounts
+
     def test_signal(self, harness: Harness, run: str, net: str) -> None:
         b = harness.backend
         ident = self.container(harness, run, net, "svc")

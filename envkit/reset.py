@@ -1,0 +1,150 @@
+"""Putting a service of a live run back to its seeded state, while the rest of the run keeps working.
+
+Two paths (docs/snapshots.md says which service gets which, and why):
+
+- **template** (PostgreSQL, chosen when the snapshot was captured): inside the running server, each
+  database is dropped and made again from the template database captured with it
+  (``envkit.pgtemplate``). Tens of milliseconds; the container, its address and its ports stay.
+- **restore** (any service with a snapshot): the container is removed and made again from the snapshot
+  — its image, and each captured volume's content copied back into the run's volume — with the same
+  name, DNS aliases and host ports, then waited ready. Dependants see the service restart and must
+  reconnect, as after any restart.
+
+A reset only ever touches the named run's own containers and volumes: the snapshot is read, not changed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+
+from envkit import labels as L
+from envkit import snapshots as S
+from envkit.backends.base import Backend, Capability, ContainerState, PortBinding
+from envkit.blueprint import Blueprint, load
+from envkit.capture import postgres_of
+from envkit.errors import RunNotFound, UsageError
+from envkit.events import Event, EventSink, ignore
+from envkit.execute import Executor
+from envkit.images import image_tag
+from envkit.pgtemplate import Postgres
+from envkit.plan import Plan, RunIdentity, make_plan
+from envkit.runs import RunInfo, describe
+from envkit.snapshot_plan import image_ids
+from envkit.steps import CreateContainer, Step
+
+__all__ = ["reset"]
+
+
+def reset(backend: Backend, run_id: str, services: Sequence[str] = (), *, blueprint: Blueprint | None = None,
+          env: Mapping[str, str] | None = None, on_event: EventSink = ignore,
+          path: str | None = None) -> dict[str, float]:
+    """Reset ``services`` of run ``run_id`` (default: every service that has a snapshot); returns the
+    seconds each took. ``blueprint``: the run's, as loaded by ``up`` (else it is loaded again from the
+    path the run records, with ``env``) — needed by the restore path only. ``path``: force "restore"."""
+    fast = _fast(backend, run_id, services, on_event) if path != "restore" else None
+    if fast is not None:
+        return fast
+    info = describe(backend, run_id)
+    names = list(services) or [s for s in info.services if _key(info, s)]
+    if not names:
+        raise UsageError(f"run {run_id} has no service started with a snapshot; add 'snapshot: true' to the "
+                         "service (or `envkit up --snapshot`) to be able to reset it")
+    taken: dict[str, float] = {}
+    for name in names:
+        if not info.replicas(name):
+            raise UsageError(f"run {run_id} has no service '{name}' (services: {', '.join(info.services)})")
+        key = _key(info, name)
+        if not key:
+            raise UsageError(f"service {name} of run {run_id} was not started with a snapshot, so it has no "
+                             "seeded state to go back to (add 'snapshot: true' to it)")
+        snap = S.find(backend, key)
+        if snap is None:
+            raise RunNotFound(f"snapshot {key[:16]} of service {name} is gone (removed with `envkit snapshots "
+                              "rm/prune`?); start a new run to capture it again")
+        began = time.monotonic()
+        container = info.replicas(name)[0]
+        _known[(run_id, name)] = snap
+        pg = postgres_of(snap)
+        on_event(Event("step", run_id, f"reset {name}", phase="start", action="reset", service=name))
+        if pg is not None and path != "restore" and container.running:
+            pg[0].reset(backend, container.id, pg[1])
+            how = "template databases"
+        else:
+            bp = blueprint or load(info.blueprint_path, env)
+            _restore(backend, info, bp, name, container, snap, on_event)
+            how = "restored from the snapshot"
+        taken[name] = time.monotonic() - began
+        on_event(Event("step", run_id, f"{name} reset in {taken[name]:.2f}s ({how})", phase="done", action="reset",
+                       service=name, duration=taken[name], detail=how))
+    return taken
+
+
+#: (run, service) -> the snapshot of its last reset in this process. A snapshot's manifest never changes,
+#: and the template path needs nothing but it (the templates live inside the run's own server).
+_known: dict[tuple[str, str], S.Snapshot] = {}
+
+
+def _fast(backend: Backend, run_id: str, services: Sequence[str], on_event: EventSink) -> dict[str, float] | None:
+    """The template path without describing the whole run, when this process has reset these services
+    before; None when it cannot be sure (the caller then takes the full way)."""
+    chosen: list[tuple[str, ContainerState, Postgres, list[str]]] = []
+    for name in services:
+        snap = _known.get((run_id, name))
+        pg = postgres_of(snap) if snap is not None else None
+        listed = backend.list_containers({L.MANAGED: "true", L.RUN: run_id, L.SERVICE: name})
+        if snap is None or pg is None or len(listed) != 1 or not listed[0].running \
+                or listed[0].labels.get(L.SNAPSHOT) != snap.key:
+            return None
+        chosen.append((name, listed[0], *pg))
+    taken: dict[str, float] = {}
+    for name, container, pg_, databases in chosen:
+        began = time.monotonic()
+        on_event(Event("step", run_id, f"reset {name}", phase="start", action="reset", service=name))
+        pg_.reset(backend, container.id, databases)
+        taken[name] = time.monotonic() - began
+        on_event(Event("step", run_id, f"{name} reset in {taken[name]:.2f}s (template databases)", phase="done",
+                       action="reset", service=name, duration=taken[name], detail="template databases"))
+    return taken
+
+
+def _key(info: RunInfo, service: str) -> str:
+    replicas = info.replicas(service)
+    return replicas[0].labels.get(L.SNAPSHOT, "") if replicas else ""
+
+
+def _restore(backend: Backend, info: RunInfo, bp: Blueprint, name: str, old: ContainerState, snap: S.Snapshot,
+             on_event: EventSink) -> None:
+    for capability in (Capability.EXPORT_FILESYSTEM, Capability.EXPORT_VOLUME):
+        backend.require(capability, f"reset of {name}")
+    if name not in bp.services:
+        raise UsageError(f"the blueprint {bp.file} has no service '{name}' any more; cannot reset it")
+    closure = bp.closure((name,))
+    key = S.service_keys(bp, image_ids(backend, bp, closure), [name])[name]
+    if key != snap.key:
+        raise UsageError(f"service {name}: the blueprint, its files or its variables changed since run {info.run_id} "
+                         "started (its snapshot key differs); reset it from the process that started it "
+                         "(Environment.reset) or start a new run")
+    labels = old.labels
+    identity = RunIdentity(info.run_id, labels.get(L.OWNER, ""), labels.get(L.CREATED_AT, ""),
+                           labels.get(L.VERSION, ""))
+    tags = {s: image_tag(bp.name, bp.services[s].build) for s in closure if bp.services[s].build}  # type: ignore[arg-type]
+    every = frozenset(tags.values()) | {str(bp.services[s].image) for s in closure} | {snap.image}
+    plan = make_plan(bp, identity, every, tags, (name,), capabilities=backend.capabilities, engine=backend.name,
+                     snapshots={name: S.Use(key, snapshot=snap)})
+    kept = ("restore", "create", "start", "ready")
+    steps = [s for s in plan.steps if s.services == (name,) and s.action in kept]
+    ids = {s.id for s in steps}
+    fixed: list[Step] = []
+    for s in steps:
+        payload = s.payload
+        if isinstance(payload, CreateContainer):
+            # This run's own labels, and the host ports its outputs already point to.
+            ports = tuple(PortBinding(p.container, p.host_ip, old.ports[p.container].port if p.container in old.ports
+                                      else p.host_port) for p in payload.spec.ports)
+            payload = replace(payload, spec=replace(payload.spec, labels=tuple(sorted(labels.items())), ports=ports),
+                              gate=False)
+        fixed.append(replace(s, payload=payload, after=tuple(a for a in s.after if a in ids)))
+    backend.remove_container(old.id, 0)  # its state is thrown away: no grace needed
+    Executor(backend, on_event).run(Plan(info.run_id, identity, bp, (name,), tuple(fixed)))

@@ -1,0 +1,91 @@
+"""Before a plan with snapshots is made: which services use one, their keys, and hit or claim for each.
+
+``up`` calls ``resolve`` once the run's identity is known and its watchdog runs, before the first
+container: the images of the snapshot services (and of what they depend on) are built or pulled first,
+since a key holds the image's engine id; then each key is looked up in dependency order, waiting while
+another process captures it. The result is the ``snapshots`` input of ``make_plan``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+
+from envkit import labels as L
+from envkit import snapshots as S
+from envkit.backends.base import Backend
+from envkit.blueprint.model import Blueprint
+from envkit.errors import UsageError
+from envkit.events import Event, EventSink
+from envkit.execute import Executor
+from envkit.images import image_tag
+from envkit.plan import Plan, ordered
+
+__all__ = ["image_ids", "resolve", "wanted"]
+
+WAIT = 900.0  # seconds a run waits, at most, for another process's capture of the same key
+
+
+def wanted(bp: Blueprint, selected: Sequence[str], snapshot: bool | Sequence[str] | None) -> list[str]:
+    """The services that use a snapshot: those with ``snapshot:`` in the blueprint; with ``True`` also
+    every other selected long-running service with seed steps; with a list exactly those; ``False``: none."""
+    if snapshot is False:
+        return []
+    if snapshot is None or snapshot is True:
+        names = [s for s in selected if bp.services[s].snapshot is not None
+                 or (snapshot is True and bp.services[s].kind == "service" and bp.services[s].replicas == 1
+                     and bool(getattr(bp.services[s], "seed", ())))]
+        return sorted(names)
+    names = list(snapshot)
+    for n in names:
+        if n not in selected:
+            raise UsageError(f"--snapshot {n}: no such service in this run (services: {', '.join(selected)})")
+        svc = bp.services[n]
+        if svc.kind == "job" or svc.replicas > 1:
+            raise UsageError(f"--snapshot {n}: " + ("a job has no state to snapshot" if svc.kind == "job"
+                                                    else f"cannot snapshot a service with {svc.replicas} replicas"))
+    return sorted(set(names))
+
+
+def image_ids(backend: Backend, bp: Blueprint, services: Sequence[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for name in services:
+        svc = bp.services[name]
+        tag = image_tag(bp.name, svc.build) if svc.build else str(svc.image)
+        ident = backend.image_id(tag)
+        if ident is None:
+            raise UsageError(f"service {name}: image {tag} is not on the engine")
+        out[name] = ident
+    return out
+
+
+def resolve(backend: Backend, bp: Blueprint, pre: Plan, names: Sequence[str], on_event: EventSink,
+            deadline: float | None = None) -> dict[str, S.Use]:
+    closure = bp.closure(tuple(names))
+    images = [s for s in pre.steps if s.action in ("build", "pull") and set(s.services) & set(closure)]
+    if images:
+        Executor(backend, on_event).run(replace(pre, steps=tuple(images), _index={}))
+    keys = S.service_keys(bp, image_ids(backend, bp, closure), names)
+    ident = pre.identity
+    run_labels = {L.MANAGED: "true", L.RUN: ident.run_id, L.BLUEPRINT: bp.name, L.OWNER: ident.owner,
+                  L.CREATED_AT: ident.created_at, L.VERSION: ident.version}
+    until = deadline if deadline is not None else time.monotonic() + WAIT
+    uses: dict[str, S.Use] = {}
+    for name in [n for n in ordered(bp, tuple(names)) if n in names]:  # one order for every process
+        key = keys[name]
+
+        def waiting(owner: str, name: str = name, key: str = key) -> None:
+            on_event(Event("note", ident.run_id, f"{name}: waiting for snapshot {key[:16]}, which {owner} is "
+                                                 "capturing", service=name, detail=owner))
+
+        got = S.acquire(backend, key, run_labels, until, waiting)
+        if isinstance(got, S.Snapshot):
+            on_event(Event("note", ident.run_id, f"{name}: starting from snapshot {key[:16]} (seeds skipped)",
+                           service=name, detail="hit"))
+            uses[name] = S.Use(key, snapshot=got)
+        else:
+            on_event(Event("note", ident.run_id, f"{name}: no snapshot {key[:16]} yet; this run captures it",
+                           service=name, detail="miss"))
+            uses[name] = S.Use(key, claim=got.volume)
+    return uses

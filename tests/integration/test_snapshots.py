@@ -1,0 +1,195 @@
+"""Snapshots and resets on the real engine: capture, hit, miss, concurrent misses, independence, reset.
+
+Every test makes its snapshots under a key of its own (a random TOKEN in the service's environment) and
+removes them (the ``snapshots_made`` fixture asserts it); the suite's guard checks nothing else is left.
+"""
+
+from __future__ import annotations
+
+import secrets
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import envkit
+from envkit import labels as L
+from envkit import snapshots as S
+from envkit.backends import Backend
+
+from .conftest import ROOT, resources_of
+
+# A service that, like the official postgres image, declares a volume and initialises it at first start;
+# it also writes into its own filesystem. A fresh start draws a new random value; a start from a
+# snapshot finds the captured one.
+STORE = """\
+FROM debian:bookworm-slim
+VOLUME /data
+CMD ["sh", "-c", "[ -f /data/init ] || { od -An -N8 -tx1 /dev/urandom | tr -d ' \\\\n' > /data/init; \\
+cp /data/init /etc/seeded; }; trap 'exit 0' TERM; sleep infinity & wait"]
+"""
+
+BLUEPRINT = """\
+name: snaptest
+volumes: {named: {}}
+services:
+  store:
+    build: ./store
+    snapshot: true
+    environment: {TOKEN: "${TOKEN}", FLAVOUR: "${FLAVOUR:-a}"}
+    volumes: [named:/named]
+    ready: {exec: [test, -f, /data/init]}
+"""
+
+
+@pytest.fixture
+def blueprint(tmp_path: Path) -> Path:
+    (tmp_path / "store").mkdir()
+    (tmp_path / "store" / "Dockerfile").write_text(STORE, encoding="utf-8")
+    (tmp_path / "blueprint.yaml").write_text(BLUEPRINT, encoding="utf-8")
+    return tmp_path
+
+
+@pytest.fixture
+def token(backend: Backend) -> Iterator[str]:
+    """A token of this test's own; every snapshot of it is removed afterwards (and that is checked)."""
+    value = secrets.token_hex(6)
+    before = {r.labels[L.SNAPSHOT] for r in backend.list_resources({L.SNAPSHOT: None})}
+    yield value
+    made = {r.labels[L.SNAPSHOT] for r in backend.list_resources({L.SNAPSHOT: None})} - before
+    for key in made:
+        S.remove(backend, key)
+    assert not [r.name for r in backend.list_resources({L.SNAPSHOT: None}) if r.labels[L.SNAPSHOT] in made]
+
+
+def read(env: envkit.Environment, path: str) -> str:
+    result = env.exec("store", ["cat", path])
+    return result.output.strip() if result.exit_code == 0 else f"<missing: {result.output.strip()}>"
+
+
+def test_capture_then_hit_restores_filesystem_and_volumes(backend: Backend, blueprint: Path, token: str) -> None:
+    env_vars = {"TOKEN": token}
+    with envkit.up(blueprint, env=env_vars, backend=backend) as first:
+        seeded = read(first, "/data/init")
+        assert read(first, "/etc/seeded") == seeded
+        first.exec("store", ["sh", "-c", "echo named > /named/file"])  # after the capture: not in it
+        key = first.info.replicas("store")[0].labels[L.SNAPSHOT]
+    snap = S.find(backend, key)
+    assert snap is not None and [t for t, _ in snap.mounts] == ["/data", "/named"]
+    events: list[envkit.Event] = []
+    with envkit.up(blueprint, env=env_vars, backend=backend, on_event=events.append) as second:
+        assert read(second, "/data/init") == seeded  # the anonymous volume, restored
+        assert read(second, "/etc/seeded") == seeded  # the filesystem, restored
+        assert read(second, "/named/file").startswith("<missing")
+        assert not any(e.action == "snapshot" for e in events)  # a hit: no capture
+        assert any(e.detail == "hit" for e in events)
+        second.exec("store", ["sh", "-c", "echo dirty > /data/init; echo dirty > /etc/seeded"])
+        run_id = second.run_id
+    assert resources_of(backend, run_id) == []
+    with envkit.up(blueprint, env=env_vars, backend=backend) as third:  # the write did not reach the snapshot
+        assert read(third, "/data/init") == seeded and read(third, "/etc/seeded") == seeded
+    assert S.find(backend, key) is not None  # runs' teardown leaves the snapshot
+
+
+def test_a_changed_configuration_misses(backend: Backend, blueprint: Path, token: str) -> None:
+    with envkit.up(blueprint, env={"TOKEN": token}, backend=backend) as first:
+        a = read(first, "/data/init")
+        key_a = first.info.replicas("store")[0].labels[L.SNAPSHOT]
+    with envkit.up(blueprint, env={"TOKEN": token, "FLAVOUR": "b"}, backend=backend) as second:
+        assert read(second, "/data/init") != a  # a new key: seeded afresh, never the stale snapshot
+        assert second.info.replicas("store")[0].labels[L.SNAPSHOT] != key_a
+
+
+def test_reset_restores_the_snapshot_and_touches_no_other_run(backend: Backend, blueprint: Path, token: str) -> None:
+    with envkit.up(blueprint, env={"TOKEN": token}, backend=backend) as one, \
+            envkit.up(blueprint, env={"TOKEN": token}, backend=backend) as other:
+        seeded = read(one, "/data/init")
+        one.exec("store", ["sh", "-c", "echo dirty > /data/init; echo dirty > /etc/seeded; echo x > /named/x"])
+        other.exec("store", ["sh", "-c", "echo mine > /named/x"])
+        port_before = one.info.replicas("store")[0].name
+        taken = one.reset("store")
+        assert taken["store"] > 0
+        assert read(one, "/data/init") == seeded and read(one, "/etc/seeded") == seeded
+        assert read(one, "/named/x").startswith("<missing")
+        assert one.info.replicas("store")[0].name == port_before
+        assert read(other, "/named/x") == "mine"  # the other run is untouched
+
+
+def test_concurrent_misses_capture_once(backend: Backend, blueprint: Path, token: str) -> None:
+    script = textwrap.dedent(f"""
+        import sys, envkit
+        events = []
+        with envkit.up({str(blueprint)!r}, env={{"TOKEN": {token!r}}}, on_event=events.append) as env:
+            value = env.exec("store", ["cat", "/data/init"]).output.strip()
+            print(value, "captured" if any(e.action == "snapshot" and e.phase == "done" for e in events) else "hit")
+    """)
+    procs = [subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              cwd=ROOT) for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    results = sorted(o[0].split() for o in outs)
+    assert results[0][0] == results[1][0]  # both see the one captured state
+    assert sorted(r[1] for r in results) == ["captured", "hit"]
+
+
+def test_prune_removes_only_snapshots(backend: Backend, blueprint: Path, token: str) -> None:
+    with envkit.up(blueprint, env={"TOKEN": token}, backend=backend) as env:
+        key = env.info.replicas("store")[0].labels[L.SNAPSHOT]
+    assert S.find(backend, key) is not None
+    with envkit.up(blueprint, env={"TOKEN": token}, backend=backend) as env:
+        before = sorted(resources_of(backend, env.run_id))
+        removed = S.prune(backend, older_than=3600)  # too young: kept
+        assert not [r for r in removed if key[:16] in r]
+        with pytest.raises(envkit.EngineError):
+            S.remove(backend, key)  # a run's container uses its image: refused, nothing removed
+        assert S.find(backend, key) is not None
+        assert sorted(resources_of(backend, env.run_id)) == before
+    removed = S.prune(backend)
+    assert any(key[:16] in r for r in removed)
+    assert S.find(backend, key) is None
+    assert not backend.list_resources({L.SNAPSHOT: key})
+
+
+SHOP = ROOT / "blueprints" / "shop"
+
+
+@pytest.fixture(scope="module")
+def shop(backend: Backend) -> Iterator[envkit.Environment]:
+    before = {r.labels[L.SNAPSHOT] for r in backend.list_resources({L.SNAPSHOT: None})}
+    try:
+        with envkit.up(SHOP, snapshot=["db"], backend=backend) as env:
+            yield env
+    finally:
+        for key in {r.labels[L.SNAPSHOT] for r in backend.list_resources({L.SNAPSHOT: None})} - before:
+            S.remove(backend, key)
+
+
+def orders(env: envkit.Environment) -> int:
+    out = env.exec("db", ["psql", "-X", "-At", "-U", "shop", "-d", "shop", "-c", "SELECT count(*) FROM orders"])
+    return int(out.output.strip())
+
+
+@pytest.mark.parametrize("path", [None, "restore"], ids=["template", "restore"])
+def test_reset_restores_the_seeded_rows_and_the_api_keeps_answering(shop: envkit.Environment, path: str | None) -> None:
+    from .test_shop import http
+
+    seeded = orders(shop)
+    assert seeded >= 100_000
+    sql = "INSERT INTO orders (customer_id, amount_cents, status) SELECT 1, g, 'pending' FROM generate_series(1, 1000) g"
+    assert shop.exec("db", ["psql", "-X", "-q", "-U", "shop", "-d", "shop", "-c", sql]).exit_code == 0
+    assert orders(shop) == seeded + 1000
+    events: list[envkit.Event] = []
+    shop.reset("db", path=path, on_event=events.append)
+    assert orders(shop) == seeded
+    done = [e for e in events if e.action == "reset" and e.phase == "done"]
+    assert done and done[0].detail == ("template databases" if path is None else "restored from the snapshot")
+    api = shop.outputs["API_URL"]
+    assert http("GET", f"{api}/health")[0] == 200
+    status, body = http("POST", f"{api}/orders", {"email": "after-reset@example.com", "amount_cents": 1200})
+    assert status in (201, 402), body
+    assert orders(shop) == seeded + 1
+    shop.reset("db")  # the next test starts from the seeded rows again
+    assert orders(shop) == seeded

@@ -1,0 +1,58 @@
+"""The envkit_reset marker: a test's writes are undone after it, the environment stays up for the next."""
+
+from __future__ import annotations
+
+import secrets
+
+import pytest
+
+from envkit import labels as L
+from envkit import snapshots as S
+
+from .conftest import Inner
+
+STORE = """\
+FROM debian:bookworm-slim
+VOLUME /data
+CMD ["sh", "-c", "[ -f /data/init ] || echo seeded > /data/init; trap 'exit 0' TERM; sleep infinity & wait"]
+"""
+BLUEPRINT = """\
+name: marked
+services:
+  store:
+    build: ./store
+    snapshot: true
+    environment: {TOKEN: "${TOKEN}"}
+    ready: {exec: [test, -f, /data/init]}
+"""
+TESTS = """
+import pytest
+
+@pytest.mark.envkit_reset("store")
+def test_a_writes(envkit_env):
+    assert envkit_env.exec("store", ["cat", "/data/init"]).output.strip() == "seeded"
+    envkit_env.exec("store", ["sh", "-c", "echo dirty > /data/init"])
+
+def test_b_sees_the_seeded_state(envkit_env):
+    assert envkit_env.exec("store", ["cat", "/data/init"]).output.strip() == "seeded"
+    envkit_env.exec("store", ["sh", "-c", "echo dirty > /data/init"])  # not marked: not undone
+
+def test_c_sees_the_unmarked_write(envkit_env):
+    assert envkit_env.exec("store", ["cat", "/data/init"]).output.strip() == "dirty"
+"""
+
+
+def test_the_marker_resets_after_the_test(inner: Inner, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TOKEN", secrets.token_hex(6))
+    folder = inner.pytester.path / "bp"
+    (folder / "store").mkdir(parents=True)
+    (folder / "store" / "Dockerfile").write_text(STORE, encoding="utf-8")
+    (folder / "blueprint.yaml").write_text(BLUEPRINT, encoding="utf-8")
+    inner.pytester.makepyfile(test_marked=TESTS)
+    before = {r.labels[L.SNAPSHOT] for r in inner.backend.list_resources({L.SNAPSHOT: None})}
+    try:
+        result = inner.run(blueprint=folder, timeout=300)
+        result.assert_outcomes(passed=3)
+    finally:
+        for key in {r.labels[L.SNAPSHOT] for r in inner.backend.list_resources({L.SNAPSHOT: None})} - before:
+            S.remove(inner.backend, key)
