@@ -54,6 +54,7 @@ services:
     ready: {{http: {{port: 8000, path: /health}}}}
   client:
     build: {HELLO}
+    allow: [host-paths]
     command: [sleep, infinity]
     depends_on: [web]
 """, encoding="utf-8")
@@ -138,7 +139,7 @@ def test_logs_are_interleaved_by_time_with_since_and_tail(backend: Backend, tmp_
     # dollar for the shell, not a variable of the blueprint).
     def talker(name: str, other: str, first: str) -> str:
         turn = f"while [ ! -e /x/{name}$$i ]; do sleep 0.05; done; echo {name}$$i; touch /x/{other}$$((i+{first}))"
-        return (f"  {name}:\n    build: {HELLO}\n    user: root\n    volumes: ['x:/x']\n"
+        return (f"  {name}:\n    build: {HELLO}\n    allow: [host-paths]\n    user: root\n    volumes: ['x:/x']\n"
                 f"    command: [sh, -c, 'touch /x/a1; for i in 1 2 3; do {turn}; done; exec sleep infinity']\n")
     (tmp_path / "blueprint.yaml").write_text("name: it-logs\nvolumes: {x: {}}\nservices:\n"
                                              + talker("a", "b", "0") + talker("b", "a", "1"))

@@ -40,7 +40,7 @@ def test_a_secret_never_reaches_labels_or_output_and_still_reaches_the_outputs(b
     plan = envkit_cli("plan", "--offline", BLUEPRINT, env={"DB_PASSWORD": PASSWORD}, check=True)
     assert PASSWORD not in plan.stdout + plan.stderr
     assert "${secret:DB_PASSWORD}" in plan.stdout  # the probe line says which secret it holds
-    up = envkit_cli("up", BLUEPRINT, "--name", run, "-v", "--env-file", str(env_file),
+    up = envkit_cli("up", BLUEPRINT, "--name", run, "-v", "--write-env", str(env_file),
                     env={"DB_PASSWORD": PASSWORD}, check=True)
     try:
         assert PASSWORD not in up.stdout + up.stderr and TOKEN not in up.stdout + up.stderr

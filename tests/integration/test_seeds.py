@@ -45,6 +45,7 @@ EVERY_KIND = f"""
     services:
       db:
         build: {PG}
+        allow: [host-paths]
         networks: [default]
         ready: {{exec: [pg_isready, -h, 127.0.0.1], timeout: 60s}}
         seed:
@@ -58,6 +59,7 @@ EVERY_KIND = f"""
               environment: {{PGPASSWORD: shop}}
       pay:
         build: {STUB}
+        allow: [host-paths]
         ports: [8000]
         ready: {{http: {{port: 8000, path: /health}}}}
         seed:
@@ -122,6 +124,7 @@ ISOLATED = f"""
     services:
       db:
         build: {PG}
+        allow: [host-paths]
         ready: {{exec: [pg_isready, -h, 127.0.0.1], timeout: 60s}}
         seed:
           - sql: "CREATE TABLE mine AS SELECT '${{run.id}}'::text AS run"
@@ -185,6 +188,7 @@ def test_a_failing_step_names_the_step_shows_its_output_and_the_run_is_rolled_ba
         services:
           db:
             build: {image}
+            allow: [host-paths]
             ready: {ready}
             seed: [{step}]
         """, {"seed/bad.sql": "SELECT 1;\n\nSELECT * FROM no_such_table;\nSELECT 2;\n"})
