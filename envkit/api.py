@@ -30,6 +30,7 @@ from envkit import labels as L
 from envkit.backends import Backend, connect
 from envkit.backends.base import Capability, ContainerState, ExecResult, Protocol
 from envkit.blueprint import Blueprint, Probe, load
+from envkit.claim import NameInUse, claim, release
 from envkit.errors import EngineError, EnvkitError, Interrupted, UsageError
 from envkit.events import Event, EventSink, ignore
 from envkit.execute import Executor
@@ -128,7 +129,14 @@ def up(
     deadline = time.monotonic() + timeout if timeout else None
     executor = Executor(backend, on_event, deadline=deadline)
     try:
+        held = claim(backend, run_id, _stamp(bp, the_plan))  # one owner per name, before anything is made
         executor.run(the_plan)
+        release(backend, held)
+        # Inside the try: an interrupt before the run is in an owned Environment (removed at exit) is rolled back.
+        environment = Environment(backend, run_id, owned=True)
+        environment.blueprint = bp
+    except NameInUse:
+        raise  # nothing of ours exists: no rollback (the watchdog, if it ever acts, finds nothing of ours either)
     except BaseException as exc:
         interrupted = not isinstance(exc, Exception)
         if keep_on_failure and not interrupted:
@@ -141,9 +149,13 @@ def up(
                 what = "was removed" if removed else f"may be left; remove it with: envkit down {run_id}"
                 raise Interrupted(f"interrupted; run {run_id} {what}") from None
         raise
-    environment = Environment(backend, run_id, owned=True)
-    environment.blueprint = bp
     return environment
+
+
+def _stamp(bp: Blueprint, the_plan: Plan) -> dict[str, str]:
+    i = the_plan.identity
+    return {L.MANAGED: "true", L.RUN: i.run_id, L.BLUEPRINT: bp.name, L.OWNER: i.owner, L.CREATED_AT: i.created_at,
+            L.VERSION: i.version}
 
 
 def _rollback(backend: Backend, the_plan: Plan, on_event: EventSink) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import ipaddress
 import re
 import tarfile
 import time
@@ -14,8 +15,8 @@ from typing import Any, cast
 from envkit.backends.base import ContainerSpec, ContainerState, ContainerStatus, Endpoint, PortBinding, PortKey
 from envkit.errors import EngineUnavailable
 
-__all__ = ["GATE_SCRIPT", "GO_TAR", "bindings", "chain", "from_inspect", "from_listing", "gated_argv", "read_exec",
-           "short", "unreachable"]
+__all__ = ["GATE_SCRIPT", "GO_TAR", "bindings", "chain", "from_inspect", "from_listing", "gated_argv",
+           "ipv4_subnets", "read_exec", "short", "unreachable"]
 
 # The pre-start gate (see envkit.plan): a shell that waits for the release file, woken at once by
 # SIGWINCH (ignored by default, so a signal that comes early is harmless; the 0.25 s nap bounds that
@@ -176,3 +177,15 @@ def read_exec(sock: Any, timeout: float) -> tuple[str, bool]:
         out += data[i + 8:i + 8 + size]
         i += 8 + size
     return out.decode(errors="replace"), finished
+
+
+def ipv4_subnets(networks: list[dict[str, Any]]) -> list[ipaddress.IPv4Network]:
+    """The IPv4 ranges a network listing (``GET /networks``) holds, whoever made the networks."""
+    found = []
+    for row in networks:
+        for config in (row.get("IPAM") or {}).get("Config") or []:
+            with contextlib.suppress(ValueError, TypeError):
+                net = ipaddress.ip_network(str(config.get("Subnet")), strict=False)
+                if isinstance(net, ipaddress.IPv4Network):
+                    found.append(net)
+    return found

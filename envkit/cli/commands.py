@@ -317,13 +317,13 @@ def run(blueprint: Path, command: tuple[str, ...], name: str | None, only: tuple
                     code = proc.wait()
                     return 128 - code if code < 0 else code  # killed by signal N: 128+N, as shells do
                 except KeyboardInterrupt as exc:
-                    # In a terminal's foreground group, Ctrl-C has reached the command already; SIGTERM,
-                    # sent to envkit alone, is passed on. A command in a group of its own gets either.
+                    # In a terminal's foreground group, Ctrl-C has reached the command already; SIGTERM or
+                    # SIGHUP, sent to envkit alone, is passed on. A command in a group of its own gets any.
                     if group:  # reaper
                         with contextlib.suppress(ProcessLookupError):
-                            os.killpg(proc.pid, signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
+                            os.killpg(proc.pid, exc.signum if isinstance(exc, Terminated) else signal.SIGINT)
                     elif isinstance(exc, Terminated):
-                        proc.send_signal(signal.SIGTERM)
+                        proc.send_signal(exc.signum)
                     try:
                         proc.wait(timeout=10)
                     except (subprocess.TimeoutExpired, KeyboardInterrupt):
