@@ -118,7 +118,8 @@ def up(
     the_plan = _plan(bp, backend, name, only)
     run_id = the_plan.run_id
     if backend.list_resources({L.MANAGED: "true", L.RUN: run_id}):
-        raise UsageError(f"a run named '{run_id}' already exists; choose another --name or `envkit down {run_id}`")
+        raise NameInUse(f"run name '{run_id}' is in use: a run of that name exists; choose another --name or "
+                        f"`envkit down {run_id}`")
     on_event(Event("plan", run_id, f"run {run_id}: {len(the_plan.steps)} steps", detail=str(len(the_plan.steps))))
     if backend.origin is not None:  # reaper: before the first resource exists (ReaperUnavailable if it cannot start)
         # Only an engine connect() made can be reached again from the watchdog (a hand-made one, e.g. the fake,

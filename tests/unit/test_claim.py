@@ -105,6 +105,6 @@ def test_an_up_after_the_first_is_up_says_the_run_exists(pair: Blueprint) -> Non
     fake = FakeBackend(images={"postgres:16", "python:3"})
     with api.up(pair, name="z", backend=fake):
         before = sorted(r.name for r in fake.list_resources({L.RUN: "z"}))
-        with pytest.raises(UsageError, match="a run named 'z' already exists"):
+        with pytest.raises(UsageError, match="^run name 'z' is in use: a run of that name exists; choose another --name or `envkit down z`$"):
             api.up(pair, name="z", backend=fake)
         assert sorted(r.name for r in fake.list_resources({L.RUN: "z"})) == before
