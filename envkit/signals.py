@@ -7,16 +7,18 @@ Two ways to take them: ``sigterm_as_interrupt()``, a block (the CLI: its command
 end of the session, and only where nobody else handles SIGTERM).
 
 SIGHUP is taken only where it would otherwise end the process (its default action): under ``nohup``
-(SIGHUP ignored) a hang-up changes nothing, as the user asked. A hang-up also means the terminal is
-gone — writing to it would fail, and a clean-up that reports progress would stop half-way — so the
-standard output and error that are that terminal are pointed at ``/dev/null`` first.
+(SIGHUP ignored) a hang-up changes nothing, as the user asked. A hang-up usually means the terminal is
+gone — writing to it fails (EIO), and a clean-up that reports progress would stop half-way — so the
+standard output and error that are that hung-up terminal are pointed at ``/dev/null`` first.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import signal
+import termios
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -37,8 +39,18 @@ class Terminated(KeyboardInterrupt):
         self.signum = signum
 
 
+def _hung_up(fd: int) -> bool:
+    """Whether ``fd`` is a terminal that has hung up (it then answers every call with EIO)."""
+    try:
+        termios.tcgetattr(fd)
+    except termios.error as exc:
+        return bool(exc.args) and exc.args[0] == errno.EIO
+    return False
+
+
 def _detach_from_terminal() -> None:
-    """Point standard output and error at /dev/null where they are a terminal (one that hung up)."""
+    """Point standard output and error at /dev/null where they are a terminal that hung up (one still
+    there, as for a ``kill -HUP`` from elsewhere, keeps showing what happens)."""
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
     except OSError:
@@ -46,7 +58,7 @@ def _detach_from_terminal() -> None:
     try:
         for fd in (1, 2):
             with contextlib.suppress(OSError):
-                if os.isatty(fd):
+                if _hung_up(fd):
                     os.dup2(devnull, fd)
     finally:
         os.close(devnull)

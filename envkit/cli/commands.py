@@ -312,8 +312,8 @@ def run(blueprint: Path, command: tuple[str, ...], name: str | None, only: tuple
                     proc = subprocess.Popen(list(command), env=child_env, process_group=0 if group else None)
                 except OSError as exc:
                     raise EnvkitError(f"cannot run {command[0]!r}: {exc.strerror}") from exc
-                reaper.child(proc.pid, group)  # reaper: ended with everything it started if envkit is killed
-                try:
+                try:  # from here on an interrupt is passed on to the command
+                    reaper.child(proc.pid, group)  # reaper: ended with everything it started if envkit is killed
                     code = proc.wait()
                     return 128 - code if code < 0 else code  # killed by signal N: 128+N, as shells do
                 except KeyboardInterrupt as exc:

@@ -89,7 +89,7 @@ def test_the_claim_carries_the_run_labels_and_a_token_of_its_own() -> None:
     (held,) = fake.list_resources({L.RUN: "x"})
     assert name == held.name == "envkit--x" and held.kind == "volume"
     assert held.labels[L.ROLE] == "claim" and held.labels[L.OWNER] == "me@here:2" and len(held.labels[TOKEN]) == 16
-    with pytest.raises(NameInUse, match="another `up` of that name is under way .owner me@here:2."):
+    with pytest.raises(NameInUse, match=r"another `up` of that name is under way \(owner me@here:2\)"):
         claim(fake, "x", stamp("me@here:2"))  # same owner, same second: the token tells them apart
 
 
@@ -105,6 +105,7 @@ def test_an_up_after_the_first_is_up_says_the_run_exists(pair: Blueprint) -> Non
     fake = FakeBackend(images={"postgres:16", "python:3"})
     with api.up(pair, name="z", backend=fake):
         before = sorted(r.name for r in fake.list_resources({L.RUN: "z"}))
-        with pytest.raises(UsageError, match="^run name 'z' is in use: a run of that name exists; choose another --name or `envkit down z`$"):
+        with pytest.raises(UsageError, match=r"^run name 'z' is in use: a run of that name exists; choose another "
+                                             r"--name or `envkit down z`$"):
             api.up(pair, name="z", backend=fake)
         assert sorted(r.name for r in fake.list_resources({L.RUN: "z"})) == before

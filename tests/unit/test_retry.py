@@ -13,8 +13,8 @@ from envkit import labels as L
 from envkit import retry
 from envkit.backends import ENGINES, connect, engine_name
 from envkit.backends.base import ContainerSpec, NetworkAttachment, NetworkSpec
-from envkit.backends.fake import FakeBackend
 from envkit.backends.docker import translate
+from envkit.backends.fake import FakeBackend
 from envkit.errors import Busy, Conflict, EngineError, EngineUnavailable, NotFound, Transient, UsageError
 
 
