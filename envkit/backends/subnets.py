@@ -153,9 +153,10 @@ class Allocator:
         pool = self.pool
         refused: list[IPv4Network] = []
         for _ in range(OVERLAP_ATTEMPTS):
-            in_use = taken() + refused
+            listed = taken()
             with self._lock:
-                subnet = pool.choose([*in_use, *self._pending], key)
+                in_use = [*listed, *refused, *self._pending]
+                subnet = pool.choose(in_use, key)
                 if subnet is not None:
                     self._pending.add(subnet)
             if subnet is None:
