@@ -8,6 +8,7 @@ place, ``translate``; idempotent calls are retried under ``envkit.retry``'s one 
 from __future__ import annotations
 
 import contextlib
+import functools
 import ipaddress
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -96,8 +97,7 @@ class DockerBackend(Backend):
             self.api = self._client.api
         except docker.errors.DockerException as exc:
             raise wire.unreachable(self.where, exc) from exc
-        #: where networks get their addresses (envkit.backends.subnets); None: the engine's own pools
-        self.subnets = subnets.allocator_from(env)
+        self._settings = {k: env[k] for k in (subnets.POOL_VAR, subnets.SIZE_VAR) if k in env}
 
     # -- calls, errors and retries ----------------------------------------------------------------
     @contextmanager
@@ -164,7 +164,7 @@ class DockerBackend(Backend):
 
     # -- networks and volumes ---------------------------------------------------------------------
     def create_network(self, spec: NetworkSpec) -> str:
-        labels, pool = dict(spec.labels), self.subnets
+        labels, pool = dict(spec.labels), self.subnet_pool
 
         def named() -> list[dict[str, Any]]:
             rows = self._retried("list networks", lambda: self.api.networks(names=[spec.name]))
@@ -184,6 +184,12 @@ class DockerBackend(Backend):
             return retry.create(lambda: make(None), existing)
         return retry.create(lambda: pool.allocate(spec.name, self._taken_subnets, make, lambda: bool(named())),
                             existing)
+
+    @functools.cached_property
+    def subnet_pool(self) -> subnets.Allocator | None:
+        """Where networks get their addresses (``envkit.backends.subnets``); None: the engine's own pools.
+        Read on first use, so that a bad setting stops ``up``, never ``ls`` or ``down``."""
+        return subnets.allocator_from(self._settings)
 
     def _taken_subnets(self) -> list[ipaddress.IPv4Network]:
         """Every IPv4 range the engine's networks hold (envkit's or not) and, for a local engine, the

@@ -123,6 +123,15 @@ def test_a_network_envkit_did_not_make_is_never_overlapped_and_a_full_pool_says_
     assert resources_of(backend, "it-pool-1") == []
 
 
+def test_a_bad_pool_setting_stops_up_with_its_name_but_never_ls_or_down(backend: Backend) -> None:
+    bad = {"ENVKIT_SUBNET_POOL": "10.208.0.0/33"}
+    up = envkit_cli("up", PAIR, "--name", "it-bad-pool", env=bad)
+    assert up.returncode == 2, up.stderr
+    assert "error: ENVKIT_SUBNET_POOL: '10.208.0.0/33' is not an IPv4 network like 10.208.0.0/12" in up.stderr
+    assert "Traceback" not in up.stderr and resources_of(backend, "it-bad-pool") == []
+    assert envkit_cli("ls", env=bad).returncode == 0
+
+
 class StaleListing(DockerBackend):
     """Sees no networks when it chooses: as if every other one had been made at the same moment."""
 
