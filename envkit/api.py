@@ -30,6 +30,7 @@ from envkit import labels as L
 from envkit.backends import Backend, connect
 from envkit.backends.base import Capability, ContainerState, ExecResult, Protocol
 from envkit.blueprint import Blueprint, Probe, load
+from envkit.blueprint.model import RunSeed
 from envkit.claim import NameInUse, claim, release
 from envkit.errors import EngineError, EnvkitError, Interrupted, UsageError
 from envkit.events import Event, EventSink, ignore
@@ -39,9 +40,10 @@ from envkit.outputs import host_port, resolve, run_document, service_host
 from envkit.plan import Plan, RunIdentity, make_plan
 from envkit.probes import Outcome, check
 from envkit.runs import RunInfo, RunSummary, describe, list_runs, teardown
+from envkit.seed_plan import image_key, seed_plan
 from envkit.signals import despite_interrupts
 
-__all__ = ["Environment", "ServiceStatus", "attach", "down", "ls", "plan", "up", "validate"]
+__all__ = ["Environment", "ServiceStatus", "attach", "down", "ls", "plan", "seed", "up", "validate"]
 
 
 def validate(blueprint: str | Path, env: Mapping[str, str] | None = None) -> Blueprint:
@@ -68,30 +70,42 @@ def _check_only(bp: Blueprint, only: tuple[str, ...]) -> None:
                          f"(services: {', '.join(sorted(bp.services))})")
 
 
-def _plan(bp: Blueprint, backend: Backend | None, name: str | None, only: tuple[str, ...]) -> Plan:
+def _images(bp: Blueprint, backend: Backend | None, selected: tuple[str, ...],
+            seed: bool) -> tuple[dict[str, str], frozenset[str]]:
+    """The content tags of the builds (services, and their seeds' ``run`` steps) and the images the engine has."""
+    tags = {s: image_tag(bp.name, bp.services[s].build) for s in selected if bp.services[s].build}  # type: ignore[arg-type]
+    wanted = set(tags.values()) | {str(bp.services[s].image) for s in selected if bp.services[s].image}
+    for s in selected if seed else ():
+        for i, item in enumerate(bp.services[s].seed, 1):
+            if isinstance(item, RunSeed) and (item.build or item.image):
+                tag = image_tag(bp.name, item.build) if item.build else str(item.image)
+                if item.build:
+                    tags[image_key(s, i)] = tag
+                wanted.add(tag)
+    if backend is None:
+        return tags, frozenset()
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        return tags, frozenset(t for t, ok in zip(wanted, pool.map(backend.image_exists, wanted), strict=True) if ok)
+
+
+def _plan(bp: Blueprint, backend: Backend | None, name: str | None, only: tuple[str, ...], seed: bool = True) -> Plan:
     _check_only(bp, only)
     identity = _identity(bp, name)
     selected = bp.closure(only) if only else tuple(bp.services)
-    tags = {s: image_tag(bp.name, bp.services[s].build) for s in selected if bp.services[s].build}  # type: ignore[arg-type]
-    wanted = set(tags.values()) | {str(bp.services[s].image) for s in selected if bp.services[s].image}
-    if backend is None:
-        existing: frozenset[str] = frozenset()
-    else:
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            existing = frozenset(t for t, ok in zip(wanted, pool.map(backend.image_exists, wanted), strict=True) if ok)
+    tags, existing = _images(bp, backend, selected, seed)
     # Offline (no backend): plan as an engine that can do everything would run it.
     capabilities = backend.capabilities if backend is not None else frozenset(Capability)
     return make_plan(bp, identity, existing, tags, only, capabilities=capabilities,
-                     engine=backend.name if backend is not None else "engine")
+                     engine=backend.name if backend is not None else "engine", seed=seed)
 
 
 def plan(blueprint: str | Path | Blueprint, *, name: str | None = None, only: tuple[str, ...] = (),
          env: Mapping[str, str] | None = None, backend: Backend | None = None,
-         engine: str | None = None) -> Plan:
+         engine: str | None = None, seed: bool = True) -> Plan:
     """What ``up`` would do. Without a backend or an ``engine`` name no engine is asked, and every
     image counts as missing."""
     bp = blueprint if isinstance(blueprint, Blueprint) else load(blueprint, env)
-    return _plan(bp, backend or (connect(engine) if engine else None), name, only)
+    return _plan(bp, backend or (connect(engine) if engine else None), name, only, seed)
 
 
 def up(
@@ -105,17 +119,19 @@ def up(
     on_event: EventSink = ignore,
     backend: Backend | None = None,
     engine: str | None = None,
+    seed: bool = True,
 ) -> Environment:
     """Bring a blueprint up as a new, isolated run and wait until every service is ready.
 
     On any failure everything created is removed (unless ``keep_on_failure``) and the error names the
     service at fault. The returned Environment tears the run down when used as a context manager, on
     ``down()``, or at interpreter exit. ``backend``: the engine to use; otherwise ``engine`` (a name
-    from ``envkit.backends.ENGINES``) or ``ENVKIT_ENGINE`` chooses one.
+    from ``envkit.backends.ENGINES``) or ``ENVKIT_ENGINE`` chooses one. ``seed=False`` skips every
+    service's ``seed:`` steps (``--no-seed``).
     """
     bp = blueprint if isinstance(blueprint, Blueprint) else load(blueprint, env)
     backend = backend or connect(engine)
-    the_plan = _plan(bp, backend, name, only)
+    the_plan = _plan(bp, backend, name, only, seed)
     run_id = the_plan.run_id
     if backend.list_resources({L.MANAGED: "true", L.RUN: run_id}):
         raise NameInUse(f"run name '{run_id}' is in use: a run of that name exists; choose another --name or "
@@ -172,6 +188,32 @@ def _rollback(backend: Backend, the_plan: Plan, on_event: EventSink) -> bool:
         on_event(Event("note", run_id, f"rollback incomplete: {exc}", detail=str(exc)))
         return False
     return finished
+
+
+def seed(run_id: str, services: tuple[str, ...] = (), *, env: Mapping[str, str] | None = None,
+         on_event: EventSink = ignore, backend: Backend | None = None, engine: str | None = None) -> Plan:
+    """Run the seed steps of a live run again (of ``services``, or of every service that has them).
+
+    The steps come from the run's blueprint, loaded again from the path its labels name (with ``env``
+    for ``${VAR}``). A failing step raises SeedFailed; the run stays as it is. Returns the plan it ran."""
+    backend = backend or connect(engine)
+    info = describe(backend, run_id)
+    if not info.blueprint_path or not Path(info.blueprint_path).exists():
+        raise UsageError(f"run {run_id}: its blueprint {info.blueprint_path or '(unknown)'} is not there any more")
+    bp = load(info.blueprint_path, env)
+    unknown = [s for s in services if s not in bp.services or s not in info.services]
+    if unknown:
+        raise UsageError(f"run {run_id} has no service {', '.join(unknown)} (services: {', '.join(info.services)})")
+    chosen = services or tuple(s for s in bp.services if bp.services[s].seed and s in info.services)
+    tags, existing = _images(bp, backend, chosen, True)
+    version = info.containers[0].labels.get(L.VERSION, __version__) if info.containers else __version__
+    the_plan = seed_plan(bp, RunIdentity(run_id, info.owner, info.created_at, version), chosen, existing, tags)
+    on_event(Event("plan", run_id, f"run {run_id}: {len(the_plan.steps)} seed steps",
+                   detail=str(len(the_plan.steps))))
+    executor = Executor(backend, on_event)
+    executor.ledger.containers.update({c.name: c.id for c in info.containers})
+    executor.run(the_plan)
+    return the_plan
 
 
 def attach(run_id: str, *, backend: Backend | None = None, engine: str | None = None) -> Environment:
@@ -327,6 +369,10 @@ class Environment:
             ports = {str(key): (bound.host_ip, bound.port) for key, bound in sorted(c.ports.items())}
             out.append(ServiceStatus(c.labels.get(L.SERVICE, "?"), c.name, kind, c.status, ready, ports))
         return out
+
+    def seed(self, *services: str, on_event: EventSink = ignore) -> None:
+        """Run the seed steps of these services (default: every service that has them) again."""
+        seed(self.run_id, services, on_event=on_event, backend=self.backend)
 
     def detach(self) -> None:
         """Hand the run over: it is no longer removed on ``with`` exit or at interpreter exit."""

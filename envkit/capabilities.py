@@ -11,8 +11,8 @@ Positions come from the marks the loader keeps on the ``Blueprint`` (``Blueprint
 items carry their key paths (``at``), which the marks turn into line and column.
 
 Abilities with a fallback are not needs: the pre-start gate (``Capability.GATE``) is planned when the
-engine has it and otherwise the plain start order is (see ``gating``). Today no key strictly needs a
-capability; the seed, snapshot and fault keys of later issues each add one entry here.
+engine has it and otherwise the plain start order is (see ``gating``). Seed steps that copy files in
+need ``COPY_FILES``; the snapshot and fault keys of later issues each add one entry here.
 """
 
 from __future__ import annotations
@@ -41,7 +41,17 @@ class Need:
     where: Callable[[Service], Iterable[Key]]
 
 
-NEEDS: tuple[Need, ...] = ()
+def _seeds_copying(svc: Service) -> Iterable[Key]:
+    """Seed steps that copy files into the container: sql, copy, exec with stdin (a run step needs none)."""
+    from envkit.blueprint.model import CopySeed, ExecSeed, SqlSeed
+
+    return [s.at for s in svc.seed
+            if isinstance(s, SqlSeed | CopySeed) or (isinstance(s, ExecSeed) and s.stdin is not None)]
+
+
+NEEDS: tuple[Need, ...] = (
+    Need("services.*.seed", Capability.COPY_FILES, _seeds_copying),
+)
 
 
 def gating(capabilities: frozenset[Capability]) -> bool:

@@ -12,6 +12,7 @@
     │   └── BuildFailed (5) ....... an image build failed (names the service, shows the build log tail)
     ├── Unsupported (2) ........... the engine lacks a capability the blueprint or the call needs
     ├── ServiceFailed (6) ......... a service exited, never got ready, or a job failed (names that service)
+    │   └── SeedFailed (6) ........ one of its seed steps failed (names the step, shows its output)
     ├── RunNotFound (7) ........... no resources carry that run id
     ├── FaultError (5) ............ a fault proxy refused or failed a control call (or does not answer)
     └── Interrupted (130) ......... Ctrl-C or SIGTERM; what was created has been removed
@@ -41,6 +42,7 @@ __all__ = [
     "NotFound",
     "Problem",
     "RunNotFound",
+    "SeedFailed",
     "ServiceFailed",
     "Transient",
     "Unsupported",
@@ -144,6 +146,22 @@ class ServiceFailed(EnvkitError):
         elif container:
             text += f"\n  ({container} printed no logs)"
         super().__init__(text)
+
+
+class SeedFailed(ServiceFailed):
+    """A seed step of ``service`` failed: ``index`` of ``total``, of ``kind``, on ``file`` (relative to the
+    blueprint's folder; "" for inline steps); ``output`` is what the step printed."""
+
+    def __init__(self, service: str, index: int, total: int, kind: str, file: str, reason: str,
+                 output: Sequence[str] = (), container: str = "") -> None:
+        self.index, self.total, self.kind, self.file = index, total, kind, file
+        self.output = tuple(output)
+        super().__init__(service, reason, (), container)
+        step = f"{kind} {file}" if file else kind
+        text = f"service {service}: seed step {index}/{total} ({step}) failed: {reason}"
+        if self.output:
+            text += f"\n  output of the step:{_tail(self.output)}"
+        self.args = (text,)
 
 
 class RunNotFound(EnvkitError):

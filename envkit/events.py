@@ -17,14 +17,16 @@ __all__ = ["Event", "EventKind", "EventSink", "Phase", "ignore"]
 
 EventKind = Literal[
     "plan",  # a plan is about to run (detail: the number of steps)
-    "step",  # a plan step: phase start | done | failed
+    "step",  # a plan step: phase start | progress | done | failed
     "output",  # a line of a step's own output (e.g. an image build): detail is the line
     "rollback",  # a failed or interrupted up removes what it made
     "teardown",  # removal of a run: phase start | done
     "removed",  # one resource removed (detail: its kind, target: its name)
     "note",  # something the user should read (message)
 ]
-Phase = Literal["start", "done", "failed", ""]
+#: a step's ``progress`` events come between its start and its end, each time what it waits on changes:
+#: a readiness wait's detail is the probe's last result ("tcp 5432: Connection refused", "GET /health: 503")
+Phase = Literal["start", "progress", "done", "failed", ""]
 
 
 @dataclass(frozen=True)

@@ -85,14 +85,17 @@ class Executor:
     def _run_step(self, run_id: str, step: Step) -> None:
         if self.abort.is_set():
             raise Aborted()
-        self.on_event(self._event(run_id, step, "start", f"{step.action} {step.target}"))
+        self.on_event(self._event(run_id, step, "start", f"{step.action} {step.target}", step.payload.detail))
 
         def output(line: str) -> None:
             self.on_event(self._event(run_id, step, "", line, line, kind="output"))
 
+        def progress(detail: str) -> None:
+            self.on_event(self._event(run_id, step, "progress", detail, detail))
+
         began = time.monotonic()
         try:
-            done = run_step(Context(self.backend, self.ledger, self.abort, step, output, self.deadline))
+            done = run_step(Context(self.backend, self.ledger, self.abort, step, output, self.deadline, progress))
         except Aborted:
             raise
         except EnvkitError as exc:

@@ -17,21 +17,32 @@ names (registered with ``@_maps``). What maps how:
     ports         → ``127.0.0.1::PORT`` (an ephemeral host port), or the fixed host port if one is set
     replicas      → deploy.replicas
     stop grace    → only when the blueprint sets one; otherwise Compose's own default (SIGTERM, 10s)
+    the rest      → ``x-envkit:`` extension keys (Compose ignores them; ``envkit import`` reads them back):
+                    a service's build, ``kind: job``, a log probe, ``prestart: false``, a ``ready``
+                    condition on a dependency Compose cannot check; the blueprint's outputs at the top.
+                    Their values are in blueprint syntax, and ``$``-escaped once more for Compose.
 """
 
 from __future__ import annotations
 
+import math
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import yaml
 
 from envkit.blueprint.keys import SERVICE
 from envkit.blueprint.model import Blueprint, Port, Probe, Service
+from envkit.blueprint.refs import REF
 from envkit.images import image_tag
 
-__all__ = ["HEALTHCHECK_TIMING", "ComposeExport", "image_tags", "to_compose"]
+__all__ = ["EXTENSION", "HEALTHCHECK_TIMING", "ComposeExport", "healthcheck_test", "image_tags", "to_compose"]
+
+#: the extension key (service and top level) holding what Compose cannot express, in blueprint syntax
+EXTENSION = "x-envkit"
 
 # The fastest healthcheck timing in common use; start_period 0s so the first failures count at once.
 HEALTHCHECK_TIMING: dict[str, Any] = {"interval": "1s", "timeout": "1s", "retries": 60, "start_period": "0s"}
@@ -64,9 +75,11 @@ def image_tags(bp: Blueprint) -> dict[str, str]:
     return {n: image_tag(bp.name, s.build) for n, s in bp.services.items() if s.build is not None}
 
 
-def to_compose(bp: Blueprint, tags: Mapping[str, str]) -> ComposeExport:
-    """The compose document for ``bp``; ``tags`` maps every build service to its image tag."""
-    ctx = _Context(bp, tags, [])
+def to_compose(bp: Blueprint, tags: Mapping[str, str], base: Path | None = None) -> ComposeExport:
+    """The compose document for ``bp``; ``tags`` maps every build service to its image tag. Build
+    contexts under ``x-envkit`` are relative to ``base`` (default: the blueprint's folder), where the
+    compose file is meant to be written."""
+    ctx = _Context(bp, tags, [], base or bp.directory)
     services = {name: _service(ctx, svc) for name, svc in bp.services.items()}
     document: dict[str, Any] = {"name": bp.name, "services": services}
     if bp.networks:
@@ -78,6 +91,7 @@ def to_compose(bp: Blueprint, tags: Mapping[str, str]) -> ComposeExport:
         document["volumes"] = {v: _clean({"labels": _strings(d.labels) or None}) for v, d in bp.volumes.items()}
     if bp.outputs:
         ctx.notes.append("outputs are not part of a compose file; read the host ports with `docker compose port`")
+    document[EXTENSION] = {"outputs": {k: _escape(_blueprint_text(v, templates=True)) for k, v in bp.outputs}}
     return ComposeExport(document, tuple(ctx.notes))
 
 
@@ -86,6 +100,7 @@ class _Context:
     bp: Blueprint
     tags: Mapping[str, str]
     notes: list[str]
+    base: Path
 
 
 #: the functions that map one service key each (``KeyDef.compose_fn`` names them): service → compose keys
@@ -109,7 +124,38 @@ def _service(ctx: _Context, svc: Service) -> dict[str, Any]:
             value = getattr(svc, key.field)
             if value != key.default:  # Compose has the same default: leave it out, as a user would
                 out[key.compose] = _plain(value)
+    extension = _extension(ctx, svc)
+    if extension:
+        out[EXTENSION] = extension
     return _clean(out)
+
+
+def _extension(ctx: _Context, svc: Service) -> dict[str, Any]:
+    """What Compose cannot say about ``svc``, in blueprint syntax, for ``envkit import`` to read back."""
+    out: dict[str, Any] = {}
+    if svc.build is not None:
+        context = os.path.relpath(svc.build.context, ctx.base)
+        build: dict[str, Any] = {"context": context if context.startswith(".") else f"./{context}"}
+        if svc.build.dockerfile != "Dockerfile":
+            build["dockerfile"] = svc.build.dockerfile
+        if svc.build.args:
+            build["args"] = _strings(svc.build.args)
+        if svc.build.target:
+            build["target"] = svc.build.target
+        out["build"] = build["context"] if len(build) == 1 else build
+    if svc.kind != "service":
+        out["kind"] = svc.kind
+    probe = svc.ready
+    if svc.kind == "service" and probe is not None and probe.kind in ("log", "healthcheck"):
+        what = _escape(_blueprint_text(str(probe.pattern))) if probe.kind == "log" else True
+        out["ready"] = {probe.kind: what, "timeout": f"{probe.timeout:g}s"}
+    if not svc.prestart:
+        out["prestart"] = False
+    unchecked = {d.service: "ready" for d in svc.depends_on
+                 if d.condition == "ready" and _condition(ctx.bp.services[d.service], "ready") == "service_started"}
+    if unchecked:
+        out["depends_on"] = unchecked
+    return out
 
 
 def _plain(value: Any) -> Any:
@@ -121,6 +167,14 @@ def _plain(value: Any) -> Any:
             return {k: _escape(v) for k, v in value}
         return [_plain(x) for x in value]
     return value
+
+
+@_maps("seed")
+def _seed(ctx: _Context, svc: Service) -> dict[str, Any]:
+    if svc.seed:
+        ctx.notes.append(f"services.{svc.name}.seed: Compose has no seed steps; the {len(svc.seed)} step(s) are "
+                         "not carried over (run them with `envkit seed RUN`, or as initdb scripts)")
+    return {}
 
 
 @_maps("image")
@@ -179,7 +233,8 @@ def _ready(ctx: _Context, svc: Service) -> dict[str, Any]:
         return {}
     test = _healthcheck_test(svc.ready)
     if test is not None:
-        return {"healthcheck": {"test": test, **HEALTHCHECK_TIMING}}
+        # Unhealthy after the probe's deadline, as envkit would give up (one check a second).
+        return {"healthcheck": {"test": test, **HEALTHCHECK_TIMING, "retries": max(1, math.ceil(svc.ready.timeout))}}
     if svc.ready.kind == "log":
         ctx.notes.append(f"services.{svc.name}: a log-line probe (/{svc.ready.pattern}/) has no Compose equivalent; "
                          "dependants wait for service_started")
@@ -203,6 +258,11 @@ def _has_health(svc: Service) -> bool:
     """Whether Compose can tell the service is healthy: a probe it can run, or the image's own check."""
     probe = svc.ready
     return probe is not None and (probe.kind == "healthcheck" or _healthcheck_test(probe) is not None)
+
+
+def healthcheck_test(probe: Probe) -> list[str] | None:
+    """The Compose healthcheck ``test`` of a probe (None: Compose has none for it, or the image's own applies)."""
+    return _healthcheck_test(probe)
 
 
 def _healthcheck_test(probe: Probe) -> list[str] | None:
@@ -247,6 +307,15 @@ def _port(p: Port) -> str:
 
 def _strings(pairs: tuple[tuple[str, str], ...]) -> dict[str, str]:
     return {k: _escape(v) for k, v in pairs}
+
+
+def _blueprint_text(text: str, templates: bool = False) -> str:
+    """A model value as a blueprint writes it: a literal ``$`` is ``$$`` there, except that an output
+    template's run references (``${services.api.host}``) stay references."""
+    if not templates:
+        return text.replace("$", "$$")
+    parts = REF.split(text)  # text, ref body, text, ...
+    return "".join(part.replace("$", "$$") if i % 2 == 0 else f"${{{part}}}" for i, part in enumerate(parts))
 
 
 def _escape(text: str) -> str:

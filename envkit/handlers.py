@@ -25,6 +25,7 @@ from envkit.steps import (
     Payload,
     PullImage,
     ReleaseContainer,
+    SeedStep,
     StartContainer,
     Step,
     Usable,
@@ -63,6 +64,7 @@ class Context:
     step: Step
     output: Callable[[str], None]  # a line of the step's own output (a build's log), as an event
     deadline: float | None = None  # time.monotonic() value by which everything must be ready
+    progress: Callable[[str], None] = lambda detail: None  # what a wait last saw, as a "progress" event
 
     @property
     def service(self) -> str:
@@ -158,7 +160,8 @@ def _release(x: Context, p: ReleaseContainer) -> Done:
 
 def _ready(x: Context, p: WaitReady) -> Done:
     began = time.monotonic()
-    wait_ready(x.backend, x.ledger.containers[p.container], x.service, p.probe, x.remaining(p.timeout), x.abort)
+    wait_ready(x.backend, x.ledger.containers[p.container], x.service, p.probe, x.remaining(p.timeout), x.abort,
+               x.progress)
     return Done(f"{x.service} ready in {time.monotonic() - began:.2f}s")
 
 
@@ -169,6 +172,15 @@ def _complete(x: Context, p: WaitComplete) -> Done:
 
 def _usable(x: Context, p: Usable) -> Done:
     return Done(f"{p.service} usable")
+
+
+def _seed(x: Context, p: SeedStep) -> Done:
+    from envkit import seeds  # its kinds' logic; imported on first use
+
+    began = time.monotonic()
+    what = seeds.run_seed(seeds.Run(x.backend, x.ledger.containers, x.abort, p,
+                                    lambda ident, name: x.ledger.add("container", ident, name), x.remaining))
+    return Done(f"{p.service} seed {p.index}/{p.total} in {time.monotonic() - began:.2f}s: {what}", p.detail)
 
 
 #: payload type -> handler (each handler takes its own payload type; ``run_step`` pairs them)
@@ -183,6 +195,7 @@ HANDLERS: Mapping[type[Payload], Callable[[Context, Any], Done]] = {
     WaitReady: _ready,
     WaitComplete: _complete,
     Usable: _usable,
+    SeedStep: _seed,
 }
 
 

@@ -32,7 +32,9 @@ from envkit.backends.base import (
 )
 from envkit.blueprint import refs
 from envkit.blueprint.keys import container_fields
-from envkit.blueprint.model import Blueprint, Probe, Service
+from envkit.blueprint.model import Blueprint, Build, Probe, Service
+from envkit.seed_plan import seed_images as _seed_images
+from envkit.seed_plan import seed_steps
 from envkit.steps import (
     BuildImage,
     CreateContainer,
@@ -100,12 +102,13 @@ def make_plan(
     *,
     capabilities: frozenset[Capability],
     engine: str = "engine",
+    seed: bool = True,
 ) -> Plan:
     """``image_tags`` maps each service with a build to its content tag (see ``envkit.images``).
 
     ``capabilities`` and ``engine`` are the backend's (``backend.capabilities``, ``backend.name``):
     a blueprint key the engine cannot serve is refused here (``envkit.capabilities``), and the
-    pre-start gate is planned only where the engine has it.
+    pre-start gate is planned only where the engine has it. ``seed=False``: no seed steps (``--no-seed``).
     """
     selected = bp.closure(only) if only else tuple(sorted(bp.services))
     caps.check(bp, selected, engine, capabilities)
@@ -115,19 +118,25 @@ def make_plan(
     run = identity.run_id
     steps: list[Step] = []
 
-    # Images: one step per distinct tag that the engine does not have yet.
+    # Images: one step per distinct tag that the engine does not have yet (a seed's ``run`` may need one).
     image_of: dict[str, str] = {}
     image_step: dict[str, str] = {}
-    users: dict[str, list[Service]] = {}
+    users: dict[str, list[str]] = {}  # tag -> the services (or "svc/seed/N") that need it
+    builds: dict[str, Build | None] = {}
     for svc in services:
         tag = image_tags[svc.name] if svc.build else str(svc.image)
         image_of[svc.name] = tag
-        users.setdefault(tag, []).append(svc)
-    for tag, svcs in users.items():
+        users.setdefault(tag, []).append(svc.name)
+        builds.setdefault(tag, svc.build)
+    for svc in services if seed else ():
+        for key, tag, build in _seed_images(svc, image_of[svc.name], image_tags):
+            users.setdefault(tag, []).append(key)
+            builds.setdefault(tag, build)
+    for tag, keys in users.items():
         if tag in existing_images:
             continue
-        names = tuple(s.name for s in svcs)
-        build = svcs[0].build
+        names = tuple(dict.fromkeys(k.split("/", 1)[0] for k in keys))
+        build = builds[tag]
         sid = f"image:{tag}"
         if build is not None:
             rel = build.context.relative_to(bp.directory) if build.context.is_relative_to(bp.directory) else build.context
@@ -136,8 +145,8 @@ def make_plan(
             steps.append(Step(sid, BuildImage(build_spec), f"no image for build context {rel} yet", services=names))
         else:
             steps.append(Step(sid, PullImage(tag), "image not on the engine", services=names))
-        for svc_name in names:
-            image_step[svc_name] = sid
+        for key in keys:
+            image_step[key] = sid
 
     used_networks = sorted({n for s in services for n in s.network_names})
     for net in used_networks:
@@ -203,6 +212,10 @@ def make_plan(
                 steps.append(Step(f"ready:{cid}", wait, cause, (running,), one, n))
                 replica_done.append(f"ready:{cid}")
         milestone = "every replica completed" if svc.kind == "job" else "every replica ready"
+        if seed and svc.seed:  # seeds: between the service being ready and being usable
+            seeded = seed_steps(bp, svc, identity, stamp, image_of[svc.name], image_tags, image_step, replica_done)
+            steps.extend(seeded)
+            replica_done, milestone = [seeded[-1].id], f"{milestone}, {len(seeded)} seed steps done"
         steps.append(Step(f"usable:{svc.name}", Usable(svc.name), milestone, tuple(replica_done), one))
     return Plan(run_id=run, identity=identity, blueprint=bp, services=selected, steps=tuple(steps))
 

@@ -130,10 +130,18 @@ def _exit_reason(state: ContainerState) -> str:
 
 
 def wait_ready(backend: Backend, container_id: str, service: str, probe: Probe | None, timeout: float,
-               abort: threading.Event) -> str:
-    """Poll until ready; returns the last detail. Raises ServiceFailed naming ``service``."""
+               abort: threading.Event, on_detail: Callable[[str], None] | None = None) -> str:
+    """Poll until ready; returns the last detail. Raises ServiceFailed naming ``service``. ``on_detail``
+    hears each not-yet result that differs from the one before (what the probe last saw)."""
     deadline = time.monotonic() + timeout
     last = {"detail": "not checked yet", "name": container_id[:12]}
+    told = {"detail": ""}
+
+    def tell(outcome: Outcome) -> Outcome:
+        if on_detail is not None and outcome is Outcome.NOT_YET and last["detail"] != told["detail"]:
+            told["detail"] = last["detail"]
+            on_detail(last["detail"])
+        return outcome
 
     def stopped(state: ContainerState) -> Outcome | None:
         last["name"] = state.name
@@ -171,7 +179,7 @@ def wait_ready(backend: Backend, container_id: str, service: str, probe: Probe |
     retrying = Retrying(retry=retry_if_result(lambda o: o is Outcome.NOT_YET), stop=give_up,
                         wait=wait_exponential(multiplier=0.02, min=0.02, max=cap), sleep=_sleeper(abort),
                         retry_error_callback=lambda rs: rs.outcome.result() if rs.outcome else Outcome.NOT_YET)
-    outcome: Outcome = retrying(attempt)
+    outcome: Outcome = retrying(lambda: tell(attempt()))
     if outcome is Outcome.READY:
         return last["detail"]
     if abort.is_set() and outcome is Outcome.NOT_YET:

@@ -10,10 +10,11 @@ there and a line in that table.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar
 
-from envkit.backends.base import BuildSpec, ContainerSpec, NetworkSpec, VolumeSpec
-from envkit.blueprint.model import Probe
+from envkit.backends.base import BuildSpec, ContainerSpec, NetworkAttachment, NetworkSpec, VolumeSpec
+from envkit.blueprint.model import Probe, Seed
 
 __all__ = [
     "PAYLOADS",
@@ -24,6 +25,7 @@ __all__ = [
     "Payload",
     "PullImage",
     "ReleaseContainer",
+    "SeedStep",
     "StartContainer",
     "Step",
     "Usable",
@@ -41,6 +43,11 @@ class Payload:
     @property
     def target(self) -> str:
         raise NotImplementedError
+
+    @property
+    def detail(self) -> str:
+        """What the step does, briefly, for its start event ("" when action and target say it all)."""
+        return ""
 
 
 @dataclass(frozen=True)
@@ -155,10 +162,41 @@ class Usable(Payload):
         return self.service
 
 
+@dataclass(frozen=True)
+class SeedStep(Payload):
+    """One step of a service's ``seed:`` list (``envkit.seeds`` does it, by the kind of ``seed``).
+
+    Most kinds act on the service's first replica (``containers[0]``); ``copy`` on every replica. A ``run``
+    step makes a one-off container of ``image`` on ``networks``, labelled ``labels`` (the run's, role seed)."""
+
+    action: ClassVar[str] = "seed"
+    service: str
+    index: int  # 1-based position in the service's list
+    total: int
+    seed: Seed  # with the run's own values (``${run.id}``) resolved
+    shown: str  # the step as a user reads it: "sql seed/orders.sql"
+    run_id: str
+    containers: tuple[str, ...]  # engine names of the service's replicas
+    directory: Path  # the blueprint's folder (file names in messages are relative to it)
+    environment: tuple[tuple[str, str], ...] = ()  # the service's: defaults of the SQL clients
+    image: str | None = None  # run: the one-off container's image
+    name: str = ""  # run: the one-off container's engine name
+    networks: tuple[NetworkAttachment, ...] = ()  # run: where it is attached
+    labels: tuple[tuple[str, str], ...] = ()  # run: its labels
+
+    @property
+    def target(self) -> str:
+        return self.containers[0] if self.containers else self.service
+
+    @property
+    def detail(self) -> str:
+        return f"{self.index}/{self.total} {self.shown}"
+
+
 #: every kind of step; the executor's table must handle each (a unit test holds them equal)
 PAYLOADS: tuple[type[Payload], ...] = (
     BuildImage, PullImage, CreateNetwork, CreateVolume, CreateContainer, StartContainer, ReleaseContainer,
-    WaitReady, WaitComplete, Usable,
+    WaitReady, WaitComplete, Usable, SeedStep,
 )
 
 

@@ -45,6 +45,12 @@ SECTIONS: dict[str, Section] = {
     "build-keys": Section(K.BUILD),
     "port-keys": Section(K.PORT),
     "mount-keys": Section(K.MOUNT),
+    "seed-keys": Section(K.SEED, "Type / forms"),
+    "seed-sql-keys": Section(K.SEED_SQL),
+    "seed-copy-keys": Section(K.SEED_COPY),
+    "seed-exec-keys": Section(K.SEED_EXEC),
+    "seed-http-keys": Section(K.SEED_HTTP),
+    "seed-run-keys": Section(K.SEED_RUN),
 }
 
 

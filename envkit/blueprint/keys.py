@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from envkit.blueprint import seed_values as sv
 from envkit.blueprint import values as v
 from envkit.blueprint.model import Service
 from envkit.blueprint.readers import KeyDef, Reader, Table, show
@@ -25,6 +26,13 @@ __all__ = [
     "NETWORK",
     "PORT",
     "PROBE",
+    "SEED",
+    "SEED_COPY",
+    "SEED_EXEC",
+    "SEED_HTTP",
+    "SEED_READERS",
+    "SEED_RUN",
+    "SEED_SQL",
     "SERVICE",
     "TABLES",
     "TOP",
@@ -33,14 +41,23 @@ __all__ = [
 ]
 
 # JSON Schema of the value forms; ``{"$ref": "#/$defs/NAME"}`` is the mapping of the table NAME (TABLES).
+# A value written as ``${VAR}`` is a string until it is interpolated: every number form also takes one.
 STRING: dict[str, Any] = {"type": "string"}
+INTERPOLATED: dict[str, Any] = {"type": "string", "pattern": r"\$\{"}
 SCALAR: dict[str, Any] = {"type": ["string", "number"]}  # read as text: `user: 1000` is "1000"
 BOOLEAN: dict[str, Any] = {"type": "boolean"}
-DURATION: dict[str, Any] = {"type": ["string", "number"]}
+DURATION: dict[str, Any] = {"anyOf": [{"type": "number", "minimum": 0},
+                                      {"type": "string", "pattern": r"^\s*(\d+(\.\d+)?(ms|s|m|h))+\s*$"}, INTERPOLATED]}
 COMMAND: dict[str, Any] = {"anyOf": [STRING, {"type": "array", "items": SCALAR, "minItems": 1}]}
-PAIRS: dict[str, Any] = {"anyOf": [{"type": "object"}, {"type": "array", "items": STRING}, {"type": "null"}]}
+PAIRS: dict[str, Any] = {"anyOf": [{"type": "object", "additionalProperties": {"type": ["string", "number", "boolean", "null"]}},
+                                   {"type": "array", "items": {"type": "string", "pattern": "="}}, {"type": "null"}]}
 NAMES: dict[str, Any] = {"anyOf": [{"type": "array", "items": STRING}, {"type": "null"}]}
-PORT_NUMBER: dict[str, Any] = {"type": ["integer", "string"]}
+PORT_NUMBER: dict[str, Any] = {"anyOf": [{"type": "integer", "minimum": 1, "maximum": 65535},
+                                         {"type": "string", "pattern": r"^\s*\d+\s*$"}, INTERPOLATED]}
+NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
+PORT_SHORT: dict[str, Any] = {"type": "string",  # [[IP:][HOST]:]CONTAINER[/PROTOCOL]
+                              "pattern": r"^\s*(?:(?:(?:[\d.]+|\[[0-9a-fA-F:]+\]):)?\d*:)?\d+(?:/(?:tcp|udp))?\s*$"}
+CONDITION: dict[str, Any] = {"enum": ["started", "ready", "completed"]}
 SERVICE_LINK = "[service](#service-keys)"
 
 
@@ -59,21 +76,24 @@ def _protocol(r: Reader, value: Any, path: tuple[str | int, ...]) -> str:
 TOP = Table("blueprint", (
     KeyDef("name", None, None, "string matching `^[a-z0-9][a-z0-9_-]*$`, at most 40 characters",
            "derived from the path, see below",
-           "Names the blueprint. Run ids (`<name>-<6 hex>`) and image tags are built from it.", STRING),
+           "Names the blueprint. Run ids (`<name>-<6 hex>`) and image tags are built from it.",
+           {"anyOf": [{"type": "string", "pattern": NAME_PATTERN, "maxLength": 40}, INTERPOLATED]}),
     KeyDef("networks", None, {}, "mapping: network name → `null` or `{internal, labels}`", "`{}`",
            "Networks of the run. The network `default` exists without being declared.",
-           {"anyOf": [{"type": "null"}, {"type": "object", "additionalProperties":
+           {"anyOf": [{"type": "null"}, {"type": "object", "propertyNames": {"pattern": NAME_PATTERN}, "additionalProperties":
                                          {"anyOf": [{"$ref": "#/$defs/network"}, {"type": "null"}]}}]}),
     KeyDef("volumes", None, {}, "mapping: volume name → `null` or `{labels}`", "`{}`",
            "Named volumes of the run. Each one is private to the run.",
-           {"anyOf": [{"type": "null"}, {"type": "object", "additionalProperties":
+           {"anyOf": [{"type": "null"}, {"type": "object", "propertyNames": {"pattern": NAME_PATTERN}, "additionalProperties":
                                          {"anyOf": [{"$ref": "#/$defs/volume"}, {"type": "null"}]}}]}),
     KeyDef("services", None, {}, f"mapping: service name → {SERVICE_LINK}", "required",
            "Must hold at least one service. A service name must match `^[a-z0-9][a-z0-9_-]*$`.",
-           {"type": "object", "additionalProperties": {"anyOf": [{"$ref": "#/$defs/service"}, {"type": "null"}]}}),
+           {"type": "object", "minProperties": 1, "propertyNames": {"pattern": NAME_PATTERN},
+            "additionalProperties": {"anyOf": [{"$ref": "#/$defs/service"}, {"type": "null"}]}}),
     KeyDef("outputs", None, (), "mapping: output name → string template", "`{}`",
            "Values handed to tests. See [outputs.md](outputs.md).",
-           {"anyOf": [{"type": "null"}, {"type": "object", "additionalProperties": SCALAR}]}),
+           {"anyOf": [{"type": "null"}, {"type": "object", "propertyNames": {"pattern": "^[A-Za-z_][A-Za-z0-9_]*$"},
+                                         "additionalProperties": SCALAR}]}),
     KeyDef("version", None, None, "anything", "—", "Accepted and ignored. The value is not checked."),
 ))
 
@@ -142,6 +162,103 @@ HTTP = Table("http", (
 ))
 
 
+def _timeout(r: Reader, value: Any, path: tuple[str | int, ...]) -> float | None:
+    seconds = r.duration(value, path)
+    if seconds is not None and seconds <= 0:
+        r.error(path, "a timeout must be longer than 0s")
+        return None
+    return seconds
+
+
+SEED_TIMEOUT = 600.0
+SEED = Table("seed", (
+    KeyDef("sql", None, None, "file path, SQL, or [mapping](#seed-sql)", "—",
+           "SQL run through the service's own client (`psql`, `mysql`) in its container.",
+           {"anyOf": [STRING, {"$ref": "#/$defs/seed-sql"}]}),
+    KeyDef("copy", None, None, "[mapping](#seed-copy)", "—",
+           "Files or a folder from beside the blueprint into the container.", {"$ref": "#/$defs/seed-copy"}),
+    KeyDef("exec", None, None, "command, or [mapping](#seed-exec)", "—",
+           "A command in the service's container; it must exit 0.", {"anyOf": [COMMAND, {"$ref": "#/$defs/seed-exec"}]}),
+    KeyDef("http", None, None, "`\"METHOD /path\"`, or [mapping](#seed-http)", "—",
+           "A request to the service; the answer must have the expected status.",
+           {"anyOf": [STRING, {"$ref": "#/$defs/seed-http"}]}),
+    KeyDef("run", None, None, "[mapping](#seed-run)", "—",
+           "A one-off container on the run's networks (a migration tool); it must exit 0 and is removed after.",
+           {"$ref": "#/$defs/seed-run"}),
+))
+
+SEED_SQL = Table("seed-sql", (
+    KeyDef("file", lambda r, x, q: sv.file(r, x, q, "SQL file"), None, "file path (`.sql`, `.sql.gz`)",
+           "— (exactly one of `file`/`inline`)", "Relative to the blueprint's folder.", STRING),
+    KeyDef("inline", Reader.string, None, "string", "—", "The SQL itself.", STRING),
+    KeyDef("client", sv.client, None, "`psql`, `mysql` or `mariadb`", "detected in the container",
+           "The client that runs the SQL inside the service's container.", {"enum": list(sv.CLIENTS)}),
+    KeyDef("database", _nonempty, None, "string", "`POSTGRES_DB` / `MYSQL_DATABASE` of the service, else the "
+           "client's own", "The database to connect to.", SCALAR),
+    KeyDef("user", _nonempty, None, "string", "`POSTGRES_USER`, else `postgres`; `root` for MySQL",
+           "The database user.", SCALAR),
+    KeyDef("password", _nonempty, None, "string", "`MYSQL_ROOT_PASSWORD` / `MARIADB_ROOT_PASSWORD` of the service",
+           "The user's password (PostgreSQL's local socket needs none).", SCALAR),
+    KeyDef("timeout", _timeout, SEED_TIMEOUT, "duration", "`10m`", "How long the step may take.", DURATION),
+))
+
+SEED_COPY = Table("seed-copy", (
+    KeyDef("source", None, None, "file or folder path", "required",
+           "Relative to the blueprint's folder; it must exist when the blueprint is loaded.", STRING),
+    KeyDef("target", sv.absolute, None, "absolute path", "required",
+           "Where the file or folder lands in the container (missing parent folders are made).", STRING),
+    KeyDef("owner", sv.owner, None, "`uid` or `uid:gid` (numbers)", "`0:0`", "Owner of everything copied.", SCALAR),
+    KeyDef("mode", sv.mode, None, "octal string (`\"0644\"`)", "each file's own mode",
+           "Mode of every file copied (folders keep theirs).", {"type": ["string", "integer"]}),
+))
+
+SEED_EXEC = Table("seed-exec", (
+    KeyDef("command", Reader.argv, None, "command", "required", "The command, run without a shell.", COMMAND),
+    KeyDef("stdin", lambda r, x, q: sv.file(r, x, q, "stdin file"), None, "file path", "none",
+           "A file beside the blueprint fed to the command's standard input.", STRING),
+    KeyDef("user", _nonempty, None, "string", "the container's user", "The user the command runs as.", SCALAR),
+    KeyDef("timeout", _timeout, SEED_TIMEOUT, "duration", "`10m`", "How long the step may take.", DURATION),
+))
+
+SEED_HTTP = Table("seed-http", (
+    KeyDef("path", sv.url_path, None, "URL path", "required", "Starts with `/`, URL-encoded.", STRING),
+    KeyDef("port", lambda r, x, q: r.integer(x, q, 1, 65535, "a container port"), None, "container port",
+           "the service's only published port", "The port the request goes to.", PORT_NUMBER),
+    KeyDef("method", sv.method, "POST", "HTTP method", "`POST`", "The request's method.", STRING),
+    KeyDef("json", sv.json_body, None, "any YAML value", "none", "Sent as a JSON body.", {}),
+    KeyDef("body", lambda r, x, q: sv.file(r, x, q, "body file"), None, "file path", "none",
+           "A file sent as the body.", STRING),
+    KeyDef("headers", lambda r, x, q: r.pairs(x, q, "headers"), (), "key/value list", "none",
+           "Extra request headers.", PAIRS),
+    KeyDef("status", lambda r, x, q: r.integer(x, q, 100, 599, "an HTTP status"), None, "HTTP status 100..599",
+           "any 2xx", "The status the answer must have.", {"type": ["integer", "string"]}),
+    KeyDef("timeout", _timeout, 60.0, "duration", "`60s`", "How long the request may take.", DURATION),
+))
+
+SEED_RUN = Table("seed-run", (
+    KeyDef("image", Reader.string, None, "string", "the service's image", "The image of the one-off container.",
+           SCALAR),
+    KeyDef("build", None, None, "path string, or `{context, dockerfile, args, target}`", "—",
+           "Builds its image, as a service's `build:`.", {"anyOf": [STRING, {"$ref": "#/$defs/build"}]}),
+    KeyDef("command", Reader.argv, None, "command", "the image's `CMD`", "Replaces the image's command.", COMMAND),
+    KeyDef("entrypoint", Reader.argv, None, "command", "the image's `ENTRYPOINT`", "Replaces the image's entrypoint.",
+           COMMAND),
+    KeyDef("environment", v.environment, (), "key/value list", "none", "Environment variables of the process.",
+           PAIRS),
+    KeyDef("user", Reader.string, None, "string", "the image's user", "The user the process runs as.", SCALAR),
+    KeyDef("working_dir", Reader.string, None, "string", "the image's", "The process's working directory.", SCALAR),
+    KeyDef("timeout", _timeout, SEED_TIMEOUT, "duration", "`10m`", "How long the container may run.", DURATION),
+))
+
+#: each kind's reader with its table bound in
+SEED_READERS: dict[str, sv.KindReader] = {
+    "sql": lambda r, x, q: sv.sql(r, x, q, SEED_SQL),
+    "copy": lambda r, x, q: sv.copy(r, x, q, SEED_COPY),
+    "exec": lambda r, x, q: sv.exec_(r, x, q, SEED_EXEC),
+    "http": lambda r, x, q: sv.http(r, x, q, SEED_HTTP),
+    "run": lambda r, x, q: sv.run(r, x, q, SEED_RUN, BUILD, v.build),
+}
+
 
 SERVICE = Table("service", (
     KeyDef("image", Reader.string, None, "string", "— (exactly one of `image`/`build`)",
@@ -171,7 +288,7 @@ SERVICE = Table("service", (
            section="networks", compose_fn="networks"),
     KeyDef("ports", lambda r, x, q: v.ports(r, x, q, PORT), (), "list of short strings/numbers or long mappings",
            "none", "Container ports published on the host.", {"anyOf": [{"type": "null"}, {"type": "array", "items": {
-               "anyOf": [PORT_NUMBER, {"$ref": "#/$defs/port"}]}}]}, section="ports", compose_fn="ports"),
+               "anyOf": [PORT_NUMBER, PORT_SHORT, {"$ref": "#/$defs/port"}]}}]}, section="ports", compose_fn="ports"),
     KeyDef("volumes", lambda r, x, q: v.mounts(r, x, q, MOUNT), (), "list of short strings or long mappings",
            "none", "Named volumes and bind mounts.", {"anyOf": [{"type": "null"}, {"type": "array", "items": {
                "anyOf": [STRING, {"$ref": "#/$defs/mount"}]}}]}, section="volumes-mounts", compose_fn="volumes"),
@@ -188,7 +305,10 @@ SERVICE = Table("service", (
            {"type": ["integer", "string"]}, section="replicas", compose_fn="replicas"),
     KeyDef("depends_on", v.depends_on, (), "list of names, or mapping name → condition", "none",
            "Services whose condition (`started`, `ready`, `completed`) the process waits for.",
-           {"anyOf": [NAMES, {"type": "object"}]}, section="depends_on", compose_fn="depends_on"),
+           {"anyOf": [NAMES, {"type": "object", "additionalProperties": {"anyOf": [
+               CONDITION, {"type": "null"}, {"type": "object", "properties": {"condition": CONDITION},
+                                             "additionalProperties": False}]}}]},
+           section="depends_on", compose_fn="depends_on"),
     KeyDef("ready", lambda r, x, q: v.ready(r, x, q, PROBE, HTTP), None,
            "`healthcheck`, or `{tcp\\|http\\|exec\\|log\\|healthcheck, timeout}`",
            "none (see [without a probe](#without-a-probe))", "How to tell the service is ready.",
@@ -209,10 +329,16 @@ SERVICE = Table("service", (
     KeyDef("prestart", Reader.boolean, True, "boolean", "`true`",
            "Starts the container early behind a gate when it waits for a dependency.", BOOLEAN,
            section="prestart-the-pre-start-gate"),  # Compose: nothing to carry over (no gate needed)
+    KeyDef("seed", lambda r, x, q: sv.seeds(r, x, q, SEED, SEED_READERS), (),
+           "list of steps `{sql\\|copy\\|exec\\|http\\|run: …}`", "none",
+           "Fills the service with data once it is ready, before its dependants start. See [seeds.md](seeds.md).",
+           {"anyOf": [{"type": "null"}, {"type": "array", "items": {"$ref": "#/$defs/seed"}}]},
+           section="seed-data-steps", compose_fn="seed"),
 ))
 
 #: every table, by the name the reference markers and the schema's ``$defs`` use
-TABLES: dict[str, Table] = {t.title: t for t in (TOP, NETWORK, VOLUME, SERVICE, BUILD, PORT, MOUNT, PROBE, HTTP)}
+TABLES: dict[str, Table] = {t.title: t for t in (TOP, NETWORK, VOLUME, SERVICE, BUILD, PORT, MOUNT, PROBE, HTTP,
+                                                 SEED, SEED_SQL, SEED_COPY, SEED_EXEC, SEED_HTTP, SEED_RUN)}
 
 
 def container_fields(svc: Service) -> dict[str, Any]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 from envkit.blueprint.source import Marks
 
@@ -13,13 +13,19 @@ __all__ = [
     "Blueprint",
     "Build",
     "Condition",
+    "CopySeed",
     "Dependency",
+    "ExecSeed",
+    "HttpSeed",
     "Key",
     "Mount",
     "NetworkDef",
     "Port",
     "Probe",
+    "RunSeed",
+    "Seed",
     "Service",
+    "SqlSeed",
     "VolumeDef",
 ]
 
@@ -99,6 +105,104 @@ class Probe:
 
 
 @dataclass(frozen=True)
+class SqlSeed:
+    """SQL run through the service's own client (psql, mysql) inside its container."""
+
+    file: Path | None = None  # a .sql or .sql.gz file beside the blueprint …
+    inline: str | None = None  # … or the SQL itself
+    client: Literal["psql", "mysql", "mariadb"] | None = None  # None: detected in the container
+    database: str | None = None  # None: POSTGRES_DB / MYSQL_DATABASE of the service, else the client's default
+    user: str | None = None  # None: POSTGRES_USER (else postgres) / root
+    password: str | None = None  # None: MYSQL_ROOT_PASSWORD (or MARIADB_…) of the service, when one is set
+    timeout: float = 600.0
+    at: Key = field(default=(), compare=False)
+    kind: ClassVar[str] = "sql"
+
+    def describe(self) -> str:
+        return f"sql {self.shown}"
+
+    @property
+    def shown(self) -> str:
+        if self.file is not None:
+            return self.file.name
+        text = " ".join((self.inline or "").split())
+        return text if len(text) <= 60 else text[:59] + "…"
+
+
+@dataclass(frozen=True)
+class CopySeed:
+    """Files or a folder from beside the blueprint into the container."""
+
+    source: Path
+    target: str  # where the file or folder lands in the container (absolute)
+    owner: str | None = None  # "uid[:gid]" (numbers); None: root
+    mode: int | None = None  # None: the file's own mode
+    at: Key = field(default=(), compare=False)
+    kind: ClassVar[str] = "copy"
+
+    def describe(self) -> str:
+        return f"copy {self.source.name} -> {self.target}"
+
+
+@dataclass(frozen=True)
+class ExecSeed:
+    """A command in the service's container; must exit 0."""
+
+    command: tuple[str, ...]
+    stdin: Path | None = None  # a file beside the blueprint fed to the command's standard input
+    user: str | None = None
+    timeout: float = 600.0
+    at: Key = field(default=(), compare=False)
+    kind: ClassVar[str] = "exec"
+
+    def describe(self) -> str:
+        return "exec " + " ".join(self.command) + (f" < {self.stdin.name}" if self.stdin else "")
+
+
+@dataclass(frozen=True)
+class HttpSeed:
+    """A request to the service; the answer must have the expected status."""
+
+    path: str
+    port: int | None = None  # None: the service's only published port
+    method: str = "POST"
+    json: str | None = None  # the JSON body, serialised
+    body: Path | None = None  # a file sent as the body
+    headers: tuple[tuple[str, str], ...] = ()
+    status: int | None = None  # None: any 2xx
+    timeout: float = 60.0
+    at: Key = field(default=(), compare=False)
+    kind: ClassVar[str] = "http"
+
+    def describe(self) -> str:
+        return f"http {self.method} {self.path}" + (f" -> {self.status}" if self.status else "")
+
+
+@dataclass(frozen=True)
+class RunSeed:
+    """A one-off container on the run's networks (a migration tool, a loader); must exit 0; removed after."""
+
+    image: str | None = None  # None with no build: the service's own image
+    build: Build | None = None
+    command: tuple[str, ...] | None = None
+    entrypoint: tuple[str, ...] | None = None
+    environment: tuple[tuple[str, str], ...] = ()
+    user: str | None = None
+    working_dir: str | None = None
+    timeout: float = 600.0
+    at: Key = field(default=(), compare=False)
+    kind: ClassVar[str] = "run"
+
+    def describe(self) -> str:
+        what = " ".join(self.command) if self.command else "its command"
+        return f"run {what}"
+
+
+#: one step of a service's ``seed:`` list
+Seed = SqlSeed | CopySeed | ExecSeed | HttpSeed | RunSeed
+
+
+@dataclass(frozen=True)
 class Service:
     name: str
     image: str | None
@@ -125,6 +229,7 @@ class Service:
     cap_add: tuple[str, ...] = ()
     hostname: str | None = None
     prestart: bool = True  # start the container early behind a gate (needs /bin/sh in the image)
+    seed: tuple[Seed, ...] = ()  # run in order after the service is ready, before its dependants start
 
     @property
     def network_names(self) -> tuple[str, ...]:

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from envkit.blueprint import keys as K
 from envkit.blueprint.model import Attachment, Blueprint, NetworkDef, Service, VolumeDef
 from envkit.blueprint.readers import NAME, Reader, Table, parse_duration, parse_size, read_keys
+from envkit.blueprint.seed_values import kind_error as seed_kind_error
 from envkit.blueprint.source import Key, Marks
 from envkit.errors import Problem
 
@@ -107,4 +108,6 @@ def _service(r: Reader, name: str, raw: Any, path: Key) -> Service | None:
         r.error(path, "a service needs 'image' or 'build'")
     elif "image" in spec and "build" in spec:
         r.error((*path, "image"), "use either 'image' or 'build', not both")
-    return Service(name=name, **read_keys(r, K.SERVICE, spec, path))
+    svc = Service(name=name, **read_keys(r, K.SERVICE, spec, path))
+    seed_kind_error(r, svc.kind, svc.seed)
+    return svc

@@ -16,9 +16,10 @@ import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
@@ -26,6 +27,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from envkit import __version__, reaper
+from envkit.cli.complete import blueprint_services, run_ids, run_services
+from envkit.cli.progress import MODES, progress, sink, summary
 from envkit.cli.render import Renderer
 from envkit.errors import EnvkitError, UsageError
 from envkit.outputs import dumps, mask, to_dotenv
@@ -75,6 +78,13 @@ def cli(ctx: click.Context, engine: str | None) -> None:
 blueprint_arg = click.argument("blueprint", type=click.Path(path_type=Path))
 
 
+def progress_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    fn = click.option("-q", "--quiet", is_flag=True, help="No progress: only errors (and the results on stdout).")(fn)
+    return click.option("--progress", "progress_mode", type=click.Choice(MODES), default="auto", show_default=True,
+                        help="live: one line per service, redrawn (auto on a terminal); plain: a line per event "
+                             "(auto elsewhere, e.g. CI logs); quiet: as -q.")(fn)
+
+
 @cli.command()
 @blueprint_arg
 def validate(blueprint: Path) -> None:
@@ -89,7 +99,8 @@ def validate(blueprint: Path) -> None:
 @cli.command()
 @blueprint_arg
 @click.option("--name", help="Run id to plan for (default: a new one).")
-@click.option("--only", multiple=True, metavar="SVC", help="Only these services and what they depend on.")
+@click.option("--only", multiple=True, metavar="SVC", shell_complete=blueprint_services,
+              help="Only these services and what they depend on.")
 @click.option("--offline", is_flag=True, help="Do not ask the engine which images exist.")
 def plan(blueprint: Path, name: str | None, only: tuple[str, ...], offline: bool) -> None:
     """Print what `up` would do, without doing it."""
@@ -140,27 +151,32 @@ def _print_outputs(env: Environment, as_json: bool, env_file: Path | None, githu
 @cli.command()
 @blueprint_arg
 @click.option("--name", help="Run id (default: <blueprint>-<6 hex>).")
-@click.option("--only", multiple=True, metavar="SVC", help="Only these services and what they depend on.")
+@click.option("--only", multiple=True, metavar="SVC", shell_complete=blueprint_services,
+              help="Only these services and what they depend on.")
 @click.option("--timeout", type=float, metavar="SECONDS", help="Deadline for the whole environment to be ready.")
 @click.option("--keep-on-failure", is_flag=True, help="Leave a failed run in place for inspection.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run document (schema envkit.run/v1).")
 @click.option("--env-file", type=click.Path(path_type=Path), help="Write the outputs as KEY=value lines.")
 @click.option("--github-output", is_flag=True, help="Append the outputs to $GITHUB_OUTPUT when it is set.")
 @click.option("-v", "--verbose", is_flag=True, help="Show every step and the build output.")
+@progress_options
+@click.option("--no-seed", is_flag=True, help="Skip the services' seed steps.")
 def up(blueprint: Path, name: str | None, only: tuple[str, ...], timeout: float | None, keep_on_failure: bool,
-       as_json: bool, env_file: Path | None, github_output: bool, verbose: bool) -> None:
+       as_json: bool, env_file: Path | None, github_output: bool, verbose: bool, progress_mode: str,
+       quiet: bool, no_seed: bool) -> None:
     """Bring BLUEPRINT up as a new isolated run and wait until every service is ready."""
     from envkit import api
 
-    with sigterm_as_interrupt():
+    with sigterm_as_interrupt(), progress(err, "quiet" if quiet else progress_mode, verbose) as view:
         env = api.up(blueprint, name=name, only=only, timeout=timeout, keep_on_failure=keep_on_failure,
-                     on_event=Renderer(err, verbose), backend=_engine())
+                     on_event=sink(view), backend=_engine(), seed=not no_seed)
         env.detach()  # the CLI hands the run over; `envkit down` removes it
+    summary(err, env, view)
     _print_outputs(env, as_json, env_file, github_output)
 
 
 @cli.command()
-@click.argument("runs", nargs=-1)
+@click.argument("runs", nargs=-1, shell_complete=run_ids)
 @click.option("--all", "all_runs", is_flag=True, help="Every envkit run on this engine.")
 @click.option("-v", "--verbose", is_flag=True)
 def down(runs: tuple[str, ...], all_runs: bool, verbose: bool) -> None:
@@ -198,7 +214,7 @@ def ls_(as_json: bool) -> None:
 
 
 @cli.command()
-@click.argument("run")
+@click.argument("run", shell_complete=run_ids)
 @click.option("--json", "as_json", is_flag=True)
 def status(run: str, as_json: bool) -> None:
     """Services of RUN: state, readiness and host ports."""
@@ -216,8 +232,8 @@ def status(run: str, as_json: bool) -> None:
 
 
 @cli.command()
-@click.argument("run")
-@click.argument("service", required=False)
+@click.argument("run", shell_complete=run_ids)
+@click.argument("service", required=False, shell_complete=run_services)
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines (Ctrl-C to stop).")
 @click.option("--tail", type=int, help="Only the last N lines.")
 def logs(run: str, service: str | None, follow: bool, tail: int | None) -> None:
@@ -256,8 +272,8 @@ def logs(run: str, service: str | None, follow: bool, tail: int | None) -> None:
 
 
 @cli.command(name="exec", context_settings={"ignore_unknown_options": True})
-@click.argument("run")
-@click.argument("service")
+@click.argument("run", shell_complete=run_ids)
+@click.argument("service", shell_complete=run_services)
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @click.option("--replica", type=int, default=1)
 def exec_(run: str, service: str, command: tuple[str, ...], replica: int) -> int:
@@ -268,7 +284,7 @@ def exec_(run: str, service: str, command: tuple[str, ...], replica: int) -> int
 
 
 @cli.command()
-@click.argument("run")
+@click.argument("run", shell_complete=run_ids)
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--env-file", type=click.Path(path_type=Path))
 def outputs(run: str, as_json: bool, env_file: Path | None) -> None:
@@ -286,11 +302,13 @@ def outputs(run: str, as_json: bool, env_file: Path | None) -> None:
 @blueprint_arg
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @click.option("--name", help="Run id (default: <blueprint>-<6 hex>).")
-@click.option("--only", multiple=True, metavar="SVC")
+@click.option("--only", multiple=True, metavar="SVC", shell_complete=blueprint_services,
+              help="Only these services and what they depend on.")
 @click.option("--timeout", type=float, metavar="SECONDS")
 @click.option("-v", "--verbose", is_flag=True)
+@progress_options
 def run(blueprint: Path, command: tuple[str, ...], name: str | None, only: tuple[str, ...],
-        timeout: float | None, verbose: bool) -> int:
+        timeout: float | None, verbose: bool, progress_mode: str, quiet: bool) -> int:
     """Bring BLUEPRINT up, run COMMAND with the outputs in its environment, always tear down.
 
     COMMAND gets every output as an environment variable, plus ENVKIT_RUN (the run id) and
@@ -298,15 +316,17 @@ def run(blueprint: Path, command: tuple[str, ...], name: str | None, only: tuple
     """
     from envkit import api
 
-    renderer = Renderer(err, verbose)
     with sigterm_as_interrupt():
-        env = api.up(blueprint, name=name, only=only, timeout=timeout, on_event=renderer, backend=_engine())
+        with progress(err, "quiet" if quiet else progress_mode, verbose) as view:
+            env = api.up(blueprint, name=name, only=only, timeout=timeout, on_event=sink(view), backend=_engine())
+        summary(err, env, view)
         try:
             with tempfile.TemporaryDirectory(prefix="envkit-") as tmp:
                 doc = Path(tmp) / "outputs.json"
                 doc.write_text(dumps(env.document()), encoding="utf-8")
                 child_env = {**os.environ, **env.outputs, "ENVKIT_RUN": env.run_id, "ENVKIT_OUTPUTS_FILE": str(doc)}
-                err.print(f"[bold]run {env.run_id} is ready;[/] running: {escape(' '.join(command))}")
+                if not quiet:
+                    err.print(f"[bold]run {env.run_id} is ready;[/] running: {escape(' '.join(command))}")
                 group = reaper.own_group()  # reaper: a group of its own, unless in a terminal's foreground
                 try:
                     proc = subprocess.Popen(list(command), env=child_env, process_group=0 if group else None)
@@ -335,10 +355,10 @@ def run(blueprint: Path, command: tuple[str, ...], name: str | None, only: tuple
                 finally:
                     reaper.unchild(proc.pid)  # reaper
         finally:
-            _teardown(env)
+            _teardown(env, quiet)
 
 
-def _teardown(env: Environment) -> None:
+def _teardown(env: Environment, quiet: bool = False) -> None:
     """Remove the run, starting again on a second Ctrl-C; say "removed" only when it is."""
     left = f"run {env.run_id} may be left; remove it with: envkit down {env.run_id}"
     try:
@@ -349,8 +369,31 @@ def _teardown(env: Environment) -> None:
     if not finished:
         err.print(f"[yellow]teardown interrupted: {escape(left)}[/]")
         raise KeyboardInterrupt  # the user stopped it: exit 130, whatever the command's code
-    err.print(f"[dim]run {env.run_id} removed[/]")
+    if not quiet:
+        err.print(f"[dim]run {env.run_id} removed[/]")
 
 from envkit.cli.export_cmd import export  # noqa: E402
+from envkit.cli.seed_cmd import seed  # noqa: E402
 
 cli.add_command(export)
+from envkit.cli.graph_cmd import graph  # noqa: E402
+
+cli.add_command(graph)
+from envkit.cli.schema_cmd import schema  # noqa: E402
+
+cli.add_command(schema)
+from envkit.cli.import_cmd import import_  # noqa: E402
+
+cli.add_command(import_)
+from envkit.cli.init_cmd import init  # noqa: E402
+
+cli.add_command(init)
+from envkit.cli.complete import completion  # noqa: E402
+
+cli.add_command(completion)
+
+cli.add_command(seed)
+
+from envkit.cli.examples import add_examples  # noqa: E402
+
+add_examples(cli)  # keep last: every command registered above gets its --help example

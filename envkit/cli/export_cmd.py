@@ -30,7 +30,8 @@ def export(blueprint: Path, fmt: str, output: Path | None) -> None:
     from envkit.export import image_tags, to_compose
 
     bp = load(blueprint)
-    result = to_compose(bp, image_tags(bp))
+    # Build contexts (under x-envkit) are written relative to where the compose file goes.
+    result = to_compose(bp, image_tags(bp), base=output.resolve().parent if output is not None else None)
     text = result.text(str(bp.file))
     if output is None:
         sys.stdout.write(text)

@@ -16,7 +16,7 @@ from envkit.events import Event
 __all__ = ["Renderer"]
 
 #: step actions whose end is shown without --verbose: images, and services becoming ready or done
-SHOWN = frozenset({"build", "pull", "ready", "complete"})
+SHOWN = frozenset({"build", "pull", "ready", "complete", "seed"})
 IMAGE = {"build": "building", "pull": "pulling"}
 
 
@@ -51,6 +51,8 @@ class Renderer:
             if event.action in IMAGE:
                 c.print(f"  [cyan]…[/] {IMAGE[event.action]} {escape(event.target)} "
                         f"for {escape(', '.join(event.services))}")
+            elif event.action == "seed":
+                c.print(f"  [cyan]…[/] seeding {escape(event.service)}: {escape(event.detail)}")
             elif self.verbose:
                 c.print(f"  [dim]… {escape(event.message)}[/]")
         elif event.phase == "done":

@@ -25,7 +25,7 @@ def test_the_shop_suite_through_the_plugin(inner: Inner, xdist: tuple[str, ...])
     runs = re.findall(r"^run (shop-\w+): .*, removed$", result.stdout, re.M)
     inner.extra_runs |= set(runs)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "5 passed" in result.stdout
+    assert "9 passed" in result.stdout
     workers = set(re.findall(r"^\[(gw\d+)\] .* PASSED", result.stdout, re.M)) if xdist else {"main"}
     assert len(runs) == len(workers) >= 1, result.stdout  # one shop per worker that ran tests
     assert inner.resources(runs) == []
@@ -37,7 +37,7 @@ def test_the_shop_suite_under_envkit_run_with_the_plugin_disabled(inner: Inner) 
     runs = re.findall(r"run (shop-\w+) is ready", result.stderr)
     inner.extra_runs |= set(runs)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "5 passed" in result.stdout
+    assert "9 passed" in result.stdout
     assert "warning" not in result.stdout.lower()
     assert len(runs) == 1
     assert inner.resources(runs) == []

@@ -1,4 +1,5 @@
-"""The JSON Schema derived from the tables knows every key of the bundled blueprints (and no others)."""
+"""The JSON Schema derived from the tables: a valid draft-07 schema that every blueprint envkit ships or tests
+with validates against, and that refuses what editors should flag (unknown keys, bad forms) at every level."""
 
 from __future__ import annotations
 
@@ -6,56 +7,41 @@ import json
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 import yaml
 
 from envkit.blueprint.schema import schema
+from envkit.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
-BUNDLED = sorted(ROOT.glob("blueprints/*/blueprint.yaml"))
+#: every blueprint that loads: bundled, in examples/, and the test suite's good ones
+GOOD = sorted({*ROOT.glob("blueprints/*/blueprint.yaml"), *ROOT.glob("examples/**/blueprint.yaml"),
+               *ROOT.glob("tests/blueprints/good/*/blueprint.yaml")})
 SCHEMA = schema()
-_TYPES: dict[str, tuple[type, ...]] = {"object": (dict,), "array": (list,), "string": (str,), "boolean": (bool,),
-                                       "integer": (int,), "number": (int, float), "null": (type(None),)}
+VALIDATOR = jsonschema.Draft7Validator(SCHEMA)
 
 
-def problems(value: Any, node: dict[str, Any], path: str = "") -> list[str]:
-    """A small validator for the keywords the derived schema uses (no jsonschema package here)."""
-    if "$ref" in node:
-        node = SCHEMA["$defs"][node["$ref"].removeprefix("#/$defs/")]
-    if "anyOf" in node:
-        found = [problems(value, branch, path) for branch in node["anyOf"]]
-        if any(not f for f in found):
-            return []
-        # Report the branch whose shape fits (its problems are deeper down), not a "not null" beside it.
-        deeper = [f for f in found if not all(p.startswith(f"{path}: ") for p in f)]
-        return min(deeper or found, key=len)
-    if "const" in node and value != node["const"]:
-        return [f"{path}: not {node['const']!r}"]
-    if "enum" in node and value not in node["enum"]:
-        return [f"{path}: not one of {node['enum']}"]
-    if "type" in node:
-        kinds = [node["type"]] if isinstance(node["type"], str) else node["type"]
-        if not any(isinstance(value, _TYPES[k]) and not (isinstance(value, bool) and k in ("integer", "number"))
-                   for k in kinds):
-            return [f"{path}: not {' or '.join(kinds)}"]
-    out: list[str] = []
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if key in node.get("properties", {}):
-                out += problems(item, node["properties"][key], f"{path}.{key}")
-            elif any(key.startswith(p.strip("^")) for p in node.get("patternProperties", {})):
-                continue
-            elif node.get("additionalProperties") is False:
-                out.append(f"{path}.{key}: unknown key")
-            elif isinstance(node.get("additionalProperties"), dict):
-                out += problems(item, node["additionalProperties"], f"{path}.{key}")
-    if isinstance(value, list) and "items" in node:
-        for i, item in enumerate(value):
-            out += problems(item, node["items"], f"{path}[{i}]")
-    return out
+def _leaves(error: jsonschema.ValidationError) -> list[jsonschema.ValidationError]:
+    """The failures under an anyOf/oneOf, in the branch that fits best (the object form of a mapping,
+    not the ``null`` beside it), all of them."""
+    if not error.context:
+        return [error]
+    depth: dict[Any, int] = {}
+    for e in error.context:  # the branch that got furthest into the value: the one whose shape fits
+        branch = e.relative_schema_path[0]
+        depth[branch] = max(depth.get(branch, -1), len(e.absolute_path) + (e.validator != "type"))
+    branch = max(depth, key=lambda b: depth[b])
+    return [leaf for e in error.context if e.relative_schema_path[0] == branch for leaf in _leaves(e)]
 
 
-def test_the_schema_is_json_and_every_reference_resolves() -> None:
+def problems(document: Any) -> list[str]:
+    """Each failure at its deepest point, as ``path: message``."""
+    return sorted(f"{e.json_path}: {e.message}" for error in VALIDATOR.iter_errors(document) for e in _leaves(error))
+
+
+def test_the_schema_is_a_valid_draft7_schema_whose_references_all_resolve() -> None:
+    jsonschema.Draft7Validator.check_schema(SCHEMA)
     text = json.dumps(SCHEMA)
     for name in SCHEMA["$defs"]:
         assert f'"#/$defs/{name}"' in text, f"table {name} is not reachable"
@@ -63,20 +49,76 @@ def test_the_schema_is_json_and_every_reference_resolves() -> None:
         assert ref in SCHEMA["$defs"]
 
 
-@pytest.mark.parametrize("path", BUNDLED, ids=lambda p: p.parent.name)
-def test_bundled_blueprints_have_only_keys_the_schema_knows(path: Path) -> None:
-    assert problems(yaml.safe_load(path.read_text(encoding="utf-8")), SCHEMA) == []
+def test_there_are_blueprints_to_check() -> None:
+    assert len(GOOD) >= 8 and any("shop" in str(p) for p in GOOD)
+
+
+@pytest.mark.parametrize("path", GOOD, ids=lambda p: str(p.relative_to(ROOT).parent))
+def test_every_good_blueprint_validates(path: Path) -> None:
+    assert problems(yaml.safe_load(path.read_text(encoding="utf-8"))) == []
+
+
+def test_envkit_schema_prints_the_same_schema(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert main(["schema"]) == 0
+    assert json.loads(capsys.readouterr().out) == SCHEMA
+    assert main(["schema", "-o", str(tmp_path / "sub" / "s.json")]) == 0
+    assert json.loads((tmp_path / "sub" / "s.json").read_text()) == SCHEMA
 
 
 def test_the_schema_refuses_unknown_keys_at_every_level() -> None:
     bp = {"name": "x", "nme": 1, "x-any": {"whatever": 1}, "networks": {"n": {"internl": True}},
           "services": {"a": {"image": "i", "comand": "x", "ports": [{"container": 1, "hots": 2}],
-                             "build": {"context": ".", "dockerfle": "D"},
                              "volumes": [{"target": "/x", "source": "v", "ro": True}],
-                             "ready": {"http": {"port": 1, "pth": "/"}, "timout": 1}}}}
-    assert sorted(problems(bp, SCHEMA)) == sorted([
-        ".nme: unknown key", ".networks.n.internl: unknown key", ".services.a.comand: unknown key",
-        ".services.a.ports[0].hots: unknown key", ".services.a.build.dockerfle: unknown key",
-        ".services.a.volumes[0].ro: unknown key", ".services.a.ready.http.pth: unknown key",
-        ".services.a.ready.timout: unknown key",
-    ])
+                             "ready": {"http": {"port": 1, "pth": "/"}, "timout": 1}},
+                       "b": {"build": {"context": ".", "dockerfle": "D"}}}}
+    found = problems(bp)
+    for where, key in [("$", "nme"), ("$.networks.n", "internl"), ("$.services.a", "comand"),
+                       ("$.services.a.ports[0]", "hots"), ("$.services.b.build", "dockerfle"),
+                       ("$.services.a.volumes[0]", "ro"), ("$.services.a.ready.http", "pth"),
+                       ("$.services.a.ready", "timout")]:
+        assert any(p.startswith(f"{where}: ") and f"'{key}'" in p for p in found), (where, key, found)
+    assert len(found) == 8, found
+
+
+@pytest.mark.parametrize(("service", "why"), [
+    ({"image": "i", "ports": ["abc"]}, "ports"),
+    ({"image": "i", "ports": [70000]}, "ports"),
+    ({"image": "i", "ports": ["127.0.0.1::8080/sctp"]}, "ports"),
+    ({"image": "i", "kind": "daemon"}, "kind"),
+    ({"image": "i", "depends_on": {"db": "healthy"}}, "depends_on"),
+    ({"image": "i", "depends_on": {"db": {"condition": "ready", "restart": True}}}, "depends_on"),
+    ({"image": "i", "stop_grace_period": "10 seconds"}, "stop_grace_period"),
+    ({"image": "i", "ready": {"tcp": 80, "http": 80}}, "ready"),
+    ({"image": "i", "ready": {"timeout": "5s"}}, "ready"),
+    ({"image": "i", "build": "."}, "image and build"),
+    ({"image": "i", "environment": ["NO_EQUALS_SIGN"]}, "environment"),
+    ({"build": {"dockerfile": "D"}}, "build without a context"),
+    ({"image": "i", "volumes": [{"target": "/x"}]}, "a mount without a source"),
+])
+def test_the_schema_refuses_bad_forms(service: dict[str, Any], why: str) -> None:
+    assert problems({"services": {"a": service}}) != [], why
+
+
+@pytest.mark.parametrize("bad", [
+    {"services": {}},
+    {"services": {"Bad_Name": {"image": "i"}}},
+    {"name": "Shop", "services": {"a": {"image": "i"}}},
+    {"networks": {"Edge!": {}}, "services": {"a": {"image": "i"}}},
+    {"outputs": {"api-url": "x"}, "services": {"a": {"image": "i"}}},
+    {"name": "x"},
+])
+def test_the_schema_refuses_bad_names_and_a_missing_services(bad: dict[str, Any]) -> None:
+    assert problems(bad) != []
+
+
+def test_interpolated_values_are_accepted_where_numbers_go() -> None:
+    assert problems({"name": "${NAME}", "services": {"a": {
+        "image": "i", "ports": ["${PORT}", "127.0.0.1:${HOST_PORT}:80"], "stop_grace_period": "${GRACE:-1s}",
+        "ready": {"tcp": "${PORT}", "timeout": "${T}"}}}}) == []
+
+
+def test_keys_carry_their_reference_line_and_simple_defaults_for_completion() -> None:
+    kind = SCHEMA["$defs"]["service"]["properties"]["kind"]
+    assert kind["default"] == "service" and kind["description"]
+    assert SCHEMA["$defs"]["port"]["properties"]["host_ip"]["default"] == "127.0.0.1"
+    assert SCHEMA["required"] == ["services"]

@@ -60,26 +60,32 @@ def test_a_program_that_handles_term_keeps_hup_too() -> None:
     assert signal.getsignal(signal.SIGTERM) is mine and signal.getsignal(signal.SIGHUP) is signal.SIG_DFL
 
 
-def test_a_hang_up_points_the_terminal_outputs_at_dev_null() -> None:
-    # In a child process with a pseudo-terminal as stdout and stderr; a pipe stays a pipe.
+def test_a_hang_up_points_a_hung_up_terminal_at_dev_null_and_leaves_a_live_one() -> None:
+    # In a child process: stdout a pseudo-terminal, live, then hung up (its other side closed); stderr a pipe.
     script = textwrap.dedent("""
         import os, pty, signal, sys
         from envkit.signals import Terminated, sigterm_as_interrupt
-        master, slave = pty.openpty()
+
+        def hup():
+            try:
+                with sigterm_as_interrupt():
+                    signal.raise_signal(signal.SIGHUP)
+            except Terminated as exc:
+                return exc.signum
+
         keep = os.dup(1)
+        master, slave = pty.openpty()
         os.dup2(slave, 1)
-        try:
-            with sigterm_as_interrupt():
-                signal.raise_signal(signal.SIGHUP)
-        except Terminated as exc:
-            got = exc.signum
-        out_is_tty = os.isatty(1)
+        live = (hup(), os.isatty(1))  # a terminal still there (kill -HUP from elsewhere): kept
+        os.close(master)  # now it has hung up: every write would fail with EIO
+        gone = (hup(), os.isatty(1), os.write(1, b"dropped"))
         os.dup2(keep, 1)
-        print(got, out_is_tty, os.isatty(2))
+        print(live, gone)
         sys.stderr.write("stderr is still the pipe")
     """)
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30,
                             env={**os.environ})
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == [str(int(signal.SIGHUP)), "False", "False"]
+    hup = int(signal.SIGHUP)
+    assert result.stdout.strip() == f"({hup}, True) ({hup}, False, 7)"  # /dev/null took the 7 bytes
     assert result.stderr == "stderr is still the pipe"

@@ -13,6 +13,8 @@
                        503 {"error": "..."}                 database unavailable
     GET  /orders       200 [<order>, ...]   the latest 100, newest first
     GET  /orders/<id>  200 <order> | 404 {"error": "order not found"}
+    GET  /products     200 [<product>, ...]  the catalogue, by id (?category=NAME: one category)
+    GET  /customers/<id>  200 {"id", "email", "name", "orders": int, "spent_cents": int} | 404
 
     <order> = {"id": int, "email": str, "amount_cents": int, "status": str, "payment_id": str | null,
                "created_at": ISO-8601 str, "fulfilled_at": ISO-8601 str | null}
@@ -25,6 +27,7 @@ import json
 import os
 import re
 import urllib.error
+import urllib.parse
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -38,6 +41,7 @@ from .settings import ORDER_QUEUE, PAYMENTS_URL, redis_client
 PORT = int(os.environ.get("PORT", "8080"))
 MAX_BODY = 1 << 20
 ORDER_PATH = re.compile(r"^/orders/(\d{1,18})/?$")
+CUSTOMER_PATH = re.compile(r"^/customers/(\d{1,18})/?$")
 
 _redis = redis_client()
 
@@ -182,6 +186,36 @@ def list_orders() -> tuple[int, list[dict[str, Any]]]:
     return 200, [db.order_json(r) for r in rows]
 
 
+def list_products(category: str | None) -> tuple[int, list[dict[str, Any]]]:
+    conn = db.connect()
+    try:
+        with conn, conn.cursor() as cur:
+            where = "WHERE category = %s" if category else ""
+            cur.execute(f"SELECT id, sku, name, category, price_cents, stock FROM products {where} ORDER BY id",
+                        (category,) if category else ())
+            rows = cur.fetchall()
+    finally:
+        conn.close()
+    keys = ("id", "sku", "name", "category", "price_cents", "stock")
+    return 200, [dict(zip(keys, r, strict=True)) for r in rows]
+
+
+def get_customer(customer_id: int) -> tuple[int, dict[str, Any]]:
+    conn = db.connect()
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute(
+                "SELECT c.id, c.email, c.name, count(o.id), coalesce(sum(o.amount_cents) FILTER "
+                "(WHERE o.status IN ('pending', 'fulfilled')), 0) FROM customers c "
+                "LEFT JOIN orders o ON o.customer_id = c.id WHERE c.id = %s GROUP BY c.id", (customer_id,))
+            row = cur.fetchone()
+    finally:
+        conn.close()
+    if row is None:
+        return 404, {"error": "customer not found"}
+    return 200, {"id": row[0], "email": row[1], "name": row[2], "orders": row[3], "spent_cents": int(row[4])}
+
+
 class Handler(BaseHTTPRequestHandler):
     server_version = "shop-api/1.0"
     protocol_version = "HTTP/1.1"
@@ -207,9 +241,14 @@ class Handler(BaseHTTPRequestHandler):
         self._send(status, payload)
 
     def do_GET(self) -> None:
-        path = self.path.split("?", 1)[0]
+        path, _, query = self.path.partition("?")
         if path == "/health":
             self._dispatch(health)
+        elif path in ("/products", "/products/"):
+            category = urllib.parse.parse_qs(query).get("category", [None])[0]
+            self._dispatch(list_products, category)
+        elif m := CUSTOMER_PATH.match(path):
+            self._dispatch(get_customer, int(m.group(1)))
         elif path in ("/orders", "/orders/"):
             self._dispatch(list_orders)
         elif m := ORDER_PATH.match(path):

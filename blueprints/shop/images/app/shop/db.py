@@ -10,6 +10,15 @@ import psycopg2.extensions
 from .settings import DATABASE_URL
 
 TABLES = {
+    "products": """
+        CREATE TABLE IF NOT EXISTS products (
+            id          serial PRIMARY KEY,
+            sku         text UNIQUE NOT NULL,
+            name        text NOT NULL,
+            category    text NOT NULL,
+            price_cents int NOT NULL CHECK (price_cents >= 0),
+            stock       int NOT NULL DEFAULT 0
+        )""",
     "customers": """
         CREATE TABLE IF NOT EXISTS customers (
             id    serial PRIMARY KEY,
@@ -26,9 +35,18 @@ TABLES = {
             created_at   timestamptz DEFAULT now(),
             fulfilled_at timestamptz
         )""",
+    "order_items": """
+        CREATE TABLE IF NOT EXISTS order_items (
+            order_id         int NOT NULL REFERENCES orders ON DELETE CASCADE,
+            product_id       int NOT NULL REFERENCES products,
+            quantity         int NOT NULL CHECK (quantity > 0),
+            unit_price_cents int NOT NULL,
+            PRIMARY KEY (order_id, product_id)
+        )""",
 }
 INDEXES = {
     "orders_customer_id_idx": "CREATE INDEX IF NOT EXISTS orders_customer_id_idx ON orders (customer_id)",
+    "order_items_product_id_idx": "CREATE INDEX IF NOT EXISTS order_items_product_id_idx ON order_items (product_id)",
 }
 
 ORDER_COLUMNS = """

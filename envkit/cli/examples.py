@@ -1,0 +1,40 @@
+"""An example in every command's ``--help``: ``EXAMPLES`` for the commands whose docstring has none.
+
+``add_examples`` (called once, after every command is registered) puts each into its command's epilog;
+a unit test holds every command to having an example, in its docstring or here.
+"""
+
+from __future__ import annotations
+
+import click
+
+__all__ = ["EXAMPLES", "add_examples"]
+
+#: command → example lines, for the commands whose docstring carries none
+EXAMPLES: dict[str, tuple[str, ...]] = {
+    "validate": ("envkit validate blueprints/shop",),
+    "plan": ("envkit plan blueprints/shop --offline --name demo",),
+    "up": ("envkit up blueprints/shop --name dev --env-file .env.test",
+           "envkit up blueprints/shop --only api --json | jq -r .outputs.API_URL"),
+    "run": ("envkit run blueprints/shop -- pytest tests/",),
+    "down": ("envkit down dev", "envkit down --all"),
+    "ls": ("envkit ls --json",),
+    "status": ("envkit status dev",),
+    "logs": ("envkit logs dev api --tail 50", "envkit logs dev -f"),
+    "exec": ("envkit exec dev db -- psql -U shop -c 'select 1'",),
+    "outputs": ("envkit outputs dev --json",),
+    "export": ("envkit export blueprints/shop -o compose.yaml",),
+    "seed": ("envkit seed dev db", "envkit seed dev"),
+}
+
+
+def _example_text(lines: tuple[str, ...]) -> str:
+    return "\b\nExample:\n" + "\n".join(f"  {line}" for line in lines)
+
+
+def add_examples(group: click.Group) -> None:
+    """Append the example of ``EXAMPLES`` to each command's ``--help`` that has none of its own."""
+    for name, cmd in group.commands.items():
+        if name in EXAMPLES and "Example" not in (cmd.help or "") and "Example" not in (cmd.epilog or ""):
+            cmd.epilog = _example_text(EXAMPLES[name])
+

@@ -1,0 +1,95 @@
+"""``envkit import``: a Docker Compose file as a blueprint, with notes on what does not carry over."""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+import click
+
+from envkit.errors import BlueprintError, UsageError
+
+__all__ = ["import_"]
+
+#: the names Compose looks for in a folder, in its order
+COMPOSE_FILES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")
+
+
+def compose_file(path: Path) -> Path:
+    if not path.is_dir():
+        return path
+    for name in COMPOSE_FILES:
+        if (path / name).is_file():
+            return path / name
+    raise UsageError(f"{path}: no {', '.join(COMPOSE_FILES)} in this folder")
+
+
+def check(text: str, base: Path) -> list[str]:
+    """The problems ``envkit validate`` would report for ``text`` written in ``base`` (none: it loads)."""
+    from envkit.blueprint import load
+
+    try:
+        with tempfile.NamedTemporaryFile("w", dir=base, prefix=".envkit-import-", suffix=".yaml",
+                                         encoding="utf-8") as tmp:
+            tmp.write(text)
+            tmp.flush()
+            load(tmp.name)
+    except BlueprintError as exc:
+        return [f"{p.path}: {p.message}" if p.path else p.message for p in exc.problems]
+    except OSError as exc:
+        return [f"not checked ({base} is not writable: {exc.strerror})"]
+    return []
+
+
+@click.command(name="import")
+@click.argument("compose", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the blueprint here (default: stdout); relative paths are written for its folder.")
+@click.option("--name", help="The blueprint's name (default: the compose file's `name:`, else its folder's).")
+@click.option("--profile", "profiles", multiple=True, metavar="NAME",
+              help="Also import the services of this Compose profile (repeatable), as `docker compose --profile`.")
+@click.option("--keep-host-ports", is_flag=True,
+              help="Keep pinned host ports and addresses as written (default: ephemeral ports on 127.0.0.1).")
+def import_(compose: Path, output: Path | None, name: str | None, profiles: tuple[str, ...],
+            keep_host_ports: bool) -> None:
+    """Write COMPOSE (a Compose file, or a folder holding compose.yaml) as an envkit blueprint.
+
+    Carries over images and builds, environment and env files, ports, volumes, networks, depends_on
+    conditions and healthchecks (as readiness probes); lists on stderr everything it could not. The
+    result is validated: what still needs an edit is listed too.
+
+    \b
+    Example:
+      envkit import compose.yaml > blueprint.yaml
+      envkit import ./myapp --profile debug -o envkit/blueprint.yaml
+    """
+    from rich.console import Console
+    from rich.markup import escape
+
+    from envkit.blueprint.source import read_source
+    from envkit.import_compose import from_compose
+
+    file = compose_file(compose)
+    source = read_source(file)
+    base = (output.parent if output is not None else file.parent).resolve()
+    result = from_compose(source.data, source.marks, source.directory, base=base, name=name, profiles=profiles,
+                          keep_host_ports=keep_host_ports, read=lambda p: p.read_text(encoding="utf-8"))
+    text = result.text(str(file))
+    problems = check(text, base)
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        try:
+            output.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"cannot write {output}: {exc.strerror}") from exc
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    for note in result.notes:
+        err.print(f"[yellow]note:[/] {escape(note)}")
+    for problem in problems:
+        err.print(f"[red]to fix:[/] {escape(problem)}")
+    services = len(result.document["services"])
+    where = f"wrote {escape(str(output))}: " if output is not None else ""
+    verdict = "validates" if not problems else f"needs {len(problems)} edit(s) before it validates"
+    err.print(f"{where}blueprint '{result.document['name']}', {services} services; {verdict}")

@@ -1,0 +1,403 @@
+"""A Docker Compose file → an equivalent blueprint (``envkit import``), with notes on what it cannot carry.
+
+``from_compose`` is pure: it maps the plain data of a compose file (env files are read through the
+``read`` callable it is given) to the plain data of a blueprint, in the blueprint's short syntax, and
+lists what it left out. What maps how:
+
+    image / build        → image / build (both given: build; the image name is noted, envkit tags by content)
+    environment, env_file→ environment (env files inlined, ``environment:`` winning; ``KEY`` alone → ``${KEY}``)
+    ports                → ports, each on 127.0.0.1 with a host port the engine chooses, so that runs go side
+                           by side (``keep_host_ports``: as written); an output ``<SERVICE>_<PORT>`` for each
+    volumes, tmpfs       → volumes (named, bind; anonymous ones left to the container), tmpfs
+    networks             → networks (with aliases); ``internal`` and labels of the top-level ones
+    depends_on           → depends_on: service_started → started, service_healthy → ready,
+                           service_completed_successfully → completed (that dependency becomes a job)
+    healthcheck          → ready: an exec probe (CMD-SHELL through /bin/sh -c), or the tcp/http probe that
+                           ``envkit export`` wrote it for; the deadline is start_period + interval * retries
+    service_healthy on a service without a healthcheck → ready: healthcheck (the image's own)
+    profiles             → services in a profile are left out unless ``profiles`` names it (as Compose does)
+    deploy               → replicas, memory and cpus limits; mem_limit, cpus, scale likewise
+    x-envkit             → taken as blueprint keys (a service's, and ``outputs`` at the top), in blueprint
+                           syntax once Compose's ``$$`` is read as ``$``: what ``envkit export`` could not say
+                           in Compose's terms comes back this way
+
+Interpolation (``${VAR:-default}``, ``$$``) is the same in both formats and is carried over unchanged.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from envkit.blueprint.keys import SERVICE
+from envkit.blueprint.readers import NAME
+from envkit.blueprint.source import Key, Marks, format_path
+from envkit.compose_forms import (
+    BlueprintDumper,
+    compose_duration,
+    definition,
+    depends,
+    healthcheck,
+    parse_env_file,
+    port_forms,
+    unescape,
+    volume_form,
+)
+from envkit.errors import UsageError
+from envkit.export import EXTENSION
+
+__all__ = ["ComposeImport", "from_compose"]
+
+
+#: Compose service keys with no envkit equivalent, and what to say about them (the default: no equivalent)
+HINTS = {
+    "restart": "envkit does not restart containers: a service that exits fails `up`",
+    "container_name": "envkit names containers per run (envkit-<run>-<service>-<n>), so runs can go side by side",
+    "network_mode": "every service is on the run's own networks",
+    "links": "services reach each other by name on shared networks",
+    "expose": "services reach every port of each other on shared networks",
+    "extends": "resolve it first (`docker compose config`), or share keys with YAML anchors",
+    "platform": "the engine's own platform is used",
+}
+#: Compose service keys that need nothing in a blueprint (envkit already behaves so)
+_SILENT = {"expose", "pull_policy", "profiles"}
+_DIRECT = {"user", "working_dir", "hostname", "stop_signal", "privileged", "cap_add", "labels", "command", "entrypoint"}
+
+
+@dataclass(frozen=True)
+class ComposeImport:
+    """A blueprint document and the notes on what it could not carry over."""
+
+    document: dict[str, Any]
+    notes: tuple[str, ...] = ()
+
+    def text(self, source: str = "") -> str:
+        head = [f"# Imported by `envkit import`{f' from {source}' if source else ''}; check it with `envkit validate`."]
+        head += [f"# note: {n}" for n in self.notes]
+        body = yaml.dump(self.document, Dumper=BlueprintDumper, sort_keys=False, width=200, allow_unicode=True)
+        return "\n".join(head) + "\n" + body
+
+
+@dataclass
+class _Context:
+    marks: Marks
+    directory: Path  # the compose file's folder: its relative paths start there
+    base: Path  # the blueprint's folder: its relative paths must start there
+    read: Callable[[Path], str]
+    keep_host_ports: bool
+    notes: list[str] = field(default_factory=list)
+    names: dict[str, str] = field(default_factory=dict)  # compose service name → blueprint name
+    volumes: dict[str, dict[str, Any] | None] = field(default_factory=dict)
+
+    def note(self, path: Key, message: str) -> None:
+        line, column = self.marks.at(path)
+        where = f"{self.marks.file}:{line}:{column} " if line else ""
+        self.notes.append(f"{where}{format_path(path)}: {message}")
+
+    def path(self, written: str) -> str:
+        """A relative path of the compose file, relative to the blueprint's folder instead."""
+        if written.startswith(("/", "~")):
+            return written
+        rel = os.path.relpath(self.directory / written, self.base)
+        return rel if rel.startswith(".") else f"./{rel}"
+
+
+def _name(raw: str) -> str:
+    name = re.sub(r"[^a-z0-9_-]+", "-", raw.lower()).strip("-_") or "x"
+    return name if NAME.match(name) else f"x{name}"
+
+
+def from_compose(data: Any, marks: Marks, directory: Path, *, base: Path | None = None, name: str | None = None,
+                 profiles: tuple[str, ...] = (), keep_host_ports: bool = False,
+                 read: Callable[[Path], str] | None = None) -> ComposeImport:
+    """The blueprint for compose ``data`` (read from a file in ``directory``, with its ``marks``), to be
+    written in ``base`` (default: the same folder). ``read`` reads env files (default: none can be read)."""
+    if not isinstance(data, dict) or not isinstance(data.get("services"), dict) or not data["services"]:
+        raise UsageError(f"{marks.file}: not a compose file (no 'services:' mapping)")
+
+    def unreadable(path: Path) -> str:
+        raise OSError(f"cannot read {path}")
+
+    ctx = _Context(marks, directory, base or directory, read or unreadable, keep_host_ports)
+    for key in data:
+        if key not in ("name", "version", "services", "networks", "volumes", EXTENSION) and not key.startswith("x-"):
+            ctx.note((key,), f"top-level '{key}' is not carried over")
+    chosen = {}
+    for sname, spec in data["services"].items():
+        wanted = (spec or {}).get("profiles") if isinstance(spec, dict) else None
+        if wanted and not set(wanted) & set(profiles):
+            ctx.note(("services", sname, "profiles"), f"left out: in profiles {', '.join(map(str, wanted))} "
+                     f"(include it with --profile {wanted[0]}; bring up a subset with `envkit up --only`)")
+            continue
+        chosen[sname] = spec if isinstance(spec, dict) else {}
+    if not chosen:
+        raise UsageError(f"{marks.file}: every service is in a profile; name one with --profile")
+    for sname in chosen:
+        ctx.names[sname] = _name(str(sname))
+    jobs = {d for spec in chosen.values() for d, c in depends(spec.get("depends_on")).items() if c == "completed"}
+    healthy = {d for spec in chosen.values() for d, c in depends(spec.get("depends_on")).items() if c == "ready"}
+    for key, what in (("volumes", "volume"), ("networks", "network")):
+        for vname, vspec in (data.get(key) or {}).items():
+            for extra in sorted(set(vspec or {}) - {"internal", "labels", "driver"}):
+                if not str(extra).startswith("x-"):
+                    ctx.note((key, vname, extra), f"not carried over: each run gets a private {what}")
+            if (vspec or {}).get("driver") not in (None, "local", "bridge"):
+                ctx.note((key, vname, "driver"), f"the engine's default {what} driver is used")
+    services = {ctx.names[s]: _service(ctx, s, spec, s in jobs, s in healthy) for s, spec in chosen.items()}
+    document: dict[str, Any] = {"name": _project(name or data.get("name") or directory.name)}
+    networks = {_name(n): definition(spec, ("internal", "labels")) for n, spec in (data.get("networks") or {}).items()
+                if any(_name(n) in _attached(s) for s in services.values())}
+    if networks:
+        document["networks"] = networks
+    volumes = {_name(v): definition(spec, ("labels",)) for v, spec in (data.get("volumes") or {}).items()
+               if any(_mounts(s, _name(v)) for s in services.values())}
+    volumes.update({v: None for v in ctx.volumes if v not in volumes})
+    if volumes:
+        document["volumes"] = volumes
+    document["services"] = services
+    top = unescape(data.get(EXTENSION))
+    if isinstance(top, dict) and "outputs" in top:
+        if top["outputs"]:
+            document["outputs"] = top["outputs"]
+    else:
+        outputs = {f"{n.upper().replace('-', '_')}_{p}": f"${{services.{n}.host}}:${{services.{n}.ports.{p}}}"
+                   for n, s in services.items() for p in (str(x).rsplit(":", 1)[-1] for x in s.get("ports", ()))
+                   if p.isdigit()}
+        if outputs:
+            document["outputs"] = outputs
+    return ComposeImport(document, tuple(ctx.notes))
+
+
+def _project(raw: str) -> str:
+    return _name(str(raw))[:40].rstrip("-_") or "imported"
+
+
+def _attached(svc: dict[str, Any]) -> list[str]:
+    nets = svc.get("networks", ["default"])
+    return list(nets)
+
+
+def _mounts(svc: dict[str, Any], volume: str) -> bool:
+    return any(isinstance(m, str) and m.split(":")[0] == volume for m in svc.get("volumes", ()))
+
+
+def _service(ctx: _Context, name: str, spec: dict[str, Any], job: bool, healthy: bool) -> dict[str, Any]:
+    path: Key = ("services", name)
+    out: dict[str, Any] = {}
+    found = spec.get(EXTENSION)
+    extension: dict[str, Any] = unescape(found) if isinstance(found, dict) else {}
+    handled = {"image", "build", "environment", "env_file", "ports", "volumes", "tmpfs", "networks", "depends_on",
+               "healthcheck", "deploy", "mem_limit", "cpus", "scale", "stop_grace_period", *_SILENT, *_DIRECT}
+    for key in spec:
+        if key == "restart" and str(spec[key]) == "no":  # Compose's default
+            continue
+        if key not in handled and not str(key).startswith("x-"):
+            ctx.note((*path, key), f"not carried over: {HINTS.get(key, 'envkit has no equivalent')}")
+    if spec.get("build") is not None and "build" not in extension:
+        out["build"] = _build(ctx, (*path, "build"), spec["build"])
+        if spec.get("image"):
+            ctx.note((*path, "image"), "not used: envkit builds the image and tags it by the content of its context")
+    elif spec.get("image") is not None and "build" not in extension:
+        out["image"] = str(spec["image"])
+    for key in _DIRECT:
+        value = spec.get(key)
+        if value in (None, [], {}):
+            continue
+        if key in ("user", "working_dir", "hostname"):
+            value = str(value)
+        elif key in ("command", "entrypoint") and isinstance(value, str):
+            value = value.strip()  # a block scalar's last line break means nothing to a command
+        out[key] = value
+    if job:
+        out["kind"] = "job"
+    environment = _environment(ctx, path, spec)
+    if environment:
+        out["environment"] = environment
+    _ports(ctx, path, spec.get("ports"), out)
+    _volumes(ctx, path, spec, out)
+    _networks(ctx, name, path, spec.get("networks"), out)
+    _dependencies(ctx, path, spec.get("depends_on"), out)
+    _resources(ctx, path, spec, out)
+    if "stop_grace_period" in spec:
+        grace = compose_duration(spec["stop_grace_period"])
+        if grace is None:
+            ctx.note((*path, "stop_grace_period"), f"cannot read duration {spec['stop_grace_period']!r}")
+        else:
+            out["stop_grace_period"] = f"{grace:g}s"
+    if not job and "healthcheck" in spec:
+        check = healthcheck(spec["healthcheck"])
+        for n in check.notes:
+            ctx.note((*path, "healthcheck"), n)
+        if check.ready is not None:
+            out["ready"] = check.ready
+    elif job and "healthcheck" in spec:
+        ctx.note((*path, "healthcheck"), "not used: a job is waited for until it exits 0")
+    if healthy and "ready" not in out and not job:
+        out["ready"] = "healthcheck"  # dependants wait for service_healthy: the image's own HEALTHCHECK
+    for key, value in extension.items():  # what `envkit export` could not say in Compose's terms
+        if key == "depends_on" and isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = {**out[key], **value}
+        else:
+            out[key] = value
+    order = {k: i for i, k in enumerate(SERVICE.names)}
+    return dict(sorted(out.items(), key=lambda kv: order.get(kv[0], len(order))))
+
+
+def _build(ctx: _Context, path: Key, value: Any) -> Any:
+    if isinstance(value, str):
+        if re.match(r"^(https?|git)://|^git@|\.git(#|$)", value):
+            ctx.note(path, "a remote build context is not supported; clone it and point build: at the folder")
+        return ctx.path(value)
+    if not isinstance(value, dict):
+        ctx.note(path, f"cannot read build {value!r}")
+        return None
+    out: dict[str, Any] = {"context": ctx.path(str(value.get("context", ".")))}
+    if value.get("dockerfile"):
+        out["dockerfile"] = str(value["dockerfile"])
+    if value.get("args"):
+        out["args"] = value["args"]
+    if value.get("target"):
+        out["target"] = str(value["target"])
+    for extra in sorted(set(value) - {"context", "dockerfile", "args", "target"}):
+        ctx.note((*path, extra), "not carried over")
+    return out["context"] if len(out) == 1 else out
+
+
+def _environment(ctx: _Context, path: Key, spec: dict[str, Any]) -> dict[str, str]:
+    pairs: dict[str, str | None] = {}
+    files = spec.get("env_file")
+    for i, entry in enumerate([files] if isinstance(files, str | dict) else files or []):
+        where = (*path, "env_file") if isinstance(files, str | dict) else (*path, "env_file", i)
+        file = entry.get("path") if isinstance(entry, dict) else entry
+        required = entry.get("required", True) if isinstance(entry, dict) else True
+        try:
+            text = ctx.read(ctx.directory / str(file))
+        except OSError:
+            if required:
+                ctx.note(where, f"{file}: cannot be read; its variables are missing (put them under environment:)")
+            continue
+        found, bad = parse_env_file(text)
+        pairs.update(found)
+        for line in bad:
+            ctx.note(where, f"{file}: cannot read {line}")
+    value = spec.get("environment")
+    if isinstance(value, list):
+        for item in value:
+            key, eq, val = str(item).partition("=")
+            pairs[key] = val if eq else None
+    elif isinstance(value, dict):
+        pairs.update({str(k): None if v is None else _text(v) for k, v in value.items()})
+    return {k: f"${{{k}}}" if v is None else v for k, v in pairs.items()}
+
+
+def _text(value: Any) -> str:
+    return ("true" if value else "false") if isinstance(value, bool) else str(value)
+
+
+def _ports(ctx: _Context, path: Key, value: Any, out: dict[str, Any]) -> None:
+    found: list[str | int] = []
+    for i, entry in enumerate(value or []):
+        forms, why = port_forms(entry)
+        if why:
+            ctx.note((*path, "ports", i), why)
+        if any(f.protocol not in ("tcp", "udp") for f in forms):
+            ctx.note((*path, "ports", i), f"protocol {forms[0].protocol} is not supported")
+            continue
+        if any(f.host or f.host_ip not in (None, "127.0.0.1") for f in forms) and not ctx.keep_host_ports:
+            shown = f"published {entry.get('published')!r}" if isinstance(entry, dict) else repr(entry)
+            ctx.note((*path, "ports", i), f"{shown}: on 127.0.0.1 with a host port the engine chooses, so that runs "
+                     "can go side by side (read it from the outputs; --keep-host-ports keeps it as written)")
+        found += [f.blueprint(ctx.keep_host_ports) for f in forms]
+    if found:
+        out["ports"] = found
+
+
+def _volumes(ctx: _Context, path: Key, spec: dict[str, Any], out: dict[str, Any]) -> None:
+    mounts: list[Any] = []
+    tmpfs = spec.get("tmpfs")
+    tmpfs_list: list[str] = [tmpfs] if isinstance(tmpfs, str) else [str(t) for t in tmpfs or []]
+    for i, entry in enumerate(spec.get("volumes") or []):
+        where = (*path, "volumes", i)
+        mount, notes = volume_form(entry)
+        for n in notes:
+            ctx.note(where, n)
+        if mount is None:
+            continue
+        if mount["type"] == "tmpfs":
+            tmpfs_list.append(f"{mount['target']}:{mount['options']}" if mount["options"] else mount["target"])
+            continue
+        if mount["source"] is None:
+            ctx.note(where, f"anonymous volume {mount['target']}: left to the container (declare a named volume "
+                     "if several services must share it)")
+            continue
+        source = ctx.path(mount["source"]) if mount["type"] == "bind" else _name(mount["source"])
+        if mount["type"] == "volume":
+            ctx.volumes.setdefault(source, None)
+        mounts.append(f"{source}:{mount['target']}" + (":ro" if mount["read_only"] else ""))
+    if mounts:
+        out["volumes"] = mounts
+    if tmpfs_list:
+        out["tmpfs"] = tmpfs_list
+
+
+def _networks(ctx: _Context, name: str, path: Key, value: Any, out: dict[str, Any]) -> None:
+    renamed = ctx.names[name] != name.lower()  # keep the old DNS name reachable as an alias
+    if value is None and not renamed:
+        return
+    attachments: dict[str, list[str]] = {}
+    for net in (value if isinstance(value, list | dict) else ["default"]) or ["default"]:
+        opts = value.get(net) if isinstance(value, dict) else None
+        aliases = [str(a) for a in (opts or {}).get("aliases", [])] if isinstance(opts, dict) else []
+        for extra in sorted(set(opts or {}) - {"aliases"}) if isinstance(opts, dict) else []:
+            ctx.note((*path, "networks", net, extra), "not carried over: the engine assigns addresses")
+        attachments[_name(str(net))] = aliases + ([name] if renamed else [])
+    if any(attachments.values()):
+        out["networks"] = {n: ({"aliases": a} if a else None) for n, a in attachments.items()}
+    else:
+        out["networks"] = list(attachments)
+
+
+def _dependencies(ctx: _Context, path: Key, value: Any, out: dict[str, Any]) -> None:
+    deps: dict[str, str] = {}
+    for dep, condition in depends(value).items():
+        where = (*path, "depends_on", dep)
+        if dep not in ctx.names:
+            ctx.note(where, f"dropped: '{dep}' is not imported (a profile, or not defined)")
+            continue
+        if condition == "?":
+            ctx.note(where, "unknown condition; waiting until it is ready")
+            condition = "ready"
+        opts = value.get(dep) if isinstance(value, dict) else None
+        for extra in sorted(set(opts or {}) - {"condition"}) if isinstance(opts, dict) else []:
+            ctx.note((*where, extra), "not carried over")
+        deps[ctx.names[dep]] = condition
+    if deps:
+        out["depends_on"] = deps
+
+
+def _resources(ctx: _Context, path: Key, spec: dict[str, Any], out: dict[str, Any]) -> None:
+    given = spec.get("deploy")
+    deploy: dict[str, Any] = given if isinstance(given, dict) else {}
+    resources: dict[str, Any] = deploy["resources"] if isinstance(deploy.get("resources"), dict) else {}
+    limits: dict[str, Any] = resources["limits"] if isinstance(resources.get("limits"), dict) else {}
+    replicas = deploy.get("replicas", spec.get("scale"))
+    if replicas not in (None, 1):
+        out["replicas"] = replicas
+    memory = limits.get("memory", spec.get("mem_limit"))
+    if memory is not None:
+        out["memory"] = memory if isinstance(memory, int) else str(memory)
+    cpus = limits.get("cpus", spec.get("cpus"))
+    if cpus is not None:
+        out["cpus"] = float(cpus) if isinstance(cpus, int | float) or str(cpus).replace(".", "", 1).isdigit() else cpus
+    for key in sorted(set(deploy) - {"replicas", "resources"}):
+        ctx.note((*path, "deploy", key), "not carried over")
+    for key in sorted(set(limits) - {"memory", "cpus"}):
+        ctx.note((*path, "deploy", "resources", "limits", key), "not carried over")
+    for key in sorted(set(resources) - {"limits"}):
+        ctx.note((*path, "deploy", "resources", key), "not carried over")

@@ -1,0 +1,286 @@
+"""``envkit import``: Compose files → blueprints that validate, with notes; round trips with ``envkit export``."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+
+from envkit.blueprint import Blueprint, load
+from envkit.blueprint.model import Service
+from envkit.blueprint.schema import schema
+from envkit.blueprint.source import Marks, read_source
+from envkit.cli import main
+from envkit.errors import UsageError
+from envkit.export import image_tags, to_compose
+from envkit.import_compose import ComposeImport, from_compose
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = ROOT / "tests" / "compose"
+#: every blueprint that loads and that export can write (bundled and the suite's good ones)
+BLUEPRINTS = sorted({*ROOT.glob("blueprints/*/blueprint.yaml"), *ROOT.glob("tests/blueprints/good/*/blueprint.yaml")})
+
+
+def copy(name: str, tmp_path: Path) -> Path:
+    """A copy of one of tests/compose/, to import and validate beside it."""
+    return Path(shutil.copytree(COMPOSE / name, tmp_path / name))
+
+
+def compose_in(folder: Path) -> Path:
+    return next(p for p in sorted(folder.iterdir()) if p.suffix in (".yaml", ".yml"))
+
+
+def imported(file: Path, **options: Any) -> ComposeImport:
+    source = read_source(file)
+    return from_compose(source.data, source.marks, source.directory, read=lambda p: p.read_text(encoding="utf-8"),
+                        **options)
+
+
+def load_text(text: str, folder: Path) -> Blueprint:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "imported.yaml").write_text(text, encoding="utf-8")
+    return load(folder / "imported.yaml", {})
+
+
+def model(bp: Blueprint) -> tuple[Any, ...]:
+    """What must survive a round trip: everything but where the file was, and seed steps (Compose has
+    none: export says so in a note, checked below). One spelling is made one: waiting for a job to be
+    ``ready`` is waiting for it to have ``completed`` (the plan makes both the same)."""
+    def same(svc: Service) -> Service:
+        deps = tuple(dataclasses.replace(d, condition="completed")
+                     if d.condition == "ready" and bp.services[d.service].kind == "job" else d for d in svc.depends_on)
+        return dataclasses.replace(svc, depends_on=deps, seed=())
+
+    return bp.name, {n: same(s) for n, s in bp.services.items()}, bp.networks, bp.volumes, bp.outputs
+
+
+def round_trip(bp: Blueprint, tmp_path: Path) -> Blueprint:
+    """Blueprint → compose file (as `envkit export -o` writes it) → `envkit import` → blueprint, loaded."""
+    compose_dir = tmp_path / "compose"
+    compose_dir.mkdir(parents=True, exist_ok=True)
+    (compose_dir / "compose.yaml").write_text(to_compose(bp, image_tags(bp), base=compose_dir).text(), encoding="utf-8")
+    result = imported(compose_dir / "compose.yaml", base=tmp_path / "back", keep_host_ports=True)
+    return load_text(result.text(), tmp_path / "back")
+
+
+# -- round trips ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("path", BLUEPRINTS, ids=lambda p: p.parent.name)
+def test_export_then_import_gives_the_same_model(path: Path, tmp_path: Path) -> None:
+    bp = load(path, {})
+    assert model(round_trip(bp, tmp_path)) == model(bp)
+    notes = to_compose(bp, {n: "img:1" for n, s in bp.services.items() if s.build}).notes
+    for name, svc in bp.services.items():
+        assert bool(svc.seed) == any(n.startswith(f"services.{name}.seed:") for n in notes)
+
+
+def test_what_compose_cannot_say_comes_back_through_x_envkit(tmp_path: Path) -> None:
+    folder = tmp_path / "bp"
+    (folder / "img").mkdir(parents=True)
+    (folder / "img" / "Dockerfile").write_text("FROM debian:bookworm-slim\n", encoding="utf-8")
+    (folder / "blueprint.yaml").write_text(textwrap.dedent("""
+        name: odd
+        services:
+          logs:
+            build: {context: ./img, args: {A: "1"}, target: base}
+            prestart: false
+            ready: {log: "listening on .*$$", timeout: 7s}
+          own:
+            image: app:1
+            ready: {healthcheck: true, timeout: 12s}
+          plain:
+            image: app:1
+            depends_on: [logs, own]
+            ready: {http: {port: 80, path: "/a$$b", status: 204, body: "o.k"}, timeout: 3s}
+          once:
+            image: app:1
+            kind: job
+        outputs:
+          PRICE: "5$$ at ${services.plain.host}"
+        """), encoding="utf-8")
+    bp = load(folder, {})
+    back = round_trip(bp, tmp_path)
+    assert model(back) == model(bp)
+    assert back.services["logs"].ready is not None and back.services["logs"].ready.pattern == "listening on .*$"
+
+
+@pytest.mark.parametrize("name", ["django", "node-mongo", "kafka"])
+def test_round_trips_of_the_imported_real_world_files(name: str, tmp_path: Path) -> None:
+    folder = copy(name, tmp_path)
+    text = imported(compose_in(folder)).text()
+    jsonschema.validate(yaml.safe_load(text), schema())  # what editors would check, too
+    first = load_text(text, folder)
+    assert model(round_trip(first, tmp_path / "rt")) == model(first)
+
+
+# -- real-world-shaped compose files ---------------------------------------------------------------------------
+def test_django_postgres_redis_celery(tmp_path: Path) -> None:
+    result = imported(COMPOSE / "django" / "docker-compose.yml")
+    doc = result.document
+    assert list(doc["services"]) == ["db", "redis", "migrate", "web", "worker", "beat"]  # mailhog: profile debug
+    db, redis, migrate, web, worker = (doc["services"][s] for s in ("db", "redis", "migrate", "web", "worker"))
+    assert db["ready"] == {"exec": ["/bin/sh", "-c", "pg_isready -U django -d django"], "timeout": "50s"}
+    assert db["ports"] == [5432] and db["volumes"] == ["pgdata:/var/lib/postgresql/data"]
+    assert redis["ready"] == {"exec": ["redis-cli", "ping"], "timeout": "30s"}  # 2s x 15
+    assert migrate["kind"] == "job"  # web waits for it to complete
+    assert migrate["build"] == {"context": "./app", "args": {"PYTHON_VERSION": "3.11"}}
+    assert web["depends_on"] == {"migrate": "completed", "redis": "ready"}
+    assert worker["depends_on"] == {"db": "ready", "redis": "started"}
+    assert web["ready"]["exec"][:2] == ["/bin/sh", "-c"] and web["ready"]["timeout"] == "70s"  # 10s + 3s x 20
+    env = web["environment"]
+    assert env["DATABASE_URL"] == "postgres://django:${POSTGRES_PASSWORD:-secret}@db:5432/django"  # left for envkit
+    assert env["SECRET_KEY"] == "not-a-secret # really" and env["DEBUG"] == "false" and env["ALLOWED_HOSTS"] == "*"
+    assert worker["replicas"] == 2 and worker["memory"] == "512M" and worker["cpus"] == 0.5
+    assert doc["services"]["beat"]["stop_grace_period"] == "90s"
+    assert doc["volumes"] == {"pgdata": None, "static": None}
+    assert doc["outputs"] == {"DB_5432": "${services.db.host}:${services.db.ports.5432}",
+                              "WEB_8000": "${services.web.host}:${services.web.ports.8000}"}
+    notes = "\n".join(result.notes)
+    for expected in ("services.mailhog.profiles: left out", "services.db.restart", "services.db.container_name",
+                     "services.db.ports[0]: '5432:5432'", "services.web.image: not used"):
+        assert expected in notes, expected
+    assert "docker-compose.yml:27:5 services.db.restart" in notes  # file, line and column of the key
+    bp = load_text(result.text(), copy("django", tmp_path))  # beside the compose file: ./app resolves
+    assert bp.services["web"].ports[0].host is None and bp.services["web"].ports[0].host_ip == "127.0.0.1"
+
+
+def test_profiles_and_pinned_ports_on_request() -> None:
+    result = imported(COMPOSE / "django" / "docker-compose.yml", profiles=("debug",), keep_host_ports=True)
+    assert result.document["services"]["mailhog"]["ports"] == ["0.0.0.0:8025:8025"]  # as Compose publishes it
+    assert result.document["services"]["db"]["ports"] == ["0.0.0.0:5432:5432"]
+    assert result.document["services"]["web"]["ports"] == ["127.0.0.1:8000:8000"]
+
+
+def test_node_mongo(tmp_path: Path) -> None:
+    result = imported(COMPOSE / "node-mongo" / "compose.yaml")
+    doc = result.document
+    assert doc["name"] == "todo-app"  # Compose's `name:`, made a valid blueprint name
+    web, mongo, express = (doc["services"][s] for s in ("web", "mongo", "mongo-express"))
+    assert web["environment"]["SESSION_SECRET"] == "${SESSION_SECRET}"  # Compose takes it from the shell
+    assert web["ports"] == [3000, 9229] and web["tmpfs"] == ["/tmp"]
+    assert web["volumes"] == ["./web/src:/usr/src/app/src:ro"]
+    assert web["networks"] == {"front": {"aliases": ["todo"]}, "back": None}
+    assert web["depends_on"] == {"mongo": "started"}  # the short form waits for the start only, as in Compose
+    assert web["labels"] == {"com.example.team": "todo"}
+    assert mongo["tmpfs"] == ["/data/configdb:size=10485760"] and mongo["ready"]["timeout"] == "90s"
+    assert express["ports"] == [8081, 8082]  # a range, expanded
+    assert express["networks"] == {"back": {"aliases": ["Mongo.Express"]}}  # renamed: the old DNS name kept
+    assert express["depends_on"] == {"mongo": "ready"}
+    assert doc["networks"] == {"front": None, "back": {"internal": True}}
+    notes = "\n".join(result.notes)
+    for expected in ("volumes.mongo-data.external", "services.web.init", "anonymous volume /usr/src/app/node_modules",
+                     "services.Mongo.Express.depends_on.mongo.restart", "published '9229'"):
+        assert expected in notes, expected
+    assert sum("8081-8082" in n for n in result.notes) == 1
+    bp = load_text(result.text(), copy("node-mongo", tmp_path))
+    assert bp.networks["back"].internal
+
+
+def test_kafka_with_healthchecks(tmp_path: Path) -> None:
+    result = imported(COMPOSE / "kafka" / "compose.yml")
+    services = result.document["services"]
+    assert "kowl" not in services
+    assert services["init-topics"]["kind"] == "job"
+    assert services["init-topics"]["command"].endswith("--replication-factor 1")  # block scalar, trimmed
+    assert services["producer"]["depends_on"] == {"init-topics": "completed", "schema-registry": "ready"}
+    assert services["broker"]["ready"] == {"exec": ["/bin/sh", "-c", "kafka-topics --bootstrap-server broker:29092 --list"],
+                                           "timeout": "90s"}
+    assert services["zookeeper"]["ready"] == {"exec": ["bash", "-c", "echo ruok | nc localhost 2181 | grep imok"]}
+    assert services["consumer"]["replicas"] == 3 and "ready" not in services["consumer"]  # healthcheck disabled
+    assert services["broker"]["environment"]["KAFKA_BROKER_ID"] == "1"
+    assert any("services.broker.ulimits" in n for n in result.notes)
+    assert any("services.producer.restart" in n for n in result.notes)
+    assert set(load_text(result.text(), copy("kafka", tmp_path)).services) == set(services)
+
+
+# -- single forms ----------------------------------------------------------------------------------------------
+def doc_of(text: str, tmp_path: Path, **options: Any) -> ComposeImport:
+    data = yaml.safe_load(textwrap.dedent(text))
+    return from_compose(data, Marks("compose.yaml"), tmp_path, **options)
+
+
+@pytest.mark.parametrize(("ports", "expected"), [
+    (["80"], [80]),
+    (["53/udp", "127.0.0.1::81"], ["53/udp", 81]),
+    (["[::1]:8080:80"], ["[::1]:8080:80"]),
+    (["9000-9001:8000-8001"], ["0.0.0.0:9000:8000", "0.0.0.0:9001:8001"]),
+    ([{"target": 80, "published": 8080}], ["0.0.0.0:8080:80"]),
+])
+def test_port_forms_kept(tmp_path: Path, ports: list[Any], expected: list[Any]) -> None:
+    doc = doc_of("services: {a: {image: i}}", tmp_path, keep_host_ports=True).document
+    doc = from_compose({"services": {"a": {"image": "i", "ports": ports}}}, Marks("c"), tmp_path,
+                       keep_host_ports=True).document
+    assert doc["services"]["a"]["ports"] == expected
+
+
+def test_healthcheck_forms(tmp_path: Path) -> None:
+    result = doc_of("""
+        services:
+          a: {image: i, healthcheck: {test: [NONE]}}
+          b: {image: i, healthcheck: {interval: 2s, retries: 5}}
+          c: {image: i, healthcheck: {test: "exit 0", interval: 1m, retries: 1}}
+          d: {image: i, depends_on: {e: {condition: service_healthy}}}
+          e: {image: i}
+          f: {image: i, healthcheck: {test: [WHAT, x]}}
+        """, tmp_path)
+    s = result.document["services"]
+    assert "ready" not in s["a"]
+    assert s["b"]["ready"] == {"healthcheck": True, "timeout": "10s"}  # timing only: the image's own check
+    assert s["c"]["ready"] == {"exec": ["/bin/sh", "-c", "exit 0"]}  # 60s: envkit's default, left out
+    assert s["e"]["ready"] == "healthcheck"  # d waits for it to be healthy: by the image's HEALTHCHECK
+    assert any("services.f.healthcheck: cannot read healthcheck test" in n for n in result.notes)
+
+
+def test_names_are_made_valid_and_references_follow(tmp_path: Path) -> None:
+    doc = doc_of("""
+        name: My Project
+        services:
+          Web.App: {image: i, depends_on: [DB]}
+          DB: {image: i, volumes: ["Data_1:/d"]}
+        volumes: {Data_1: {}}
+        """, tmp_path).document
+    assert doc["name"] == "my-project"
+    assert doc["services"]["web-app"]["depends_on"] == {"db": "started"}
+    assert doc["services"]["web-app"]["networks"] == {"default": {"aliases": ["Web.App"]}}
+    assert doc["services"]["db"]["volumes"] == ["data_1:/d"] and doc["volumes"] == {"data_1": None}
+
+
+@pytest.mark.parametrize("text", ["[]", "services: {}", "name: x", "services: [a]"])
+def test_not_a_compose_file(tmp_path: Path, text: str) -> None:
+    with pytest.raises(UsageError, match="not a compose file"):
+        doc_of(text, tmp_path)
+
+
+def test_a_missing_env_file_is_noted(tmp_path: Path) -> None:
+    result = doc_of("services: {a: {image: i, env_file: [.env, {path: opt.env, required: false}]}}", tmp_path)
+    assert [n for n in result.notes if "env_file" in n] == [
+        "services.a.env_file[0]: .env: cannot be read; its variables are missing (put them under environment:)"]
+
+
+# -- the command ---------------------------------------------------------------------------------------------
+def test_the_command_writes_the_blueprint_and_lists_notes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    shutil.copytree(COMPOSE / "node-mongo", tmp_path / "nm")
+    assert main(["import", str(tmp_path / "nm")]) == 0  # a folder: its compose.yaml
+    out, err = capsys.readouterr()
+    assert out.startswith("# Imported by `envkit import`") and yaml.safe_load(out)["name"] == "todo-app"
+    assert "note:" in err and "blueprint 'todo-app', 3 services; validates" in err
+    assert main(["import", str(tmp_path / "nm" / "compose.yaml"), "-o", str(tmp_path / "out" / "bp.yaml")]) == 2
+    (tmp_path / "out").mkdir()
+    assert main(["import", str(tmp_path / "nm" / "compose.yaml"), "-o", str(tmp_path / "out" / "bp.yaml")]) == 0
+    assert "build: ../nm/web" in (tmp_path / "out" / "bp.yaml").read_text()  # relative to where it was written
+    assert main(["validate", str(tmp_path / "out" / "bp.yaml")]) == 0
+
+
+def test_the_command_lists_what_still_needs_an_edit(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "compose.yaml").write_text("services:\n  a:\n    build: ./missing\n", encoding="utf-8")
+    assert main(["import", str(tmp_path)]) == 0
+    err = capsys.readouterr().err
+    assert "to fix: services.a.build: build context './missing' is not a folder" in err
+    assert "needs 1 edit(s) before it validates" in err
+    assert main(["import", str(tmp_path / "nowhere")]) == 3
+    assert "no such file or folder" in capsys.readouterr().err
