@@ -660,7 +660,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _capacity(args: argparse.Namespace, log: IO[str]) -> int:
     """``--max-envs N``: envkit alone (no Compose needed); cleanup as for the comparison."""
-    from benchmarks.capacity import max_envs
+    # By path, beside this file: run as a script, `benchmarks` is not a package on sys.path.
+    spec = importlib.util.spec_from_file_location("envkit_bench_capacity", Path(__file__).with_name("capacity.py"))
+    assert spec is not None and spec.loader is not None
+    capacity = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(capacity)
 
     try:
         envkit = find_envkit()
@@ -672,7 +676,8 @@ def _capacity(args: argparse.Namespace, log: IO[str]) -> int:
         bench = Bench(envkit, Path("docker-compose"), Path(tmp), args.out.resolve(), log)
         try:
             with sigterm_as_interrupt():
-                result = max_envs(bench, BLUEPRINT, args.max_envs, max(1, args.batch), args.out.resolve())
+                result = capacity.max_envs(bench, BLUEPRINT, args.max_envs, max(1, args.batch), args.out.resolve(),
+                                           BenchError)
         except KeyboardInterrupt:
             print("bench: interrupted", file=log)
         finally:

@@ -83,10 +83,10 @@ def idle_cost(bench: Bench, runs: list[str]) -> dict[str, Any]:
     }
 
 
-def max_envs(bench: Bench, blueprint: Path, limit: int, batch: int, out: Path) -> dict[str, Any]:
-    """Bring up to ``limit`` environments up, ``batch`` at a time; measure; remove them; write the JSON."""
-    from benchmarks.bench import BenchError
-
+def max_envs(bench: Bench, blueprint: Path, limit: int, batch: int, out: Path,
+             failure: type[Exception]) -> dict[str, Any]:
+    """Bring up to ``limit`` environments up, ``batch`` at a time; measure; remove them; write the JSON.
+    ``failure``: what ``bench.procs.run_all`` raises when a command fails (bench.py's BenchError)."""
     up: list[str] = []
     batches: list[dict[str, Any]] = []
     stopped_by = None
@@ -95,7 +95,7 @@ def max_envs(bench: Bench, blueprint: Path, limit: int, batch: int, out: Path) -
         names = bench._names("envkit", min(batch, limit - len(up)))
         try:
             seconds, _ = bench.procs.run_all([[bench.envkit, "up", str(blueprint), "--name", r] for r in names])
-        except BenchError as exc:
+        except failure as exc:
             stopped_by = str(exc).strip().splitlines()[-1]
             up += [r for r in names if r in set(bench._engine_runs())]
             bench.say(f"max-envs: stopped at {len(up)}: {stopped_by}")
