@@ -11,56 +11,88 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import getpass
-import json
+import inspect
 import os
 import socket
 import threading
 import time
 import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
+from typing import Any, BinaryIO
 
-from envkit import __version__, reaper
+from envkit import __version__, forensics, gc, live, reaper, secrets
 from envkit import labels as L
 from envkit.backends import Backend, connect
-from envkit.backends.base import Capability, ContainerState, ExecResult, Protocol
-from envkit.blueprint import Blueprint, Probe, load
+from envkit.backends.base import Capability, ContainerState, ExecResult, ExecSession, Protocol
+from envkit.blueprint import Blueprint, load
 from envkit.blueprint.model import RunSeed
 from envkit.claim import NameInUse, claim, release
-from envkit.errors import EngineError, EnvkitError, Interrupted, UsageError
+from envkit.errors import Conflict, EngineError, EnvkitError, Interrupted, UsageError
 from envkit.events import Event, EventSink, ignore
 from envkit.execute import Executor
-from envkit.images import image_tag
-from envkit.outputs import host_port, resolve, run_document, service_host
+from envkit.gc import Lifetime
+from envkit.images import image_tag, image_tags
+from envkit.live import LiveResult
+from envkit.logs import merged
+from envkit.outputs import host_port, resolve, run_document, secret_values, service_host, shown
 from envkit.plan import Plan, RunIdentity, make_plan
-from envkit.probes import Outcome, check
+from envkit.probes import Outcome, check, probe_from_label
 from envkit.runs import RunInfo, RunSummary, describe, list_runs, teardown
+from envkit.secrets import Secret
 from envkit.seed_plan import image_key, seed_plan
 from envkit.signals import despite_interrupts
+from envkit.stopped import reason as stopped_reason
+from envkit.stopped import stopped_error
 
 __all__ = ["Environment", "ServiceStatus", "attach", "down", "ls", "plan", "seed", "up", "validate"]
 
 
-def validate(blueprint: str | Path, env: Mapping[str, str] | None = None) -> Blueprint:
-    """Load and check a blueprint without touching any engine; raises BlueprintError with every problem."""
-    return load(blueprint, env)
+#: a blueprint file, a folder holding blueprint.yaml, the same data as a mapping, or a loaded one
+BlueprintLike = str | Path | Mapping[str, Any] | Blueprint
 
 
-def _identity(bp: Blueprint, name: str | None) -> RunIdentity:
+def _load(blueprint: BlueprintLike, env: Mapping[str, str] | None, env_files: Sequence[str | Path] | None,
+          directory: str | Path | None) -> Blueprint:
+    if isinstance(blueprint, Blueprint):
+        return blueprint
+    if isinstance(blueprint, Mapping):
+        # Errors in a mapping have no line to point at: name the caller's line instead.
+        caller = inspect.currentframe()
+        while caller is not None and caller.f_code.co_filename == __file__:
+            caller = caller.f_back
+        origin = (f"<mapping from {os.path.basename(caller.f_code.co_filename)}:{caller.f_lineno}>"
+                  if caller is not None else "<mapping>")
+        return load(blueprint, env, env_files, directory=directory, origin=origin)
+    return load(blueprint, env, env_files)
+
+
+def validate(blueprint: str | Path | Mapping[str, Any], env: Mapping[str, str] | None = None, *,
+             env_files: Sequence[str | Path] | None = None, directory: str | Path | None = None) -> Blueprint:
+    """Load and check a blueprint without touching any engine; raises BlueprintError with every problem.
+    ``env_files``, ``directory``: as for ``up``."""
+    return _load(blueprint, env, env_files, directory)
+
+
+def _identity(bp: Blueprint, name: str | None, ttl: float | None = None, lifetime: Lifetime = "owner") -> RunIdentity:
     run_id = name or L.new_run_id(bp.name)
     if not L.valid_run_id(run_id):
         raise UsageError(f"invalid run name '{run_id}': use lowercase letters, digits, '.', '_' and '-' (max 63)")
+    if ttl is not None and not 0 <= ttl <= gc.MAX_TTL:
+        raise UsageError(f"ttl {ttl:g}: use 0 (no expiry) to {gc.MAX_TTL:g} seconds")
     try:
         user = getpass.getuser()
     except (KeyError, OSError):
         user = str(os.getuid())
     owner = f"{user}@{socket.gethostname()}:{os.getpid()}"
-    return RunIdentity(run_id, owner, datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), __version__)
+    created = datetime.now(UTC).strftime(gc.STAMP_FORMAT)
+    return RunIdentity(run_id, owner, created, __version__, gc.expiry(created, ttl), lifetime)
 
 
 def _check_only(bp: Blueprint, only: tuple[str, ...]) -> None:
@@ -73,7 +105,7 @@ def _check_only(bp: Blueprint, only: tuple[str, ...]) -> None:
 def _images(bp: Blueprint, backend: Backend | None, selected: tuple[str, ...],
             seed: bool) -> tuple[dict[str, str], frozenset[str]]:
     """The content tags of the builds (services, and their seeds' ``run`` steps) and the images the engine has."""
-    tags = {s: image_tag(bp.name, bp.services[s].build) for s in selected if bp.services[s].build}  # type: ignore[arg-type]
+    tags = image_tags(bp, selected)  # a context that cannot be read or is too large: BlueprintError
     wanted = set(tags.values()) | {str(bp.services[s].image) for s in selected if bp.services[s].image}
     for s in selected if seed else ():
         for i, item in enumerate(bp.services[s].seed, 1):
@@ -88,9 +120,10 @@ def _images(bp: Blueprint, backend: Backend | None, selected: tuple[str, ...],
         return tags, frozenset(t for t, ok in zip(wanted, pool.map(backend.image_exists, wanted), strict=True) if ok)
 
 
-def _plan(bp: Blueprint, backend: Backend | None, name: str | None, only: tuple[str, ...], seed: bool = True) -> Plan:
+def _plan(bp: Blueprint, backend: Backend | None, name: str | None, only: tuple[str, ...], seed: bool = True,
+          ttl: float | None = None, lifetime: Lifetime = "owner") -> Plan:
     _check_only(bp, only)
-    identity = _identity(bp, name)
+    identity = _identity(bp, name, ttl, lifetime)
     selected = bp.closure(only) if only else tuple(bp.services)
     tags, existing = _images(bp, backend, selected, seed)
     # Offline (no backend): plan as an engine that can do everything would run it.
@@ -99,17 +132,18 @@ def _plan(bp: Blueprint, backend: Backend | None, name: str | None, only: tuple[
                      engine=backend.name if backend is not None else "engine", seed=seed)
 
 
-def plan(blueprint: str | Path | Blueprint, *, name: str | None = None, only: tuple[str, ...] = (),
+def plan(blueprint: BlueprintLike, *, name: str | None = None, only: tuple[str, ...] = (),
          env: Mapping[str, str] | None = None, backend: Backend | None = None,
-         engine: str | None = None, seed: bool = True) -> Plan:
+         engine: str | None = None, env_files: Sequence[str | Path] | None = None,
+         directory: str | Path | None = None, seed: bool = True) -> Plan:
     """What ``up`` would do. Without a backend or an ``engine`` name no engine is asked, and every
     image counts as missing."""
-    bp = blueprint if isinstance(blueprint, Blueprint) else load(blueprint, env)
+    bp = _load(blueprint, env, env_files, directory)
     return _plan(bp, backend or (connect(engine) if engine else None), name, only, seed)
 
 
 def up(
-    blueprint: str | Path | Blueprint,
+    blueprint: BlueprintLike,
     *,
     name: str | None = None,
     only: tuple[str, ...] = (),
@@ -120,6 +154,11 @@ def up(
     backend: Backend | None = None,
     engine: str | None = None,
     seed: bool = True,
+    env_files: Sequence[str | Path] | None = None,
+    directory: str | Path | None = None,
+    ttl: float | None = None,
+    lifetime: Lifetime = "owner",
+    artifacts: str | Path | None = None,
 ) -> Environment:
     """Bring a blueprint up as a new, isolated run and wait until every service is ready.
 
@@ -128,14 +167,43 @@ def up(
     ``down()``, or at interpreter exit. ``backend``: the engine to use; otherwise ``engine`` (a name
     from ``envkit.backends.ENGINES``) or ``ENVKIT_ENGINE`` chooses one. ``seed=False`` skips every
     service's ``seed:`` steps (``--no-seed``).
+
+    ``blueprint`` may be a path or the same data as a mapping (relative paths in it start from
+    ``directory``, else the current folder). ``${VAR}`` reads ``env`` (default: the process environment)
+    over ``env_files`` in order; None reads the ``.env`` beside a blueprint file, as Compose does.
+
+    ``ttl`` (seconds; None or 0: none): after it anyone's ``envkit gc`` may remove the run.
+    ``lifetime``: "owner" (the run ends with this process: ``envkit gc`` removes it once the process is
+    gone) or "detached" (it may be handed over, ``detach()``: only ``down`` or its expiry remove it;
+    implied by ``keep_on_failure``). ``artifacts``: a folder; if up fails, a forensics bundle is written
+    to ``<artifacts>/<run id>/`` before anything is removed (docs/forensics.md).
     """
-    bp = blueprint if isinstance(blueprint, Blueprint) else load(blueprint, env)
+    bp = _load(blueprint, env, env_files, directory)
+    if bp.secrets:  # no secret value in an event or an error (docs/security.md)
+        on_event = functools.partial(_scrubbed, on_event, bp.secrets)
     backend = backend or connect(engine)
-    the_plan = _plan(bp, backend, name, only, seed)
+    try:
+        return _up(bp, backend, name, only, timeout, keep_on_failure, on_event, seed, ttl, lifetime, artifacts)
+    except BaseException as exc:
+        secrets.scrub_error(exc, bp.secrets)
+        raise
+
+
+def _scrubbed(sink: EventSink, hidden: tuple[Secret, ...], event: Event) -> None:
+    sink(secrets.scrub_event(event, hidden))
+
+
+def _up(bp: Blueprint, backend: Backend, name: str | None, only: tuple[str, ...], timeout: float | None,
+        keep_on_failure: bool, on_event: EventSink, seed: bool, ttl: float | None, lifetime: Lifetime,
+        artifacts: str | Path | None) -> Environment:
+    the_plan = _plan(bp, backend, name, only, seed, ttl, "detached" if keep_on_failure else lifetime)
     run_id = the_plan.run_id
     if backend.list_resources({L.MANAGED: "true", L.RUN: run_id}):
         raise NameInUse(f"run name '{run_id}' is in use: a run of that name exists; choose another --name or "
                         f"`envkit down {run_id}`")
+    recorder = forensics.Recorder(the_plan, on_event)  # forensics: what this up saw, for a bundle
+    # The recorder keeps what it hears for the bundle: it hears it with secrets scrubbed, as everyone does.
+    on_event = functools.partial(_scrubbed, recorder, bp.secrets) if bp.secrets else recorder
     on_event(Event("plan", run_id, f"run {run_id}: {len(the_plan.steps)} steps", detail=str(len(the_plan.steps))))
     if backend.origin is not None:  # reaper: before the first resource exists (ReaperUnavailable if it cannot start)
         # Only an engine connect() made can be reached again from the watchdog (a hand-made one, e.g. the fake,
@@ -144,7 +212,7 @@ def up(
         reaper.watch(run_id, {L.OWNER: the_plan.identity.owner, L.CREATED_AT: the_plan.identity.created_at},
                      on_event, {**engine_env, "ENVKIT_ENGINE": engine_name})
     deadline = time.monotonic() + timeout if timeout else None
-    executor = Executor(backend, on_event, deadline=deadline)
+    executor = Executor(backend, on_event, deadline=deadline, probes=recorder.probes)
     try:
         held = claim(backend, run_id, _stamp(bp, the_plan))  # one owner per name, before anything is made
         executor.run(the_plan)
@@ -152,10 +220,14 @@ def up(
         # Inside the try: an interrupt before the run is in an owned Environment (removed at exit) is rolled back.
         environment = Environment(backend, run_id, owned=True)
         environment.blueprint = bp
+        environment.recorder = recorder
     except NameInUse:
         raise  # nothing of ours exists: no rollback (the watchdog, if it ever acts, finds nothing of ours either)
     except BaseException as exc:
         interrupted = not isinstance(exc, Exception)
+        if artifacts is not None and not interrupted:  # forensics: before rollback removes the evidence
+            secrets.scrub_error(exc, bp.secrets)
+            forensics.write_failure(backend, recorder, exc, Path(artifacts) / run_id, bp)
         if keep_on_failure and not interrupted:
             reaper.release(run_id)  # reaper: kept for inspection, handed over like `envkit up`
             on_event(Event("note", run_id, f"kept run {run_id} for inspection; remove it with: envkit down {run_id}"))
@@ -172,7 +244,7 @@ def up(
 def _stamp(bp: Blueprint, the_plan: Plan) -> dict[str, str]:
     i = the_plan.identity
     return {L.MANAGED: "true", L.RUN: i.run_id, L.BLUEPRINT: bp.name, L.OWNER: i.owner, L.CREATED_AT: i.created_at,
-            L.VERSION: i.version}
+            L.VERSION: i.version, L.LIFETIME: i.lifetime, **({L.EXPIRES_AT: i.expires_at} if i.expires_at else {})}
 
 
 def _rollback(backend: Backend, the_plan: Plan, on_event: EventSink) -> bool:
@@ -225,10 +297,20 @@ def attach(run_id: str, *, backend: Backend | None = None, engine: str | None = 
 
 
 def down(run_ids: list[str] | None = None, *, all_runs: bool = False, on_event: EventSink = ignore,
-         backend: Backend | None = None, engine: str | None = None) -> dict[str, int]:
+         backend: Backend | None = None, engine: str | None = None, missing_ok: bool = False,
+         include_live: bool = False) -> dict[str, int]:
+    """Remove the named runs (one with nothing left raises RunNotFound unless ``missing_ok``), or with
+    ``all_runs`` every run, except (unless ``include_live``) those that may belong to another running
+    process (``envkit.gc``; a note names them)."""
     backend = backend or connect(engine)
-    ids = [r.run_id for r in list_runs(backend)] if all_runs else list(run_ids or [])
-    return teardown(backend, ids, on_event)
+    if not all_runs:
+        return teardown(backend, list(run_ids or []), on_event, missing_ok=missing_ok)
+    found = gc.survey(backend)
+    live_runs = set() if include_live else {g.run_id for g in found.live()}
+    if live_runs:
+        on_event(Event("note", "", f"left {len(live_runs)} runs that may belong to running processes: "
+                                   f"{', '.join(sorted(live_runs))} (--include-live removes them too)"))
+    return gc.remove_generations(backend, [g for g in found.runs if g.run_id not in live_runs], on_event)
 
 
 def ls(*, backend: Backend | None = None, engine: str | None = None) -> list[RunSummary]:
@@ -241,7 +323,12 @@ class ServiceStatus:
     container: str
     kind: str
     state: str
-    ready: str  # ready | not ready: ... | completed | failed: ...
+    ready: str  # ready | not ready: ... | completed | running (a job) | failed: ...
+
+    @property
+    def ok(self) -> bool:
+        """Ready, or a job that completed."""
+        return self.ready in ("ready", "completed")
     ports: dict[str, tuple[str, int]]  # "8080/tcp" -> (host ip, host port): plain data for display and JSON
 
 
@@ -264,6 +351,7 @@ class Environment:
         self.run_id = run_id
         self.owned = owned
         self.blueprint: Blueprint | None = None
+        self.recorder: forensics.Recorder | None = None  # what up() saw, when this process brought it up
         self._info: RunInfo | None = None
         self._gone = False
         if owned:
@@ -297,7 +385,16 @@ class Environment:
 
     @property
     def outputs(self) -> dict[str, str]:
-        return resolve(self.info)
+        return resolve(self.info, secret=self._secrets())
+
+    @property
+    def shown_outputs(self) -> dict[str, str]:
+        """The outputs as a person may see them: secrets masked (``envkit.outputs.shown``)."""
+        return shown(self.info, self.outputs)
+
+    def _secrets(self) -> dict[str, str]:
+        # In the process that loaded the blueprint, its values; elsewhere, read back (docs/security.md).
+        return secret_values(self.info, self.blueprint.secrets if self.blueprint else (), os.environ)
 
     @property
     def services(self) -> tuple[str, ...]:
@@ -331,19 +428,46 @@ class Environment:
     # -- reaching in ----------------------------------------------------------------------------------
     def exec(self, service: str, command: list[str] | tuple[str, ...], replica: int = 1,
              user: str | None = None) -> ExecResult:
-        return self.backend.exec(self._container(service, replica).id, tuple(command), user)
+        """Run a command in a replica of ``service``; ServiceFailed (by service name) if it has stopped."""
+        container = self._running(service, replica)
+        try:
+            return self.backend.exec(container.id, tuple(command), user)
+        except Conflict:  # stopped since it was last looked at
+            self._running(service, replica, fresh=True)
+            raise
+
+    def exec_stream(self, service: str, command: list[str] | tuple[str, ...], *, stdin: int | None,
+                    stdout: BinaryIO, stderr: BinaryIO, tty: bool = False, replica: int = 1,
+                    user: str | None = None) -> ExecSession:
+        """Start a command in a replica of ``service`` with its streams attached (``Backend.exec_stream``:
+        stdin from a file descriptor, output as it comes, a terminal with ``tty``); ``wait()`` on the
+        session gives its exit code. ServiceFailed (by service name) if the service has stopped."""
+        container = self._running(service, replica)
+        try:
+            return self.backend.exec_stream(container.id, tuple(command), stdin=stdin, stdout=stdout,
+                                            stderr=stderr, tty=tty, user=user)
+        except Conflict:
+            self._running(service, replica, fresh=True)
+            raise
+
+    def _running(self, service: str, replica: int = 1, fresh: bool = False) -> ContainerState:
+        """The replica's container, raising ServiceFailed by service name if it is not running."""
+        if fresh:
+            self.refresh()
+        container = self._container(service, replica)
+        dead = stopped_error(self.run_id, service, [container], "cannot run a command in it")
+        if dead is not None:
+            raise dead
+        return container
 
     def logs(self, service: str | None = None, tail: int | None = None, since: float | None = None,
              until: float | None = None) -> str:
-        """One service's logs, or every service's with a ``name | `` prefix per line."""
+        """One service's logs, or every service's interleaved by time, with a ``name | `` prefix per line."""
         if service is not None:
             return "".join(self.backend.logs(c.id, tail, since, until) for c in self.info.replicas(service)
                            or [self._container(service)])
-        parts = []
-        for c in self.info.containers:
-            for line in self.backend.logs(c.id, tail, since, until).splitlines():
-                parts.append(f"{c.labels.get(L.SERVICE, c.name)} | {line}")
-        return "\n".join(parts) + ("\n" if parts else "")
+        # Every service's lines interleaved by time (envkit.logs), each named by its service.
+        return "".join(f"{e.line()}\n" for e in merged(self.backend, self.info, (), tail, since, until))
 
     def follow(self, service: str, tail: int | None = None, replica: int = 1) -> Iterator[str]:
         """New output of one replica as it comes (blocks; stop by closing the iterator)."""
@@ -357,10 +481,12 @@ class Environment:
             if kind == "job":
                 ready = "completed" if c.exit_code == 0 else (
                     f"failed: exit {c.exit_code}" if c.exit_code is not None else "running")
+            elif (why := stopped_reason(c)) is not None:
+                ready = f"failed: {why}"
             elif not c.running:
-                ready = f"not ready: {c.status}" + (f" (exit {c.exit_code})" if c.exit_code is not None else "")
+                ready = f"not ready: {c.status}"
             else:
-                probe = _probe_from_label(c.labels.get(L.PROBE, ""))
+                probe = probe_from_label(c.labels.get(L.PROBE, ""), self._secrets())
                 try:
                     outcome, detail = check(self.backend, c, probe)  # c was just inspected (refresh)
                 except EngineError as exc:
@@ -374,8 +500,48 @@ class Environment:
         """Run the seed steps of these services (default: every service that has them) again."""
         seed(self.run_id, services, on_event=on_event, backend=self.backend)
 
+    # -- working on the live run (envkit.live) ------------------------------------------------------------
+    def stop(self, *services: str, timeout: float | None = None, on_event: EventSink = ignore) -> LiveResult:
+        """Stop services (every service when none is named), dependants first; the containers are kept.
+        ``timeout``: seconds to wait after the stop signal before killing (default: the service's
+        ``stop_grace_period``, else 10)."""
+        return self._live(live.lifecycle(self.backend, self.run_id, "stop", services, on_event=on_event,
+                                         timeout=timeout))
+
+    def start(self, *services: str, timeout: float | None = None, on_event: EventSink = ignore) -> LiveResult:
+        """Start services again, dependencies first, and wait until each is ready."""
+        return self._live(live.lifecycle(self.backend, self.run_id, "start", services, on_event=on_event,
+                                         timeout=timeout))
+
+    def restart(self, *services: str, timeout: float | None = None, on_event: EventSink = ignore) -> LiveResult:
+        """Stop, then start services, in dependency order, and wait until they are ready again."""
+        return self._live(live.lifecycle(self.backend, self.run_id, "restart", services, on_event=on_event,
+                                         timeout=timeout))
+
+    def rebuild(self, *services: str, blueprint: str | Path | None = None, env: Mapping[str, str] | None = None,
+                timeout: float | None = None, on_event: EventSink = ignore) -> LiveResult:
+        """Rebuild services' images from the blueprint and replace their containers, keeping their names,
+        DNS aliases and host ports; their dependants keep running. None named: those whose build changed."""
+        return self._live(live.rebuild(self.backend, self.run_id, services, blueprint=blueprint or self._source(),
+                                       env=env, timeout=timeout, on_event=on_event))
+
+    def _source(self) -> Path | None:
+        return self.blueprint.file if self.blueprint is not None else None
+
+    def _live(self, result: LiveResult) -> LiveResult:
+        self._info = result.info
+        return result
+
+    def collect(self, directory: str | Path, *, reason: str = "") -> Path:
+        """Write a forensics bundle of the run (logs, inspect data, probe history, plan timing, events,
+        SUMMARY.txt) into ``directory``; ``reason`` heads the summary. Returns the folder."""
+        return forensics.write_live(self.backend, self.run_id, Path(directory), blueprint=self.blueprint,
+                                    recorder=self.recorder, reason=reason)
+
     def detach(self) -> None:
-        """Hand the run over: it is no longer removed on ``with`` exit or at interpreter exit."""
+        """Hand the run over: it is no longer removed on ``with`` exit or at interpreter exit. Its labels
+        still say lifetime "owner" unless up() was given ``lifetime="detached"``: then ``envkit gc``
+        removes it once this process is gone."""
         self.owned = False
         _owned.discard(self)
         reaper.release(self.run_id)  # reaper: handed over
@@ -388,18 +554,4 @@ class Environment:
         reaper.release(self.run_id)  # reaper: nothing left to remove
         self._gone = True
         _owned.discard(self)
-
-
-def _probe_from_label(text: str) -> Probe | None:
-    if not text:
-        return None
-    try:
-        fields = json.loads(text)
-        if "command" in fields:
-            fields["command"] = tuple(fields["command"])
-        return Probe(**fields)
-    except (ValueError, TypeError):
-        return None
-
-
 

@@ -7,6 +7,7 @@
     ├── EngineError (5) ........... the engine refused or failed a call
     │   ├── NotFound (5) .......... the object is not there (removals treat this as success)
     │   ├── Conflict (5) .......... a name is taken, or the object is in the wrong state for the call
+    │   │   └── PortBusy (5) ...... a host port to publish on is taken by another program
     │   ├── Busy (5) .............. in use for now (a network with endpoints still detaching); retried
     │   ├── Transient (5) ......... timeouts, 5xx, dropped connections mid-call; retried (envkit.retry)
     │   └── BuildFailed (5) ....... an image build failed (names the service, shows the build log tail)
@@ -29,6 +30,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from envkit.text import strip_ansi
+
 __all__ = [
     "BlueprintError",
     "BuildFailed",
@@ -40,6 +43,7 @@ __all__ = [
     "FaultError",
     "Interrupted",
     "NotFound",
+    "PortBusy",
     "Problem",
     "RunNotFound",
     "SeedFailed",
@@ -76,10 +80,10 @@ class Problem:
 class BlueprintError(EnvkitError):
     exit_code = 3
 
-    def __init__(self, problems: Sequence[Problem]) -> None:
+    def __init__(self, problems: Sequence[Problem], what: str = "blueprint") -> None:
         self.problems = tuple(sorted(set(problems)))
         count = len(self.problems)
-        head = "invalid blueprint" if count == 1 else f"invalid blueprint ({count} problems)"
+        head = f"invalid {what}" if count == 1 else f"invalid {what} ({count} problems)"
         super().__init__(head + ":\n" + "\n".join(f"  {p}" for p in self.problems))
 
 
@@ -97,6 +101,15 @@ class NotFound(EngineError):
 
 class Conflict(EngineError):
     """A name is already taken, or the object is in a state the call cannot act on."""
+
+
+class PortBusy(Conflict):
+    """A host port the container must publish on is already taken (``host_ip``:``port``; 0 if unknown)."""
+
+    def __init__(self, message: str, host_ip: str = "", port: int = 0) -> None:
+        self.host_ip = host_ip
+        self.port = port
+        super().__init__(message)
 
 
 class Busy(EngineError):
@@ -117,15 +130,20 @@ def _tail(lines: Sequence[str]) -> str:
     return "".join(f"\n  | {line}" for line in lines)
 
 
+def _clean(lines: Sequence[str]) -> tuple[str, ...]:
+    """Build and log output as text: colours and cursor moves (BuildKit, npm, pytest) removed."""
+    return tuple(strip_ansi(line) for line in lines)
+
+
 class BuildFailed(EngineError):
     def __init__(self, services: Sequence[str], image: str, reason: str, log_tail: Sequence[str]) -> None:
         self.services = tuple(services)
         self.image = image
-        self.reason = reason
-        self.log_tail = tuple(log_tail)
+        self.reason = _clean([reason])[0]
+        self.log_tail = _clean(log_tail)
         names = ", ".join(services)
         super().__init__(
-            f"service {names}: image build failed ({image}): {reason}"
+            f"service {names}: image build failed ({image}): {self.reason}"
             + (f"\n  last build output:{_tail(self.log_tail)}" if self.log_tail else "")
         )
 
@@ -135,14 +153,19 @@ class ServiceFailed(EnvkitError):
 
     exit_code = 6
 
-    def __init__(self, service: str, reason: str, log_tail: Sequence[str] = (), container: str = "") -> None:
+    def __init__(self, service: str, reason: str, log_tail: Sequence[str] = (), container: str = "",
+                 log_head: Sequence[str] = ()) -> None:
         self.service = service
         self.reason = reason
-        self.log_tail = tuple(log_tail)
+        self.log_tail = _clean(log_tail)  # its last log lines
+        self.log_head = _clean(log_head)  # and its first ones, when the log is longer than both
         self.container = container
         text = f"service {service}: {reason}"
-        if self.log_tail:
-            text += f"\n  last log lines of {container or service}:{_tail(self.log_tail)}"
+        who = container or service
+        if self.log_head:
+            text += (f"\n  first and last log lines of {who}:{_tail(self.log_head)}\n  | …{_tail(self.log_tail)}")
+        elif self.log_tail:
+            text += f"\n  last log lines of {who}:{_tail(self.log_tail)}"
         elif container:
             text += f"\n  ({container} printed no logs)"
         super().__init__(text)

@@ -11,30 +11,48 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import Protocol
 
 from envkit.backends.base import Backend
 from envkit.errors import EnvkitError
 from envkit.events import Event, EventKind, EventSink, Phase, ignore
 from envkit.handlers import Context, Ledger, run_step
-from envkit.plan import Plan
-from envkit.probes import Aborted
+from envkit.probes import Aborted, ProbeLog
 from envkit.steps import Step
 
-__all__ = ["Executor", "Ledger"]
+__all__ = ["Executor", "Graph", "Ledger"]
+
+
+class Graph(Protocol):
+    """What the executor runs: a plan of ``up`` (``envkit.plan.Plan``) or of work on a live run
+    (``envkit.live.LivePlan``)."""
+
+    @property
+    def run_id(self) -> str: ...
+
+    @property
+    def steps(self) -> tuple[Step, ...]: ...
+
+    def step(self, step_id: str) -> Step: ...
 
 
 class Executor:
     def __init__(self, backend: Backend, on_event: EventSink = ignore, max_parallel: int = 16,
-                 deadline: float | None = None) -> None:
+                 deadline: float | None = None, existing: Mapping[str, str] | None = None,
+                 probes: ProbeLog | None = None) -> None:
         self.backend = backend
         self.on_event = on_event
         self.max_parallel = max_parallel
         self.deadline = deadline  # time.monotonic() value by which everything must be ready
         self.abort = threading.Event()
         self.ledger = Ledger()
+        # Containers the plan acts on without creating them (a live run's): name -> id.
+        self.ledger.containers.update(existing or {})
+        self.probes = probes  # the readiness checks' results go here (forensics)
 
-    def run(self, plan: Plan) -> Ledger:
+    def run(self, plan: Graph) -> Ledger:
         pending = {s.id: set(s.after) for s in plan.steps}
         dependants: dict[str, list[str]] = {}
         for s in plan.steps:
@@ -95,7 +113,8 @@ class Executor:
 
         began = time.monotonic()
         try:
-            done = run_step(Context(self.backend, self.ledger, self.abort, step, output, self.deadline, progress))
+            done = run_step(Context(self.backend, self.ledger, self.abort, step, output, self.deadline, progress,
+                                    probes=self.probes))
         except Aborted:
             raise
         except EnvkitError as exc:

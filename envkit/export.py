@@ -34,10 +34,10 @@ from typing import Any
 
 import yaml
 
+from envkit import images
 from envkit.blueprint.keys import SERVICE
 from envkit.blueprint.model import Blueprint, Port, Probe, Service
 from envkit.blueprint.refs import REF
-from envkit.images import image_tag
 
 __all__ = ["EXTENSION", "HEALTHCHECK_TIMING", "ComposeExport", "healthcheck_test", "image_tags", "to_compose"]
 
@@ -72,7 +72,7 @@ class ComposeExport:
 
 def image_tags(bp: Blueprint) -> dict[str, str]:
     """Each build service's content tag: reads the build contexts (the only I/O of an export)."""
-    return {n: image_tag(bp.name, s.build) for n, s in bp.services.items() if s.build is not None}
+    return images.image_tags(bp, bp.services)
 
 
 def to_compose(bp: Blueprint, tags: Mapping[str, str], base: Path | None = None) -> ComposeExport:

@@ -14,9 +14,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from envkit.backends.base import Backend
-from envkit.errors import BuildFailed, EngineError, ServiceFailed
-from envkit.probes import Aborted, log_tail, wait_exited, wait_ready
+from envkit.backends.base import Backend, Capability
+from envkit.errors import BuildFailed, EngineError, PortBusy, ServiceFailed
+from envkit.probes import Aborted, ProbeLog, failure, wait_exited, wait_ready
 from envkit.steps import (
     BuildImage,
     CreateContainer,
@@ -25,9 +25,11 @@ from envkit.steps import (
     Payload,
     PullImage,
     ReleaseContainer,
+    RemoveContainer,
     SeedStep,
     StartContainer,
     Step,
+    StopContainer,
     Usable,
     WaitComplete,
     WaitReady,
@@ -65,6 +67,7 @@ class Context:
     output: Callable[[str], None]  # a line of the step's own output (a build's log), as an event
     deadline: float | None = None  # time.monotonic() value by which everything must be ready
     progress: Callable[[str], None] = lambda detail: None  # what a wait last saw, as a "progress" event
+    probes: ProbeLog | None = None  # where readiness checks report their results (forensics)
 
     @property
     def service(self) -> str:
@@ -134,6 +137,12 @@ def _create(x: Context, p: CreateContainer) -> Done:
 def _start_now(x: Context, name: str) -> Done:
     try:
         x.backend.start_container(x.ledger.containers[name])
+    except PortBusy as exc:
+        where = f"host port {exc.host_ip}:{exc.port}" if exc.port else "a host port it publishes"
+        raise ServiceFailed(x.service, f"cannot start: {where} is already in use (by another program or "
+                            f"run); stop what uses it, or let the engine choose a free port: write the port in "
+                            f"services.{x.service}.ports without a host part (`- 8080` rather than `- 8080:8080`, "
+                            "or no `host:`)", container=name) from exc
     except EngineError as exc:
         raise ServiceFailed(x.service, f"cannot start: {exc}", container=name) from exc
     return Done(f"started {name}")
@@ -154,19 +163,19 @@ def _release(x: Context, p: ReleaseContainer) -> Done:
     except EngineError as exc:
         state = x.backend.inspect_container(ident)
         why = f"exited with code {state.exit_code} before its release" if not state.running else str(exc)
-        raise ServiceFailed(x.service, why, log_tail(x.backend, ident), p.container) from exc
+        raise failure(x.backend, x.service, why, ident, p.container) from exc
     return Done(f"released {p.container}")
 
 
 def _ready(x: Context, p: WaitReady) -> Done:
     began = time.monotonic()
     wait_ready(x.backend, x.ledger.containers[p.container], x.service, p.probe, x.remaining(p.timeout), x.abort,
-               x.progress)
+               x.progress, x.probes)
     return Done(f"{x.service} ready in {time.monotonic() - began:.2f}s")
 
 
 def _complete(x: Context, p: WaitComplete) -> Done:
-    wait_exited(x.backend, x.ledger.containers[p.container], x.service, x.remaining(p.timeout), x.abort)
+    wait_exited(x.backend, x.ledger.containers[p.container], x.service, x.remaining(p.timeout), x.abort, x.probes)
     return Done(f"{x.service} completed")
 
 
@@ -183,6 +192,17 @@ def _seed(x: Context, p: SeedStep) -> Done:
     return Done(f"{p.service} seed {p.index}/{p.total} in {time.monotonic() - began:.2f}s: {what}", p.detail)
 
 
+def _stop(x: Context, p: StopContainer) -> Done:
+    x.backend.require(Capability.SIGNAL, f"stop {p.container}")
+    x.backend.stop_container(x.ledger.containers[p.container], p.grace)
+    return Done(f"stopped {p.container}")
+
+
+def _remove(x: Context, p: RemoveContainer) -> Done:
+    x.backend.remove_container(x.ledger.containers[p.container], 0)
+    return Done(f"removed {p.container}")
+
+
 #: payload type -> handler (each handler takes its own payload type; ``run_step`` pairs them)
 HANDLERS: Mapping[type[Payload], Callable[[Context, Any], Done]] = {
     BuildImage: _build,
@@ -196,6 +216,8 @@ HANDLERS: Mapping[type[Payload], Callable[[Context, Any], Done]] = {
     WaitComplete: _complete,
     Usable: _usable,
     SeedStep: _seed,
+    StopContainer: _stop,
+    RemoveContainer: _remove,
 }
 
 

@@ -10,12 +10,15 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import stat
+from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
 
-from envkit.blueprint.model import Build
+from envkit.blueprint.model import Blueprint, Build
+from envkit.errors import BlueprintError, EnvkitError
 
-__all__ = ["context_digest", "image_tag"]
+__all__ = ["MAX_BYTES", "MAX_FILES", "ContextError", "context_digest", "image_tag", "image_tags"]
 
 RECIPE = 2
 
@@ -67,31 +70,86 @@ def _ignored(rel: str, patterns: list[tuple[bool, re.Pattern[str]]]) -> bool:
     return ignored
 
 
+#: a build context larger than this is refused before it is read (a context of ``/`` would walk the whole disk)
+MAX_FILES = 50_000
+MAX_BYTES = 2 * 1024**3
+
+
+class ContextError(EnvkitError):
+    """A build context that cannot be hashed: unreadable, or too large. ``image_tags`` names the service."""
+
+
 @lru_cache(maxsize=256)
 def _digest(context: Path, mtimes: tuple[tuple[str, int, int], ...]) -> str:
     h = hashlib.sha256()
     for rel, _, mode in mtimes:
         h.update(rel.encode() + b"\0" + str(mode & 0o111).encode() + b"\0")
-        h.update(hashlib.sha256((context / rel).read_bytes()).digest())
+        full = context / rel
+        try:
+            # A link is sent to the engine as a link: its text is hashed, never what it points at.
+            data = os.readlink(full).encode() if stat.S_ISLNK(mode) else full.read_bytes()
+        except OSError as exc:
+            raise ContextError(f"cannot read {full}: {exc.strerror}") from exc
+        h.update(hashlib.sha256(data).digest())
     return h.hexdigest()
 
 
-def context_digest(build: Build) -> str:
-    patterns = _ignore_patterns(build.context)
+def _files(context: Path) -> list[tuple[str, int, int]]:
+    patterns = _ignore_patterns(context)
     files: list[tuple[str, int, int]] = []
-    for root, dirs, names in os.walk(build.context):
+    size = 0
+
+    def unreadable(exc: OSError) -> None:
+        raise ContextError(f"cannot read {exc.filename}: {exc.strerror}")
+
+    for root, dirs, names in os.walk(context, onerror=unreadable):
         dirs.sort()
         for name in sorted(names):
             full = Path(root) / name
-            rel = full.relative_to(build.context).as_posix()
-            if _ignored(rel, patterns) or not full.is_file():
+            rel = full.relative_to(context).as_posix()
+            if _ignored(rel, patterns):
                 continue
-            st = full.stat()
+            try:
+                st = full.lstat()
+            except OSError as exc:
+                raise ContextError(f"cannot read {full}: {exc.strerror}") from exc
+            if not (stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode)):
+                continue  # sockets, fifos, devices: not sent to the engine (and a fifo would block a read)
+            size += st.st_size if stat.S_ISREG(st.st_mode) else 0
             files.append((rel, hash((st.st_mtime_ns, st.st_size, st.st_ino)), st.st_mode))
-    h = hashlib.sha256(_digest(build.context, tuple(files)).encode())
+            if len(files) > MAX_FILES or size > MAX_BYTES:
+                raise ContextError(f"build context {context} is too large (more than {MAX_FILES} files or "
+                                   f"{MAX_BYTES // 1024**3} GiB); point 'build' at a smaller folder or add a "
+                                   ".dockerignore")
+    return files
+
+
+def context_digest(build: Build) -> str:
+    """Raises ContextError for a context that cannot be read or is too large."""
+    if (build.context / ".dockerignore").is_file() and not os.access(build.context / ".dockerignore", os.R_OK):
+        raise ContextError(f"cannot read {build.context / '.dockerignore'}: permission denied")
+    h = hashlib.sha256(_digest(build.context, tuple(_files(build.context))).encode())
     # RECIPE changes when what envkit adds to a build changes (its labels), so old images are not reused.
     h.update(repr((RECIPE, build.dockerfile, build.args, build.target)).encode())
     return h.hexdigest()
+
+
+def image_tags(bp: Blueprint, services: Iterable[str]) -> dict[str, str]:
+    """The content tag of each of ``services`` that builds; a context that cannot be hashed is a
+    BlueprintError naming the service's ``build`` (every such service, not just the first)."""
+    tags: dict[str, str] = {}
+    problems = []
+    for name in services:
+        build = bp.services[name].build
+        if build is None:
+            continue
+        try:
+            tags[name] = image_tag(bp.name, build)
+        except ContextError as exc:
+            problems.append(bp.marks.problem(("services", name, "build"), str(exc)))
+    if problems:
+        raise BlueprintError(problems)
+    return tags
 
 
 def image_tag(blueprint: str, build: Build) -> str:

@@ -245,8 +245,27 @@ def _service(ctx: _Context, name: str, spec: dict[str, Any], job: bool, healthy:
             out[key] = {**out[key], **value}
         else:
             out[key] = value
+    if _outside(ctx, out) and "host-paths" not in (out.get("allow") or []):
+        # A blueprint refuses host paths outside its folder unless it says so (docs/security.md): say so,
+        # loudly, rather than write a file that does not load.
+        out["allow"] = [*(out.get("allow") or []), "host-paths"]
+        ctx.note(path, "uses files outside the blueprint's folder: 'allow: [host-paths]' added; review it")
     order = {k: i for i, k in enumerate(SERVICE.names)}
     return dict(sorted(out.items(), key=lambda kv: order.get(kv[0], len(order))))
+
+
+def _outside(ctx: _Context, out: dict[str, Any]) -> bool:
+    """Whether the service's build context or a bind mount source lies outside the blueprint's folder."""
+    build = out.get("build")
+    paths = [build if isinstance(build, str) else (build or {}).get("context")] if build is not None else []
+    for mount in out.get("volumes") or []:
+        if isinstance(mount, str) and mount.startswith((".", "/", "~")):
+            paths.append(mount.split(":", 1)[0])
+        elif isinstance(mount, dict) and mount.get("type") == "bind":
+            paths.append(mount.get("source"))
+    base = ctx.base.resolve()
+    return any(isinstance(p, str) and not (base / os.path.expanduser(p)).resolve().is_relative_to(base)
+               for p in paths)
 
 
 def _build(ctx: _Context, path: Key, value: Any) -> Any:

@@ -26,19 +26,25 @@ BLUEPRINT = f"{NS}.blueprint"
 BLUEPRINT_PATH = f"{NS}.blueprint-path"
 SERVICE = f"{NS}.service"
 REPLICA = f"{NS}.replica"
-ROLE = f"{NS}.role"  # service | seed | fault | reaper | claim (envkit.claim: a volume, while `up` runs)
+ROLE = f"{NS}.role"  # service | seed | fault | reaper | helper | snapshot | claim (a volume, while `up` runs)
 KIND = f"{NS}.kind"  # service | job
 OWNER = f"{NS}.owner"
 CREATED_AT = f"{NS}.created-at"
+EXPIRES_AT = f"{NS}.expires-at"  # same format as created-at (UTC, seconds); absent: no expiry (envkit/gc.py)
+LIFETIME = f"{NS}.lifetime"  # owner: ends with its owner process | detached: until down or expiry (envkit/gc.py)
 VERSION = f"{NS}.version"
 NETWORK = f"{NS}.network"
 VOLUME = f"{NS}.volume"
 PROBE = f"{NS}.probe"
+IMAGE = f"{NS}.image"  # the image a container was made from (a build's content tag): `envkit rebuild` compares it
+DEPENDS_ON = f"{NS}.depends-on"  # JSON {"service": "started|ready|completed"}: restart order without the blueprint
 STOP_GRACE = f"{NS}.stop-grace"
 OUTPUT_PREFIX = f"{NS}.output."
+SECRET_OUTPUT_PREFIX = f"{NS}.secret-output."  # + an output marked `secret: true`: "true" (shown masked whole)
+SECRET_PREFIX = f"{NS}.secret."  # + a secret's name: where its value is (SERVICE/KEY[/START:END]), never the value
 CONTEXT_HASH = f"{NS}.context-hash"
 
-_RUN_ID = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+_RUN_ID = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}\Z")
 
 
 def new_run_id(blueprint_name: str) -> str:

@@ -5,20 +5,38 @@ from __future__ import annotations
 
 import json
 import re
+from collections import defaultdict
 from collections.abc import Mapping
 from typing import Any
 
 from envkit import labels as L
+from envkit import secrets
 from envkit.backends.base import ContainerState, PortKey, Protocol
 from envkit.blueprint import refs
 from envkit.errors import EnvkitError
 from envkit.runs import RunInfo
+from envkit.secrets import Secret
+from envkit.stopped import stopped_error
 
-__all__ = ["JSON_SCHEMA", "host_port", "mask", "resolve", "run_document", "service_host", "to_dotenv"]
+__all__ = [
+    "JSON_SCHEMA",
+    "host_port",
+    "mask",
+    "resolve",
+    "run_document",
+    "secret_values",
+    "service_host",
+    "shown",
+    "to_dotenv",
+]
 
 JSON_SCHEMA = "envkit.run/v1"
 _SECRET_KEY = re.compile(r"pass(word)?|secret|token|credential|api_?key|private", re.I)
-_URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^/:@\s]*:)(?P<pw>[^@/\s]+)(?P<tail>@)", re.I)
+# The password of a URL runs to the *last* "@" before the host ("s3cr/et@x" holds both "/" and "@").
+_URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^/:@\s]*:)(?!\d+(?:[/?#]|$))(?P<pw>\S*)(?P<tail>@[^@/\s]*(?:[/?#]|\s|$))",
+                           re.I)
+# libpq key/value strings ("host=db password=x" or password='it''s'), and KEY=value pairs in general.
+_KV_PASSWORD = re.compile(r"(?P<head>\b(?:password|passwd|pwd)\s*=\s*)(?P<pw>'(?:[^'\\]|\\.)*'|[^\s']+)", re.I)
 
 
 def _reachable(info: RunInfo, ip: str) -> str:
@@ -41,6 +59,9 @@ def host_port(info: RunInfo, service: str, container_port: int, protocol: Protoc
         bound = c.ports.get(key)
         if bound:
             return _reachable(info, bound.host_ip), bound.port
+    dead = stopped_error(info.run_id, service, _replicas(info, service), "its ports are gone")
+    if dead is not None:  # a stopped container publishes nothing: say that, not "no such port"
+        raise dead
     raise EnvkitError(f"service {service} of run {info.run_id} publishes no port {key}")
 
 
@@ -54,7 +75,36 @@ def service_host(info: RunInfo, service: str) -> str:
     return info.host
 
 
-def resolve(info: RunInfo, templates: tuple[tuple[str, str], ...] | None = None) -> dict[str, str]:
+def secret_values(info: RunInfo, known: tuple[Secret, ...] = (), fallback: Mapping[str, str] | None = None
+                  ) -> dict[str, str]:
+    """Each secret the run's labels refer to, by name: from ``known`` (the blueprint, in the process that
+    loaded it), else read back from the container that holds it (its locator label), else — for a secret
+    variable — from ``fallback`` (the asking process's environment). One that is nowhere is left out."""
+    out = {s.name: s.value for s in known}
+    environments = {name: dict(replicas[0].environment) for name, replicas in info.services.items() if replicas}
+    for name, where in info.secret_locators.items():
+        if name not in out:
+            value = secrets.read_back(where, environments)
+            if value is not None:
+                out[name] = value
+    for _, template in info.output_templates:
+        for name in secrets.names_in(template):
+            if name not in out and fallback is not None and name in fallback and "." not in name:
+                out[name] = fallback[name]
+    return out
+
+
+def shown(info: RunInfo, values: Mapping[str, str]) -> dict[str, str]:
+    """The outputs as a person may see them: an output marked secret as ``****``, a secret inside any other
+    as ``****`` (``postgresql://app:****@127.0.0.1:5432/app``), then ``mask``'s own guesses."""
+    masked = resolve(info, secret=defaultdict(lambda: secrets.MASK))
+    return {k: "****" if k in info.secret_outputs else mask(k, masked.get(k, v)) for k, v in values.items()}
+
+
+def resolve(info: RunInfo, templates: tuple[tuple[str, str], ...] | None = None,
+            secret: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The outputs' values. ``secret``: the secrets' values by name (``secret_values``); an output that
+    needs one it lacks is an error that names it."""
     def value(ref: refs.Ref) -> str:
         if isinstance(ref, refs.RunRef):
             return info.run_id
@@ -65,14 +115,28 @@ def resolve(info: RunInfo, templates: tuple[tuple[str, str], ...] | None = None)
             return L.container_name(info.run_id, service, 1)
         return str(host_port(info, service, ref.port)[1])
 
-    return {key: refs.substitute(template, value) for key, template in (templates or info.output_templates)}
+    out = {}
+    for key, template in (templates or info.output_templates):
+        text = refs.substitute(template, value)
+        try:
+            out[key] = secrets.restore(text, secret if secret is not None else {})
+        except KeyError as missing:
+            name = missing.args[0]
+            how = f"set {name} in the environment" if "." not in name else "the container that held it is gone"
+            raise EnvkitError(f"output {key} of run {info.run_id} needs the secret {name}, which no container of "
+                              f"the run holds ({how})") from None
+    return out
 
 
-def mask(key: str, value: str) -> str:
-    """For human eyes: hide values of secret-looking keys and passwords inside URLs."""
-    if _SECRET_KEY.search(key) and not value.startswith(("http://", "https://")) and "://" not in value:
+def mask(key: str, value: str, secret: bool = False) -> str:
+    """For human eyes: hide a secret output whole, values of secret-looking keys, passwords inside URLs
+    and libpq ``password=`` settings."""
+    if secret:
         return "****"
-    return _URL_PASSWORD.sub(lambda m: f"{m.group('head')}****{m.group('tail')}", value)
+    if _SECRET_KEY.search(key) and "://" not in value and "=" not in value:
+        return "****"
+    value = _URL_PASSWORD.sub(lambda m: f"{m.group('head')}****{m.group('tail')}", value)
+    return _KV_PASSWORD.sub(lambda m: f"{m.group('head')}****", value)
 
 
 def to_dotenv(values: Mapping[str, str]) -> str:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from envkit import capabilities as caps
 from envkit import labels as L
+from envkit import secrets
 from envkit.backends.base import (
     BuildSpec,
     Capability,
@@ -33,6 +34,7 @@ from envkit.backends.base import (
 from envkit.blueprint import refs
 from envkit.blueprint.keys import container_fields
 from envkit.blueprint.model import Blueprint, Build, Probe, Service
+from envkit.secrets import Secret
 from envkit.seed_plan import seed_images as _seed_images
 from envkit.seed_plan import seed_steps
 from envkit.steps import (
@@ -49,7 +51,7 @@ from envkit.steps import (
     WaitReady,
 )
 
-__all__ = ["Plan", "RunIdentity", "Step", "make_plan"]
+__all__ = ["Plan", "RunIdentity", "Step", "build_spec", "container_spec", "make_plan", "ordered"]
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,8 @@ class RunIdentity:
     owner: str
     created_at: str
     version: str
+    expires_at: str = ""  # "" = no expiry (envkit.gc)
+    lifetime: str = "owner"  # owner | detached (envkit.gc)
 
 
 @dataclass(frozen=True)
@@ -90,6 +94,7 @@ def _stamp(identity: RunIdentity, bp: Blueprint) -> dict[str, str]:
     return {
         L.MANAGED: "true", L.RUN: identity.run_id, L.BLUEPRINT: bp.name, L.BLUEPRINT_PATH: str(bp.file),
         L.OWNER: identity.owner, L.CREATED_AT: identity.created_at, L.VERSION: identity.version,
+        L.LIFETIME: identity.lifetime, **({L.EXPIRES_AT: identity.expires_at} if identity.expires_at else {}),
     }
 
 
@@ -113,7 +118,7 @@ def make_plan(
     selected = bp.closure(only) if only else tuple(sorted(bp.services))
     caps.check(bp, selected, engine, capabilities)
     gating = caps.gating(capabilities)
-    services = [bp.services[n] for n in _ordered(bp, selected)]
+    services = [bp.services[n] for n in ordered(bp, selected)]
     stamp = _stamp(identity, bp)
     run = identity.run_id
     steps: list[Step] = []
@@ -140,9 +145,8 @@ def make_plan(
         sid = f"image:{tag}"
         if build is not None:
             rel = build.context.relative_to(bp.directory) if build.context.is_relative_to(bp.directory) else build.context
-            build_spec = BuildSpec(tag=tag, context=build.context, dockerfile=build.dockerfile, args=build.args,
-                                   target=build.target, labels=((L.CONTEXT_HASH, tag.rsplit(":", 1)[1]),))
-            steps.append(Step(sid, BuildImage(build_spec), f"no image for build context {rel} yet", services=names))
+            steps.append(Step(sid, BuildImage(build_spec(build, tag)), f"no image for build context {rel} yet",
+                              services=names))
         else:
             steps.append(Step(sid, PullImage(tag), "image not on the engine", services=names))
         for key in keys:
@@ -161,8 +165,12 @@ def make_plan(
         steps.append(Step(f"volume:{vol}", CreateVolume(volume), "private volume of the run"))
 
     # With --only, outputs that name a service outside the selection are left out (nothing to resolve).
-    outputs = {f"{L.OUTPUT_PREFIX}{k}": v for k, v in bp.outputs
+    # Secret values become placeholders, read back from where they are (see envkit.secrets).
+    outputs = {f"{L.OUTPUT_PREFIX}{k}": secrets.placeholders(v, bp.secrets) for k, v in bp.outputs
                if refs.services_in(v) <= set(selected)}
+    outputs.update(_secret_locators(bp, services))
+    outputs.update({f"{L.SECRET_OUTPUT_PREFIX}{k}": "true" for k, _ in bp.outputs
+                    if k in bp.secret_outputs and f"{L.OUTPUT_PREFIX}{k}" in outputs})
     for svc in services:
         gated = gating and _gated(svc)
         # "started": the dependency's own process is running (its release when gated, else its start).
@@ -181,7 +189,7 @@ def make_plan(
             needs += [f"volume:{m.source}" for m in svc.volumes if m.type == "volume"]
             if svc.name in image_step:
                 needs.insert(0, image_step[svc.name])
-            spec = _container_spec(svc, n, name, image_of[svc.name], run, {**stamp, **outputs})
+            spec = container_spec(svc, n, image_of[svc.name], run, {**stamp, **outputs}, bp.secrets)
             steps.append(Step(f"create:{cid}", CreateContainer(spec, gate=gated), "container of the run",
                               tuple(needs), one, n))
             running = f"start:{cid}"
@@ -207,7 +215,8 @@ def make_plan(
                 replica_done.append(f"complete:{cid}")
             else:
                 # No probe: ready once started, or once healthy when the image has a HEALTHCHECK.
-                cause = f"probe {svc.ready.describe()}" if svc.ready else "no probe: started (or image healthy)"
+                cause = (f"probe {secrets.placeholders(svc.ready.describe(), bp.secrets)}" if svc.ready
+                         else "no probe: started (or image healthy)")
                 wait = WaitReady(name, svc.ready, svc.ready.timeout if svc.ready else DEFAULT_WAIT)
                 steps.append(Step(f"ready:{cid}", wait, cause, (running,), one, n))
                 replica_done.append(f"ready:{cid}")
@@ -225,7 +234,7 @@ def _gated(svc: Service) -> bool:
     return svc.prestart and any(d.condition != "started" for d in svc.depends_on)
 
 
-def _ordered(bp: Blueprint, selected: tuple[str, ...]) -> list[str]:
+def ordered(bp: Blueprint, selected: tuple[str, ...]) -> list[str]:
     """Dependencies before dependants, ties by name: a stable order for plan text and events."""
     done: list[str] = []
     seen: set[str] = set()
@@ -243,21 +252,52 @@ def _ordered(bp: Blueprint, selected: tuple[str, ...]) -> list[str]:
     return done
 
 
-def probe_label(probe: Probe | None) -> str:
+def probe_label(probe: Probe | None, hidden: tuple[Secret, ...] = ()) -> str:
+    """The probe as JSON, for another process to run it again (``envkit status``); secret values as
+    placeholders."""
     if probe is None:
         return ""
-    fields = {k: v for k, v in probe.__dict__.items() if v not in (None, (), "")}
+    fields: dict[str, object] = {k: v for k, v in probe.__dict__.items() if v not in (None, (), "")}
+    for k, v in fields.items():
+        if isinstance(v, str):
+            fields[k] = secrets.placeholders(v, hidden)
+        elif isinstance(v, tuple):
+            fields[k] = [secrets.placeholders(x, hidden) for x in v]
     return json.dumps(fields, sort_keys=True, separators=(",", ":"))
 
 
-def _container_spec(svc: Service, replica: int, name: str, image: str, run: str,
-                    stamp: dict[str, str]) -> ContainerSpec:
+def build_spec(build: Build, tag: str) -> BuildSpec:
+    """How the image ``tag`` (``envkit.images.image_tag``) of a build context is built."""
+    return BuildSpec(tag=tag, context=build.context, dockerfile=build.dockerfile, args=build.args,
+                     target=build.target, labels=((L.CONTEXT_HASH, tag.rsplit(":", 1)[1]),))
+
+
+def _secret_locators(bp: Blueprint, services: list[Service]) -> dict[str, str]:
+    """``io.envkit.secret.NAME``: where each secret's value already is among the run's containers."""
+    envs = [(s.name, s.environment) for s in services]
+    out: dict[str, str] = {}
+    for secret in bp.secrets:
+        where = secrets.locate(secret, envs)
+        if where is not None:
+            out.setdefault(f"{L.SECRET_PREFIX}{secret.name}", where)
+    return out
+
+
+def container_spec(svc: Service, replica: int, image: str, run: str, stamp: dict[str, str],
+                   hidden: tuple[Secret, ...] = ()) -> ContainerSpec:
+    """Replica ``replica`` of ``svc`` in run ``run``: its name, labels (``stamp``: the run's own; secret values
+    in ``hidden`` only as placeholders), networks with their DNS aliases, ports, mounts and the keys passed
+    through. ``envkit.live`` re-creates containers of a live run with it."""
+    name = L.container_name(run, svc.name, replica)
     lab = {
-        **dict(svc.labels), **stamp, L.SERVICE: svc.name, L.REPLICA: str(replica), L.ROLE: "service",
-        L.KIND: svc.kind, L.STOP_GRACE: f"{svc.stop_grace_period:g}",
+        **{k: secrets.placeholders(v, hidden) for k, v in svc.labels}, **stamp,
+        L.SERVICE: svc.name, L.REPLICA: str(replica), L.ROLE: "service",
+        L.KIND: svc.kind, L.STOP_GRACE: f"{svc.stop_grace_period:g}", L.IMAGE: image,
     }
     if svc.ready is not None:
-        lab[L.PROBE] = probe_label(svc.ready)
+        lab[L.PROBE] = probe_label(svc.ready, hidden)
+    lab[L.DEPENDS_ON] = json.dumps({d.service: d.condition for d in svc.depends_on}, sort_keys=True,
+                                   separators=(",", ":"))
     networks = tuple(
         NetworkAttachment(L.network_name(run, a.network), (svc.name, f"{svc.name}-{replica}", *a.aliases))
         for a in svc.networks

@@ -1,9 +1,12 @@
 """Readiness probes: one small protocol, polled with one policy.
 
-Each check returns READY, NOT_YET or FAILED (for good). ``wait_ready`` polls from 20 ms with
-exponential backoff capped at 50 ms (250 ms for exec and log probes; tenacity) until the deadline; it stops at once when the
-container exits or the caller aborts. On failure the error names the service being probed and
-carries its last log lines.
+Each check returns READY, NOT_YET or FAILED (for good). ``wait_ready`` polls until the deadline and
+stops at once when the container exits or the caller aborts. The policy (``interval``): fast while a
+service is young — from 20 ms, doubling to 50 ms (250 ms for exec and log probes, which spawn a
+process or read the whole log) for the first ``FAST_FOR`` seconds — then backing off by half again
+per attempt to one check a second, so that a slow service's own log is not flooded by the probe's
+requests. On failure the error names the service being probed and carries the first and the last
+lines of its log (what it said at start-up, and where it got to).
 
 Where this process can route to container addresses (a local engine), tcp and http probes go to the
 container's own IP: a published port answers through docker-proxy even before anything listens.
@@ -11,23 +14,37 @@ container's own IP: a published port answers through docker-proxy even before an
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import http.client
+import json
 import re
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
 
-from tenacity import RetryCallState, Retrying, retry_if_result, wait_exponential
+from tenacity import RetryCallState, Retrying, retry_if_result
 
 from envkit.backends.base import Backend, ContainerState, PortKey
 from envkit.blueprint.model import Probe
 from envkit.errors import EngineError, EnvkitError, NotFound, ServiceFailed
+from envkit.text import duration
 
-__all__ = ["Aborted", "Outcome", "check", "log_tail", "wait_exited", "wait_ready"]
+__all__ = ["Aborted", "Attempts", "Outcome", "ProbeLog", "check", "failure", "interval", "log_excerpt", "log_tail",
+           "probe_from_label", "wait_exited", "wait_ready"]
 
-LOG_LINES = 30
+LOG_LINES = 30  # the last lines of a failed service's log shown in its error
+HEAD_LINES = 10  # and its first lines, when there are more than both together
+
+FIRST = 0.02  # seconds: the first wait between two checks
+FAST_CAP = 0.05  # the longest wait while the service is young (cheap checks: a connect, an inspect)
+FAST_CAP_COSTLY = 0.25  # the same for exec and log probes
+FAST_FOR = 2.0  # seconds of fast polling since the wait began
+GROWTH = 1.5  # then each wait is this much longer than the one before ...
+SLOW_CAP = 1.0  # ... up to one check a second
 
 
 class Outcome(enum.Enum):
@@ -36,12 +53,114 @@ class Outcome(enum.Enum):
     FAILED = "failed"
 
 
+@dataclass
+class Attempts:
+    """A stretch of identical results of one container's readiness checks: what was tried, when (wall
+    clock, first and last), how often, and what came back."""
+
+    service: str
+    container: str
+    tried: str  # the probe ("tcp 5432", "http GET /health on 8080", "healthcheck", "exit of the job")
+    outcome: Outcome
+    detail: str
+    first: float
+    last: float
+    count: int = 1
+    slowest: float = 0.0  # seconds the slowest of these checks took
+
+
+@dataclass
+class ProbeLog:
+    """The recorder the probes report to (thread-safe). A run of identical results is one entry with a
+    count, so a minute of polling costs a few entries; ``LIMIT`` entries at most."""
+
+    LIMIT = 2000
+    entries: list[Attempts] = field(default_factory=list)
+    dropped: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def record(self, service: str, container: str, tried: str, outcome: Outcome, detail: str,
+               at: float, seconds: float) -> None:
+        with self._lock:
+            for e in reversed(self.entries):
+                if e.container == container:
+                    if (e.outcome, e.detail, e.tried) == (outcome, detail, tried):
+                        e.last, e.count, e.slowest = at, e.count + 1, max(e.slowest, seconds)
+                        return
+                    break
+            if len(self.entries) >= self.LIMIT:
+                self.dropped += 1
+                return
+            self.entries.append(Attempts(service, container, tried, outcome, detail, at, at, 1, seconds))
+
+    def of(self, service: str) -> list[Attempts]:
+        with self._lock:
+            return [e for e in self.entries if e.service == service]
+
+
+def _describe(probe: Probe | None) -> str:
+    return probe.describe() if probe else "started (or healthy, with a HEALTHCHECK)"
+
+
+def interval(elapsed: float, previous: float, costly: bool = False) -> float:
+    """The wait before the next check, ``elapsed`` seconds into waiting, after a wait of ``previous``."""
+    cap = FAST_CAP_COSTLY if costly else FAST_CAP
+    if elapsed < FAST_FOR:
+        return min(max(previous * 2, FIRST), cap)
+    return min(max(previous, cap) * GROWTH, SLOW_CAP)
+
+
+def log_excerpt(backend: Backend, container_id: str, since: float | None = None,
+                head: int = HEAD_LINES, tail: int = LOG_LINES) -> tuple[list[str], list[str]]:
+    """The first ``head`` and the last ``tail`` lines of a container's log (since ``since``, a UNIX
+    time), or ``([], every line)`` when there are no more than both together."""
+    try:
+        lines = [line.text for line in backend.log_lines(container_id, since=since) if line.text.strip()]
+    except EnvkitError:
+        return [], []
+    if len(lines) <= head + tail:
+        return [], lines
+    return lines[:head], lines[-tail:]
+
+
+def failure(backend: Backend, service: str, reason: str, container_id: str, name: str) -> ServiceFailed:
+    """``ServiceFailed`` for ``service``, with the first and last lines its container printed since it
+    (last) started: a restarted service's earlier runs are left out."""
+    since = None
+    with contextlib.suppress(EnvkitError, ValueError):
+        started = backend.inspect_container(container_id).started_at
+        if started and not started.startswith("0001-"):
+            # A second early: the engine records the start time just after the process has begun.
+            since = datetime.fromisoformat(started).timestamp() - 1.0
+    head, tail = log_excerpt(backend, container_id, since)
+    return ServiceFailed(service, reason, tail, name, log_head=head)
+
+
 def log_tail(backend: Backend, container_id: str, lines: int = LOG_LINES) -> list[str]:
+    """The last ``lines`` non-empty lines of a container's log."""
     try:
         text = backend.logs(container_id, tail=lines)
     except EnvkitError:
         return []
     return [line for line in text.splitlines() if line.strip()][-lines:]
+
+
+def probe_from_label(text: str, secret: Mapping[str, str] | None = None) -> Probe | None:
+    """The probe a container's ``io.envkit.probe`` label holds (``envkit.plan.probe_label``), if any, with
+    the values of ``secret`` (name → value) put back where the label holds placeholders."""
+    if not text:
+        return None
+    try:
+        if secret:
+            from envkit import secrets
+
+            text = secrets.restore(text, {k: json.dumps(v)[1:-1] for k, v in secret.items()})
+        fields = json.loads(text)
+        if "command" in fields:
+            fields["command"] = tuple(fields["command"])
+        return Probe(**fields)
+    except (ValueError, TypeError, KeyError):  # KeyError: a secret it needs is nowhere to be read
+        return None
 
 
 def _address(backend: Backend, state: ContainerState, port: int) -> tuple[str, int] | None:
@@ -130,9 +249,11 @@ def _exit_reason(state: ContainerState) -> str:
 
 
 def wait_ready(backend: Backend, container_id: str, service: str, probe: Probe | None, timeout: float,
-               abort: threading.Event, on_detail: Callable[[str], None] | None = None) -> str:
+               abort: threading.Event, on_detail: Callable[[str], None] | None = None,
+               log: ProbeLog | None = None) -> str:
     """Poll until ready; returns the last detail. Raises ServiceFailed naming ``service``. ``on_detail``
-    hears each not-yet result that differs from the one before (what the probe last saw)."""
+    hears each not-yet result that differs from the one before (what the probe last saw); each check's
+    result goes to ``log`` (forensics)."""
     deadline = time.monotonic() + timeout
     last = {"detail": "not checked yet", "name": container_id[:12]}
     told = {"detail": ""}
@@ -151,6 +272,13 @@ def wait_ready(backend: Backend, container_id: str, service: str, probe: Probe |
         return Outcome.FAILED
 
     def attempt() -> Outcome:
+        began, at = time.monotonic(), time.time()
+        outcome = checked()
+        if log is not None:
+            log.record(service, last["name"], _describe(probe), outcome, last["detail"], at, time.monotonic() - began)
+        return outcome
+
+    def checked() -> Outcome:
         try:
             state = backend.inspect_container(container_id)
             if (down := stopped(state)) is not None:
@@ -173,11 +301,16 @@ def wait_ready(backend: Backend, container_id: str, service: str, probe: Probe |
     def give_up(retry_state: RetryCallState) -> bool:
         return abort.is_set() or time.monotonic() >= deadline
 
-    # Cheap checks (a connect, an inspect) poll every 50 ms at most; a probe that spawns a process in
-    # the container (exec) or reads its whole log backs off to 250 ms, not to load a small machine.
-    cap = 0.25 if probe is not None and probe.kind in ("exec", "log") else 0.05
+    costly = probe is not None and probe.kind in ("exec", "log")
+    began, previous = time.monotonic(), 0.0
+
+    def pause(retry_state: RetryCallState) -> float:
+        nonlocal previous
+        previous = interval(time.monotonic() - began, previous, costly)
+        return max(0.0, min(previous, deadline - time.monotonic()))
+
     retrying = Retrying(retry=retry_if_result(lambda o: o is Outcome.NOT_YET), stop=give_up,
-                        wait=wait_exponential(multiplier=0.02, min=0.02, max=cap), sleep=_sleeper(abort),
+                        wait=pause, sleep=_sleeper(abort),
                         retry_error_callback=lambda rs: rs.outcome.result() if rs.outcome else Outcome.NOT_YET)
     outcome: Outcome = retrying(lambda: tell(attempt()))
     if outcome is Outcome.READY:
@@ -189,27 +322,37 @@ def wait_ready(backend: Backend, container_id: str, service: str, probe: Probe |
         exited = "exited" in last["detail"] or last["detail"].startswith("is ")
         reason = f"{last['detail']} before it was ready" if exited else f"readiness probe ({what}) failed: {last['detail']}"
     else:
-        reason = f"not ready after {timeout:g}s (probe: {what}; last result: {last['detail']})"
-    raise ServiceFailed(service, reason, log_tail(backend, container_id), last["name"])
+        reason = f"not ready after {duration(timeout)} (probe: {what}; last result: {last['detail']})"
+    raise failure(backend, service, reason, container_id, last["name"])
 
 
-def wait_exited(backend: Backend, container_id: str, service: str, timeout: float, abort: threading.Event) -> None:
-    """For a job: wait until it exits; success is exit code 0."""
-    deadline = time.monotonic() + timeout
+def wait_exited(backend: Backend, container_id: str, service: str, timeout: float, abort: threading.Event,
+                log: ProbeLog | None = None) -> None:
+    """For a job: wait until it exits; success is exit code 0. The outcome goes to ``log``."""
+    began, at = time.monotonic(), time.time()
+    deadline = began + timeout
+
+    def note(outcome: Outcome, detail: str, name: str) -> None:
+        if log is not None:
+            log.record(service, name, "exit of the job with code 0", outcome, detail, at, time.monotonic() - began)
+
     while True:
         remaining = deadline - time.monotonic()
         if abort.is_set():
             raise Aborted()
         if remaining <= 0:
             name = backend.inspect_container(container_id).name
-            raise ServiceFailed(service, f"job still running after {timeout:g}s", log_tail(backend, container_id), name)
+            note(Outcome.FAILED, f"still running after {duration(timeout)}", name)
+            raise failure(backend, service, f"job still running after {duration(timeout)}", container_id, name)
         code = backend.wait_container(container_id, min(remaining, 0.5))
         if code is None:
             continue
-        if code == 0:
-            return
         state = backend.inspect_container(container_id)
-        raise ServiceFailed(service, f"job {_exit_reason(state)}", log_tail(backend, container_id), state.name)
+        if code == 0:
+            note(Outcome.READY, "exited with code 0", state.name)
+            return
+        note(Outcome.FAILED, _exit_reason(state), state.name)
+        raise failure(backend, service, f"job {_exit_reason(state)}", container_id, state.name)
 
 
 class Aborted(Exception):

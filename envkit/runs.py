@@ -33,6 +33,7 @@ class RunSummary:
     running: int
     networks: int
     volumes: int
+    expires_at: str = ""  # "" = never (envkit.gc)
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,10 @@ class RunInfo:
     networks: tuple[str, ...] = ()
     volumes: tuple[str, ...] = ()
     services: dict[str, list[ContainerState]] = field(default_factory=dict)
+    #: secret name → where its value is (``SERVICE/KEY[/START:END]``, envkit.secrets), from the labels
+    secret_locators: dict[str, str] = field(default_factory=dict)
+    #: the outputs marked ``secret: true``: shown masked whole
+    secret_outputs: frozenset[str] = frozenset()
 
     def replicas(self, service: str) -> list[ContainerState]:
         return self.services.get(service, [])
@@ -68,6 +73,7 @@ def list_runs(backend: Backend) -> list[RunSummary]:
             containers=sum(r.kind == "container" for r in items),
             running=sum(r.kind == "container" and r.id in running for r in items),
             networks=sum(r.kind == "network" for r in items), volumes=sum(r.kind == "volume" for r in items),
+            expires_at=first.get(L.EXPIRES_AT, ""),
         ))
     return out
 
@@ -91,6 +97,8 @@ def describe(backend: Backend, run_id: str) -> RunInfo:
         output_templates=templates, host=backend.host,
         networks=tuple(r.name for r in resources if r.kind == "network"),
         volumes=tuple(r.name for r in resources if r.kind == "volume"), services=services,
+        secret_locators={k[len(L.SECRET_PREFIX):]: v for k, v in labels.items() if k.startswith(L.SECRET_PREFIX)},
+        secret_outputs=frozenset(k[len(L.SECRET_OUTPUT_PREFIX):] for k in labels if k.startswith(L.SECRET_OUTPUT_PREFIX)),
     )
 
 

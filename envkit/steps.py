@@ -25,9 +25,11 @@ __all__ = [
     "Payload",
     "PullImage",
     "ReleaseContainer",
+    "RemoveContainer",
     "SeedStep",
     "StartContainer",
     "Step",
+    "StopContainer",
     "Usable",
     "WaitComplete",
     "WaitReady",
@@ -193,10 +195,35 @@ class SeedStep(Payload):
         return f"{self.index}/{self.total} {self.shown}"
 
 
+@dataclass(frozen=True)
+class StopContainer(Payload):
+    """Stop a container of a live run, keeping it (``envkit stop``, ``restart``, and before a re-creation)."""
+
+    action: ClassVar[str] = "stop"
+    container: str
+    grace: float  # seconds between its stop signal and SIGKILL
+
+    @property
+    def target(self) -> str:
+        return self.container
+
+
+@dataclass(frozen=True)
+class RemoveContainer(Payload):
+    """Remove a (stopped) container of a live run, so that its replacement can take its name."""
+
+    action: ClassVar[str] = "remove"
+    container: str
+
+    @property
+    def target(self) -> str:
+        return self.container
+
+
 #: every kind of step; the executor's table must handle each (a unit test holds them equal)
 PAYLOADS: tuple[type[Payload], ...] = (
     BuildImage, PullImage, CreateNetwork, CreateVolume, CreateContainer, StartContainer, ReleaseContainer,
-    WaitReady, WaitComplete, Usable, SeedStep,
+    WaitReady, WaitComplete, Usable, SeedStep, StopContainer, RemoveContainer,
 )
 
 

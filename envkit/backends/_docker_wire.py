@@ -6,17 +6,29 @@ from __future__ import annotations
 import contextlib
 import io
 import ipaddress
+import os
 import re
 import tarfile
 import time
 from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, cast
 
-from envkit.backends.base import ContainerSpec, ContainerState, ContainerStatus, Endpoint, PortBinding, PortKey
+from envkit.backends.base import (
+    ContainerSpec,
+    ContainerState,
+    ContainerStatus,
+    Endpoint,
+    ImageInfo,
+    LogLine,
+    PortBinding,
+    PortKey,
+)
 from envkit.errors import EngineUnavailable
 
-__all__ = ["GATE_SCRIPT", "GO_TAR", "bindings", "chain", "from_inspect", "from_listing", "gated_argv",
-           "ipv4_subnets", "read_exec", "short", "unreachable"]
+__all__ = ["GATE_SCRIPT", "GO_TAR", "bindings", "chain", "from_inspect", "from_listing", "gated_argv", "image_info",
+           "ipv4_subnets", "log_line", "read_exec", "short", "unreachable"]
 
 # The pre-start gate (see envkit.plan): a shell that waits for the release file, woken at once by
 # SIGWINCH (ignored by default, so a signal that comes early is harmless; the 0.25 s nap bounds that
@@ -30,7 +42,7 @@ GATE_SCRIPT = (
 )
 
 
-_SHELL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_SHELL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
 def gated_argv(spec: ContainerSpec, image_config: Mapping[str, Any]) -> tuple[str, ...] | None:
@@ -57,11 +69,30 @@ def _tar_of_empty_file(name: str) -> bytes:
 GO_TAR = _tar_of_empty_file(".envkit-go")
 
 def unreachable(where: str, exc: BaseException) -> EngineUnavailable:
-    return EngineUnavailable(
-        f"cannot reach the Docker engine at {where}: {short(exc)}\n"
-        "  check that dockerd is running (`docker info`), or that DOCKER_HOST points to a live engine;\n"
-        "  `bash scripts/setup.sh` installs and starts one on Debian"
-    )
+    causes = list(chain(exc))
+    if any(isinstance(c, PermissionError) for c in causes):
+        advice = ("  this user may not use the engine's socket: join the docker group (`sudo usermod -aG docker "
+                  "$USER`, then log in again), or point DOCKER_HOST to a rootless engine")
+    else:
+        advice = ("  start Docker (Linux: `sudo systemctl start docker`; macOS, Windows: open Docker Desktop) and "
+                  "check with `docker info`;\n  for another engine, set DOCKER_HOST (rootless Docker: "
+                  "unix://$XDG_RUNTIME_DIR/docker.sock)")
+    setup = _setup_script()
+    if setup:
+        advice += f";\n  in this checkout of envkit, `bash {setup}` installs and starts one on Debian"
+    return EngineUnavailable(f"cannot reach the Docker engine at {where}: {short(exc)}\n{advice}")
+
+
+def _setup_script() -> str | None:
+    """envkit's own setup script, when envkit runs from a checkout of its repository and from inside it
+    (a user of an installed envkit has no such script)."""
+    repo = Path(__file__).resolve().parents[2]
+    script = repo / "scripts" / "setup.sh"
+    if not (script.is_file() and (repo / "pyproject.toml").is_file() and (repo / "envkit").is_dir()):
+        return None
+    with contextlib.suppress(ValueError, OSError):
+        return os.path.relpath(script, Path.cwd().resolve()) if Path.cwd().resolve().is_relative_to(repo) else None
+    return None
 
 
 def short(exc: BaseException) -> str:
@@ -122,6 +153,8 @@ def from_inspect(info: Mapping[str, Any]) -> ContainerState:
         addresses=_addresses(settings.get("Networks")), ports=ports,
         labels=dict((info.get("Config") or {}).get("Labels") or {}),
         started_at=str(state.get("StartedAt") or ""), oom_killed=bool(state.get("OOMKilled")), detailed=True,
+        finished_at=str(state.get("FinishedAt") or "") if status in ("exited", "dead") else "",
+        environment=dict(e.partition("=")[::2] for e in (info.get("Config") or {}).get("Env") or [] if "=" in e),
     )
 
 
@@ -189,3 +222,29 @@ def ipv4_subnets(networks: list[dict[str, Any]]) -> list[ipaddress.IPv4Network]:
                 if isinstance(net, ipaddress.IPv4Network):
                     found.append(net)
     return found
+
+
+_EPOCH = datetime.fromtimestamp(0, UTC)
+
+
+def log_line(raw: str) -> LogLine:
+    """A line of ``logs?timestamps=1``: an RFC 3339 time with nanoseconds, a space, the text."""
+    stamp, _, text = raw.partition(" ")
+    return LogLine(parse_time(stamp) or _EPOCH, text.rstrip("\r"))
+
+
+def parse_time(stamp: str) -> datetime | None:
+    """Docker's RFC 3339 times (``2024-05-01T12:00:00.123456789Z``; nanoseconds cut to microseconds)."""
+    try:
+        when = datetime.fromisoformat(stamp)
+    except ValueError:
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def image_info(row: Mapping[str, Any], containers: int) -> ImageInfo:
+    """A row of ``GET /images/json``; ``containers``: how many containers use it."""
+    tags = tuple(t for t in row.get("RepoTags") or [] if t and t != "<none>:<none>")
+    return ImageInfo(id=str(row["Id"]), tags=tags, labels=dict(row.get("Labels") or {}),
+                     created=datetime.fromtimestamp(int(row.get("Created") or 0), UTC),
+                     size=int(row.get("Size") or 0), containers=containers)

@@ -7,7 +7,7 @@ import itertools
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 from envkit import labels as L
@@ -21,13 +21,15 @@ from envkit.backends.base import (
     ContainerStatus,
     Endpoint,
     ExecResult,
+    ImageInfo,
+    LogLine,
     NetworkAttachment,
     NetworkSpec,
     PortKey,
     Resource,
     VolumeSpec,
 )
-from envkit.errors import Busy, Conflict, EngineError, NotFound
+from envkit.errors import Busy, Conflict, EngineError, NotFound, PortBusy
 
 __all__ = ["SIGNALS", "Container", "FakeEngine", "Network", "Volume", "matches"]
 
@@ -51,9 +53,12 @@ class Container:
     exit_code: int | None = None
     health: str | None = None
     started_at: str | None = None
+    finished_at: str | None = None
     ports: dict[PortKey, Endpoint] = field(default_factory=dict)
     gated: bool = False  # running its gate: the service's own process has not begun yet
     began: bool = False  # the service's own process has begun (its logs exist)
+    began_at: datetime | None = None  # when it first began: the time of its ``log_text`` lines
+    printed: list[LogLine] = field(default_factory=list)  # lines given to ``emit``
 
     @property
     def labels(self) -> dict[str, str]:
@@ -82,12 +87,15 @@ class FakeEngine(Backend):
     def __init__(self, images: Iterable[str] = (), capabilities: Iterable[Capability] | None = None) -> None:
         self.capabilities = frozenset(Capability) if capabilities is None else frozenset(capabilities)
         self.images: set[str] = set(images)
+        self.image_labels: dict[str, dict[str, str]] = {}  # image tag -> labels (a build's)
+        self.image_created: dict[str, datetime] = {}  # image tag -> when it was built or pulled
         self.exit_codes: dict[str, int] = {}  # name or service -> exits with this code on start
         self.health: dict[str, str] = {}  # name or service -> health status once started
         self.log_text: dict[str, str] = {}  # name or service -> what logs() returns once its process began
         self.exec_results: dict[str, ExecResult] = {}  # name or service -> what exec() returns
         self.build_failures: dict[str, str] = {}  # image tag -> reason its build (or pull) fails
         self.no_shell: set[str] = set()  # image tags without /bin/sh: not gated
+        self.busy_ports: set[tuple[str, int]] = set()  # (host ip, port) another program listens on
         self.calls: list[tuple[str, str]] = []
         self.containers: dict[str, Container] = {}
         self.networks: dict[str, Network] = {}
@@ -139,8 +147,9 @@ class FakeEngine(Backend):
             health=health if detailed and live else None,  # type: ignore[arg-type]
             addresses={a.network: c.ip for a in c.networks} if live else {},
             ports=dict(c.ports) if live else {}, labels=c.labels,
-            started_at=(c.started_at or "") if detailed else None, oom_killed=False if detailed else None,
-            detailed=detailed,
+            started_at=(c.started_at or "") if detailed else None,
+            finished_at=(c.finished_at or "") if detailed else None, oom_killed=False if detailed else None,
+            detailed=detailed, environment=dict(c.spec.environment) if detailed else {},
         )
 
     # -- engine -------------------------------------------------------------------------------------
@@ -158,6 +167,7 @@ class FakeEngine(Backend):
             raise EngineError(self.build_failures[tag])
         with self._changed:
             self.images.add(tag)
+            self.image_created[tag] = datetime.now(UTC)
 
     def build_image(self, spec: BuildSpec, on_line: Callable[[str], None]) -> None:
         self._record("build_image", spec.tag)
@@ -167,6 +177,27 @@ class FakeEngine(Backend):
             raise EngineError(self.build_failures[spec.tag])
         with self._changed:
             self.images.add(spec.tag)
+            self.image_labels[spec.tag] = dict(spec.labels)
+            self.image_created[spec.tag] = datetime.now(UTC)
+
+    def list_images(self, labels: Mapping[str, str | None]) -> list[ImageInfo]:
+        """Each tag is an image of its own here (Docker groups the tags of one image id)."""
+        self._record("list_images", ",".join(k if v is None else f"{k}={v}" for k, v in labels.items()))
+        with self._changed:
+            return [ImageInfo(f"sha256:{tag}", (tag,), dict(self.image_labels.get(tag, {})),
+                              self.image_created.get(tag, datetime.fromtimestamp(0, UTC)), 1000,
+                              sum(c.spec.image == tag for c in self.containers.values()))
+                    for tag in sorted(self.images) if matches(self.image_labels.get(tag, {}), labels)]
+
+    def remove_image(self, tag: str) -> None:
+        self._record("remove_image", tag)
+        with self._changed:
+            if any(c.spec.image == tag for c in self.containers.values()):
+                raise Conflict(f"image {tag} is used by a container")
+            self.images.discard(tag)
+            self.image_files.pop(tag, None)
+            self.image_labels.pop(tag, None)
+            self.image_created.pop(tag, None)
 
     def create_network(self, spec: NetworkSpec) -> str:
         self._record("create_network", spec.name)
@@ -205,6 +236,12 @@ class FakeEngine(Backend):
             c = self._container(container_id)
             if c.status in ("running", "paused"):
                 return  # like Docker: starting a running container changes nothing
+            taken = {(e.host_ip, e.port) for o in self.containers.values() if o.status in ("running", "paused")
+                     for e in o.ports.values()} | self.busy_ports
+            for p in c.spec.ports:
+                if p.host_port and ((p.host_ip, p.host_port) in taken or ("0.0.0.0", p.host_port) in taken):
+                    raise PortBusy(f"Bind for {p.host_ip}:{p.host_port} failed: port is already allocated",
+                                   p.host_ip, p.host_port)
             c.started_at = datetime.now(UTC).isoformat()
             for p in c.spec.ports:
                 c.ports[p.container] = Endpoint(p.host_ip, p.host_port or next(self._host_ports))
@@ -217,6 +254,7 @@ class FakeEngine(Backend):
     def _run_process(self, c: Container) -> None:
         """The service's own process begins (caller holds the lock): it runs, or exits at once."""
         c.began = True
+        c.began_at = c.began_at or datetime.now(UTC)
         code = self._setting(self.exit_codes, c)
         if code is None:
             c.status, c.exit_code = "running", None
@@ -227,6 +265,7 @@ class FakeEngine(Backend):
 
     def _exit(self, c: Container, code: int) -> None:
         c.status, c.exit_code, c.gated = "exited", code, False
+        c.finished_at = datetime.now(UTC).isoformat()
         c.ports.clear()
         self._changed.notify_all()
 
@@ -258,15 +297,48 @@ class FakeEngine(Backend):
                 raise Conflict(f"container {c.spec.name} is not running")
             return self._setting(self.exec_results, c) or ExecResult(0, "")
 
+    def emit(self, container_id: str, text: str) -> None:
+        """Not an engine call: the container prints ``text`` (one or more lines) now."""
+        with self._changed:
+            c = self._container(container_id)
+            now = datetime.now(UTC)
+            c.printed.extend(LogLine(now, line) for line in text.splitlines())
+
+    def _lines(self, c: Container) -> list[LogLine]:
+        """Its ``log_text`` (stamped a microsecond apart from when its process began), then what it printed."""
+        if not c.began:
+            return []
+        began = c.began_at or datetime.now(UTC)
+        static = (self._setting(self.log_text, c) or "").splitlines()
+        lines = [LogLine(began + timedelta(microseconds=i), text) for i, text in enumerate(static)]
+        return sorted(lines + c.printed, key=lambda line: line.at)
+
+    def log_lines(self, container_id: str, tail: int | None = None, since: float | None = None,
+                  until: float | None = None) -> list[LogLine]:
+        self._record("log_lines", container_id)
+        with self._changed:
+            lines = self._lines(self._container(container_id))
+        lines = [line for line in lines if (since is None or line.at.timestamp() >= since)
+                 and (until is None or line.at.timestamp() < until)]
+        if tail is None:
+            return lines
+        return lines[-tail:] if tail > 0 else []
+
+    def follow_log_lines(self, container_id: str, tail: int | None = None,
+                         since: float | None = None) -> Iterator[LogLine]:
+        yield from self.log_lines(container_id, tail, since)
+
     def logs(self, container_id: str, tail: int | None = None, since: float | None = None,
              until: float | None = None) -> str:
         self._record("logs", container_id)
         with self._changed:
             c = self._container(container_id)
-            text = (self._setting(self.log_text, c) or "") if c.began else ""
-        if tail is None:
-            return text
-        return "".join(text.splitlines(keepends=True)[-tail:]) if tail > 0 else ""
+            if not c.printed and since is None and until is None:
+                text = (self._setting(self.log_text, c) or "") if c.began else ""  # as given, line breaks and all
+                if tail is None:
+                    return text
+                return "".join(text.splitlines(keepends=True)[-tail:]) if tail > 0 else ""
+        return "".join(f"{line.text}\n" for line in self.log_lines(container_id, tail, since, until))
 
     def follow_logs(self, container_id: str, tail: int | None = None) -> Iterator[str]:
         text = self.logs(container_id, tail)

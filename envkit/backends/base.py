@@ -20,8 +20,9 @@ import enum
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
-from typing import Literal
+from typing import BinaryIO, Literal
 
 from envkit.errors import Unsupported
 
@@ -34,6 +35,9 @@ __all__ = [
     "ContainerStatus",
     "Endpoint",
     "ExecResult",
+    "ExecSession",
+    "ImageInfo",
+    "LogLine",
     "MountSpec",
     "NetworkAttachment",
     "NetworkSpec",
@@ -155,7 +159,7 @@ ContainerStatus = Literal["created", "running", "paused", "restarting", "exited"
 class ContainerState:
     """What the engine says of one container. The one state type, from an inspection or a listing.
 
-    ``None`` in ``exit_code``, ``health``, ``started_at`` or ``oom_killed`` means *unknown* when
+    ``None`` in ``exit_code``, ``health``, ``started_at``, ``finished_at`` or ``oom_killed`` means *unknown* when
     ``detailed`` is False (a listing that does not carry them: inspect the container to know), and
     *none* when it is True (running: no exit code; no HEALTHCHECK: no health).
     """
@@ -171,6 +175,9 @@ class ContainerState:
     started_at: str | None = None
     oom_killed: bool | None = None
     detailed: bool = True
+    finished_at: str | None = None  # when it last exited (RFC 3339); "" if it never did
+    #: the process's environment (inspection only): where a secret is read back from (envkit.secrets)
+    environment: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def running(self) -> bool:
@@ -191,6 +198,27 @@ class ExecResult:
     output: str
 
 
+@dataclass(frozen=True)
+class LogLine:
+    """One line a container printed, with the time the engine received it (UTC)."""
+
+    at: datetime
+    text: str  # without its line break
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """An image on the engine: its id, its tags (``repository:tag``), labels, creation time (UTC), size
+    in bytes (shared layers counted in full), and how many containers (of any tool, in any state) use it."""
+
+    id: str
+    tags: tuple[str, ...]
+    labels: Mapping[str, str]
+    created: datetime
+    size: int
+    containers: int
+
+
 class Capability(enum.Enum):
     """What not every engine can do. The value completes "engine NAME cannot ..."."""
 
@@ -201,6 +229,18 @@ class Capability(enum.Enum):
     SIGNAL = "stop containers or send them signals"
     PAUSE = "pause containers"
     NETWORK_CONNECT = "connect containers to networks or disconnect them"
+    INTERACTIVE_EXEC = "run commands interactively in containers: streamed output, stdin, a terminal"
+
+
+class ExecSession(ABC):
+    """A command started by ``Backend.exec_stream``, its streams attached."""
+
+    @abstractmethod
+    def wait(self) -> int:
+        """Copy the streams until the command ends (blocking); its exit code."""
+
+    def resize(self, rows: int, columns: int) -> None:  # noqa: B027 - optional: a terminal's size
+        """Tell the command's terminal its new size (best effort; nothing without a TTY)."""
 
 
 class Backend(ABC):
@@ -244,6 +284,15 @@ class Backend(ABC):
         """Build ``spec.tag``; each line of build output goes to ``on_line`` (which may raise to cancel).
         A failed build raises EngineError whose message is the engine's reason alone."""
 
+    @abstractmethod
+    def list_images(self, labels: Mapping[str, str | None]) -> list[ImageInfo]:
+        """The images carrying every label given (None: any value), with how many containers use each."""
+
+    @abstractmethod
+    def remove_image(self, tag: str) -> None:
+        """Remove the tag ``repository:tag`` (the image itself goes with its last tag). One already gone
+        is success; one a container still uses is a Conflict."""
+
     # -- networks and volumes -----------------------------------------------------------------------------
     @abstractmethod
     def create_network(self, spec: NetworkSpec) -> str: ...
@@ -278,6 +327,18 @@ class Backend(ABC):
 
     @abstractmethod
     def follow_logs(self, container_id: str, tail: int | None = None) -> Iterator[str]: ...
+
+    @abstractmethod
+    def log_lines(self, container_id: str, tail: int | None = None, since: float | None = None,
+                  until: float | None = None) -> list[LogLine]:
+        """The container's log as lines with their times, oldest first; ``tail``: the last N lines;
+        ``since`` / ``until``: UNIX times (seconds, fractions allowed) bounding the lines' times."""
+
+    @abstractmethod
+    def follow_log_lines(self, container_id: str, tail: int | None = None,
+                         since: float | None = None) -> Iterator[LogLine]:
+        """Like ``log_lines``, then each new line as it comes (blocks; ends when the container stops or
+        the iterator is closed)."""
 
     # -- discovery and removal, by labels only -------------------------------------------------------------
     @abstractmethod
@@ -332,11 +393,6 @@ class Backend(ABC):
         self.require(Capability.EXPORT_FILESYSTEM)
         raise AssertionError("unreachable")
 
-    def remove_image(self, tag: str) -> None:
-        """Remove an image made by ``export_filesystem``; one already gone is success, one a container
-        still uses is a Conflict."""
-        self.require(Capability.EXPORT_FILESYSTEM)
-
     # -- capability EXPORT_VOLUME ------------------------------------------------------------------------
     def export_volume(self, name: str) -> Iterator[bytes]:
         """The content of a volume as a tar stream, entries named from its root (``.``, ``./a.txt``)."""
@@ -362,6 +418,19 @@ class Backend(ABC):
 
     def unpause_container(self, container_id: str) -> None:
         self.require(Capability.PAUSE)
+
+    # -- capability INTERACTIVE_EXEC -----------------------------------------------------------------
+    def exec_stream(self, container_id: str, command: tuple[str, ...], *, stdin: int | None, stdout: BinaryIO,
+                    stderr: BinaryIO, tty: bool = False, user: str | None = None) -> ExecSession:
+        """Start ``command`` in a running container with its streams attached, as ``docker exec`` does.
+
+        ``stdin``: a file descriptor whose bytes go to the command until end of file (then its stdin
+        is closed), or None for no stdin. Output is written to ``stdout`` / ``stderr`` and flushed as it
+        arrives (with ``tty`` the terminal's one stream goes to ``stdout``). ``wait()`` on the session
+        copies until the command ends and gives its exit code. A container that is not running is a
+        Conflict, one that is gone NotFound."""
+        self.require(Capability.INTERACTIVE_EXEC)
+        raise AssertionError("unreachable")
 
     # -- capability NETWORK_CONNECT -------------------------------------------------------------------
     def connect_network(self, container_id: str, network: str, aliases: tuple[str, ...] = ()) -> None:

@@ -11,10 +11,12 @@ import contextlib
 import functools
 import ipaddress
 import os
+import re
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 from urllib.parse import urlparse
 
 import docker
@@ -28,6 +30,7 @@ from envkit import labels as L
 from envkit import retry
 from envkit.backends import _docker_wire as wire
 from envkit.backends import subnets
+from envkit.backends._exec_stream import SocketSession
 from envkit.backends.base import (
     Backend,
     BuildSpec,
@@ -35,15 +38,21 @@ from envkit.backends.base import (
     ContainerSpec,
     ContainerState,
     ExecResult,
+    ExecSession,
+    ImageInfo,
+    LogLine,
     NetworkSpec,
     Resource,
     VolumeSpec,
 )
-from envkit.errors import Busy, Conflict, EngineError, EnvkitError, NotFound, Transient
+from envkit.errors import Busy, Conflict, EngineError, EnvkitError, NotFound, PortBusy, Transient
+from envkit.text import duration
 
 __all__ = ["DockerBackend", "open_backend", "translate"]
 
 T = TypeVar("T")
+#: the address in Docker's "Bind for 127.0.0.1:8080 failed" / "listen tcp4 0.0.0.0:8080: bind: ..."
+_BOUND = re.compile(r"(\d{1,3}(?:\.\d{1,3}){3}|\[[0-9a-fA-F:]+\]):(\d{1,5})")
 #: the image of the short-lived helper containers that read and write volumes (it must be on the engine)
 HELPER_IMAGE = "debian:bookworm-slim"
 
@@ -61,6 +70,10 @@ def translate(exc: BaseException, what: str, where: str) -> EnvkitError:
             kind = NotFound
         elif "active endpoints" in text or "volume is in use" in text or "already in progress" in text:
             kind = Busy  # 403 / 409 (and 500 on older engines) for what ends by itself
+        elif "port is already allocated" in text or "address already in use" in text:
+            found = _BOUND.search(reason)
+            return PortBusy(prefix + reason, found.group(1).strip("[]") if found else "",
+                            int(found.group(2)) if found else 0)
         elif status == 409 or "already exists" in text or "pool overlaps" in text:
             kind = Conflict  # 403 for an endpoint that already exists, or a subnet another network holds
         elif status is not None and status >= 500:
@@ -161,6 +174,19 @@ class DockerBackend(Backend):
                             on_line(line)
         if failure:
             raise EngineError(failure)
+
+    def list_images(self, labels: Mapping[str, str | None]) -> list[ImageInfo]:
+        rows = self._retried("list images", lambda: self.api.images(filters=self._filters(labels)))
+        if not rows:
+            return []
+        users: dict[str, int] = {}
+        for c in self._retried("list containers", lambda: self.api.containers(all=True)):
+            users[str(c.get("ImageID", ""))] = users.get(str(c.get("ImageID", "")), 0) + 1
+        return [wire.image_info(row, users.get(str(row["Id"]), 0)) for row in rows]
+
+    def remove_image(self, tag: str) -> None:
+        # Not forced: a tag in use by a container is a Conflict (409); the image goes with its last tag.
+        self._gone_ok(f"remove image {tag}", lambda: self.api.remove_image(tag))
 
     # -- networks and volumes ---------------------------------------------------------------------
     def create_network(self, spec: NetworkSpec) -> str:
@@ -268,17 +294,40 @@ class DockerBackend(Backend):
                 output, finished = wire.read_exec(self.api.exec_start(made["Id"], socket=True), timeout)
                 if not finished:
                     # The command goes on inside the container; the caller only stops waiting for it.
-                    return ExecResult(exit_code=-1, output=f"{output}(still running after {timeout:g}s)")
+                    return ExecResult(exit_code=-1, output=f"{output}(still running after {duration(timeout)})")
             code = self.api.exec_inspect(made["Id"]).get("ExitCode")
         return ExecResult(exit_code=int(code) if code is not None else -1, output=output)
 
+    def exec_stream(self, container_id: str, command: tuple[str, ...], *, stdin: int | None, stdout: BinaryIO,
+                    stderr: BinaryIO, tty: bool = False, user: str | None = None) -> ExecSession:
+        with self._call(f"exec in container {container_id[:12]}"):
+            made = self.api.exec_create(container_id, list(command), user=user or "", stdout=True, stderr=True,
+                                        stdin=stdin is not None, tty=tty)
+            sock = self.api.exec_start(made["Id"], tty=tty, socket=True)
+        return SocketSession(sock, stdin, stdout, stderr, framed=not tty, exit_code=lambda: self._exec_code(made["Id"]),
+                             resize=lambda rows, cols: self.api.exec_resize(made["Id"], height=rows, width=cols))
+
+    def _exec_code(self, exec_id: str) -> int:
+        for _ in range(40):  # the engine may mark the exec ended a moment after closing its stream
+            info = self._retried("inspect exec", lambda: self.api.exec_inspect(exec_id))
+            if not info.get("Running") and info.get("ExitCode") is not None:
+                return int(info["ExitCode"])
+            time.sleep(0.05)
+        return -1
+
+    @staticmethod
+    def _log_args(tail: int | None, since: float | None, until: float | None = None,
+                  timestamps: bool = False) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"tail": tail if tail is not None else "all", "timestamps": timestamps}
+        if since is not None and since > 0:  # the SDK refuses 0
+            kwargs["since"] = float(since)
+        if until is not None:
+            kwargs["until"] = max(float(until), 1e-6)
+        return kwargs
+
     def logs(self, container_id: str, tail: int | None = None, since: float | None = None,
              until: float | None = None) -> str:
-        kwargs: dict[str, Any] = {"tail": tail if tail is not None else "all"}
-        if since is not None:
-            kwargs["since"] = since
-        if until is not None:
-            kwargs["until"] = until
+        kwargs = self._log_args(tail, since, until)
         data = self._retried(f"logs of container {container_id[:12]}",
                              lambda: self.api.logs(container_id, stdout=True, stderr=True, **kwargs))
         return data.decode(errors="replace") if isinstance(data, bytes) else str(data)
@@ -288,6 +337,28 @@ class DockerBackend(Backend):
             stream = self.api.logs(container_id, stream=True, follow=True, tail=tail if tail is not None else "all")
             for chunk in stream:
                 yield chunk.decode(errors="replace") if isinstance(chunk, bytes) else str(chunk)
+
+    def log_lines(self, container_id: str, tail: int | None = None, since: float | None = None,
+                  until: float | None = None) -> list[LogLine]:
+        kwargs = self._log_args(tail, since, until, timestamps=True)
+        data = self._retried(f"logs of container {container_id[:12]}",
+                             lambda: self.api.logs(container_id, stdout=True, stderr=True, **kwargs))
+        text = data.decode(errors="replace") if isinstance(data, bytes) else str(data)
+        return [wire.log_line(line) for line in text.splitlines() if line]
+
+    def follow_log_lines(self, container_id: str, tail: int | None = None,
+                         since: float | None = None) -> Iterator[LogLine]:
+        kwargs = self._log_args(tail, since, timestamps=True)
+        with self._call(f"follow logs of container {container_id[:12]}"):
+            stream = self.api.logs(container_id, stream=True, follow=True, **kwargs)
+            pending = ""
+            for chunk in stream:
+                pending += chunk.decode(errors="replace") if isinstance(chunk, bytes) else str(chunk)
+                *lines, pending = pending.split("\n")
+                for line in lines:
+                    yield wire.log_line(line)
+            if pending:
+                yield wire.log_line(pending)
 
     # -- discovery and removal --------------------------------------------------------------------
     @staticmethod
@@ -364,9 +435,6 @@ class DockerBackend(Backend):
         made = self._once(f"export container {container_id[:12]} as {tag}", lambda: self.api.commit(
             container_id, repository=repository, tag=version or "latest", conf={"Labels": dict(labels)}))
         return str(made["Id"])
-
-    def remove_image(self, tag: str) -> None:
-        self._gone_ok(f"remove image {tag}", lambda: self.api.remove_image(tag))
 
     @contextmanager
     def _helper(self, volume: str, command: list[str] | None, read_only: bool) -> Iterator[str]:

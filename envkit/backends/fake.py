@@ -16,23 +16,66 @@ Behaviour is configured through plain attributes, per container name or per serv
     fake.exit_codes["migrate"] = 0          # the migrate job exits 0 as soon as it starts
     fake.build_failures["envkit/shop-app:1"] = "COPY failed"
     fake.log_text["api"] = "listening on :8080\\n"   # printed once its process has begun
+    fake.emit(container_id, "GET /health 200")     # a line printed now (not an engine call)
     FakeBackend(capabilities={Capability.GATE})     # an engine that can do less: refusals
+    fake.exec_programs["db"] = psql_like   # what `exec_stream` runs: a Python stand-in (see Program)
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+import io
+import os
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from datetime import UTC, datetime
+from typing import BinaryIO
 
 from envkit.backends import _tar
 from envkit.backends._fake_core import SIGNALS, Container, FakeEngine, matches
-from envkit.backends.base import Capability, NetworkAttachment
+from envkit.backends.base import Capability, ExecResult, ExecSession, NetworkAttachment
 from envkit.errors import Conflict, EngineError, NotFound
 
-__all__ = ["FakeBackend", "matches"]
+__all__ = ["FakeBackend", "Program", "matches"]
+
+#: a command of ``exec_stream`` played by Python: (command, stdin, stdout, stderr, tty) -> exit code. It
+#: reads stdin (empty without one) and writes its output as the real command would, at its own pace.
+Program = Callable[[tuple[str, ...], BinaryIO, BinaryIO, BinaryIO, bool], int]
+
+
+def _answer(result: ExecResult) -> Program:
+    """The default program: read stdin to its end, print ``result``'s output, exit with its code."""
+    def program(command: tuple[str, ...], stdin: BinaryIO, stdout: BinaryIO, stderr: BinaryIO, tty: bool) -> int:
+        stdin.read()
+        stdout.write(result.output.encode())
+        stdout.flush()
+        return result.exit_code
+
+    return program
+
+
+class _Session(ExecSession):
+    def __init__(self, program: Program, command: tuple[str, ...], stdin: int | None, stdout: BinaryIO,
+                 stderr: BinaryIO, tty: bool, sizes: list[tuple[int, int]]) -> None:
+        self.program, self.command, self.stdin, self.stdout, self.stderr, self.tty, self.sizes = (
+            program, command, stdin, stdout, stdout if tty else stderr, tty, sizes)
+
+    def resize(self, rows: int, columns: int) -> None:
+        if self.tty:
+            self.sizes.append((rows, columns))
+
+    def wait(self) -> int:
+        reader: BinaryIO = (os.fdopen(os.dup(self.stdin), "rb", buffering=0) if self.stdin is not None
+                            else io.BytesIO())
+        with reader:
+            return self.program(self.command, reader, self.stdout, self.stderr, self.tty)
 
 
 class FakeBackend(FakeEngine):
     """The fake engine with every optional capability (or those given to ``capabilities=``)."""
+
+    def __init__(self, images: Iterable[str] = (), capabilities: Iterable[Capability] | None = None) -> None:
+        super().__init__(images, capabilities)
+        self.exec_programs: dict[str, Program] = {}  # name or service -> what exec_stream runs
+        self.resizes: list[tuple[int, int]] = []  # terminal sizes sent to exec_stream sessions
 
     # -- COPY_FILES, EXPORT_FILESYSTEM, EXPORT_VOLUME -------------------------------------------------
     def _store(self, c: Container, path: str) -> tuple[_tar.Files, str]:
@@ -70,16 +113,9 @@ class FakeBackend(FakeEngine):
             c = self._container(container_id)
             self.images.add(tag)
             self.image_files[tag] = dict(c.files)  # its own files, not its volumes
+            self.image_labels[tag] = {**c.labels, **labels}  # like Docker: the container's labels, and these
+            self.image_created[tag] = datetime.now(UTC)
         return f"sha256:{tag}"
-
-    def remove_image(self, tag: str) -> None:
-        self.require(Capability.EXPORT_FILESYSTEM)
-        self._record("remove_image", tag)
-        with self._changed:
-            if any(c.spec.image == tag for c in self.containers.values()):
-                raise Conflict(f"image {tag} is used by a container")
-            self.images.discard(tag)
-            self.image_files.pop(tag, None)
 
     def export_volume(self, name: str) -> Iterator[bytes]:
         self.require(Capability.EXPORT_VOLUME)
@@ -96,6 +132,19 @@ class FakeBackend(FakeEngine):
             volume = self._volume(name)
             volume.files.clear()
             _tar.unpack(volume.files, ".", data)
+
+    # -- INTERACTIVE_EXEC -------------------------------------------------------------------------------
+    def exec_stream(self, container_id: str, command: tuple[str, ...], *, stdin: int | None, stdout: BinaryIO,
+                    stderr: BinaryIO, tty: bool = False, user: str | None = None) -> ExecSession:
+        self.require(Capability.INTERACTIVE_EXEC)
+        self._record("exec_stream", container_id)
+        with self._changed:
+            c = self._container(container_id)
+            if c.status != "running":
+                raise Conflict(f"container {c.spec.name} is not running")
+            program = self._setting(self.exec_programs, c) or _answer(self._setting(self.exec_results, c)
+                                                                      or ExecResult(0, ""))
+        return _Session(program, command, stdin, stdout, stderr, tty, self.resizes)
 
     # -- SIGNAL, PAUSE, NETWORK_CONNECT -----------------------------------------------------------------
     def _live(self, container_id: str) -> Container:

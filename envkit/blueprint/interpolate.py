@@ -10,7 +10,7 @@ they are left in place and resolved once the run exists (see ``envkit.outputs``)
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from envkit.blueprint import refs
@@ -21,14 +21,38 @@ __all__ = ["interpolate"]
 
 # A body may hold one nested ``${...}`` (``${TAG:-${DEFAULT_TAG}}``); it is substituted in its turn.
 _TOKEN = re.compile(r"\$(?:(?P<escaped>\$)|\{(?P<body>(?:[^{}]|\$\{[^{}]*\})*)\})")
-_BODY = re.compile(r"^(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:-|-|:\?|\?|:\+|\+)(?P<arg>.*))?$", re.S)
+_BODY = re.compile(r"^(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:-|-|:\?|\?|:\+|\+)(?P<arg>.*))?\Z", re.S)
 
 
-def interpolate(data: Any, env: Mapping[str, str], marks: Marks, problems: list[Problem]) -> Any:
-    return _walk(data, (), env, marks, problems)
+def interpolate(data: Any, env: Mapping[str, str], marks: Marks, problems: list[Problem],
+                used: dict[str, set[str]] | None = None) -> Any:
+    """``used`` gets, for each variable, every value it was substituted with (a default included): how the
+    loader knows which text came from a secret variable."""
+    return _walk(data, (), _Recording(env, used if used is not None else {}), marks, problems)
 
 
-def _walk(value: Any, path: Key, env: Mapping[str, str], marks: Marks, problems: list[Problem]) -> Any:
+class _Recording(Mapping[str, str]):
+    """The caller's environment, noting what each variable was substituted with (see ``interpolate``)."""
+
+    def __init__(self, env: Mapping[str, str], used: dict[str, set[str]]) -> None:
+        self.env, self.used = env, used
+
+    def __getitem__(self, key: str) -> str:
+        return self.env[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.env)
+
+    def __len__(self) -> int:
+        return len(self.env)
+
+    def note(self, name: str, value: str) -> str:
+        if value:
+            self.used.setdefault(name, set()).add(value)
+        return value
+
+
+def _walk(value: Any, path: Key, env: _Recording, marks: Marks, problems: list[Problem]) -> Any:
     if isinstance(value, dict):
         return {k: _walk(v, (*path, k), env, marks, problems) for k, v in value.items()}
     if isinstance(value, list):
@@ -38,7 +62,7 @@ def _walk(value: Any, path: Key, env: Mapping[str, str], marks: Marks, problems:
     return value
 
 
-def _substitute(text: str, path: Key, env: Mapping[str, str], marks: Marks, problems: list[Problem]) -> str:
+def _substitute(text: str, path: Key, env: _Recording, marks: Marks, problems: list[Problem]) -> str:
     def replace(match: re.Match[str]) -> str:
         if match.group("escaped"):
             return "\x00"  # a literal "$", restored at the very end so nothing re-reads it
@@ -52,19 +76,19 @@ def _substitute(text: str, path: Key, env: Mapping[str, str], marks: Marks, prob
         name, op, arg = parsed.group("name"), parsed.group("op"), parsed.group("arg") or ""
         value = env.get(name)
         if op == ":-":
-            return value if value else _substitute(arg, path, env, marks, problems)
+            return env.note(name, value if value else _substitute(arg, path, env, marks, problems))
         if op == "-":
-            return value if value is not None else _substitute(arg, path, env, marks, problems)
+            return env.note(name, value if value is not None else _substitute(arg, path, env, marks, problems))
         if op in (":?", "?"):
             if (value is None) or (op == ":?" and value == ""):
                 why = arg or f"variable {name} must be set"
                 problems.append(marks.problem(path, f"{why} (required by ${{{name}{op}...}})"))
                 return ""
-            return value
+            return env.note(name, value)
         if op == ":+":
             return _substitute(arg, path, env, marks, problems) if value else ""
         if op == "+":
             return _substitute(arg, path, env, marks, problems) if value is not None else ""
-        return value or ""
+        return env.note(name, value or "")
 
     return _TOKEN.sub(replace, text).replace("\x00", "$")

@@ -58,6 +58,9 @@ NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
 PORT_SHORT: dict[str, Any] = {"type": "string",  # [[IP:][HOST]:]CONTAINER[/PROTOCOL]
                               "pattern": r"^\s*(?:(?:(?:[\d.]+|\[[0-9a-fA-F:]+\]):)?\d*:)?\d+(?:/(?:tcp|udp))?\s*$"}
 CONDITION: dict[str, Any] = {"enum": ["started", "ready", "completed"]}
+#: the long form of an environment entry or an output: ``{value: ..., secret: true}``
+SECRET: dict[str, Any] = {"type": "object", "properties": {"value": SCALAR, "secret": BOOLEAN},
+                          "required": ["value"], "additionalProperties": False}
 SERVICE_LINK = "[service](#service-keys)"
 
 
@@ -90,10 +93,13 @@ TOP = Table("blueprint", (
            "Must hold at least one service. A service name must match `^[a-z0-9][a-z0-9_-]*$`.",
            {"type": "object", "minProperties": 1, "propertyNames": {"pattern": NAME_PATTERN},
             "additionalProperties": {"anyOf": [{"$ref": "#/$defs/service"}, {"type": "null"}]}}),
-    KeyDef("outputs", None, (), "mapping: output name → string template", "`{}`",
-           "Values handed to tests. See [outputs.md](outputs.md).",
+    KeyDef("outputs", None, (), "mapping: output name → string template, or `{value, secret}`", "`{}`",
+           "Values handed to tests. See [outputs.md](outputs.md); `secret: true`: [security.md](security.md).",
            {"anyOf": [{"type": "null"}, {"type": "object", "propertyNames": {"pattern": "^[A-Za-z_][A-Za-z0-9_]*$"},
-                                         "additionalProperties": SCALAR}]}),
+                                         "additionalProperties": {"anyOf": [SCALAR, SECRET]}}]}),
+    KeyDef("secrets", None, (), "list of variable names", "none",
+           "Variables whose values are secret: kept out of labels, plans and output. See [security.md](security.md).",
+           NAMES),
     KeyDef("version", None, None, "anything", "—", "Accepted and ignored. The value is not checked."),
 ))
 
@@ -125,8 +131,8 @@ PORT = Table("port", (
     KeyDef("host", lambda r, x, q: r.integer(x, q, 1, 65535, "a host port") if x else None, None,
            "port 1..65535, or `0`", "ephemeral", "A pinned host port; `0` or absent: chosen by the engine.",
            {"type": ["integer", "string", "null"]}),
-    KeyDef("host_ip", _nonempty, "127.0.0.1", "IP address", "`127.0.0.1`",
-           "The host address to publish on, passed to the engine as written.", STRING),
+    KeyDef("host_ip", v.host_ip, "127.0.0.1", "IP address", "`127.0.0.1`",
+           "The host address to publish on. Any address other than loopback needs `allow: [public-ports]`.", STRING),
     KeyDef("protocol", _protocol, "tcp", "`tcp` or `udp`",
            "`tcp`", "The port's protocol.", {"enum": ["tcp", "udp"]}),
 ))
@@ -275,8 +281,12 @@ SERVICE = Table("service", (
            section="command-and-entrypoint", compose="command", container="command"),
     KeyDef("entrypoint", Reader.argv, None, "command", "the image's `ENTRYPOINT`", "Replaces the image's entrypoint.",
            COMMAND, section="command-and-entrypoint", compose="entrypoint", container="entrypoint"),
-    KeyDef("environment", v.environment, (), "key/value list", "none", "Environment variables of the process.",
-           PAIRS, section="environment", compose="environment", container="environment"),
+    KeyDef("environment", v.environment, (), "key/value list; a value may be `{value, secret: true}`", "none",
+           "Environment variables of the process.",
+           {"anyOf": [{"type": "object", "additionalProperties": {"anyOf": [
+               {"type": ["string", "number", "boolean", "null"]}, SECRET]}},
+                      {"type": "array", "items": {"type": "string", "pattern": "="}}, {"type": "null"}]},
+           section="environment", compose="environment", container="environment"),
     KeyDef("user", Reader.string, None, "string", "the image's user", "The user (and group) the process runs as.",
            SCALAR, section="user-working_dir-hostname", compose="user", container="user"),
     KeyDef("working_dir", Reader.string, None, "string", "the image's working directory",
@@ -334,6 +344,10 @@ SERVICE = Table("service", (
            "Fills the service with data once it is ready, before its dependants start. See [seeds.md](seeds.md).",
            {"anyOf": [{"type": "null"}, {"type": "array", "items": {"$ref": "#/$defs/seed"}}]},
            section="seed-data-steps", compose_fn="seed"),
+    KeyDef("allow", v.allow, (), "list of `host-paths`, `docker-socket`, `privileged`, `capabilities`, "
+           "`public-ports`", "none", "What the service may ask of the host; see [security.md](security.md).",
+           {"anyOf": [{"type": "array", "items": {"enum": list(v.ALLOWANCES)}}, {"type": "null"}]},
+           section="allow-host-access"),  # Compose: nothing to carry over (what it allows is copied as it is)
 ))
 
 #: every table, by the name the reference markers and the schema's ``$defs`` use

@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import ClassVar, Literal
 
 from envkit.blueprint.source import Marks
+from envkit.errors import Problem
+from envkit.secrets import Secret
 
 __all__ = [
     "Attachment",
@@ -230,6 +232,7 @@ class Service:
     hostname: str | None = None
     prestart: bool = True  # start the container early behind a gate (needs /bin/sh in the image)
     seed: tuple[Seed, ...] = ()  # run in order after the service is ready, before its dependants start
+    allow: tuple[str, ...] = ()  # what it may ask of the host (envkit.blueprint.trust.ALLOWANCES)
 
     @property
     def network_names(self) -> tuple[str, ...]:
@@ -263,6 +266,12 @@ class Blueprint:
     outputs: tuple[tuple[str, str], ...] = ()
     #: where each key path stands in the file, for errors found after loading (capability checks)
     marks: Marks = field(default_factory=lambda: Marks(""), compare=False, repr=False)
+    #: the secret values (envkit.secrets): never in labels, plans, events or errors
+    secrets: tuple[Secret, ...] = field(default=(), compare=False, repr=False)
+    #: outputs marked ``secret: true`` (any output holding a secret value is shown masked too)
+    secret_outputs: frozenset[str] = field(default=frozenset(), compare=False)
+    #: what `envkit validate` warns about (each host access the blueprint opted into); never printed by the core
+    warnings: tuple[Problem, ...] = field(default=(), compare=False)
 
     def closure(self, roots: tuple[str, ...]) -> tuple[str, ...]:
         """The named services and everything they depend on, transitively (sorted)."""

@@ -10,24 +10,28 @@ Cross-references between services, networks, volumes and outputs are checked aft
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
 from envkit.blueprint import keys as K
+from envkit.blueprint import values as v
 from envkit.blueprint.model import Attachment, Blueprint, NetworkDef, Service, VolumeDef
-from envkit.blueprint.readers import NAME, Reader, Table, parse_duration, parse_size, read_keys
+from envkit.blueprint.readers import NAME, Reader, Table, parse_duration, parse_size, read_keys, show
 from envkit.blueprint.seed_values import kind_error as seed_kind_error
 from envkit.blueprint.source import Key, Marks
 from envkit.errors import Problem
+from envkit.secrets import Secret, placeholders
 
 __all__ = ["normalize", "parse_duration", "parse_size"]
 
 D = TypeVar("D", NetworkDef, VolumeDef)
 
 
-def normalize(data: dict[str, Any], marks: Marks, file: Path, directory: Path) -> tuple[Blueprint, list[Problem]]:
+def normalize(data: dict[str, Any], marks: Marks, file: Path, directory: Path,
+              variables: Mapping[str, set[str]] | None = None) -> tuple[Blueprint, list[Problem]]:
+    """``variables``: what each variable was substituted with (``interpolate``'s ``used``), for ``secrets:``."""
     r = Reader(marks, directory)
     r.keys(data, (), K.TOP)
     name = _blueprint_name(r, data.get("name"), file)
@@ -40,7 +44,7 @@ def normalize(data: dict[str, Any], marks: Marks, file: Path, directory: Path) -
     for sname, raw in (raw_services or {}).items():
         path: Key = ("services", sname)
         if not NAME.match(sname):
-            r.error(path, f"invalid service name '{sname}': use lowercase letters, digits, '-' and '_'")
+            r.error(path, f"invalid service name {show(sname)}: use lowercase letters, digits, '-' and '_'")
             continue
         svc = _service(r, sname, raw, path)
         if svc is not None:
@@ -51,11 +55,14 @@ def normalize(data: dict[str, Any], marks: Marks, file: Path, directory: Path) -
         services = {
             n: s if s.networks else replace(s, networks=(Attachment("default"),)) for n, s in services.items()
         }
-    outputs = _outputs(r, data.get("outputs"))
+    outputs, secret_outputs = _outputs(r, data.get("outputs"))
+    secrets = [*_secrets(r, data.get("secrets"), variables or {}), *r.secrets]
+    _check_secret_outputs(r, outputs, secret_outputs, secrets)
     # A model is returned even when some values were wrong, so that cross-references are checked too
     # and `envkit validate` lists every problem in one go; the caller must not run it when problems exist.
     return Blueprint(name=name or "invalid", file=file, directory=directory, services=services, networks=networks,
-                     volumes=volumes, outputs=outputs), r.problems
+                     volumes=volumes, outputs=outputs, secrets=tuple(secrets),
+                     secret_outputs=secret_outputs), r.problems
 
 
 def _blueprint_name(r: Reader, value: Any, file: Path) -> str | None:
@@ -65,7 +72,7 @@ def _blueprint_name(r: Reader, value: Any, file: Path) -> str | None:
         value = re.sub(r"[^a-z0-9_-]", "-", value.lower()).strip("-_") or "env"
     name = r.string(value, ("name",))
     if name is not None and not (NAME.match(name) and len(name) <= 40):
-        r.error(("name",), f"invalid name '{name}': use up to 40 lowercase letters, digits, '-' and '_'")
+        r.error(("name",), f"invalid name {show(name)}: use up to 40 lowercase letters, digits, '-' and '_'")
         return None
     return name
 
@@ -76,7 +83,7 @@ def _definitions(r: Reader, value: Any, key: str, what: str, table: Table, make:
     for name, raw in (r.mapping(value, (key,), key) or {}).items():
         path: Key = (key, name)
         if not NAME.match(name):
-            r.error(path, f"invalid {what} name '{name}'")
+            r.error(path, f"invalid {what} name {show(name)}")
             continue
         spec = r.mapping(raw, path, f"a {what} definition")
         if spec is None:
@@ -86,17 +93,47 @@ def _definitions(r: Reader, value: Any, key: str, what: str, table: Table, make:
     return out
 
 
-def _outputs(r: Reader, value: Any) -> tuple[tuple[str, str], ...]:
+def _outputs(r: Reader, value: Any) -> tuple[tuple[tuple[str, str], ...], frozenset[str]]:
+    """(name, template) of each output, and the names of those marked ``secret: true``."""
     out = []
+    secret_names = set()
     for key, raw in (r.mapping(value, ("outputs",), "outputs") or {}).items():
         path: Key = ("outputs", key)
-        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key):
-            r.error(path, f"output name '{key}' must be usable as an environment variable ([A-Za-z_][A-Za-z0-9_]*)")
+        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*\Z", key):
+            r.error(path, f"output name {show(key)} must be usable as an environment variable ([A-Za-z_][A-Za-z0-9_]*)")
+            continue
+        raw, secret = v.secret_form(r, raw, path)
+        if raw is None:
             continue
         text = r.string(raw, path, "a string template")
         if text is not None:
             out.append((key, text))
-    return tuple(out)
+            if secret:
+                secret_names.add(key)
+    return tuple(out), frozenset(secret_names)
+
+
+def _secrets(r: Reader, value: Any, variables: Mapping[str, set[str]]) -> list[Secret]:
+    """The values of the variables listed under ``secrets:``, as they were substituted."""
+    names = r.items(value, ("secrets",), "variable names", lambda x, q: r.string(x, q, "a variable name"))
+    out: list[Secret] = []
+    for i, name in enumerate(names):
+        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*\Z", name):
+            r.error(("secrets", i), f"invalid variable name {show(name)}")
+            continue
+        out.extend(Secret(name, text) for text in sorted(variables.get(name, ())))
+    return out
+
+
+def _check_secret_outputs(r: Reader, outputs: tuple[tuple[str, str], ...], marked: frozenset[str],
+                          secrets: list[Secret]) -> None:
+    # A secret output's label holds its template with each secret value as a placeholder; a template with
+    # none would put the whole "secret" into the run's labels.
+    for key, template in outputs:
+        if key in marked and placeholders(template, secrets) == template:
+            r.error(("outputs", key), f"output {key} is marked secret but holds no secret value: take the secret "
+                                      "part from a variable listed under 'secrets:' (or a 'secret: true' environment "
+                                      "entry), so that it stays out of the run's labels")
 
 
 def _service(r: Reader, name: str, raw: Any, path: Key) -> Service | None:

@@ -9,19 +9,24 @@ key's default, so that one bad value never hides the problems of the others.
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import re
 import shlex
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 
+from envkit.blueprint import compose_hints
 from envkit.blueprint.source import Key, Marks
 from envkit.errors import Problem
+from envkit.secrets import Secret
 
 __all__ = [
     "ENV_NAME",
+    "MAX_DURATION",
     "NAME",
     "KeyDef",
     "ReadFn",
@@ -37,8 +42,11 @@ __all__ = [
 
 T = TypeVar("T")
 
-NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
-ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
+# ``\Z``, not ``$``: a ``$`` also matches before a final newline, which would let "db\n" through.
+NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*\Z")
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*\Z")
+#: the longest duration a blueprint may ask for (a probe timeout, a grace period): one day
+MAX_DURATION = 86400.0
 
 #: reads one value at a key path; returns None when it reported a problem (the key's default is used)
 ReadFn = Callable[["Reader", Any, Key], Any]
@@ -109,10 +117,12 @@ def parse_duration(value: Any) -> float | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, int | float):
-        return float(value) if value >= 0 else None
+        seconds = float(value) if abs(value) < 1e300 else math.inf  # int(10**400) would not fit a float
+        return seconds if math.isfinite(seconds) and seconds >= 0 else None
     if not isinstance(value, str):
         return None
-    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|s|m|h)", value.strip())
+    # At most 15 digits a part: a number too long for a float is no duration anyone means.
+    parts = re.findall(r"(\d{1,15}(?:\.\d{1,15})?)(ms|s|m|h)", value.strip(), re.ASCII)
     if not parts or "".join(n + u for n, u in parts) != value.strip():
         return None
     scale = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -127,11 +137,12 @@ def parse_size(value: Any) -> int | None:
         return value if value > 0 else None
     if not isinstance(value, str):
         return None
-    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b)?", value.strip().lower())
+    # At most 20 digits (and exact arithmetic): "1<400 zeros>m" is refused, not an OverflowError.
+    m = re.fullmatch(r"(\d{1,20}(?:\.\d{1,20})?)\s*([kmgt]?)(i?b)?", value.strip().lower(), re.ASCII)
     if not m:
         return None
     scale = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}[m.group(2)]
-    return int(float(m.group(1)) * scale) or None
+    return int(Decimal(m.group(1)) * scale) or None
 
 
 class Reader:
@@ -141,6 +152,7 @@ class Reader:
         self.marks = marks
         self.directory = directory
         self.problems: list[Problem] = []
+        self.secrets: list[Secret] = []  # values the blueprint marks secret where they are written
 
     def error(self, path: Key, message: str) -> None:
         self.problems.append(self.marks.problem(path, message))
@@ -163,8 +175,12 @@ class Reader:
         for key in data:
             if key in names or key.startswith("x-"):
                 continue
+            compose = compose_hints.hint(allowed.title, key) if isinstance(allowed, Table) else None
             close = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
-            hint = f" (did you mean '{close[0]}'?)" if close else f"; allowed: {', '.join(names)}"
+            if compose:  # a Compose habit: say what envkit has instead, not a look-alike key
+                hint = f" (a Compose key; {compose})"
+            else:
+                hint = f" (did you mean '{close[0]}'?)" if close else f"; allowed: {', '.join(names)}"
             self.error((*path, key), f"unknown key '{key}'{hint}")
 
     def string(self, value: Any, path: Key, what: str = "a string") -> str | None:
@@ -174,7 +190,8 @@ class Reader:
         return str(value)
 
     def integer(self, value: Any, path: Key, low: int, high: int, what: str) -> int | None:
-        if isinstance(value, str) and value.strip().isdigit():
+        # ASCII digits only: "²".isdigit() is true, but int("²") fails; and at most 20 of them.
+        if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit() and len(value) <= 20:
             value = int(value)
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
             self.error(path, f"expected {what} ({low}..{high}), got {show(value)}")
@@ -191,6 +208,9 @@ class Reader:
         seconds = parse_duration(value)
         if seconds is None:
             self.error(path, f"expected a duration like 30s, 500ms or 2m, got {show(value)}")
+        elif seconds > MAX_DURATION:
+            self.error(path, f"expected a duration of at most 24h, got {show(value)}")
+            return None
         return seconds
 
     def argv(self, value: Any, path: Key) -> tuple[str, ...] | None:
@@ -244,7 +264,11 @@ def kind_of(value: Any) -> str:
 
 
 def show(value: Any) -> str:
-    return repr(value) if isinstance(value, str | int | float | bool) else kind_of(value)
+    """A value as an error message quotes it: short (a 1 MB string is not repeated back)."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**30:
+        return "a number of more than 30 digits"
+    text = repr(value) if isinstance(value, str | int | float | bool) else kind_of(value)
+    return text if len(text) <= 80 else text[:60] + "…" + text[-10:]
 
 
 def scalar_text(value: Any) -> str:

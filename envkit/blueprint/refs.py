@@ -23,7 +23,7 @@ __all__ = ["REF", "BadRef", "PortRef", "Ref", "RunRef", "ServiceRef", "is_ref", 
 _BODY = r"[A-Za-z_][\w-]*(?:\.[\w-]+)+"
 #: a reference inside a template; group ``ref`` is its body (``services.api.host``)
 REF = re.compile(rf"\$\{{(?P<ref>{_BODY})\}}")
-_WHOLE = re.compile(rf"^{_BODY}$")
+_WHOLE = re.compile(rf"^{_BODY}\Z")
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,9 @@ up ``Marks`` to name ``file:line:column``. Key paths are tuples such as ``("serv
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,9 +18,10 @@ import yaml
 
 from envkit.errors import BlueprintError, Problem
 
-__all__ = ["Key", "Marks", "Source", "format_path", "read_source"]
+__all__ = ["Key", "Marks", "Source", "format_path", "read_mapping", "read_source"]
 
 Key = tuple[str | int, ...]
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def format_path(path: Iterable[str | int]) -> str:
@@ -28,7 +30,9 @@ def format_path(path: Iterable[str | int]) -> str:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            out += f".{part}" if out else str(part)
+            # A key with a line break, a space or a control character is quoted, so the path stays one line.
+            text = part if part and part.isprintable() and not any(c.isspace() for c in part) else json.dumps(part)
+            out += f".{text}" if out else text
     return out
 
 
@@ -49,6 +53,8 @@ class Marks:
 
     def problem(self, path: Key, message: str) -> Problem:
         line, column = self.at(path)
+        # One problem, one line: a value quoted in the message may hold a line break or a control character.
+        message = _CONTROL.sub(lambda m: repr(m.group())[1:-1], message)
         return Problem(self.file, line, column, format_path(path), message)
 
 
@@ -145,6 +151,57 @@ def read_source(path: str | Path) -> Source:
     if not isinstance(data, dict):
         raise BlueprintError([marks.problem((), "the top level must be a mapping (name:, services:, ...)")])
     return Source(file=file, directory=file.parent.resolve(), data=data, marks=marks)
+
+
+def read_mapping(data: Mapping[str, Any], directory: Path, origin: str) -> Source:
+    """A blueprint given as Python data (``envkit.up({...})``): copied into plain dicts and lists
+    (tuples read as lists, paths as strings), within the same limits as a file. Errors name ``origin``
+    and the key path; there are no lines. Without ``name:`` it is named after ``directory``, as Compose
+    names a project after its folder."""
+    marks = Marks(origin)
+    problems: list[Problem] = []
+    counter = [0]
+    plain = _plain(data, (), marks, problems, set(), counter)
+    if problems:
+        raise BlueprintError(problems)
+    if not isinstance(plain, dict):
+        raise BlueprintError([marks.problem((), "the top level must be a mapping (name:, services:, ...)")])
+    if "name" not in plain:
+        plain = {"name": re.sub(r"[^a-z0-9_-]", "-", directory.resolve().name.lower()).strip("-_")[:40] or "env",
+                 **plain}
+    return Source(file=Path(origin), directory=directory.resolve(), data=plain, marks=marks)
+
+
+def _plain(value: Any, path: Key, marks: Marks, problems: list[Problem], active: set[int], counter: list[int]) -> Any:
+    counter[0] += 1
+    if counter[0] > MAX_NODES:
+        raise BlueprintError([marks.problem(path, f"more than {MAX_NODES} values; a blueprint needs far fewer")])
+    if len(path) > MAX_DEPTH:
+        raise BlueprintError([Problem(marks.file, 0, 0, format_path(path[:4]) + "...",
+                                      f"nested too deeply (more than {MAX_DEPTH} levels)")])
+    if value is None or isinstance(value, str | bool | int | float):
+        return value
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, Mapping | list | tuple):
+        if id(value) in active:
+            raise BlueprintError([marks.problem(path, "a value contains itself")])
+        active.add(id(value))
+        try:
+            if isinstance(value, Mapping):
+                out: dict[str, Any] = {}
+                for key, item in value.items():
+                    if not isinstance(key, str | int | float | bool) or key is None:
+                        problems.append(marks.problem(path, f"mapping keys must be strings, got {type(key).__name__}"))
+                        continue
+                    out[str(key)] = _plain(item, (*path, str(key)), marks, problems, active, counter)
+                return out
+            return [_plain(item, (*path, i), marks, problems, active, counter) for i, item in enumerate(value)]
+        finally:
+            active.discard(id(value))
+    problems.append(marks.problem(path, f"expected plain data (str, number, bool, None, list, dict), "
+                                        f"got {type(value).__name__}"))
+    return None
 
 
 _MAP, _SEQ = "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"

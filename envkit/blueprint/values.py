@@ -9,7 +9,6 @@ model) point at the right line even after an item was dropped or de-duplicated.
 
 from __future__ import annotations
 
-import math
 import os
 import re
 from collections.abc import Callable
@@ -17,25 +16,44 @@ from pathlib import Path
 from typing import Any, cast
 
 from envkit.blueprint.model import Attachment, Build, Condition, Dependency, Mount, Port, Probe
-from envkit.blueprint.readers import ENV_NAME, Reader, Table, kind_of, parse_size, read_keys, show
+from envkit.blueprint.readers import Reader, Table, kind_of, read_keys, show
+from envkit.blueprint.scalars import (
+    ALLOWANCES,
+    CAPABILITIES,
+    allow,
+    cap_add,
+    cpus,
+    environment,
+    host_ip,
+    kind,
+    memory,
+    replicas,
+    secret_form,
+    user_labels,
+)
 from envkit.blueprint.source import Key
-from envkit.labels import NS
 
 __all__ = [
+    "ALLOWANCES",
+    "CAPABILITIES",
     "CONDITIONS",
     "DEFAULT_PROBE_TIMEOUT",
     "PROBE_KINDS",
+    "allow",
     "build",
     "cap_add",
     "cpus",
     "depends_on",
     "environment",
+    "host_ip",
+    "host_path",
     "kind",
     "memory",
     "mounts",
     "ports",
     "ready",
     "replicas",
+    "secret_form",
     "service_networks",
     "tmpfs",
     "user_labels",
@@ -46,56 +64,17 @@ CONDITIONS = ("started", "ready", "completed")
 DEFAULT_PROBE_TIMEOUT = 60.0
 
 
-def kind(r: Reader, value: Any, path: Key) -> str | None:
-    if value not in ("service", "job"):
-        r.error(path, f"expected 'service' or 'job', got {show(value)}")
-        return None
-    return cast(str, value)
-
-
-def environment(r: Reader, value: Any, path: Key) -> tuple[tuple[str, str], ...]:
-    env = r.pairs(value, path, "environment")
-    for key, _ in env:
-        if not ENV_NAME.match(key):
-            r.error((*path, key), f"invalid environment variable name '{key}'")
-    return env
-
-
-def user_labels(r: Reader, value: Any, path: Key) -> tuple[tuple[str, str], ...]:
-    labels = r.pairs(value, path, "labels")
-    for key, _ in labels:
-        if key == NS or key.startswith(NS + "."):
-            r.error((*path, key), f"label '{key}' is inside envkit's own namespace '{NS}.*'; choose another")
-    return tuple(kv for kv in labels if not kv[0].startswith(NS))
-
-
-def replicas(r: Reader, value: Any, path: Key) -> int | None:
-    return r.integer(value, path, 1, 64, "a replica count")
-
-
-def memory(r: Reader, value: Any, path: Key) -> int | None:
-    size = parse_size(value)
-    if size is None:
-        r.error(path, f"expected a size like 256m or 1g, got {show(value)}")
-    return size
-
-
-def cpus(r: Reader, value: Any, path: Key) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float | str) or not _positive_float(value):
-        r.error(path, f"expected a positive number of CPUs, got {show(value)}")
-        return None
-    return float(value)
-
-
-def _positive_float(value: Any) -> bool:
+def host_path(r: Reader, text: str, path: Key, what: str) -> Path | None:
+    """A host path from the blueprint, resolved against its folder (``~`` expanded, links followed); a path
+    the system cannot even look at (too long, a NUL byte, a loop of links, an unknown ``~user``) is a problem."""
     try:
-        return math.isfinite(float(value)) and float(value) > 0
-    except ValueError:
-        return False
-
-
-def cap_add(r: Reader, value: Any, path: Key) -> tuple[str, ...]:
-    return tuple(r.items(value, path, "capabilities", lambda v, q: r.string(v, q, "a capability name")))
+        resolved = (r.directory / Path(text).expanduser()).resolve()
+        resolved.exists()  # a name too long for the system fails here, not later
+        return resolved
+    except (OSError, ValueError, RuntimeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        r.error(path, f"{what} {show(text)} is not a usable path ({reason})")
+        return None
 
 
 def build(r: Reader, value: Any, path: Key, keys: Table) -> Build | None:
@@ -113,12 +92,16 @@ def build(r: Reader, value: Any, path: Key, keys: Table) -> Build | None:
     context_text = r.string(spec["context"], ctx_path, "a folder path")
     if context_text is None:
         return None
-    context = (r.directory / context_text).resolve()
+    context = host_path(r, context_text, ctx_path, "build context")
+    if context is None:
+        return None
     values = read_keys(r, keys, spec, path)
     dockerfile = values["dockerfile"]
     if not context.is_dir():
         r.error(ctx_path, f"build context '{context_text}' is not a folder (looked at {r.shown(context_text)}; "
                           "paths are relative to the blueprint's folder)")
+    elif host_path(r, os.path.join(context_text, dockerfile), ctx_path, "Dockerfile") is None:
+        return None
     elif not (context / dockerfile).is_file():
         r.error(ctx_path, f"build context '{context_text}' has no {dockerfile} (looked for "
                           f"{r.shown(os.path.join(context_text, dockerfile))}; add it, or name another file "
@@ -151,7 +134,8 @@ def service_networks(r: Reader, value: Any, path: Key) -> tuple[Attachment, ...]
     return tuple(out)
 
 
-_PORT = re.compile(r"^(?:(?:(?P<ip>[\d.]+|\[[0-9a-fA-F:]+\]):)?(?P<host>\d+)?:)?(?P<ctr>\d+)(?:/(?P<proto>tcp|udp))?$")
+_PORT = re.compile(r"^(?:(?:(?P<ip>[\d.]+|\[[0-9a-fA-F:]+\]):)?(?P<host>\d{1,5})?:)?(?P<ctr>\d{1,5})(?:/(?P<proto>tcp|udp))?\Z",
+                   re.ASCII)
 
 
 def ports(r: Reader, value: Any, path: Key, keys: Table) -> tuple[Port, ...]:
@@ -168,7 +152,7 @@ def _port(r: Reader, value: Any, path: Key, keys: Table) -> Port | None:
     if short:
         m = _PORT.match(value.strip())
         if not m:
-            r.error(path, f"invalid port '{value}': use 8080, \"18080:8080\", \"0.0.0.0::8080\" or 8080/udp")
+            r.error(path, f"invalid port {show(value)}: use 8080, \"18080:8080\", \"0.0.0.0::8080\" or 8080/udp")
             return None
         ip, host, ctr, proto = m.group("ip"), m.group("host"), m.group("ctr"), m.group("proto") or "tcp"
         value = {"container": int(ctr), "protocol": proto}
@@ -199,7 +183,7 @@ def _mount(r: Reader, value: Any, path: Key, keys: Table) -> Mount | None:
     if isinstance(value, str):
         parts = value.split(":")
         if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] not in ("ro", "rw")):
-            r.error(path, f"invalid volume '{value}': use 'name:/path', './file:/path' or add ':ro'")
+            r.error(path, f"invalid volume {show(value)}: use 'name:/path', './file:/path' or add ':ro'")
             return None
         source = parts[0]
         is_bind = source.startswith((".", "/", "~"))
@@ -225,11 +209,13 @@ def _mount(r: Reader, value: Any, path: Key, keys: Table) -> Mount | None:
         return None
     read_only = r.boolean(spec["read_only"], (*path, "read_only")) if "read_only" in spec else False
     if mount_type == "bind":
-        host_path = (r.directory / Path(source).expanduser()).resolve()
-        if not host_path.exists():
+        resolved = host_path(r, source, path, "bind mount source")
+        if resolved is None:
+            return None
+        if not resolved.exists():
             r.error(path, f"bind mount source '{source}' does not exist (looked at {r.shown(source)})")
             return None
-        source = str(host_path)
+        source = str(resolved)
     return Mount(type=mount_type, source=source, target=target, read_only=read_only, at=path)
 
 

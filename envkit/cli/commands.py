@@ -15,7 +15,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,11 +26,13 @@ from rich.markup import escape
 from rich.table import Table
 
 from envkit import __version__, reaper
-from envkit.cli.complete import blueprint_services, run_ids, run_services
+from envkit.cli.complete import blueprint_services, run_ids
+from envkit.cli.envfiles import check_writable, env_file_option, read_files, write_env_options
+from envkit.cli.envfiles import write_env as write_env_file
 from envkit.cli.progress import MODES, progress, sink, summary
 from envkit.cli.render import Renderer
 from envkit.errors import EnvkitError, UsageError
-from envkit.outputs import dumps, mask, to_dotenv
+from envkit.outputs import dumps, to_dotenv
 from envkit.signals import Terminated, despite_interrupts, sigterm_as_interrupt
 
 if TYPE_CHECKING:
@@ -56,8 +57,10 @@ class Session:
     def connect(self) -> Backend:
         if self.backend is None:
             from envkit.backends import connect
+            from envkit.sweep import sweep_in_passing
 
             self.backend = connect(engine=self.engine)
+            sweep_in_passing(self.backend)  # envkit.sweep: expired runs, at most once a minute, in the background
         return self.backend
 
 
@@ -85,13 +88,32 @@ def progress_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                              "(auto elsewhere, e.g. CI logs); quiet: as -q.")(fn)
 
 
+def ttl_option(default: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    return click.option("--ttl", default=default, show_default=True, envvar="ENVKIT_TTL", metavar="DURATION",
+                        help="After this (4h, 30m, 1d; 0: never) `envkit gc` may remove the run (env: ENVKIT_TTL).")
+
+
+artifacts_option = click.option(
+    "--artifacts", type=click.Path(file_okay=False, path_type=Path), envvar="ENVKIT_ARTIFACTS",
+    help="Write a forensics bundle to DIR/<run>/ (always for up; for run, when the command fails). A failed "
+         "up writes one anyway, into a temporary folder it names (env: ENVKIT_ARTIFACTS).")
+
+
+def failure_folder() -> Path:
+    """Where a failed up's bundle goes when no --artifacts is given: a folder of this user's in the temp dir."""
+    return Path(tempfile.gettempdir()) / f"envkit-artifacts-{os.getuid()}"
+
+
 @cli.command()
 @blueprint_arg
-def validate(blueprint: Path) -> None:
+@env_file_option
+def validate(blueprint: Path, env_files: tuple[Path, ...]) -> None:
     """Check BLUEPRINT (a YAML file or a folder holding blueprint.yaml); lists every problem."""
     from envkit.blueprint import load
 
-    bp = load(blueprint)
+    bp = load(blueprint, env_files=read_files(env_files))
+    for warning in bp.warnings:  # host access the blueprint opted into (docs/security.md)
+        err.print(f"[yellow]warning:[/] {escape(str(warning))}")
     out.print(f"{escape(str(bp.file))}: ok — blueprint '{bp.name}', {len(bp.services)} services, "
               f"{len(bp.networks)} networks, {len(bp.outputs)} outputs")
 
@@ -102,17 +124,24 @@ def validate(blueprint: Path) -> None:
 @click.option("--only", multiple=True, metavar="SVC", shell_complete=blueprint_services,
               help="Only these services and what they depend on.")
 @click.option("--offline", is_flag=True, help="Do not ask the engine which images exist.")
-def plan(blueprint: Path, name: str | None, only: tuple[str, ...], offline: bool) -> None:
+@env_file_option
+def plan(blueprint: Path, name: str | None, only: tuple[str, ...], offline: bool, env_files: tuple[Path, ...]) -> None:
     """Print what `up` would do, without doing it."""
     from envkit import api
 
+    files = read_files(env_files)
     backend = None if offline else _engine()
-    out.print(escape(api.plan(blueprint, name=name, only=only, backend=backend).text()))
+    out.print(escape(api.plan(blueprint, name=name, only=only, backend=backend, env_files=files).text()))
 
 
 def _write(path: Path, text: str, append: bool = False) -> None:
+    """Outputs may hold secrets: a file envkit creates is readable by its owner only (0600); one that exists
+    is made so too, unless it is appended to ($GITHUB_OUTPUT belongs to the runner)."""
     try:
-        with open(path, "a" if append else "w", encoding="utf-8") as fh:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC), 0o600)
+        with open(fd, "a" if append else "w", encoding="utf-8") as fh:
+            if not append:
+                os.fchmod(fh.fileno(), 0o600)
             fh.write(text)
     except OSError as exc:
         raise UsageError(f"cannot write {path}: {exc.strerror}") from exc
@@ -132,19 +161,36 @@ def _github_output(values: dict[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _print_outputs(env: Environment, as_json: bool, env_file: Path | None, github_output: bool) -> None:
+def _shown(env: Environment) -> dict[str, str]:
+    """The outputs as stdout gets them: real values for a pipe or a file, secret ones masked on a terminal."""
+    return env.shown_outputs if sys.stdout.isatty() else env.outputs
+
+
+def _document(env: Environment) -> dict[str, object]:
+    from envkit.outputs import run_document
+
+    return run_document(env.info, _shown(env))
+
+
+def _print_outputs(env: Environment, as_json: bool, write_to: Path | None, force: bool, github_output: bool) -> None:
     values = env.outputs
-    if env_file:
-        _write(env_file, to_dotenv(values))
+    if write_to:
+        write_env_file(write_to, values, env.run_id, force)
     if github_output and os.environ.get("GITHUB_OUTPUT"):
+        # The runner hides a value once told to (its own workflow command); then the value may be written.
+        shown = env.shown_outputs
+        for key in sorted(k for k in values if shown[k] != values[k]):
+            for line in values[key].splitlines():
+                if line.strip():
+                    sys.stdout.write(f"::add-mask::{line}\n")
         _write(Path(os.environ["GITHUB_OUTPUT"]), _github_output({"ENVKIT_RUN": env.run_id, **values}), append=True)
     if as_json:
-        out.print_json(dumps(env.document()))
+        out.print_json(dumps(_document(env)))
         return
     out.print(f"[bold green]run {env.run_id} is ready[/]")
     width = max((len(k) for k in values), default=0)
-    for key, value in values.items():
-        out.print(f"  {key:<{width}}  {escape(mask(key, value))}")
+    for key, value in env.shown_outputs.items():
+        out.print(f"  {key:<{width}}  {escape(value)}")
     out.print(f"[dim]remove it with: envkit down {env.run_id}[/]")
 
 
@@ -156,36 +202,58 @@ def _print_outputs(env: Environment, as_json: bool, env_file: Path | None, githu
 @click.option("--timeout", type=float, metavar="SECONDS", help="Deadline for the whole environment to be ready.")
 @click.option("--keep-on-failure", is_flag=True, help="Leave a failed run in place for inspection.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run document (schema envkit.run/v1).")
-@click.option("--env-file", type=click.Path(path_type=Path), help="Write the outputs as KEY=value lines.")
+@env_file_option
+@write_env_options
 @click.option("--github-output", is_flag=True, help="Append the outputs to $GITHUB_OUTPUT when it is set.")
 @click.option("-v", "--verbose", is_flag=True, help="Show every step and the build output.")
 @progress_options
 @click.option("--no-seed", is_flag=True, help="Skip the services' seed steps.")
+@ttl_option("4h")
+@artifacts_option
 def up(blueprint: Path, name: str | None, only: tuple[str, ...], timeout: float | None, keep_on_failure: bool,
-       as_json: bool, env_file: Path | None, github_output: bool, verbose: bool, progress_mode: str,
-       quiet: bool, no_seed: bool) -> None:
+       as_json: bool, env_files: tuple[Path, ...], write_env: Path | None, force: bool, github_output: bool,
+       verbose: bool, progress_mode: str, quiet: bool, no_seed: bool, ttl: str, artifacts: Path | None) -> None:
     """Bring BLUEPRINT up as a new isolated run and wait until every service is ready."""
-    from envkit import api
+    from envkit import api, gc
 
+    files = read_files(env_files)
+    if write_env is not None:
+        check_writable(write_env, force)  # refused before anything is brought up
     with sigterm_as_interrupt(), progress(err, "quiet" if quiet else progress_mode, verbose) as view:
         env = api.up(blueprint, name=name, only=only, timeout=timeout, keep_on_failure=keep_on_failure,
-                     on_event=sink(view), backend=_engine(), seed=not no_seed)
+                     on_event=sink(view), backend=_engine(), seed=not no_seed, env_files=files,
+                     ttl=gc.parse_ttl(ttl), lifetime="detached", artifacts=artifacts or failure_folder())
         env.detach()  # the CLI hands the run over; `envkit down` removes it
     summary(err, env, view)
-    _print_outputs(env, as_json, env_file, github_output)
+    if artifacts:
+        _collect(env, artifacts, "")
+    _print_outputs(env, as_json, write_env, force, github_output)
 
 
 @cli.command()
 @click.argument("runs", nargs=-1, shell_complete=run_ids)
 @click.option("--all", "all_runs", is_flag=True, help="Every envkit run on this engine.")
+@click.option("--strict", is_flag=True, help="Fail (exit 7) for a run that is not there.")
+@click.option("--include-live", is_flag=True, help="With --all: also runs that may belong to running processes.")
 @click.option("-v", "--verbose", is_flag=True)
-def down(runs: tuple[str, ...], all_runs: bool, verbose: bool) -> None:
-    """Remove runs and everything they created."""
+def down(runs: tuple[str, ...], all_runs: bool, strict: bool, include_live: bool, verbose: bool) -> None:
+    """Remove runs and everything they created. A run that is already gone is fine (exit 0), as with
+    `docker compose down`; --strict makes it exit 7."""
     if not runs and not all_runs:
         raise UsageError("name the runs to remove (see `envkit ls`), or pass --all")
     from envkit import api
 
-    counts = api.down(list(runs), all_runs=all_runs, on_event=Renderer(err, verbose), backend=_engine())
+    backend = _engine()
+    wanted = list(dict.fromkeys(runs))
+    if wanted and not strict:
+        present = {r.run_id for r in api.ls(backend=backend)}
+        for gone in [r for r in wanted if r not in present]:
+            err.print(f"no run {escape(gone)}: nothing to remove")
+        wanted = [r for r in wanted if r in present]
+        if not wanted and not all_runs:
+            return
+    counts = api.down(wanted, all_runs=all_runs, on_event=Renderer(err, verbose), backend=backend,
+                      missing_ok=not strict, include_live=include_live)
     out.print(f"removed {counts['container']} containers, {counts['network']} networks, "
               f"{counts['volume']} volumes")
 
@@ -206,96 +274,55 @@ def ls_(as_json: bool) -> None:
     if as_json:
         out.print_json(json.dumps([r.__dict__ for r in runs]))
         return
-    table = Table("RUN", "BLUEPRINT", "CREATED", "CONTAINERS", "RUNNING", "NETWORKS", "VOLUMES", box=None)
+    table = Table("RUN", "BLUEPRINT", "CREATED", "CONTAINERS", "RUNNING", "NETWORKS", "VOLUMES", "EXPIRES", box=None)
     for r in runs:
         table.add_row(r.run_id, r.blueprint, r.created_at, str(r.containers), str(r.running), str(r.networks),
-                      str(r.volumes))
+                      str(r.volumes), r.expires_at or "never")
     out.print(table)
 
 
 @cli.command()
 @click.argument("run", shell_complete=run_ids)
 @click.option("--json", "as_json", is_flag=True)
-def status(run: str, as_json: bool) -> None:
-    """Services of RUN: state, readiness and host ports."""
+def status(run: str, as_json: bool) -> int:
+    """Services of RUN: state, readiness and host ports. Exits 6 when a service is not ready (or a job
+    has not completed), so that scripts can check a run with it."""
     env = _attach(run)
     rows = env.status()
     if as_json:
         out.print_json(json.dumps([r.__dict__ for r in rows]))
-        return
-    table = Table("SERVICE", "CONTAINER", "KIND", "STATE", "READY", "PORTS", box=None)
-    for r in rows:
-        ports = ", ".join(f"{ip}:{port}->{key}" for key, (ip, port) in sorted(r.ports.items()))
-        color = "green" if r.ready in ("ready", "completed") else "red"
-        table.add_row(r.service, r.container, r.kind, r.state, f"[{color}]{escape(r.ready)}[/]", ports)
-    out.print(table)
+    else:
+        table = Table("SERVICE", "CONTAINER", "KIND", "STATE", "READY", "PORTS", box=None)
+        for r in rows:
+            ports = ", ".join(f"{ip}:{port}->{key}" for key, (ip, port) in sorted(r.ports.items()))
+            color = "green" if r.ok else "red"
+            table.add_row(r.service, r.container, r.kind, r.state, f"[{color}]{escape(r.ready)}[/]", ports)
+        out.print(table)
+    bad = [r for r in rows if not r.ok]
+    for r in bad:
+        err.print(f"[red]service {escape(r.service)}[/] ({escape(r.container)}): {escape(r.ready)}; "
+                  f"see `envkit logs {escape(run)} {escape(r.service)}`")
+    return 6 if bad else 0
 
 
-@cli.command()
-@click.argument("run", shell_complete=run_ids)
-@click.argument("service", required=False, shell_complete=run_services)
-@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines (Ctrl-C to stop).")
-@click.option("--tail", type=int, help="Only the last N lines.")
-def logs(run: str, service: str | None, follow: bool, tail: int | None) -> None:
-    """Print the logs of RUN's services (or one SERVICE)."""
-    env = _attach(run)
-    if not follow:
-        sys.stdout.write(env.logs(service, tail=tail))
-        return
-    names = [service] if service else list(env.services)
-    targets = [(n, r) for n in names for r in range(1, len(env.info.replicas(n)) + 1)] or [(n, 1) for n in names]
-    lock = threading.Lock()
-
-    failures: list[EnvkitError] = []
-
-    def pump(name: str, replica: int) -> None:
-        many = len(env.info.replicas(name)) > 1
-        prefix = (f"{name}-{replica}" if many else name) + " | " if (not service or many) else ""
-        try:
-            for chunk in env.follow(name, tail, replica):
-                with lock:
-                    sys.stdout.write("".join(f"{prefix}{line}\n" for line in chunk.splitlines()))
-                    sys.stdout.flush()
-        except EnvkitError as exc:  # e.g. the engine went away: reported once, by the main thread
-            failures.append(exc)
-
-    threads = [threading.Thread(target=pump, args=target, daemon=True) for target in targets]
-    for t in threads:
-        t.start()
-    try:
-        for t in threads:
-            t.join()
-    except KeyboardInterrupt:
-        return
-    if failures:
-        raise failures[0]
-
-
-@cli.command(name="exec", context_settings={"ignore_unknown_options": True})
-@click.argument("run", shell_complete=run_ids)
-@click.argument("service", shell_complete=run_services)
-@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
-@click.option("--replica", type=int, default=1)
-def exec_(run: str, service: str, command: tuple[str, ...], replica: int) -> int:
-    """Run COMMAND in SERVICE's container (no TTY); exits with its exit code."""
-    result = _attach(run).exec(service, list(command), replica)
-    sys.stdout.write(result.output)
-    return int(result.exit_code)
 
 
 @cli.command()
 @click.argument("run", shell_complete=run_ids)
 @click.option("--json", "as_json", is_flag=True)
-@click.option("--env-file", type=click.Path(path_type=Path))
-def outputs(run: str, as_json: bool, env_file: Path | None) -> None:
-    """Print RUN's outputs (--json: the run document)."""
+@write_env_options
+@click.option("--env-file", "old_env_file", hidden=True, type=click.Path(path_type=Path))
+def outputs(run: str, as_json: bool, write_env: Path | None, force: bool, old_env_file: Path | None) -> None:
+    """Print RUN's outputs (--json: the run document); --write-env FILE writes them instead."""
+    if old_env_file is not None:
+        raise UsageError("--env-file reads variables (as in Compose); to write the outputs use --write-env FILE")
     env = _attach(run)
-    if env_file:
-        _write(env_file, to_dotenv(env.outputs))
+    if write_env:
+        write_env_file(write_env, env.outputs, env.run_id, force)
     if as_json:
-        out.print_json(dumps(env.document()))
-    elif not env_file:
-        sys.stdout.write(to_dotenv(env.outputs))
+        out.print_json(dumps(_document(env)))
+    elif not write_env:
+        sys.stdout.write(to_dotenv(_shown(env)))
 
 
 @cli.command(context_settings={"ignore_unknown_options": True})
@@ -305,25 +332,31 @@ def outputs(run: str, as_json: bool, env_file: Path | None) -> None:
 @click.option("--only", multiple=True, metavar="SVC", shell_complete=blueprint_services,
               help="Only these services and what they depend on.")
 @click.option("--timeout", type=float, metavar="SECONDS")
+@env_file_option
 @click.option("-v", "--verbose", is_flag=True)
 @progress_options
+@ttl_option("0")
+@artifacts_option
 def run(blueprint: Path, command: tuple[str, ...], name: str | None, only: tuple[str, ...],
-        timeout: float | None, verbose: bool, progress_mode: str, quiet: bool) -> int:
+        timeout: float | None, env_files: tuple[Path, ...], verbose: bool, progress_mode: str, quiet: bool,
+        ttl: str, artifacts: Path | None) -> int:
     """Bring BLUEPRINT up, run COMMAND with the outputs in its environment, always tear down.
 
     COMMAND gets every output as an environment variable, plus ENVKIT_RUN (the run id) and
     ENVKIT_OUTPUTS_FILE (the run document as JSON). Exits with COMMAND's exit code.
     """
-    from envkit import api
+    from envkit import api, gc
 
+    files = read_files(env_files)
     with sigterm_as_interrupt():
         with progress(err, "quiet" if quiet else progress_mode, verbose) as view:
-            env = api.up(blueprint, name=name, only=only, timeout=timeout, on_event=sink(view), backend=_engine())
+            env = api.up(blueprint, name=name, only=only, timeout=timeout, on_event=sink(view), backend=_engine(),
+                         env_files=files, ttl=gc.parse_ttl(ttl), artifacts=artifacts or failure_folder())
         summary(err, env, view)
         try:
             with tempfile.TemporaryDirectory(prefix="envkit-") as tmp:
                 doc = Path(tmp) / "outputs.json"
-                doc.write_text(dumps(env.document()), encoding="utf-8")
+                _write(doc, dumps(env.document()))  # 0600: it may hold secrets
                 child_env = {**os.environ, **env.outputs, "ENVKIT_RUN": env.run_id, "ENVKIT_OUTPUTS_FILE": str(doc)}
                 if not quiet:
                     err.print(f"[bold]run {env.run_id} is ready;[/] running: {escape(' '.join(command))}")
@@ -335,6 +368,8 @@ def run(blueprint: Path, command: tuple[str, ...], name: str | None, only: tuple
                 try:  # from here on an interrupt is passed on to the command
                     reaper.child(proc.pid, group)  # reaper: ended with everything it started if envkit is killed
                     code = proc.wait()
+                    if code and artifacts:  # forensics: the services as the failing command left them
+                        _collect(env, artifacts, f"{command[0]} exited with {code}")
                     return 128 - code if code < 0 else code  # killed by signal N: 128+N, as shells do
                 except KeyboardInterrupt as exc:
                     # In a terminal's foreground group, Ctrl-C has reached the command already; SIGTERM or
@@ -358,6 +393,13 @@ def run(blueprint: Path, command: tuple[str, ...], name: str | None, only: tuple
             _teardown(env, quiet)
 
 
+def _collect(env: Environment, artifacts: Path, reason: str) -> None:
+    try:
+        err.print(f"forensics bundle: {escape(str(env.collect(artifacts / env.run_id, reason=reason)))}")
+    except EnvkitError as exc:  # the bundle is extra: the command's own outcome stands
+        err.print(f"[yellow]no forensics bundle: {escape(str(exc))}[/]")
+
+
 def _teardown(env: Environment, quiet: bool = False) -> None:
     """Remove the run, starting again on a second Ctrl-C; say "removed" only when it is."""
     left = f"run {env.run_id} may be left; remove it with: envkit down {env.run_id}"
@@ -372,10 +414,15 @@ def _teardown(env: Environment, quiet: bool = False) -> None:
     if not quiet:
         err.print(f"[dim]run {env.run_id} removed[/]")
 
+from envkit.cli.exec_cmd import exec_  # noqa: E402
 from envkit.cli.export_cmd import export  # noqa: E402
+from envkit.cli.forensics_cmd import collect  # noqa: E402
+from envkit.cli.gc_cmd import gc  # noqa: E402
 from envkit.cli.seed_cmd import seed  # noqa: E402
 
 cli.add_command(export)
+cli.add_command(gc)
+cli.add_command(collect)
 from envkit.cli.graph_cmd import graph  # noqa: E402
 
 cli.add_command(graph)
@@ -393,6 +440,13 @@ from envkit.cli.complete import completion  # noqa: E402
 cli.add_command(completion)
 
 cli.add_command(seed)
+cli.add_command(exec_)
+from envkit.cli.images_cmd import images  # noqa: E402
+from envkit.cli.live import COMMANDS as LIVE_COMMANDS  # noqa: E402
+
+cli.add_command(images)
+for _command in LIVE_COMMANDS:  # restart, stop, start, rebuild, logs
+    cli.add_command(_command)
 
 from envkit.cli.examples import add_examples  # noqa: E402
 

@@ -20,11 +20,18 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "down": ("envkit down dev", "envkit down --all"),
     "ls": ("envkit ls --json",),
     "status": ("envkit status dev",),
-    "logs": ("envkit logs dev api --tail 50", "envkit logs dev -f"),
     "exec": ("envkit exec dev db -- psql -U shop -c 'select 1'",),
     "outputs": ("envkit outputs dev --json",),
     "export": ("envkit export blueprints/shop -o compose.yaml",),
     "seed": ("envkit seed dev db", "envkit seed dev"),
+    "gc": ("envkit gc --dry-run", "envkit gc"),
+    "collect": ("envkit collect dev ./artifacts --reason 'login test failed'",),
+    "logs": ("envkit logs dev api --tail 50", "envkit logs dev --since 10m -t", "envkit logs dev -f"),
+    "images": ("envkit images ls", "envkit images prune --dry-run"),
+    "restart": ("envkit restart dev api",),
+    "stop": ("envkit stop dev worker",),
+    "start": ("envkit start dev worker",),
+    "rebuild": ("envkit rebuild dev api",),
 }
 
 

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from envkit.cli.envfiles import env_file_option, read_files
+
 __all__ = ["export"]
 
 
@@ -15,7 +17,8 @@ __all__ = ["export"]
 @click.option("--format", "fmt", type=click.Choice(["compose"]), default="compose", show_default=True,
               help="What to write: a Docker Compose (v2) file.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write here (default: stdout).")
-def export(blueprint: Path, fmt: str, output: Path | None) -> None:
+@env_file_option
+def export(blueprint: Path, fmt: str, output: Path | None, env_files: tuple[Path, ...]) -> None:
     """Write BLUEPRINT as an equivalent Docker Compose file.
 
     Build services get envkit's content tag as their image (with pull_policy: never): run `envkit up`
@@ -29,7 +32,7 @@ def export(blueprint: Path, fmt: str, output: Path | None) -> None:
     from envkit.blueprint import load
     from envkit.export import image_tags, to_compose
 
-    bp = load(blueprint)
+    bp = load(blueprint, env_files=read_files(env_files))
     # Build contexts (under x-envkit) are written relative to where the compose file goes.
     result = to_compose(bp, image_tags(bp), base=output.resolve().parent if output is not None else None)
     text = result.text(str(bp.file))

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from envkit.events import Event
+from envkit.text import strip_ansi
 
 __all__ = ["Renderer"]
 
@@ -37,7 +38,7 @@ class Renderer:
             self._step(event)
         elif event.kind == "output":
             if self.verbose:
-                c.print(f"    [dim]{escape(event.detail)}[/]")
+                c.print(f"    [dim]{escape(strip_ansi(event.detail))}[/]")
         elif event.kind in ("rollback", "note"):
             c.print(f"[yellow]{escape(event.message)}[/]")
         elif event.kind == "teardown":

@@ -20,6 +20,7 @@ from urllib.parse import quote
 
 from envkit.errors import FaultError
 from envkit.faults.toxics import Stream, ToxicKind
+from envkit.text import duration
 
 __all__ = ["FaultProxyClient", "ProxyInfo", "ProxySpec", "ToxicInfo"]
 
@@ -101,7 +102,7 @@ class FaultProxyClient:
                 return
             except FaultError as exc:
                 if exc.status or time.monotonic() + delay > deadline:
-                    raise FaultError(f"fault proxy at {self.host}:{self.port} not ready after {timeout:g}s: {exc}",
+                    raise FaultError(f"fault proxy at {self.host}:{self.port} not ready after {duration(timeout)}: {exc}",
                                      exc.status) from exc
             time.sleep(delay)
             delay = min(delay * 2, 0.25)

@@ -21,6 +21,10 @@ The engine. Every environment comes from the ``envkit_backend`` fixture (session
 engine named by ``--envkit-engine`` / ini ``envkit_engine`` (else ``ENVKIT_ENGINE``, else docker); a
 conftest may override it to hand the plugin a backend of its own (the unit tests use the fake one).
 
+Under ``envkit run BLUEPRINT -- pytest`` (``ENVKIT_RUN`` set) the unmarked tests' ``envkit_env`` is that
+run, as with ``--envkit-reuse $ENVKIT_RUN``: no second environment, and the run is left to ``envkit run``
+to remove. ``--envkit-blueprint`` on the command line (or ``--envkit-reuse``) still wins.
+
 pytest-xdist. Each worker is a process of its own and gets environments of its own. With
 ``--envkit-shared`` the session's environment is one for all workers (``shared.py``).
 
@@ -73,6 +77,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 def pytest_report_header(config: pytest.Config) -> str | None:
     s = config.stash[_STATE].settings
+    if s.attached:
+        return f"envkit: using run {s.reuse} of `envkit run` (ENVKIT_RUN)"
     if s.reuse:
         return f"envkit: reusing run {s.reuse}"
     if s.blueprint:

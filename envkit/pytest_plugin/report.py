@@ -1,15 +1,18 @@
 """What the plugin shows: progress events (with -v), the end-of-session summary, and the "envkit logs"
 section of a failing test's report.
 
-``failure_section`` is where the forensics bundle (not built yet) will plug in: the one place the plugin
-handles a failing test's environment.
+``failure_section`` and ``failure_bundle`` (the forensics bundle, with ``--envkit-artifacts``) are the one
+place the plugin handles a failing test's environment.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import re
 import time
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -18,9 +21,11 @@ if TYPE_CHECKING:
     from envkit.events import Event
     from envkit.pytest_plugin.pool import Entry
 
-__all__ = ["LOG_GRACE", "LOG_LINES", "LOG_SECTION", "failure_section", "say", "shown", "summary_lines", "summary_rows"]
+__all__ = ["BUNDLE_SECTION", "LOG_GRACE", "LOG_LINES", "LOG_SECTION", "bundle_name", "failure_bundle", "failure_section",
+           "say", "shown", "summary_lines", "summary_rows"]
 
 LOG_SECTION = "envkit logs"
+BUNDLE_SECTION = "envkit forensics"
 LOG_GRACE = 0.5  # seconds after a test for its services' last lines to reach the engine's log
 LOG_LINES = 400  # the newest lines kept in one report section
 
@@ -67,6 +72,23 @@ def failure_section(entry: Entry, since: float, until: float, keep: bool) -> tup
     if keep and entry.how == "up":
         head += f"; the run is kept: envkit down {entry.env.run_id}"
     return LOG_SECTION, "\n".join([head, *(lines or ["(no log lines in this window)"])])
+
+
+def bundle_name(nodeid: str) -> str:
+    """A folder name for a test: its id made safe (and short), with a hash that keeps ids apart."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", nodeid).strip("_.")[:100]
+    return f"{safe}-{hashlib.sha256(nodeid.encode()).hexdigest()[:8]}"
+
+
+def failure_bundle(entry: Entry, folder: Path, nodeid: str, failure: str) -> tuple[str, str]:
+    """Write the failing test's forensics bundle to ``folder/<test>/``; the report section that names it."""
+    from envkit.errors import EnvkitError
+
+    try:
+        path = entry.env.collect(folder / bundle_name(nodeid), reason=f"test {nodeid} failed\n{failure}")
+    except EnvkitError as exc:
+        return BUNDLE_SECTION, f"no forensics bundle: {exc}"
+    return BUNDLE_SECTION, f"forensics bundle: {path / 'SUMMARY.txt'}"
 
 
 def say(config: pytest.Config, line: str) -> None:

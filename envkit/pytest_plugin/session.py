@@ -126,7 +126,9 @@ class PluginState:
         except Interrupted as exc:
             raise KeyboardInterrupt from exc
         except EnvkitError as exc:
-            pytest.fail(f"envkit: {source}: {exc}", pytrace=False)
+            origin = " (ENVKIT_RUN, set by `envkit run`)" if default and self.settings.attached else ""
+            where = f"\n(forensics bundle in {self.settings.artifacts})" if self.settings.artifacts else ""
+            pytest.fail(f"envkit: {source}{origin}: {exc}{where}", pytrace=False)
         entry.seconds = time.monotonic() - began
         return entry
 
@@ -136,7 +138,10 @@ class PluginState:
         if self._restore_sigterm is None:
             # A cancelled CI job sends SIGTERM: take the Ctrl-C path so the environments are removed.
             self._restore_sigterm = trap_sigterm(unless_handled=True)
-        return api.up(blueprint, on_event=self._render, backend=backend)
+        # A run that may be kept (--envkit-keep) or outlive this worker (--envkit-shared) is nobody's to gc.
+        return api.up(blueprint, on_event=self._render, backend=backend,
+                      lifetime="detached" if self.settings.keep or self.shared is not None else "owner",
+                      artifacts=self.settings.artifacts, ttl=self.settings.ttl)
 
     def release(self, key: Key) -> None:
         entry = self.pool.pop(key)
@@ -199,6 +204,9 @@ class PluginState:
                 entry.failed = True
                 test_report.sections.append(report.failure_section(
                     entry, item.stash.get(_STARTED, call.start), call.stop, self.settings.keep))
+                if self.settings.artifacts is not None:  # forensics
+                    test_report.sections.append(report.failure_bundle(
+                        entry, self.settings.artifacts, item.nodeid, test_report.longreprtext))
         return test_report
 
     def pytest_keyboard_interrupt(self) -> None:

@@ -24,6 +24,9 @@ class Settings:
     reuse: str | None = None
     shared: bool = False
     engine: str | None = None  # None: envkit.backends.connect() decides (ENVKIT_ENGINE, else docker)
+    attached: bool = False  # reuse came from ENVKIT_RUN: pytest runs under `envkit run`
+    artifacts: Path | None = None  # forensics bundles of failing tests and failed ups go here
+    ttl: float | None = None  # seconds after which `envkit gc` may remove an environment (envkit.gc)
 
     @property
     def default_source(self) -> str:
@@ -40,11 +43,20 @@ def add_options(parser: pytest.Parser) -> None:
     group.addoption("--envkit-keep", action="store_true",
                     help="Keep an environment a failing test used, and print how to remove it.")
     group.addoption("--envkit-reuse", metavar="RUN",
-                    help="Use the running environment RUN instead of bringing one up; never removed.")
+                    help="Use the running environment RUN instead of bringing one up; never removed. Under "
+                         "`envkit run` ($ENVKIT_RUN set) that run is used unless --envkit-blueprint is given.")
     group.addoption("--envkit-shared", action="store_true",
                     help="With pytest-xdist: one environment for all workers instead of one per worker.")
     group.addoption("--envkit-engine", metavar="NAME",
                     help="The container engine (ini: envkit_engine; default: $ENVKIT_ENGINE, else docker).")
+    group.addoption("--envkit-artifacts", metavar="DIR",
+                    help="Write a forensics bundle for each failing test (and failed up) into DIR "
+                         "(ini: envkit_artifacts).")
+    group.addoption("--envkit-ttl", metavar="DURATION",
+                    help="Environments expire after this (4h, 30m; default: never), for `envkit gc` (ini: envkit_ttl).")
+    parser.addini("envkit_ttl", "Environments expire after this (4h, 30m; default: never).", default="")
+    parser.addini("envkit_artifacts", "Folder for forensics bundles of failing tests, relative to this file.",
+                  default="")
     parser.addini("envkit_blueprint", "Blueprint behind envkit_env, relative to this file.", default="")
     parser.addini("envkit_scope", "session (default) | module | class | function", default="session")
     parser.addini("envkit_engine", "The container engine envkit uses (default: $ENVKIT_ENGINE, else docker).",
@@ -61,9 +73,32 @@ def read_settings(config: pytest.Config) -> Settings:
     elif config.getini("envkit_blueprint"):
         base = config.inipath.parent if config.inipath else config.rootpath
         blueprint = Path(os.path.normpath(base / config.getini("envkit_blueprint")))
+    reuse = config.getoption("envkit_reuse") or None
+    attached = False
+    run = os.environ.get("ENVKIT_RUN", "")
+    if run and not reuse and not config.getoption("envkit_blueprint"):
+        # Under `envkit run BLUEPRINT -- pytest` the environment is up already: use it (never removed)
+        # rather than bring a second one up from the ini file's blueprint.
+        reuse, attached, blueprint = run, True, None
     shared = bool(config.getoption("envkit_shared"))
     if shared and scope != "session":
         raise pytest.UsageError(f"--envkit-shared shares the session's environment; it needs scope session, not {scope}")
     engine = config.getoption("envkit_engine") or config.getini("envkit_engine") or None
+    artifacts: Path | None = None
+    if config.getoption("envkit_artifacts"):
+        artifacts = Path(os.path.normpath(config.invocation_params.dir / config.getoption("envkit_artifacts")))
+    elif config.getini("envkit_artifacts"):
+        base = config.inipath.parent if config.inipath else config.rootpath
+        artifacts = Path(os.path.normpath(base / config.getini("envkit_artifacts")))
+    ttl: float | None = None
+    if config.getoption("envkit_ttl") or config.getini("envkit_ttl"):
+        from envkit.errors import UsageError
+        from envkit.gc import parse_ttl  # no engine client: regexes
+
+        try:
+            ttl = parse_ttl(config.getoption("envkit_ttl") or config.getini("envkit_ttl"))
+        except UsageError as exc:
+            raise pytest.UsageError(str(exc).replace("--ttl", "--envkit-ttl / envkit_ttl")) from exc
     return Settings(blueprint, cast(Scope, scope), bool(config.getoption("envkit_keep")),
-                    config.getoption("envkit_reuse") or None, shared, engine)
+                    reuse, shared, engine,
+                    attached, artifacts, ttl)

@@ -33,8 +33,11 @@ from envkit.backends.base import (
     PortKey,
     VolumeSpec,
 )
+from envkit.backends.fake import Program
 from envkit.errors import Busy, Conflict, EngineError, NotFound, Unsupported
 from envkit.runs import teardown
+
+from .exec_contract import ExecStreamContract
 
 __all__ = ["BackendContract", "Harness", "read_tar", "tar_of"]
 
@@ -56,6 +59,9 @@ class Harness(ABC):
     @abstractmethod
     def failing_build(self, reason: str) -> Callable[[Callable[[str], None]], None]:
         """A build of an image whose engine reason for failing contains ``reason``."""
+
+    def play(self, name: str, program: Program) -> None:  # noqa: B027 - a real engine runs the command
+        """For ``exec_stream`` in container ``name``: ``program`` does what the command does."""
 
 
 def tar_of(files: dict[str, bytes], mode: int = 0o644) -> bytes:
@@ -86,7 +92,7 @@ def eventually(check: Callable[[], bool], timeout: float = 10.0) -> bool:
     return True
 
 
-class BackendContract:
+class BackendContract(ExecStreamContract):
     """Subclasses provide a ``harness`` fixture."""
 
     @pytest.fixture
@@ -162,6 +168,48 @@ class BackendContract:
         assert "".join(b.follow_logs(ident)) == "one\ntwo\n"
         idle = self.container(harness, run, net, "idle", prints="never\n", start=False)
         assert b.logs(idle) == ""  # nothing before its process begins
+
+    def test_log_lines_carry_their_times(self, harness: Harness, run: str, net: str) -> None:
+        b = harness.backend
+        before = time.time() - 1
+        ident = self.container(harness, run, net, "job", prints="one\ntwo\nthree\n", exit_code=0)
+        assert b.wait_container(ident, 30) == 0
+        lines = b.log_lines(ident)
+        assert [line.text for line in lines] == ["one", "two", "three"]
+        times = [line.at for line in lines]
+        assert times == sorted(times) and all(t.tzinfo is not None for t in times)
+        assert before <= times[0].timestamp() <= time.time() + 1
+        assert [line.text for line in b.log_lines(ident, tail=1)] == ["three"]
+        assert b.log_lines(ident, since=times[-1].timestamp() + 5) == []
+        assert [line.text for line in b.log_lines(ident, until=before)] == []
+        assert [line.text for line in b.follow_log_lines(ident, tail=2)] == ["two", "three"]
+        idle = self.container(harness, run, net, "idle", prints="never\n", start=False)
+        assert b.log_lines(idle) == []
+        with pytest.raises(NotFound):
+            b.log_lines(f"envkit-{run}-nope")
+
+    def test_images_are_listed_by_label_and_removed_unless_in_use(self, harness: Harness, run: str, net: str) -> None:
+        b = harness.backend
+        [image] = [i for i in b.list_images({}) if harness.image in i.tags]
+        assert image.id and image.created.tzinfo is not None and image.size > 0
+        assert not [i for i in b.list_images({L.RUN: f"{run}-none"})]
+        tag = f"envkit-contract/removable:{run}"
+        if b.supports(Capability.EXPORT_FILESYSTEM):  # a second image to remove: a copy of a container's files
+            ident = self.container(harness, run, net, "svc", start=False)
+            b.export_filesystem(ident, tag, {L.RUN: run})
+            [made] = b.list_images({L.RUN: run})
+            assert tag in made.tags and made.containers == 0
+            spec = ContainerSpec(f"envkit-{run}-user", tag, self.labels(run), (NetworkAttachment(net),),
+                                 command=harness.program(f"envkit-{run}-user"))
+            user = b.create_container(spec)
+            [made] = b.list_images({L.RUN: run})
+            assert made.containers == 1  # a created container counts, running or not
+            with pytest.raises(Conflict):
+                b.remove_image(tag)
+            b.remove_container(user, 0)
+            b.remove_image(tag)
+            assert not b.image_exists(tag) and b.list_images({L.RUN: run}) == []
+        b.remove_image(tag)  # gone already: success, on every engine
 
     def test_labels_select_and_listings_are_not_detailed(self, harness: Harness, run: str, net: str) -> None:
         b = harness.backend
@@ -354,4 +402,3 @@ class BackendContract:
             b.disconnect_network(ident, second)
         with pytest.raises(NotFound):
             b.connect_network(ident, f"{second}-none")
-

@@ -76,6 +76,7 @@ name: hello
 services:
   greeter:
     build: {HELLO / 'web'}
+    allow: [host-paths]
     ports: [8000]
     ready: {{http: {{port: 8000, path: /health}}}}
 outputs:

@@ -11,7 +11,7 @@ import pytest
 from contract.backend_contract import BackendContract, Harness
 
 from envkit.backends.base import BuildSpec, Capability, ExecResult
-from envkit.backends.fake import FakeBackend
+from envkit.backends.fake import FakeBackend, Program
 
 
 class FakeHarness(Harness):
@@ -28,6 +28,9 @@ class FakeHarness(Harness):
 
     def answer(self, name: str, command: tuple[str, ...], result: ExecResult) -> None:
         self.backend.exec_results[name] = result
+
+    def play(self, name: str, program: Program) -> None:
+        self.backend.exec_programs[name] = program
 
     def failing_build(self, reason: str) -> Callable[[Callable[[str], None]], None]:
         tag = "envkit-contract/broken:fake"

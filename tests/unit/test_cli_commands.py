@@ -55,7 +55,9 @@ def test_up_ls_outputs_down(bp: str, fake: FakeBackend, capsys: pytest.CaptureFi
     assert main(["down", "c1"], backend=fake) == 0
     assert "removed 1 containers, 1 networks, 0 volumes" in capsys.readouterr().out
     assert left(fake, "c1") == []
-    assert main(["down", "c1"], backend=fake) == 7
+    assert main(["down", "c1"], backend=fake) == 0  # already gone: nothing to do, as `compose down`
+    assert "no run c1: nothing to remove" in capsys.readouterr().err
+    assert main(["down", "--strict", "c1"], backend=fake) == 7
     assert "error: no run 'c1'" in capsys.readouterr().err
 
 

@@ -200,7 +200,7 @@ def test_a_service_never_ready_fails_after_its_probe_timeout(load_text: Callable
     with pytest.raises(ServiceFailed) as caught:
         Executor(fake).run(make(bp, fake, frozenset(fake.images)))
     assert caught.value.service == "db"
-    assert caught.value.reason.startswith("not ready after 0.3s (probe: exec pg_isready; last result: exit 1")
+    assert caught.value.reason.startswith("not ready after 300ms (probe: exec pg_isready; last result: exit 1")
     assert not process_began(fake.calls, container("api"))
 
 

@@ -56,6 +56,7 @@ def test_container_fields_are_container_spec_fields_passed_unchanged(load_text: 
             cpus: 0.5
             privileged: true
             cap_add: [NET_ADMIN]
+            allow: [privileged, capabilities]
             stop_signal: SIGINT
         """)
     svc = bp.services["api"]
@@ -81,8 +82,9 @@ def test_every_service_key_reaches_compose_or_says_why_not() -> None:
         if key.compose_fn is not None:
             assert key.compose_fn in export._MAPPERS, f"{key.name}: no export function registered as {key.compose_fn!r}"
     assert set(export._MAPPERS) == {k.compose_fn for k in K.SERVICE if k.compose_fn}
-    # build: mapped with image (envkit's content tag); prestart: Compose starts without a gate.
-    assert {k.name for k in K.SERVICE if not k.compose and not k.compose_fn} == {"build", "prestart"}
+    # build: mapped with image (envkit's content tag); prestart: Compose starts without a gate; allow:
+    # Compose needs no opt-in (what it allows is carried over as it is).
+    assert {k.name for k in K.SERVICE if not k.compose and not k.compose_fn} == {"build", "prestart", "allow"}
 
 
 def test_only_table_keys_are_allowed(load_text: Callable[..., Blueprint]) -> None:

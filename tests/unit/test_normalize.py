@@ -80,7 +80,7 @@ def test_image_and_build_are_exclusive_and_one_is_needed(load_text: LoadText) ->
     ("{container: 80}", Port(80)),
 ])
 def test_ports(load_text: LoadText, text: str, port: Port) -> None:
-    assert service(load_text, f"image: x\nports: [{text}]").ports == (port,)
+    assert service(load_text, f"image: x\nallow: [public-ports]\nports: [{text}]").ports == (port,)
 
 
 def test_published_ports_default_to_loopback_and_an_ephemeral_host_port(load_text: LoadText) -> None:
@@ -302,7 +302,7 @@ def test_memory_cpus_and_replicas(load_text: LoadText) -> None:
 def test_resource_problems(load_text: LoadText) -> None:
     assert problems(load_text, "services: {a: {image: x, memory: lots, cpus: -1, replicas: 65}}") == [
         "1:26 services.a.memory: expected a size like 256m or 1g, got 'lots'",
-        "1:40 services.a.cpus: expected a positive number of CPUs, got -1",
+        "1:40 services.a.cpus: expected a number of CPUs from 0.01 to 1024, got -1",
         "1:50 services.a.replicas: expected a replica count (1..64), got 65",
     ]
 
@@ -318,6 +318,7 @@ stop_grace_period: 10s
 stop_signal: SIGINT
 privileged: true
 cap_add: [NET_ADMIN]
+allow: [privileged, capabilities]
 """)
     assert (svc.kind, svc.user, svc.working_dir, svc.hostname) == ("job", "1000:1000", "/app", "box")
     assert (svc.stop_grace_period, svc.stop_signal, svc.privileged, svc.cap_add) == (10.0, "SIGINT", True, ("NET_ADMIN",))

@@ -23,6 +23,7 @@ BLUEPRINT = """
         ports: ["15432:5432"]
       api:
         image: python:3
+        allow: [public-ports]
         ports: ["0.0.0.0:18080:8080", "9090"]
     outputs:
       DATABASE_URL: postgresql://app:s3cret@${services.db.host}:${services.db.ports.5432}/app

@@ -120,7 +120,7 @@ def test_pinned_host_ports_clash_on_the_same_or_a_wildcard_address(load_text: Lo
         services:
           a: {image: x, ports: ['8080:80']}
           b: {image: x, ports: ['8080:81']}
-          c: {image: x, ports: ['0.0.0.0:8080:82']}
+          c: {image: x, ports: ['0.0.0.0:8080:82'], allow: [public-ports]}
           d: {image: x, ports: ['127.0.0.2:8080:83', '8080:83/udp']}
     """) == [
         "4:25 services.b.ports[0]: host port 127.0.0.1:8080/tcp is already pinned by service 'a'; "

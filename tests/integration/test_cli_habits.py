@@ -1,0 +1,121 @@
+"""Compose habits against the real engine, through the installed CLI: `exec` with a pipe and in a
+pseudo-terminal, a dead service named by `outputs`/`status`, a busy pinned host port."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import pty
+import select
+import socket
+import struct
+import subprocess
+import sys
+import termios
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from envkit.backends import Backend
+
+from .conftest import ROOT, build_small_image, envkit_cli, resources_of
+
+SMALL = "FROM debian:bookworm-slim\nLABEL io.envkit.test=habits\nCMD [\"sleep\", \"infinity\"]\n"
+
+
+@pytest.fixture(scope="module")
+def db_run(backend: Backend) -> Iterator[str]:
+    run = f"it-habits-{os.getpid()}"
+    envkit_cli("up", "blueprints/shop", "--only", "db", "--name", run, check=True)
+    yield run
+    envkit_cli("down", run)
+    assert resources_of(backend, run) == []
+
+
+def test_exec_passes_a_pipe_and_the_exit_code(db_run: str) -> None:
+    exe = Path(sys.executable).with_name("envkit")
+    result = subprocess.run([str(exe), "exec", db_run, "db", "--", "psql", "-U", "shop", "-At", "shop"],
+                            input="select 42;\n", capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert (result.returncode, result.stdout) == (0, "42\n"), result.stderr
+    failing = envkit_cli("exec", db_run, "db", "--", "sh", "-c", "echo out; echo err >&2; exit 3")
+    assert (failing.returncode, failing.stdout, failing.stderr) == (3, "out\n", "err\n")
+
+
+def test_exec_it_in_a_pseudo_terminal(db_run: str) -> None:
+    exe = Path(sys.executable).with_name("envkit")
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 111, 0, 0))
+    proc = subprocess.Popen([str(exe), "exec", "-it", db_run, "db", "--", "sh"], stdin=slave, stdout=slave,
+                            stderr=slave, cwd=ROOT, start_new_session=True)
+    os.close(slave)
+    seen = b""
+
+    def until(text: bytes, timeout: float = 30) -> None:
+        nonlocal seen
+        deadline = time.monotonic() + timeout
+        while text not in seen:
+            left = deadline - time.monotonic()
+            assert left > 0, seen
+            ready, _, _ = select.select([master], [], [], left)
+            if ready:
+                try:
+                    seen += os.read(master, 4096)
+                except OSError:  # the terminal closed
+                    break
+        assert text in seen, seen
+
+    try:
+        until(b"$ ")  # the container's shell prompts
+        os.write(master, b"echo hi-$((6*7)); tty; stty size\r")
+        until(b"hi-42")  # typed in, run by the container's shell, echoed back as it happens
+        until(b"33 111")  # the container's terminal has this terminal's size
+        assert b"/dev/pts/" in seen
+        os.write(master, b"exit 4\r")
+        assert proc.wait(timeout=30) == 4
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+
+
+def test_a_dead_service_is_named_by_outputs_exec_and_status(backend: Backend) -> None:
+    run = f"it-dead-{os.getpid()}"
+    envkit_cli("up", "blueprints/shop", "--only", "db", "--name", run, check=True)
+    try:
+        container = f"envkit-{run}-db-1"
+        backend.kill_container(container, "SIGKILL")
+        assert backend.wait_container(container, 30) is not None
+        outputs = envkit_cli("outputs", run)
+        assert outputs.returncode == 6
+        assert "service db: exited with code 137 at " in outputs.stderr
+        assert f"its ports are gone; see `envkit logs {run} db`" in outputs.stderr
+        assert "publishes no port" not in outputs.stderr
+        exec_ = envkit_cli("exec", run, "db", "--", "true")
+        assert exec_.returncode == 6 and "service db: exited with code 137" in exec_.stderr
+        status = envkit_cli("status", run)
+        assert status.returncode == 6 and "failed: exited with code 137" in status.stdout
+    finally:
+        assert envkit_cli("down", run).returncode == 0
+    assert resources_of(backend, run) == []
+    gone = envkit_cli("down", run)
+    assert (gone.returncode, gone.stderr.strip()) == (0, f"no run {run}: nothing to remove")
+    assert envkit_cli("down", "--strict", run).returncode == 7
+
+
+def test_a_busy_pinned_port_is_named(backend: Backend, tmp_path: Path) -> None:
+    image = build_small_image(backend, tmp_path / "img", SMALL)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        (tmp_path / "blueprint.yaml").write_text(
+            f"name: busy\nservices:\n  web:\n    image: {image}\n    ports: ['{port}:8000']\n")
+        run = f"it-busy-{os.getpid()}"
+        result = envkit_cli("up", str(tmp_path), "--name", run)
+    assert result.returncode == 6, result.stderr
+    assert f"service web: cannot start: host port 127.0.0.1:{port} is already in use" in result.stderr
+    assert "without a host part" in result.stderr
+    assert resources_of(backend, run) == []
