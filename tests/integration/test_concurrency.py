@@ -8,6 +8,7 @@ import ipaddress
 import itertools
 import json
 import os
+import secrets
 import subprocess
 import sys
 import textwrap
@@ -208,7 +209,8 @@ CHECK = textwrap.dedent("""
 def test_eight_runs_of_the_shop_at_once_each_see_only_their_own_data(backend: Backend, tmp_path: Path) -> None:
     together = tmp_path / "together"
     together.mkdir()
-    runs = [f"it-eight-{i}" for i in range(8)]
+    mark = secrets.token_hex(2)  # a name an earlier, engine-damaged leftover cannot hold
+    runs = [f"it-eight-{mark}-{i}" for i in range(8)]
     results = spawn_all([[ENVKIT, "run", str(ROOT / "blueprints" / "shop"), "--name", r, "--",
                           sys.executable, "-c", CHECK, str(together), "8"] for r in runs])
     assert [r.returncode for r in results] == [0] * 8, [r.stderr[-600:] for r in results if r.returncode]
