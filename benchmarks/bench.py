@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/bench.py [--pairs 5] [--out benchmarks/results]   (or: -m benchmarks.bench)
     .venv/bin/python benchmarks/bench.py --quick --out /tmp/x    # one pair, one environment (test suite)
+    .venv/bin/python benchmarks/bench.py --max-envs 64           # most shop environments at once (capacity.py)
 
 Compose gets the file ``envkit export --format compose`` writes, which names envkit's own image tags, so
 both tools start the same images and neither builds. Each measurement is a CLI process as a user runs it:
@@ -564,6 +565,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="one pair, one environment, no warm-up or overhead (test suite)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where latest.json and latest.png go")
     p.add_argument("--redraw", action="store_true", help="only redraw <out>/latest.png from <out>/latest.json")
+    p.add_argument("--max-envs", type=int, metavar="N", help="only: how many shop environments live at once (up to N) "
+                   "and their idle cost (<out>/capacity.json; see benchmarks/capacity.py)")
+    p.add_argument("--batch", type=int, default=8, help="with --max-envs: environments started at once (default 8)")
     return p.parse_args(argv)
 
 
@@ -575,6 +579,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         chart(saved["metrics"], saved["machine"], args.out / "latest.png")
         print(markdown_table(saved["metrics"]))
         return 0
+    if args.max_envs:
+        return _capacity(args, log)
     try:
         compose = find_compose()
         facts = machine_facts(compose)
@@ -650,6 +656,45 @@ def main(argv: Sequence[str] | None = None) -> int:
     if error:
         print(f"bench: {error}", file=log)
     return {"ok": 0, "failed": 1, "interrupted": 130}[status] or (1 if leftovers else 0)
+
+
+def _capacity(args: argparse.Namespace, log: IO[str]) -> int:
+    """``--max-envs N``: envkit alone (no Compose needed); cleanup as for the comparison."""
+    # By path, beside this file: run as a script, `benchmarks` is not a package on sys.path.
+    spec = importlib.util.spec_from_file_location("envkit_bench_capacity", Path(__file__).with_name("capacity.py"))
+    assert spec is not None and spec.loader is not None
+    capacity = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(capacity)
+
+    try:
+        envkit = find_envkit()
+    except ToolMissing as exc:
+        print(f"bench: {exc}", file=log)
+        return 2
+    result: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="envkit-bench-") as tmp:
+        bench = Bench(envkit, Path("docker-compose"), Path(tmp), args.out.resolve(), log)
+        try:
+            with sigterm_as_interrupt():
+                result = capacity.max_envs(bench, BLUEPRINT, args.max_envs, max(1, args.batch), args.out.resolve(),
+                                           BenchError)
+        except KeyboardInterrupt:
+            print("bench: interrupted", file=log)
+        finally:
+            with _uninterrupted():
+                leftovers = bench.cleanup()
+    if leftovers:
+        print(f"bench: left behind: {', '.join(leftovers)}", file=log)
+    if not result:
+        return 130
+    idle = result["idle"]
+    print(f"most concurrent {result['blueprint']} environments: {result['reached']} of {result['asked']} asked "
+          f"({idle.get('containers', 0)} containers, {result['networks']} networks)"
+          + (f"; stopped by: {result['stopped_by']}" if result["stopped_by"] else ""))
+    if idle.get("containers"):
+        print(f"idle: {idle['memory_mb']} MB of container memory ({idle['memory_mb_per_env']} MB each), "
+              f"{idle['cpu_percent_of_machine']} % of the machine's CPU over {idle['window_s']} s")
+    return 1 if leftovers else 0
 
 
 if __name__ == "__main__":

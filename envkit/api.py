@@ -33,6 +33,7 @@ from envkit.backends import Backend, connect
 from envkit.backends.base import Capability, ContainerState, ExecResult, ExecSession, Protocol
 from envkit.blueprint import Blueprint, load
 from envkit.blueprint.model import RunSeed
+from envkit.claim import NameInUse, claim, release
 from envkit.errors import Conflict, EngineError, EnvkitError, Interrupted, UsageError
 from envkit.events import Event, EventSink, ignore
 from envkit.execute import Executor
@@ -205,7 +206,8 @@ def _up(bp: Blueprint, backend: Backend, name: str | None, only: tuple[str, ...]
     the_plan = _plan(bp, backend, name, only, seed, ttl, "detached" if keep_on_failure else lifetime)
     run_id = the_plan.run_id
     if backend.list_resources({L.MANAGED: "true", L.RUN: run_id}):
-        raise UsageError(f"a run named '{run_id}' already exists; choose another --name or `envkit down {run_id}`")
+        raise NameInUse(f"run name '{run_id}' is in use: a run of that name exists; choose another --name or "
+                        f"`envkit down {run_id}`")
     recorder = forensics.Recorder(the_plan, on_event)  # forensics: what this up saw, for a bundle
     # The recorder keeps what it hears for the bundle: it hears it with secrets scrubbed, as everyone does.
     on_event = functools.partial(_scrubbed, recorder, bp.secrets) if bp.secrets else recorder
@@ -218,6 +220,7 @@ def _up(bp: Blueprint, backend: Backend, name: str | None, only: tuple[str, ...]
     deadline = time.monotonic() + timeout if timeout else None
     executor = Executor(backend, on_event, deadline=deadline, probes=recorder.probes)
     try:
+        held = claim(backend, run_id, _stamp(bp, the_plan))  # one owner per name, before anything is made
         # Without seeds there is no seeded state to capture or to start from (a key assumes its seeds ran).
         names = snapshot_plan.wanted(bp, the_plan.services, snapshot) if seed else []
         if names:  # images first (a key holds the image's id), then hit or claim for each key
@@ -226,6 +229,13 @@ def _up(bp: Blueprint, backend: Backend, name: str | None, only: tuple[str, ...]
             recorder.plan = the_plan
         on_event(Event("plan", run_id, f"run {run_id}: {len(the_plan.steps)} steps", detail=str(len(the_plan.steps))))
         executor.run(the_plan)
+        release(backend, held)
+        # Inside the try: an interrupt before the run is in an owned Environment (removed at exit) is rolled back.
+        environment = Environment(backend, run_id, owned=True)
+        environment.blueprint = bp
+        environment.recorder = recorder
+    except NameInUse:
+        raise  # nothing of ours exists: no rollback (the watchdog, if it ever acts, finds nothing of ours either)
     except BaseException as exc:
         interrupted = not isinstance(exc, Exception)
         if artifacts is not None and not interrupted:  # forensics: before rollback removes the evidence
@@ -241,10 +251,13 @@ def _up(bp: Blueprint, backend: Backend, name: str | None, only: tuple[str, ...]
                 what = "was removed" if removed else f"may be left; remove it with: envkit down {run_id}"
                 raise Interrupted(f"interrupted; run {run_id} {what}") from None
         raise
-    environment = Environment(backend, run_id, owned=True)
-    environment.blueprint = bp
-    environment.recorder = recorder
     return environment
+
+
+def _stamp(bp: Blueprint, the_plan: Plan) -> dict[str, str]:
+    i = the_plan.identity
+    return {L.MANAGED: "true", L.RUN: i.run_id, L.BLUEPRINT: bp.name, L.OWNER: i.owner, L.CREATED_AT: i.created_at,
+            L.VERSION: i.version, L.LIFETIME: i.lifetime, **({L.EXPIRES_AT: i.expires_at} if i.expires_at else {})}
 
 
 def _rollback(backend: Backend, the_plan: Plan, on_event: EventSink) -> bool:

@@ -25,9 +25,9 @@ from typing import TypeVar
 
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, stop_after_delay, wait_exponential
 
-from envkit.errors import Busy, Transient
+from envkit.errors import Busy, Conflict, Transient
 
-__all__ = ["ATTEMPTS", "DEADLINE", "FIRST_WAIT", "MAX_WAIT", "RETRIED", "call", "policy"]
+__all__ = ["ATTEMPTS", "DEADLINE", "FIRST_WAIT", "MAX_WAIT", "RETRIED", "call", "create", "policy"]
 
 T = TypeVar("T")
 
@@ -53,3 +53,26 @@ def policy(sleep: Callable[[float], None] | None = None) -> Retrying:
 def call(fn: Callable[[], T], sleep: Callable[[float], None] | None = None) -> T:
     """``fn()`` under the policy: its result, or the first permanent error, or the last transient one."""
     return policy(sleep)(fn)
+
+
+def create(make: Callable[[], T], existing: Callable[[], T | None],
+           sleep: Callable[[float], None] | None = None) -> T:
+    """A create of a named object under the policy. An attempt that failed for now may have succeeded
+    on the engine all the same (a timeout after the engine made it): when a later attempt then finds
+    the name taken (``Conflict``), ``existing()`` says whether the object there is the one asked for —
+    it returns it when it carries this call's labels, None otherwise — and only then is it the earlier
+    attempt's success. On the first attempt a Conflict is always raised: the name belongs to another."""
+    attempts = 0
+
+    def attempt() -> T:
+        nonlocal attempts
+        attempts += 1
+        try:
+            return make()
+        except Conflict:
+            found = existing() if attempts > 1 else None
+            if found is None:
+                raise
+            return found
+
+    return call(attempt, sleep)

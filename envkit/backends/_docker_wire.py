@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import ipaddress
 import os
 import re
 import tarfile
@@ -28,7 +29,7 @@ from envkit.backends.base import (
 from envkit.errors import EngineUnavailable
 
 __all__ = ["GATE_SCRIPT", "GO_TAR", "bindings", "chain", "from_inspect", "from_listing", "gated_argv", "image_info",
-           "log_line", "read_exec", "short", "unreachable"]
+           "ipv4_subnets", "log_line", "read_exec", "short", "unreachable"]
 
 # The pre-start gate (see envkit.plan): a shell that waits for the release file, woken at once by
 # SIGWINCH (ignored by default, so a signal that comes early is harmless; the 0.25 s nap bounds that
@@ -222,6 +223,18 @@ def read_exec(sock: Any, timeout: float) -> tuple[str, bool]:
         out += data[i + 8:i + 8 + size]
         i += 8 + size
     return out.decode(errors="replace"), finished
+
+
+def ipv4_subnets(networks: list[dict[str, Any]]) -> list[ipaddress.IPv4Network]:
+    """The IPv4 ranges a network listing (``GET /networks``) holds, whoever made the networks."""
+    found = []
+    for row in networks:
+        for config in (row.get("IPAM") or {}).get("Config") or []:
+            with contextlib.suppress(ValueError, TypeError):
+                net = ipaddress.ip_network(str(config.get("Subnet")), strict=False)
+                if isinstance(net, ipaddress.IPv4Network):
+                    found.append(net)
+    return found
 
 
 _EPOCH = datetime.fromtimestamp(0, UTC)

@@ -8,6 +8,8 @@ place, ``translate``; idempotent calls are retried under ``envkit.retry``'s one 
 from __future__ import annotations
 
 import contextlib
+import functools
+import ipaddress
 import os
 import re
 import time
@@ -21,10 +23,11 @@ import docker.errors
 import docker.utils
 import requests.exceptions
 import urllib3.exceptions
-from docker.types import Mount
+from docker.types import IPAMConfig, IPAMPool, Mount
 
 from envkit import retry
 from envkit.backends import _docker_wire as wire
+from envkit.backends import subnets
 from envkit.backends._docker_caps import DockerCapabilities
 from envkit.backends._exec_stream import SocketSession
 from envkit.backends.base import (
@@ -68,8 +71,8 @@ def translate(exc: BaseException, what: str, where: str) -> EnvkitError:
             found = _BOUND.search(reason)
             return PortBusy(prefix + reason, found.group(1).strip("[]") if found else "",
                             int(found.group(2)) if found else 0)
-        elif status == 409 or "already exists" in text:
-            kind = Conflict  # 403 for an endpoint that already exists
+        elif status == 409 or "already exists" in text or "pool overlaps" in text:
+            kind = Conflict  # 403 for an endpoint that already exists, or a subnet another network holds
         elif status is not None and status >= 500:
             # Docker answers 500 for a few state errors: those are conflicts, not worth another try.
             kind = Conflict if ("is not paused" in text or "is not connected" in text) else Transient
@@ -104,6 +107,7 @@ class DockerBackend(DockerCapabilities, Backend):
             self.api = self._client.api
         except docker.errors.DockerException as exc:
             raise wire.unreachable(self.where, exc) from exc
+        self._settings = {k: env[k] for k in (subnets.POOL_VAR, subnets.SIZE_VAR) if k in env}
 
     # -- calls, errors and retries ----------------------------------------------------------------
     @contextmanager
@@ -121,22 +125,7 @@ class DockerBackend(DockerCapabilities, Backend):
         return retry.call(lambda: self._once(what, fn))
 
     def _create(self, what: str, make: Callable[[], T], existing: Callable[[], T | None]) -> T:
-        """A create under the retry policy: a name Conflict after a failed attempt is that attempt's
-        success when ``existing()`` finds the object with our labels; on the first attempt it is a Conflict."""
-        attempts = 0
-
-        def attempt() -> T:
-            nonlocal attempts
-            attempts += 1
-            try:
-                return self._once(what, make)
-            except Conflict:
-                found = existing() if attempts > 1 else None
-                if found is None:
-                    raise
-                return found
-
-        return retry.call(attempt)
+        return retry.create(lambda: self._once(what, make), existing)
 
     def _gone_ok(self, what: str, fn: Callable[[], object]) -> None:
         with contextlib.suppress(NotFound):  # removing what is already gone is success
@@ -198,14 +187,41 @@ class DockerBackend(DockerCapabilities, Backend):
 
     # -- networks and volumes ---------------------------------------------------------------------
     def create_network(self, spec: NetworkSpec) -> str:
-        labels = dict(spec.labels)
+        labels, pool = dict(spec.labels), self.subnet_pool
+
+        def named() -> list[dict[str, Any]]:
+            rows = self._retried("list networks", lambda: self.api.networks(names=[spec.name]))
+            return [n for n in rows if n.get("Name") == spec.name]
+
+        def make(subnet: ipaddress.IPv4Network | None) -> str:
+            ipam = None if subnet is None else IPAMConfig(pool_configs=[
+                IPAMPool(subnet=str(subnet), gateway=str(subnets.gateway(subnet)))])
+            return self._once(f"create network {spec.name}" + (f" on {subnet}" if subnet else ""), lambda: str(
+                self.api.create_network(spec.name, driver="bridge", labels=labels, internal=spec.internal, ipam=ipam,
+                                        check_duplicate=True)["Id"]))
 
         def existing() -> str | None:
-            rows = self._retried("list networks", lambda: self.api.networks(names=[spec.name]))
-            return next((str(n["Id"]) for n in rows if n.get("Name") == spec.name and n.get("Labels") == labels), None)
+            return next((str(n["Id"]) for n in named() if n.get("Labels") == labels), None)
 
-        return self._create(f"create network {spec.name}", lambda: str(self.api.create_network(
-            spec.name, driver="bridge", labels=labels, internal=spec.internal, check_duplicate=True)["Id"]), existing)
+        if pool is None:  # ENVKIT_SUBNET_POOL=engine
+            return retry.create(lambda: make(None), existing)
+        return retry.create(lambda: pool.allocate(spec.name, self._taken_subnets, make, lambda: bool(named())),
+                            existing)
+
+    @functools.cached_property
+    def subnet_pool(self) -> subnets.Allocator | None:
+        """Where networks get their addresses (``envkit.backends.subnets``); None: the engine's own pools.
+        Read on first use, so that a bad setting stops ``up``, never ``ls`` or ``down``."""
+        return subnets.allocator_from(self._settings)
+
+    def _taken_subnets(self) -> list[ipaddress.IPv4Network]:
+        """Every IPv4 range the engine's networks hold (envkit's or not) and, for a local engine, the
+        host's routes."""
+        taken = wire.ipv4_subnets(self._once("list networks", self.api.networks))
+        if self.where.startswith("unix://"):
+            with contextlib.suppress(OSError), open("/proc/net/route", encoding="ascii") as fh:
+                taken += subnets.parse_routes(fh.read())
+        return taken
 
     def create_volume(self, spec: VolumeSpec) -> str:
         # Docker returns an existing volume of that name as it is: the call is idempotent.

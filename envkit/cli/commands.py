@@ -369,20 +369,20 @@ def run(blueprint: Path, command: tuple[str, ...], name: str | None, only: tuple
                     proc = subprocess.Popen(list(command), env=child_env, process_group=0 if group else None)
                 except OSError as exc:
                     raise EnvkitError(f"cannot run {command[0]!r}: {exc.strerror}") from exc
-                reaper.child(proc.pid, group)  # reaper: ended with everything it started if envkit is killed
-                try:
+                try:  # from here on an interrupt is passed on to the command
+                    reaper.child(proc.pid, group)  # reaper: ended with everything it started if envkit is killed
                     code = proc.wait()
                     if code and artifacts:  # forensics: the services as the failing command left them
                         _collect(env, artifacts, f"{command[0]} exited with {code}")
                     return 128 - code if code < 0 else code  # killed by signal N: 128+N, as shells do
                 except KeyboardInterrupt as exc:
-                    # In a terminal's foreground group, Ctrl-C has reached the command already; SIGTERM,
-                    # sent to envkit alone, is passed on. A command in a group of its own gets either.
+                    # In a terminal's foreground group, Ctrl-C has reached the command already; SIGTERM or
+                    # SIGHUP, sent to envkit alone, is passed on. A command in a group of its own gets any.
                     if group:  # reaper
                         with contextlib.suppress(ProcessLookupError):
-                            os.killpg(proc.pid, signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
+                            os.killpg(proc.pid, exc.signum if isinstance(exc, Terminated) else signal.SIGINT)
                     elif isinstance(exc, Terminated):
-                        proc.send_signal(signal.SIGTERM)
+                        proc.send_signal(exc.signum)
                     try:
                         proc.wait(timeout=10)
                     except (subprocess.TimeoutExpired, KeyboardInterrupt):

@@ -6,6 +6,8 @@ decide what to show; it prints ``message`` as it comes and never parses it, nor 
 
 from __future__ import annotations
 
+import contextlib
+
 from rich.console import Console
 from rich.markup import escape
 
@@ -25,6 +27,10 @@ class Renderer:
         self.verbose = verbose
 
     def __call__(self, event: Event) -> None:
+        with contextlib.suppress(OSError):  # the terminal or pipe is gone: progress must never stop a teardown
+            self._render(event)
+
+    def _render(self, event: Event) -> None:
         c = self.console
         if event.kind == "plan":
             c.print(f"[bold]{escape(event.message)}[/]")

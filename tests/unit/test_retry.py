@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import docker.errors
 import pytest
 import requests
 import urllib3.exceptions
 
+from envkit import labels as L
 from envkit import retry
 from envkit.backends import ENGINES, connect, engine_name
+from envkit.backends.base import ContainerSpec, NetworkAttachment, NetworkSpec
 from envkit.backends.docker import translate
+from envkit.backends.fake import FakeBackend
 from envkit.errors import Busy, Conflict, EngineError, EngineUnavailable, NotFound, Transient, UsageError
 
 
@@ -95,3 +100,92 @@ def test_the_engine_is_chosen_in_one_place() -> None:
         connect(None, {"ENVKIT_ENGINE": "swarm"})
     with pytest.raises(UsageError, match=r"^--engine: unknown engine 'k8s'"):
         connect("k8s", {})
+
+
+# -- creates under the policy: a Conflict after a failed attempt (on the fake engine) ---------------------
+def timed_out_after(make: Callable[[], str], times: int = 1) -> Callable[[], str]:
+    """``make`` as an engine that did the work but whose answer was lost ``times`` times (a read timeout)."""
+    lost = [times]
+
+    def call() -> str:
+        result = make()
+        if lost[0]:
+            lost[0] -= 1
+            raise Transient("create network n: timed out")
+        return result
+
+    return call
+
+
+def network_spec(owner: str) -> NetworkSpec:
+    return NetworkSpec("envkit-r-edge", ((L.MANAGED, "true"), (L.RUN, "r"), (L.OWNER, owner)))
+
+
+def ours(fake: FakeBackend, spec: NetworkSpec) -> Callable[[], str | None]:
+    def existing() -> str | None:
+        return next((r.id for r in fake.list_resources({L.RUN: "r"})
+                     if r.name == spec.name and dict(r.labels) == dict(spec.labels)), None)
+    return existing
+
+
+def test_a_create_that_timed_out_but_happened_is_that_attempts_success() -> None:
+    fake, spec = FakeBackend(), network_spec("me")
+    made = retry.create(timed_out_after(lambda: fake.create_network(spec)), ours(fake, spec), sleep=lambda s: None)
+    assert [r.id for r in fake.list_resources({L.RUN: "r"})] == [made]
+    assert [m for m, _ in fake.calls].count("create_network") == 2  # the retry saw the name taken: a Conflict
+
+
+def test_a_conflict_after_a_retry_on_someone_elses_object_is_an_error() -> None:
+    fake = FakeBackend()
+    fake.create_network(network_spec("other"))  # not ours: other labels
+    spec = network_spec("me")
+    calls = [0]
+
+    def make() -> str:
+        calls[0] += 1
+        if calls[0] == 1:
+            raise Transient("create network: 503 service unavailable")
+        return fake.create_network(spec)
+
+    with pytest.raises(Conflict, match="already exists"):
+        retry.create(make, ours(fake, spec), sleep=lambda s: None)
+
+
+def test_a_conflict_on_the_first_attempt_is_raised_without_looking() -> None:
+    fake, spec = FakeBackend(), network_spec("me")
+    fake.create_network(spec)  # even one with our labels: nothing of this call can have made it
+    looked: list[int] = []
+
+    def existing() -> str | None:
+        looked.append(1)
+        return "x"
+
+    with pytest.raises(Conflict):
+        retry.create(lambda: fake.create_network(spec), existing, sleep=lambda s: None)
+    assert looked == []
+
+
+def test_a_busy_removal_is_waited_for_then_done() -> None:
+    fake = FakeBackend(images={"img"})
+    net = fake.create_network(network_spec("me"))
+    box = fake.create_container(ContainerSpec("c", "img", (), (NetworkAttachment("envkit-r-edge"),)))
+    with pytest.raises(Busy):
+        fake.remove_network(net)  # "has active endpoints"
+
+    attempts: list[int] = []
+
+    def remove() -> None:
+        attempts.append(1)
+        try:
+            fake.remove_network(net)
+        finally:
+            fake.remove_container(box, 0)  # the endpoint detaches while the removal waits
+
+    waits: list[float] = []
+    retry.call(remove, sleep=waits.append)
+    assert fake.networks == {} and len(attempts) == 2 and waits == [0.05]
+
+
+def test_an_overlapping_subnet_is_a_conflict() -> None:
+    error = api_error(403, "Pool overlaps with other one on this address space")
+    assert type(translate(error, "create network n", "")) is Conflict
