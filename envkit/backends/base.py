@@ -150,6 +150,11 @@ class ContainerSpec:
     cap_add: tuple[str, ...] = ()
     stop_signal: str | None = None
     stop_timeout: int | None = None
+    #: "container:<id>": join that container's network namespace (``networks`` and ``ports`` then empty);
+    #: a helper beside a service (envkit/faults): needs Capability.SHARED_NETNS
+    network_mode: str | None = None
+    cap_drop: tuple[str, ...] = ()
+    read_only: bool = False
 
 
 ContainerStatus = Literal["created", "running", "paused", "restarting", "exited", "dead", "removing", "unknown"]
@@ -181,6 +186,8 @@ class ContainerState:
     #: what is mounted (detailed only): named and anonymous volumes (source: the engine's volume name),
     #: binds (source: the host path); in-memory mounts are left out
     mounts: tuple[MountSpec, ...] = ()
+    #: engine network name -> the container's DNS aliases there (detailed only; engine-made ids left out)
+    aliases: Mapping[str, tuple[str, ...]] = field(default_factory=dict, compare=False)
 
     @property
     def running(self) -> bool:
@@ -233,6 +240,7 @@ class Capability(enum.Enum):
     PAUSE = "pause containers"
     NETWORK_CONNECT = "connect containers to networks or disconnect them"
     INTERACTIVE_EXEC = "run commands interactively in containers: streamed output, stdin, a terminal"
+    SHARED_NETNS = "run a helper container in another container's network namespace"
 
 
 class ExecSession(ABC):
