@@ -38,8 +38,8 @@ from envkit.backends.base import (
     ExecSession,
     ImageInfo,
     LogLine,
-    NetworkSpec,
     NetworkAttachment,
+    NetworkSpec,
     Resource,
     VolumeSpec,
 )
