@@ -65,6 +65,7 @@ class ActiveFault:
     def __init__(self, env: Environment, record: FaultRecord, duration: float | None) -> None:
         self.env = env
         self.record = record
+        self.duration = duration  # seconds until the timer heals it (None: until healed)
         self._timer: threading.Timer | None = None
         self._healed = bool(record.healed_at)
         self._lock = threading.Lock()
