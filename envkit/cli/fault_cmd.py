@@ -35,7 +35,7 @@ def fault(run: str, target: str, args: tuple[str, ...], for_: str | None, seed: 
     Kinds: stop kill pause restart | disconnect partition loss |
            latency bandwidth slow_close timeout reset slicer limit_data corrupt truncate
     Common: replica=N port=P direction=upstream|downstream|both probability=0..1 peer=SERVICE network=NET
-    Examples:
+    Example:
       envkit fault RUN db pause --for 5s
       envkit fault RUN api latency latency=200ms jitter=20ms direction=both
       envkit fault RUN db reset after_bytes=4096 probability=0.3 --seed 7
@@ -76,7 +76,12 @@ def fault(run: str, target: str, args: tuple[str, ...], for_: str | None, seed: 
 @click.argument("service", required=False)
 def heal(run: str, service: str | None) -> None:
     """Undo the faults applied to RUN (or to one SERVICE), by any process: containers started or
-    unpaused, networks reconnected with the same aliases, rules and proxies removed."""
+    unpaused, networks reconnected with the same aliases, rules and proxies removed.
+
+    \b
+    Example:
+      envkit heal dev db
+    """
     from envkit.cli.commands import Session, err
     from envkit.faults import apply as faults
     from envkit.runs import describe
