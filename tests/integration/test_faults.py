@@ -50,13 +50,13 @@ for _ in range(n):
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[api.Environment]:
     folder: Path = tmp_path_factory.mktemp("faults")
     shutil.copytree(HELLO, folder / "web")
-    (folder / "blueprint.yaml").write_text(f"""
+    (folder / "blueprint.yaml").write_text("""
 name: it-faults
 services:
   web:
     build: ./web
     ports: [8000]
-    ready: {{http: {{port: 8000, path: /health}}}}
+    ready: {http: {port: 8000, path: /health}}
   client:
     build: ./web
     command: [sleep, infinity]

@@ -4,7 +4,6 @@ applied and healed from the labels alone, refusals where the engine lacks a capa
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -142,7 +141,7 @@ def test_the_environment_api_heals_on_exit_and_keeps_a_timeline(env: api.Environ
     assert active.healed is False  # healed by env.heal: the handle heals nothing more
     active.heal()
     assert all(e.healed_at for e in env.faults())
-    with pytest.raises(UsageError, match="no fault scenario 'nope'.*db-flaky, db-slow"):
+    with pytest.raises(UsageError, match=r"no fault scenario 'nope'.*db-flaky, db-slow"):
         env.fault("nope")
 
 
