@@ -16,7 +16,7 @@ from envkit import labels as L
 from envkit.backends import Backend
 from envkit.faults import apply as faults
 
-from .conftest import BLUEPRINTS, resources_of
+from .conftest import BLUEPRINTS, envkit_cli, resources_of
 
 pytestmark = pytest.mark.integration
 HELLO = BLUEPRINTS / "hello" / "web"
@@ -158,3 +158,27 @@ def test_bad_input_is_a_clear_error(env: api.Environment, backend: Backend) -> N
     with pytest.raises(UsageError, match="unknown fault kind"):
         faults.apply(env.backend, env.run_id, "web", "explode")
     assert not backend.list_resources({L.RUN: env.run_id, L.ROLE: "fault"})
+
+
+def test_the_cli_applies_heals_and_times_faults_of_another_process(env: api.Environment) -> None:
+    run = env.run_id
+    applied = envkit_cli("fault", run, "web", "pause", check=True)
+    assert "applied" in applied.stderr and "envkit heal" in applied.stderr
+    status = envkit_cli("status", run)
+    assert "fault " in status.stdout and "pause web" in status.stdout
+    healed = envkit_cli("heal", run, "web", check=True)
+    assert "1 fault healed" in healed.stderr
+    assert "ok" in host_get(env)
+    t = time.monotonic()
+    timed = envkit_cli("fault", run, "web", "latency", "latency=300ms", "--for", "1s", "--seed", "7", check=True)
+    assert "seed 7" in timed.stderr and "healed" in timed.stderr and time.monotonic() - t >= 1
+    assert faults.faults(env.backend, run) == []
+    bad = envkit_cli("fault", run, "web", "latency", "latency=soon")
+    assert bad.returncode == 2 and "not a duration" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_a_run_torn_down_mid_fault_leaves_nothing(env: api.Environment) -> None:
+    # left applied on purpose: the module's teardown asserts that no helper, proxy or record remains
+    faults.apply(env.backend, env.run_id, "web", "latency", {"latency": "50ms"})
+    faults.apply(env.backend, env.run_id, "web", "partition", {"peer": "client"})
+    assert len(env.backend.list_resources({L.RUN: env.run_id, L.ROLE: "fault"})) == 3  # 2 records + 1 proxy
