@@ -119,6 +119,13 @@ def _apply_connection(backend: Backend, info: RunInfo, fid: str, spec: FaultSpec
     ports = spec.ports or tuple(sorted(k.number for k in c.ports if k.protocol == "tcp"))
     if not ports:
         raise UsageError(f"fault {spec.kind!r} on {c.name}: name the port (port=5432): it publishes none")
+    for f in faults(backend, info.run_id):
+        for u in f.undo:
+            busy = [p for p in ports if u.get("container") == c.id and "sidecar" in u
+                    and any(f"--dport {p} " in r for r in u.get("rules", ()))]
+            if busy:
+                raise Conflict(f"port {busy[0]} of {c.name} already has connection fault {f.id} ({f.describe()}): "
+                               f"heal it first (envkit heal {info.run_id} {f.service})")
     address = next(iter(c.addresses.values()), "127.0.0.1")
     sidecar, client = start_proxy(backend, info.run_id, fid, c.id, seed)
     try:

@@ -14,6 +14,7 @@ import pytest
 from envkit import api
 from envkit import labels as L
 from envkit.backends import Backend
+from envkit.errors import Conflict
 from envkit.faults import apply as faults
 
 from .conftest import BLUEPRINTS, envkit_cli, resources_of
@@ -134,11 +135,18 @@ def test_latency_via_the_proxy_between_services_and_from_the_host(env: api.Envir
     assert env.backend.list_resources({L.RUN: env.run_id, L.ROLE: "fault"}) == []  # no sidecar, no record
 
 
-def test_reset_is_seen_as_reset(env: api.Environment) -> None:
+def test_reset_is_seen_as_reset_and_a_timeout_times_out(env: api.Environment) -> None:
+    before = host_get(env)
     faults.apply(env.backend, env.run_id, "web", "reset", {"direction": "upstream"})
     assert probe(env, 3) == ["reset"] * 3
+    with pytest.raises(Conflict, match="already has connection fault"):
+        faults.apply(env.backend, env.run_id, "web", "latency", {"latency": 10})
     faults.heal(env.backend, env.run_id, "web")
     assert probe(env)[0].startswith("ok")
+    faults.apply(env.backend, env.run_id, "web", "timeout", {})
+    assert probe(env, 2, timeout=1.0) == ["timeout"] * 2  # a client with a 1 s timeout times out
+    faults.heal(env.backend, env.run_id, "web")
+    assert host_get(env) == before  # byte for byte as before
 
 
 def test_loss_drops_about_that_share(env: api.Environment) -> None:
