@@ -133,6 +133,13 @@ def test_latency_via_the_proxy_between_services_and_from_the_host(env: api.Envir
     healed = _ms(probe(env, 10))
     assert len(healed) == 10 and sorted(healed)[5] < 100
     assert env.backend.list_resources({L.RUN: env.run_id, L.ROLE: "fault"}) == []  # no sidecar, no record
+    # towards one peer only: the client's connections are slowed, the host's are not
+    faults.apply(env.backend, env.run_id, "web", "latency", {"latency": "200ms", "peer": "client"})
+    assert all(190 <= x <= 600 for x in _ms(probe(env, 3)))
+    t = time.monotonic()
+    host_get(env)
+    assert (time.monotonic() - t) * 1000 < 150
+    faults.heal(env.backend, env.run_id, "web")
 
 
 def test_reset_is_seen_as_reset_and_a_timeout_times_out(env: api.Environment) -> None:
