@@ -11,9 +11,8 @@ import contextlib
 import os
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import replace
 from typing import Any, BinaryIO, TypeVar
 from urllib.parse import urlparse
 
@@ -24,9 +23,9 @@ import requests.exceptions
 import urllib3.exceptions
 from docker.types import Mount
 
-from envkit import labels as L
 from envkit import retry
 from envkit.backends import _docker_wire as wire
+from envkit.backends._docker_caps import DockerCapabilities
 from envkit.backends._exec_stream import SocketSession
 from envkit.backends.base import (
     Backend,
@@ -51,8 +50,6 @@ __all__ = ["DockerBackend", "open_backend", "translate"]
 T = TypeVar("T")
 #: the address in Docker's "Bind for 127.0.0.1:8080 failed" / "listen tcp4 0.0.0.0:8080: bind: ..."
 _BOUND = re.compile(r"(\d{1,3}(?:\.\d{1,3}){3}|\[[0-9a-fA-F:]+\]):(\d{1,5})")
-#: the image of the short-lived helper containers that read and write volumes (it must be on the engine)
-HELPER_IMAGE = "debian:bookworm-slim"
 
 
 def translate(exc: BaseException, what: str, where: str) -> EnvkitError:
@@ -91,7 +88,7 @@ def translate(exc: BaseException, what: str, where: str) -> EnvkitError:
     return EngineError(prefix + wire.short(exc))
 
 
-class DockerBackend(Backend):
+class DockerBackend(DockerCapabilities, Backend):
     name = "docker"
     capabilities = frozenset(Capability)
 
@@ -387,122 +384,12 @@ class DockerBackend(Backend):
     def remove_volume(self, name: str) -> None:
         self._gone_ok(f"remove volume {name}", lambda: self.api.remove_volume(name, force=True))
 
-    # -- GATE -------------------------------------------------------------------------------------
-    def create_gated_container(self, spec: ContainerSpec) -> tuple[str, bool]:
-        info = self._retried(f"inspect image {spec.image}", lambda: self.api.inspect_image(spec.image))
-        argv = wire.gated_argv(spec, info.get("Config") or {})
-        if argv is None:
-            return self.create_container(spec), False
-        gated = replace(spec, entrypoint=("/bin/sh", "-c", wire.GATE_SCRIPT, "envkit-gate"), command=argv)
-        container_id = self.create_container(gated)
-        try:
-            self.copy_from(container_id, "/bin/sh")
-        except NotFound:
-            self.remove_container(container_id, 0)  # an image without a shell: no gate, a plain start later
-            return self.create_container(spec), False
-        return container_id, True
-
-    def release_container(self, container_id: str) -> None:
-        with self._call(f"release container {container_id[:12]}"):
-            self.api.put_archive(container_id, "/", wire.GO_TAR)
-            self.api.kill(container_id, signal="SIGWINCH")
-
-    # -- COPY_FILES, EXPORT_FILESYSTEM, EXPORT_VOLUME ---------------------------------------------
-    def copy_into(self, container_id: str, directory: str, archive: bytes) -> None:
-        self._once(f"copy into {directory} of container {container_id[:12]}",
-                   lambda: self.api.put_archive(container_id, directory, archive))
-
-    def copy_from(self, container_id: str, path: str) -> bytes:
-        def read() -> bytes:
-            stream, _ = self.api.get_archive(container_id, path)
-            return b"".join(stream)
-
-        return self._retried(f"copy {path} from container {container_id[:12]}", read)
-
+    # -- EXPORT_FILESYSTEM (the other capabilities: DockerCapabilities) -------------------------
     def export_filesystem(self, container_id: str, tag: str, labels: Mapping[str, str]) -> str:
         repository, version = docker.utils.parse_repository_tag(tag)
         made = self._once(f"export container {container_id[:12]} as {tag}", lambda: self.api.commit(
             container_id, repository=repository, tag=version or "latest", conf={"Labels": dict(labels)}))
         return str(made["Id"])
-
-    def image_id(self, tag: str) -> str | None:
-        try:
-            return str(self._retried(f"inspect image {tag}", lambda: self.api.inspect_image(tag))["Id"])
-        except NotFound:
-            return None
-
-    @contextmanager
-    def _helper(self, volume: str, command: list[str] | None, read_only: bool) -> Iterator[str]:
-        """A short-lived container of HELPER_IMAGE with ``volume`` at /v, labelled like the volume (so
-        a teardown of its run finds it) with the role ``helper``; removed on the way out."""
-        info = self._retried(f"inspect volume {volume}", lambda: self.api.inspect_volume(volume))
-        labels = {**(info.get("Labels") or {}), L.ROLE: "helper"}
-        config = self.api.create_host_config(mounts=[Mount(target="/v", source=volume, type="volume",
-                                                           read_only=read_only)], network_mode="none")
-        made = self._once(f"create a helper for volume {volume}", lambda: self.api.create_container(
-            HELPER_IMAGE, command=command, labels=labels, host_config=config, network_disabled=True))
-        try:
-            yield str(made["Id"])
-        finally:
-            self.remove_container(str(made["Id"]), 0)
-
-    def export_volume(self, name: str) -> Iterator[bytes]:
-        with self._helper(name, ["true"], read_only=True) as helper, \
-                self._call(f"export volume {name}"):
-            stream, _ = self.api.get_archive(helper, "/v/.")  # the engine mounts volumes for this: no start
-            yield from stream
-
-    def import_volume(self, name: str, archive: Iterable[bytes]) -> None:
-        data = b"".join(archive)
-        with self._helper(name, ["sh", "-c", "find /v -mindepth 1 -delete"], read_only=False) as helper:
-            self._once(f"empty volume {name}", lambda: self.api.start(helper))
-            code = self._once(f"empty volume {name}", lambda: self.api.wait(helper, timeout=60)).get("StatusCode")
-            if code != 0:
-                raise EngineError(f"import volume {name}: emptying it exited with code {code}")
-            self._once(f"import volume {name}", lambda: self.api.put_archive(helper, "/v", data))
-
-    def copy_volume(self, source: str, target: str) -> None:
-        """In place: one helper mounts both volumes (the data never leaves the engine's host)."""
-        info = self._retried(f"inspect volume {target}", lambda: self.api.inspect_volume(target))
-        self._retried(f"inspect volume {source}", lambda: self.api.inspect_volume(source))
-        labels = {**(info.get("Labels") or {}), L.ROLE: "helper"}
-        config = self.api.create_host_config(network_mode="none", mounts=[
-            Mount(target="/from", source=source, type="volume", read_only=True),
-            Mount(target="/to", source=target, type="volume")])
-        script = "find /to -mindepth 1 -delete && cp -a /from/. /to/"
-        made = self._once(f"create a helper to copy volume {source}", lambda: self.api.create_container(
-            HELPER_IMAGE, command=["sh", "-c", script], labels=labels, host_config=config, network_disabled=True))
-        helper = str(made["Id"])
-        try:
-            self._once(f"copy volume {source} to {target}", lambda: self.api.start(helper))
-            code = self._once(f"copy volume {source} to {target}",
-                              lambda: self.api.wait(helper, timeout=600)).get("StatusCode")
-            if code != 0:
-                tail = self._once("helper logs", lambda: self.api.logs(helper, tail=5)).decode(errors="replace")
-                raise EngineError(f"copy volume {source} to {target}: exited with code {code}: {tail.strip()}")
-        finally:
-            self.remove_container(helper, 0)
-
-    # -- SIGNAL, PAUSE, NETWORK_CONNECT -----------------------------------------------------------
-    def stop_container(self, container_id: str, grace: float) -> None:
-        self._once(f"stop container {container_id[:12]}", lambda: self.api.stop(container_id, timeout=round(grace)))
-
-    def kill_container(self, container_id: str, signal: str = "SIGKILL") -> None:
-        self._once(f"signal container {container_id[:12]}", lambda: self.api.kill(container_id, signal=signal))
-
-    def pause_container(self, container_id: str) -> None:
-        self._once(f"pause container {container_id[:12]}", lambda: self.api.pause(container_id))
-
-    def unpause_container(self, container_id: str) -> None:
-        self._once(f"unpause container {container_id[:12]}", lambda: self.api.unpause(container_id))
-
-    def connect_network(self, container_id: str, network: str, aliases: tuple[str, ...] = ()) -> None:
-        self._once(f"connect container {container_id[:12]} to {network}", lambda: self.api.connect_container_to_network(
-            container_id, network, aliases=list(aliases) or None))
-
-    def disconnect_network(self, container_id: str, network: str) -> None:
-        self._once(f"disconnect container {container_id[:12]} from {network}",
-                   lambda: self.api.disconnect_container_from_network(container_id, network))
 
 
 def open_backend(environment: Mapping[str, str]) -> Backend:
