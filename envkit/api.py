@@ -539,8 +539,9 @@ class Environment:
     def collect(self, directory: str | Path, *, reason: str = "") -> Path:
         """Write a forensics bundle of the run (logs, inspect data, probe history, plan timing, events,
         SUMMARY.txt) into ``directory``; ``reason`` heads the summary. Returns the folder."""
+        timeline = "\n".join(map(str, self.faults()))
         return forensics.write_live(self.backend, self.run_id, Path(directory), blueprint=self.blueprint,
-                                    recorder=self.recorder, reason=reason)
+                                    recorder=self.recorder, reason=reason, faults=timeline)
 
     def detach(self) -> None:
         """Hand the run over: it is no longer removed on ``with`` exit or at interpreter exit. Its labels

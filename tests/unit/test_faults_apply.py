@@ -4,6 +4,7 @@ applied and healed from the labels alone, refusals where the engine lacks a capa
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -127,7 +128,8 @@ def test_disconnect_heals_with_the_same_aliases(env: api.Environment, fake: Fake
     assert after == before and all("api-internal" in a[L.network_name("r1", "back")] for a in after.values())
 
 
-def test_the_environment_api_heals_on_exit_and_keeps_a_timeline(env: api.Environment, fake: FakeBackend) -> None:
+def test_the_environment_api_heals_on_exit_and_keeps_a_timeline(env: api.Environment, fake: FakeBackend,
+                                                                  tmp_path: Path) -> None:
     with pytest.raises(RuntimeError), env.fault("db", "stop"):
         assert env.refresh().services["db"][0].status == "exited"
         raise RuntimeError("the test failed")
@@ -141,6 +143,9 @@ def test_the_environment_api_heals_on_exit_and_keeps_a_timeline(env: api.Environ
     assert active.healed is False  # healed by env.heal: the handle heals nothing more
     active.heal()
     assert all(e.healed_at for e in env.faults())
+    bundle = env.collect(tmp_path / "bundle")
+    timeline = (bundle / "faults.txt").read_text()
+    assert timeline.count("stop ") == 2 and timeline.count(" healed ") == 2
     with pytest.raises(UsageError, match=r"no fault scenario 'nope'.*db-flaky, db-slow"):
         env.fault("nope")
 
