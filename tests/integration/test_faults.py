@@ -175,6 +175,14 @@ def test_bad_input_is_a_clear_error(env: api.Environment, backend: Backend) -> N
     assert not backend.list_resources({L.RUN: env.run_id, L.ROLE: "fault"})
 
 
+def test_partition_from_one_peer_only(env: api.Environment) -> None:
+    faults.apply(env.backend, env.run_id, "web", "disconnect", {"peer": "client"})  # = partition
+    assert probe(env, 2, timeout=0.5) == ["timeout"] * 2
+    assert "ok" in host_get(env)  # the host (the network's gateway) still gets through
+    faults.heal(env.backend, env.run_id, "web")
+    assert probe(env)[0].startswith("ok")
+
+
 def test_the_cli_applies_heals_and_times_faults_of_another_process(env: api.Environment) -> None:
     run = env.run_id
     applied = envkit_cli("fault", run, "web", "pause", check=True)
