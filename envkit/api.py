@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from envkit import __version__, forensics, gc, live, reaper, secrets, snapshot_plan
 from envkit import labels as L
@@ -50,6 +50,10 @@ from envkit.secrets import Secret
 from envkit.seed_plan import image_key, seed_plan
 from envkit.signals import despite_interrupts
 from envkit.snapshots import Use
+
+if TYPE_CHECKING:
+    from envkit.faults.apply import FaultRecord
+    from envkit.faults.session import ActiveFault, TimelineEntry
 from envkit.stopped import reason as stopped_reason
 from envkit.stopped import stopped_error
 
@@ -548,8 +552,9 @@ class Environment:
     def collect(self, directory: str | Path, *, reason: str = "") -> Path:
         """Write a forensics bundle of the run (logs, inspect data, probe history, plan timing, events,
         SUMMARY.txt) into ``directory``; ``reason`` heads the summary. Returns the folder."""
+        timeline = "\n".join(map(str, self.faults()))
         return forensics.write_live(self.backend, self.run_id, Path(directory), blueprint=self.blueprint,
-                                    recorder=self.recorder, reason=reason)
+                                    recorder=self.recorder, reason=reason, faults=timeline)
 
     def detach(self) -> None:
         """Hand the run over: it is no longer removed on ``with`` exit or at interpreter exit. Its labels
@@ -567,6 +572,25 @@ class Environment:
                           path=path)
         self._info = None
         return taken
+
+    # -- faults (envkit/faults, docs/faults.md) --------------------------------------------------------
+    def fault(self, service: str, kind: str | None = None, *, duration: float | None = None,
+              seed: int | None = None, **params: Any) -> ActiveFault:
+        """Apply a fault to ``service`` (``env.fault("db", "latency", latency="200ms")``), or a scenario of
+        the blueprint's ``faults:`` by name (``env.fault("db-slow")``). As a context manager it heals on
+        exit, also when the block fails; ``duration`` (seconds) heals it by a timer."""
+        from envkit.faults import session
+        return session.fault(self, service, kind, params, duration=duration, seed=seed)
+
+    def heal(self, service: str | None = None) -> list[FaultRecord]:
+        """Undo every fault on the run (or on one service), those of other processes too."""
+        from envkit.faults import session
+        return session.heal(self, service)
+
+    def faults(self) -> list[TimelineEntry]:
+        """The fault timeline: what this process applied and healed, and what is still applied, by time."""
+        from envkit.faults import session
+        return session.timeline(self)
 
     def down(self) -> None:
         """Remove every resource of the run (idempotent)."""

@@ -7,6 +7,7 @@
              plan.txt          each step's start and duration, then the plan itself
              events.jsonl      every event, one JSON object a line
              services/<container>/logs.txt, inspect.json
+             faults.txt        the fault timeline (applied / healed), when faults were applied
 
 ``Recorder`` is what ``envkit.api.up`` hands the executor: it keeps the events and the probes' results
 (``envkit.probes.ProbeLog``). ``write_failure`` writes a failed up's bundle before rollback removes the
@@ -363,8 +364,9 @@ def write_failure(backend: Backend, rec: Recorder, exc: BaseException, directory
 
 
 def write_live(backend: Backend, run_id: str, directory: Path, *, blueprint: Blueprint | None = None,
-               recorder: Recorder | None = None, reason: str = "") -> Path:
-    """The bundle of a live run. Raises RunNotFound when there is no such run."""
+               recorder: Recorder | None = None, reason: str = "", faults: str = "") -> Path:
+    """The bundle of a live run. Raises RunNotFound when there is no such run. ``faults``: the fault
+    timeline (``Environment.faults()``), written to faults.txt."""
     describe(backend, run_id)  # RunNotFound first, before any file is written
     if blueprint is None:
         blueprint = _blueprint_of(backend, run_id)
@@ -374,7 +376,8 @@ def write_live(backend: Backend, run_id: str, directory: Path, *, blueprint: Blu
     if shown:  # e.g. a failing test's assertion: its last lines (reason.txt has all of it)
         head += "\n" + "\n".join(f"  | {line}" for line in shown[-8:])
     return _write(backend, run_id, directory, blueprint, recorder, head, None, "every service is up and ready",
-                  (), {"reason.txt": reason + "\n"} if reason else {}, live_checks=True)
+                  (), {**({"reason.txt": reason + "\n"} if reason else {}),
+                       **({"faults.txt": faults.rstrip("\n") + "\n"} if faults.strip() else {})}, live_checks=True)
 
 
 def _blueprint_of(backend: Backend, run_id: str) -> Blueprint | None:

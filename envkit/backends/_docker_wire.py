@@ -157,7 +157,14 @@ def from_inspect(info: Mapping[str, Any]) -> ContainerState:
         finished_at=str(state.get("FinishedAt") or "") if status in ("exited", "dead") else "",
         environment=dict(e.partition("=")[::2] for e in (info.get("Config") or {}).get("Env") or [] if "=" in e),
         mounts=_mounts(info.get("Mounts")),
+        aliases=_aliases(settings.get("Networks"), str(info["Id"])),
     )
+
+
+def _aliases(networks: Mapping[str, Any] | None, container_id: str) -> dict[str, tuple[str, ...]]:
+    # The engine adds the short container id as an alias of its own: left out (it comes back by itself).
+    return {name: tuple(a for a in (v.get("Aliases") or ()) if not container_id.startswith(a))
+            for name, v in (networks or {}).items() if v}
 
 
 def _mounts(rows: Any) -> tuple[MountSpec, ...]:

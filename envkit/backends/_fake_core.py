@@ -152,6 +152,7 @@ class FakeEngine(Backend):
             finished_at=(c.finished_at or "") if detailed else None, oom_killed=False if detailed else None,
             detailed=detailed, environment=dict(c.spec.environment) if detailed else {},
             mounts=tuple(sorted(c.spec.mounts, key=lambda m: m.target)) if detailed else (),
+            aliases={a.network: a.aliases for a in c.networks} if live and detailed else {},
         )
 
     # -- engine -------------------------------------------------------------------------------------

@@ -74,6 +74,7 @@ class Capability(enum.Enum):
     PAUSE = "pause containers"
     NETWORK_CONNECT = "connect containers to networks or disconnect them"
     INTERACTIVE_EXEC = "run commands interactively in containers: streamed output, stdin, a terminal"
+    SHARED_NETNS = "run a helper container in another container's network namespace"
 
 
 class ExecSession(ABC):

@@ -40,6 +40,7 @@ from envkit.backends.base import (
     ExecSession,
     ImageInfo,
     LogLine,
+    NetworkAttachment,
     NetworkSpec,
     Resource,
     VolumeSpec,
@@ -240,11 +241,15 @@ class DockerBackend(DockerCapabilities, Backend):
                 port_bindings=port_bindings or None, mounts=mounts or None,
                 tmpfs=dict(spec.tmpfs) or None, mem_limit=spec.memory,
                 nano_cpus=int(spec.cpus * 1e9) if spec.cpus else None, privileged=spec.privileged,
-                cap_add=list(spec.cap_add) or None,
+                cap_add=list(spec.cap_add) or None, cap_drop=list(spec.cap_drop) or None,
+                read_only=spec.read_only or None, network_mode=spec.network_mode,
             )
-            first, *others = spec.networks
-            networking = api.create_networking_config(
-                {first.network: api.create_endpoint_config(aliases=list(first.aliases))})
+            others: list[NetworkAttachment] = []
+            networking = None
+            if spec.network_mode is None:
+                first, *others = spec.networks
+                networking = api.create_networking_config(
+                    {first.network: api.create_endpoint_config(aliases=list(first.aliases))})
 
         def existing() -> str | None:
             try:

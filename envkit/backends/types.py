@@ -131,6 +131,11 @@ class ContainerSpec:
     cap_add: tuple[str, ...] = ()
     stop_signal: str | None = None
     stop_timeout: int | None = None
+    #: "container:<id>": join that container's network namespace (``networks`` and ``ports`` then empty);
+    #: a helper beside a service (envkit/faults): needs Capability.SHARED_NETNS
+    network_mode: str | None = None
+    cap_drop: tuple[str, ...] = ()
+    read_only: bool = False
 
 
 ContainerStatus = Literal["created", "running", "paused", "restarting", "exited", "dead", "removing", "unknown"]
@@ -162,6 +167,8 @@ class ContainerState:
     #: what is mounted (detailed only): named and anonymous volumes (source: the engine's volume name),
     #: binds (source: the host path); in-memory mounts are left out
     mounts: tuple[MountSpec, ...] = ()
+    #: engine network name -> the container's DNS aliases there (detailed only; engine-made ids left out)
+    aliases: Mapping[str, tuple[str, ...]] = field(default_factory=dict, compare=False)
 
     @property
     def running(self) -> bool:

@@ -101,6 +101,9 @@ TOP = Table("blueprint", (
     KeyDef("secrets", None, (), "list of variable names", "none",
            "Variables whose values are secret: kept out of labels, plans and output. See [security.md](security.md).",
            NAMES),
+    KeyDef("faults", None, {}, "mapping: scenario name → `{service, <kind>: value or mapping, …}`", "`{}`",
+           "Named fault scenarios, applied by name (`envkit fault RUN NAME`). See [faults.md](faults.md).",
+           {"anyOf": [{"type": "null"}, {"type": "object", "additionalProperties": {"type": "object"}}]}),
     KeyDef("version", None, None, "anything", "—", "Accepted and ignored. The value is not checked."),
 ))
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from envkit.blueprint.source import Marks
 from envkit.errors import Problem
 from envkit.secrets import Secret
+
+if TYPE_CHECKING:
+    from envkit.faults.scenarios import Scenario
 
 __all__ = [
     "Attachment",
@@ -287,6 +290,8 @@ class Blueprint:
     secret_outputs: frozenset[str] = field(default=frozenset(), compare=False)
     #: what `envkit validate` warns about (each host access the blueprint opted into); never printed by the core
     warnings: tuple[Problem, ...] = field(default=(), compare=False)
+    #: named fault scenarios (top-level ``faults:``; envkit/faults/scenarios.py)
+    faults: dict[str, Scenario] = field(default_factory=dict)
 
     def closure(self, roots: tuple[str, ...]) -> tuple[str, ...]:
         """The named services and everything they depend on, transitively (sorted)."""

@@ -21,7 +21,8 @@ from envkit.blueprint.model import Attachment, Blueprint, NetworkDef, Service, V
 from envkit.blueprint.readers import NAME, Reader, Table, parse_duration, parse_size, read_keys, show
 from envkit.blueprint.seed_values import kind_error as seed_kind_error
 from envkit.blueprint.source import Key, Marks
-from envkit.errors import Problem
+from envkit.errors import Problem, UsageError
+from envkit.faults.scenarios import Scenario, scenario
 from envkit.secrets import Secret, placeholders
 
 __all__ = ["normalize", "parse_duration", "parse_size"]
@@ -62,7 +63,7 @@ def normalize(data: dict[str, Any], marks: Marks, file: Path, directory: Path,
     # and `envkit validate` lists every problem in one go; the caller must not run it when problems exist.
     return Blueprint(name=name or "invalid", file=file, directory=directory, services=services, networks=networks,
                      volumes=volumes, outputs=outputs, secrets=tuple(secrets),
-                     secret_outputs=secret_outputs), r.problems
+                     secret_outputs=secret_outputs, faults=_faults(r, data.get("faults"), services)), r.problems
 
 
 def _blueprint_name(r: Reader, value: Any, file: Path) -> str | None:
@@ -90,6 +91,22 @@ def _definitions(r: Reader, value: Any, key: str, what: str, table: Table, make:
             continue
         r.keys(spec, path, table)
         out[name] = make(name, **read_keys(r, table, spec, path))
+    return out
+
+
+def _faults(r: Reader, value: Any, services: Mapping[str, Any]) -> dict[str, Scenario]:
+    out: dict[str, Scenario] = {}
+    for name, body in (r.mapping(value, ("faults",), "faults") or {}).items():
+        try:
+            found = scenario(str(name), body)
+        except UsageError as exc:
+            r.error(("faults", name), str(exc).removeprefix(f"faults.{name}: ").removeprefix(f"faults.{name}"))
+            continue
+        if found.service not in services or (found.params.get("peer") and found.params["peer"] not in services):
+            missing = found.service if found.service not in services else found.params["peer"]
+            r.error(("faults", name, "service" if missing == found.service else "peer"), f"no service {missing!r}")
+            continue
+        out[str(name)] = found
     return out
 
 

@@ -302,6 +302,9 @@ def status(run: str, as_json: bool) -> int:
             color = "green" if r.ok else "red"
             table.add_row(r.service, r.container, r.kind, r.state, f"[{color}]{escape(r.ready)}[/]", ports)
         out.print(table)
+        from envkit.faults.apply import faults as applied
+        for f in applied(env.backend, run):
+            out.print(f"[yellow]fault {f.id}[/] since {f.at}: {escape(f.describe())} (seed {f.seed})")
     bad = [r for r in rows if not r.ok]
     for r in bad:
         err.print(f"[red]service {escape(r.service)}[/] ({escape(r.container)}): {escape(r.ready)}; "
@@ -423,6 +426,7 @@ def _teardown(env: Environment, quiet: bool = False) -> None:
 from envkit.cli.complete import completion  # noqa: E402
 from envkit.cli.exec_cmd import exec_  # noqa: E402
 from envkit.cli.export_cmd import export  # noqa: E402
+from envkit.cli.fault_cmd import fault, heal  # noqa: E402
 from envkit.cli.forensics_cmd import collect  # noqa: E402
 from envkit.cli.gc_cmd import gc  # noqa: E402
 from envkit.cli.graph_cmd import graph  # noqa: E402
@@ -435,6 +439,7 @@ from envkit.cli.seed_cmd import seed  # noqa: E402
 from envkit.cli.snapshot_cmd import reset, snapshots  # noqa: E402
 
 for _command in (export, seed, gc, collect, graph, schema, import_, init, completion, exec_, snapshots, reset, images,
+                 fault, heal,
                  *LIVE_COMMANDS):  # LIVE_COMMANDS: restart, stop, start, rebuild, logs
     cli.add_command(_command)
 

@@ -4,12 +4,17 @@
     envkit/faults/image.py   its content-hashed image tag
     envkit/faults/client.py  FaultProxyClient, for the control API on a published port
     envkit/faults/toxics.py  the toxics as typed values (Latency, ResetPeer, ...)
+    envkit/faults/kinds.py   the fault kinds and their parameters (pure)
+    envkit/faults/sidecar.py helpers in a replica's network namespace: iptables one-shots, the proxy
+    envkit/faults/apply.py   apply / heal / list faults on a live run (records are labelled volumes)
+    envkit/faults/session.py Environment.fault/heal/faults; scenarios.py: the blueprint's faults:
 
 docs/faults.md describes the API, each toxic, and how a run wires proxies in.
 """
 
 from __future__ import annotations
 
+from envkit.faults.apply import FaultRecord
 from envkit.faults.client import FaultProxyClient, ProxyInfo, ProxySpec, ToxicInfo
 from envkit.faults.image import CONTEXT, CONTROL_PORT, context_hash, image_tag
 from envkit.faults.toxics import (
@@ -32,6 +37,7 @@ __all__ = [
     "Bandwidth",
     "Corrupt",
     "FaultProxyClient",
+    "FaultRecord",
     "Latency",
     "LimitData",
     "ProxyInfo",

@@ -188,24 +188,33 @@ class FaultProxyClient:
     # -- HTTP
     def _call(self, method: str, path: str, body: object = None, *, what: str, proxy: str = "",
               toxic: str = "") -> Any:
-        where = f"fault proxy at {self.host}:{self.port}"
-        conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+        where = f"fault proxy at {self.where}"
+        payload = None if body is None else json.dumps(body).encode()
         try:
-            payload = None if body is None else json.dumps(body).encode()
-            headers = {"Content-Type": "application/json"} if payload is not None else {}
-            conn.request(method, path, body=payload, headers=headers)
-            response = conn.getresponse()
-            raw = response.read()
+            status, raw = self._send(method, path, payload)
         except (OSError, http.client.HTTPException) as exc:
             raise FaultError(f"{where} does not answer ({what}): {exc or type(exc).__name__}", 0, proxy, toxic) from exc
-        finally:
-            conn.close()
         try:
             data = json.loads(raw) if raw else None
         except ValueError:
-            raise FaultError(f"{where}: {what}: not a JSON answer (HTTP {response.status})", response.status,
-                             proxy, toxic) from None
-        if response.status >= 400:
+            raise FaultError(f"{where}: {what}: not a JSON answer (HTTP {status})", status, proxy, toxic) from None
+        if status >= 400:
             reason = data.get("error") if isinstance(data, dict) else None
-            raise FaultError(f"{where}: {what}: {reason or f'HTTP {response.status}'}", response.status, proxy, toxic)
+            raise FaultError(f"{where}: {what}: {reason or f'HTTP {status}'}", status, proxy, toxic)
         return data
+
+    @property
+    def where(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def _send(self, method: str, path: str, payload: bytes | None) -> tuple[int, bytes]:
+        """One request: (HTTP status, body). The transport: a subclass may reach the API another way
+        (``envkit.faults.sidecar.ExecProxyClient``: through ``exec`` in the proxy's container)."""
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+        try:
+            headers = {"Content-Type": "application/json"} if payload is not None else {}
+            conn.request(method, path, body=payload, headers=headers)
+            response = conn.getresponse()
+            return response.status, response.read()
+        finally:
+            conn.close()

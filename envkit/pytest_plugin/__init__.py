@@ -42,7 +42,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from envkit.pytest_plugin import reset
+from envkit.pytest_plugin import faults, reset
+from envkit.pytest_plugin.faults import envkit_fault_around  # noqa: F401 - the fixture, registered with the plugin
 from envkit.pytest_plugin.pool import MarkerError, Want, want_from_mark
 from envkit.pytest_plugin.reset import envkit_reset_after  # noqa: F401 - the fixture, registered with the plugin
 from envkit.pytest_plugin.session import PluginState
@@ -68,6 +69,7 @@ def pytest_configure(config: pytest.Config) -> None:
         "envkit(blueprint, scope=None): the module, class or test gets its own environment of BLUEPRINT "
         "(relative to the rootdir) for envkit_env; scope module | class | function, default: where the mark is.")
     config.addinivalue_line("markers", reset.MARKER)
+    config.addinivalue_line("markers", faults.MARKER)
     state = PluginState(config, read_settings(config))
     config.stash[_STATE] = state
     config.pluginmanager.register(state, "envkit-state")

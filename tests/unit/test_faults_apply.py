@@ -1,0 +1,162 @@
+"""Faults on the in-memory engine: parameters and scenarios checked (pure), container and network faults
+applied and healed from the labels alone, refusals where the engine lacks a capability."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from envkit import api
+from envkit import labels as L
+from envkit.backends.base import Capability
+from envkit.backends.fake import FakeBackend
+from envkit.errors import BlueprintError, Unsupported, UsageError
+from envkit.faults import apply as faults
+from envkit.faults.kinds import parse, parse_duration
+from envkit.faults.scenarios import scenario
+from envkit.faults.toxics import Latency, ResetPeer
+
+from .conftest import WriteBlueprint
+
+BP = """
+    name: fx
+    services:
+      db:
+        image: postgres:16
+        ports: [5432]
+      api:
+        image: postgres:16
+        replicas: 2
+        networks: {default: null, back: {aliases: [api-internal]}}
+    networks: {back: null}
+    faults:
+      db-slow: {service: db, latency: 2s, direction: both}
+      db-flaky: {service: db, reset: {after_bytes: 4096}, probability: 0.3}
+      api-down: {service: api, stop: true, replica: 1, for: 10s}
+"""
+
+
+@pytest.fixture
+def fake() -> FakeBackend:
+    return FakeBackend(images={"postgres:16"})
+
+
+@pytest.fixture
+def env(write_blueprint: WriteBlueprint, fake: FakeBackend) -> Iterator[api.Environment]:
+    environment = api.up(write_blueprint(BP, {}), name="r1", env={}, backend=fake)
+    yield environment
+    environment.down()
+
+
+def test_parameters_are_checked_and_typed() -> None:
+    spec = parse("latency", {"latency": "200ms", "jitter": "0.02s", "direction": "both", "probability": "0.5"})
+    assert spec.toxic == Latency(ms=200, jitter_ms=20) and spec.directions == ("upstream", "downstream")
+    assert spec.probability == 0.5 and spec.family == "connection"
+    assert parse("reset-peer", {"after_bytes": 4096}).toxic == ResetPeer(after_bytes=4096)
+    assert parse("disconnect", {"peer": "api"}).kind == "partition"
+    assert parse("loss", {"percent": "30%"}).percent == 30
+    assert parse_duration("1.5m", "x") == 90000 and parse_duration(250, "x") == 250
+    for kind, params, message in [
+        ("explode", {}, "unknown fault kind 'explode'"),
+        ("latency", {}, "needs latency="),
+        ("latency", {"latency": "soon"}, "'latency': 'soon' is not a duration"),
+        ("latency", {"latency": 5, "speed": 1}, "unknown parameter 'speed'"),
+        ("latency", {"latency": 5, "probability": 2}, "'probability'"),
+        ("loss", {"percent": 130}, "'percent'"),
+        ("partition", {}, "needs peer="),
+        ("pause", {"replica": 0}, "count from 1"),
+        ("latency", {"latency": 5, "direction": "sideways"}, "upstream, downstream or both"),
+    ]:
+        with pytest.raises(UsageError, match=message):
+            parse(kind, params)
+
+
+def test_scenarios_read_the_short_and_long_forms() -> None:
+    s = scenario("x", {"service": "db", "reset": {"after_bytes": 4096}, "probability": 0.3})
+    assert (s.kind, dict(s.params)) == ("reset", {"after_bytes": 4096, "probability": 0.3})
+    assert scenario("y", {"service": "db", "loss": 30}).params == {"percent": 30}
+    assert scenario("z", {"service": "w", "stop": True, "for": "10s"}).duration == 10
+    for body, message in [({"latency": 5}, "service"), ({"service": "db"}, "exactly one fault kind"),
+                          ({"service": "db", "pause": True, "stop": True}, "exactly one"),
+                          ({"service": "db", "pause": 3}, "takes no value"),
+                          ({"service": "db", "latency": 5, "colour": 1}, "faults.q.colour: unknown key")]:
+        with pytest.raises(UsageError, match=message):
+            scenario("q", body)
+
+
+def test_a_blueprint_scenario_error_names_the_file_line_and_key(write_blueprint: WriteBlueprint) -> None:
+    folder = write_blueprint("""
+        name: fx
+        services: {db: {image: postgres:16}}
+        faults:
+          ok: {service: db, pause: true}
+          bad: {service: nope, latency: 1s}
+          worse: {service: db, latency: fast}
+    """, {})
+    with pytest.raises(BlueprintError) as caught:
+        api.validate(folder)
+    text = str(caught.value)
+    assert "faults.bad.service: no service 'nope'" in text and ":6:" in text
+    assert "faults.worse" in text and "not a duration" in text
+
+
+def test_container_faults_apply_and_heal_from_the_labels(env: api.Environment, fake: FakeBackend) -> None:
+    record = faults.apply(fake, "r1", "api", "pause", {"replica": 2})
+    states = {c.labels[L.REPLICA]: c.status for c in env.refresh().services["api"]}
+    assert states == {"1": "running", "2": "paused"}
+    # another process: only the engine's labels
+    listed = faults.faults(fake, "r1")
+    assert [(f.id, f.kind, f.service) for f in listed] == [(record.id, "pause", "api")]
+    assert faults.heal(fake, "r1", "db") == []  # another service: nothing to heal
+    assert [f.id for f in faults.heal(fake, "r1")] == [record.id]
+    assert {c.status for c in env.refresh().services["api"]} == {"running"}
+    assert faults.faults(fake, "r1") == []
+    faults.apply(fake, "r1", "db", "kill")
+    assert env.refresh().services["db"][0].status == "exited"
+    faults.heal(fake, "r1")
+    assert env.refresh().services["db"][0].status == "running"
+
+
+def test_disconnect_heals_with_the_same_aliases(env: api.Environment, fake: FakeBackend) -> None:
+    before = {c.id: dict(c.aliases) for c in env.refresh().services["api"]}
+    faults.apply(fake, "r1", "api", "disconnect", {"network": "back"})
+    assert all(L.network_name("r1", "back") not in c.addresses for c in env.refresh().services["api"])
+    faults.heal(fake, "r1")
+    after = {c.id: dict(c.aliases) for c in env.refresh().services["api"]}
+    assert after == before and all("api-internal" in a[L.network_name("r1", "back")] for a in after.values())
+
+
+def test_the_environment_api_heals_on_exit_and_keeps_a_timeline(env: api.Environment, fake: FakeBackend,
+                                                                  tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError), env.fault("db", "stop"):
+        assert env.refresh().services["db"][0].status == "exited"
+        raise RuntimeError("the test failed")
+    assert env.refresh().services["db"][0].status == "running"
+    active = env.fault("api-down")  # a scenario: api replica 1 stopped, healed by its timer after 10 s
+    assert active.duration == 10 and not active.healed
+    assert [c.status for c in env.refresh().services["api"]] == ["exited", "running"]
+    assert [e.record.kind for e in env.faults()] == ["stop", "stop"]
+    assert [bool(e.healed_at) for e in env.faults()] == [True, False]
+    env.heal()
+    assert active.healed is False  # healed by env.heal: the handle heals nothing more
+    active.heal()
+    assert all(e.healed_at for e in env.faults())
+    bundle = env.collect(tmp_path / "bundle")
+    timeline = (bundle / "faults.txt").read_text()
+    assert timeline.count("stop ") == 2 and timeline.count(" healed ") == 2
+    with pytest.raises(UsageError, match=r"no fault scenario 'nope'.*db-flaky, db-slow"):
+        env.fault("nope")
+
+
+def test_refused_where_the_engine_cannot(write_blueprint: WriteBlueprint) -> None:
+    fake = FakeBackend(images={"postgres:16"}, capabilities={Capability.GATE, Capability.COPY_FILES})
+    with api.up(write_blueprint(BP, {}), name="r2", env={}, backend=fake) as env:
+        for kind, params in [("pause", {}), ("stop", {}), ("disconnect", {}), ("latency", {"latency": 5}),
+                             ("loss", {"percent": 5})]:
+            with pytest.raises(Unsupported):
+                faults.apply(fake, "r2", "db", kind, params)
+        assert faults.faults(fake, "r2") == []
+        with pytest.raises(UsageError, match="no service 'nope'"):
+            env.fault("nope", "pause")
