@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from envkit.blueprint import seed_values as sv
+from envkit.blueprint import stub_values as stv
 from envkit.blueprint import values as v
 from envkit.blueprint.model import Service, SnapshotDef
 from envkit.blueprint.readers import KeyDef, Reader, Table, show
@@ -35,6 +36,10 @@ __all__ = [
     "SEED_SQL",
     "SERVICE",
     "SNAPSHOT",
+    "STUB",
+    "STUB_MATCH",
+    "STUB_RESPONSE",
+    "STUB_ROUTE",
     "TABLES",
     "TOP",
     "VOLUME",
@@ -289,6 +294,60 @@ def _snapshot(r: Reader, value: Any, path: tuple[str | int, ...]) -> SnapshotDef
     return SnapshotDef(reset, at=path)
 
 
+_RESPONSE_KEYS = (
+    KeyDef("status", None, 200, "HTTP status 100..599", "`200`", "The response's status.",
+           {"type": ["integer", "string"]}),
+    KeyDef("headers", None, (), "key/value list", "none", "Response headers; each value is a template.", PAIRS),
+    KeyDef("json", None, None, "any YAML value", "—", "A JSON body; every string in it is a template "
+           "(`\"{{body.amount}}\"` alone keeps the value's type).", {}),
+    KeyDef("body", None, None, "string", "—", "A text body, a template.", STRING),
+    KeyDef("file", None, None, "file path", "—", "A file beside the blueprint (at most 64 KiB), sent as it is.",
+           STRING),
+    KeyDef("delay", None, None, "duration, or `[low, high]`", "none",
+           "Waits before answering: fixed, or random within the range.",
+           {"anyOf": [DURATION, {"type": "array", "items": DURATION, "minItems": 2, "maxItems": 2}]}),
+    KeyDef("fault", None, None, "`reset`, `empty`, `malformed_chunk`, `random_then_close`, `malformed_json`",
+           "none", "Answers badly on purpose; see [stubs.md](stubs.md#faults).",
+           {"enum": ["reset", "empty", "malformed_chunk", "random_then_close", "malformed_json"]}),
+)
+
+STUB_RESPONSE = Table("stub-response", _RESPONSE_KEYS)
+
+STUB_MATCH = Table("stub-match", (
+    KeyDef("query", None, (), "key/value list", "none", "Query parameters the request must have.", PAIRS),
+    KeyDef("headers", None, (), "key/value list", "none", "Headers the request must have (names in any case).",
+           PAIRS),
+    KeyDef("body", None, None, "mapping: JSON field (`a.b.0`) → value", "none",
+           "Fields the request's JSON body must hold, with these values.", {"type": ["object", "null"]}),
+))
+
+STUB_ROUTE = Table("stub-route", (
+    KeyDef("method", None, "ANY", "HTTP method, or `ANY`", "`ANY`", "The request's method.", STRING),
+    KeyDef("path", None, None, "path pattern", "required",
+           "`/charges/{id}`: `{name}` is one segment, kept as `path.name`; `*` any segment; a final `**` the rest.",
+           STRING),
+    KeyDef("match", None, None, "[mapping](#stub-match)", "none", "More the request must match.",
+           {"$ref": "#/$defs/stub-match"}),
+    KeyDef("responses", None, None, "list of [responses](#stub-response)", "—",
+           "Ordered responses: the first call gets the first; then the last repeats (or they cycle).",
+           {"type": "array", "items": {"$ref": "#/$defs/stub-response"}, "minItems": 1}),
+    KeyDef("cycle", None, False, "boolean", "`false`", "Ordered responses start over after the last.", BOOLEAN),
+    KeyDef("name", None, None, "string", "`METHOD path`", "The route's name in the journal.", STRING),
+    *_RESPONSE_KEYS,
+))
+
+STUB = Table("stub", (
+    KeyDef("port", None, 8080, "port 1024..65535", "`8080`", "The port the stub listens on (and its control API).",
+           PORT_NUMBER),
+    KeyDef("routes", None, (), "list of [routes](#stub-route)", "none", "Tried in order; the first that matches answers.",
+           {"type": "array", "items": {"$ref": "#/$defs/stub-route"}}),
+    KeyDef("default", None, None, "[response](#stub-response)", "404 naming the closest routes",
+           "The answer to a request no route matches.", {"$ref": "#/$defs/stub-response"}),
+))
+
+STUB_TABLES: dict[str, Table] = {t.title: t for t in (STUB, STUB_ROUTE, STUB_MATCH, STUB_RESPONSE)}
+
+
 SERVICE = Table("service", (
     KeyDef("image", Reader.string, None, "string", "— (exactly one of `image`/`build`)",
            "The image to run; pulled if the engine does not have it.", SCALAR,
@@ -297,8 +356,9 @@ SERVICE = Table("service", (
            "path string, or `{context, dockerfile, args, target}`", "—",
            "Builds the image from a Dockerfile next to the blueprint.",
            {"anyOf": [STRING, {"$ref": "#/$defs/build"}]}, section="image-and-build"),  # Compose: see image
-    KeyDef("kind", v.kind, "service", "`service` or `job`", "`service`",
-           "A long-running service, or a job that must exit 0.", {"enum": ["service", "job"]},
+    KeyDef("kind", v.kind, "service", "`service`, `job` or `stub`", "`service`",
+           "A long-running service, a job that must exit 0, or an HTTP stub ([stubs.md](stubs.md)).",
+           {"enum": ["service", "job", "stub"]},
            section="kind", compose_fn="kind"),
     KeyDef("command", Reader.argv, None, "command", "the image's `CMD`", "Replaces the image's command.", COMMAND,
            section="command-and-entrypoint", compose="command", container="command"),
@@ -374,12 +434,15 @@ SERVICE = Table("service", (
     KeyDef("snapshot", lambda r, x, q: _snapshot(r, x, q) or None, None, "`true`, or `{reset}`", "`false`",
            "Captures the seeded state once; later runs start from it. See [snapshots.md](snapshots.md).",
            {"anyOf": [BOOLEAN, {"$ref": "#/$defs/snapshot"}]}),  # Compose: nothing to carry over
+    KeyDef("stub", lambda r, x, q: stv.stub(r, x, q, STUB_TABLES), None, "[mapping](#stub-keys)", "—",
+           "The routes of a `kind: stub` service. See [stubs.md](stubs.md).", {"$ref": "#/$defs/stub"},
+           section="stub-http-stand-ins"),
 ))
 
 #: every table, by the name the reference markers and the schema's ``$defs`` use
 TABLES: dict[str, Table] = {t.title: t for t in (TOP, NETWORK, VOLUME, SERVICE, BUILD, PORT, MOUNT, PROBE, HTTP,
                                                  SEED, SEED_SQL, SEED_COPY, SEED_EXEC, SEED_HTTP, SEED_RUN,
-                                                  SNAPSHOT)}
+                                                  SNAPSHOT, STUB, STUB_ROUTE, STUB_MATCH, STUB_RESPONSE)}
 
 
 def container_fields(svc: Service) -> dict[str, Any]:

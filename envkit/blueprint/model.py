@@ -9,6 +9,7 @@ from typing import ClassVar, Literal
 from envkit.blueprint.source import Marks
 from envkit.errors import Problem
 from envkit.secrets import Secret
+from envkit.stubs.model import StubDef
 
 __all__ = [
     "Attachment",
@@ -223,7 +224,7 @@ class Service:
     name: str
     image: str | None
     build: Build | None
-    kind: Literal["service", "job"] = "service"
+    kind: Literal["service", "job", "stub"] = "service"
     command: tuple[str, ...] | None = None
     entrypoint: tuple[str, ...] | None = None
     environment: tuple[tuple[str, str], ...] = ()
@@ -248,6 +249,7 @@ class Service:
     seed: tuple[Seed, ...] = ()  # run in order after the service is ready, before its dependants start
     allow: tuple[str, ...] = ()  # what it may ask of the host (envkit.blueprint.trust.ALLOWANCES)
     snapshot: SnapshotDef | None = None  # None: started fresh (and seeded) in every run
+    stub: StubDef | None = None  # kind: stub — its routes (docs/stubs.md); image and probe filled in by the loader
 
     @property
     def network_names(self) -> tuple[str, ...]:
