@@ -169,7 +169,9 @@ class Handler(BaseHTTPRequestHandler):
                 self.wfile.flush()
             if how == "reset":  # RST instead of FIN: the client sees "connection reset by peer"
                 self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            self.connection.close()
+            # Close the descriptor itself now: socket.close() would wait for the handler's file objects, and
+            # the server's own shutdown(SHUT_WR) would send a FIN first.
+            os.close(self.connection.detach())
         except OSError:
             pass
 
