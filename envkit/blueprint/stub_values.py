@@ -7,7 +7,6 @@ The tables (``STUB``, ``STUB_ROUTE``, ``STUB_MATCH``, ``STUB_RESPONSE``) live in
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import replace
 from typing import Any

@@ -40,7 +40,7 @@ class Request:
     headers: dict[str, str] = field(default_factory=dict)  # names in lower case
     body: bytes = b""
     id: str = ""
-    now: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc))
+    now: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
     params: dict[str, str] = field(default_factory=dict)  # filled by match()
     seq: int = 0  # the how-many-th call of the route that answers, filled by the server
 
@@ -61,7 +61,7 @@ def _path_match(pattern: str, path: str) -> dict[str, str] | None:
     if len(want) != len(got):
         return None
     params: dict[str, str] = {}
-    for w, g in zip(want, got):
+    for w, g in zip(want, got, strict=True):
         if w.startswith("{") and w.endswith("}") and len(w) > 2:
             if not g:
                 return None
