@@ -29,6 +29,7 @@ def stub(ctx: click.Context, run: str, service: str) -> None:
     """Look at and steer SERVICE of RUN, a `kind: stub` service: what it received, how it answers.
 
     \b
+    Example:
     envkit stub dev payments journal --method POST --path /charges
     envkit stub dev payments respond POST /charges --status 502 --times 1
     envkit stub dev payments respond POST /charges --fault reset
