@@ -17,7 +17,7 @@ from envkit.blueprint.readers import Reader, Table, show
 from envkit.blueprint.source import Key
 from envkit.stubs.image import CONTEXT
 from envkit.stubs.model import CONFIG_VAR, DEFAULT_PORT, StubDef, StubResponse, StubRoute
-from envkit.stubs.server.stubserver.routes import FAULTS
+from envkit.stubs.server.stubserver.routes import FAULTS, is_operators
 
 __all__ = ["HEALTH_PATH", "MAX_FILE", "expand", "stub"]
 
@@ -108,6 +108,12 @@ def _match(r: Reader, value: Any, path: Key, table: Table) -> dict[str, Any]:
             out[key] = r.pairs(spec[key], (*path, key), key)
     if spec.get("body") is not None:
         fields = r.mapping(spec["body"], (*path, "body"), "a mapping: JSON field (dotted) → value")
+        for name, want in (fields or {}).items():
+            if isinstance(want, dict) and "$regex" in want and is_operators(want):
+                try:
+                    re.compile(str(want["$regex"]))
+                except re.error as exc:
+                    r.error((*path, "body", name, "$regex"), f"not a regular expression: {exc}")
         if fields:
             out["body"] = _json(r, fields, (*path, "body"))
     return out

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from envkit.backends.base import PortKey
 from envkit.errors import EnvkitError
@@ -97,6 +98,14 @@ class StubClient:
     @classmethod
     def at(cls, host: str, port: int, name: str = "stub") -> StubClient:
         return cls(http_transport(host, port), name)
+
+    @classmethod
+    def from_url(cls, url: str, name: str = "stub") -> StubClient:
+        """From the stub's published URL (an output such as ``http://127.0.0.1:49153``)."""
+        parts = urlsplit(url)
+        if parts.hostname is None or parts.port is None:
+            raise StubError(f"stub URL {url!r} has no host and port")
+        return cls.at(parts.hostname, parts.port, name)
 
     def _json(self, method: str, path: str, payload: object = None, ok: tuple[int, ...] = (200,)) -> Any:
         body = None if payload is None else json.dumps(payload).encode()

@@ -76,3 +76,15 @@ def test_closest_routes_for_an_unmatched_request() -> None:
     near = closest(routes, req("POST", "/charge"))
     assert near[0] == "POST /charges"
     assert len(near) == 3
+
+
+def test_body_field_operators() -> None:
+    route = {"path": "/c", "body": {"amount": {"$lte": 0}, "email": {"$regex": "@example\\."}}}
+    assert match(route, req("POST", "/c", {"amount": -5, "email": "a@example.test"})) == {}
+    assert match(route, req("POST", "/c", {"amount": 1, "email": "a@example.test"})) is None
+    assert match(route, req("POST", "/c", {"amount": "x", "email": "a@example.test"})) is None  # no TypeError
+    assert match(route, req("POST", "/c", {"amount": 0, "email": "a@other.test"})) is None
+    assert match({"path": "/c", "body": {"n": {"$gt": 1, "$lt": 3}}}, req("POST", "/c", {"n": 2})) == {}
+    assert match({"path": "/c", "body": {"n": {"$ne": 2}}}, req("POST", "/c", {"n": 2})) is None
+    # a mapping with other keys is a JSON object to equal
+    assert match({"path": "/c", "body": {"o": {"a": 1}}}, req("POST", "/c", {"o": {"a": 1}})) == {}

@@ -8,6 +8,9 @@ A route (the JSON envkit builds from the blueprint's ``stub:`` key, docs/stubs.m
     {"method": "POST", "path": "/charges/{id}", "query": {...}, "headers": {...}, "body": {"a.b": value},
      "responses": [response, ...], "cycle": false}
 
+A body field's value is compared for equality, or by operators: ``{"$lt" | "$lte" | "$gt" | "$gte" |
+"$ne": value, "$regex": pattern}``.
+
 A response: ``{"status": 200, "headers": {...}, "json": value | "text": str | "b64": str,
 "delay": [low, high], "fault": name | null}``. Templates: ``{{path.id}}``, ``{{query.q}}``,
 ``{{header.name}}``, ``{{body.a.b}}``, ``{{body}}``, ``{{request.id}}``, ``{{request.seq}}``,
@@ -25,7 +28,7 @@ from dataclasses import dataclass, field
 from email.utils import format_datetime
 from typing import Any
 
-__all__ = ["FAULTS", "Request", "closest", "match", "pick", "render", "render_text"]
+__all__ = ["FAULTS", "Request", "closest", "is_operators", "match", "pick", "render", "render_text"]
 
 FAULTS = ("reset", "empty", "malformed_chunk", "random_then_close", "malformed_json")
 _MISSING = object()
@@ -83,7 +86,22 @@ def field_of(value: Any, dotted: str) -> Any:
     return value
 
 
+_OPS = {"$lt": lambda a, b: a < b, "$lte": lambda a, b: a <= b, "$gt": lambda a, b: a > b,
+        "$gte": lambda a, b: a >= b, "$ne": lambda a, b: not _same(b, a),
+        "$regex": lambda a, b: isinstance(a, str) and re.search(b, a) is not None}
+
+
+def is_operators(want: Any) -> bool:
+    """``{"$lte": 0}``: a comparison, not a JSON object to equal."""
+    return isinstance(want, dict) and bool(want) and all(k in _OPS for k in want)
+
+
 def _same(want: Any, got: Any) -> bool:
+    if is_operators(want):
+        try:
+            return all(_OPS[op](got, arg) for op, arg in want.items())
+        except TypeError:  # "abc" < 3
+            return False
     if isinstance(want, bool) or isinstance(got, bool):
         return want is got
     return bool(want == got)
