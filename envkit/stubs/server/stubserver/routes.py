@@ -24,6 +24,7 @@ import datetime as dt
 import difflib
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.utils import format_datetime
 from typing import Any
@@ -86,7 +87,7 @@ def field_of(value: Any, dotted: str) -> Any:
     return value
 
 
-_OPS = {"$lt": lambda a, b: a < b, "$lte": lambda a, b: a <= b, "$gt": lambda a, b: a > b,
+_OPS: dict[str, Callable[[Any, Any], bool]] = {"$lt": lambda a, b: a < b, "$lte": lambda a, b: a <= b, "$gt": lambda a, b: a > b,
         "$gte": lambda a, b: a >= b, "$ne": lambda a, b: not _same(b, a),
         "$regex": lambda a, b: isinstance(a, str) and re.search(b, a) is not None}
 
