@@ -19,7 +19,7 @@ from envkit.stubs.image import CONTEXT
 from envkit.stubs.model import CONFIG_VAR, DEFAULT_PORT, StubDef, StubResponse, StubRoute
 from envkit.stubs.server.stubserver.routes import FAULTS, is_operators
 
-__all__ = ["HEALTH_PATH", "MAX_FILE", "expand", "stub"]
+__all__ = ["HEALTH_PATH", "MAX_FILE", "expand", "stub", "stub_form"]
 
 HEALTH_PATH = "/__envkit/health"
 #: a body file travels in the container's environment: keep it small
@@ -91,7 +91,7 @@ def response(r: Reader, value: Any, path: Key, table: Table) -> StubResponse | N
             if len(data) > MAX_FILE:
                 r.error((*path, "file"), f"body file {show(spec['file'])} is larger than {MAX_FILE // 1024} KiB")
             else:
-                out = replace(out, data=data)
+                out = replace(out, data=data, source=found)
     if "delay" in spec:
         out = replace(out, delay=_delay(r, spec["delay"], (*path, "delay")))
     if "fault" in spec:
@@ -178,4 +178,23 @@ def expand(r: Reader, svc: Service, spec: dict[str, Any], path: Key) -> Service:
         r.error((*path, "seed"), "a stub service has no seed steps: declare its routes under 'stub:'")
     config = (CONFIG_VAR, svc.stub.config_text())
     ready = svc.ready or Probe("http", port=svc.stub.port, path=HEALTH_PATH, status=200)
-    return replace(svc, build=Build(CONTEXT), environment=(*svc.environment, config), ready=ready)
+    environment = tuple(kv for kv in svc.environment if kv[0] != CONFIG_VAR)  # the loader's own variable
+    return replace(svc, build=Build(CONTEXT), environment=(*environment, config), ready=ready)
+
+
+def stub_form(spec: dict[str, Any]) -> dict[str, Any]:
+    """A ``kind: stub`` service read back from a Compose file (``envkit import`` of ``envkit export``):
+    without what the loader adds — the stub image, its configuration variable, its default probe."""
+    out = {k: v for k, v in spec.items() if k not in ("image", "build")}
+    if out.get("ready") == "healthcheck":  # inferred from a dependant's service_healthy: the stub image has none
+        del out["ready"]
+    env = out.get("environment")
+    if isinstance(env, dict):
+        env = {k: v for k, v in env.items() if k != CONFIG_VAR}
+    elif isinstance(env, list):
+        env = [x for x in env if not str(x).startswith(CONFIG_VAR + "=")]
+    if env:
+        out["environment"] = env
+    else:
+        out.pop("environment", None)
+    return out

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 __all__ = ["CONFIG_VAR", "DEFAULT_PORT", "StubDef", "StubResponse", "StubRoute"]
@@ -28,7 +30,25 @@ class StubResponse:
     data: bytes | None = None  # a file's bytes, sent as they are
     delay: tuple[float, float] | None = None  # seconds: fixed (low == high) or random within
     fault: str | None = None  # envkit.stubs.server.stubserver.routes.FAULTS
+    source: Path | None = field(default=None, compare=False)  # the file ``data`` was read from
     at: Key = field(default=(), compare=False)
+
+    def blueprint(self, base: Path) -> dict[str, Any]:
+        """The response as the blueprint writes it (``envkit export`` carries it in ``x-envkit``)."""
+        out: dict[str, Any] = {"status": self.status}
+        if self.headers:
+            out["headers"] = dict(self.headers)
+        if self.json is not None:
+            out["json"] = json.loads(self.json)
+        elif self.text is not None:
+            out["body"] = self.text
+        elif self.source is not None:
+            out["file"] = os.path.relpath(self.source, base)
+        if self.delay:
+            out["delay"] = list(self.delay)
+        if self.fault:
+            out["fault"] = self.fault
+        return out
 
     def config(self) -> dict[str, Any]:
         out: dict[str, Any] = {"status": self.status}
@@ -59,6 +79,24 @@ class StubRoute:
     name: str | None = None
     at: Key = field(default=(), compare=False)
 
+    def blueprint(self, base: Path) -> dict[str, Any]:
+        out: dict[str, Any] = {"method": self.method, "path": self.path,
+                               "responses": [r.blueprint(base) for r in self.responses]}
+        match: dict[str, Any] = {}
+        if self.query:
+            match["query"] = dict(self.query)
+        if self.headers:
+            match["headers"] = dict(self.headers)
+        if self.body:
+            match["body"] = json.loads(self.body)
+        if match:
+            out["match"] = match
+        if self.cycle:
+            out["cycle"] = True
+        if self.name:
+            out["name"] = self.name
+        return out
+
     def config(self) -> dict[str, Any]:
         out: dict[str, Any] = {"method": self.method, "path": self.path,
                                "responses": [r.config() for r in self.responses]}
@@ -81,6 +119,14 @@ class StubDef:
     routes: tuple[StubRoute, ...] = ()
     default: StubResponse | None = None  # None: 404 naming the closest routes
     at: Key = field(default=(), compare=False)
+
+    def blueprint(self, base: Path) -> dict[str, Any]:
+        """The ``stub:`` key as the blueprint writes it (``envkit export`` carries it in ``x-envkit``);
+        a body file's path relative to ``base``."""
+        out: dict[str, Any] = {"port": self.port, "routes": [r.blueprint(base) for r in self.routes]}
+        if self.default is not None:
+            out["default"] = self.default.blueprint(base)
+        return out
 
     def config(self) -> dict[str, Any]:
         out: dict[str, Any] = {"port": self.port, "routes": [r.config() for r in self.routes]}
