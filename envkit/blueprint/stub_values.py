@@ -130,6 +130,9 @@ def route(r: Reader, value: Any, path: Key, tables: dict[str, Table]) -> StubRou
         r.error(path, "a route needs a 'path' (like /charges/{id})")
         return None
     url = sv.url_path(r, spec["path"], (*path, "path"))
+    if url is not None and url.startswith("/__envkit"):
+        r.error((*path, "path"), "paths under /__envkit/ are the stub's control API")
+        url = None
     matched = _match(r, spec.get("match"), (*path, "match"), tables["stub-match"])
     single = {k: spec[k] for k in tables["stub-response"].names if k in spec}
     if "responses" in spec and single:

@@ -184,6 +184,7 @@ def test_faults_are_seen_by_a_client(stub: tuple[str, StubClient]) -> None:
     ("pay: {kind: stub, stub: {routes: [{path: /, body: '{{now:yesterday}}'}]}}", "date format 'yesterday'"),
     ("pay: {kind: stub, stub: {routes: [{path: /, match: {body: {a: {$regex: '('}}}}]}}",
      "services.pay.stub.routes[0].match.body.a.$regex: not a regular expression"),
+    ("pay: {kind: stub, stub: {routes: [{path: /__envkit/journal}]}}", "the stub's control API"),
     ("pay: {kind: stub, stub: {port: 80}}", "services.pay.stub.port: expected a stub port (1024..65535)"),
     ("pay: {kind: stub, stub: {routes: [{path: /, match: {bodyy: {}}}]}}", "unknown key 'bodyy' (did you mean 'body'?)"),
 ])
