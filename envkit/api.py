@@ -56,6 +56,8 @@ if TYPE_CHECKING:
     from envkit.faults.session import ActiveFault, TimelineEntry
 from envkit.stopped import reason as stopped_reason
 from envkit.stopped import stopped_error
+from envkit.stubs.client import StubClient
+from envkit.stubs.client import connect as connect_stub
 
 __all__ = ["Environment", "ServiceStatus", "attach", "down", "ls", "plan", "seed", "up", "validate"]
 
@@ -466,6 +468,10 @@ class Environment:
         except Conflict:
             self._running(service, replica, fresh=True)
             raise
+
+    def stub(self, service: str, replica: int = 1) -> StubClient:
+        """Control of a ``kind: stub`` service: its journal, run-time responses, reset (docs/stubs.md)."""
+        return connect_stub(self, service, replica)
 
     def _running(self, service: str, replica: int = 1, fresh: bool = False) -> ContainerState:
         """The replica's container, raising ServiceFailed by service name if it is not running."""

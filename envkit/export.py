@@ -133,7 +133,9 @@ def _service(ctx: _Context, svc: Service) -> dict[str, Any]:
 def _extension(ctx: _Context, svc: Service) -> dict[str, Any]:
     """What Compose cannot say about ``svc``, in blueprint syntax, for ``envkit import`` to read back."""
     out: dict[str, Any] = {}
-    if svc.build is not None:
+    if svc.stub is not None:  # the loader's stub image and its configuration come back from `stub:`
+        out["stub"] = _plain_json(svc.stub.blueprint(ctx.base))
+    elif svc.build is not None:
         context = os.path.relpath(svc.build.context, ctx.base)
         build: dict[str, Any] = {"context": context if context.startswith(".") else f"./{context}"}
         if svc.build.dockerfile != "Dockerfile":
@@ -156,6 +158,17 @@ def _extension(ctx: _Context, svc: Service) -> dict[str, Any]:
     if unchecked:
         out["depends_on"] = unchecked
     return out
+
+
+def _plain_json(value: Any) -> Any:
+    """A JSON-like value with every ``$`` in its strings escaped (Compose reads keys as they are: ``$lte``)."""
+    if isinstance(value, str):
+        return _escape(value)
+    if isinstance(value, list):
+        return [_plain_json(x) for x in value]
+    if isinstance(value, dict):
+        return {k: _plain_json(v) for k, v in value.items()}
+    return value
 
 
 def _plain(value: Any) -> Any:

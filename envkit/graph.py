@@ -69,6 +69,8 @@ def _port(p: Port) -> str:
 
 
 def _image(svc: Service) -> str | None:
+    if svc.kind == "stub" and svc.stub is not None:
+        return f"{len(svc.stub.routes)} routes"
     if svc.build is not None:
         context = svc.build.context.name or str(svc.build.context)
         return f"build {context}" + (f" ({svc.build.dockerfile})" if svc.build.dockerfile != "Dockerfile" else "")

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from envkit.blueprint.model import Blueprint, Build
 from envkit.errors import BlueprintError, EnvkitError
+from envkit.stubs.image import CONTEXT as STUB_CONTEXT
 
 __all__ = ["MAX_BYTES", "MAX_FILES", "ContextError", "context_digest", "image_tag", "image_tags"]
 
@@ -153,5 +154,7 @@ def image_tags(bp: Blueprint, services: Iterable[str]) -> dict[str, str]:
 
 
 def image_tag(blueprint: str, build: Build) -> str:
+    if build.context == STUB_CONTEXT:  # the packaged stub server: one image for every blueprint
+        return f"envkit/stub:{context_digest(build)[:16]}"
     folder = re.sub(r"[^a-z0-9_.-]", "-", build.context.name.lower()).strip("-.") or "image"
     return f"envkit/{blueprint}-{folder}:{context_digest(build)[:16]}"

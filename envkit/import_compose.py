@@ -38,6 +38,7 @@ import yaml
 from envkit.blueprint.keys import SERVICE
 from envkit.blueprint.readers import NAME
 from envkit.blueprint.source import Key, Marks, format_path
+from envkit.blueprint.stub_values import stub_form
 from envkit.compose_forms import (
     BlueprintDumper,
     compose_duration,
@@ -245,6 +246,8 @@ def _service(ctx: _Context, name: str, spec: dict[str, Any], job: bool, healthy:
             out[key] = {**out[key], **value}
         else:
             out[key] = value
+    if out.get("kind") == "stub":  # envkit's own stub: its image, configuration and probe come from `stub:`
+        out = stub_form(out)
     if _outside(ctx, out) and "host-paths" not in (out.get("allow") or []):
         # A blueprint refuses host paths outside its folder unless it says so (docs/security.md): say so,
         # loudly, rather than write a file that does not load.

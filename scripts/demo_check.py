@@ -10,6 +10,8 @@ import urllib.request
 
 import psycopg
 
+from envkit.stubs.client import StubClient
+
 
 def call(method: str, url: str, body: dict[str, object] | None = None) -> object:
     data = json.dumps(body).encode() if body is not None else None
@@ -42,9 +44,11 @@ def main() -> int:
     print(f"SQL: seeded data: {seeded[0]} customers, {seeded[1]} orders, {seeded[2]} products")
     products = call("GET", api + "/products?category=Books")
     print(f"GET {api}/products?category=Books -> {len(products)} books")  # type: ignore[arg-type]
-    charges = call("GET", os.environ["PAYMENTS_URL"] + "/charges")
-    print(f"payment stub saw {len(charges)} charge(s): {charges}")  # type: ignore[arg-type]
-    ok = row[0] == "fulfilled" and any(c["order_id"] == order["id"] for c in charges)  # type: ignore[union-attr]
+    # The payment gateway is a `kind: stub` service: its journal holds what the API sent it.
+    payments = StubClient.from_url(os.environ["PAYMENTS_URL"], "payments")
+    charges = [c.json() for c in payments.journal("POST", "/charges") if c.status == 201]
+    print(f"payment stub captured {len(charges)} charge(s): {charges}")
+    ok = row[0] == "fulfilled" and any(c["order_id"] == order["id"] for c in charges)
     ok = ok and seeded[0] >= 10_000 and seeded[1] > 100_000 and seeded[2] > 0
     print("\ndemo check:", "passed" if ok else "FAILED")
     return 0 if ok else 1

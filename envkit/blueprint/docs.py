@@ -51,6 +51,10 @@ SECTIONS: dict[str, Section] = {
     "seed-exec-keys": Section(K.SEED_EXEC),
     "seed-http-keys": Section(K.SEED_HTTP),
     "seed-run-keys": Section(K.SEED_RUN),
+    "stub-keys": Section(K.STUB),
+    "stub-route-keys": Section(K.STUB_ROUTE),
+    "stub-match-keys": Section(K.STUB_MATCH),
+    "stub-response-keys": Section(K.STUB_RESPONSE),
 }
 
 

@@ -15,9 +15,11 @@ from __future__ import annotations
 from typing import Any
 
 from envkit.blueprint import seed_values as sv
+from envkit.blueprint import stub_values as stv
 from envkit.blueprint import values as v
 from envkit.blueprint.model import Service, SnapshotDef
 from envkit.blueprint.readers import KeyDef, Reader, Table, show
+from envkit.blueprint.stub_keys import STUB, STUB_MATCH, STUB_RESPONSE, STUB_ROUTE, STUB_TABLES
 
 __all__ = [
     "BUILD",
@@ -35,6 +37,10 @@ __all__ = [
     "SEED_SQL",
     "SERVICE",
     "SNAPSHOT",
+    "STUB",
+    "STUB_MATCH",
+    "STUB_RESPONSE",
+    "STUB_ROUTE",
     "TABLES",
     "TOP",
     "VOLUME",
@@ -292,6 +298,7 @@ def _snapshot(r: Reader, value: Any, path: tuple[str | int, ...]) -> SnapshotDef
     return SnapshotDef(reset, at=path)
 
 
+
 SERVICE = Table("service", (
     KeyDef("image", Reader.string, None, "string", "— (exactly one of `image`/`build`)",
            "The image to run; pulled if the engine does not have it.", SCALAR,
@@ -300,8 +307,9 @@ SERVICE = Table("service", (
            "path string, or `{context, dockerfile, args, target}`", "—",
            "Builds the image from a Dockerfile next to the blueprint.",
            {"anyOf": [STRING, {"$ref": "#/$defs/build"}]}, section="image-and-build"),  # Compose: see image
-    KeyDef("kind", v.kind, "service", "`service` or `job`", "`service`",
-           "A long-running service, or a job that must exit 0.", {"enum": ["service", "job"]},
+    KeyDef("kind", v.kind, "service", "`service`, `job` or `stub`", "`service`",
+           "A long-running service, a job that must exit 0, or an HTTP stub ([stubs.md](stubs.md)).",
+           {"enum": ["service", "job", "stub"]},
            section="kind", compose_fn="kind"),
     KeyDef("command", Reader.argv, None, "command", "the image's `CMD`", "Replaces the image's command.", COMMAND,
            section="command-and-entrypoint", compose="command", container="command"),
@@ -377,12 +385,15 @@ SERVICE = Table("service", (
     KeyDef("snapshot", lambda r, x, q: _snapshot(r, x, q) or None, None, "`true`, or `{reset}`", "`false`",
            "Captures the seeded state once; later runs start from it. See [snapshots.md](snapshots.md).",
            {"anyOf": [BOOLEAN, {"$ref": "#/$defs/snapshot"}]}),  # Compose: nothing to carry over
+    KeyDef("stub", lambda r, x, q: stv.stub(r, x, q, STUB_TABLES), None, "[mapping](#stub)", "—",
+           "The routes of a `kind: stub` service. See [stubs.md](stubs.md).", {"$ref": "#/$defs/stub"},
+           section="stub-http-stand-ins"),
 ))
 
 #: every table, by the name the reference markers and the schema's ``$defs`` use
 TABLES: dict[str, Table] = {t.title: t for t in (TOP, NETWORK, VOLUME, SERVICE, BUILD, PORT, MOUNT, PROBE, HTTP,
                                                  SEED, SEED_SQL, SEED_COPY, SEED_EXEC, SEED_HTTP, SEED_RUN,
-                                                  SNAPSHOT)}
+                                                  SNAPSHOT, STUB, STUB_ROUTE, STUB_MATCH, STUB_RESPONSE)}
 
 
 def container_fields(svc: Service) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 from envkit.blueprint.source import Marks
 from envkit.errors import Problem
 from envkit.secrets import Secret
+from envkit.stubs.model import StubDef
 
 if TYPE_CHECKING:
     from envkit.faults.scenarios import Scenario
@@ -226,7 +227,7 @@ class Service:
     name: str
     image: str | None
     build: Build | None
-    kind: Literal["service", "job"] = "service"
+    kind: Literal["service", "job", "stub"] = "service"
     command: tuple[str, ...] | None = None
     entrypoint: tuple[str, ...] | None = None
     environment: tuple[tuple[str, str], ...] = ()
@@ -251,6 +252,7 @@ class Service:
     seed: tuple[Seed, ...] = ()  # run in order after the service is ready, before its dependants start
     allow: tuple[str, ...] = ()  # what it may ask of the host (envkit.blueprint.trust.ALLOWANCES)
     snapshot: SnapshotDef | None = None  # None: started fresh (and seeded) in every run
+    stub: StubDef | None = None  # kind: stub — its routes (docs/stubs.md); image and probe filled in by the loader
 
     @property
     def network_names(self) -> tuple[str, ...]:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from envkit.blueprint import keys as K
+from envkit.blueprint import stub_values
 from envkit.blueprint import values as v
 from envkit.blueprint.model import Attachment, Blueprint, NetworkDef, Service, VolumeDef
 from envkit.blueprint.readers import NAME, Reader, Table, parse_duration, parse_size, read_keys, show
@@ -158,6 +159,10 @@ def _service(r: Reader, name: str, raw: Any, path: Key) -> Service | None:
     if spec is None:
         return None
     r.keys(spec, path, K.SERVICE)
+    if spec.get("kind") == "stub":
+        return stub_values.expand(r, Service(name=name, **read_keys(r, K.SERVICE, spec, path)), spec, path)
+    if "stub" in spec:
+        r.error((*path, "stub"), "'stub:' needs 'kind: stub'")
     if "image" not in spec and "build" not in spec:
         r.error(path, "a service needs 'image' or 'build'")
     elif "image" in spec and "build" in spec:

@@ -37,8 +37,8 @@ __all__ = [
 
 
 def kind(r: Reader, value: Any, path: Key) -> str | None:
-    if value not in ("service", "job"):
-        r.error(path, f"expected 'service' or 'job', got {show(value)}")
+    if value not in ("service", "job", "stub"):
+        r.error(path, f"expected 'service', 'job' or 'stub', got {show(value)}")
         return None
     return cast(str, value)
 

@@ -99,7 +99,7 @@ def check(bp: Blueprint, marks: Marks, env: Mapping[str, str]) -> tuple[list[Pro
                 problems.append(marks.problem(path, f"{what}; add 'allow: [{allowance}]' to service "
                                                     f"'{svc.name}' to permit it"))
 
-        if svc.build is not None and not svc.build.context.is_relative_to(folder):
+        if svc.build is not None and svc.kind != "stub" and not svc.build.context.is_relative_to(folder):
             long_form = (*base, "build", "context") in marks.positions
             need("host-paths", (*base, "build", "context") if long_form else (*base, "build"),
                  f"build context {_shown(svc.build.context)} is outside the blueprint's folder")

@@ -437,10 +437,10 @@ from envkit.cli.live import COMMANDS as LIVE_COMMANDS  # noqa: E402
 from envkit.cli.schema_cmd import schema  # noqa: E402
 from envkit.cli.seed_cmd import seed  # noqa: E402
 from envkit.cli.snapshot_cmd import reset, snapshots  # noqa: E402
+from envkit.cli.stub_cmd import stub  # noqa: E402
 
 for _command in (export, seed, gc, collect, graph, schema, import_, init, completion, exec_, snapshots, reset, images,
-                 fault, heal,
-                 *LIVE_COMMANDS):  # LIVE_COMMANDS: restart, stop, start, rebuild, logs
+                 fault, heal, stub, *LIVE_COMMANDS):  # LIVE_COMMANDS: restart, stop, start, rebuild, logs
     cli.add_command(_command)
 
 from envkit.cli.examples import add_examples  # noqa: E402

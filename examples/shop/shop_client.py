@@ -1,4 +1,5 @@
-"""A small client for the running shop, built from the blueprint's outputs (standard library + psycopg)."""
+"""A small client for the running shop, built from the blueprint's outputs (standard library, psycopg, and
+envkit's stub client for the payment gateway's stand-in)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import psycopg
+
+from envkit.stubs.client import StubClient
 
 OUTPUTS = ("API_URL", "DATABASE_URL", "REDIS_URL", "PAYMENTS_URL")
 T = TypeVar("T")
@@ -34,6 +37,10 @@ class Shop:
         except urllib.error.HTTPError as exc:
             with exc:
                 return exc.code, json.loads(exc.read() or b"null")
+
+    def payments(self) -> StubClient:
+        """The payment gateway's stub (kind: stub): what it was sent, and how it answers next."""
+        return StubClient.from_url(self.outputs["PAYMENTS_URL"], "payments")
 
     def order_row(self, order_id: int) -> tuple[str, int, str] | None:
         """(email, amount_cents, status) of an order, read from PostgreSQL itself."""

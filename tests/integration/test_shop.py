@@ -69,9 +69,9 @@ def test_outputs_reach_the_services_from_the_host(shop: envkit.Environment) -> N
             "SELECT c.email, o.amount_cents, o.status FROM orders o JOIN customers c ON c.id = o.customer_id "
             "WHERE o.id = %s", (order["id"],)).fetchone()
     assert row == ("ada@example.test", 1234, "fulfilled")
-    # The payment stub was called for it.
-    _, charges = http("GET", out["PAYMENTS_URL"] + "/charges")
-    assert [c["order_id"] for c in charges] == [order["id"]]
+    # The payment gateway's stub (kind: stub) was called for it, and captured it.
+    charges = shop.stub("payments").journal("POST", "/charges")
+    assert [(c.json()["order_id"], c.status) for c in charges] == [(order["id"], 201)]
     assert redis.Redis.from_url(out["REDIS_URL"], socket_timeout=5).ping() is True
 
 

@@ -21,7 +21,7 @@ HAS_DOT = shutil.which("dot") is not None
 def test_the_shop_topology() -> None:
     t = topology(load(SHOP, {}))
     kinds = {n.name: n.kind for n in t.nodes}
-    assert kinds == {"db": "service", "cache": "service", "payments": "service", "api": "service", "migrate": "job",
+    assert kinds == {"db": "service", "cache": "service", "payments": "stub", "api": "service", "migrate": "job",
                      "worker": "service", "edge": "network", "backend": "network"}
     deps = {(e.source, e.target): e.label for e in t.edges if e.kind == "depends"}
     assert deps == {("s_api", "s_db"): "ready", ("s_api", "s_cache"): "ready", ("s_api", "s_payments"): "ready",

@@ -83,9 +83,10 @@ def test_every_service_key_reaches_compose_or_says_why_not() -> None:
             assert key.compose_fn in export._MAPPERS, f"{key.name}: no export function registered as {key.compose_fn!r}"
     assert set(export._MAPPERS) == {k.compose_fn for k in K.SERVICE if k.compose_fn}
     # build: mapped with image (envkit's content tag); prestart: Compose starts without a gate; allow:
-    # Compose needs no opt-in (what it allows is carried over as it is); snapshot: Compose has no snapshots.
+    # Compose needs no opt-in (what it allows is carried over as it is); snapshot: Compose has no snapshots;
+    # stub: its routes reach Compose in the stub image's environment (the loader put them there).
     assert {k.name for k in K.SERVICE if not k.compose and not k.compose_fn} == {"build", "prestart", "allow",
-                                                                               "snapshot"}
+                                                                               "snapshot", "stub"}
 
 
 def test_only_table_keys_are_allowed(load_text: Callable[..., Blueprint]) -> None:

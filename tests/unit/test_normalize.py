@@ -387,7 +387,7 @@ def test_every_problem_is_collected_with_its_position(load_text: LoadText) -> No
         "3:1 versoin: unknown key 'versoin' (did you mean 'version'?)",
         "5:3 services.Api: invalid service name 'Api': use lowercase letters, digits, '-' and '_'",
         "6:18 services.db.imagee: unknown key 'imagee' (did you mean 'image'?)",
-        "6:29 services.db.kind: expected 'service' or 'job', got 'daemon'",
+        "6:29 services.db.kind: expected 'service', 'job' or 'stub', got 'daemon'",
         "8:3 outputs.bad-name: output name 'bad-name' must be usable as an environment variable ([A-Za-z_][A-Za-z0-9_]*)",
     ]
 

@@ -23,6 +23,7 @@ Order status: pending -> fulfilled (by shop.worker); or declined / payment_faile
 Each request uses a fresh database connection. One log line per request goes to stdout.
 """
 
+import http.client
 import json
 import os
 import re
@@ -90,13 +91,19 @@ def charge(order_id: int, amount_cents: int) -> tuple[bool, str | None]:
     )
     try:
         with urllib.request.urlopen(req, timeout=10) as resp:
-            answer = json.loads(resp.read() or b"null")
+            raw = resp.read()
     except urllib.error.HTTPError as e:
         if e.code == 402:
             return False, None
         raise PaymentError(f"payments answered HTTP {e.code}") from e
-    except (OSError, ValueError) as e:
-        raise PaymentError(f"payments unreachable: {e}") from e
+    except TimeoutError as e:
+        raise PaymentError("payments did not answer within 10 s") from e
+    except (OSError, http.client.HTTPException) as e:  # refused, reset, closed early, a broken chunk
+        raise PaymentError(f"payments unreachable: {e!r}") from e
+    try:
+        answer = json.loads(raw or b"null")
+    except ValueError as e:
+        raise PaymentError(f"payments answered malformed JSON: {e}") from e
     if not isinstance(answer, dict) or not isinstance(answer.get("id"), str):
         raise PaymentError("payments answered without a charge id")
     return True, answer["id"]

@@ -1,0 +1,1 @@
+"""Build context of the stub image (see envkit.stubs.image)."""
