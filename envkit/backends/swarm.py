@@ -1,0 +1,371 @@
+"""The Docker Swarm backend: each container of a run is one Swarm service of one task.
+
+``DOCKER_HOST`` points at a manager. envkit's model is per container (a replica has its own name,
+aliases, ports, readiness), so each envkit replica becomes its own service (``replicas: 1``, or a
+``replicated-job`` for ``kind: job``), named like the container, with the run's labels, on run-private
+attachable overlay networks, its aliases as network aliases, ``endpoint_mode: dnsrr`` (no VIP: it needs
+IPVS, which not every kernel has) and host-mode published ports (no ingress mesh, same reason) picked
+from ``ENVKIT_SWARM_PUBLISH`` so that Swarm's scheduler places the task on a node where the port is
+free. The service's id is its name: ``create_container`` records the spec, ``start_container`` creates
+the service (the interface allows the split). State comes from the service's newest task.
+
+Images, networks and the manager's volumes go through the Docker backend this class extends; what
+differs is containers (services), networks (overlay, removed asynchronously: polled until gone) and
+anything per node (``envkit.backends._swarm_nodes``: exec, logs, image copies, volumes on every node).
+
+Capabilities: none of the optional ones (no gate, no copy, no pause or signal of a task on another
+node, no network changes of a running task); the planner refuses keys that need them. Host paths
+(bind mounts) and privileged containers are refused: on a swarm a host path is a node's file system.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+from docker.types import ContainerSpec as SwarmContainerSpec
+from docker.types import EndpointSpec, Mount, Resources, RestartPolicy, ServiceMode, TaskTemplate
+
+from envkit import labels as L
+from envkit.backends._swarm_nodes import NodeMap, parse_nodes
+from envkit.backends.base import (
+    Backend,
+    BuildSpec,
+    ContainerSpec,
+    ContainerState,
+    ContainerStatus,
+    Endpoint,
+    ExecResult,
+    LogLine,
+    NetworkSpec,
+    PortKey,
+    Resource,
+)
+from envkit.backends.docker import DockerBackend
+from envkit.errors import Busy, Conflict, EngineUnavailable, NotFound, Unsupported
+
+__all__ = ["SwarmBackend", "open_backend"]
+
+#: task states before the container runs, and after it ended
+_PENDING = {"new", "allocated", "pending", "assigned", "accepted", "preparing", "ready", "starting"}
+_ENDED = {"complete", "failed", "shutdown", "rejected", "orphaned", "remove"}
+
+
+class SwarmBackend(DockerBackend):
+    name = "swarm"
+    capabilities = frozenset()
+
+    def __init__(self, environment: Mapping[str, str]) -> None:
+        super().__init__(environment)
+        self.nodes: NodeMap = parse_nodes(environment)
+        self._node_backends: dict[str, DockerBackend] = {}
+        self._specs: dict[str, ContainerSpec] = {}
+        self._node_info: dict[str, tuple[str, str]] = {}  # node id -> (hostname, address)
+        self.direct_routes = False  # task addresses live on overlay networks inside the nodes
+
+    def ping(self) -> None:
+        info = self._retried("ping", self.api.info)
+        swarm = info.get("Swarm") or {}
+        if swarm.get("LocalNodeState") != "active" or not swarm.get("ControlAvailable"):
+            raise EngineUnavailable(f"engine swarm: {self.where} is not a swarm manager "
+                                    "(point DOCKER_HOST at a manager; `docker swarm init` makes one)")
+
+    def close(self) -> None:
+        for node in self._node_backends.values():
+            node.close()
+        super().close()
+
+    # -- nodes ------------------------------------------------------------------------------------
+    def _node(self, hostname: str) -> DockerBackend | None:
+        where = self.nodes.engines.get(hostname)
+        if where is None:
+            return None
+        if hostname not in self._node_backends:
+            self._node_backends[hostname] = DockerBackend({"DOCKER_HOST": where})
+        return self._node_backends[hostname]
+
+    def _all_nodes(self) -> list[DockerBackend]:
+        return [b for b in (self._node(h) for h in sorted(self.nodes.engines)) if b is not None]
+
+    def _node_of(self, node_id: str) -> tuple[str, str]:
+        if node_id not in self._node_info:
+            for n in self._retried("list nodes", self.api.nodes):
+                addr = str((n.get("Status") or {}).get("Addr") or "")
+                self._node_info[n["ID"]] = (str(n["Description"]["Hostname"]), addr)
+        return self._node_info.get(node_id, ("?", ""))
+
+    # -- images: built on the manager, copied to nodes that lack them --------------------------------
+    def build_image(self, spec: BuildSpec, on_line: Callable[[str], None]) -> None:
+        super().build_image(spec, on_line)
+        self._distribute(spec.tag)
+
+    def image_exists(self, tag: str) -> bool:
+        if not super().image_exists(tag):
+            return False
+        self._distribute(tag)
+        return True
+
+    def _distribute(self, tag: str) -> None:
+        """Copy image ``tag`` from the manager to every known node without it (same id: skipped)."""
+        want = super().image_id(tag)
+        for node in self._all_nodes():
+            if node.where == self.where or node.image_id(tag) == want:
+                continue
+            with self._call(f"copy image {tag} to {node.where}"):
+                node.api.load_image(self.api.get_image(tag))
+
+    def remove_image(self, tag: str) -> None:
+        for node in self._all_nodes():
+            node.remove_image(tag)
+        super().remove_image(tag)
+
+    # -- networks ---------------------------------------------------------------------------------
+    def create_network(self, spec: NetworkSpec) -> str:
+        labels = dict(spec.labels)
+
+        def existing() -> str | None:
+            rows = self._retried("list networks", lambda: self.api.networks(names=[spec.name]))
+            return next((str(n["Id"]) for n in rows if n.get("Name") == spec.name and n.get("Labels") == labels), None)
+
+        return self._create(f"create network {spec.name}", lambda: str(self.api.create_network(
+            spec.name, driver="overlay", attachable=True, labels=labels, internal=spec.internal,
+            check_duplicate=True)["Id"]), existing)
+
+    def remove_network(self, network_id: str) -> None:
+        # Swarm removes a network while tasks still hold it asynchronously: poll until it is gone.
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                self._once(f"remove network {network_id[:12]}", lambda: self.api.remove_network(network_id))
+            except NotFound:
+                return
+            except Busy:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.3)
+                continue
+            try:
+                self._once("inspect network", lambda: self.api.inspect_network(network_id))
+            except NotFound:
+                return
+            time.sleep(0.2)
+
+    def remove_volume(self, name: str) -> None:
+        for node in self._all_nodes():
+            node.remove_volume(name)
+        super().remove_volume(name)
+
+    # -- services as containers -------------------------------------------------------------------
+    def create_container(self, spec: ContainerSpec) -> str:
+        binds = [m.source for m in spec.mounts if m.type == "bind"]
+        if binds:
+            raise Unsupported(f"engine swarm cannot mount host paths ({spec.name}: {', '.join(binds)}): "
+                              "on a swarm a host path is the file system of whichever node runs the task")
+        if spec.privileged:
+            raise Unsupported(f"engine swarm cannot run privileged containers ({spec.name})")
+        if self._service(spec.name) is not None:
+            raise Conflict(f"create container {spec.name}: a service of that name already exists")
+        self._specs[spec.name] = spec
+        return spec.name
+
+    def start_container(self, container_id: str) -> None:
+        spec = self._specs.get(container_id)
+        if spec is None:
+            if self._service(container_id) is None:
+                raise NotFound(f"start container {container_id}: no such container")
+            return  # a service runs from its creation on
+        labels = dict(spec.labels)
+        mounts = [Mount(target=m.target, source=m.source, type="volume", read_only=m.read_only,
+                        labels=labels) for m in spec.mounts]
+        container = SwarmContainerSpec(
+            spec.image, command=list(spec.entrypoint) if spec.entrypoint is not None else None,
+            args=list(spec.command) if spec.command is not None else None, hostname=spec.hostname,
+            env=dict(spec.environment), workdir=spec.working_dir, user=spec.user, labels=labels,
+            mounts=mounts or None, stop_signal=spec.stop_signal, cap_add=list(spec.cap_add) or None,
+            stop_grace_period=int((spec.stop_timeout if spec.stop_timeout is not None else 10) * 1e9),
+            tmpfs=None)
+        if spec.tmpfs:
+            container["Mounts"] = [*container.get("Mounts", []), *(
+                {"Type": "tmpfs", "Target": path} for path, _options in spec.tmpfs)]
+        resources = Resources(mem_limit=spec.memory, cpu_limit=int(spec.cpus * 1e9) if spec.cpus else None)
+        template = TaskTemplate(container, resources=resources, restart_policy=RestartPolicy(condition="none"),
+                                networks=[{"Target": a.network, "Aliases": list(a.aliases)} for a in spec.networks])
+        job = labels.get(L.KIND) == "job"
+        mode = ServiceMode("replicated-job") if job else ServiceMode("replicated", replicas=1)
+        # A host-mode port taken on every node leaves the task pending ("host-mode port already in use"):
+        # the least used ports of the range are chosen, so Swarm finds a node where they are free.
+        endpoint = EndpointSpec(mode="dnsrr")
+        free = self._free_ports(sum(1 for p in spec.ports if p.host_port is None))
+        endpoint["Ports"] = [{"Protocol": p.container.protocol, "TargetPort": p.container.number,
+                              "PublishedPort": p.host_port or free.pop(0), "PublishMode": "host"}
+                             for p in spec.ports]
+        self._once(f"create service {spec.name}", lambda: self.api.create_service(
+            template, name=spec.name, labels=labels, mode=mode, endpoint_spec=endpoint))
+        del self._specs[container_id]
+
+    def _free_ports(self, count: int) -> list[int]:
+        """``count`` ports of the publish range, the least used by services first (a host-mode port
+        is free on a node until a task there uses it: Swarm places the task on such a node)."""
+        used: dict[int, int] = {}
+        for svc in self._retried("list services", self.api.services):
+            for p in (svc.get("Endpoint") or {}).get("Ports") or []:
+                used[p.get("PublishedPort", 0)] = used.get(p.get("PublishedPort", 0), 0) + 1
+        ranked = sorted(self.nodes.publish, key=lambda port: (used.get(port, 0), port))
+        if count > len(ranked):
+            raise Unsupported(f"engine swarm: {count} ports to publish, ENVKIT_SWARM_PUBLISH has {len(ranked)}")
+        return ranked[:count]
+
+    def _service(self, name: str) -> dict[str, Any] | None:
+        try:
+            return dict(self._once(f"inspect service {name}", lambda: self.api.inspect_service(name)))
+        except NotFound:
+            return None
+
+    def _task(self, service: Mapping[str, Any]) -> dict[str, Any] | None:
+        rows: list[dict[str, Any]] = self._retried(
+            "list tasks", lambda: [dict(t) for t in self.api.tasks(filters={"service": service["ID"]})])
+        mine = [t for t in rows if t.get("ServiceID") == service["ID"]]
+        return dict(max(mine, key=lambda t: str(t.get("CreatedAt", "")))) if mine else None
+
+    def inspect_container(self, container_id: str) -> ContainerState:
+        if container_id in self._specs:
+            spec = self._specs[container_id]
+            return ContainerState(spec.name, spec.name, "created", None, None, {}, {}, dict(spec.labels),
+                                  finished_at="", environment=dict(spec.environment))
+        service = self._service(container_id)
+        if service is None:
+            raise NotFound(f"inspect container {container_id}: no such container")
+        return self._state(service, self._task(service))
+
+    def _state(self, service: Mapping[str, Any], task: Mapping[str, Any] | None) -> ContainerState:
+        spec = service["Spec"]
+        cspec = spec["TaskTemplate"]["ContainerSpec"]
+        status: ContainerStatus = "created"
+        exit_code: int | None = None
+        addresses: dict[str, str] = {}
+        ports: dict[PortKey, Endpoint] = {}
+        started = finished = ""
+        if task is not None:
+            st = task.get("Status") or {}
+            state = str(st.get("State", ""))
+            if state == "running":
+                status, started = "running", str(st.get("Timestamp", ""))
+                hostname, address = self._node_of(str(task.get("NodeID", "")))
+                for p in (st.get("PortStatus") or {}).get("Ports") or []:
+                    host, port = self.nodes.reach(hostname, address, int(p["PublishedPort"]))
+                    ports[PortKey(int(p["TargetPort"]), p.get("Protocol", "tcp"))] = Endpoint(host, port)
+            elif state in _ENDED:
+                status, finished = "exited", str(st.get("Timestamp", ""))
+                code = (st.get("ContainerStatus") or {}).get("ExitCode")
+                exit_code = int(code) if code is not None else (0 if state == "complete" else -1)
+            for att in task.get("NetworksAttachments") or []:
+                if att.get("Addresses"):
+                    addresses[att["Network"]["Spec"]["Name"]] = str(att["Addresses"][0]).split("/")[0]
+        env = dict(str(e).partition("=")[::2] for e in cspec.get("Env") or [])
+        return ContainerState(spec["Name"], spec["Name"], status, exit_code, None, addresses, ports,
+                              dict(spec.get("Labels") or {}), started_at=started or None, oom_killed=False,
+                              finished_at=finished, environment=env)
+
+    def wait_container(self, container_id: str, timeout: float) -> int | None:
+        deadline = time.monotonic() + timeout
+        while True:
+            state = self.inspect_container(container_id)
+            if state.status == "exited":
+                return state.exit_code
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(min(0.2, max(deadline - time.monotonic(), 0.01)))
+
+    # -- exec and logs: on the node where the task runs ----------------------------------------------
+    def _where(self, container_id: str) -> tuple[DockerBackend, str]:
+        service = self._service(container_id)
+        if service is None:
+            raise NotFound(f"container {container_id}: no such container")
+        task = self._task(service)
+        status: dict[str, Any] = dict((task or {}).get("Status") or {})
+        cid = str((status.get("ContainerStatus") or {}).get("ContainerID") or "")
+        if task is None or not cid:
+            raise NotFound(f"container {container_id}: its task has no container yet")
+        hostname, _ = self._node_of(str(task.get("NodeID", "")))
+        node = self._node(hostname)
+        if node is None:
+            raise Unsupported(f"engine swarm cannot reach the engine of node {hostname} where {container_id} "
+                              "runs (set ENVKIT_SWARM_NODES=HOSTNAME=tcp://HOST:PORT,...)")
+        return node, cid
+
+    def exec(self, container_id: str, command: tuple[str, ...], user: str | None = None,
+             timeout: float | None = None) -> ExecResult:
+        node, cid = self._where(container_id)
+        return node.exec(cid, command, user, timeout)
+
+    def logs(self, container_id: str, tail: int | None = None, since: float | None = None,
+             until: float | None = None) -> str:
+        node, cid = self._where(container_id)
+        return node.logs(cid, tail, since, until)
+
+    def follow_logs(self, container_id: str, tail: int | None = None) -> Iterator[str]:
+        node, cid = self._where(container_id)
+        return node.follow_logs(cid, tail)
+
+    def log_lines(self, container_id: str, tail: int | None = None, since: float | None = None,
+                  until: float | None = None) -> list[LogLine]:
+        node, cid = self._where(container_id)
+        return node.log_lines(cid, tail, since, until)
+
+    def follow_log_lines(self, container_id: str, tail: int | None = None,
+                         since: float | None = None) -> Iterator[LogLine]:
+        node, cid = self._where(container_id)
+        return node.follow_log_lines(cid, tail, since)
+
+    # -- discovery and removal --------------------------------------------------------------------
+    def _services(self, labels: Mapping[str, str | None]) -> list[dict[str, Any]]:
+        return [dict(s) for s in self._retried("list services", lambda: self.api.services(
+            filters=self._filters(labels)))]
+
+    def list_containers(self, labels: Mapping[str, str | None]) -> list[ContainerState]:
+        return [self._state(s, self._task(s)) for s in self._services(labels)]
+
+    def list_resources(self, labels: Mapping[str, str | None]) -> list[Resource]:
+        filters = self._filters(labels)
+        out = [Resource("container", s["Spec"]["Name"], s["Spec"]["Name"], s["Spec"].get("Labels") or {})
+               for s in self._services(labels)]
+        out += [Resource("network", n["Id"], n["Name"], n.get("Labels") or {})
+                for n in self._retried("list networks", lambda: self.api.networks(filters=filters))]
+        seen: set[str] = set()
+        for engine in [self, *self._all_nodes()]:
+            for v in _volumes(engine, filters):
+                if v["Name"] not in seen:
+                    seen.add(v["Name"])
+                    out.append(Resource("volume", v["Name"], v["Name"], v.get("Labels") or {}))
+        return out
+
+    def remove_container(self, container_id: str, grace: float) -> None:
+        self._specs.pop(container_id, None)
+        try:
+            where: tuple[DockerBackend, str] | None = self._where(container_id)
+        except (NotFound, Unsupported):
+            where = None
+        with contextlib.suppress(NotFound):
+            self._retried(f"remove service {container_id}", lambda: self.api.remove_service(container_id))
+        if where is not None:  # the task's container goes asynchronously: wait (its volumes are freed then)
+            node, cid = where
+            deadline = time.monotonic() + grace + 30
+            while time.monotonic() < deadline:
+                try:
+                    node.inspect_container(cid)
+                except NotFound:
+                    return
+                time.sleep(0.2)
+            node.remove_container(cid, 0)
+
+
+def _volumes(engine: DockerBackend, filters: dict[str, list[str]]) -> list[dict[str, Any]]:
+    found = engine._retried("list volumes", lambda: engine.api.volumes(filters=filters))
+    return [dict(v) for v in found.get("Volumes") or []]
+
+
+def open_backend(environment: Mapping[str, str]) -> Backend:
+    """The engine table's entry point (see ``envkit.backends.connect``)."""
+    return SwarmBackend(environment)
