@@ -184,8 +184,7 @@ class SwarmBackend(DockerBackend):
             args=list(spec.command) if spec.command is not None else None, hostname=spec.hostname,
             env=dict(spec.environment), workdir=spec.working_dir, user=spec.user, labels=labels,
             mounts=mounts or None, stop_signal=spec.stop_signal, cap_add=list(spec.cap_add) or None,
-            stop_grace_period=int((spec.stop_timeout if spec.stop_timeout is not None else 10) * 1e9),
-            tmpfs=None)
+            stop_grace_period=int((spec.stop_timeout if spec.stop_timeout is not None else 10) * 1e9))
         if spec.tmpfs:
             container["Mounts"] = [*container.get("Mounts", []), *(
                 {"Type": "tmpfs", "Target": path} for path, _options in spec.tmpfs)]
@@ -227,7 +226,7 @@ class SwarmBackend(DockerBackend):
         rows: list[dict[str, Any]] = self._retried(
             "list tasks", lambda: [dict(t) for t in self.api.tasks(filters={"service": service["ID"]})])
         mine = [t for t in rows if t.get("ServiceID") == service["ID"]]
-        return dict(max(mine, key=lambda t: str(t.get("CreatedAt", "")))) if mine else None
+        return max(mine, key=lambda t: str(t.get("CreatedAt", ""))) if mine else None
 
     def inspect_container(self, container_id: str) -> ContainerState:
         if container_id in self._specs:
