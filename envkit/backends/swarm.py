@@ -23,7 +23,8 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from dataclasses import replace
+from typing import Any, BinaryIO
 
 from docker.types import ContainerSpec as SwarmContainerSpec
 from docker.types import EndpointSpec, Mount, Resources, RestartPolicy, ServiceMode, TaskTemplate
@@ -33,18 +34,21 @@ from envkit.backends._swarm_nodes import NodeMap, parse_nodes
 from envkit.backends.base import (
     Backend,
     BuildSpec,
+    Capability,
     ContainerSpec,
     ContainerState,
     ContainerStatus,
     Endpoint,
     ExecResult,
+    ExecSession,
     LogLine,
+    MountSpec,
     NetworkSpec,
     PortKey,
     Resource,
 )
 from envkit.backends.docker import DockerBackend
-from envkit.errors import Busy, Conflict, EngineUnavailable, NotFound, Unsupported
+from envkit.errors import Conflict, EngineUnavailable, NotFound, Unsupported
 
 __all__ = ["SwarmBackend", "open_backend"]
 
@@ -63,6 +67,8 @@ class SwarmBackend(DockerBackend):
         self._node_backends: dict[str, DockerBackend] = {}
         self._specs: dict[str, ContainerSpec] = {}
         self._node_info: dict[str, tuple[str, str]] = {}  # node id -> (hostname, address)
+        if self.nodes.engines:  # exec goes to the engine of the node where the task runs
+            self.capabilities = frozenset({Capability.INTERACTIVE_EXEC})
         self.direct_routes = False  # task addresses live on overlay networks inside the nodes
 
     def ping(self) -> None:
@@ -134,18 +140,14 @@ class SwarmBackend(DockerBackend):
             check_duplicate=True)["Id"]), existing)
 
     def remove_network(self, network_id: str) -> None:
-        # Swarm removes a network while tasks still hold it asynchronously: poll until it is gone.
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                self._once(f"remove network {network_id[:12]}", lambda: self.api.remove_network(network_id))
-            except NotFound:
-                return
-            except Busy:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.3)
-                continue
+        # Busy (a task's endpoint still attached) is retried by the one policy; a removal that returned is
+        # completed asynchronously by the manager: poll until the network is gone.
+        try:
+            self._retried(f"remove network {network_id[:12]}", lambda: self.api.remove_network(network_id))
+        except NotFound:
+            return
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
             try:
                 self._once("inspect network", lambda: self.api.inspect_network(network_id))
             except NotFound:
@@ -165,6 +167,8 @@ class SwarmBackend(DockerBackend):
                               "on a swarm a host path is the file system of whichever node runs the task")
         if spec.privileged:
             raise Unsupported(f"engine swarm cannot run privileged containers ({spec.name})")
+        if super().image_id(spec.image) is None:
+            raise NotFound(f"create container {spec.name}: no such image {spec.image} on the manager")
         if self._service(spec.name) is not None:
             raise Conflict(f"create container {spec.name}: a service of that name already exists")
         self._specs[spec.name] = spec
@@ -232,7 +236,7 @@ class SwarmBackend(DockerBackend):
         if container_id in self._specs:
             spec = self._specs[container_id]
             return ContainerState(spec.name, spec.name, "created", None, None, {}, {}, dict(spec.labels),
-                                  finished_at="", environment=dict(spec.environment))
+                                  finished_at="", environment=dict(spec.environment), mounts=spec.mounts)
         service = self._service(container_id)
         if service is None:
             raise NotFound(f"inspect container {container_id}: no such container")
@@ -263,9 +267,11 @@ class SwarmBackend(DockerBackend):
                 if att.get("Addresses"):
                     addresses[att["Network"]["Spec"]["Name"]] = str(att["Addresses"][0]).split("/")[0]
         env = dict(str(e).partition("=")[::2] for e in cspec.get("Env") or [])
+        mounts = tuple(MountSpec("volume", m["Source"], m["Target"], bool(m.get("ReadOnly")))
+                       for m in cspec.get("Mounts") or [] if m.get("Type") == "volume")
         return ContainerState(spec["Name"], spec["Name"], status, exit_code, None, addresses, ports,
                               dict(spec.get("Labels") or {}), started_at=started or None, oom_killed=False,
-                              finished_at=finished, environment=env)
+                              finished_at=finished, environment=env, mounts=mounts)
 
     def wait_container(self, container_id: str, timeout: float) -> int | None:
         deadline = time.monotonic() + timeout
@@ -278,15 +284,24 @@ class SwarmBackend(DockerBackend):
             time.sleep(min(0.2, max(deadline - time.monotonic(), 0.01)))
 
     # -- exec and logs: on the node where the task runs ----------------------------------------------
-    def _where(self, container_id: str) -> tuple[DockerBackend, str]:
-        service = self._service(container_id)
-        if service is None:
-            raise NotFound(f"container {container_id}: no such container")
-        task = self._task(service)
-        status: dict[str, Any] = dict((task or {}).get("Status") or {})
-        cid = str((status.get("ContainerStatus") or {}).get("ContainerID") or "")
-        if task is None or not cid:
-            raise NotFound(f"container {container_id}: its task has no container yet")
+    def _where(self, container_id: str, wait: float = 60) -> tuple[DockerBackend, str] | None:
+        """The node engine and container id of the service's task (waiting up to ``wait`` seconds for it
+        while the task is being scheduled); None before the service was started."""
+        if container_id in self._specs:
+            return None
+        deadline = time.monotonic() + wait
+        while True:
+            service = self._service(container_id)
+            if service is None:
+                raise NotFound(f"container {container_id}: no such container")
+            task = self._task(service) or {}
+            status: dict[str, Any] = dict(task.get("Status") or {})
+            cid = str((status.get("ContainerStatus") or {}).get("ContainerID") or "")
+            if cid:
+                break
+            if status.get("State") in _ENDED or time.monotonic() > deadline:
+                raise NotFound(f"container {container_id}: its task has no container ({status.get('Err', '')})")
+            time.sleep(0.1)  # scheduled, image being prepared: the container comes
         hostname, _ = self._node_of(str(task.get("NodeID", "")))
         node = self._node(hostname)
         if node is None:
@@ -294,29 +309,41 @@ class SwarmBackend(DockerBackend):
                               "runs (set ENVKIT_SWARM_NODES=HOSTNAME=tcp://HOST:PORT,...)")
         return node, cid
 
+    def _started(self, container_id: str, what: str) -> tuple[DockerBackend, str]:
+        where = self._where(container_id)
+        if where is None:
+            raise Conflict(f"{what} in container {container_id}: it is not running")
+        return where
+
     def exec(self, container_id: str, command: tuple[str, ...], user: str | None = None,
              timeout: float | None = None) -> ExecResult:
-        node, cid = self._where(container_id)
+        node, cid = self._started(container_id, "exec")
         return node.exec(cid, command, user, timeout)
+
+    def exec_stream(self, container_id: str, command: tuple[str, ...], *, stdin: int | None, stdout: BinaryIO,
+                    stderr: BinaryIO, tty: bool = False, user: str | None = None) -> ExecSession:
+        self.require(Capability.INTERACTIVE_EXEC)
+        node, cid = self._started(container_id, "exec")
+        return node.exec_stream(cid, command, stdin=stdin, stdout=stdout, stderr=stderr, tty=tty, user=user)
 
     def logs(self, container_id: str, tail: int | None = None, since: float | None = None,
              until: float | None = None) -> str:
-        node, cid = self._where(container_id)
-        return node.logs(cid, tail, since, until)
+        where = self._where(container_id)
+        return where[0].logs(where[1], tail, since, until) if where else ""
 
     def follow_logs(self, container_id: str, tail: int | None = None) -> Iterator[str]:
-        node, cid = self._where(container_id)
-        return node.follow_logs(cid, tail)
+        where = self._where(container_id)
+        return where[0].follow_logs(where[1], tail) if where else iter(())
 
     def log_lines(self, container_id: str, tail: int | None = None, since: float | None = None,
                   until: float | None = None) -> list[LogLine]:
-        node, cid = self._where(container_id)
-        return node.log_lines(cid, tail, since, until)
+        where = self._where(container_id)
+        return where[0].log_lines(where[1], tail, since, until) if where else []
 
     def follow_log_lines(self, container_id: str, tail: int | None = None,
                          since: float | None = None) -> Iterator[LogLine]:
-        node, cid = self._where(container_id)
-        return node.follow_log_lines(cid, tail, since)
+        where = self._where(container_id)
+        return where[0].follow_log_lines(where[1], tail, since) if where else iter(())
 
     # -- discovery and removal --------------------------------------------------------------------
     def _services(self, labels: Mapping[str, str | None]) -> list[dict[str, Any]]:
@@ -324,7 +351,8 @@ class SwarmBackend(DockerBackend):
             filters=self._filters(labels)))]
 
     def list_containers(self, labels: Mapping[str, str | None]) -> list[ContainerState]:
-        return [self._state(s, self._task(s)) for s in self._services(labels)]
+        return [replace(self._state(s, self._task(s)), exit_code=None, health=None, started_at=None,
+                        oom_killed=None, finished_at=None, detailed=False) for s in self._services(labels)]
 
     def list_resources(self, labels: Mapping[str, str | None]) -> list[Resource]:
         filters = self._filters(labels)
@@ -341,11 +369,14 @@ class SwarmBackend(DockerBackend):
         return out
 
     def remove_container(self, container_id: str, grace: float) -> None:
-        self._specs.pop(container_id, None)
+        if self._specs.pop(container_id, None) is not None:
+            return
         try:
-            where: tuple[DockerBackend, str] | None = self._where(container_id)
+            where = self._where(container_id, wait=0)
         except (NotFound, Unsupported):
             where = None
+        if where is not None and grace <= 0:
+            where[0].remove_container(where[1], 0)  # a kill: not the service's stop grace period
         with contextlib.suppress(NotFound):
             self._retried(f"remove service {container_id}", lambda: self.api.remove_service(container_id))
         if where is not None:  # the task's container goes asynchronously: wait (its volumes are freed then)
