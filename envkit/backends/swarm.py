@@ -48,7 +48,7 @@ from envkit.backends.base import (
     Resource,
 )
 from envkit.backends.docker import DockerBackend
-from envkit.errors import Conflict, EngineUnavailable, NotFound, Unsupported
+from envkit.errors import Conflict, EngineError, EngineUnavailable, NotFound, Unsupported
 
 __all__ = ["SwarmBackend", "open_backend"]
 
@@ -207,6 +207,24 @@ class SwarmBackend(DockerBackend):
         self._once(f"create service {spec.name}", lambda: self.api.create_service(
             template, name=spec.name, labels=labels, mode=mode, endpoint_spec=endpoint))
         del self._specs[container_id]
+        self._await_task(spec.name)
+
+    def _await_task(self, name: str, timeout: float = 120) -> None:
+        """Until the service's task runs (or already ended); a task Swarm cannot place or prepare is an
+        error with Swarm's reason (no node with the port free, an image missing on a node, ...)."""
+        deadline = time.monotonic() + timeout
+        reason = ""
+        while time.monotonic() < deadline:
+            service = self._service(name)
+            task = self._task(service) if service is not None else None
+            status: dict[str, Any] = dict((task or {}).get("Status") or {})
+            if status.get("State") == "running" or status.get("State") in _ENDED:
+                return
+            reason = str(status.get("Err") or status.get("Message") or status.get("State") or "no task yet")
+            if "no suitable node" in reason and time.monotonic() > deadline - timeout + 5:
+                break  # unschedulable for 5 s: Swarm retries forever, envkit says why
+            time.sleep(0.1)
+        raise EngineError(f"start container {name}: its Swarm task did not start: {reason}")
 
     def _free_ports(self, count: int) -> list[int]:
         """``count`` ports of the publish range, the least used by services first (a host-mode port
@@ -375,8 +393,8 @@ class SwarmBackend(DockerBackend):
             where = self._where(container_id, wait=0)
         except (NotFound, Unsupported):
             where = None
-        if where is not None and grace <= 0:
-            where[0].remove_container(where[1], 0)  # a kill: not the service's stop grace period
+        if where is not None:  # stop within the grace asked for (not the service's own stop grace period)
+            where[0].remove_container(where[1], grace)
         with contextlib.suppress(NotFound):
             self._retried(f"remove service {container_id}", lambda: self.api.remove_service(container_id))
         if where is not None:  # the task's container goes asynchronously: wait (its volumes are freed then)
