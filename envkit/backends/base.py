@@ -233,6 +233,7 @@ class Capability(enum.Enum):
     PAUSE = "pause containers"
     NETWORK_CONNECT = "connect containers to networks or disconnect them"
     INTERACTIVE_EXEC = "run commands interactively in containers: streamed output, stdin, a terminal"
+    HOST_PATHS = "mount paths of this machine (bind mounts): on a swarm they would be a node's file system"
 
 
 class ExecSession(ABC):

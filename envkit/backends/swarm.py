@@ -48,7 +48,7 @@ from envkit.backends.base import (
     Resource,
 )
 from envkit.backends.docker import DockerBackend
-from envkit.errors import Conflict, EngineError, EngineUnavailable, NotFound, Unsupported
+from envkit.errors import Conflict, EngineError, EngineUnavailable, NotFound, Transient, Unsupported
 
 __all__ = ["SwarmBackend", "open_backend"]
 
@@ -70,6 +70,23 @@ class SwarmBackend(DockerBackend):
         if self.nodes.engines:  # exec goes to the engine of the node where the task runs
             self.capabilities = frozenset({Capability.INTERACTIVE_EXEC})
         self.direct_routes = False  # task addresses live on overlay networks inside the nodes
+
+    # The Docker backend's optional abilities work on one engine's containers, not on services: refused.
+    create_gated_container = Backend.create_gated_container
+    release_container = Backend.release_container
+    copy_into = Backend.copy_into
+    copy_from = Backend.copy_from
+    export_filesystem = Backend.export_filesystem
+    image_id = Backend.image_id
+    export_volume = Backend.export_volume
+    import_volume = Backend.import_volume
+    copy_volume = Backend.copy_volume
+    stop_container = Backend.stop_container
+    kill_container = Backend.kill_container
+    pause_container = Backend.pause_container
+    unpause_container = Backend.unpause_container
+    connect_network = Backend.connect_network
+    disconnect_network = Backend.disconnect_network
 
     def ping(self) -> None:
         info = self._retried("ping", self.api.info)
@@ -115,7 +132,7 @@ class SwarmBackend(DockerBackend):
 
     def _distribute(self, tag: str) -> None:
         """Copy image ``tag`` from the manager to every known node without it (same id: skipped)."""
-        want = super().image_id(tag)
+        want = DockerBackend.image_id(self, tag)
         for node in self._all_nodes():
             if node.where == self.where or node.image_id(tag) == want:
                 continue
@@ -167,7 +184,7 @@ class SwarmBackend(DockerBackend):
                               "on a swarm a host path is the file system of whichever node runs the task")
         if spec.privileged:
             raise Unsupported(f"engine swarm cannot run privileged containers ({spec.name})")
-        if super().image_id(spec.image) is None:
+        if DockerBackend.image_id(self, spec.image) is None:
             raise NotFound(f"create container {spec.name}: no such image {spec.image} on the manager")
         if self._service(spec.name) is not None:
             raise Conflict(f"create container {spec.name}: a service of that name already exists")
@@ -204,8 +221,13 @@ class SwarmBackend(DockerBackend):
         endpoint["Ports"] = [{"Protocol": p.container.protocol, "TargetPort": p.container.number,
                               "PublishedPort": p.host_port or free.pop(0), "PublishMode": "host"}
                              for p in spec.ports]
-        self._once(f"create service {spec.name}", lambda: self.api.create_service(
-            template, name=spec.name, labels=labels, mode=mode, endpoint_spec=endpoint))
+        try:
+            self._once(f"create service {spec.name}", lambda: self.api.create_service(
+                template, name=spec.name, labels=labels, mode=mode, endpoint_spec=endpoint))
+        except Transient as exc:  # Swarm answers 500 for a network that does not exist
+            if "not found" in str(exc):
+                raise NotFound(str(exc)) from exc
+            raise
         del self._specs[container_id]
         self._await_task(spec.name)
 
