@@ -26,10 +26,10 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from typing import Any, BinaryIO
 
-from docker.types import ContainerSpec as SwarmContainerSpec
-from docker.types import EndpointSpec, Mount, Resources, RestartPolicy, ServiceMode, TaskTemplate
+from docker.types import EndpointSpec
 
-from envkit import labels as L
+from envkit import retry
+from envkit.backends import _swarm_wire as wire
 from envkit.backends._swarm_nodes import NodeMap, parse_nodes
 from envkit.backends.base import (
     Backend,
@@ -37,24 +37,17 @@ from envkit.backends.base import (
     Capability,
     ContainerSpec,
     ContainerState,
-    ContainerStatus,
-    Endpoint,
     ExecResult,
     ExecSession,
     LogLine,
-    MountSpec,
     NetworkSpec,
-    PortKey,
     Resource,
 )
 from envkit.backends.docker import DockerBackend
-from envkit.errors import Conflict, EngineError, EngineUnavailable, NotFound, Transient, Unsupported
+from envkit.errors import Busy, Conflict, EngineError, EngineUnavailable, NotFound, Transient, Unsupported
 
 __all__ = ["SwarmBackend", "open_backend"]
 
-#: task states before the container runs, and after it ended
-_PENDING = {"new", "allocated", "pending", "assigned", "accepted", "preparing", "ready", "starting"}
-_ENDED = {"complete", "failed", "shutdown", "rejected", "orphaned", "remove"}
 
 
 class SwarmBackend(DockerBackend):
@@ -159,8 +152,16 @@ class SwarmBackend(DockerBackend):
     def remove_network(self, network_id: str) -> None:
         # Busy (a task's endpoint still attached) is retried by the one policy; a removal that returned is
         # completed asynchronously by the manager: poll until the network is gone.
+        def attempt() -> None:
+            try:
+                self._once(f"remove network {network_id[:12]}", lambda: self.api.remove_network(network_id))
+            except EngineError as exc:  # Swarm's 400 "network ... is in use by service ...": it ends by itself
+                if "is in use by" in str(exc):
+                    raise Busy(str(exc)) from exc
+                raise
+
         try:
-            self._retried(f"remove network {network_id[:12]}", lambda: self.api.remove_network(network_id))
+            retry.call(attempt)
         except NotFound:
             return
         deadline = time.monotonic() + 30
@@ -197,23 +198,7 @@ class SwarmBackend(DockerBackend):
             if self._service(container_id) is None:
                 raise NotFound(f"start container {container_id}: no such container")
             return  # a service runs from its creation on
-        labels = dict(spec.labels)
-        mounts = [Mount(target=m.target, source=m.source, type="volume", read_only=m.read_only,
-                        labels=labels) for m in spec.mounts]
-        container = SwarmContainerSpec(
-            spec.image, command=list(spec.entrypoint) if spec.entrypoint is not None else None,
-            args=list(spec.command) if spec.command is not None else None, hostname=spec.hostname,
-            env=dict(spec.environment), workdir=spec.working_dir, user=spec.user, labels=labels,
-            mounts=mounts or None, stop_signal=spec.stop_signal, cap_add=list(spec.cap_add) or None,
-            stop_grace_period=int((spec.stop_timeout if spec.stop_timeout is not None else 10) * 1e9))
-        if spec.tmpfs:
-            container["Mounts"] = [*container.get("Mounts", []), *(
-                {"Type": "tmpfs", "Target": path} for path, _options in spec.tmpfs)]
-        resources = Resources(mem_limit=spec.memory, cpu_limit=int(spec.cpus * 1e9) if spec.cpus else None)
-        template = TaskTemplate(container, resources=resources, restart_policy=RestartPolicy(condition="none"),
-                                networks=[{"Target": a.network, "Aliases": list(a.aliases)} for a in spec.networks])
-        job = labels.get(L.KIND) == "job"
-        mode = ServiceMode("replicated-job") if job else ServiceMode("replicated", replicas=1)
+        template, mode = wire.task_template(spec)
         # A host-mode port taken on every node leaves the task pending ("host-mode port already in use"):
         # the least used ports of the range are chosen, so Swarm finds a node where they are free.
         endpoint = EndpointSpec(mode="dnsrr")
@@ -223,7 +208,7 @@ class SwarmBackend(DockerBackend):
                              for p in spec.ports]
         try:
             self._once(f"create service {spec.name}", lambda: self.api.create_service(
-                template, name=spec.name, labels=labels, mode=mode, endpoint_spec=endpoint))
+                template, name=spec.name, labels=dict(spec.labels), mode=mode, endpoint_spec=endpoint))
         except Transient as exc:  # Swarm answers 500 for a network that does not exist
             if "not found" in str(exc):
                 raise NotFound(str(exc)) from exc
@@ -240,7 +225,7 @@ class SwarmBackend(DockerBackend):
             service = self._service(name)
             task = self._task(service) if service is not None else None
             status: dict[str, Any] = dict((task or {}).get("Status") or {})
-            if status.get("State") == "running" or status.get("State") in _ENDED:
+            if status.get("State") == "running" or status.get("State") in wire.ENDED:
                 return
             reason = str(status.get("Err") or status.get("Message") or status.get("State") or "no task yet")
             if "no suitable node" in reason and time.monotonic() > deadline - timeout + 5:
@@ -280,38 +265,7 @@ class SwarmBackend(DockerBackend):
         service = self._service(container_id)
         if service is None:
             raise NotFound(f"inspect container {container_id}: no such container")
-        return self._state(service, self._task(service))
-
-    def _state(self, service: Mapping[str, Any], task: Mapping[str, Any] | None) -> ContainerState:
-        spec = service["Spec"]
-        cspec = spec["TaskTemplate"]["ContainerSpec"]
-        status: ContainerStatus = "created"
-        exit_code: int | None = None
-        addresses: dict[str, str] = {}
-        ports: dict[PortKey, Endpoint] = {}
-        started = finished = ""
-        if task is not None:
-            st = task.get("Status") or {}
-            state = str(st.get("State", ""))
-            if state == "running":
-                status, started = "running", str(st.get("Timestamp", ""))
-                hostname, address = self._node_of(str(task.get("NodeID", "")))
-                for p in (st.get("PortStatus") or {}).get("Ports") or []:
-                    host, port = self.nodes.reach(hostname, address, int(p["PublishedPort"]))
-                    ports[PortKey(int(p["TargetPort"]), p.get("Protocol", "tcp"))] = Endpoint(host, port)
-            elif state in _ENDED:
-                status, finished = "exited", str(st.get("Timestamp", ""))
-                code = (st.get("ContainerStatus") or {}).get("ExitCode")
-                exit_code = int(code) if code is not None else (0 if state == "complete" else -1)
-            for att in task.get("NetworksAttachments") or []:
-                if att.get("Addresses"):
-                    addresses[att["Network"]["Spec"]["Name"]] = str(att["Addresses"][0]).split("/")[0]
-        env = dict(str(e).partition("=")[::2] for e in cspec.get("Env") or [])
-        mounts = tuple(MountSpec("volume", m["Source"], m["Target"], bool(m.get("ReadOnly")))
-                       for m in cspec.get("Mounts") or [] if m.get("Type") == "volume")
-        return ContainerState(spec["Name"], spec["Name"], status, exit_code, None, addresses, ports,
-                              dict(spec.get("Labels") or {}), started_at=started or None, oom_killed=False,
-                              finished_at=finished, environment=env, mounts=mounts)
+        return wire.state(self._node_of, self.nodes, service, self._task(service))
 
     def wait_container(self, container_id: str, timeout: float) -> int | None:
         deadline = time.monotonic() + timeout
@@ -339,7 +293,7 @@ class SwarmBackend(DockerBackend):
             cid = str((status.get("ContainerStatus") or {}).get("ContainerID") or "")
             if cid:
                 break
-            if status.get("State") in _ENDED or time.monotonic() > deadline:
+            if status.get("State") in wire.ENDED or time.monotonic() > deadline:
                 raise NotFound(f"container {container_id}: its task has no container ({status.get('Err', '')})")
             time.sleep(0.1)  # scheduled, image being prepared: the container comes
         hostname, _ = self._node_of(str(task.get("NodeID", "")))
@@ -391,7 +345,7 @@ class SwarmBackend(DockerBackend):
             filters=self._filters(labels)))]
 
     def list_containers(self, labels: Mapping[str, str | None]) -> list[ContainerState]:
-        return [replace(self._state(s, self._task(s)), exit_code=None, health=None, started_at=None,
+        return [replace(wire.state(self._node_of, self.nodes, s, self._task(s)), exit_code=None, health=None, started_at=None,
                         oom_killed=None, finished_at=None, detailed=False) for s in self._services(labels)]
 
     def list_resources(self, labels: Mapping[str, str | None]) -> list[Resource]:
