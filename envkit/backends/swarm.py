@@ -61,14 +61,12 @@ class SwarmBackend(DockerBackend):
         self._specs: dict[str, ContainerSpec] = {}
         self._node_info: dict[str, tuple[str, str]] = {}  # node id -> (hostname, address)
         if self.nodes.engines:  # exec goes to the engine of the node where the task runs
-            self.capabilities = frozenset({Capability.INTERACTIVE_EXEC})
+            self.capabilities = frozenset({Capability.INTERACTIVE_EXEC, Capability.COPY_FILES})
         self.direct_routes = False  # task addresses live on overlay networks inside the nodes
 
     # The Docker backend's optional abilities work on one engine's containers, not on services: refused.
     create_gated_container = Backend.create_gated_container
     release_container = Backend.release_container
-    copy_into = Backend.copy_into
-    copy_from = Backend.copy_from
     export_filesystem = Backend.export_filesystem
     image_id = Backend.image_id
     export_volume = Backend.export_volume
@@ -319,6 +317,16 @@ class SwarmBackend(DockerBackend):
         self.require(Capability.INTERACTIVE_EXEC)
         node, cid = self._started(container_id, "exec")
         return node.exec_stream(cid, command, stdin=stdin, stdout=stdout, stderr=stderr, tty=tty, user=user)
+
+    def copy_into(self, container_id: str, directory: str, archive: bytes) -> None:
+        self.require(Capability.COPY_FILES)
+        node, cid = self._started(container_id, "copy files")
+        node.copy_into(cid, directory, archive)
+
+    def copy_from(self, container_id: str, path: str) -> bytes:
+        self.require(Capability.COPY_FILES)
+        node, cid = self._started(container_id, "copy files")
+        return node.copy_from(cid, path)
 
     def logs(self, container_id: str, tail: int | None = None, since: float | None = None,
              until: float | None = None) -> str:
