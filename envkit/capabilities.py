@@ -49,8 +49,13 @@ def _seeds_copying(svc: Service) -> Iterable[Key]:
             if isinstance(s, SqlSeed | CopySeed) or (isinstance(s, ExecSeed) and s.stdin is not None)]
 
 
+def _binds(svc: Service) -> Iterable[Key]:
+    return [m.at or ("services", svc.name, "volumes", i) for i, m in enumerate(svc.volumes) if m.type == "bind"]
+
+
 NEEDS: tuple[Need, ...] = (
     Need("services.*.seed", Capability.COPY_FILES, _seeds_copying),
+    Need("services.*.volumes", Capability.HOST_PATHS, _binds),
 )
 
 

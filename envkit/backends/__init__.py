@@ -20,6 +20,7 @@ __all__ = ["DEFAULT_ENGINE", "ENGINES", "Backend", "connect", "engine_name"]
 #: engine name -> module defining ``open_backend(environment: Mapping[str, str]) -> Backend``
 ENGINES: Mapping[str, str] = {
     "docker": "envkit.backends.docker",
+    "swarm": "envkit.backends.swarm",
 }
 DEFAULT_ENGINE = "docker"
 

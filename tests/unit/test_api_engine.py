@@ -63,5 +63,5 @@ def test_an_unknown_engine_is_a_usage_error(shop: Blueprint, monkeypatch: pytest
     monkeypatch.setenv("ENVKIT_ENGINE", "nomad")
     with pytest.raises(UsageError, match="unknown engine 'nomad'"):
         api.ls()
-    with pytest.raises(UsageError, match="--engine: unknown engine 'swarm'"):
-        api.up(shop, engine="swarm")
+    with pytest.raises(UsageError, match="--engine: unknown engine 'podman'"):
+        api.up(shop, engine="podman")

@@ -95,9 +95,9 @@ def test_the_engine_is_chosen_in_one_place() -> None:
     assert engine_name(None, {}) == "docker"
     assert engine_name(None, {"ENVKIT_ENGINE": "Docker"}) == "docker"
     assert engine_name("docker", {"ENVKIT_ENGINE": "swarm"}) == "docker"  # --engine wins
-    assert set(ENGINES) == {"docker"}
-    with pytest.raises(UsageError, match=r"^ENVKIT_ENGINE: unknown engine 'swarm' \(known engines: docker\)$"):
-        connect(None, {"ENVKIT_ENGINE": "swarm"})
+    assert {"docker", "swarm"} <= set(ENGINES)
+    with pytest.raises(UsageError, match=r"^ENVKIT_ENGINE: unknown engine 'nomad' \(known engines: docker, "):
+        connect(None, {"ENVKIT_ENGINE": "nomad"})
     with pytest.raises(UsageError, match=r"^--engine: unknown engine 'k8s'"):
         connect("k8s", {})
 

@@ -1,0 +1,76 @@
+"""The Swarm backend's translations: a ``ContainerSpec`` into a service's task template, a service and
+its newest task into a ``ContainerState``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from docker.types import ContainerSpec as SwarmContainerSpec
+from docker.types import Mount, Resources, RestartPolicy, ServiceMode, TaskTemplate
+
+from envkit import labels as L
+from envkit.backends._swarm_nodes import NodeMap
+from envkit.backends.base import ContainerSpec, ContainerState, ContainerStatus, Endpoint, MountSpec, PortKey
+
+__all__ = ["ENDED", "state", "task_template"]
+
+#: task states after the container ended (before it: new ... starting; then running)
+ENDED = {"complete", "failed", "shutdown", "rejected", "orphaned", "remove"}
+
+
+def task_template(spec: ContainerSpec) -> tuple[TaskTemplate, ServiceMode]:
+    """One task of ``spec``, never restarted by Swarm (envkit sees an exit as on one engine); a job
+    (``io.envkit.kind=job``) is a ``replicated-job`` service, anything else one replica."""
+    labels = dict(spec.labels)
+    mounts = [Mount(target=m.target, source=m.source, type="volume", read_only=m.read_only, labels=labels)
+              for m in spec.mounts]
+    container = SwarmContainerSpec(
+        spec.image, command=list(spec.entrypoint) if spec.entrypoint is not None else None,
+        args=list(spec.command) if spec.command is not None else None, hostname=spec.hostname,
+        env=dict(spec.environment), workdir=spec.working_dir, user=spec.user, labels=labels,
+        mounts=mounts or None, stop_signal=spec.stop_signal, cap_add=list(spec.cap_add) or None,
+        stop_grace_period=int((spec.stop_timeout if spec.stop_timeout is not None else 10) * 1e9))
+    if spec.tmpfs:
+        container["Mounts"] = [*container.get("Mounts", []), *(
+            {"Type": "tmpfs", "Target": path} for path, _options in spec.tmpfs)]
+    resources = Resources(mem_limit=spec.memory, cpu_limit=int(spec.cpus * 1e9) if spec.cpus else None)
+    template = TaskTemplate(container, resources=resources, restart_policy=RestartPolicy(condition="none"),
+                            networks=[{"Target": a.network, "Aliases": list(a.aliases)} for a in spec.networks])
+    job = labels.get(L.KIND) == "job"
+    mode = ServiceMode("replicated-job") if job else ServiceMode("replicated", replicas=1)
+    return template, mode
+
+
+def state(node_of: Callable[[str], tuple[str, str]], nodes: NodeMap, service: Mapping[str, Any],
+          task: Mapping[str, Any] | None) -> ContainerState:
+    """The container state of a service from its newest task (ports: where this machine reaches them)."""
+    spec = service["Spec"]
+    cspec = spec["TaskTemplate"]["ContainerSpec"]
+    status: ContainerStatus = "created"
+    exit_code: int | None = None
+    addresses: dict[str, str] = {}
+    ports: dict[PortKey, Endpoint] = {}
+    started = finished = ""
+    if task is not None:
+        st = task.get("Status") or {}
+        state = str(st.get("State", ""))
+        if state == "running":
+            status, started = "running", str(st.get("Timestamp", ""))
+            hostname, address = node_of(str(task.get("NodeID", "")))
+            for p in (st.get("PortStatus") or {}).get("Ports") or []:
+                host, port = nodes.reach(hostname, address, int(p["PublishedPort"]))
+                ports[PortKey(int(p["TargetPort"]), p.get("Protocol", "tcp"))] = Endpoint(host, port)
+        elif state in ENDED:
+            status, finished = "exited", str(st.get("Timestamp", ""))
+            code = (st.get("ContainerStatus") or {}).get("ExitCode")
+            exit_code = int(code) if code is not None else (0 if state == "complete" else -1)
+        for att in task.get("NetworksAttachments") or []:
+            if att.get("Addresses"):
+                addresses[att["Network"]["Spec"]["Name"]] = str(att["Addresses"][0]).split("/")[0]
+    env = dict(str(e).partition("=")[::2] for e in cspec.get("Env") or [])
+    mounts = tuple(MountSpec("volume", m["Source"], m["Target"], bool(m.get("ReadOnly")))
+                   for m in cspec.get("Mounts") or [] if m.get("Type") == "volume")
+    return ContainerState(spec["Name"], spec["Name"], status, exit_code, None, addresses, ports,
+                          dict(spec.get("Labels") or {}), started_at=started or None, oom_killed=False,
+                          finished_at=finished, environment=env, mounts=mounts)

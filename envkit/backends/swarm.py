@@ -1,0 +1,403 @@
+"""The Docker Swarm backend: each container of a run is one Swarm service of one task.
+
+``DOCKER_HOST`` points at a manager. envkit's model is per container (a replica has its own name,
+aliases, ports, readiness), so each envkit replica becomes its own service (``replicas: 1``, or a
+``replicated-job`` for ``kind: job``), named like the container, with the run's labels, on run-private
+attachable overlay networks, its aliases as network aliases, ``endpoint_mode: dnsrr`` (no VIP: it needs
+IPVS, which not every kernel has) and host-mode published ports (no ingress mesh, same reason) picked
+from ``ENVKIT_SWARM_PUBLISH`` so that Swarm's scheduler places the task on a node where the port is
+free. The service's id is its name: ``create_container`` records the spec, ``start_container`` creates
+the service (the interface allows the split). State comes from the service's newest task.
+
+Images, networks and the manager's volumes go through the Docker backend this class extends; what
+differs is containers (services), networks (overlay, removed asynchronously: polled until gone) and
+anything per node (``envkit.backends._swarm_nodes``: exec, logs, image copies, volumes on every node).
+
+Capabilities: none of the optional ones (no gate, no copy, no pause or signal of a task on another
+node, no network changes of a running task); the planner refuses keys that need them. Host paths
+(bind mounts) and privileged containers are refused: on a swarm a host path is a node's file system.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import replace
+from typing import Any, BinaryIO
+
+from docker.types import EndpointSpec
+
+from envkit import retry
+from envkit.backends import _swarm_wire as wire
+from envkit.backends._swarm_nodes import NodeMap, parse_nodes
+from envkit.backends.base import (
+    Backend,
+    BuildSpec,
+    Capability,
+    ContainerSpec,
+    ContainerState,
+    ExecResult,
+    ExecSession,
+    LogLine,
+    NetworkSpec,
+    Resource,
+)
+from envkit.backends.docker import DockerBackend
+from envkit.errors import Busy, Conflict, EngineError, EngineUnavailable, NotFound, Transient, Unsupported
+
+__all__ = ["SwarmBackend", "open_backend"]
+
+
+
+class SwarmBackend(DockerBackend):
+    name = "swarm"
+    capabilities = frozenset()
+
+    def __init__(self, environment: Mapping[str, str]) -> None:
+        super().__init__(environment)
+        self.nodes: NodeMap = parse_nodes(environment)
+        self._node_backends: dict[str, DockerBackend] = {}
+        self._specs: dict[str, ContainerSpec] = {}
+        self._node_info: dict[str, tuple[str, str]] = {}  # node id -> (hostname, address)
+        if self.nodes.engines:  # exec goes to the engine of the node where the task runs
+            self.capabilities = frozenset({Capability.INTERACTIVE_EXEC, Capability.COPY_FILES})
+        self.direct_routes = False  # task addresses live on overlay networks inside the nodes
+
+    # The Docker backend's optional abilities work on one engine's containers, not on services: refused.
+    create_gated_container = Backend.create_gated_container
+    release_container = Backend.release_container
+    export_filesystem = Backend.export_filesystem
+    image_id = Backend.image_id
+    export_volume = Backend.export_volume
+    import_volume = Backend.import_volume
+    copy_volume = Backend.copy_volume
+    stop_container = Backend.stop_container
+    kill_container = Backend.kill_container
+    pause_container = Backend.pause_container
+    unpause_container = Backend.unpause_container
+    connect_network = Backend.connect_network
+    disconnect_network = Backend.disconnect_network
+
+    def ping(self) -> None:
+        info = self._retried("ping", self.api.info)
+        swarm = info.get("Swarm") or {}
+        if swarm.get("LocalNodeState") != "active" or not swarm.get("ControlAvailable"):
+            raise EngineUnavailable(f"engine swarm: {self.where} is not a swarm manager "
+                                    "(point DOCKER_HOST at a manager; `docker swarm init` makes one)")
+
+    def close(self) -> None:
+        for node in self._node_backends.values():
+            node.close()
+        super().close()
+
+    # -- nodes ------------------------------------------------------------------------------------
+    def _node(self, hostname: str) -> DockerBackend | None:
+        where = self.nodes.engines.get(hostname)
+        if where is None:
+            return None
+        if hostname not in self._node_backends:
+            self._node_backends[hostname] = DockerBackend({"DOCKER_HOST": where})
+        return self._node_backends[hostname]
+
+    def _all_nodes(self) -> list[DockerBackend]:
+        return [b for b in (self._node(h) for h in sorted(self.nodes.engines)) if b is not None]
+
+    def _node_of(self, node_id: str) -> tuple[str, str]:
+        if node_id not in self._node_info:
+            for n in self._retried("list nodes", self.api.nodes):
+                addr = str((n.get("Status") or {}).get("Addr") or "")
+                self._node_info[n["ID"]] = (str(n["Description"]["Hostname"]), addr)
+        return self._node_info.get(node_id, ("?", ""))
+
+    # -- images: built on the manager, copied to nodes that lack them --------------------------------
+    def build_image(self, spec: BuildSpec, on_line: Callable[[str], None]) -> None:
+        super().build_image(spec, on_line)
+        self._distribute(spec.tag)
+
+    def image_exists(self, tag: str) -> bool:
+        if not super().image_exists(tag):
+            return False
+        self._distribute(tag)
+        return True
+
+    def _distribute(self, tag: str) -> None:
+        """Copy image ``tag`` from the manager to every known node without it (same id: skipped)."""
+        want = DockerBackend.image_id(self, tag)
+        for node in self._all_nodes():
+            if node.where == self.where or node.image_id(tag) == want:
+                continue
+            with self._call(f"copy image {tag} to {node.where}"):
+                node.api.load_image(self.api.get_image(tag))
+
+    def remove_image(self, tag: str) -> None:
+        for node in self._all_nodes():
+            node.remove_image(tag)
+        super().remove_image(tag)
+
+    # -- networks ---------------------------------------------------------------------------------
+    def create_network(self, spec: NetworkSpec) -> str:
+        labels = dict(spec.labels)
+
+        def existing() -> str | None:
+            rows = self._retried("list networks", lambda: self.api.networks(names=[spec.name]))
+            return next((str(n["Id"]) for n in rows if n.get("Name") == spec.name and n.get("Labels") == labels), None)
+
+        return self._create(f"create network {spec.name}", lambda: str(self.api.create_network(
+            spec.name, driver="overlay", attachable=True, labels=labels, internal=spec.internal,
+            check_duplicate=True)["Id"]), existing)
+
+    def remove_network(self, network_id: str) -> None:
+        # Busy (a task's endpoint still attached) is retried by the one policy; a removal that returned is
+        # completed asynchronously by the manager: poll until the network is gone.
+        def attempt() -> None:
+            try:
+                self._once(f"remove network {network_id[:12]}", lambda: self.api.remove_network(network_id))
+            except EngineError as exc:  # Swarm's 400 "network ... is in use by service ...": it ends by itself
+                if "is in use by" in str(exc):
+                    raise Busy(str(exc)) from exc
+                raise
+
+        try:
+            retry.call(attempt)
+        except NotFound:
+            return
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                self._once("inspect network", lambda: self.api.inspect_network(network_id))
+            except NotFound:
+                return
+            time.sleep(0.2)
+
+    def remove_volume(self, name: str) -> None:
+        for node in self._all_nodes():
+            node.remove_volume(name)
+        super().remove_volume(name)
+
+    # -- services as containers -------------------------------------------------------------------
+    def create_container(self, spec: ContainerSpec) -> str:
+        binds = [m.source for m in spec.mounts if m.type == "bind"]
+        if binds:
+            raise Unsupported(f"engine swarm cannot mount host paths ({spec.name}: {', '.join(binds)}): "
+                              "on a swarm a host path is the file system of whichever node runs the task")
+        if spec.privileged:
+            raise Unsupported(f"engine swarm cannot run privileged containers ({spec.name})")
+        if DockerBackend.image_id(self, spec.image) is None:
+            raise NotFound(f"create container {spec.name}: no such image {spec.image} on the manager")
+        if self._service(spec.name) is not None:
+            raise Conflict(f"create container {spec.name}: a service of that name already exists")
+        self._specs[spec.name] = spec
+        return spec.name
+
+    def start_container(self, container_id: str) -> None:
+        spec = self._specs.get(container_id)
+        if spec is None:
+            if self._service(container_id) is None:
+                raise NotFound(f"start container {container_id}: no such container")
+            return  # a service runs from its creation on
+        template, mode = wire.task_template(spec)
+        # A host-mode port taken on every node leaves the task pending ("host-mode port already in use"):
+        # the least used ports of the range are chosen, so Swarm finds a node where they are free.
+        endpoint = EndpointSpec(mode="dnsrr")
+        free = self._free_ports(sum(1 for p in spec.ports if p.host_port is None))
+        endpoint["Ports"] = [{"Protocol": p.container.protocol, "TargetPort": p.container.number,
+                              "PublishedPort": p.host_port or free.pop(0), "PublishMode": "host"}
+                             for p in spec.ports]
+        try:
+            self._once(f"create service {spec.name}", lambda: self.api.create_service(
+                template, name=spec.name, labels=dict(spec.labels), mode=mode, endpoint_spec=endpoint))
+        except Transient as exc:  # Swarm answers 500 for a network that does not exist
+            if "not found" in str(exc):
+                raise NotFound(str(exc)) from exc
+            raise
+        del self._specs[container_id]
+        self._await_task(spec.name)
+
+    def _await_task(self, name: str, timeout: float = 120) -> None:
+        """Until the service's task runs (or already ended); a task Swarm cannot place or prepare is an
+        error with Swarm's reason (no node with the port free, an image missing on a node, ...)."""
+        deadline = time.monotonic() + timeout
+        reason = ""
+        while time.monotonic() < deadline:
+            service = self._service(name)
+            task = self._task(service) if service is not None else None
+            status: dict[str, Any] = dict((task or {}).get("Status") or {})
+            if status.get("State") == "running" or status.get("State") in wire.ENDED:
+                return
+            reason = str(status.get("Err") or status.get("Message") or status.get("State") or "no task yet")
+            if "no suitable node" in reason and time.monotonic() > deadline - timeout + 5:
+                break  # unschedulable for 5 s: Swarm retries forever, envkit says why
+            time.sleep(0.1)
+        raise EngineError(f"start container {name}: its Swarm task did not start: {reason}")
+
+    def _free_ports(self, count: int) -> list[int]:
+        """``count`` ports of the publish range, the least used by services first (a host-mode port
+        is free on a node until a task there uses it: Swarm places the task on such a node)."""
+        used: dict[int, int] = {}
+        for svc in self._retried("list services", self.api.services):
+            for p in (svc.get("Endpoint") or {}).get("Ports") or []:
+                used[p.get("PublishedPort", 0)] = used.get(p.get("PublishedPort", 0), 0) + 1
+        ranked = sorted(self.nodes.publish, key=lambda port: (used.get(port, 0), port))
+        if count > len(ranked):
+            raise Unsupported(f"engine swarm: {count} ports to publish, ENVKIT_SWARM_PUBLISH has {len(ranked)}")
+        return ranked[:count]
+
+    def _service(self, name: str) -> dict[str, Any] | None:
+        try:
+            return dict(self._once(f"inspect service {name}", lambda: self.api.inspect_service(name)))
+        except NotFound:
+            return None
+
+    def _task(self, service: Mapping[str, Any]) -> dict[str, Any] | None:
+        rows: list[dict[str, Any]] = self._retried(
+            "list tasks", lambda: [dict(t) for t in self.api.tasks(filters={"service": service["ID"]})])
+        mine = [t for t in rows if t.get("ServiceID") == service["ID"]]
+        return max(mine, key=lambda t: str(t.get("CreatedAt", ""))) if mine else None
+
+    def inspect_container(self, container_id: str) -> ContainerState:
+        if container_id in self._specs:
+            spec = self._specs[container_id]
+            return ContainerState(spec.name, spec.name, "created", None, None, {}, {}, dict(spec.labels),
+                                  finished_at="", environment=dict(spec.environment), mounts=spec.mounts)
+        service = self._service(container_id)
+        if service is None:
+            raise NotFound(f"inspect container {container_id}: no such container")
+        return wire.state(self._node_of, self.nodes, service, self._task(service))
+
+    def wait_container(self, container_id: str, timeout: float) -> int | None:
+        deadline = time.monotonic() + timeout
+        while True:
+            state = self.inspect_container(container_id)
+            if state.status == "exited":
+                return state.exit_code
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(min(0.2, max(deadline - time.monotonic(), 0.01)))
+
+    # -- exec and logs: on the node where the task runs ----------------------------------------------
+    def _where(self, container_id: str, wait: float = 60) -> tuple[DockerBackend, str] | None:
+        """The node engine and container id of the service's task (waiting up to ``wait`` seconds for it
+        while the task is being scheduled); None before the service was started."""
+        if container_id in self._specs:
+            return None
+        deadline = time.monotonic() + wait
+        while True:
+            service = self._service(container_id)
+            if service is None:
+                raise NotFound(f"container {container_id}: no such container")
+            task = self._task(service) or {}
+            status: dict[str, Any] = dict(task.get("Status") or {})
+            cid = str((status.get("ContainerStatus") or {}).get("ContainerID") or "")
+            if cid:
+                break
+            if status.get("State") in wire.ENDED or time.monotonic() > deadline:
+                raise NotFound(f"container {container_id}: its task has no container ({status.get('Err', '')})")
+            time.sleep(0.1)  # scheduled, image being prepared: the container comes
+        hostname, _ = self._node_of(str(task.get("NodeID", "")))
+        node = self._node(hostname)
+        if node is None:
+            raise Unsupported(f"engine swarm cannot reach the engine of node {hostname} where {container_id} "
+                              "runs (set ENVKIT_SWARM_NODES=HOSTNAME=tcp://HOST:PORT,...)")
+        return node, cid
+
+    def _started(self, container_id: str, what: str) -> tuple[DockerBackend, str]:
+        where = self._where(container_id)
+        if where is None:
+            raise Conflict(f"{what} in container {container_id}: it is not running")
+        return where
+
+    def exec(self, container_id: str, command: tuple[str, ...], user: str | None = None,
+             timeout: float | None = None) -> ExecResult:
+        node, cid = self._started(container_id, "exec")
+        return node.exec(cid, command, user, timeout)
+
+    def exec_stream(self, container_id: str, command: tuple[str, ...], *, stdin: int | None, stdout: BinaryIO,
+                    stderr: BinaryIO, tty: bool = False, user: str | None = None) -> ExecSession:
+        self.require(Capability.INTERACTIVE_EXEC)
+        node, cid = self._started(container_id, "exec")
+        return node.exec_stream(cid, command, stdin=stdin, stdout=stdout, stderr=stderr, tty=tty, user=user)
+
+    def copy_into(self, container_id: str, directory: str, archive: bytes) -> None:
+        self.require(Capability.COPY_FILES)
+        node, cid = self._started(container_id, "copy files")
+        node.copy_into(cid, directory, archive)
+
+    def copy_from(self, container_id: str, path: str) -> bytes:
+        self.require(Capability.COPY_FILES)
+        node, cid = self._started(container_id, "copy files")
+        return node.copy_from(cid, path)
+
+    def logs(self, container_id: str, tail: int | None = None, since: float | None = None,
+             until: float | None = None) -> str:
+        where = self._where(container_id)
+        return where[0].logs(where[1], tail, since, until) if where else ""
+
+    def follow_logs(self, container_id: str, tail: int | None = None) -> Iterator[str]:
+        where = self._where(container_id)
+        return where[0].follow_logs(where[1], tail) if where else iter(())
+
+    def log_lines(self, container_id: str, tail: int | None = None, since: float | None = None,
+                  until: float | None = None) -> list[LogLine]:
+        where = self._where(container_id)
+        return where[0].log_lines(where[1], tail, since, until) if where else []
+
+    def follow_log_lines(self, container_id: str, tail: int | None = None,
+                         since: float | None = None) -> Iterator[LogLine]:
+        where = self._where(container_id)
+        return where[0].follow_log_lines(where[1], tail, since) if where else iter(())
+
+    # -- discovery and removal --------------------------------------------------------------------
+    def _services(self, labels: Mapping[str, str | None]) -> list[dict[str, Any]]:
+        return [dict(s) for s in self._retried("list services", lambda: self.api.services(
+            filters=self._filters(labels)))]
+
+    def list_containers(self, labels: Mapping[str, str | None]) -> list[ContainerState]:
+        return [replace(wire.state(self._node_of, self.nodes, s, self._task(s)), exit_code=None, health=None, started_at=None,
+                        oom_killed=None, finished_at=None, detailed=False) for s in self._services(labels)]
+
+    def list_resources(self, labels: Mapping[str, str | None]) -> list[Resource]:
+        filters = self._filters(labels)
+        out = [Resource("container", s["Spec"]["Name"], s["Spec"]["Name"], s["Spec"].get("Labels") or {})
+               for s in self._services(labels)]
+        out += [Resource("network", n["Id"], n["Name"], n.get("Labels") or {})
+                for n in self._retried("list networks", lambda: self.api.networks(filters=filters))]
+        seen: set[str] = set()
+        for engine in [self, *self._all_nodes()]:
+            for v in _volumes(engine, filters):
+                if v["Name"] not in seen:
+                    seen.add(v["Name"])
+                    out.append(Resource("volume", v["Name"], v["Name"], v.get("Labels") or {}))
+        return out
+
+    def remove_container(self, container_id: str, grace: float) -> None:
+        if self._specs.pop(container_id, None) is not None:
+            return
+        try:
+            where = self._where(container_id, wait=0)
+        except (NotFound, Unsupported):
+            where = None
+        if where is not None:  # stop within the grace asked for (not the service's own stop grace period)
+            where[0].remove_container(where[1], grace)
+        with contextlib.suppress(NotFound):
+            self._retried(f"remove service {container_id}", lambda: self.api.remove_service(container_id))
+        if where is not None:  # the task's container goes asynchronously: wait (its volumes are freed then)
+            node, cid = where
+            deadline = time.monotonic() + grace + 30
+            while time.monotonic() < deadline:
+                try:
+                    node.inspect_container(cid)
+                except NotFound:
+                    return
+                time.sleep(0.2)
+            node.remove_container(cid, 0)
+
+
+def _volumes(engine: DockerBackend, filters: dict[str, list[str]]) -> list[dict[str, Any]]:
+    found = engine._retried("list volumes", lambda: engine.api.volumes(filters=filters))
+    return [dict(v) for v in found.get("Volumes") or []]
+
+
+def open_backend(environment: Mapping[str, str]) -> Backend:
+    """The engine table's entry point (see ``envkit.backends.connect``)."""
+    return SwarmBackend(environment)
