@@ -9,55 +9,41 @@ The CLI and the pytest plugin are thin layers over this module.
 
 from __future__ import annotations
 
-import atexit
-import contextlib
 import functools
 import getpass
 import inspect
 import os
 import socket
-import threading
 import time
-import weakref
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any
 
-from envkit import __version__, forensics, gc, live, reaper, secrets, snapshot_plan
+from envkit import __version__, forensics, gc, reaper, secrets, snapshot_plan
 from envkit import labels as L
 from envkit.backends import Backend, connect
-from envkit.backends.base import Capability, ContainerState, ExecResult, ExecSession, Protocol
+from envkit.backends.base import Capability
 from envkit.blueprint import Blueprint, load
 from envkit.blueprint.model import RunSeed
 from envkit.claim import NameInUse, claim, release
-from envkit.errors import Conflict, EngineError, EnvkitError, Interrupted, UsageError
+from envkit.errors import EnvkitError, Interrupted, UsageError
 from envkit.events import Event, EventSink, ignore
 from envkit.execute import Executor
 from envkit.gc import Lifetime
 from envkit.images import image_tag, image_tags
-from envkit.live import LiveResult
-from envkit.logs import merged
-from envkit.outputs import host_port, resolve, run_document, secret_values, service_host, shown
 from envkit.plan import Plan, RunIdentity, make_plan
-from envkit.probes import Outcome, check, probe_from_label
-from envkit.reset import reset as reset_run
-from envkit.runs import RunInfo, RunSummary, describe, list_runs, teardown
+from envkit.runs import RunSummary, describe, list_runs, teardown
 from envkit.secrets import Secret
 from envkit.seed_plan import image_key, seed_plan
 from envkit.signals import despite_interrupts
 from envkit.snapshots import Use
 
 if TYPE_CHECKING:
-    from envkit.faults.apply import FaultRecord
-    from envkit.faults.session import ActiveFault, TimelineEntry
-from envkit.stopped import reason as stopped_reason
-from envkit.stopped import stopped_error
-from envkit.stubs.client import StubClient
-from envkit.stubs.client import connect as connect_stub
+    pass
+
+from envkit.environment import Environment, ServiceStatus
 
 __all__ = ["Environment", "ServiceStatus", "attach", "down", "ls", "plan", "seed", "up", "validate"]
 
@@ -334,276 +320,3 @@ def down(run_ids: list[str] | None = None, *, all_runs: bool = False, on_event: 
 
 def ls(*, backend: Backend | None = None, engine: str | None = None) -> list[RunSummary]:
     return list_runs(backend or connect(engine))
-
-
-@dataclass(frozen=True)
-class ServiceStatus:
-    service: str
-    container: str
-    kind: str
-    state: str
-    ready: str  # ready | not ready: ... | completed | running (a job) | failed: ...
-
-    @property
-    def ok(self) -> bool:
-        """Ready, or a job that completed."""
-        return self.ready in ("ready", "completed")
-    ports: dict[str, tuple[str, int]]  # "8080/tcp" -> (host ip, host port): plain data for display and JSON
-
-
-_owned: weakref.WeakSet[Environment] = weakref.WeakSet()
-_atexit_lock = threading.Lock()
-_atexit_done = False
-
-
-def _down_owned_at_exit() -> None:
-    for environment in list(_owned):
-        with contextlib.suppress(EnvkitError):
-            environment.down()
-
-
-class Environment:
-    """A live run: its outputs, where its services listen, and how to reach into them."""
-
-    def __init__(self, backend: Backend, run_id: str, owned: bool) -> None:
-        self.backend = backend
-        self.run_id = run_id
-        self.owned = owned
-        self.blueprint: Blueprint | None = None
-        self.recorder: forensics.Recorder | None = None  # what up() saw, when this process brought it up
-        self._info: RunInfo | None = None
-        self._gone = False
-        if owned:
-            global _atexit_done
-            with _atexit_lock:
-                if not _atexit_done:
-                    atexit.register(_down_owned_at_exit)
-                    _atexit_done = True
-            _owned.add(self)
-
-    def __repr__(self) -> str:
-        return f"<Environment {self.run_id}{' (removed)' if self._gone else ''}>"
-
-    # -- context manager ----------------------------------------------------------------------------
-    def __enter__(self) -> Environment:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        if self.owned:
-            self.down()
-
-    # -- what the run is ------------------------------------------------------------------------------
-    def refresh(self) -> RunInfo:
-        self._info = describe(self.backend, self.run_id)
-        return self._info
-
-    @property
-    def info(self) -> RunInfo:
-        return self._info or self.refresh()
-
-    @property
-    def outputs(self) -> dict[str, str]:
-        return resolve(self.info, secret=self._secrets())
-
-    @property
-    def shown_outputs(self) -> dict[str, str]:
-        """The outputs as a person may see them: secrets masked (``envkit.outputs.shown``)."""
-        return shown(self.info, self.outputs)
-
-    def _secrets(self) -> dict[str, str]:
-        # In the process that loaded the blueprint, its values; elsewhere, read back (docs/security.md).
-        return secret_values(self.info, self.blueprint.secrets if self.blueprint else (), os.environ)
-
-    @property
-    def services(self) -> tuple[str, ...]:
-        return tuple(self.info.services)
-
-    def document(self) -> dict[str, object]:
-        """The JSON hand-off document (schema envkit.run/v1)."""
-        return run_document(self.info, self.outputs)
-
-    def _container(self, service: str, replica: int = 1) -> ContainerState:
-        replicas = self.info.replicas(service)
-        if not replicas:
-            raise UsageError(f"run {self.run_id} has no service '{service}' "
-                             f"(services: {', '.join(self.info.services)})")
-        if not 1 <= replica <= len(replicas):
-            raise UsageError(f"service {service} has {len(replicas)} replicas; no replica {replica}")
-        return replicas[replica - 1]
-
-    def host(self, service: str) -> str:
-        """Where this machine reaches the service's published ports (as ``${services.<name>.host}``)."""
-        self._container(service)
-        return service_host(self.info, service)
-
-    def port(self, service: str, container_port: int, protocol: Protocol = "tcp") -> int:
-        return host_port(self.info, service, container_port, protocol)[1]
-
-    def url(self, service: str, container_port: int, scheme: str = "http", path: str = "") -> str:
-        host, port = host_port(self.info, service, container_port)
-        return f"{scheme}://{host}:{port}{path}"
-
-    # -- reaching in ----------------------------------------------------------------------------------
-    def exec(self, service: str, command: list[str] | tuple[str, ...], replica: int = 1,
-             user: str | None = None) -> ExecResult:
-        """Run a command in a replica of ``service``; ServiceFailed (by service name) if it has stopped."""
-        container = self._running(service, replica)
-        try:
-            return self.backend.exec(container.id, tuple(command), user)
-        except Conflict:  # stopped since it was last looked at
-            self._running(service, replica, fresh=True)
-            raise
-
-    def exec_stream(self, service: str, command: list[str] | tuple[str, ...], *, stdin: int | None,
-                    stdout: BinaryIO, stderr: BinaryIO, tty: bool = False, replica: int = 1,
-                    user: str | None = None) -> ExecSession:
-        """Start a command in a replica of ``service`` with its streams attached (``Backend.exec_stream``:
-        stdin from a file descriptor, output as it comes, a terminal with ``tty``); ``wait()`` on the
-        session gives its exit code. ServiceFailed (by service name) if the service has stopped."""
-        container = self._running(service, replica)
-        try:
-            return self.backend.exec_stream(container.id, tuple(command), stdin=stdin, stdout=stdout,
-                                            stderr=stderr, tty=tty, user=user)
-        except Conflict:
-            self._running(service, replica, fresh=True)
-            raise
-
-    def stub(self, service: str, replica: int = 1) -> StubClient:
-        """Control of a ``kind: stub`` service: its journal, run-time responses, reset (docs/stubs.md)."""
-        return connect_stub(self, service, replica)
-
-    def _running(self, service: str, replica: int = 1, fresh: bool = False) -> ContainerState:
-        """The replica's container, raising ServiceFailed by service name if it is not running."""
-        if fresh:
-            self.refresh()
-        container = self._container(service, replica)
-        dead = stopped_error(self.run_id, service, [container], "cannot run a command in it")
-        if dead is not None:
-            raise dead
-        return container
-
-    def logs(self, service: str | None = None, tail: int | None = None, since: float | None = None,
-             until: float | None = None) -> str:
-        """One service's logs, or every service's interleaved by time, with a ``name | `` prefix per line."""
-        if service is not None:
-            return "".join(self.backend.logs(c.id, tail, since, until) for c in self.info.replicas(service)
-                           or [self._container(service)])
-        # Every service's lines interleaved by time (envkit.logs), each named by its service.
-        return "".join(f"{e.line()}\n" for e in merged(self.backend, self.info, (), tail, since, until))
-
-    def follow(self, service: str, tail: int | None = None, replica: int = 1) -> Iterator[str]:
-        """New output of one replica as it comes (blocks; stop by closing the iterator)."""
-        return self.backend.follow_logs(self._container(service, replica).id, tail)
-
-    def status(self) -> list[ServiceStatus]:
-        info = self.refresh()
-        out = []
-        for c in info.containers:
-            kind = c.labels.get(L.KIND, "service")
-            if kind == "job":
-                ready = "completed" if c.exit_code == 0 else (
-                    f"failed: exit {c.exit_code}" if c.exit_code is not None else "running")
-            elif (why := stopped_reason(c)) is not None:
-                ready = f"failed: {why}"
-            elif not c.running:
-                ready = f"not ready: {c.status}"
-            else:
-                probe = probe_from_label(c.labels.get(L.PROBE, ""), self._secrets())
-                try:
-                    outcome, detail = check(self.backend, c, probe)  # c was just inspected (refresh)
-                except EngineError as exc:
-                    outcome, detail = Outcome.NOT_YET, str(exc)
-                ready = "ready" if outcome is Outcome.READY else f"not ready: {detail}"
-            ports = {str(key): (bound.host_ip, bound.port) for key, bound in sorted(c.ports.items())}
-            out.append(ServiceStatus(c.labels.get(L.SERVICE, "?"), c.name, kind, c.status, ready, ports))
-        return out
-
-    def seed(self, *services: str, on_event: EventSink = ignore) -> None:
-        """Run the seed steps of these services (default: every service that has them) again."""
-        seed(self.run_id, services, on_event=on_event, backend=self.backend)
-
-    # -- working on the live run (envkit.live) ------------------------------------------------------------
-    def stop(self, *services: str, timeout: float | None = None, on_event: EventSink = ignore) -> LiveResult:
-        """Stop services (every service when none is named), dependants first; the containers are kept.
-        ``timeout``: seconds to wait after the stop signal before killing (default: the service's
-        ``stop_grace_period``, else 10)."""
-        return self._live(live.lifecycle(self.backend, self.run_id, "stop", services, on_event=on_event,
-                                         timeout=timeout))
-
-    def start(self, *services: str, timeout: float | None = None, on_event: EventSink = ignore) -> LiveResult:
-        """Start services again, dependencies first, and wait until each is ready."""
-        return self._live(live.lifecycle(self.backend, self.run_id, "start", services, on_event=on_event,
-                                         timeout=timeout))
-
-    def restart(self, *services: str, timeout: float | None = None, on_event: EventSink = ignore) -> LiveResult:
-        """Stop, then start services, in dependency order, and wait until they are ready again."""
-        return self._live(live.lifecycle(self.backend, self.run_id, "restart", services, on_event=on_event,
-                                         timeout=timeout))
-
-    def rebuild(self, *services: str, blueprint: str | Path | None = None, env: Mapping[str, str] | None = None,
-                timeout: float | None = None, on_event: EventSink = ignore) -> LiveResult:
-        """Rebuild services' images from the blueprint and replace their containers, keeping their names,
-        DNS aliases and host ports; their dependants keep running. None named: those whose build changed."""
-        return self._live(live.rebuild(self.backend, self.run_id, services, blueprint=blueprint or self._source(),
-                                       env=env, timeout=timeout, on_event=on_event))
-
-    def _source(self) -> Path | None:
-        return self.blueprint.file if self.blueprint is not None else None
-
-    def _live(self, result: LiveResult) -> LiveResult:
-        self._info = result.info
-        return result
-
-    def collect(self, directory: str | Path, *, reason: str = "") -> Path:
-        """Write a forensics bundle of the run (logs, inspect data, probe history, plan timing, events,
-        SUMMARY.txt) into ``directory``; ``reason`` heads the summary. Returns the folder."""
-        timeline = "\n".join(map(str, self.faults()))
-        return forensics.write_live(self.backend, self.run_id, Path(directory), blueprint=self.blueprint,
-                                    recorder=self.recorder, reason=reason, faults=timeline)
-
-    def detach(self) -> None:
-        """Hand the run over: it is no longer removed on ``with`` exit or at interpreter exit. Its labels
-        still say lifetime "owner" unless up() was given ``lifetime="detached"``: then ``envkit gc``
-        removes it once this process is gone."""
-        self.owned = False
-        _owned.discard(self)
-        reaper.release(self.run_id)  # reaper: handed over
-
-    def reset(self, *services: str, on_event: EventSink = ignore, path: str | None = None) -> dict[str, float]:
-        """Put services (default: every one with a snapshot) back to their seeded state while the rest
-        of the run goes on; returns the seconds each took. ``path="restore"`` forces the generic path
-        where the fast one would apply (see docs/snapshots.md)."""
-        taken = reset_run(self.backend, self.run_id, services, blueprint=self.blueprint, on_event=on_event,
-                          path=path)
-        self._info = None
-        return taken
-
-    # -- faults (envkit/faults, docs/faults.md) --------------------------------------------------------
-    def fault(self, service: str, kind: str | None = None, *, duration: float | None = None,
-              seed: int | None = None, **params: Any) -> ActiveFault:
-        """Apply a fault to ``service`` (``env.fault("db", "latency", latency="200ms")``), or a scenario of
-        the blueprint's ``faults:`` by name (``env.fault("db-slow")``). As a context manager it heals on
-        exit, also when the block fails; ``duration`` (seconds) heals it by a timer."""
-        from envkit.faults import session
-        return session.fault(self, service, kind, params, duration=duration, seed=seed)
-
-    def heal(self, service: str | None = None) -> list[FaultRecord]:
-        """Undo every fault on the run (or on one service), those of other processes too."""
-        from envkit.faults import session
-        return session.heal(self, service)
-
-    def faults(self) -> list[TimelineEntry]:
-        """The fault timeline: what this process applied and healed, and what is still applied, by time."""
-        from envkit.faults import session
-        return session.timeline(self)
-
-    def down(self) -> None:
-        """Remove every resource of the run (idempotent)."""
-        if self._gone:
-            return
-        teardown(self.backend, [self.run_id], missing_ok=True)
-        reaper.release(self.run_id)  # reaper: nothing left to remove
-        self._gone = True
-        _owned.discard(self)
-

@@ -8,11 +8,8 @@ injected by the caller (``main(argv, backend=...)``; the unit tests pass the fak
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
-import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
@@ -25,7 +22,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from envkit import __version__, reaper
+from envkit import __version__
 from envkit.cli.complete import blueprint_services, run_ids
 from envkit.cli.envfiles import check_writable, env_file_option, read_files, write_env_options
 from envkit.cli.envfiles import write_env as write_env_file
@@ -33,7 +30,7 @@ from envkit.cli.progress import MODES, progress, sink, summary
 from envkit.cli.render import Renderer
 from envkit.errors import EnvkitError, UsageError
 from envkit.outputs import dumps, to_dotenv
-from envkit.signals import Terminated, despite_interrupts, sigterm_as_interrupt
+from envkit.signals import sigterm_as_interrupt
 
 if TYPE_CHECKING:
     from envkit.api import Environment
@@ -78,7 +75,7 @@ def cli(ctx: click.Context, engine: str | None) -> None:
     ctx.ensure_object(Session).engine = engine or None
 
 
-blueprint_arg = click.argument("blueprint", type=click.Path(path_type=Path))
+blueprint_arg: Callable[[Callable[..., Any]], Callable[..., Any]] = click.argument("blueprint", type=click.Path(path_type=Path))
 
 
 def progress_options(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -93,7 +90,7 @@ def ttl_option(default: str) -> Callable[[Callable[..., Any]], Callable[..., Any
                         help="After this (4h, 30m, 1d; 0: never) `envkit gc` may remove the run (env: ENVKIT_TTL).")
 
 
-artifacts_option = click.option(
+artifacts_option: Callable[[Callable[..., Any]], Callable[..., Any]] = click.option(
     "--artifacts", type=click.Path(file_okay=False, path_type=Path), envvar="ENVKIT_ARTIFACTS",
     help="Write a forensics bundle to DIR/<run>/ (always for up; for run, when the command fails). A failed "
          "up writes one anyway, into a temporary folder it names (env: ENVKIT_ARTIFACTS).")
@@ -332,95 +329,11 @@ def outputs(run: str, as_json: bool, write_env: Path | None, force: bool, old_en
         sys.stdout.write(to_dotenv(_shown(env)))
 
 
-@cli.command(context_settings={"ignore_unknown_options": True})
-@blueprint_arg
-@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
-@click.option("--name", help="Run id (default: <blueprint>-<6 hex>).")
-@click.option("--only", multiple=True, metavar="SVC", shell_complete=blueprint_services,
-              help="Only these services and what they depend on.")
-@click.option("--timeout", type=float, metavar="SECONDS")
-@env_file_option
-@click.option("-v", "--verbose", is_flag=True)
-@progress_options
-@ttl_option("0")
-@artifacts_option
-def run(blueprint: Path, command: tuple[str, ...], name: str | None, only: tuple[str, ...],
-        timeout: float | None, env_files: tuple[Path, ...], verbose: bool, progress_mode: str, quiet: bool,
-        ttl: str, artifacts: Path | None) -> int:
-    """Bring BLUEPRINT up, run COMMAND with the outputs in its environment, always tear down.
-
-    COMMAND gets every output as an environment variable, plus ENVKIT_RUN (the run id) and
-    ENVKIT_OUTPUTS_FILE (the run document as JSON). Exits with COMMAND's exit code.
-    """
-    from envkit import api, gc
-
-    files = read_files(env_files)
-    with sigterm_as_interrupt():
-        with progress(err, "quiet" if quiet else progress_mode, verbose) as view:
-            env = api.up(blueprint, name=name, only=only, timeout=timeout, on_event=sink(view), backend=_engine(),
-                         env_files=files, ttl=gc.parse_ttl(ttl), artifacts=artifacts or failure_folder())
-        summary(err, env, view)
-        try:
-            with tempfile.TemporaryDirectory(prefix="envkit-") as tmp:
-                doc = Path(tmp) / "outputs.json"
-                _write(doc, dumps(env.document()))  # 0600: it may hold secrets
-                child_env = {**os.environ, **env.outputs, "ENVKIT_RUN": env.run_id, "ENVKIT_OUTPUTS_FILE": str(doc)}
-                if not quiet:
-                    err.print(f"[bold]run {env.run_id} is ready;[/] running: {escape(' '.join(command))}")
-                group = reaper.own_group()  # reaper: a group of its own, unless in a terminal's foreground
-                try:
-                    proc = subprocess.Popen(list(command), env=child_env, process_group=0 if group else None)
-                except OSError as exc:
-                    raise EnvkitError(f"cannot run {command[0]!r}: {exc.strerror}") from exc
-                try:  # from here on an interrupt is passed on to the command
-                    reaper.child(proc.pid, group)  # reaper: ended with everything it started if envkit is killed
-                    code = proc.wait()
-                    if code and artifacts:  # forensics: the services as the failing command left them
-                        _collect(env, artifacts, f"{command[0]} exited with {code}")
-                    return 128 - code if code < 0 else code  # killed by signal N: 128+N, as shells do
-                except KeyboardInterrupt as exc:
-                    # In a terminal's foreground group, Ctrl-C has reached the command already; SIGTERM or
-                    # SIGHUP, sent to envkit alone, is passed on. A command in a group of its own gets any.
-                    if group:  # reaper
-                        with contextlib.suppress(ProcessLookupError):
-                            os.killpg(proc.pid, exc.signum if isinstance(exc, Terminated) else signal.SIGINT)
-                    elif isinstance(exc, Terminated):
-                        proc.send_signal(exc.signum)
-                    try:
-                        proc.wait(timeout=10)
-                    except (subprocess.TimeoutExpired, KeyboardInterrupt):
-                        if group:  # reaper: with everything it started
-                            with contextlib.suppress(ProcessLookupError):
-                                os.killpg(proc.pid, signal.SIGKILL)
-                        proc.kill()
-                    raise
-                finally:
-                    reaper.unchild(proc.pid)  # reaper
-        finally:
-            _teardown(env, quiet)
-
-
 def _collect(env: Environment, artifacts: Path, reason: str) -> None:
     try:
         err.print(f"forensics bundle: {escape(str(env.collect(artifacts / env.run_id, reason=reason)))}")
     except EnvkitError as exc:  # the bundle is extra: the command's own outcome stands
         err.print(f"[yellow]no forensics bundle: {escape(str(exc))}[/]")
-
-
-def _teardown(env: Environment, quiet: bool = False) -> None:
-    """Remove the run, starting again on a second Ctrl-C; say "removed" only when it is."""
-    left = f"run {env.run_id} may be left; remove it with: envkit down {env.run_id}"
-    try:
-        finished, _ = despite_interrupts(env.down)
-    except EnvkitError:
-        err.print(f"[yellow]{escape(left)}[/]")
-        raise
-    if not finished:
-        err.print(f"[yellow]teardown interrupted: {escape(left)}[/]")
-        raise KeyboardInterrupt  # the user stopped it: exit 130, whatever the command's code
-    if not quiet:
-        err.print(f"[dim]run {env.run_id} removed[/]")
-
 
 # Commands that live in modules of their own: one import and one name each.
 from envkit.cli.complete import completion  # noqa: E402
@@ -434,12 +347,13 @@ from envkit.cli.images_cmd import images  # noqa: E402
 from envkit.cli.import_cmd import import_  # noqa: E402
 from envkit.cli.init_cmd import init  # noqa: E402
 from envkit.cli.live import COMMANDS as LIVE_COMMANDS  # noqa: E402
+from envkit.cli.run_cmd import run  # noqa: E402
 from envkit.cli.schema_cmd import schema  # noqa: E402
 from envkit.cli.seed_cmd import seed  # noqa: E402
 from envkit.cli.snapshot_cmd import reset, snapshots  # noqa: E402
 from envkit.cli.stub_cmd import stub  # noqa: E402
 
-for _command in (export, seed, gc, collect, graph, schema, import_, init, completion, exec_, snapshots, reset, images,
+for _command in (run, export, seed, gc, collect, graph, schema, import_, init, completion, exec_, snapshots, reset, images,
                  fault, heal, stub, *LIVE_COMMANDS):  # LIVE_COMMANDS: restart, stop, start, rebuild, logs
     cli.add_command(_command)
 
