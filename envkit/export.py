@@ -148,7 +148,7 @@ def _extension(ctx: _Context, svc: Service) -> dict[str, Any]:
     if svc.kind != "service":
         out["kind"] = svc.kind
     probe = svc.ready
-    if svc.kind == "service" and probe is not None and probe.kind in ("log", "healthcheck"):
+    if svc.kind != "job" and probe is not None and probe.kind in ("log", "healthcheck"):
         what = _escape(_blueprint_text(str(probe.pattern))) if probe.kind == "log" else True
         out["ready"] = {probe.kind: what, "timeout": f"{probe.timeout:g}s"}
     if not svc.prestart:
@@ -242,7 +242,7 @@ def _depends_on(ctx: _Context, svc: Service) -> dict[str, Any]:
 
 @_maps("ready")
 def _ready(ctx: _Context, svc: Service) -> dict[str, Any]:
-    if svc.kind != "service" or svc.ready is None:
+    if svc.kind == "job" or svc.ready is None:  # a stub is a service with a probe too
         return {}
     test = _healthcheck_test(svc.ready)
     if test is not None:
