@@ -63,16 +63,22 @@ def add_options(parser: pytest.Parser) -> None:
                   default="")
 
 
+def _path(config: pytest.Config, name: str) -> Path | None:
+    """A path from the option ``name`` (relative to where pytest was started) or else from the ini key of
+    the same name (relative to the ini file, or the rootdir)."""
+    if config.getoption(name):
+        return Path(os.path.normpath(config.invocation_params.dir / config.getoption(name)))
+    if config.getini(name):
+        base = config.inipath.parent if config.inipath else config.rootpath
+        return Path(os.path.normpath(base / config.getini(name)))
+    return None
+
+
 def read_settings(config: pytest.Config) -> Settings:
     scope = config.getoption("envkit_scope") or config.getini("envkit_scope") or "session"
     if scope not in SCOPES:
         raise pytest.UsageError(f"envkit_scope = {scope!r}: use one of {', '.join(SCOPES)}")
-    blueprint: Path | None = None
-    if config.getoption("envkit_blueprint"):
-        blueprint = Path(os.path.normpath(config.invocation_params.dir / config.getoption("envkit_blueprint")))
-    elif config.getini("envkit_blueprint"):
-        base = config.inipath.parent if config.inipath else config.rootpath
-        blueprint = Path(os.path.normpath(base / config.getini("envkit_blueprint")))
+    blueprint = _path(config, "envkit_blueprint")
     reuse = config.getoption("envkit_reuse") or None
     attached = False
     run = os.environ.get("ENVKIT_RUN", "")
@@ -84,12 +90,7 @@ def read_settings(config: pytest.Config) -> Settings:
     if shared and scope != "session":
         raise pytest.UsageError(f"--envkit-shared shares the session's environment; it needs scope session, not {scope}")
     engine = config.getoption("envkit_engine") or config.getini("envkit_engine") or None
-    artifacts: Path | None = None
-    if config.getoption("envkit_artifacts"):
-        artifacts = Path(os.path.normpath(config.invocation_params.dir / config.getoption("envkit_artifacts")))
-    elif config.getini("envkit_artifacts"):
-        base = config.inipath.parent if config.inipath else config.rootpath
-        artifacts = Path(os.path.normpath(base / config.getini("envkit_artifacts")))
+    artifacts = _path(config, "envkit_artifacts")
     ttl: float | None = None
     if config.getoption("envkit_ttl") or config.getini("envkit_ttl"):
         from envkit.errors import UsageError
