@@ -59,6 +59,12 @@ STUB_ROUTE = Table("stub-route", (
            {"type": "array", "items": {"$ref": "#/$defs/stub-response"}, "minItems": 1}),
     KeyDef("cycle", None, False, "boolean", "`false`", "Ordered responses start over after the last.", BOOLEAN),
     KeyDef("name", None, None, "string", "`METHOD path`", "The route's name in the journal.", STRING),
+    KeyDef("scenario", None, None, "scenario name", "`default`",
+           "The state machine `state` and `set_state` refer to ([stubs.md](stubs.md#state)).", STRING),
+    KeyDef("state", None, None, "state name", "any state",
+           "The route answers only while its scenario is in this state.", STRING),
+    KeyDef("set_state", None, None, "state name", "unchanged",
+           "Once the route answers, its scenario moves to this state.", STRING),
     *_RESPONSE_KEYS,
 ))
 
@@ -69,6 +75,9 @@ STUB = Table("stub", (
            {"type": "array", "items": {"$ref": "#/$defs/stub-route"}}),
     KeyDef("default", None, None, "[response](#stub-response)", "404 naming the closest routes",
            "The answer to a request no route matches.", {"$ref": "#/$defs/stub-response"}),
+    KeyDef("scenarios", None, (), "mapping: scenario → initial state", "each starts in `started`",
+           "The scenarios the routes' `state`/`set_state` use, and the state each starts (and resets) in.",
+           {"type": ["object", "null"], "additionalProperties": {"type": ["string", "number"]}}),
 ))
 
 STUB_TABLES: dict[str, Table] = {t.title: t for t in (STUB, STUB_ROUTE, STUB_MATCH, STUB_RESPONSE)}

@@ -26,7 +26,7 @@ from envkit.backends.base import PortKey
 from envkit.errors import EnvkitError
 from envkit.outputs import host_port
 from envkit.stubs.model import CONFIG_VAR, DEFAULT_PORT
-from envkit.stubs.server.stubserver.routes import FAULTS, Request, match
+from envkit.stubs.server.stubserver.routes import DEFAULT_SCENARIO, FAULTS, Request, match
 
 if TYPE_CHECKING:
     from envkit.api import Environment
@@ -182,11 +182,13 @@ class StubClient:
                 headers: Mapping[str, str] | None = None, delay: float | tuple[float, float] | None = None,
                 fault: str | None = None, times: int | None = None, query: Mapping[str, str] | None = None,
                 match_headers: Mapping[str, str] | None = None, match_body: Mapping[str, Any] | None = None,
-                responses: list[Mapping[str, Any]] | None = None) -> None:
+                responses: list[Mapping[str, Any]] | None = None, scenario: str | None = None,
+                state: str | None = None, set_state: str | None = None) -> None:
         """Answers ``method path`` this way before any route: ``times`` calls (``1``: one-shot), or
         until ``reset()`` (``None``). Bodies are templates, as in the blueprint. ``responses``: an
         ordered list of raw responses (``{"status", "json" | "text", "headers", "delay": [lo, hi], "fault"}``)
-        instead of the single one."""
+        instead of the single one. ``state``: only while ``scenario`` (default ``"default"``) is in it;
+        ``set_state``: moves the scenario there once it answers."""
         if fault is not None and fault not in FAULTS:
             raise StubError(f"unknown fault {fault!r}; use one of {', '.join(FAULTS)}")
         if responses is None:
@@ -207,10 +209,31 @@ class StubClient:
         for key, value in (("query", query), ("headers", match_headers), ("body", match_body)):
             if value:
                 spec[key] = dict(value)
+        for key, name in (("scenario", scenario), ("state", state), ("set_state", set_state)):
+            if name is not None:
+                spec[key] = name
         self._json("POST", "respond", spec, ok=(201,))
 
+    # -- state (scenarios) ------------------------------------------------------------------------------
+    def states(self) -> dict[str, str]:
+        """Every scenario's current state."""
+        return dict(self._json("GET", "state")["states"])
+
+    def state(self, scenario: str = DEFAULT_SCENARIO) -> str:
+        """The current state of ``scenario``."""
+        states = self.states()
+        if scenario not in states:
+            raise StubError(f"stub {self.name} has no scenario {scenario!r} "
+                            f"(scenarios: {', '.join(sorted(states)) or 'none'})")
+        return states[scenario]
+
+    def set_state(self, state: str, scenario: str = DEFAULT_SCENARIO) -> None:
+        """Moves ``scenario`` to ``state`` now (until a route moves it, or ``reset()``)."""
+        self._json("PUT", "state", {"scenario": scenario, "state": state})
+
     def reset(self) -> None:
-        """Drops run-time responses, the journal and every route's call count: as just started."""
+        """Drops run-time responses, the journal and every route's call count, and puts every scenario
+        back in its initial state: as just started."""
         self._json("POST", "reset", ok=(204,))
 
 
