@@ -9,7 +9,7 @@ from typing import Any
 
 from envkit.blueprint.readers import KeyDef, Table
 
-__all__ = ["STUB", "STUB_MATCH", "STUB_RESPONSE", "STUB_ROUTE", "STUB_TABLES"]
+__all__ = ["STUB", "STUB_MATCH", "STUB_RESPONSE", "STUB_ROUTE", "STUB_TABLES", "STUB_TLS"]
 
 # The value forms' JSON Schema (keys.py has the same forms; a value may also be a ``${VAR}`` string).
 STRING: dict[str, Any] = {"type": "string"}
@@ -68,6 +68,12 @@ STUB_ROUTE = Table("stub-route", (
     *_RESPONSE_KEYS,
 ))
 
+STUB_TLS = Table("stub-tls", (
+    KeyDef("names", None, (), "list of host names or IP addresses", "none",
+           "More names the certificate is valid for, beside the service's own (see [stubs.md](stubs.md#tls)).",
+           {"type": "array", "items": {"type": "string"}}),
+))
+
 STUB = Table("stub", (
     KeyDef("port", None, 8080, "port 1024..65535", "`8080`", "The port the stub listens on (and its control API).",
            PORT_NUMBER),
@@ -78,6 +84,10 @@ STUB = Table("stub", (
     KeyDef("scenarios", None, (), "mapping: scenario → initial state", "each starts in `started`",
            "The scenarios the routes' `state`/`set_state` use, and the state each starts (and resets) in.",
            {"type": ["object", "null"], "additionalProperties": {"type": ["string", "number"]}}),
+    KeyDef("tls", None, False, "boolean, or a [mapping](#stub-tls)", "`false`",
+           "HTTPS with a certificate of a CA envkit makes for the run; `${services.NAME.ca_pem}` / `ca_file` "
+           "hand its certificate to tests ([stubs.md](stubs.md#tls)).",
+           {"anyOf": [BOOLEAN, {"$ref": "#/$defs/stub-tls"}]}),
 ))
 
-STUB_TABLES: dict[str, Table] = {t.title: t for t in (STUB, STUB_ROUTE, STUB_MATCH, STUB_RESPONSE)}
+STUB_TABLES: dict[str, Table] = {t.title: t for t in (STUB, STUB_ROUTE, STUB_MATCH, STUB_RESPONSE, STUB_TLS)}

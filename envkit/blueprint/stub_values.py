@@ -8,6 +8,7 @@ The tables (``STUB``, ``STUB_ROUTE``, ``STUB_MATCH``, ``STUB_RESPONSE``) live in
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import re
 from dataclasses import replace
 from typing import Any
@@ -17,7 +18,7 @@ from envkit.blueprint.model import Build, Probe, Service
 from envkit.blueprint.readers import Reader, Table, show
 from envkit.blueprint.source import Key
 from envkit.stubs.image import CONTEXT
-from envkit.stubs.model import CONFIG_VAR, DEFAULT_PORT, StubDef, StubResponse, StubRoute
+from envkit.stubs.model import CONFIG_VAR, DEFAULT_PORT, StubDef, StubResponse, StubRoute, StubTls
 from envkit.stubs.server.stubserver.routes import DEFAULT_SCENARIO, FAULTS, INITIAL_STATE, is_operators
 
 __all__ = ["HEALTH_PATH", "MAX_FILE", "expand", "stub", "stub_form"]
@@ -197,7 +198,38 @@ def stub(r: Reader, value: Any, path: Key, tables: dict[str, Table]) -> StubDef 
     default = response(r, spec["default"], (*path, "default"), tables["stub-response"]) \
         if spec.get("default") is not None else None
     scenarios = _scenarios(r, spec["scenarios"], (*path, "scenarios"), routes) if spec.get("scenarios") else ()
-    return StubDef(port, tuple(routes), default, scenarios, at=path)
+    tls = _tls(r, spec["tls"], (*path, "tls"), tables["stub-tls"]) if "tls" in spec else None
+    return StubDef(port, tuple(routes), default, scenarios, tls, at=path)
+
+
+_HOST = re.compile(r"(?=.{1,253}\Z)(\*\.)?[A-Za-z0-9_]([A-Za-z0-9_-]{0,62})?(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,62})?)*\.?")
+
+
+def _tls(r: Reader, value: Any, path: Key, table: Table) -> StubTls | None:
+    """``tls: true | false | {names: [...]}``."""
+    if isinstance(value, bool):
+        return StubTls(at=path) if value else None
+    spec = r.mapping(value, path, "true, false or a mapping {names}")
+    if spec is None:
+        return None
+    r.keys(spec, path, table)
+    found: list[str] = []
+    names = spec.get("names") or []
+    if not isinstance(names, list):
+        r.error((*path, "names"), f"expected a list of host names, got {show(names)}")
+        names = []
+    for i, name in enumerate(names):
+        text = r.string(name, (*path, "names", i), "a host name or an IP address")
+        if text is None:
+            continue
+        try:
+            found.append(str(ipaddress.ip_address(text)))
+        except ValueError:
+            if not _HOST.fullmatch(text):
+                r.error((*path, "names", i), f"expected a host name or an IP address, got {show(name)}")
+            else:
+                found.append(text.rstrip("."))
+    return StubTls(tuple(found), at=path)
 
 
 def expand(r: Reader, svc: Service, spec: dict[str, Any], path: Key) -> Service:
@@ -213,7 +245,9 @@ def expand(r: Reader, svc: Service, spec: dict[str, Any], path: Key) -> Service:
     if svc.seed:
         r.error((*path, "seed"), "a stub service has no seed steps: declare its routes under 'stub:'")
     config = (CONFIG_VAR, svc.stub.config_text())
-    ready = svc.ready or Probe("http", port=svc.stub.port, path=HEALTH_PATH, status=200)
+    # The HTTP probe speaks no TLS: a TLS stub is ready once it listens (it loads its certificate first).
+    ready = svc.ready or (Probe("tcp", port=svc.stub.port) if svc.stub.tls else
+                          Probe("http", port=svc.stub.port, path=HEALTH_PATH, status=200))
     environment = tuple(kv for kv in svc.environment if kv[0] != CONFIG_VAR)  # the loader's own variable
     return replace(svc, build=Build(CONTEXT), environment=(*environment, config), ready=ready)
 

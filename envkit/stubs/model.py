@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CONFIG_VAR", "DEFAULT_PORT", "StubDef", "StubResponse", "StubRoute"]
+__all__ = ["CONFIG_VAR", "DEFAULT_PORT", "StubDef", "StubResponse", "StubRoute", "StubTls"]
 
 Key = tuple[str | int, ...]
 CONFIG_VAR = "ENVKIT_STUB_CONFIG"
@@ -121,11 +121,23 @@ class StubRoute:
 
 
 @dataclass(frozen=True)
+class StubTls:
+    """``tls:`` of a stub: HTTPS with a certificate of the run's CA (``envkit.stubs.tls``)."""
+
+    names: tuple[str, ...] = ()  # more names (or IP addresses) its certificate is valid for
+    at: Key = field(default=(), compare=False)
+
+    def blueprint(self) -> bool | dict[str, Any]:
+        return {"names": list(self.names)} if self.names else True
+
+
+@dataclass(frozen=True)
 class StubDef:
     port: int = DEFAULT_PORT
     routes: tuple[StubRoute, ...] = ()
     default: StubResponse | None = None  # None: 404 naming the closest routes
     scenarios: tuple[tuple[str, str], ...] = ()  # scenario -> initial state (one not named here: "started")
+    tls: StubTls | None = None  # None: plain HTTP
     at: Key = field(default=(), compare=False)
 
     def blueprint(self, base: Path) -> dict[str, Any]:
@@ -136,6 +148,8 @@ class StubDef:
             out["default"] = self.default.blueprint(base)
         if self.scenarios:
             out["scenarios"] = dict(self.scenarios)
+        if self.tls is not None:
+            out["tls"] = self.tls.blueprint()
         return out
 
     def config(self) -> dict[str, Any]:
@@ -144,6 +158,8 @@ class StubDef:
             out["default"] = self.default.config()
         if self.scenarios:
             out["scenarios"] = dict(self.scenarios)
+        if self.tls is not None:
+            out["tls"] = True  # the files are copied in before it starts (envkit.stubs.tls.TLS_DIR)
         return out
 
     def config_text(self) -> str:
