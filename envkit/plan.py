@@ -39,8 +39,6 @@ from envkit.secrets import Secret
 from envkit.seed_plan import seed_images as _seed_images
 from envkit.seed_plan import seed_steps
 from envkit.snapshots import Use
-from envkit.stubs import tls
-from envkit.stubs.tls import CertAuthority
 from envkit.steps import (
     BuildImage,
     CaptureSnapshot,
@@ -56,6 +54,8 @@ from envkit.steps import (
     WaitComplete,
     WaitReady,
 )
+from envkit.stubs import tls
+from envkit.stubs.tls import CertAuthority
 
 __all__ = ["Plan", "RunIdentity", "Step", "build_spec", "container_spec", "make_plan", "ordered"]
 

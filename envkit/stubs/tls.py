@@ -30,15 +30,15 @@ from typing import TYPE_CHECKING, Any
 
 from envkit import labels as L
 from envkit.backends.types import ContainerSpec
+from envkit.errors import EnvkitError
 from envkit.steps import InstallCertificate, Step
+from envkit.stubs.server.stubserver.server import TLS_DIR  # made by its image, owned by the stub's user
 
 if TYPE_CHECKING:
     from envkit.blueprint.model import Blueprint, Service
 
 __all__ = ["TLS_DIR", "CertAuthority", "archive", "ca_dir", "ca_file", "forget", "names", "plan_step", "wanted"]
 
-#: where a TLS stub's server reads its certificate, key and CA (its image makes it, owned by the stub's user)
-TLS_DIR = "/run/envkit-tls"
 STUB_UID = 65534
 #: a run may live long (detached, --ttl): its certificates outlast any sensible run
 VALID_FOR = dt.timedelta(days=397)
@@ -149,6 +149,8 @@ def ca_file(run: str, service: str, pem: str) -> str:
     except OSError:
         pass
     folder.parent.mkdir(mode=0o700, exist_ok=True)
+    if folder.parent.is_symlink() or folder.parent.stat().st_uid != os.getuid():  # a shared /tmp: someone else's
+        raise EnvkitError(f"{folder.parent} is not this user's own folder; remove it and try again")
     folder.mkdir(mode=0o700, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".ca-")  # 0600
     with os.fdopen(fd, "w") as fh:

@@ -18,8 +18,8 @@ A body field's value is compared for equality, or by operators: ``{"$lt" | "$lte
 A response: ``{"status": 200, "headers": {...}, "json": value | "text": str | "b64": str,
 "delay": [low, high], "fault": name | null}``. Templates: ``{{path.id}}``, ``{{query.q}}``,
 ``{{header.name}}``, ``{{body.a.b}}``, ``{{body}}``, ``{{request.id}}``, ``{{request.seq}}``,
-``{{request.method}}``, ``{{request.path}}``, ``{{state}}``, ``{{state.NAME}}``, ``{{now}}``, ``{{now:FORMAT}}`` (strftime, or ``iso``,
-``epoch``, ``epoch_ms``, ``rfc1123``).
+``{{request.method}}``, ``{{request.path}}``, ``{{state}}``, ``{{state.NAME}}``, ``{{now}}``,
+``{{now:FORMAT}}`` (strftime, or ``iso``, ``epoch``, ``epoch_ms``, ``rfc1123``).
 """
 
 from __future__ import annotations

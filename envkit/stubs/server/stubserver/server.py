@@ -15,10 +15,12 @@ Control API (JSON), on the stub's own port:
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import random
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -42,9 +44,11 @@ from .routes import (
     scenario_of,
 )
 
-__all__ = ["State", "serve"]
+__all__ = ["State", "TLSServer", "serve", "tls_context"]
 
 CONTROL = "/__envkit/"
+TLS_DIR = "/run/envkit-tls"  # cert.pem, key.pem, ca.pem: copied in by envkit (envkit.stubs.tls) before the start
+HANDSHAKE_TIMEOUT = 10.0
 MAX_BODY = 8 << 20
 MAX_JOURNAL = 10_000
 
@@ -283,11 +287,45 @@ def _check_route(spec: Any) -> str | None:
     return None
 
 
+class TLSServer(ThreadingHTTPServer):
+    """HTTPS: the handshake happens in the connection's own thread, so a slow client holds up no one else."""
+
+    context: ssl.SSLContext
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        request.settimeout(HANDSHAKE_TIMEOUT)
+        try:
+            wrapped = self.context.wrap_socket(request, server_side=True)
+        except (OSError, ssl.SSLError) as exc:  # a client that does not trust the CA, or speaks plain HTTP
+            print(f"{client_address[0]} TLS handshake failed: {exc}", flush=True)
+            return
+        wrapped.settimeout(None)
+        try:
+            super().finish_request(wrapped, client_address)
+        finally:
+            with contextlib.suppress(OSError):
+                wrapped.close()
+
+
+def tls_context(directory: str = TLS_DIR) -> ssl.SSLContext:
+    """The server's TLS context, from the files envkit copies in before the stub starts."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(os.path.join(directory, "cert.pem"), os.path.join(directory, "key.pem"))
+    return context
+
+
 def serve(config: dict[str, Any]) -> None:
     ThreadingHTTPServer.daemon_threads = True
     ThreadingHTTPServer.allow_reuse_address = True
     handler = type("StubHandler", (Handler,), {"state": State(config)})
     port = int(config.get("port", 8080))
-    server = ThreadingHTTPServer(("0.0.0.0", port), handler)
-    print(f"envkit-stub: {len(config.get('routes', []))} route(s) on 0.0.0.0:{port}", flush=True)
+    if config.get("tls"):
+        context = tls_context()  # before it listens: a TLS stub is ready once its port accepts
+        server: ThreadingHTTPServer = type("StubTLSServer", (TLSServer,), {"context": context})(("0.0.0.0", port),
+                                                                                                handler)
+    else:
+        server = ThreadingHTTPServer(("0.0.0.0", port), handler)
+    scheme = "https" if config.get("tls") else "http"
+    print(f"envkit-stub: {len(config.get('routes', []))} route(s) on {scheme}://0.0.0.0:{port}", flush=True)
     server.serve_forever()
