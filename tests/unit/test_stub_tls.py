@@ -137,3 +137,13 @@ def test_ca_references_need_a_tls_stub(load_text: Callable[..., Blueprint]) -> N
         load_text("services:\n  pay: {kind: stub, stub: {}}\noutputs:\n  CA: ${services.pay.ca_file}\n")
     assert "outputs.CA: service 'pay' is no TLS stub: '${services.pay.ca_file}' needs 'kind: stub' with" in str(err.value)
     assert load_text(TEXT).services["pay"].stub.tls.names == ("pay.partner.example", "10.1.2.3")  # type: ignore[union-attr]
+
+
+def test_a_rebuild_of_a_tls_stub_is_refused(load_text: Callable[..., Blueprint]) -> None:
+    from envkit.errors import UsageError
+    from envkit.live import plan_rebuild
+    from envkit.runs import RunInfo
+
+    info = RunInfo("r1", "b", "", "", "", (), (), "127.0.0.1")
+    with pytest.raises(UsageError, match="rebuild: pay is a TLS stub, whose run CA cannot sign a new certificate"):
+        plan_rebuild(info, load_text(TEXT), ["pay"], {"pay": "x"}, frozenset())
