@@ -103,15 +103,17 @@ def http_transport(host: str, port: int, timeout: float = 10.0, context: ssl.SSL
 
 
 class StubClient:
-    def __init__(self, transport: Transport, name: str = "stub") -> None:
+    def __init__(self, transport: Transport, name: str = "stub", ca_pem: str | None = None) -> None:
         self._call = transport
         self.name = name
+        #: a TLS stub's run CA certificate (PEM), for the clients a test hands it to; None: plain HTTP or unknown
+        self.ca_pem = ca_pem
 
     @classmethod
     def at(cls, host: str, port: int, name: str = "stub", *, tls: bool = False,
            ca_pem: str | None = None) -> StubClient:
         """``tls``: over HTTPS, trusting ``ca_pem`` (``${services.NAME.ca_pem}``), else the system's CAs."""
-        return cls(http_transport(host, port, context=tls_context(ca_pem) if tls or ca_pem else None), name)
+        return cls(http_transport(host, port, context=tls_context(ca_pem) if tls or ca_pem else None), name, ca_pem)
 
     @classmethod
     def from_url(cls, url: str, name: str = "stub", *, ca_pem: str | None = None) -> StubClient:
@@ -294,13 +296,14 @@ def connect(env: Environment, service: str, replica: int = 1) -> StubClient:
         port, tls = int(config.get("port", DEFAULT_PORT)), bool(config.get("tls"))
     except (ValueError, AttributeError) as exc:
         raise StubError(f"service {service}: unreadable {CONFIG_VAR}: {exc}") from exc
+    ca = state.labels.get(L.TLS_CA) if tls else None
     bound = state.ports.get(PortKey(port, "tcp"))
     if bound is not None:
         host, published = host_port(env.info, service, port)
-        context = tls_context(state.labels.get(L.TLS_CA)) if tls else None
-        return StubClient(http_transport(host, published, context=context), service)
+        context = tls_context(ca) if tls else None
+        return StubClient(http_transport(host, published, context=context), service, ca)
 
     def run(argv: tuple[str, ...]) -> tuple[int, str]:
         result = env.exec(service, argv, replica)
         return result.exit_code, result.output
-    return StubClient(exec_transport(run, port, service, tls), service)
+    return StubClient(exec_transport(run, port, service, tls), service, ca)

@@ -90,6 +90,7 @@ def test_a_peer_container_verifies_every_name_of_the_certificate(env: envkit.Env
 
 def test_control_calls_and_state_go_over_tls(env: envkit.Environment) -> None:
     bank = env.stub("bank")  # published: through its port, verified with the CA of its label
+    assert bank.ca_pem == env.outputs["BANK_CA"] == env.stub("vault").ca_pem
     bank.reset()
     assert bank.state("account") == "open"
     url, cafile = env.outputs["BANK_URL"], env.outputs["BANK_CA_FILE"]

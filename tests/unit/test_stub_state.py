@@ -150,3 +150,12 @@ def test_state_keys_survive_export(load_text: Callable[..., Blueprint]) -> None:
     written = stub.blueprint(bp.directory)
     assert written["scenarios"] == {"cart": "empty", "login": "out"}
     assert written["routes"][1]["state"] == "empty" and written["routes"][1]["set_state"] == "filled"
+
+
+def test_concurrent_requests_move_the_state_once(stub: tuple[str, StubClient]) -> None:
+    url, shop = stub
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(8) as pool:
+        statuses = sorted(pool.map(lambda _: call(url + "/cart", "POST")[0], range(8)))
+    assert statuses == [201] + [409] * 7 and shop.state("cart") == "filled"
