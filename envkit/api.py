@@ -39,6 +39,7 @@ from envkit.secrets import Secret
 from envkit.seed_plan import image_key, seed_plan
 from envkit.signals import despite_interrupts
 from envkit.snapshots import Use
+from envkit.stubs import tls
 
 if TYPE_CHECKING:
     pass
@@ -123,8 +124,11 @@ def _plan(bp: Blueprint, backend: Backend | None, name: str | None, only: tuple[
     tags, existing = _images(bp, backend, selected, seed)
     # Offline (no backend): plan as an engine that can do everything would run it.
     capabilities = backend.capabilities if backend is not None else frozenset(Capability)
+    authority = tls.CertAuthority.new(identity.run_id) if tls.wanted(bp, bp.closure(only) if only else
+                                                                      tuple(bp.services)) else None
     return make_plan(bp, identity, existing, tags, only, capabilities=capabilities,
-                     engine=backend.name if backend is not None else "engine", seed=seed, snapshots=snapshots)
+                     engine=backend.name if backend is not None else "engine", seed=seed, snapshots=snapshots,
+                     authority=authority)
 
 
 def plan(blueprint: BlueprintLike, *, name: str | None = None, only: tuple[str, ...] = (),

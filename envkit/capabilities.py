@@ -53,8 +53,14 @@ def _binds(svc: Service) -> Iterable[Key]:
     return [m.at or ("services", svc.name, "volumes", i) for i, m in enumerate(svc.volumes) if m.type == "bind"]
 
 
+def _tls_stubs(svc: Service) -> Iterable[Key]:
+    """A TLS stub gets its certificate copied in before it starts."""
+    return [svc.stub.tls.at] if svc.stub is not None and svc.stub.tls is not None else []
+
+
 NEEDS: tuple[Need, ...] = (
     Need("services.*.seed", Capability.COPY_FILES, _seeds_copying),
+    Need("services.*.stub.tls", Capability.COPY_FILES, _tls_stubs),
     Need("services.*.volumes", Capability.HOST_PATHS, _binds),
 )
 

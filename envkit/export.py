@@ -135,6 +135,9 @@ def _extension(ctx: _Context, svc: Service) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if svc.stub is not None:  # the loader's stub image and its configuration come back from `stub:`
         out["stub"] = _plain_json(svc.stub.blueprint(ctx.base))
+        if svc.stub.tls is not None:
+            ctx.notes.append(f"services.{svc.name}.stub.tls: under Compose nobody makes the run's CA or copies its "
+                             "certificate in: the stub will not start; it does under envkit")
     elif svc.build is not None:
         context = os.path.relpath(svc.build.context, ctx.base)
         build: dict[str, Any] = {"context": context if context.startswith(".") else f"./{context}"}

@@ -25,6 +25,7 @@ from envkit.steps import (
     CreateNetwork,
     CreateVolume,
     FillVolume,
+    InstallCertificate,
     Payload,
     PullImage,
     ReleaseContainer,
@@ -199,6 +200,14 @@ def _fill(x: Context, p: FillVolume) -> Done:
     return Done(f"volume {p.spec.name} restored from the snapshot")
 
 
+def _certificate(x: Context, p: InstallCertificate) -> Done:
+    from envkit.stubs import tls
+
+    x.backend.copy_into(x.ledger.containers[p.container], tls.TLS_DIR, tls.archive(p.authority, p.names))
+    return Done(f"{p.container}: certificate of run {p.authority.run}'s CA for {p.names[0]} and "
+                f"{len(p.names) - 1} more names")
+
+
 def _capture(x: Context, p: CaptureSnapshot) -> Done:
     began = time.monotonic()
     snap = capture(x.backend, x.ledger.containers[p.container], x.service, p.blueprint, p.key, reset=p.reset,
@@ -236,6 +245,7 @@ HANDLERS: Mapping[type[Payload], Callable[[Context, Any], Done]] = {
     RemoveContainer: _remove,
     FillVolume: _fill,
     CaptureSnapshot: _capture,
+    InstallCertificate: _certificate,
 }
 
 

@@ -43,6 +43,7 @@ OUTPUT_PREFIX = f"{NS}.output."
 SECRET_OUTPUT_PREFIX = f"{NS}.secret-output."  # + an output marked `secret: true`: "true" (shown masked whole)
 SECRET_PREFIX = f"{NS}.secret."  # + a secret's name: where its value is (SERVICE/KEY[/START:END]), never the value
 CONTEXT_HASH = f"{NS}.context-hash"
+TLS_CA = f"{NS}.tls-ca"  # a TLS stub's container: the PEM of the run's CA certificate (public; its key is nowhere)
 # Snapshots (envkit/snapshots.py): no io.envkit.run on what a snapshot keeps, so no run teardown touches it.
 SNAPSHOT = f"{NS}.snapshot"  # the snapshot's key (64 hex), on its manifest, data volumes and claim
 SNAPSHOT_IMAGE = f"{NS}.snapshot-image"  # manifest: the image holding the committed filesystem

@@ -286,6 +286,10 @@ def plan_rebuild(info: RunInfo, bp: Blueprint, services: Sequence[str], tags: Ma
     missing = [s for s in services if s in info.services and s not in bp.services]
     if missing:
         raise UsageError(f"rebuild: {bp.file} has no service {', '.join(missing)} any more")
+    tls = [s for s in services if s in bp.services and (stub := bp.services[s].stub) is not None and stub.tls]
+    if tls:  # its CA's key lived only in the process that planned the run (envkit.stubs.tls)
+        raise UsageError(f"rebuild: {', '.join(tls)} is a TLS stub, whose run CA cannot sign a new certificate; "
+                         f"envkit down {info.run_id} and up again")
     named = bool(services)
     selected = _select(info, services, "rebuild")
     if not named:

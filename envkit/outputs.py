@@ -17,9 +17,11 @@ from envkit.errors import EnvkitError
 from envkit.runs import RunInfo
 from envkit.secrets import Secret
 from envkit.stopped import stopped_error
+from envkit.stubs import tls
 
 __all__ = [
     "JSON_SCHEMA",
+    "ca_pem",
     "host_port",
     "mask",
     "resolve",
@@ -63,6 +65,14 @@ def host_port(info: RunInfo, service: str, container_port: int, protocol: Protoc
     if dead is not None:  # a stopped container publishes nothing: say that, not "no such port"
         raise dead
     raise EnvkitError(f"service {service} of run {info.run_id} publishes no port {key}")
+
+
+def ca_pem(info: RunInfo, service: str) -> str:
+    """The CA certificate a TLS stub's certificate is signed with (its label; the CA's key is nowhere)."""
+    for c in _replicas(info, service):
+        if c.labels.get(L.TLS_CA):
+            return c.labels[L.TLS_CA]
+    raise EnvkitError(f"service {service} of run {info.run_id} is no TLS stub (no {L.TLS_CA} label)")
 
 
 def service_host(info: RunInfo, service: str) -> str:
@@ -111,6 +121,9 @@ def resolve(info: RunInfo, templates: tuple[tuple[str, str], ...] | None = None,
         service = ref.service
         if isinstance(ref, refs.ServiceRef) and ref.attr == "host":
             return service_host(info, service)
+        if isinstance(ref, refs.ServiceRef) and ref.attr in ("ca_pem", "ca_file"):
+            pem = ca_pem(info, service)
+            return pem if ref.attr == "ca_pem" else tls.ca_file(info.run_id, service, pem)
         if isinstance(ref, refs.ServiceRef):
             return L.container_name(info.run_id, service, 1)
         return str(host_port(info, service, ref.port)[1])

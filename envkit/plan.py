@@ -54,6 +54,8 @@ from envkit.steps import (
     WaitComplete,
     WaitReady,
 )
+from envkit.stubs import tls
+from envkit.stubs.tls import CertAuthority
 
 __all__ = ["Plan", "RunIdentity", "Step", "build_spec", "container_spec", "make_plan", "ordered"]
 
@@ -113,8 +115,10 @@ def make_plan(
     engine: str = "engine",
     seed: bool = True,
     snapshots: Mapping[str, Use] | None = None,
+    authority: CertAuthority | None = None,
 ) -> Plan:
     """``image_tags`` maps each service with a build to its content tag (see ``envkit.images``).
+    ``authority``: the run's CA, which signs the certificates of its TLS stubs (``envkit.stubs.tls``).
 
     ``capabilities`` and ``engine`` are the backend's (``backend.capabilities``, ``backend.name``):
     a blueprint key the engine cannot serve is refused here (``envkit.capabilities``), and the
@@ -211,8 +215,15 @@ def make_plan(
                 spec, fills = _from_snapshot(svc, spec, use, run, stamp)
                 steps.extend(fills)
                 needs += [f.id for f in fills]
+            cert = None
+            if svc.stub is not None and svc.stub.tls is not None:  # its certificate, before its process starts
+                spec, cert = tls.plan_step(svc, n, spec, run, authority)
             steps.append(Step(f"create:{cid}", CreateContainer(spec, gate=gated), "container of the run",
                               tuple(needs), one, n))
+            made = f"create:{cid}"
+            if cert is not None:
+                steps.append(cert)
+                made = cert.id
             running = f"start:{cid}"
             if gated:
                 # Pre-started: the container starts at once behind a gate (a shell waiting for a signal);
@@ -223,13 +234,13 @@ def make_plan(
                 first = [f"start:{d.service}-{m}" for d in svc.depends_on
                          for m in range(1, bp.services[d.service].replicas + 1)]
                 steps.append(Step(f"start:{cid}", StartContainer(name, gate=True), "pre-start behind the gate",
-                                  (f"create:{cid}", *first), one, n))
+                                  (made, *first), one, n))
                 steps.append(Step(f"release:{cid}", ReleaseContainer(name), f"after {conds}",
                                   (f"start:{cid}", *started, *usable), one, n))
                 running = f"release:{cid}"
             else:
                 steps.append(Step(f"start:{cid}", StartContainer(name), f"after {conds}" if conds else "no dependencies",
-                                  (f"create:{cid}", *started, *usable), one, n))
+                                  (made, *started, *usable), one, n))
             if svc.kind == "job":
                 steps.append(Step(f"complete:{cid}", WaitComplete(name, JOB_TIMEOUT), "job must exit 0",
                                   (running,), one, n))

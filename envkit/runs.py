@@ -154,6 +154,10 @@ def _teardown_one(backend: Backend, run_id: str, on_event: EventSink, missing_ok
                         on_event(Event("removed", run_id, f"removed {r.kind} {r.name}", target=r.name, detail=r.kind))
         resources = backend.list_resources(selector)
         if not resources:
+            if not also:  # this user's copies of its TLS stubs' CA certificates (envkit.stubs.tls.ca_file)
+                from envkit.stubs.tls import forget
+
+                forget(run_id)
             on_event(Event("teardown", run_id, f"run {run_id} removed", phase="done",
                            duration=time.monotonic() - began))
             return counts

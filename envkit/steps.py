@@ -9,12 +9,15 @@ there and a line in that table.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from envkit.backends.base import BuildSpec, ContainerSpec, NetworkAttachment, NetworkSpec, VolumeSpec
 from envkit.blueprint.model import Probe, Seed
+
+if TYPE_CHECKING:
+    from envkit.stubs.tls import CertAuthority
 
 __all__ = [
     "PAYLOADS",
@@ -24,6 +27,7 @@ __all__ = [
     "CreateNetwork",
     "CreateVolume",
     "FillVolume",
+    "InstallCertificate",
     "Payload",
     "PullImage",
     "ReleaseContainer",
@@ -154,6 +158,25 @@ class WaitComplete(Payload):
 
 
 @dataclass(frozen=True)
+class InstallCertificate(Payload):
+    """Copy a server certificate of the run's CA, for ``names``, and its key into a created TLS stub
+    container (``envkit.stubs.tls``). The CA travels in memory only: it is no part of the plan's text."""
+
+    action: ClassVar[str] = "tls"
+    container: str  # engine name
+    names: tuple[str, ...]
+    authority: CertAuthority = field(repr=False, compare=False)
+
+    @property
+    def target(self) -> str:
+        return self.container
+
+    @property
+    def detail(self) -> str:
+        return "certificate for " + ", ".join(self.names)
+
+
+@dataclass(frozen=True)
 class Usable(Payload):
     """Milestone: every replica of a service is ready (a job: has completed) and whatever the plan puts
     between that and its dependants (seeds, a snapshot) is done. Dependants wait on this step."""
@@ -259,6 +282,7 @@ class CaptureSnapshot(Payload):
 PAYLOADS: tuple[type[Payload], ...] = (
     BuildImage, PullImage, CreateNetwork, CreateVolume, CreateContainer, StartContainer, ReleaseContainer,
     WaitReady, WaitComplete, Usable, SeedStep, StopContainer, RemoveContainer, FillVolume, CaptureSnapshot,
+    InstallCertificate,
 )
 
 

@@ -19,7 +19,7 @@ from envkit.blueprint import stub_values as stv
 from envkit.blueprint import values as v
 from envkit.blueprint.model import Service, SnapshotDef
 from envkit.blueprint.readers import KeyDef, Reader, Table, show
-from envkit.blueprint.stub_keys import STUB, STUB_MATCH, STUB_RESPONSE, STUB_ROUTE, STUB_TABLES
+from envkit.blueprint.stub_keys import STUB, STUB_MATCH, STUB_RESPONSE, STUB_ROUTE, STUB_TABLES, STUB_TLS
 
 __all__ = [
     "BUILD",
@@ -41,6 +41,7 @@ __all__ = [
     "STUB_MATCH",
     "STUB_RESPONSE",
     "STUB_ROUTE",
+    "STUB_TLS",
     "TABLES",
     "TOP",
     "VOLUME",
@@ -393,7 +394,7 @@ SERVICE = Table("service", (
 #: every table, by the name the reference markers and the schema's ``$defs`` use
 TABLES: dict[str, Table] = {t.title: t for t in (TOP, NETWORK, VOLUME, SERVICE, BUILD, PORT, MOUNT, PROBE, HTTP,
                                                  SEED, SEED_SQL, SEED_COPY, SEED_EXEC, SEED_HTTP, SEED_RUN,
-                                                  SNAPSHOT, STUB, STUB_ROUTE, STUB_MATCH, STUB_RESPONSE)}
+                                                  SNAPSHOT, STUB, STUB_ROUTE, STUB_MATCH, STUB_RESPONSE, STUB_TLS)}
 
 
 def container_fields(svc: Service) -> dict[str, Any]:

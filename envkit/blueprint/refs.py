@@ -9,6 +9,8 @@ live run (``envkit.outputs``). The forms:
     ${services.NAME.host}                  the host address of NAME's published ports
     ${services.NAME.name}                  the engine name of NAME's replica 1
     ${services.NAME.ports.PORT}            the host port bound to NAME's container port PORT/tcp
+    ${services.NAME.ca_pem}                a TLS stub's CA certificate, PEM (docs/stubs.md#tls)
+    ${services.NAME.ca_file}               the path of a file of this user (0600) holding that PEM
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ class RunRef:
 @dataclass(frozen=True)
 class ServiceRef:
     service: str
-    attr: Literal["host", "name"]
+    attr: Literal["host", "name", "ca_pem", "ca_file"]
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,10 @@ def parse(body: str) -> Ref:
         return ServiceRef(name, "host")
     if parts[2:] == ["name"]:
         return ServiceRef(name, "name")
+    if parts[2:] == ["ca_pem"]:
+        return ServiceRef(name, "ca_pem")
+    if parts[2:] == ["ca_file"]:
+        return ServiceRef(name, "ca_file")
     if parts[2] == "ports" and len(parts) == 4 and parts[3].isdigit():
         return PortRef(name, int(parts[3]))
     raise BadRef(body, f"use ${{services.{name}.host}} or ${{services.{name}.ports.PORT}}", name)

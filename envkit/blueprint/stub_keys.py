@@ -9,7 +9,7 @@ from typing import Any
 
 from envkit.blueprint.readers import KeyDef, Table
 
-__all__ = ["STUB", "STUB_MATCH", "STUB_RESPONSE", "STUB_ROUTE", "STUB_TABLES"]
+__all__ = ["STUB", "STUB_MATCH", "STUB_RESPONSE", "STUB_ROUTE", "STUB_TABLES", "STUB_TLS"]
 
 # The value forms' JSON Schema (keys.py has the same forms; a value may also be a ``${VAR}`` string).
 STRING: dict[str, Any] = {"type": "string"}
@@ -59,7 +59,19 @@ STUB_ROUTE = Table("stub-route", (
            {"type": "array", "items": {"$ref": "#/$defs/stub-response"}, "minItems": 1}),
     KeyDef("cycle", None, False, "boolean", "`false`", "Ordered responses start over after the last.", BOOLEAN),
     KeyDef("name", None, None, "string", "`METHOD path`", "The route's name in the journal.", STRING),
+    KeyDef("scenario", None, None, "scenario name", "`default`",
+           "The state machine `state` and `set_state` refer to ([stubs.md](stubs.md#state)).", STRING),
+    KeyDef("state", None, None, "state name", "any state",
+           "The route answers only while its scenario is in this state.", STRING),
+    KeyDef("set_state", None, None, "state name", "unchanged",
+           "Once the route answers, its scenario moves to this state.", STRING),
     *_RESPONSE_KEYS,
+))
+
+STUB_TLS = Table("stub-tls", (
+    KeyDef("names", None, (), "list of host names or IP addresses", "none",
+           "More names the certificate is valid for, beside the service's own (see [stubs.md](stubs.md#tls)).",
+           {"type": "array", "items": {"type": "string"}}),
 ))
 
 STUB = Table("stub", (
@@ -69,6 +81,13 @@ STUB = Table("stub", (
            {"type": "array", "items": {"$ref": "#/$defs/stub-route"}}),
     KeyDef("default", None, None, "[response](#stub-response)", "404 naming the closest routes",
            "The answer to a request no route matches.", {"$ref": "#/$defs/stub-response"}),
+    KeyDef("scenarios", None, (), "mapping: scenario → initial state", "each starts in `started`",
+           "The scenarios the routes' `state`/`set_state` use, and the state each starts (and resets) in.",
+           {"type": ["object", "null"], "additionalProperties": {"type": ["string", "number"]}}),
+    KeyDef("tls", None, False, "boolean, or a [mapping](#stub-tls)", "`false`",
+           "HTTPS with a certificate of a CA envkit makes for the run; `${services.NAME.ca_pem}` / `ca_file` "
+           "hand its certificate to tests ([stubs.md](stubs.md#tls)).",
+           {"anyOf": [BOOLEAN, {"$ref": "#/$defs/stub-tls"}]}),
 ))
 
-STUB_TABLES: dict[str, Table] = {t.title: t for t in (STUB, STUB_ROUTE, STUB_MATCH, STUB_RESPONSE)}
+STUB_TABLES: dict[str, Table] = {t.title: t for t in (STUB, STUB_ROUTE, STUB_MATCH, STUB_RESPONSE, STUB_TLS)}

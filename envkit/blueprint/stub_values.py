@@ -7,6 +7,8 @@ The tables (``STUB``, ``STUB_ROUTE``, ``STUB_MATCH``, ``STUB_RESPONSE``) live in
 
 from __future__ import annotations
 
+import difflib
+import ipaddress
 import re
 from dataclasses import replace
 from typing import Any
@@ -16,8 +18,8 @@ from envkit.blueprint.model import Build, Probe, Service
 from envkit.blueprint.readers import Reader, Table, show
 from envkit.blueprint.source import Key
 from envkit.stubs.image import CONTEXT
-from envkit.stubs.model import CONFIG_VAR, DEFAULT_PORT, StubDef, StubResponse, StubRoute
-from envkit.stubs.server.stubserver.routes import FAULTS, is_operators
+from envkit.stubs.model import CONFIG_VAR, DEFAULT_PORT, StubDef, StubResponse, StubRoute, StubTls
+from envkit.stubs.server.stubserver.routes import DEFAULT_SCENARIO, FAULTS, INITIAL_STATE, is_operators
 
 __all__ = ["HEALTH_PATH", "MAX_FILE", "expand", "stub", "stub_form"]
 
@@ -150,8 +152,39 @@ def route(r: Reader, value: Any, path: Key, tables: dict[str, Table]) -> StubRou
         return None
     cycle = r.boolean(spec["cycle"], (*path, "cycle")) if "cycle" in spec else False
     name = r.string(spec["name"], (*path, "name"), "a route name") if "name" in spec else None
+    scenario, state, set_state = (_name(r, spec[k], (*path, k), what) if k in spec else None for k, what in (
+        ("scenario", "a scenario name"), ("state", "a state name"), ("set_state", "a state name")))
+    if scenario is not None and state is None and set_state is None:
+        r.error((*path, "scenario"), "a scenario without 'state' or 'set_state' does nothing")
     return StubRoute(method, url, tuple(x for x in found if x is not None), matched.get("query", ()),
-                     matched.get("headers", ()), matched.get("body"), cycle, name, at=path)
+                     matched.get("headers", ()), matched.get("body"), cycle, name, scenario, state, set_state,
+                     at=path)
+
+
+def _name(r: Reader, value: Any, path: Key, what: str) -> str | None:
+    """A scenario or state name: a non-empty word (letters, digits, ``_ - . :``)."""
+    text = r.string(value, path, what)
+    if text is not None and not re.fullmatch(r"[\w.:-]+", text):
+        r.error(path, f"expected {what} (letters, digits, _ - . :), got {show(value)}")
+        return None
+    return text
+
+
+def _scenarios(r: Reader, value: Any, path: Key, routes: list[StubRoute]) -> tuple[tuple[str, str], ...]:
+    """``scenarios: {cart: empty}``; each route's scenario must be one of them (when any is declared)."""
+    spec = r.mapping(value, path, "a mapping: scenario → initial state") or {}
+    out = {str(k): _name(r, v, (*path, k), "an initial state") for k, v in spec.items()}
+    for k in out:
+        _name(r, k, (*path, k), "a scenario name")
+    if out:
+        for route in routes:
+            used = route.scenario or DEFAULT_SCENARIO
+            if (route.state or route.set_state) and used not in out:
+                close = difflib.get_close_matches(used, list(out), n=1, cutoff=0.6)
+                hint = f"did you mean '{close[0]}'?" if close else f"declared: {', '.join(out)}"
+                r.error((*route.at, "scenario") if route.scenario else route.at,
+                        f"scenario '{used}' is not in stub.scenarios ({hint})")
+    return tuple((k, v or INITIAL_STATE) for k, v in out.items())
 
 
 def stub(r: Reader, value: Any, path: Key, tables: dict[str, Table]) -> StubDef | None:
@@ -164,7 +197,39 @@ def stub(r: Reader, value: Any, path: Key, tables: dict[str, Table]) -> StubDef 
                      lambda x, q: route(r, x, q, tables))
     default = response(r, spec["default"], (*path, "default"), tables["stub-response"]) \
         if spec.get("default") is not None else None
-    return StubDef(port, tuple(routes), default, at=path)
+    scenarios = _scenarios(r, spec["scenarios"], (*path, "scenarios"), routes) if spec.get("scenarios") else ()
+    tls = _tls(r, spec["tls"], (*path, "tls"), tables["stub-tls"]) if "tls" in spec else None
+    return StubDef(port, tuple(routes), default, scenarios, tls, at=path)
+
+
+_HOST = re.compile(r"(?=.{1,253}\Z)(\*\.)?[A-Za-z0-9_]([A-Za-z0-9_-]{0,62})?(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,62})?)*\.?")
+
+
+def _tls(r: Reader, value: Any, path: Key, table: Table) -> StubTls | None:
+    """``tls: true | false | {names: [...]}``."""
+    if isinstance(value, bool):
+        return StubTls(at=path) if value else None
+    spec = r.mapping(value, path, "true, false or a mapping {names}")
+    if spec is None:
+        return None
+    r.keys(spec, path, table)
+    found: list[str] = []
+    names = spec.get("names") or []
+    if not isinstance(names, list):
+        r.error((*path, "names"), f"expected a list of host names, got {show(names)}")
+        names = []
+    for i, name in enumerate(names):
+        text = r.string(name, (*path, "names", i), "a host name or an IP address")
+        if text is None:
+            continue
+        try:
+            found.append(str(ipaddress.ip_address(text)))
+        except ValueError:
+            if not _HOST.fullmatch(text):
+                r.error((*path, "names", i), f"expected a host name or an IP address, got {show(name)}")
+            else:
+                found.append(text.rstrip("."))
+    return StubTls(tuple(found), at=path)
 
 
 def expand(r: Reader, svc: Service, spec: dict[str, Any], path: Key) -> Service:
@@ -180,7 +245,9 @@ def expand(r: Reader, svc: Service, spec: dict[str, Any], path: Key) -> Service:
     if svc.seed:
         r.error((*path, "seed"), "a stub service has no seed steps: declare its routes under 'stub:'")
     config = (CONFIG_VAR, svc.stub.config_text())
-    ready = svc.ready or Probe("http", port=svc.stub.port, path=HEALTH_PATH, status=200)
+    # The HTTP probe speaks no TLS: a TLS stub is ready once it listens (it loads its certificate first).
+    ready = svc.ready or (Probe("tcp", port=svc.stub.port) if svc.stub.tls else
+                          Probe("http", port=svc.stub.port, path=HEALTH_PATH, status=200))
     environment = tuple(kv for kv in svc.environment if kv[0] != CONFIG_VAR)  # the loader's own variable
     return replace(svc, build=Build(CONTEXT), environment=(*environment, config), ready=ready)
 

@@ -103,6 +103,7 @@ def check(bp: Blueprint, marks: Marks, declared: dict[str, set[str]] | None = No
 def _check_ref(bp: Blueprint, body: str, skipped: set[str]) -> str | None:
     shape_error: str | None = None  # a services.NAME.… of no known form: said once NAME is known to exist
     port: int | None = None
+    tls = False
     try:
         ref = refs.parse(body)
     except refs.BadRef as bad:
@@ -114,6 +115,7 @@ def _check_ref(bp: Blueprint, body: str, skipped: set[str]) -> str | None:
             return None
         service = ref.service
         port = ref.port if isinstance(ref, refs.PortRef) else None
+        tls = isinstance(ref, refs.ServiceRef) and ref.attr in ("ca_pem", "ca_file")
     if service in skipped:
         return None
     if service not in bp.services:
@@ -121,6 +123,8 @@ def _check_ref(bp: Blueprint, body: str, skipped: set[str]) -> str | None:
     svc = bp.services[service]
     if shape_error is not None:
         return shape_error
+    if tls and (svc.stub is None or svc.stub.tls is None):
+        return f"service '{service}' is no TLS stub: '${{{body}}}' needs 'kind: stub' with 'stub: {{tls: true}}'"
     if port is not None and svc.port(port) is None:
         published = ", ".join(str(p.container) for p in svc.ports) or "none"
         return f"service '{service}' publishes no port {port} (its ports: {published}); add it to its 'ports:'"

@@ -1,4 +1,4 @@
-"""``envkit stub RUN SERVICE journal|respond|reset``: look at and steer a ``kind: stub`` service (docs/stubs.md)."""
+"""``envkit stub RUN SERVICE journal|respond|state|reset``: look at and steer a ``kind: stub`` service (docs/stubs.md)."""
 
 from __future__ import annotations
 
@@ -33,6 +33,7 @@ def stub(ctx: click.Context, run: str, service: str) -> None:
     envkit stub dev payments journal --method POST --path /charges
     envkit stub dev payments respond POST /charges --status 502 --times 1
     envkit stub dev payments respond POST /charges --fault reset
+    envkit stub dev payments state filled --scenario cart
     envkit stub dev payments reset
     """
     ctx.obj = {"run": run, "service": service}
@@ -108,7 +109,7 @@ def respond(ctx: click.Context, method: str, path: str, status: int, json_body: 
 @click.option("--journal-only", is_flag=True, help="Forget what was received; keep run-time responses.")
 @click.pass_context
 def reset(ctx: click.Context, journal_only: bool) -> None:
-    """Drop run-time responses, the journal and every call count: as just started."""
+    """Drop run-time responses, the journal and every call count; scenarios back to their initial states."""
     from envkit.cli.commands import err
 
     client = _client(ctx)
@@ -117,3 +118,20 @@ def reset(ctx: click.Context, journal_only: bool) -> None:
     else:
         client.reset()
     err.print(f"{ctx.obj['service']}: {'journal cleared' if journal_only else 'reset'}", highlight=False)
+
+
+@stub.command()
+@click.argument("new_state", required=False)
+@click.option("--scenario", default="default", show_default=True, help="The scenario to read or set.")
+@click.pass_context
+def state(ctx: click.Context, new_state: str | None, scenario: str) -> None:
+    """Print every scenario's state, or move SCENARIO to NEW_STATE (until a route moves it, or reset)."""
+    from envkit.cli.commands import err, out
+
+    client = _client(ctx)
+    if new_state is None:
+        for name, current in sorted(client.states().items()):
+            out.print(f"{name}\t{current}", highlight=False)
+        return
+    client.set_state(new_state, scenario)
+    err.print(f"{ctx.obj['service']}: scenario {scenario} is now {new_state}", highlight=False)

@@ -16,22 +16,26 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+import ssl
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from envkit import labels as L
 from envkit.backends.base import PortKey
 from envkit.errors import EnvkitError
 from envkit.outputs import host_port
 from envkit.stubs.model import CONFIG_VAR, DEFAULT_PORT
-from envkit.stubs.server.stubserver.routes import FAULTS, Request, match
+from envkit.stubs.server.stubserver.routes import DEFAULT_SCENARIO, FAULTS, Request, match
+from envkit.stubs.server.stubserver.server import TLS_DIR
 
 if TYPE_CHECKING:
     from envkit.api import Environment
 
-__all__ = ["JournalEntry", "StubClient", "StubError", "Transport", "connect", "exec_transport", "http_transport"]
+__all__ = ["JournalEntry", "StubClient", "StubError", "Transport", "connect", "exec_transport", "http_transport",
+           "tls_context"]
 
 #: (method, control path, JSON body or None) -> (HTTP status, answer body)
 Transport = Callable[[str, str, bytes | None], tuple[int, bytes]]
@@ -76,9 +80,17 @@ class JournalEntry:
         return next((v for k, v in self.headers.items() if k.lower() == name.lower()), None)
 
 
-def http_transport(host: str, port: int, timeout: float = 10.0) -> Transport:
+def tls_context(ca_pem: str | None) -> ssl.SSLContext:
+    """A client context that trusts ``ca_pem`` (a TLS stub's run CA), else the system's CAs."""
+    return ssl.create_default_context(cadata=ca_pem) if ca_pem else ssl.create_default_context()
+
+
+def http_transport(host: str, port: int, timeout: float = 10.0, context: ssl.SSLContext | None = None) -> Transport:
+    """Calls over HTTP, or HTTPS verified by ``context``."""
+
     def call(method: str, path: str, body: bytes | None) -> tuple[int, bytes]:
-        conn = http.client.HTTPConnection(host, port, timeout=timeout)
+        conn = http.client.HTTPSConnection(host, port, timeout=timeout, context=context) if context else \
+            http.client.HTTPConnection(host, port, timeout=timeout)
         try:
             conn.request(method, path, body=body, headers={"Content-Type": "application/json"} if body else {})
             answer = conn.getresponse()
@@ -91,21 +103,26 @@ def http_transport(host: str, port: int, timeout: float = 10.0) -> Transport:
 
 
 class StubClient:
-    def __init__(self, transport: Transport, name: str = "stub") -> None:
+    def __init__(self, transport: Transport, name: str = "stub", ca_pem: str | None = None) -> None:
         self._call = transport
         self.name = name
+        #: a TLS stub's run CA certificate (PEM), for the clients a test hands it to; None: plain HTTP or unknown
+        self.ca_pem = ca_pem
 
     @classmethod
-    def at(cls, host: str, port: int, name: str = "stub") -> StubClient:
-        return cls(http_transport(host, port), name)
+    def at(cls, host: str, port: int, name: str = "stub", *, tls: bool = False,
+           ca_pem: str | None = None) -> StubClient:
+        """``tls``: over HTTPS, trusting ``ca_pem`` (``${services.NAME.ca_pem}``), else the system's CAs."""
+        return cls(http_transport(host, port, context=tls_context(ca_pem) if tls or ca_pem else None), name, ca_pem)
 
     @classmethod
-    def from_url(cls, url: str, name: str = "stub") -> StubClient:
-        """From the stub's published URL (an output such as ``http://127.0.0.1:49153``)."""
+    def from_url(cls, url: str, name: str = "stub", *, ca_pem: str | None = None) -> StubClient:
+        """From the stub's published URL (an output such as ``http://127.0.0.1:49153``); an ``https://``
+        one is verified with ``ca_pem`` (the run's CA, ``${services.NAME.ca_pem}``)."""
         parts = urlsplit(url)
         if parts.hostname is None or parts.port is None:
             raise StubError(f"stub URL {url!r} has no host and port")
-        return cls.at(parts.hostname, parts.port, name)
+        return cls.at(parts.hostname, parts.port, name, tls=parts.scheme == "https", ca_pem=ca_pem)
 
     def _json(self, method: str, path: str, payload: object = None, ok: tuple[int, ...] = (200,)) -> Any:
         body = None if payload is None else json.dumps(payload).encode()
@@ -182,11 +199,13 @@ class StubClient:
                 headers: Mapping[str, str] | None = None, delay: float | tuple[float, float] | None = None,
                 fault: str | None = None, times: int | None = None, query: Mapping[str, str] | None = None,
                 match_headers: Mapping[str, str] | None = None, match_body: Mapping[str, Any] | None = None,
-                responses: list[Mapping[str, Any]] | None = None) -> None:
+                responses: list[Mapping[str, Any]] | None = None, scenario: str | None = None,
+                state: str | None = None, set_state: str | None = None) -> None:
         """Answers ``method path`` this way before any route: ``times`` calls (``1``: one-shot), or
         until ``reset()`` (``None``). Bodies are templates, as in the blueprint. ``responses``: an
         ordered list of raw responses (``{"status", "json" | "text", "headers", "delay": [lo, hi], "fault"}``)
-        instead of the single one."""
+        instead of the single one. ``state``: only while ``scenario`` (default ``"default"``) is in it;
+        ``set_state``: moves the scenario there once it answers."""
         if fault is not None and fault not in FAULTS:
             raise StubError(f"unknown fault {fault!r}; use one of {', '.join(FAULTS)}")
         if responses is None:
@@ -207,30 +226,54 @@ class StubClient:
         for key, value in (("query", query), ("headers", match_headers), ("body", match_body)):
             if value:
                 spec[key] = dict(value)
+        for key, name in (("scenario", scenario), ("state", state), ("set_state", set_state)):
+            if name is not None:
+                spec[key] = name
         self._json("POST", "respond", spec, ok=(201,))
 
+    # -- state (scenarios) ------------------------------------------------------------------------------
+    def states(self) -> dict[str, str]:
+        """Every scenario's current state."""
+        return dict(self._json("GET", "state")["states"])
+
+    def state(self, scenario: str = DEFAULT_SCENARIO) -> str:
+        """The current state of ``scenario``."""
+        states = self.states()
+        if scenario not in states:
+            raise StubError(f"stub {self.name} has no scenario {scenario!r} "
+                            f"(scenarios: {', '.join(sorted(states)) or 'none'})")
+        return states[scenario]
+
+    def set_state(self, state: str, scenario: str = DEFAULT_SCENARIO) -> None:
+        """Moves ``scenario`` to ``state`` now (until a route moves it, or ``reset()``)."""
+        self._json("PUT", "state", {"scenario": scenario, "state": state})
+
     def reset(self) -> None:
-        """Drops run-time responses, the journal and every route's call count: as just started."""
+        """Drops run-time responses, the journal and every route's call count, and puts every scenario
+        back in its initial state: as just started."""
         self._json("POST", "reset", ok=(204,))
 
 
 _EXEC_SCRIPT = """
-import base64, http.client, json, sys
-c = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]), timeout=10)
-body = base64.b64decode(sys.argv[4]) if len(sys.argv) > 4 else None
+import base64, http.client, json, ssl, sys
+scheme, _, port = sys.argv[1].rpartition(":")
+c = http.client.HTTPSConnection("127.0.0.1", int(port), timeout=10, context=ssl.create_default_context(
+    cafile=sys.argv[4])) if scheme == "https" else http.client.HTTPConnection("127.0.0.1", int(port), timeout=10)
+body = base64.b64decode(sys.argv[5]) if len(sys.argv) > 5 else None
 c.request(sys.argv[2], sys.argv[3], body=body, headers={"Content-Type": "application/json"} if body else {})
 r = c.getresponse()
 print("ENVKIT-STUB " + json.dumps({"status": r.status, "body": base64.b64encode(r.read()).decode()}))
 """
 
 
-def exec_transport(run: Callable[[tuple[str, ...]], tuple[int, str]], port: int, name: str = "stub") -> Transport:
+def exec_transport(run: Callable[[tuple[str, ...]], tuple[int, str]], port: int, name: str = "stub",
+                   tls: bool = False) -> Transport:
     """Calls made by a command in the stub's own container (``run``: argv -> (exit code, output)), for a
-    stub that publishes no port."""
+    stub that publishes no port (``tls``: over HTTPS, verified with the CA copied in beside its certificate)."""
 
     def call(method: str, path: str, body: bytes | None) -> tuple[int, bytes]:
-        argv = ("python3", "-c", _EXEC_SCRIPT, str(port), method, path,
-                *((base64.b64encode(body).decode(),) if body else ()))
+        argv = ("python3", "-c", _EXEC_SCRIPT, f"{'https' if tls else 'http'}:{port}", method, path,
+                f"{TLS_DIR}/ca.pem", *((base64.b64encode(body).decode(),) if body else ()))
         code, output = run(argv)
         line = next((ln for ln in reversed(output.splitlines()) if ln.startswith("ENVKIT-STUB ")), None)
         if code != 0 or line is None:
@@ -249,15 +292,18 @@ def connect(env: Environment, service: str, replica: int = 1) -> StubClient:
     if text is None:
         raise StubError(f"service {service} of run {env.run_id} is not a stub (kind: stub)")
     try:
-        port = int(json.loads(text).get("port", DEFAULT_PORT))
+        config = json.loads(text)
+        port, tls = int(config.get("port", DEFAULT_PORT)), bool(config.get("tls"))
     except (ValueError, AttributeError) as exc:
         raise StubError(f"service {service}: unreadable {CONFIG_VAR}: {exc}") from exc
+    ca = state.labels.get(L.TLS_CA) if tls else None
     bound = state.ports.get(PortKey(port, "tcp"))
     if bound is not None:
         host, published = host_port(env.info, service, port)
-        return StubClient(http_transport(host, published), service)
+        context = tls_context(ca) if tls else None
+        return StubClient(http_transport(host, published, context=context), service, ca)
 
     def run(argv: tuple[str, ...]) -> tuple[int, str]:
         result = env.exec(service, argv, replica)
         return result.exit_code, result.output
-    return StubClient(exec_transport(run, port, service), service)
+    return StubClient(exec_transport(run, port, service, tls), service, ca)

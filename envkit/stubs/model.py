@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CONFIG_VAR", "DEFAULT_PORT", "StubDef", "StubResponse", "StubRoute"]
+__all__ = ["CONFIG_VAR", "DEFAULT_PORT", "StubDef", "StubResponse", "StubRoute", "StubTls"]
 
 Key = tuple[str | int, ...]
 CONFIG_VAR = "ENVKIT_STUB_CONFIG"
@@ -77,7 +77,14 @@ class StubRoute:
     body: str | None = None  # JSON object {dotted field: value} the request's JSON body must hold
     cycle: bool = False  # ordered responses start over after the last (else the last repeats)
     name: str | None = None
+    scenario: str | None = None  # the state machine ``state``/``set_state`` refer to (None: "default")
+    state: str | None = None  # answers only while the scenario is in this state
+    set_state: str | None = None  # once it answers, the scenario moves to this state
     at: Key = field(default=(), compare=False)
+
+    def _state(self) -> dict[str, str]:
+        return {k: v for k, v in (("scenario", self.scenario), ("state", self.state), ("set_state", self.set_state))
+                if v is not None}
 
     def blueprint(self, base: Path) -> dict[str, Any]:
         out: dict[str, Any] = {"method": self.method, "path": self.path,
@@ -95,11 +102,11 @@ class StubRoute:
             out["cycle"] = True
         if self.name:
             out["name"] = self.name
-        return out
+        return {**out, **self._state()}
 
     def config(self) -> dict[str, Any]:
         out: dict[str, Any] = {"method": self.method, "path": self.path,
-                               "responses": [r.config() for r in self.responses]}
+                               "responses": [r.config() for r in self.responses], **self._state()}
         if self.query:
             out["query"] = dict(self.query)
         if self.headers:
@@ -114,10 +121,23 @@ class StubRoute:
 
 
 @dataclass(frozen=True)
+class StubTls:
+    """``tls:`` of a stub: HTTPS with a certificate of the run's CA (``envkit.stubs.tls``)."""
+
+    names: tuple[str, ...] = ()  # more names (or IP addresses) its certificate is valid for
+    at: Key = field(default=(), compare=False)
+
+    def blueprint(self) -> bool | dict[str, Any]:
+        return {"names": list(self.names)} if self.names else True
+
+
+@dataclass(frozen=True)
 class StubDef:
     port: int = DEFAULT_PORT
     routes: tuple[StubRoute, ...] = ()
     default: StubResponse | None = None  # None: 404 naming the closest routes
+    scenarios: tuple[tuple[str, str], ...] = ()  # scenario -> initial state (one not named here: "started")
+    tls: StubTls | None = None  # None: plain HTTP
     at: Key = field(default=(), compare=False)
 
     def blueprint(self, base: Path) -> dict[str, Any]:
@@ -126,12 +146,20 @@ class StubDef:
         out: dict[str, Any] = {"port": self.port, "routes": [r.blueprint(base) for r in self.routes]}
         if self.default is not None:
             out["default"] = self.default.blueprint(base)
+        if self.scenarios:
+            out["scenarios"] = dict(self.scenarios)
+        if self.tls is not None:
+            out["tls"] = self.tls.blueprint()
         return out
 
     def config(self) -> dict[str, Any]:
         out: dict[str, Any] = {"port": self.port, "routes": [r.config() for r in self.routes]}
         if self.default is not None:
             out["default"] = self.default.config()
+        if self.scenarios:
+            out["scenarios"] = dict(self.scenarios)
+        if self.tls is not None:
+            out["tls"] = True  # the files are copied in before it starts (envkit.stubs.tls.TLS_DIR)
         return out
 
     def config_text(self) -> str:

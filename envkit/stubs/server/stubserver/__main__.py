@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 import sys
 
 from .server import serve
@@ -19,7 +20,11 @@ def main() -> int:
     except ValueError as exc:
         print(f"envkit-stub: ENVKIT_STUB_CONFIG is not JSON: {exc}", file=sys.stderr, flush=True)
         return 2
-    serve(config)
+    try:
+        serve(config)
+    except (OSError, ssl.SSLError) as exc:  # its port taken, or TLS without its files (never copied in)
+        print(f"envkit-stub: cannot serve: {exc}", file=sys.stderr, flush=True)
+        return 2
     return 0
 
 

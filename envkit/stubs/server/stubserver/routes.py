@@ -6,7 +6,11 @@ directly. Standard library only: it also runs inside the stub's image.
 A route (the JSON envkit builds from the blueprint's ``stub:`` key, docs/stubs.md)::
 
     {"method": "POST", "path": "/charges/{id}", "query": {...}, "headers": {...}, "body": {"a.b": value},
-     "responses": [response, ...], "cycle": false}
+     "responses": [response, ...], "cycle": false, "scenario": "cart", "state": "empty", "set_state": "filled"}
+
+State (WireMock's scenarios): each scenario has one current state, ``started`` unless the config's
+``"scenarios": {name: initial}`` says otherwise. A route with ``state`` answers only while its scenario
+(``default`` when it names none) is in that state; one with ``set_state`` moves it there once it answers.
 
 A body field's value is compared for equality, or by operators: ``{"$lt" | "$lte" | "$gt" | "$gte" |
 "$ne": value, "$regex": pattern}``.
@@ -14,8 +18,8 @@ A body field's value is compared for equality, or by operators: ``{"$lt" | "$lte
 A response: ``{"status": 200, "headers": {...}, "json": value | "text": str | "b64": str,
 "delay": [low, high], "fault": name | null}``. Templates: ``{{path.id}}``, ``{{query.q}}``,
 ``{{header.name}}``, ``{{body.a.b}}``, ``{{body}}``, ``{{request.id}}``, ``{{request.seq}}``,
-``{{request.method}}``, ``{{request.path}}``, ``{{now}}``, ``{{now:FORMAT}}`` (strftime, or ``iso``,
-``epoch``, ``epoch_ms``, ``rfc1123``).
+``{{request.method}}``, ``{{request.path}}``, ``{{state}}``, ``{{state.NAME}}``, ``{{now}}``,
+``{{now:FORMAT}}`` (strftime, or ``iso``, ``epoch``, ``epoch_ms``, ``rfc1123``).
 """
 
 from __future__ import annotations
@@ -29,9 +33,12 @@ from dataclasses import dataclass, field
 from email.utils import format_datetime
 from typing import Any
 
-__all__ = ["FAULTS", "Request", "closest", "is_operators", "match", "pick", "render", "render_text"]
+__all__ = ["DEFAULT_SCENARIO", "FAULTS", "INITIAL_STATE", "Request", "allowed", "closest", "initial_states",
+           "is_operators", "match", "pick", "render", "render_text", "scenario_of"]
 
 FAULTS = ("reset", "empty", "malformed_chunk", "random_then_close", "malformed_json")
+DEFAULT_SCENARIO = "default"
+INITIAL_STATE = "started"
 _MISSING = object()
 _TEMPLATE = re.compile(r"\{\{\s*([^{}]+?)\s*\}\}")
 
@@ -47,6 +54,7 @@ class Request:
     now: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
     params: dict[str, str] = field(default_factory=dict)  # filled by match()
     seq: int = 0  # the how-many-th call of the route that answers, filled by the server
+    states: dict[str, str] = field(default_factory=dict)  # each scenario's state once this request answered
 
     def json(self) -> Any:
         try:
@@ -134,6 +142,23 @@ def match(route: dict[str, Any], req: Request) -> dict[str, str] | None:
     return params
 
 
+def scenario_of(route: dict[str, Any]) -> str:
+    return str(route.get("scenario") or DEFAULT_SCENARIO)
+
+
+def initial_states(config: dict[str, Any]) -> dict[str, str]:
+    """Each scenario the routes use (or the config declares), in its initial state."""
+    states = {scenario_of(r): INITIAL_STATE for r in config.get("routes", []) if "state" in r or "set_state" in r}
+    states.update({str(k): str(v) for k, v in (config.get("scenarios") or {}).items()})
+    return states
+
+
+def allowed(route: dict[str, Any], states: dict[str, str]) -> bool:
+    """Whether the route's required state (if any) is its scenario's current one."""
+    want = route.get("state")
+    return want is None or states.get(scenario_of(route), INITIAL_STATE) == str(want)
+
+
 def pick(route: dict[str, Any], calls: int) -> dict[str, Any]:
     """The response to the ``calls``-th call (1-based): ordered responses, the last one repeats (or they cycle)."""
     responses = route["responses"]
@@ -171,6 +196,8 @@ def _value(expr: str, req: Request) -> Any:
             return req.body.decode("utf-8", "replace")
         doc = req.json()
         return _MISSING if doc is _MISSING else field_of(doc, rest)
+    if head == "state":
+        return req.states.get(rest or DEFAULT_SCENARIO, _MISSING)
     if head == "request":
         return {"id": req.id, "seq": req.seq, "method": req.method, "path": req.path}.get(rest, _MISSING)
     return _MISSING

@@ -6,16 +6,21 @@ Control API (JSON), on the stub's own port:
     GET    /__envkit/journal[?method=&path=] every request received (not control calls), oldest first
     DELETE /__envkit/journal                 forget them
     POST   /__envkit/respond                 {route..., "times": n | null}: answers first, n times or until reset
-    POST   /__envkit/reset                   drops run-time responses, the journal and every call count
+    POST   /__envkit/reset                   drops run-time responses, the journal and every call count;
+                                             every scenario back to its initial state
+    GET    /__envkit/state                   {"states": {scenario: state}}
+    PUT    /__envkit/state                   {"scenario": name (default "default"), "state": str}
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import random
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -24,17 +29,32 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from .routes import FAULTS, Request, closest, match, pick, render, render_text
+from .routes import (
+    DEFAULT_SCENARIO,
+    FAULTS,
+    INITIAL_STATE,
+    Request,
+    allowed,
+    closest,
+    initial_states,
+    match,
+    pick,
+    render,
+    render_text,
+    scenario_of,
+)
 
-__all__ = ["State", "serve"]
+__all__ = ["State", "TLSServer", "serve", "tls_context"]
 
 CONTROL = "/__envkit/"
+TLS_DIR = "/run/envkit-tls"  # cert.pem, key.pem, ca.pem: copied in by envkit (envkit.stubs.tls) before the start
+HANDSHAKE_TIMEOUT = 10.0
 MAX_BODY = 8 << 20
 MAX_JOURNAL = 10_000
 
 
 class State:
-    """Routes, run-time responses, call counts and the journal, behind one lock."""
+    """Routes, run-time responses, call counts, scenario states and the journal, behind one lock."""
 
     def __init__(self, config: dict[str, Any]) -> None:
         self.config = config
@@ -46,26 +66,36 @@ class State:
         self.calls: dict[int, int] = {}
         self.journal: list[dict[str, Any]] = []
         self.seq = 0
+        self.states = initial_states(self.config)
+
+    def _moved(self, route: dict[str, Any], req: Request) -> None:
+        """The route answers: its scenario moves to ``set_state``; the request sees every state after that."""
+        if route.get("set_state") is not None:
+            self.states[scenario_of(route)] = str(route["set_state"])
+        req.states = dict(self.states)
 
     def answer(self, req: Request) -> tuple[dict[str, Any], str | None]:
         """(response, the route's name or None when nothing matched); also counts the call."""
         with self.lock:
             for o in list(self.overrides):
-                params = match(o, req)
+                params = match(o, req) if allowed(o, self.states) else None
                 if params is not None:
                     req.params = params
+                    self._moved(o, req)
                     o["used"] = o.get("used", 0) + 1
                     req.seq = o["used"]
                     if o.get("times") is not None and o["used"] >= o["times"]:
                         self.overrides.remove(o)
                     return pick(o, o["used"]), "respond"
             for i, route in enumerate(self.config.get("routes", [])):
-                params = match(route, req)
+                params = match(route, req) if allowed(route, self.states) else None
                 if params is not None:
                     req.params = params
+                    self._moved(route, req)
                     self.calls[i] = self.calls.get(i, 0) + 1
                     req.seq = self.calls[i]
                     return pick(route, self.calls[i]), route.get("name") or f"{route.get('method', 'ANY')} {route['path']}"
+            req.states = dict(self.states)
         default = self.config.get("default")
         if default:
             return dict(default), None
@@ -203,7 +233,34 @@ class Handler(BaseHTTPRequestHandler):
                 return
             with st.lock:
                 st.overrides.insert(0, spec)
+                if "state" in spec or "set_state" in spec:  # a scenario of its own starts in "started"
+                    st.states.setdefault(scenario_of(spec), INITIAL_STATE)
             self._send({"status": 201, "json": {"added": spec}})
+        elif what == "state" and self.command == "GET":
+            with st.lock:
+                states = dict(st.states)
+            self._send({"status": 200, "json": {"states": states}})
+        elif what == "state" and self.command in ("PUT", "POST"):
+            try:
+                spec = json.loads(raw or b"{}")
+            except ValueError as exc:
+                spec = {"error": f"body is not JSON: {exc}"}
+            scenario = (spec.get("scenario") or DEFAULT_SCENARIO) if isinstance(spec, dict) else None
+            state = spec.get("state") if isinstance(spec, dict) else None
+            with st.lock:
+                known = set(st.states)
+                if not isinstance(state, str) or not state or not isinstance(scenario, str):
+                    problem = spec.get("error") if isinstance(spec, dict) and "error" in spec else \
+                        'expected {"scenario": name, "state": "..."}'
+                elif scenario not in known:
+                    problem = f"no scenario {scenario!r}; known: {', '.join(sorted(known)) or 'none'}"
+                else:
+                    problem = None
+                    st.states[scenario] = state
+            if problem:
+                self._send({"status": 400, "json": {"error": problem}})
+            else:
+                self._send({"status": 200, "json": {"states": dict(st.states)}})
         elif what == "reset" and self.command == "POST":
             with st.lock:
                 st.reset()
@@ -221,10 +278,41 @@ def _check_route(spec: Any) -> str | None:
     for r in responses:
         if r.get("fault") not in (None, *FAULTS):
             return f"unknown fault {r.get('fault')!r}; known: {', '.join(FAULTS)}"
+    for key in ("scenario", "state", "set_state"):
+        if spec.get(key) is not None and (not isinstance(spec[key], str) or not spec[key]):
+            return f"{key} must be a non-empty string"
     times = spec.get("times")
     if times is not None and (not isinstance(times, int) or times < 1):
         return "times must be a positive integer or null"
     return None
+
+
+class TLSServer(ThreadingHTTPServer):
+    """HTTPS: the handshake happens in the connection's own thread, so a slow client holds up no one else."""
+
+    context: ssl.SSLContext
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        request.settimeout(HANDSHAKE_TIMEOUT)
+        try:
+            wrapped = self.context.wrap_socket(request, server_side=True)
+        except (OSError, ssl.SSLError) as exc:  # a client that does not trust the CA, or speaks plain HTTP
+            print(f"{client_address[0]} TLS handshake failed: {exc}", flush=True)
+            return
+        wrapped.settimeout(None)
+        try:
+            super().finish_request(wrapped, client_address)
+        finally:
+            with contextlib.suppress(OSError):
+                wrapped.close()
+
+
+def tls_context(directory: str = TLS_DIR) -> ssl.SSLContext:
+    """The server's TLS context, from the files envkit copies in before the stub starts."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(os.path.join(directory, "cert.pem"), os.path.join(directory, "key.pem"))
+    return context
 
 
 def serve(config: dict[str, Any]) -> None:
@@ -232,6 +320,12 @@ def serve(config: dict[str, Any]) -> None:
     ThreadingHTTPServer.allow_reuse_address = True
     handler = type("StubHandler", (Handler,), {"state": State(config)})
     port = int(config.get("port", 8080))
-    server = ThreadingHTTPServer(("0.0.0.0", port), handler)
-    print(f"envkit-stub: {len(config.get('routes', []))} route(s) on 0.0.0.0:{port}", flush=True)
+    if config.get("tls"):
+        context = tls_context()  # before it listens: a TLS stub is ready once its port accepts
+        server: ThreadingHTTPServer = type("StubTLSServer", (TLSServer,), {"context": context})(("0.0.0.0", port),
+                                                                                                handler)
+    else:
+        server = ThreadingHTTPServer(("0.0.0.0", port), handler)
+    scheme = "https" if config.get("tls") else "http"
+    print(f"envkit-stub: {len(config.get('routes', []))} route(s) on {scheme}://0.0.0.0:{port}", flush=True)
     server.serve_forever()

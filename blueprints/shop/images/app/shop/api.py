@@ -4,10 +4,16 @@
                        503 {"status": "unavailable", "reason": "..."}  database down, no `orders` table
                                                                       (migrate not run) or Redis down
     POST /orders       {"email": str, "amount_cents": int, "name": str (optional)}
-                       201 <order>                          charged, status "pending", queued for the worker
+                       201 <order> + {"paid_at": ISO-8601 str | null}   charged, status "pending", queued
+                                                            for the worker; paid_at: the gateway's
+                                                            created_at (ISO 8601, an HTTP date or Unix
+                                                            seconds), in ISO 8601 UTC
                        402 <order> + {"error": "payment declined"}   gateway declined, status "declined"
                        400 {"error": "..."}                 body not JSON / fields missing or mistyped
-                       502 <order> + {"error": "..."}       gateway unreachable or odd answer,
+                       502 <order> + {"error": "..."}       gateway unreachable or odd answer (also a
+                                                            created_at in another format), status
+                                                            "payment_failed"
+                       504 <order> + {"error": "..."}       gateway silent for GATEWAY_TIMEOUT_S,
                                                             status "payment_failed"
                        503 <order> + {"error": "..."}       charged but the queue (Redis) failed
                        503 {"error": "..."}                 database unavailable
@@ -23,6 +29,8 @@ Order status: pending -> fulfilled (by shop.worker); or declined / payment_faile
 Each request uses a fresh database connection. One log line per request goes to stdout.
 """
 
+import datetime as dt
+import email.utils
 import http.client
 import json
 import os
@@ -37,7 +45,7 @@ import psycopg2
 import redis
 
 from . import db
-from .settings import ORDER_QUEUE, PAYMENTS_URL, redis_client
+from .settings import GATEWAY_TIMEOUT_S, ORDER_QUEUE, PAYMENTS_URL, redis_client
 
 PORT = int(os.environ.get("PORT", "8080"))
 MAX_BODY = 1 << 20
@@ -52,7 +60,11 @@ class BadRequest(Exception):
 
 
 class PaymentError(Exception):
-    pass
+    status = 502
+
+
+class GatewayTimeout(PaymentError):
+    status = 504
 
 
 def _is_int(v: object) -> bool:
@@ -83,21 +95,47 @@ def health() -> tuple[int, dict[str, Any]]:
     return 200, {"status": "ok"}
 
 
-def charge(order_id: int, amount_cents: int) -> tuple[bool, str | None]:
-    """(True, charge id) when captured, (False, None) when declined; PaymentError otherwise."""
+def charge_time(value: object) -> str | None:
+    """The gateway's ``created_at`` in ISO 8601 UTC: it may send ISO 8601, an HTTP date (RFC 1123) or Unix
+    seconds; anything else (``04/03/2026``: which day is that?) is a PaymentError, not a guess."""
+    if value is None:
+        return None
+    when = None
+    if isinstance(value, str) and value.isascii() and value.isdigit():  # Unix seconds, as a string
+        value = int(value)
+    if _is_int(value) or isinstance(value, float):
+        when = dt.datetime.fromtimestamp(float(value), dt.timezone.utc)
+    elif isinstance(value, str):
+        try:
+            when = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            try:
+                when = email.utils.parsedate_to_datetime(value)
+            except (TypeError, ValueError):
+                when = None
+    if when is None or when.tzinfo is None:
+        raise PaymentError(f"payments answered created_at {value!r}, a date in no format the shop reads "
+                           "(ISO 8601 with a time zone, an HTTP date, Unix seconds)")
+    return when.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def charge(order_id: int, amount_cents: int) -> tuple[bool, str | None, str | None]:
+    """(True, charge id, paid at) when captured, (False, None, None) when declined; PaymentError otherwise."""
     body = json.dumps({"order_id": order_id, "amount_cents": amount_cents}).encode()
     req = urllib.request.Request(
         f"{PAYMENTS_URL}/charges", data=body, method="POST", headers={"Content-Type": "application/json"}
     )
     try:
-        with urllib.request.urlopen(req, timeout=10) as resp:
+        with urllib.request.urlopen(req, timeout=GATEWAY_TIMEOUT_S) as resp:
             raw = resp.read()
     except urllib.error.HTTPError as e:
         if e.code == 402:
-            return False, None
+            return False, None, None
         raise PaymentError(f"payments answered HTTP {e.code}") from e
-    except TimeoutError as e:
-        raise PaymentError("payments did not answer within 10 s") from e
+    except (TimeoutError, urllib.error.URLError) as e:
+        if isinstance(e, TimeoutError) or isinstance(e.reason, TimeoutError):  # no answer, or no connection
+            raise GatewayTimeout(f"payments did not answer within {GATEWAY_TIMEOUT_S:g} s") from e
+        raise PaymentError(f"payments unreachable: {e!r}") from e
     except (OSError, http.client.HTTPException) as e:  # refused, reset, closed early, a broken chunk
         raise PaymentError(f"payments unreachable: {e!r}") from e
     try:
@@ -106,7 +144,7 @@ def charge(order_id: int, amount_cents: int) -> tuple[bool, str | None]:
         raise PaymentError(f"payments answered malformed JSON: {e}") from e
     if not isinstance(answer, dict) or not isinstance(answer.get("id"), str):
         raise PaymentError("payments answered without a charge id")
-    return True, answer["id"]
+    return True, answer["id"], charge_time(answer.get("created_at"))
 
 
 def _fetch_order(cur: Any, order_id: int) -> dict[str, Any] | None:
@@ -146,12 +184,12 @@ def create_order(req: object) -> tuple[int, dict[str, Any]]:
 
         # 2. The charge.
         try:
-            captured, payment_id = charge(order_id, amount)
+            captured, payment_id, paid_at = charge(order_id, amount)
         except PaymentError as e:
             with conn, conn.cursor() as cur:
                 cur.execute("UPDATE orders SET status = 'payment_failed' WHERE id = %s", (order_id,))
                 order = _fetch_order(cur, order_id)
-            return 502, {**order, "error": str(e)}  # type: ignore[dict-item]
+            return e.status, {**order, "error": str(e)}  # type: ignore[dict-item]
         with conn, conn.cursor() as cur:
             if captured:
                 cur.execute("UPDATE orders SET payment_id = %s WHERE id = %s", (payment_id, order_id))
@@ -169,7 +207,7 @@ def create_order(req: object) -> tuple[int, dict[str, Any]]:
         _redis.rpush(ORDER_QUEUE, order_id)
     except redis.RedisError as e:
         return 503, {**order, "error": f"order paid but not queued: redis: {e}"}
-    return 201, order
+    return 201, {**order, "paid_at": paid_at}
 
 
 def get_order(order_id: int) -> tuple[int, dict[str, Any]]:
