@@ -394,9 +394,6 @@ class DockerBackend(DockerCapabilities, Backend):
                 pass  # not in a state to stop: the forced removal below ends it anyway
         self._gone_ok(f"remove {what}", lambda: self.api.remove_container(container_id, force=True, v=True))
 
-    def remove_network(self, network_id: str) -> None:
-        self._gone_ok(f"remove network {network_id[:12]}", lambda: self.api.remove_network(network_id))
-
     def remove_volume(self, name: str) -> None:
         self._gone_ok(f"remove volume {name}", lambda: self.api.remove_volume(name, force=True))
 
