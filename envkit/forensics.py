@@ -30,7 +30,7 @@ from typing import Any
 from envkit import labels as L
 from envkit.backends.base import Backend, ContainerState
 from envkit.blueprint.model import Blueprint, Probe
-from envkit.errors import BuildFailed, EnvkitError, ServiceFailed, UsageError
+from envkit.errors import BuildFailed, EnvkitError, ServiceFailed, UsageError, engine_lost
 from envkit.events import Event, EventSink, ignore
 from envkit.outputs import mask
 from envkit.plan import Plan
@@ -344,7 +344,11 @@ def write_failure(backend: Backend, rec: Recorder, exc: BaseException, directory
     culprit: str | None = None
     why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     tail: Sequence[str] = ()
-    if isinstance(exc, ServiceFailed):
+    lost = engine_lost(exc)
+    if lost is not None:  # no service is at fault: the engine went away (envkit.engine_lost)
+        culprit = ""  # decided: none (None would look for one among the services)
+        why = "the connection to the engine was lost: " + (str(lost).splitlines() or [type(lost).__name__])[0]
+    elif isinstance(exc, ServiceFailed):
         culprit, why, tail = exc.service, exc.reason, exc.log_tail
     elif isinstance(exc, BuildFailed):
         culprit, why, tail = exc.services[0], f"image build failed ({exc.image}): {exc.reason}", exc.log_tail

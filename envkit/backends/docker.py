@@ -45,7 +45,7 @@ from envkit.backends.base import (
     Resource,
     VolumeSpec,
 )
-from envkit.errors import Busy, Conflict, EngineError, EnvkitError, NotFound, PortBusy, Transient
+from envkit.errors import Busy, Conflict, ConnectionLost, EngineError, EnvkitError, NotFound, PortBusy, Transient
 from envkit.text import duration
 
 __all__ = ["DockerBackend", "open_backend", "translate"]
@@ -87,7 +87,7 @@ def translate(exc: BaseException, what: str, where: str) -> EnvkitError:
                for c in causes):
             return wire.unreachable(where, exc)
         if isinstance(exc, requests.exceptions.ConnectionError | ConnectionError):
-            return Transient(f"{prefix}connection dropped: {wire.short(exc)}")
+            return ConnectionLost(f"{prefix}connection dropped ({wire.cause(exc)})")
     return EngineError(prefix + wire.short(exc))
 
 
