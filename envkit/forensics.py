@@ -36,6 +36,7 @@ from envkit.outputs import mask
 from envkit.plan import Plan
 from envkit.probes import Attempts, Outcome, ProbeLog, check
 from envkit.runs import describe
+from envkit.secrets import Secret
 
 __all__ = ["Recorder", "write_failure", "write_live"]
 
@@ -80,8 +81,8 @@ class _Redactor:
     of them (a password ``shop`` in run ``shop-1a2b3c``): they are in every label and container name
     anyway, and the bundle must still say which file is whose."""
 
-    def __init__(self, blueprint: Blueprint | None, names: Iterable[str] = ()) -> None:
-        found: set[str] = set()
+    def __init__(self, blueprint: Blueprint | None, names: Iterable[str] = (), hidden: Iterable[Secret] = ()) -> None:
+        found: set[str] = {s.value for s in hidden if s.value}  # read back from the run (another process's)
         for svc in (blueprint.services.values() if blueprint else ()):
             found |= {v for k, v in svc.environment if len(v) >= 4 and mask(k, v) == "****"}
         # Values the blueprint marks secret (docs/security.md), whatever their key is called.
@@ -282,14 +283,14 @@ def _summary(run_id: str, head: str, culprit: str | None, why: str, tail: Sequen
 # -- writing -------------------------------------------------------------------------------------------------
 def _write(backend: Backend, run_id: str, directory: Path, bp: Blueprint | None, rec: Recorder | None,
            head: str, culprit: str | None, why: str, tail: Sequence[str], extra: dict[str, str],
-           live_checks: bool) -> Path:
+           live_checks: bool, hidden: Iterable[Secret] = ()) -> Path:
     try:
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     except OSError as exc:
         raise UsageError(f"cannot write the forensics bundle to {directory}: {exc.strerror}") from exc
     containers = _containers(backend, run_id)
     names = {run_id, *(c.name for c in containers), *((bp.name, *bp.services) if bp else ())}
-    bundle = _Bundle(directory, _Redactor(bp, names))
+    bundle = _Bundle(directory, _Redactor(bp, names, hidden))
     order = _order(containers, rec, bp)
     log = rec.probes if rec else ProbeLog()
     if live_checks:  # what each running service's probe says right now
@@ -368,9 +369,11 @@ def write_failure(backend: Backend, rec: Recorder, exc: BaseException, directory
 
 
 def write_live(backend: Backend, run_id: str, directory: Path, *, blueprint: Blueprint | None = None,
-               recorder: Recorder | None = None, reason: str = "", faults: str = "") -> Path:
+               recorder: Recorder | None = None, reason: str = "", faults: str = "",
+               hidden: Iterable[Secret] = ()) -> Path:
     """The bundle of a live run. Raises RunNotFound when there is no such run. ``faults``: the fault
-    timeline (``Environment.faults()``), written to faults.txt."""
+    timeline (``Environment.faults()``), written to faults.txt. ``hidden``: the run's secret values read
+    back from its containers (``Environment.hidden()``), masked like the blueprint's."""
     describe(backend, run_id)  # RunNotFound first, before any file is written
     if blueprint is None:
         blueprint = _blueprint_of(backend, run_id)
@@ -381,7 +384,8 @@ def write_live(backend: Backend, run_id: str, directory: Path, *, blueprint: Blu
         head += "\n" + "\n".join(f"  | {line}" for line in shown[-8:])
     return _write(backend, run_id, directory, blueprint, recorder, head, None, "every service is up and ready",
                   (), {**({"reason.txt": reason + "\n"} if reason else {}),
-                       **({"faults.txt": faults.rstrip("\n") + "\n"} if faults.strip() else {})}, live_checks=True)
+                       **({"faults.txt": faults.rstrip("\n") + "\n"} if faults.strip() else {})}, live_checks=True,
+                  hidden=hidden)
 
 
 def _blueprint_of(backend: Backend, run_id: str) -> Blueprint | None:
