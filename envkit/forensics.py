@@ -34,7 +34,7 @@ from envkit.errors import BuildFailed, EnvkitError, ServiceFailed, UsageError, e
 from envkit.events import Event, EventSink, ignore
 from envkit.outputs import mask
 from envkit.plan import Plan
-from envkit.probes import Attempts, Outcome, ProbeLog, check
+from envkit.probes import Attempts, Outcome, ProbeLog, check, probe_from_label
 from envkit.runs import describe
 from envkit.secrets import Secret
 
@@ -134,15 +134,12 @@ def _logs(backend: Backend, c: ContainerState) -> str:
         return f"(could not read the logs: {exc})\n"
 
 
-def _probe_of(c: ContainerState, bp: Blueprint | None) -> Probe | None:
+def _probe_of(c: ContainerState, bp: Blueprint | None, hidden: Iterable[Secret] = ()) -> Probe | None:
     service = c.labels.get(L.SERVICE, "")
     if bp is not None and service in bp.services:
         return bp.services[service].ready
-    try:
-        fields = json.loads(c.labels.get(L.PROBE, "") or "null")
-        return Probe(**{**fields, "command": tuple(fields.get("command", ()))}) if fields else None
-    except (ValueError, TypeError, AttributeError):
-        return None
+    # From the label, with the secrets it holds as placeholders put back (read back from the run).
+    return probe_from_label(c.labels.get(L.PROBE, ""), {h.name: h.value for h in hidden})
 
 
 def _state_line(c: ContainerState) -> str:
@@ -290,6 +287,7 @@ def _write(backend: Backend, run_id: str, directory: Path, bp: Blueprint | None,
         raise UsageError(f"cannot write the forensics bundle to {directory}: {exc.strerror}") from exc
     containers = _containers(backend, run_id)
     names = {run_id, *(c.name for c in containers), *((bp.name, *bp.services) if bp else ())}
+    hidden = tuple(hidden)
     bundle = _Bundle(directory, _Redactor(bp, names, hidden))
     order = _order(containers, rec, bp)
     log = rec.probes if rec else ProbeLog()
@@ -298,7 +296,7 @@ def _write(backend: Backend, run_id: str, directory: Path, bp: Blueprint | None,
             if c.running and c.labels.get(L.KIND, "service") == "service":
                 began, at = time.monotonic(), time.time()
                 try:
-                    outcome, detail = check(backend, c, _probe_of(c, bp))
+                    outcome, detail = check(backend, c, _probe_of(c, bp, hidden))
                 except EnvkitError as exc:
                     outcome, detail = Outcome.NOT_YET, str(exc).splitlines()[0]
                 probe = _probe_of(c, bp)
