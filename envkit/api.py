@@ -211,7 +211,7 @@ def _up(bp: Blueprint, backend: Backend, name: str | None, only: tuple[str, ...]
         reaper.watch(run_id, {L.OWNER: the_plan.identity.owner, L.CREATED_AT: the_plan.identity.created_at},
                      on_event, {**engine_env, "ENVKIT_ENGINE": engine_name})
     deadline = time.monotonic() + timeout if timeout else None
-    executor = Executor(backend, on_event, deadline=deadline, probes=recorder.probes)
+    executor = Executor(backend, on_event, deadline=deadline, probes=recorder.probes, seeds=recorder.seeds)
     try:
         held = claim(backend, run_id, _stamp(bp, the_plan))  # one owner per name, before anything is made
         # Without seeds there is no seeded state to capture or to start from (a key assumes its seeds ran).
