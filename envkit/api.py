@@ -27,8 +27,9 @@ from envkit.backends import Backend, connect
 from envkit.backends.base import Capability
 from envkit.blueprint import Blueprint, load
 from envkit.blueprint.model import RunSeed
-from envkit.claim import NameInUse, claim, release
-from envkit.errors import EnvkitError, Interrupted, UsageError
+from envkit.claim import NameInUse, claim, claim_name, release
+from envkit.engine_lost import during_up as engine_lost_during_up
+from envkit.errors import EnvkitError, Interrupted, UsageError, engine_lost
 from envkit.events import Event, EventSink, ignore
 from envkit.execute import Executor
 from envkit.gc import Lifetime
@@ -214,7 +215,7 @@ def _up(bp: Blueprint, backend: Backend, name: str | None, only: tuple[str, ...]
         reaper.watch(run_id, {L.OWNER: the_plan.identity.owner, L.CREATED_AT: the_plan.identity.created_at},
                      on_event, {**engine_env, "ENVKIT_ENGINE": engine_name})
     deadline = time.monotonic() + timeout if timeout else None
-    executor = Executor(backend, on_event, deadline=deadline, probes=recorder.probes)
+    executor = Executor(backend, on_event, deadline=deadline, probes=recorder.probes, seeds=recorder.seeds)
     try:
         held = claim(backend, run_id, _stamp(bp, the_plan))  # one owner per name, before anything is made
         # Without seeds there is no seeded state to capture or to start from (a key assumes its seeds ran).
@@ -239,13 +240,18 @@ def _up(bp: Blueprint, backend: Backend, name: str | None, only: tuple[str, ...]
             forensics.write_failure(backend, recorder, exc, Path(artifacts) / run_id, bp)
         if keep_on_failure and not interrupted:
             reaper.release(run_id)  # reaper: kept for inspection, handed over like `envkit up`
+            release(backend, claim_name(run_id))  # so that gc does not take it for an `up` that never ended
             on_event(Event("note", run_id, f"kept run {run_id} for inspection; remove it with: envkit down {run_id}"))
         else:
             on_event(Event("rollback", run_id, f"removing what run {run_id} created", phase="start"))
-            removed = _rollback(backend, the_plan, on_event)
+            removed, left = _rollback(backend, the_plan, on_event)
             if isinstance(exc, KeyboardInterrupt):
                 what = "was removed" if removed else f"may be left; remove it with: envkit down {run_id}"
                 raise Interrupted(f"interrupted; run {run_id} {what}") from None
+            lost = None if interrupted else engine_lost(exc) or (engine_lost(left) if left is not None else None)
+            if lost is not None:  # the engine went away: say so, not "service x cannot start"
+                watched = backend.origin is not None and not reaper.disabled()
+                raise engine_lost_during_up(run_id, backend.name, lost, left, watched) from exc
         raise
     return environment
 
@@ -256,7 +262,8 @@ def _stamp(bp: Blueprint, the_plan: Plan) -> dict[str, str]:
             L.VERSION: i.version, L.LIFETIME: i.lifetime, **({L.EXPIRES_AT: i.expires_at} if i.expires_at else {})}
 
 
-def _rollback(backend: Backend, the_plan: Plan, on_event: EventSink) -> bool:
+def _rollback(backend: Backend, the_plan: Plan, on_event: EventSink) -> tuple[bool, EnvkitError | None]:
+    """Whether the rollback ran to its end, and why it could not remove the run (None: removed)."""
     # By labels, not by the executor's ledger: the sweep also finds what a step was creating when the
     # failure came, which the ledger never saw.
     run_id, identity = the_plan.run_id, the_plan.identity
@@ -266,9 +273,10 @@ def _rollback(backend: Backend, the_plan: Plan, on_event: EventSink) -> bool:
     try:
         finished, _ = despite_interrupts(lambda: teardown(backend, [run_id], on_event, missing_ok=True, also=mine))
     except EnvkitError as exc:
-        on_event(Event("note", run_id, f"rollback incomplete: {exc}", detail=str(exc)))
-        return False
-    return finished
+        on_event(Event("note", run_id, "rollback incomplete: " + (str(exc).splitlines() or [repr(exc)])[0],
+                       detail=str(exc)))
+        return False, exc
+    return finished, None
 
 
 def seed(run_id: str, services: tuple[str, ...] = (), *, env: Mapping[str, str] | None = None,

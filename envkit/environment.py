@@ -6,16 +6,17 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import os
 import threading
 import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar, cast
 
-from envkit import forensics, live, reaper
+from envkit import forensics, live, reaper, secrets
 from envkit import labels as L
 from envkit.backends import Backend
 from envkit.backends.base import ContainerState, ExecResult, ExecSession, Protocol
@@ -28,6 +29,7 @@ from envkit.outputs import host_port, resolve, run_document, secret_values, serv
 from envkit.probes import Outcome, check, probe_from_label
 from envkit.reset import reset as reset_run
 from envkit.runs import RunInfo, describe, teardown
+from envkit.secrets import Secret
 
 if TYPE_CHECKING:
     from envkit.faults.apply import FaultRecord
@@ -53,6 +55,23 @@ class ServiceStatus:
         """Ready, or a job that completed."""
         return self.ready in ("ready", "completed")
     ports: dict[str, tuple[str, int]]  # "8080/tcp" -> (host ip, host port): plain data for display and JSON
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _scrubbing(method: F) -> F:
+    """Errors of a method that reaches into the run (a probe's or a command's text, log tails) lose the
+    run's secret values before anyone sees them."""
+    @functools.wraps(method)
+    def wrapper(self: Environment, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except EnvkitError as exc:
+            secrets.scrub_error(exc, self.hidden())
+            raise
+
+    return cast(F, wrapper)
 
 
 _owned: weakref.WeakSet[Environment] = weakref.WeakSet()
@@ -119,6 +138,18 @@ class Environment:
         # In the process that loaded the blueprint, its values; elsewhere, read back (docs/security.md).
         return secret_values(self.info, self.blueprint.secrets if self.blueprint else (), os.environ)
 
+    def hidden(self) -> tuple[Secret, ...]:
+        """The run's secret values, found as the outputs find them (the blueprint's in the process that
+        loaded it, else read back from the containers that hold them): what ``scrub`` hides."""
+        try:
+            return tuple(Secret(name, value) for name, value in self._secrets().items())
+        except EnvkitError:
+            return ()
+
+    def scrub(self, text: str) -> str:
+        """``text`` with every secret value of the run replaced by ``****`` (docs/security.md)."""
+        return secrets.redact(text, self.hidden())
+
     @property
     def services(self) -> tuple[str, ...]:
         return tuple(self.info.services)
@@ -149,6 +180,7 @@ class Environment:
         return f"{scheme}://{host}:{port}{path}"
 
     # -- reaching in ----------------------------------------------------------------------------------
+    @_scrubbing
     def exec(self, service: str, command: list[str] | tuple[str, ...], replica: int = 1,
              user: str | None = None) -> ExecResult:
         """Run a command in a replica of ``service``; ServiceFailed (by service name) if it has stopped."""
@@ -159,6 +191,7 @@ class Environment:
             self._running(service, replica, fresh=True)
             raise
 
+    @_scrubbing
     def exec_stream(self, service: str, command: list[str] | tuple[str, ...], *, stdin: int | None,
                     stdout: BinaryIO, stderr: BinaryIO, tty: bool = False, replica: int = 1,
                     user: str | None = None) -> ExecSession:
@@ -187,6 +220,7 @@ class Environment:
             raise dead
         return container
 
+    @_scrubbing
     def logs(self, service: str | None = None, tail: int | None = None, since: float | None = None,
              until: float | None = None) -> str:
         """One service's logs, or every service's interleaved by time, with a ``name | `` prefix per line."""
@@ -200,8 +234,10 @@ class Environment:
         """New output of one replica as it comes (blocks; stop by closing the iterator)."""
         return self.backend.follow_logs(self._container(service, replica).id, tail)
 
+    @_scrubbing
     def status(self) -> list[ServiceStatus]:
         info = self.refresh()
+        hidden = self.hidden()
         out = []
         for c in info.containers:
             kind = c.labels.get(L.KIND, "service")
@@ -220,6 +256,7 @@ class Environment:
                     outcome, detail = Outcome.NOT_YET, str(exc)
                 ready = "ready" if outcome is Outcome.READY else f"not ready: {detail}"
             ports = {str(key): (bound.host_ip, bound.port) for key, bound in sorted(c.ports.items())}
+            ready = secrets.redact(ready, hidden)  # a probe's output may quote its command, password and all
             out.append(ServiceStatus(c.labels.get(L.SERVICE, "?"), c.name, kind, c.status, ready, ports))
         return out
 
@@ -261,12 +298,13 @@ class Environment:
         self._info = result.info
         return result
 
+    @_scrubbing
     def collect(self, directory: str | Path, *, reason: str = "") -> Path:
         """Write a forensics bundle of the run (logs, inspect data, probe history, plan timing, events,
         SUMMARY.txt) into ``directory``; ``reason`` heads the summary. Returns the folder."""
         timeline = "\n".join(map(str, self.faults()))
         return forensics.write_live(self.backend, self.run_id, Path(directory), blueprint=self.blueprint,
-                                    recorder=self.recorder, reason=reason, faults=timeline)
+                                    recorder=self.recorder, reason=reason, faults=timeline, hidden=self.hidden())
 
     def detach(self) -> None:
         """Hand the run over: it is no longer removed on ``with`` exit or at interpreter exit. Its labels

@@ -10,6 +10,7 @@
     │   │   └── PortBusy (5) ...... a host port to publish on is taken by another program
     │   ├── Busy (5) .............. in use for now (a network with endpoints still detaching); retried
     │   ├── Transient (5) ......... timeouts, 5xx, dropped connections mid-call; retried (envkit.retry)
+    │   │   └── ConnectionLost (5)  the connection dropped mid-call: the engine may or may not have done it
     │   └── BuildFailed (5) ....... an image build failed (names the service, shows the build log tail)
     ├── Unsupported (2) ........... the engine lacks a capability the blueprint or the call needs
     ├── ServiceFailed (6) ......... a service exited, never got ready, or a job failed (names that service)
@@ -37,6 +38,7 @@ __all__ = [
     "BuildFailed",
     "Busy",
     "Conflict",
+    "ConnectionLost",
     "EngineError",
     "EngineUnavailable",
     "EnvkitError",
@@ -51,6 +53,7 @@ __all__ = [
     "Transient",
     "Unsupported",
     "UsageError",
+    "engine_lost",
 ]
 
 
@@ -118,6 +121,28 @@ class Busy(EngineError):
 
 class Transient(EngineError):
     """A failure worth another try: a timeout, a 5xx answer, a connection dropped mid-call."""
+
+
+class ConnectionLost(Transient):
+    """The connection to the engine dropped in the middle of a call (the engine went away, or a proxy in
+    front of it): the engine may or may not have done what was asked."""
+
+
+def engine_lost(exc: BaseException) -> EnvkitError | None:
+    """The lost engine behind a failure, if that is what it is: the first ``ConnectionLost`` or
+    ``EngineUnavailable`` in the exception and its causes (a service's start failing because the
+    connection dropped is the engine's failure, not the service's)."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        e = todo.pop(0)
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, ConnectionLost | EngineUnavailable):
+            return e
+        todo += [e.__cause__, e.__context__]
+    return None
 
 
 class Unsupported(EnvkitError):

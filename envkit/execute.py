@@ -20,6 +20,7 @@ from envkit.errors import EnvkitError
 from envkit.events import Event, EventKind, EventSink, Phase, ignore
 from envkit.handlers import Context, Ledger, run_step
 from envkit.probes import Aborted, ProbeLog
+from envkit.seed_log import SeedLog
 from envkit.steps import Step
 
 __all__ = ["Executor", "Graph", "Ledger"]
@@ -41,7 +42,7 @@ class Graph(Protocol):
 class Executor:
     def __init__(self, backend: Backend, on_event: EventSink = ignore, max_parallel: int = 16,
                  deadline: float | None = None, existing: Mapping[str, str] | None = None,
-                 probes: ProbeLog | None = None) -> None:
+                 probes: ProbeLog | None = None, seeds: SeedLog | None = None) -> None:
         self.backend = backend
         self.on_event = on_event
         self.max_parallel = max_parallel
@@ -51,6 +52,7 @@ class Executor:
         # Containers the plan acts on without creating them (a live run's): name -> id.
         self.ledger.containers.update(existing or {})
         self.probes = probes  # the readiness checks' results go here (forensics)
+        self.seeds = seeds  # and the seed steps' results
 
     def run(self, plan: Graph) -> Ledger:
         pending = {s.id: set(s.after) for s in plan.steps}
@@ -114,7 +116,7 @@ class Executor:
         began = time.monotonic()
         try:
             done = run_step(Context(self.backend, self.ledger, self.abort, step, output, self.deadline, progress,
-                                    probes=self.probes))
+                                    probes=self.probes, seeds=self.seeds))
         except Aborted:
             raise
         except EnvkitError as exc:

@@ -28,13 +28,13 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from envkit import images
+from envkit import export_secrets, images
 from envkit.blueprint.keys import SERVICE
 from envkit.blueprint.model import Blueprint, Port, Probe, Service
 from envkit.blueprint.refs import REF
@@ -60,6 +60,8 @@ class ComposeExport:
 
     document: dict[str, Any]
     notes: tuple[str, ...] = ()
+    #: the secret values the document refers to as ``${VAR}`` (envkit.export_secrets), by variable
+    secrets: dict[str, str] = field(default_factory=dict, repr=False)
 
     def text(self, source: str = "") -> str:
         """The compose file as YAML, headed by comments (where it came from, the notes)."""
@@ -92,7 +94,8 @@ def to_compose(bp: Blueprint, tags: Mapping[str, str], base: Path | None = None)
     if bp.outputs:
         ctx.notes.append("outputs are not part of a compose file; read the host ports with `docker compose port`")
     document[EXTENSION] = {"outputs": {k: _escape(_blueprint_text(v, templates=True)) for k, v in bp.outputs}}
-    return ComposeExport(document, tuple(ctx.notes))
+    document, hidden = export_secrets.references(document, bp.secrets)  # never a secret value in the file
+    return ComposeExport(document, tuple(ctx.notes), hidden)
 
 
 @dataclass(frozen=True)

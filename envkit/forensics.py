@@ -4,6 +4,7 @@
              error.txt         the failure in full (a failed up)
              services.txt      every container: state, exit code, health, OOM, start time
              probes.txt        readiness checks: what was tried, when, how often, what came back
+             seeds.txt         seed steps: when, how long, exit code / HTTP status, output tail, error
              plan.txt          each step's start and duration, then the plan itself
              events.jsonl      every event, one JSON object a line
              services/<container>/logs.txt, inspect.json
@@ -30,12 +31,16 @@ from typing import Any
 from envkit import labels as L
 from envkit.backends.base import Backend, ContainerState
 from envkit.blueprint.model import Blueprint, Probe
-from envkit.errors import BuildFailed, EnvkitError, ServiceFailed, UsageError
+from envkit.errors import BuildFailed, EnvkitError, SeedFailed, ServiceFailed, UsageError, engine_lost
 from envkit.events import Event, EventSink, ignore
+from envkit.forensics_redact import Redactor
 from envkit.outputs import mask
 from envkit.plan import Plan
-from envkit.probes import Attempts, Outcome, ProbeLog, check
+from envkit.probes import Attempts, Outcome, ProbeLog, check, probe_from_label
 from envkit.runs import describe
+from envkit.secrets import Secret
+from envkit.seed_log import SeedLog, seeds_text, summary_lines
+from envkit.steps import SeedStep
 
 __all__ = ["Recorder", "write_failure", "write_live"]
 
@@ -50,6 +55,7 @@ class Recorder:
     def __init__(self, plan: Plan | None = None, sink: EventSink = ignore) -> None:
         self.plan = plan
         self.probes = ProbeLog()
+        self.seeds = SeedLog()
         self.events: list[Event] = []
         self.dropped = 0
         self.began = time.monotonic()
@@ -72,41 +78,10 @@ class Recorder:
         return f"+{wall - self.wall(self.began):.2f}s"
 
 
-class _Redactor:
-    """Masks secrets in any text: the values of secret-looking keys of the blueprint's environments
-    (at least 4 characters: shorter ones would mangle every line) and passwords inside URLs.
-
-    Names (the run's, its blueprint's, services', containers') are kept whole even when a secret is part
-    of them (a password ``shop`` in run ``shop-1a2b3c``): they are in every label and container name
-    anyway, and the bundle must still say which file is whose."""
-
-    def __init__(self, blueprint: Blueprint | None, names: Iterable[str] = ()) -> None:
-        found: set[str] = set()
-        for svc in (blueprint.services.values() if blueprint else ()):
-            found |= {v for k, v in svc.environment if len(v) >= 4 and mask(k, v) == "****"}
-        # Values the blueprint marks secret (docs/security.md), whatever their key is called.
-        found |= {s.value for s in (blueprint.secrets if blueprint else ()) if s.value}
-        self.secrets = sorted(found, key=len, reverse=True)
-        self.names = sorted({n for n in names if any(s in n for s in self.secrets)}, key=len, reverse=True)
-
-    def __call__(self, text: str) -> str:
-        kept: dict[str, str] = {}
-        for i, name in enumerate(self.names):
-            if name in text:
-                kept[f"\x00{i}\x00"] = name
-                text = text.replace(name, f"\x00{i}\x00")
-        for secret in self.secrets:
-            text = text.replace(secret, "****")
-        text = "\n".join(mask("", line) for line in text.split("\n"))
-        for token, name in kept.items():
-            text = text.replace(token, name)
-        return text
-
-
 @dataclasses.dataclass
 class _Bundle:
     directory: Path
-    redact: _Redactor
+    redact: Redactor
     files: list[str] = dataclasses.field(default_factory=list)
 
     def write(self, rel: str, text: str) -> None:
@@ -133,15 +108,12 @@ def _logs(backend: Backend, c: ContainerState) -> str:
         return f"(could not read the logs: {exc})\n"
 
 
-def _probe_of(c: ContainerState, bp: Blueprint | None) -> Probe | None:
+def _probe_of(c: ContainerState, bp: Blueprint | None, hidden: Iterable[Secret] = ()) -> Probe | None:
     service = c.labels.get(L.SERVICE, "")
     if bp is not None and service in bp.services:
         return bp.services[service].ready
-    try:
-        fields = json.loads(c.labels.get(L.PROBE, "") or "null")
-        return Probe(**{**fields, "command": tuple(fields.get("command", ()))}) if fields else None
-    except (ValueError, TypeError, AttributeError):
-        return None
+    # From the label, with the secrets it holds as placeholders put back (read back from the run).
+    return probe_from_label(c.labels.get(L.PROBE, ""), {h.name: h.value for h in hidden})
 
 
 def _state_line(c: ContainerState) -> str:
@@ -247,6 +219,8 @@ def _summary(run_id: str, head: str, culprit: str | None, why: str, tail: Sequen
     lines = [head, ""]
     if culprit:
         lines.append(f"culprit: service {culprit} — {why}")
+        seed = rec.seeds.failed(culprit) if rec else None
+        lines += summary_lines(seed) if seed is not None and why.startswith("seed step") else []
         for c in by_service.get(culprit, []):
             lines.append(f"  container {c.name}: {_state_line(c)}")
         svc = bp.services.get(culprit) if bp else None
@@ -282,14 +256,15 @@ def _summary(run_id: str, head: str, culprit: str | None, why: str, tail: Sequen
 # -- writing -------------------------------------------------------------------------------------------------
 def _write(backend: Backend, run_id: str, directory: Path, bp: Blueprint | None, rec: Recorder | None,
            head: str, culprit: str | None, why: str, tail: Sequence[str], extra: dict[str, str],
-           live_checks: bool) -> Path:
+           live_checks: bool, hidden: Iterable[Secret] = ()) -> Path:
     try:
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     except OSError as exc:
         raise UsageError(f"cannot write the forensics bundle to {directory}: {exc.strerror}") from exc
     containers = _containers(backend, run_id)
     names = {run_id, *(c.name for c in containers), *((bp.name, *bp.services) if bp else ())}
-    bundle = _Bundle(directory, _Redactor(bp, names))
+    hidden = tuple(hidden)
+    bundle = _Bundle(directory, Redactor(bp, names, hidden))
     order = _order(containers, rec, bp)
     log = rec.probes if rec else ProbeLog()
     if live_checks:  # what each running service's probe says right now
@@ -297,7 +272,7 @@ def _write(backend: Backend, run_id: str, directory: Path, bp: Blueprint | None,
             if c.running and c.labels.get(L.KIND, "service") == "service":
                 began, at = time.monotonic(), time.time()
                 try:
-                    outcome, detail = check(backend, c, _probe_of(c, bp))
+                    outcome, detail = check(backend, c, _probe_of(c, bp, hidden))
                 except EnvkitError as exc:
                     outcome, detail = Outcome.NOT_YET, str(exc).splitlines()[0]
                 probe = _probe_of(c, bp)
@@ -326,6 +301,10 @@ def _write(backend: Backend, run_id: str, directory: Path, bp: Blueprint | None,
     rows += [f"{c.labels.get(L.SERVICE, '?'):<16} {c.name:<40} {_state_line(c)}" for c in containers]
     bundle.write("services.txt", "\n".join(rows) + "\n")
     bundle.write("probes.txt", _probes_text(log, order, rec))
+    planned = [(st.payload.service, st.payload.index, st.payload.total, st.payload.shown)
+               for st in (rec.plan.steps if rec and rec.plan else ()) if isinstance(st.payload, SeedStep)]
+    if rec is not None and (planned or rec.seeds.results()):
+        bundle.write("seeds.txt", seeds_text(rec.seeds, planned, rec.offset))
     if rec is not None:
         bundle.write("plan.txt", _plan_text(rec))
         bundle.write("events.jsonl", _events_text(rec))
@@ -344,7 +323,14 @@ def write_failure(backend: Backend, rec: Recorder, exc: BaseException, directory
     culprit: str | None = None
     why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     tail: Sequence[str] = ()
-    if isinstance(exc, ServiceFailed):
+    lost = engine_lost(exc)
+    if lost is not None:  # no service is at fault: the engine went away (envkit.engine_lost)
+        culprit = ""  # decided: none (None would look for one among the services)
+        why = "the connection to the engine was lost: " + (str(lost).splitlines() or [type(lost).__name__])[0]
+    elif isinstance(exc, SeedFailed):  # the step first: the service's probe had passed
+        step = f"{exc.kind} {exc.file}" if exc.file else exc.kind
+        culprit, why = exc.service, f"seed step {exc.index}/{exc.total} ({step}) failed: {exc.reason}"
+    elif isinstance(exc, ServiceFailed):
         culprit, why, tail = exc.service, exc.reason, exc.log_tail
     elif isinstance(exc, BuildFailed):
         culprit, why, tail = exc.services[0], f"image build failed ({exc.image}): {exc.reason}", exc.log_tail
@@ -364,9 +350,11 @@ def write_failure(backend: Backend, rec: Recorder, exc: BaseException, directory
 
 
 def write_live(backend: Backend, run_id: str, directory: Path, *, blueprint: Blueprint | None = None,
-               recorder: Recorder | None = None, reason: str = "", faults: str = "") -> Path:
+               recorder: Recorder | None = None, reason: str = "", faults: str = "",
+               hidden: Iterable[Secret] = ()) -> Path:
     """The bundle of a live run. Raises RunNotFound when there is no such run. ``faults``: the fault
-    timeline (``Environment.faults()``), written to faults.txt."""
+    timeline (``Environment.faults()``), written to faults.txt. ``hidden``: the run's secret values read
+    back from its containers (``Environment.hidden()``), masked like the blueprint's."""
     describe(backend, run_id)  # RunNotFound first, before any file is written
     if blueprint is None:
         blueprint = _blueprint_of(backend, run_id)
@@ -377,7 +365,8 @@ def write_live(backend: Backend, run_id: str, directory: Path, *, blueprint: Blu
         head += "\n" + "\n".join(f"  | {line}" for line in shown[-8:])
     return _write(backend, run_id, directory, blueprint, recorder, head, None, "every service is up and ready",
                   (), {**({"reason.txt": reason + "\n"} if reason else {}),
-                       **({"faults.txt": faults.rstrip("\n") + "\n"} if faults.strip() else {})}, live_checks=True)
+                       **({"faults.txt": faults.rstrip("\n") + "\n"} if faults.strip() else {})}, live_checks=True,
+                  hidden=hidden)
 
 
 def _blueprint_of(backend: Backend, run_id: str) -> Blueprint | None:

@@ -14,6 +14,9 @@ Every resource of a run says whose it is (set at creation, ``envkit.plan``):
 - **owner gone**: lifetime ``owner``, created on this host, and its owner process is gone — no process
   has that pid, or the one that has it started after the run was created (a reused pid) or belongs
   to another user → collected;
+- **never finished**: its claim (``envkit.claim``, removed once ``up`` has succeeded) is still there,
+  and its owner is gone — an ``up`` that died, or lost the engine, before it could roll back; a
+  detached run too, since nobody was ever handed it → collected;
 - anything else is left: a live owner, a detached run before its expiry, a run of another host
   (its processes cannot be seen from here) before its expiry.
 
@@ -236,10 +239,13 @@ def _generation(run_id: str, items: list[Resource], now: datetime, host: str | N
     expires = first.get(L.EXPIRES_AT, "")
     liveness, why = owner_liveness(owner, created, host=host, lookup=lookup)
     until = parse_stamp(expires)
+    unfinished = any(r.kind == "volume" and r.labels.get(L.ROLE) == "claim" for r in items)
     if until is not None and until <= now:
         collect, reason = True, f"expired at {expires}"
     elif lifetime == "owner" and liveness == "gone":
         collect, reason = True, why
+    elif unfinished and liveness == "gone":  # e.g. the engine connection was lost during `up`: nobody's run
+        collect, reason = True, f"its `up` never finished (its claim is left) and {why}"
     else:
         collect = False
         if lifetime == "owner" and liveness == "alive":

@@ -16,8 +16,9 @@ from typing import Any
 
 from envkit.backends.base import Backend, Capability
 from envkit.capture import capture
-from envkit.errors import BuildFailed, EngineError, PortBusy, ServiceFailed
+from envkit.errors import BuildFailed, EngineError, EnvkitError, PortBusy, ServiceFailed
 from envkit.probes import Aborted, ProbeLog, failure, wait_exited, wait_ready
+from envkit.seed_log import SeedLog
 from envkit.steps import (
     BuildImage,
     CaptureSnapshot,
@@ -72,6 +73,7 @@ class Context:
     deadline: float | None = None  # time.monotonic() value by which everything must be ready
     progress: Callable[[str], None] = lambda detail: None  # what a wait last saw, as a "progress" event
     probes: ProbeLog | None = None  # where readiness checks report their results (forensics)
+    seeds: SeedLog | None = None  # where seed steps report theirs
 
     @property
     def service(self) -> str:
@@ -190,10 +192,22 @@ def _usable(x: Context, p: Usable) -> Done:
 def _seed(x: Context, p: SeedStep) -> Done:
     from envkit import seeds  # its kinds' logic; imported on first use
 
-    began = time.monotonic()
-    what = seeds.run_seed(seeds.Run(x.backend, x.ledger.containers, x.abort, p,
-                                    lambda ident, name: x.ledger.add("container", ident, name), x.remaining))
+    began, at = time.monotonic(), time.time()
+    run = seeds.Run(x.backend, x.ledger.containers, x.abort, p, lambda ident, name: x.ledger.add("container", ident,
+                                                                                              name), x.remaining)
+    try:
+        what = seeds.run_seed(run)
+    except Aborted:
+        raise
+    except EnvkitError as exc:
+        if x.seeds is not None:
+            x.seeds.record(run.result(at, time.monotonic() - began, exc))
+        raise
+    if x.seeds is not None:
+        x.seeds.record(run.result(at, time.monotonic() - began))
     return Done(f"{p.service} seed {p.index}/{p.total} in {time.monotonic() - began:.2f}s: {what}", p.detail)
+
+
 def _fill(x: Context, p: FillVolume) -> Done:
     x.ledger.add("volume", x.backend.create_volume(p.spec), p.spec.name)
     x.backend.copy_volume(p.source, p.spec.name)

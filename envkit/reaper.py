@@ -14,7 +14,8 @@ by labels, and exits. An owner that exits cleanly has released everything, so it
 nothing to do and exits at once; whatever an owner leaves registered is removed, however it exited.
 
 What the watchdog cannot cover (docs/lifecycle.md): being killed together with its owner (a whole
-cgroup, container or machine), and an engine it cannot reach once the owner is gone.
+cgroup, container or machine), and an engine it cannot reach for ``RETRY_FOR`` seconds after the owner
+is gone (then ``envkit gc`` removes the run once the engine is back: its claim says its `up` never ended).
 """
 
 from __future__ import annotations
@@ -55,6 +56,8 @@ __all__ = [
 GRACE = 3.0  # seconds a registered command gets between SIGTERM and SIGKILL
 BUDGET = 60  # the watchdog ends itself this long after its owner, whatever the engine does
 SWEEPS = (0.0, 1.0, 2.0)  # pauses before each teardown pass: the first, then what was in flight at death
+RETRY_FOR = 50.0  # seconds: a run the engine could not be reached for is tried again until then (< BUDGET)
+RETRY_PAUSE = 2.0  # seconds between those tries
 READY_TIMEOUT = 10.0  # a slow CI machine may take this long to start an interpreter
 SWITCH = "ENVKIT_REAPER"  # "0" (or off/false/no): run without a watchdog, with a note saying so
 
@@ -154,28 +157,43 @@ def _connect() -> Any:
 
 
 def engine_teardown(runs: Mapping[str, Mapping[str, str]], connect: Callable[[], Any] = _connect,
-                    sweeps: Iterable[float] = SWEEPS) -> None:
+                    sweeps: Iterable[float] = SWEEPS, retry_for: float = RETRY_FOR, pause: float = RETRY_PAUSE) -> None:
     """Remove the runs from the engine this process's environment names (the owner's, given at start).
-    Later sweeps catch what the engine was still creating when the owner died; a failed pass is retried."""
+    Later sweeps catch what the engine was still creating when the owner died. A run that could not be
+    removed (the engine away: a lost connection, a restarting daemon) is tried again every ``pause``
+    seconds until ``retry_for`` seconds after the start."""
     from envkit.runs import teardown
 
     backend: Any = None
+    began = time.monotonic()
+    failed: set[str] = set(runs)
 
-    def one(item: tuple[str, Mapping[str, str]]) -> None:
+    def one(item: tuple[str, Mapping[str, str]]) -> bool:
         # Whatever goes wrong with one run (a network still detaching, or worse), the other runs and the
         # next sweep go on: there is no one left to report to.
-        with contextlib.suppress(Exception):
+        try:
             teardown(backend, [item[0]], missing_ok=True, also=item[1])
+        except Exception:
+            return False
+        return True
+
+    def sweep(which: Mapping[str, Mapping[str, str]]) -> None:
+        nonlocal backend
+        try:
+            backend = backend or connect()
+        except EnvkitError:
+            return  # the engine may be restarting; the next sweep tries again
+        with ThreadPoolExecutor(max_workers=max(1, min(8, len(which)))) as pool:
+            for run_id, removed in zip(which, pool.map(one, which.items()), strict=True):
+                (failed.discard if removed else failed.add)(run_id)
 
     try:
-        for pause in sweeps:
+        for wait in sweeps:
+            time.sleep(wait)
+            sweep(runs)
+        while failed and time.monotonic() - began + pause < retry_for:
             time.sleep(pause)
-            try:
-                backend = backend or connect()
-            except EnvkitError:
-                continue  # the engine may be restarting; the next sweep tries again
-            with ThreadPoolExecutor(max_workers=max(1, min(8, len(runs)))) as pool:
-                list(pool.map(one, runs.items()))
+            sweep({r: runs[r] for r in sorted(failed)})
     finally:
         if backend is not None:
             backend.close()

@@ -22,9 +22,9 @@ import dataclasses
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
-__all__ = ["PLACEHOLDER", "Secret", "locate", "names_in", "placeholders", "read_back", "redact", "restore",
+__all__ = ["PLACEHOLDER", "ScrubbedStream", "Secret", "locate", "names_in", "placeholders", "read_back", "redact", "restore",
            "scrub_error", "scrub_event"]
 
 #: a secret's place in a label's text; the name is a variable (``DB_PASSWORD``) or ``service.KEY``
@@ -117,3 +117,34 @@ def scrub_error(exc: BaseException, secrets: Iterable[Secret]) -> None:
             setattr(exc, name, redact(value, known))
         elif isinstance(value, tuple) and all(isinstance(v, str) for v in value):
             setattr(exc, name, tuple(redact(v, known) for v in value))
+
+
+class ScrubbedStream:
+    """A byte stream (a terminal) that passes everything on but the secret values, as ``****``. A chunk
+    ending in what could be the start of a secret keeps that end back until the next chunk says, so a
+    value split between two writes is still caught; anything else passes at once (typing stays live)."""
+
+    def __init__(self, target: Any, secrets: Iterable[Secret]) -> None:
+        self.target = target
+        self.values = [s.value.encode() for s in _ordered(secrets)]
+        self.held = b""
+
+    def write(self, data: bytes) -> int:
+        text = self.held + bytes(data)
+        for value in self.values:
+            text = text.replace(value, MASK.encode())
+        keep = max((n for value in self.values for n in range(min(len(value) - 1, len(text)), 0, -1)
+                    if text.endswith(value[:n])), default=0)
+        self.held = text[len(text) - keep:] if keep else b""
+        self.target.write(text[:len(text) - keep] if keep else text)
+        return len(data)
+
+    def flush(self) -> None:
+        self.target.flush()
+
+    def close(self) -> None:
+        """Write what was kept back (the stream has ended)."""
+        if self.held:
+            self.target.write(self.held)
+            self.held = b""
+        self.target.flush()

@@ -31,8 +31,9 @@ from typing import Any
 
 from envkit.backends.base import Backend, ContainerSpec
 from envkit.blueprint.model import CopySeed, ExecSeed, HttpSeed, RunSeed, SqlSeed
-from envkit.errors import Conflict, EngineError, NotFound, SeedFailed
+from envkit.errors import Conflict, EngineError, EnvkitError, NotFound, SeedFailed
 from envkit.probes import Aborted, _address
+from envkit.seed_log import SeedResult
 from envkit.steps import SeedStep
 
 __all__ = ["KINDS", "Run", "run_seed"]
@@ -49,6 +50,21 @@ class Run:
         self.backend, self.containers, self.abort, self.step = backend, containers, abort, step
         self.record = record  # (container id, name) of a container the step made, for the ledger
         self.remaining = remaining
+        self.exit_code: int | None = None  # what came back, for the step's result (envkit.seed_log)
+        self.http_status: int | None = None
+        self.output = ""
+
+    def result(self, started: float, took: float, error: EnvkitError | None = None) -> SeedResult:
+        """What the step did, for the forensics bundle."""
+        p = self.step
+        kind, _, rest = p.shown.partition(" ")
+        if isinstance(error, SeedFailed):
+            kind, rest, lines = error.kind, error.file, list(error.output)
+        else:
+            lines = [ln for ln in self.output.splitlines() if ln.strip()]
+        why = "" if error is None else (error.reason if isinstance(error, SeedFailed) else str(error).splitlines()[0])
+        return SeedResult(p.service, p.index, p.total, kind, rest, started, took, self.exit_code, self.http_status,
+                          tuple(lines[-OUTPUT_LINES:]), why)
 
     def container(self, name: str | None = None) -> str:
         return self.containers[name or self.step.containers[0]]
@@ -66,6 +82,7 @@ class Run:
             result = self.backend.exec(self.container(), command, user, timeout=budget)
         except NotFound as exc:
             raise self.fail(f"the container is gone ({exc})") from exc
+        self.exit_code, self.output = result.exit_code, result.output
         return result.exit_code, result.output
 
     def stage(self, name: str, data: bytes) -> str:
@@ -246,6 +263,7 @@ def _http(run: Run, item: HttpSeed) -> str:
         raise run.fail(f"{request} (port {item.port}): {getattr(exc, 'strerror', None) or exc}") from exc
     finally:
         conn.close()
+    run.http_status, run.output = response.status, text[:4000]
     ok = response.status == item.status if item.status else 200 <= response.status < 300
     if not ok:
         expected = str(item.status) if item.status else "a 2xx status"
@@ -279,6 +297,7 @@ def _run(run: Run, item: RunSeed) -> str:
                 raise run.fail(f"still running after {item.timeout:g}s (raise its 'timeout')",
                                backend.logs(ident, tail=OUTPUT_LINES))
             code = backend.wait_container(ident, min(left, 0.5))
+        run.exit_code = code
         if code != 0:
             raise run.fail(f"{p.name} exited with code {code}", backend.logs(ident, tail=OUTPUT_LINES))
     except EngineError as exc:

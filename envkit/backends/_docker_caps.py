@@ -1,7 +1,7 @@
 """The Docker backend's optional capabilities (see ``Capability``): the gate, copying files, volumes'
-content, signals, pause and network (dis)connection. A mixin of ``DockerBackend``, kept apart to keep
-each file readable; it reaches the engine only through the backend's own client and call wrappers, and
-does not import ``docker`` itself."""
+content, signals, pause and network (dis)connection; and network removal (stale endpoints forced off).
+A mixin of ``DockerBackend``, kept apart to keep each file readable; it reaches the engine only through
+the backend's own client and call wrappers, and does not import ``docker`` itself."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from envkit import labels as L
 from envkit.backends import _docker_wire as wire
+from envkit.backends import endpoints
 from envkit.backends.base import ContainerSpec
 from envkit.errors import EngineError, NotFound
 
@@ -149,3 +150,22 @@ class DockerCapabilities:
     def disconnect_network(self, container_id: str, network: str) -> None:
         self._once(f"disconnect container {container_id[:12]} from {network}",
                    lambda: self.api.disconnect_container_from_network(container_id, network))
+
+    def remove_network(self, network_id: str) -> None:
+        short = network_id[:12]
+
+        def attached() -> list[endpoints.Endpoint]:  # asked only after a "has active endpoints"
+            found = self._once(f"inspect network {short}", lambda: self.api.inspect_network(network_id))
+            return [(str(ep.get("Name") or ident), self._exists(ident))
+                    for ident, ep in (found.get("Containers") or {}).items()]
+
+        endpoints.remove_network(short, lambda: self._once(f"remove network {short}", lambda: self.api.remove_network(
+            network_id)), attached, lambda name: self._once(f"force {name} off network {short}", lambda: (
+                self.api.disconnect_container_from_network(name, network_id, force=True))))
+
+    def _exists(self, container_id: str) -> bool:
+        try:
+            self._once(f"inspect container {container_id[:12]}", lambda: self.api.inspect_container(container_id))
+        except NotFound:
+            return False
+        return True

@@ -4,6 +4,7 @@ port bindings, the framed exec stream, and the pre-start gate's script (used by 
 from __future__ import annotations
 
 import contextlib
+import http.client
 import io
 import ipaddress
 import os
@@ -28,7 +29,7 @@ from envkit.backends.base import (
 )
 from envkit.errors import EngineUnavailable
 
-__all__ = ["GATE_SCRIPT", "GO_TAR", "bindings", "chain", "from_inspect", "from_listing", "gated_argv", "image_info",
+__all__ = ["GATE_SCRIPT", "GO_TAR", "bindings", "cause", "chain", "from_inspect", "from_listing", "gated_argv", "image_info",
            "ipv4_subnets", "log_line", "read_exec", "short", "unreachable"]
 
 # The pre-start gate (see envkit.plan): a shell that waits for the release file, woken at once by
@@ -81,7 +82,7 @@ def unreachable(where: str, exc: BaseException) -> EngineUnavailable:
     setup = _setup_script()
     if setup:
         advice += f";\n  in this checkout of envkit, `bash {setup}` installs and starts one on Debian"
-    return EngineUnavailable(f"cannot reach the Docker engine at {where}: {short(exc)}\n{advice}")
+    return EngineUnavailable(f"cannot reach the Docker engine at {where}: {cause(exc)}\n{advice}")
 
 
 def _setup_script() -> str | None:
@@ -99,6 +100,19 @@ def _setup_script() -> str | None:
 def short(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0][:300] if text else type(exc).__name__
+
+
+def cause(exc: BaseException) -> str:
+    """What went wrong underneath a client library's wrapping: the innermost system error's text
+    ("Connection refused"), or the message of the peer hanging up; else the first line of ``exc``."""
+    causes = list(chain(exc))
+    for c in causes:
+        if isinstance(c, OSError) and c.strerror:  # "Connection refused", "No such file or directory"
+            return c.strerror
+    for c in causes:
+        if isinstance(c, ConnectionError | http.client.HTTPException) and "(" not in str(c):
+            return str(c) or type(c).__name__  # "Remote end closed connection without response"
+    return short(exc)
 
 
 def chain(exc: BaseException) -> Iterator[BaseException]:

@@ -45,7 +45,7 @@ from envkit.backends.base import (
     Resource,
     VolumeSpec,
 )
-from envkit.errors import Busy, Conflict, EngineError, EnvkitError, NotFound, PortBusy, Transient
+from envkit.errors import Busy, Conflict, ConnectionLost, EngineError, EnvkitError, NotFound, PortBusy, Transient
 from envkit.text import duration
 
 __all__ = ["DockerBackend", "open_backend", "translate"]
@@ -87,7 +87,7 @@ def translate(exc: BaseException, what: str, where: str) -> EnvkitError:
                for c in causes):
             return wire.unreachable(where, exc)
         if isinstance(exc, requests.exceptions.ConnectionError | ConnectionError):
-            return Transient(f"{prefix}connection dropped: {wire.short(exc)}")
+            return ConnectionLost(f"{prefix}connection dropped ({wire.cause(exc)})")
     return EngineError(prefix + wire.short(exc))
 
 
@@ -393,9 +393,6 @@ class DockerBackend(DockerCapabilities, Backend):
             except Conflict:
                 pass  # not in a state to stop: the forced removal below ends it anyway
         self._gone_ok(f"remove {what}", lambda: self.api.remove_container(container_id, force=True, v=True))
-
-    def remove_network(self, network_id: str) -> None:
-        self._gone_ok(f"remove network {network_id[:12]}", lambda: self.api.remove_network(network_id))
 
     def remove_volume(self, name: str) -> None:
         self._gone_ok(f"remove volume {name}", lambda: self.api.remove_volume(name, force=True))

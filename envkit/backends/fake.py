@@ -30,10 +30,10 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import BinaryIO
 
-from envkit.backends import _tar
+from envkit.backends import _tar, endpoints
 from envkit.backends._fake_core import SIGNALS, Container, FakeEngine, matches
 from envkit.backends.base import Capability, ExecResult, ExecSession, NetworkAttachment
-from envkit.errors import Conflict, EngineError, NotFound
+from envkit.errors import Busy, Conflict, EngineError, NotFound
 
 __all__ = ["FakeBackend", "Program", "matches"]
 
@@ -77,6 +77,39 @@ class FakeBackend(FakeEngine):
         super().__init__(images, capabilities)
         self.exec_programs: dict[str, Program] = {}  # name or service -> what exec_stream runs
         self.resizes: list[tuple[int, int]] = []  # terminal sizes sent to exec_stream sessions
+        # network name -> endpoints with no container behind them (dockerd 20.10 leaves such), which keep the
+        # network "has active endpoints" until forced off; those also in stuck_endpoints cannot be forced off
+        self.stale_endpoints: dict[str, set[str]] = {}
+        self.stuck_endpoints: set[str] = set()
+
+    # -- network removal, stale endpoints included: the Docker backend's way (envkit.backends.endpoints) ----
+    def remove_network(self, network_id: str) -> None:
+        network = self.networks.get(network_id)
+        if network is None:
+            self._record("remove_network", network_id)
+            return
+        name = network.spec.name
+        endpoints.remove_network(name, lambda: self._remove_once(network_id), lambda: self._endpoints(name),
+                                 lambda endpoint: self._force_off(name, endpoint), sleep=lambda s: None)
+
+    def _remove_once(self, network_id: str) -> None:
+        with self._changed:
+            stale = self.stale_endpoints.get(self.networks[network_id].spec.name) if network_id in self.networks else None
+            if stale:
+                self._record("remove_network", network_id)
+                raise Busy(f"network {self.networks[network_id].spec.name} has active endpoints")
+        FakeEngine.remove_network(self, network_id)
+
+    def _endpoints(self, network: str) -> list[tuple[str, bool]]:
+        with self._changed:
+            live = [(c.spec.name, True) for c in self.containers.values() if any(a.network == network for a in c.networks)]
+            return live + [(e, False) for e in sorted(self.stale_endpoints.get(network, ()))]
+
+    def _force_off(self, network: str, endpoint: str) -> None:
+        self._record("force_off_network", f"{network}/{endpoint}")
+        with self._changed:
+            if endpoint not in self.stuck_endpoints:
+                self.stale_endpoints.get(network, set()).discard(endpoint)
 
     # -- COPY_FILES, EXPORT_FILESYSTEM, EXPORT_VOLUME -------------------------------------------------
     def _store(self, c: Container, path: str) -> tuple[_tar.Files, str]:

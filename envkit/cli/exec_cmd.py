@@ -15,12 +15,13 @@ import signal
 import sys
 from collections.abc import Iterator
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO, cast
 
 import click
 
 from envkit.cli.complete import run_ids, run_services
 from envkit.errors import UsageError
+from envkit.secrets import ScrubbedStream, Secret
 
 if TYPE_CHECKING:
     from envkit.backends.base import ExecSession
@@ -71,16 +72,27 @@ def exec_(interactive: bool, tty: bool, no_stdin: bool, user: str | None, replic
     env = api.attach(run, backend=_engine())
     if not env.backend.supports(Capability.INTERACTIVE_EXEC) and not (interactive or tty):
         result = env.exec(service, list(command), replica, user)  # an engine without streams: all at the end
-        sys.stdout.write(result.output)
+        sys.stdout.write(env.scrub(result.output) if sys.stdout.isatty() else result.output)
         return _code(result.exit_code)
-    out, err = sys.stdout.buffer, sys.stderr.buffer
+    out, err = _shown(sys.stdout.buffer, env.hidden()), _shown(sys.stderr.buffer, env.hidden())
     sys.stdout.flush()
     with _raw(stdin_fd if tty else None):  # before the command starts: no key typed meanwhile is lost
         session = env.exec_stream(service, command, stdin=stdin_fd, stdout=out, stderr=err, tty=tty,
                                   replica=replica, user=user)
         with _resized(session, stdin_fd) if tty else contextlib.nullcontext():
             code = session.wait()
+    for stream in (out, err):
+        if isinstance(stream, ScrubbedStream):
+            stream.close()
     return _code(code)
+
+
+def _shown(stream: BinaryIO, hidden: tuple[Secret, ...]) -> BinaryIO:
+    """On a terminal, the run's secret values are masked (docs/security.md), as `envkit outputs` masks them;
+    into a pipe or a file the command's output passes as it is (`exec … printenv PASSWORD` in a script)."""
+    if not hidden or not stream.isatty():
+        return stream
+    return cast(BinaryIO, ScrubbedStream(stream, hidden))
 
 
 def _own_options(words: tuple[str, ...]) -> tuple[dict[str, object], tuple[str, ...]]:

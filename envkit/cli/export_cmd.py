@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 import sys
 from pathlib import Path
 
@@ -43,5 +45,40 @@ def export(blueprint: Path, fmt: str, output: Path | None, env_files: tuple[Path
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     for note in result.notes:
         err.print(f"[yellow]note:[/] {escape(note)}")
+    if result.secrets:  # the file refers to them as ${VAR}: Compose reads the values when it runs
+        names = ", ".join(result.secrets)
+        if output is None:
+            err.print(f"[yellow]note:[/] secret values are not written: set {escape(names)} in the environment "
+                      "(or pass `docker compose --env-file FILE`) when you run Compose")
+        else:
+            secrets_file = output.with_name(f"{output.stem}.secrets.env")
+            _write_private(secrets_file, "".join(f"{k}={_env_value(v)}\n" for k, v in result.secrets.items()))
+            err.print(f"[yellow]note:[/] secret values are not in {escape(str(output))} ({escape(names)}): wrote "
+                      f"them to {escape(str(secrets_file))} (mode 0600); run `docker compose --env-file "
+                      f"{escape(str(secrets_file))} -f {escape(str(output))} up`")
     if output is not None:
         err.print(f"wrote {escape(str(output))} ({fmt}, {len(bp.services)} services)")
+
+
+def _write_private(path: Path, text: str) -> None:
+    """A file only its owner may read (0600), also when it was there before."""
+    from envkit.errors import UsageError
+
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with open(fd, "w", encoding="utf-8") as fh:
+            os.fchmod(fh.fileno(), 0o600)
+            fh.write(text)
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror}") from exc
+
+
+def _env_value(value: str) -> str:
+    """A value as Compose's env files read it back unchanged: single quotes take everything literally."""
+    if re.fullmatch(r"[\w@%+=:,./-]*", value):
+        return value
+    if "'" not in value and "\n" not in value:
+        return f"'{value}'"
+    from envkit.outputs import to_dotenv
+
+    return to_dotenv({"X": value})[2:-1]

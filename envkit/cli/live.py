@@ -159,6 +159,7 @@ def logs(run: str, services: tuple[str, ...], follow: bool, tail: int | None, si
     """
     from envkit import api
     from envkit import logs as run_logs
+    from envkit.secrets import redact
 
     env = api.attach(run, backend=_engine())
     chosen = run_logs.sources(env.info, services)
@@ -166,7 +167,8 @@ def logs(run: str, services: tuple[str, ...], follow: bool, tail: int | None, si
     width = max((len(name) for name, _ in chosen), default=0)
     after = run_logs.parse_since(since) if since else None
     before = run_logs.parse_since(until) if until else None
-    show: Callable[[run_logs.Entry], str] = lambda e: e.line(prefix, timestamps, width) + "\n"  # noqa: E731
+    hidden = env.hidden()  # a service that logs its password: shown as **** (docs/security.md)
+    show: Callable[[run_logs.Entry], str] = lambda e: redact(e.line(prefix, timestamps, width), hidden) + "\n"  # noqa: E731
     if not follow:
         sys.stdout.write("".join(show(e) for e in run_logs.merged(env.backend, env.info, services, tail, after, before)))
         return

@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import json
 import os
+import pty
+import select
 import shutil
 import stat
 import subprocess
 import sys
 from pathlib import Path
 
+from envkit import labels as L
 from envkit.backends import Backend
 
-from .conftest import TEST_BLUEPRINTS, envkit_cli, resources_of
+from .conftest import ROOT, TEST_BLUEPRINTS, envkit_cli, resources_of
 
 PASSWORD = "s3cr/et@x"
 TOKEN = "tok-9f8e7d6c"
@@ -81,6 +84,78 @@ def test_a_failure_does_not_show_the_secret(backend: Backend, tmp_path: Path) ->
     assert failed.returncode == 6, failed.stderr
     assert "service db" in failed.stderr and "****" in failed.stderr
     assert PASSWORD not in failed.stdout + failed.stderr
+    assert resources_of(backend, run) == []
+
+
+# The test blueprint, but the service logs its password, and its probe, once broken, answers with it.
+LATER = """
+name: secrets
+secrets: [DB_PASSWORD]
+services:
+  db:
+    build: ./box
+    command: [sh, -c, 'echo "db: starting with password $$POSTGRES_PASSWORD"; exec sleep infinity']
+    environment:
+      POSTGRES_PASSWORD: "${DB_PASSWORD:?set DB_PASSWORD}"
+      API_TOKEN: {value: tok-9f8e7d6c, secret: true}
+    ready:
+      exec: [sh, -c, 'test ! -e /tmp/broken || { echo "cannot log in with ${DB_PASSWORD}"; exit 1; }']
+outputs:
+  DATABASE_URL: postgresql://app:${DB_PASSWORD}@${services.db.host}:5432/app
+"""
+
+
+def _on_a_terminal(args: list[str], env: dict[str, str]) -> tuple[int, str]:
+    """A command whose stdout and stderr are a terminal (a pty), as a person runs it; its exit code and output."""
+    main, side = pty.openpty()
+    try:
+        proc = subprocess.run(args, stdin=subprocess.DEVNULL, stdout=side, stderr=side, env=env, cwd=ROOT, timeout=60)
+        os.close(side)
+        data = b""
+        while select.select([main], [], [], 0.5)[0]:
+            try:
+                chunk = os.read(main, 65536)
+            except OSError:  # EIO: the other side is closed and everything was read
+                break
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        os.close(main)
+    return proc.returncode, data.decode(errors="replace")
+
+
+def test_later_commands_of_another_process_show_no_secret(backend: Backend, tmp_path: Path) -> None:
+    run = "it-secrets-later"
+    folder = tmp_path / "secrets"
+    shutil.copytree(BLUEPRINT, folder)
+    (folder / "blueprint.yaml").write_text(LATER, encoding="utf-8")
+    exported = envkit_cli("export", str(folder), env={"DB_PASSWORD": PASSWORD}, check=True)
+    assert PASSWORD not in exported.stdout + exported.stderr and "POSTGRES_PASSWORD: ${DB_PASSWORD}" in exported.stdout
+    envkit_cli("up", str(folder), "--name", run, env={"DB_PASSWORD": PASSWORD}, check=True)
+    try:
+        others = {k: v for k, v in os.environ.items() if k != "DB_PASSWORD"}
+        later = {"env": others, "capture_output": True, "text": True, "timeout": 60, "cwd": ROOT}
+        db = backend.list_containers({L.RUN: run, L.SERVICE: "db"})[0].id
+        subprocess.run(["docker", "exec", db, "touch", "/tmp/broken"], check=True)
+        status = subprocess.run([*_exe(), "status", run], **later)  # type: ignore[call-overload]
+        assert status.returncode == 6 and "cannot log in with ****" in status.stdout + status.stderr
+        logs = subprocess.run([*_exe(), "logs", run], **later)  # type: ignore[call-overload]
+        assert "db: starting with password ****" in logs.stdout
+        # The engine cannot start a command (a password quoted into its name): shown on a terminal, masked.
+        code, shown = _on_a_terminal([*_exe(), "exec", run, "db", "--", f"psql postgresql://app:{PASSWORD}@db/app"],
+                                     others)
+        assert code == 126 and "OCI runtime exec failed" in shown and "postgresql://app:****@db/app" in shown
+        bundle = tmp_path / "bundle"
+        subprocess.run([*_exe(), "collect", run, str(bundle)], check=True, **later)  # type: ignore[call-overload]
+        files = [p for p in bundle.rglob("*") if p.is_file()]
+        assert len(files) > 4 and not [p for p in files if PASSWORD in p.read_text(encoding="utf-8")]
+        assert "cannot log in with ****" in (bundle / "probes.txt").read_text(encoding="utf-8")
+        for result in (status, logs):
+            assert PASSWORD not in result.stdout + result.stderr and TOKEN not in result.stdout + result.stderr
+        assert PASSWORD not in shown
+    finally:
+        envkit_cli("down", run, check=True)
     assert resources_of(backend, run) == []
 
 

@@ -194,10 +194,17 @@ def test_a_failing_step_names_the_step_shows_its_output_and_the_run_is_rolled_ba
         """, {"seed/bad.sql": "SELECT 1;\n\nSELECT * FROM no_such_table;\nSELECT 2;\n"})
     events: list[Event] = []
     with pytest.raises(SeedFailed) as err:
-        envkit.up(folder, on_event=events.append)
+        envkit.up(folder, on_event=events.append, artifacts=tmp_path / "bundles")
     run = next(e.run_id for e in events)
     assert str(err.value).startswith(message.replace("RUN", run)), str(err.value)
     assert (err.value.service, err.value.index, err.value.kind) == ("db", 1, kind)
+    # The bundle: the step's result in seeds.txt, and the summary names the step first.
+    seeds = (tmp_path / "bundles" / run / "seeds.txt").read_text(encoding="utf-8")
+    answer = {"sql": "exit 3", "exec": "exit 3", "run": "exit 4", "http": "HTTP 404"}[kind]
+    assert f"  1/1 {kind} " in seeds and f"s  {answer}" in seeds and "FAILED: " in seeds, seeds
+    summary = (tmp_path / "bundles" / run / "SUMMARY.txt").read_text(encoding="utf-8").splitlines()
+    assert summary[2].startswith(f"culprit: service db — seed step 1/1 ({kind} "), summary
+    assert summary[3].startswith(f"  seed step 1/1 {kind} "), summary
     assert any(e.kind == "rollback" for e in events)
     assert resources_of(backend, run) == []
 

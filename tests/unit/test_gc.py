@@ -206,3 +206,38 @@ def test_gc_command(shop: Blueprint, fake: FakeBackend, dead_pid: int, capsys: p
     doc = capsys.readouterr().out
     assert '"remove": true' in doc and '"removed": {' in doc and '"container": 1' in doc
     assert runs_left(fake) == {"kept"}
+
+
+def test_a_run_whose_up_never_finished_is_collected_once_its_owner_is_gone(shop: Blueprint, fake: FakeBackend,
+                                                                          dead_pid: int) -> None:
+    # E.g. `envkit up` (detached, 4 h expiry) lost the engine in the middle, so it could not roll back:
+    # its claim is still there, and nobody was ever handed the run.
+    from envkit.claim import claim
+
+    live_pid = os.getppid()
+    created_now = datetime.now(UTC).strftime(gc.STAMP_FORMAT)
+    for run_id, pid, created in (("lost", dead_pid, "2030-01-01T10:00:00Z"), ("coming-up", live_pid, created_now)):
+        labels = {L.MANAGED: "true", L.RUN: run_id, L.OWNER: f"me@{HOST}:{pid}", L.CREATED_AT: created,
+                  L.LIFETIME: "detached", L.EXPIRES_AT: "2999-01-01T00:00:00Z"}
+        claim(fake, run_id, labels)
+        bring_up(fake, shop, run_id, pid=pid, created=created, lifetime="detached", expires="2999-01-01T00:00:00Z")
+    bring_up(fake, shop, "finished", pid=dead_pid, lifetime="detached", expires="2999-01-01T00:00:00Z")
+    verdicts = {g.run_id: (g.collect, g.reason) for g in gc.survey(fake).runs}
+    assert verdicts["lost"] == (True, f"its `up` never finished (its claim is left) and owner process {dead_pid} "
+                                      "is gone")
+    assert verdicts["coming-up"][0] is False and verdicts["finished"][0] is False
+    gc.collect(fake, gc.survey(fake))
+    assert runs_left(fake) == {"coming-up", "finished"}
+
+
+def test_a_run_kept_on_failure_gives_up_its_claim(load_text: Callable[..., Blueprint], fake: FakeBackend) -> None:
+    # Kept for inspection: handed over like `envkit up`, so gc must not take it for an up that never finished.
+    from envkit.errors import ServiceFailed
+
+    bp = load_text("name: shop\nservices:\n  db:\n    image: postgres:16\n")
+    fake.exit_codes["db"] = 3
+    with pytest.raises(ServiceFailed):
+        api.up(bp, name="kept", backend=fake, keep_on_failure=True)
+    left = fake.list_resources({L.RUN: "kept"})
+    assert left and all(r.labels.get(L.ROLE) != "claim" for r in left)
+    api.down(["kept"], backend=fake)

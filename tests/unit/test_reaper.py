@@ -332,3 +332,32 @@ def own_group_in(*, terminal: bool) -> str:
 def test_a_command_gets_its_own_group_unless_envkit_is_a_terminal_foreground_job() -> None:
     assert own_group_in(terminal=False) == "True"
     assert own_group_in(terminal=True) == "False"
+
+
+def test_engine_teardown_keeps_trying_a_run_while_the_engine_is_away() -> None:
+    # A lost engine connection: every pass fails until the engine answers again, within the watchdog's budget.
+    stub = Stub(resource("container", "c1", ME), resource("network", "n1", ME))
+    away = {"passes": 5}
+    listing = stub.list_resources
+
+    def flaky(labels: Mapping[str, str | None]) -> list[Resource]:
+        if away["passes"] > 0:
+            away["passes"] -= 1
+            raise EngineUnavailable("cannot reach the Docker engine at tcp://127.0.0.1:1")
+        return listing(labels)
+
+    stub.list_resources = flaky  # type: ignore[method-assign]
+    began = time.monotonic()
+    engine_teardown({"r": ME}, lambda: stub, (0, 0), retry_for=5.0, pause=0.05)
+    assert stub.resources == [] and stub.closed
+    assert time.monotonic() - began < 2
+
+
+def test_engine_teardown_gives_up_after_its_time() -> None:
+    began = time.monotonic()
+
+    def never() -> Stub:
+        raise EngineUnavailable("cannot reach the Docker engine")
+
+    engine_teardown({"r": ME}, never, (0,), retry_for=0.5, pause=0.1)
+    assert 0.3 < time.monotonic() - began < 2

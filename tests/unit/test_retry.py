@@ -15,7 +15,7 @@ from envkit.backends import ENGINES, connect, engine_name
 from envkit.backends.base import ContainerSpec, NetworkAttachment, NetworkSpec
 from envkit.backends.docker import translate
 from envkit.backends.fake import FakeBackend
-from envkit.errors import Busy, Conflict, EngineError, EngineUnavailable, NotFound, Transient, UsageError
+from envkit.errors import Busy, Conflict, ConnectionLost, EngineError, EngineUnavailable, NotFound, Transient, UsageError
 
 
 def flaky(errors: list[Exception]) -> tuple[list[int], object]:
@@ -75,7 +75,7 @@ def api_error(status: int, text: str, cls: type[docker.errors.APIError] = docker
     (api_error(400, "Invalid signal: SIGFOO"), EngineError),
     (requests.exceptions.ConnectionError(urllib3.exceptions.ReadTimeoutError(None, "/", "Read timed out.")), Transient),
     (requests.exceptions.ConnectionError(urllib3.exceptions.ProtocolError("aborted", ConnectionResetError())),
-     Transient),
+     ConnectionLost),  # a Transient: the engine may or may not have done it (envkit.engine_lost)
     (requests.exceptions.ConnectionError(urllib3.exceptions.ProtocolError("aborted", FileNotFoundError(2, "x"))),
      EngineUnavailable),
     (docker.errors.DockerException("odd"), EngineError),

@@ -145,3 +145,40 @@ def test_describe_carries_exit_codes_a_listing_does_not(load_text: Callable[...,
     assert fake.list_containers({L.RUN: "run-j"})[0].exit_code is None  # a listing does not say
     job = describe(fake, "run-j").replicas("migrate")[0]
     assert (job.status, job.exit_code, job.detailed) == ("exited", 0, True)
+
+
+def test_a_network_left_with_endpoints_of_containers_gone_is_removed_after_forcing_them_off(
+        fake: FakeBackend) -> None:
+    # dockerd 20.10: "has active endpoints" with no container behind them; the endpoints are forced off.
+    fake.stale_endpoints["envkit-run-a-default"] = {"envkit-run-a-api-1", "envkit-run-a-old-1"}
+    assert teardown(fake, ["run-a"]) == {"container": 2, "network": 1, "volume": 1}
+    assert fake.networks == {} and fake.stale_endpoints["envkit-run-a-default"] == set()
+    forced = [target for method, target in fake.calls if method == "force_off_network"]
+    assert forced == ["envkit-run-a-default/envkit-run-a-api-1", "envkit-run-a-default/envkit-run-a-old-1"]
+
+
+def test_a_network_that_stays_stuck_is_reported_by_name(fake: FakeBackend, monkeypatch: pytest.MonkeyPatch) -> None:
+    from envkit import retry
+    from envkit.errors import EngineError
+
+    monkeypatch.setattr(retry, "ATTEMPTS", 3)
+    monkeypatch.setattr("time.sleep", lambda s: None)  # teardown's own passes
+    fake.stale_endpoints["envkit-run-a-default"] = {"envkit-run-a-ghost"}
+    fake.stuck_endpoints.add("envkit-run-a-ghost")
+    with pytest.raises(EngineError) as caught:
+        teardown(fake, ["run-a"])
+    text = str(caught.value)
+    assert "could not remove network envkit-run-a-default" in text
+    assert "still has active endpoints: still attached: envkit-run-a-ghost (no container)" in text
+    assert "forced off: envkit-run-a-ghost" in text
+    assert fake.containers == {} and fake.volumes == {}  # everything else went
+
+
+def test_a_network_a_running_container_uses_is_never_forced(fake: FakeBackend) -> None:
+    from envkit.errors import Busy
+
+    network = next(iter(fake.networks))
+    with pytest.raises(Busy, match="envkit-run-a-api-1 \\(running\\)"):
+        fake.remove_network(network)
+    assert all(method != "force_off_network" for method, _ in fake.calls)
+    assert all(c.status == "running" for c in fake.containers.values())
