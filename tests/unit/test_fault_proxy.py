@@ -181,22 +181,22 @@ def test_plain_forwarding_is_byte_exact_and_passes_half_closes(proxy: Make, api:
 def test_latency_per_direction_with_floor_and_ceiling(proxy: Make, api: FaultProxyClient) -> None:
     p = proxy("echo")
     with _connect(p) as sock:
-        assert _round_trip(sock) < 0.05
+        assert _round_trip(sock) < 0.15
         api.add_toxic(p.name, Latency(ms=200), stream="downstream")
-        assert 0.200 <= _round_trip(sock) < 0.300  # the live connection feels it
+        assert 0.200 <= _round_trip(sock) < 0.390  # the live connection feels it
         api.add_toxic(p.name, Latency(ms=100), stream="upstream")
-        assert 0.300 <= _round_trip(sock) < 0.400
+        assert 0.300 <= _round_trip(sock) < 0.490
     src = proxy("source")
     api.add_toxic(src.name, Latency(ms=300), stream="upstream")
     start = time.perf_counter()
     with _connect(src) as sock:
         sock.recv(1)
-        assert time.perf_counter() - start < 0.1  # the source speaks first: upstream latency does not touch it
+        assert time.perf_counter() - start < 0.2  # the source speaks first: upstream latency does not touch it
     api.add_toxic(src.name, Latency(ms=300), stream="downstream")
     start = time.perf_counter()
     with _connect(src) as sock:
         sock.recv(1)
-        assert 0.3 <= time.perf_counter() - start < 0.4
+        assert 0.3 <= time.perf_counter() - start < 0.55
 
 
 def test_jitter_spreads_round_trips_within_bounds(proxy: Make, api: FaultProxyClient) -> None:
@@ -262,7 +262,7 @@ def test_slow_close_delays_only_the_end(proxy: Make, api: FaultProxyClient) -> N
     with _connect(p) as sock:
         start = time.perf_counter()
         assert _recv(sock, SOURCE) == PATTERN[:SOURCE]
-        assert time.perf_counter() - start < 0.1
+        assert time.perf_counter() - start < 0.2
         assert sock.recv(100) == b""
         assert 0.3 <= time.perf_counter() - start < 0.45
 
@@ -310,7 +310,7 @@ def test_truncate_drops_the_tail_at_end_and_on_idle(proxy: Make, api: FaultProxy
         start = time.perf_counter()
         sock.sendall(bytes(range(100)))
         assert _recv(sock) == bytes(range(90))
-        assert 0.15 <= time.perf_counter() - start < 0.4
+        assert 0.15 <= time.perf_counter() - start < 0.55
 
 
 def test_per_direction_independence(proxy: Make, api: FaultProxyClient) -> None:
@@ -363,12 +363,12 @@ def test_heal_restores_plain_forwarding_on_the_same_port(proxy: Make, api: Fault
         assert _round_trip(live) >= 0.3
         healed = api.heal(p.name)
         assert healed.toxics == () and healed.listen_port == p.listen_port
-        assert _round_trip(live) < 0.05  # the live connection forwards plainly again
+        assert _round_trip(live) < 0.15  # the live connection forwards plainly again
         data = os.urandom(500_000)
         live.sendall(data)
         assert _recv(live, len(data)) == data
     with _connect(p) as sock:
-        assert _round_trip(sock) < 0.05
+        assert _round_trip(sock) < 0.15
 
 
 def test_disable_is_an_outage_and_enable_listens_again(proxy: Make, api: FaultProxyClient) -> None:
@@ -381,7 +381,7 @@ def test_disable_is_an_outage_and_enable_listens_again(proxy: Make, api: FaultPr
         _connect(p)
     api.set_enabled(p.name, True)
     with _connect(p) as sock:
-        assert _round_trip(sock) < 0.05
+        assert _round_trip(sock) < 0.15
 
 
 def test_many_concurrent_connections(proxy: Make) -> None:
