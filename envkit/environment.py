@@ -201,6 +201,7 @@ class Environment:
         return self.backend.follow_logs(self._container(service, replica).id, tail)
 
     def status(self) -> list[ServiceStatus]:
+        self._follow_faults()
         info = self.refresh()
         out = []
         for c in info.containers:
@@ -259,7 +260,14 @@ class Environment:
 
     def _live(self, result: LiveResult) -> LiveResult:
         self._info = result.info
+        self._follow_faults()
         return result
+
+    def _follow_faults(self) -> None:
+        """Faults whose replica restarted (a new network namespace) are put back (envkit.faults.follow)."""
+        from envkit.faults.follow import reconcile
+        if reconcile(self.backend, self.run_id, self._info):
+            self._info = None
 
     def collect(self, directory: str | Path, *, reason: str = "") -> Path:
         """Write a forensics bundle of the run (logs, inspect data, probe history, plan timing, events,

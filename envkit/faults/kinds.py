@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from envkit.errors import UsageError
@@ -37,7 +37,8 @@ __all__ = ["CONNECTION", "CONTAINER", "KINDS", "NETWORK", "FaultSpec", "parse", 
 
 CONTAINER = ("stop", "kill", "pause", "restart")
 NETWORK = ("disconnect", "partition", "loss")
-COMMON = ("replica", "port", "direction", "probability", "peer", "network", "seed")
+COMMON = ("replica", "port", "direction", "probability", "peer", "network", "seed", "via")
+VIAS = ("proxy", "iptables", "netem", "front", "disconnect")
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(us|µs|ms|s|m)?\s*$")
 
@@ -130,6 +131,7 @@ class FaultSpec:
     percent: float = 0.0  # loss
     grace: float = 10.0  # stop/restart
     signal: str = "SIGKILL"
+    via: str | None = None  # the mechanism asked for (envkit.faults.rules.choose_via; None: the default)
 
     @property
     def family(self) -> str:
@@ -137,6 +139,16 @@ class FaultSpec:
 
 
 def parse(kind: str, params: Mapping[str, Any]) -> FaultSpec:
+    spec = _parse(kind, params)
+    via = params.get("via")
+    if via is None or via == "":
+        return spec
+    if str(via) not in VIAS:
+        raise UsageError(f"fault parameter 'via': one of {', '.join(VIAS)}, not {via!r}")
+    return replace(spec, via=str(via))
+
+
+def _parse(kind: str, params: Mapping[str, Any]) -> FaultSpec:
     kind = kind.replace("-", "_")
     if kind == "reset_peer":
         kind = "reset"
