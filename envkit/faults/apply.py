@@ -98,7 +98,7 @@ def _apply_one(backend: Backend, info: RunInfo, fid: str, spec: FaultSpec, c: Co
                 rules += [f"%OP% INPUT -s {addr} {tag} -j DROP", f"%OP% OUTPUT -d {addr} {tag} -j DROP"]
         else:
             src = "".join(f" -s {a}" for a in _peer_addresses(info, spec.peer)[:1]) if spec.peer else ""
-            rules = loss_rules(spec.percent, seed if seeded else None, src, tag)
+            rules = loss_rules(spec.percent, seed if seeded else None, src, tag, spec.per)
         run_iptables(backend, info.run_id, fid, c.id, rule_script("-A", rules))
         return {**base, "rules": rules}
     return {**base, **_apply_connection(backend, info, fid, spec, c, seed)}

@@ -2,16 +2,20 @@
 
 No helper joins the replica's namespace and no rule is added. Instead (docs/faults.md, "Without NET_ADMIN"):
 
-1. a fault-proxy container joins each of the replica's networks under the replica's DNS aliases (the
-   service name and the blueprint's aliases), listening on the faulted ports and forwarding to the
-   replica by its container name (which the engine's DNS keeps resolving to the replica itself);
-2. the replica is disconnected from each network and connected again without those aliases, so peers
-   that look the service up by name reach the proxy.
+1. a private network ``envkit-<run>-fault-<id>`` (labelled with the run) is made, and a fault-proxy
+   container joins it and each of the replica's networks under the replica's DNS aliases (the service
+   name and the blueprint's aliases), listening on the faulted ports and forwarding to the replica by its
+   container name, which resolves on the private network only;
+2. the replica joins the private network and leaves its own networks (the engine keeps a container's
+   host name as an alias wherever it is, so it cannot stay on a network without answering to its
+   service name), so peers that look the service up by name reach the proxy.
 
-Heal is the reverse: the replica is reconnected with its aliases, the proxy removed. What this cannot
-do, unlike the redirect: fault the host's connections through published ports (they reach the replica
-directly), connections to the replica's address or container name, one peer only (``peer=``); and the
-reconnect resets the replica's live connections and may give it another address.
+Heal is the reverse: the replica rejoins its networks with its aliases, the proxy and the private
+network go. What this cannot do, unlike the redirect: fault the host's connections through published
+ports (they reach the replica directly, on a host port the engine allocates again), reach the replica's
+own peers from it while the fault lasts (it is off their networks: fault services that only answer —
+a database, a cache, a stub — or use the redirect), fault one peer only (``peer=``); and the move resets
+the replica's live connections and may give it other addresses.
 """
 
 from __future__ import annotations
@@ -20,11 +24,12 @@ import contextlib
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from envkit.backends.base import Backend, Capability, ContainerState, NetworkAttachment
+from envkit import labels as L
+from envkit.backends.base import Backend, Capability, ContainerState, NetworkAttachment, NetworkSpec
 from envkit.errors import NotFound, UsageError
 from envkit.faults.client import ProxySpec
 from envkit.faults.kinds import FaultSpec
-from envkit.faults.sidecar import start_proxy
+from envkit.faults.sidecar import FAULT, start_proxy
 
 if TYPE_CHECKING:
     from envkit.runs import RunInfo
@@ -43,35 +48,44 @@ def apply_front(backend: Backend, info: RunInfo, fid: str, spec: FaultSpec, c: C
     if not taken:
         raise UsageError(f"fault {spec.kind!r} on {c.name} without NET_ADMIN: the replica has no DNS alias "
                          "to take over on any network")
-    proxy, client = start_proxy(backend, info.run_id, fid, c.id, seed,
-                                networks=tuple(NetworkAttachment(n, a) for n, a in taken.items()))
-    moved: list[list[Any]] = []
+    origin = f"envkit-{info.run_id}-fault-{fid}"
+    backend.create_network(NetworkSpec(origin, ((L.MANAGED, "true"), (L.RUN, info.run_id), (L.ROLE, "fault"),
+                                                (FAULT, fid))))
+    undo: dict[str, Any] = {"container": c.id, "front": "", "origin": origin, "networks": [], "ports": list(ports)}
     try:
+        attach = (*(NetworkAttachment(n, a) for n, a in taken.items()), NetworkAttachment(origin))
+        undo["front"], client = start_proxy(backend, info.run_id, fid, c.id, seed, networks=attach)
         for port in ports:
             client.create(ProxySpec(f"p{port}", f"0.0.0.0:{port}", f"{c.name}:{port}"))
             assert spec.toxic is not None
             for stream in spec.directions:
                 client.add_toxic(f"p{port}", spec.toxic, stream=stream, toxicity=spec.probability)  # type: ignore[arg-type]
-        for net, aliases in taken.items():
+        backend.connect_network(c.id, origin)
+        for net in taken:
+            undo["networks"].append([net, list(c.aliases.get(net, ())), c.addresses[net]])
             backend.disconnect_network(c.id, net)
-            moved.append([net, list(c.aliases.get(net, ())), c.addresses[net]])
-            backend.connect_network(c.id, net, tuple(a for a in c.aliases.get(net, ()) if a not in aliases))
     except BaseException:
-        heal_front(backend, {"container": c.id, "front": proxy, "networks": moved}, None)
+        heal_front(backend, undo, None)
         raise
-    return {"front": proxy, "networks": moved, "ports": list(ports)}
+    return {k: v for k, v in undo.items() if k != "container"}
 
 
 def heal_front(backend: Backend, undo: Mapping[str, Any], state: ContainerState | None) -> None:
-    """The front proxy removed, the replica's aliases back on each network."""
-    with contextlib.suppress(NotFound):
-        backend.remove_container(str(undo["front"]), grace=0)
+    """The replica back on its networks with its aliases; the front proxy and the private network gone."""
     cid = str(undo["container"])
     try:
         state = backend.inspect_container(cid)
     except NotFound:
-        return
-    for net, aliases, _address in undo.get("networks", ()):
-        if net in state.addresses:
-            backend.disconnect_network(cid, net)
-        backend.connect_network(cid, net, tuple(aliases))
+        state = None
+    if state is not None:
+        for net, aliases, _address in undo.get("networks", ()):
+            if net not in state.addresses:
+                backend.connect_network(cid, net, tuple(aliases))
+    if undo.get("front"):
+        with contextlib.suppress(NotFound):
+            backend.remove_container(str(undo["front"]), grace=0)
+    if state is not None and undo.get("origin") in state.addresses:
+        backend.disconnect_network(cid, str(undo["origin"]))
+    for r in backend.list_resources({L.MANAGED: "true", L.ROLE: "fault", FAULT: None}):
+        if r.kind == "network" and r.name == undo.get("origin"):
+            backend.remove_network(r.id)

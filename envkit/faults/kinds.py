@@ -112,7 +112,7 @@ TOXICS: dict[str, tuple[Callable[[Mapping[str, Any]], ToxicKind], tuple[str, ...
 CONNECTION = tuple(TOXICS)
 KINDS = CONTAINER + NETWORK + CONNECTION
 _OWN: dict[str, tuple[str, ...]] = {"stop": ("grace",), "restart": ("grace",), "kill": ("signal",),
-                                    "pause": (), "disconnect": (), "partition": (), "loss": ("percent",)}
+                                    "pause": (), "disconnect": (), "partition": (), "loss": ("percent", "per")}
 
 
 @dataclass(frozen=True)
@@ -129,6 +129,7 @@ class FaultSpec:
     peer: str | None = None  # a peer service: only its connections/packets
     network: str | None = None  # disconnect: one blueprint network (None: all)
     percent: float = 0.0  # loss
+    per: str = ""  # loss: "packet" or "connection" (attempts); "": connection when seeded, else packet
     grace: float = 10.0  # stop/restart
     signal: str = "SIGKILL"
     via: str | None = None  # the mechanism asked for (envkit.faults.rules.choose_via; None: the default)
@@ -179,8 +180,11 @@ def _parse(kind: str, params: Mapping[str, Any]) -> FaultSpec:
     if kind == "loss":
         if "percent" not in params:
             raise UsageError("fault 'loss' needs percent=<0..100>")
+        per = str(params.get("per", ""))
+        if per not in ("", "packet", "connection"):
+            raise UsageError(f"fault parameter 'per': packet or connection, not {per!r}")
         return FaultSpec(kind, spec.params, replica, percent=_number(params["percent"], "percent", 0, 100),
-                         peer=spec.peer)
+                         peer=spec.peer, per=per)
     if kind in ("stop", "restart") and "grace" in params:
         return FaultSpec(kind, spec.params, replica, grace=_ms(params, "grace") / 1000)
     if kind == "kill" and "signal" in params:

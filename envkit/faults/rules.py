@@ -26,13 +26,19 @@ MARK = "0x800000/0x800000"  # one bit of the packet mark, in the replica's own n
 NET_ADMIN_SWITCH = "ENVKIT_FAULTS_NET_ADMIN"
 
 
-def loss_rules(percent: float, seed: int | None, src: str, tag: str) -> list[str]:
-    """The rules (``%OP%`` for -A/-C/-D) dropping ``percent`` of incoming packets (from ``src``)."""
+def loss_rules(percent: float, seed: int | None, src: str, tag: str, per: str = "") -> list[str]:
+    """The rules (``%OP%`` for -A/-C/-D) dropping ``percent`` of incoming packets (from ``src``), or of
+    connection attempts (``per="connection"``: packets that open a connection, conntrack state NEW; a
+    TCP client's retried SYN is one more attempt). ``per`` defaults to connection when seeded — the
+    number of packets of a TCP exchange depends on its retransmission timers, the number of attempts
+    of a client does not, so only that replays — and to packet when not (the kernel's random)."""
+    per = per or ("connection" if seed is not None else "packet")
+    sel = f"{src} -m conntrack --ctstate NEW" if per == "connection" else src
     if seed is None:
-        return [f"%OP% INPUT{src} -m statistic --mode random --probability {percent / 100:.4f} {tag} -j DROP"]
+        return [f"%OP% INPUT{sel} -m statistic --mode random --probability {percent / 100:.4f} {tag} -j DROP"]
     rng = random.Random(f"envkit-loss:{seed}")
     drops = sorted(rng.sample(range(PERIOD), round(percent / 100 * PERIOD)))
-    rules = [f"-t mangle %OP% INPUT{src} -m statistic --mode nth --every {PERIOD} --packet {i} {tag} "
+    rules = [f"-t mangle %OP% INPUT{sel} -m statistic --mode nth --every {PERIOD} --packet {i} {tag} "
              f"-j MARK --set-xmark {MARK}" for i in drops]
     return [*rules, f"-t mangle %OP% INPUT -m mark --mark {MARK} {tag} -j DROP"] if rules else []
 
