@@ -99,7 +99,9 @@ def choose_via(spec: FaultSpec, net_admin: bool, netem_known: str | None = None)
         return "engine"
     if spec.via and spec.via not in allowed:
         raise UsageError(f"fault {spec.kind!r}: via={spec.via!r} is not one of {', '.join(allowed)}")
-    via = spec.via or (allowed[0] if net_admin else {"partition": "disconnect", "loss": ""}.get(spec.kind, "front"))
+    via = spec.via or (allowed[0] if net_admin else {"partition": "disconnect"}.get(spec.kind, "front"))
+    if spec.kind == "loss" and not net_admin:
+        via = spec.via or "iptables"
     if via in ("iptables", "netem", "proxy") and not net_admin:
         why = f"helpers may not have NET_ADMIN here ({NET_ADMIN_SWITCH}=0, or the engine refuses it)"
         if spec.kind == "loss":
