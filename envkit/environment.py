@@ -260,13 +260,14 @@ class Environment:
 
     def _live(self, result: LiveResult) -> LiveResult:
         self._info = result.info
-        self._follow_faults()
+        self._follow_faults(result.info)
         return result
 
-    def _follow_faults(self) -> None:
-        """Faults whose replica restarted (a new network namespace) are put back (envkit.faults.follow)."""
+    def _follow_faults(self, info: RunInfo | None = None) -> None:
+        """Faults whose replica restarted (a new network namespace) are put back (envkit.faults.follow);
+        ``info``: the run as just seen (None: looked at afresh)."""
         from envkit.faults.follow import reconcile
-        if reconcile(self.backend, self.run_id, self._info):
+        if reconcile(self.backend, self.run_id, info):
             self._info = None
 
     def collect(self, directory: str | Path, *, reason: str = "") -> Path:

@@ -9,7 +9,8 @@ the same seed, proxies and toxics, the same rules (added only where absent), the
 record is written again as the next generation (``envkit.faults.records``), so heal undoes what is there
 now. Every envkit entry point on a run calls it: ``apply``, ``Environment.faults/status/restart/start``,
 ``envkit status``, ``envkit fault``; a process that sees another one already re-applying (the sidecar's
-fixed name is taken: Conflict) leaves it to that one.
+fixed name is taken: Conflict) leaves it to that one; one that fails (the engine refuses) leaves the
+entry as it was for the next entry point to try again.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 
 from envkit import labels as L
 from envkit.backends.base import Backend, ContainerState
-from envkit.errors import Conflict, NotFound
+from envkit.errors import Conflict, EnvkitError, NotFound
 from envkit.faults import records
 from envkit.faults.kinds import parse
 from envkit.faults.records import FaultRecord
@@ -83,6 +84,8 @@ def reconcile(backend: Backend, run_id: str, info: RunInfo | None = None) -> lis
                 undo.append(_again(backend, info, f, u, c))
                 changed = True
             except Conflict:  # another process is putting it back right now
+                undo.append(dict(u))
+            except EnvkitError:  # left as it was (heal still cleans up); the next entry point tries again
                 undo.append(dict(u))
         if changed:
             again = replace(f, undo=tuple(undo), generation=f.generation + 1)

@@ -51,8 +51,7 @@ def rule_script(op: str, rules: Sequence[str]) -> str:
     if op == "+A":
         return "\n".join(f"iptables {r.replace('%OP%', '-C')} 2>/dev/null || iptables {r.replace('%OP%', '-A')}"
                          for r in rules)
-    return "\n".join(f"if iptables {r.replace('%OP%', '-C')} 2>/dev/null; then iptables {r.replace('%OP%', '-D')}; fi"
-                     for r in rules)
+    return "\n".join(f"iptables {r.replace('%OP%', '-D')} 2>/dev/null || true" for r in rules)
 
 
 _DEVICES = "for d in $(ip -o link show | awk -F': ' '{print $2}' | cut -d@ -f1); do [ \"$d\" = lo ] && continue; "

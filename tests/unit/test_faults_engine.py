@@ -84,7 +84,7 @@ def test_the_mechanism_is_chosen_per_fault() -> None:
     assert [choose_via(s, True) for s in (latency, loss, part, parse("pause", {}))] == ["proxy", "iptables", "iptables",
                                                                                        "engine"]
     assert choose_via(latency, False) == "front" and choose_via(part, False) == "disconnect"
-    with pytest.raises(UsageError, match="NET_ADMIN.*fault disconnect"):
+    with pytest.raises(UsageError, match=r"NET_ADMIN.*fault disconnect"):
         choose_via(loss, False)
     assert choose_via(parse("latency", {"latency": 5, "via": "netem"}), True) == "netem"
     refusal = netem_refusal(TC_UNKNOWN)
