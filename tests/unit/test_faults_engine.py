@@ -142,6 +142,8 @@ def test_a_fault_is_put_back_after_its_replica_restarted(env: api.Environment, f
     assert env.faults()[-1].record.generation == 1  # nothing moved since: nothing done
     vols = [r.name for r in fake.list_resources({L.RUN: "r1", L.ROLE: "fault"}) if r.kind == "volume"]
     assert vols == [f"envkit-r1-fault-{record.id}-g1"]  # the older generation is gone
+    env.restart("db")  # envkit's own restart re-applies before it returns
+    assert faults.faults(fake, "r1")[0].generation == 2
     faults.heal(fake, "r1")
     assert faults.faults(fake, "r1") == []
 
