@@ -43,15 +43,31 @@ def loss_rules(percent: float, seed: int | None, src: str, tag: str, per: str = 
     return [*rules, f"-t mangle %OP% INPUT -m mark --mark {MARK} {tag} -j DROP"] if rules else []
 
 
+def _restore(op: str, rules: Sequence[str], quiet: str = "") -> str:
+    """One ``iptables-restore --noflush`` of the rules (grouped by table): one process, one commit."""
+    tables: dict[str, list[str]] = {}
+    for r in rules:
+        table, rest = ("filter", r)
+        if r.startswith("-t "):
+            table, _, rest = r[3:].partition(" ")
+        tables.setdefault(table, []).append(rest.replace("%OP%", op).strip())
+    body = "\n".join(f"*{t}\n" + "\n".join(lines) + "\nCOMMIT" for t, lines in tables.items())
+    return f"iptables-restore --noflush{quiet} <<'ENVKIT_RULES'\n{body}\nENVKIT_RULES"
+
+
 def rule_script(op: str, rules: Sequence[str]) -> str:
-    """``-A``: add them in order; ``+A``: add those not there yet (a re-application, idempotent);
-    ``-D``: delete those still there (a restarted replica has a fresh namespace without them)."""
+    """``-A``: add them in order (one iptables-restore); ``+A``: add those not there yet (a
+    re-application, idempotent); ``-D``: delete them (at once when all are there, else each one still
+    there: a restarted replica has a fresh namespace without them)."""
+    if not rules:
+        return "true"
     if op == "-A":
-        return "\n".join(f"iptables {r.replace('%OP%', '-A')}" for r in rules)
+        return _restore("-A", rules)
     if op == "+A":
         return "\n".join(f"iptables {r.replace('%OP%', '-C')} 2>/dev/null || iptables {r.replace('%OP%', '-A')}"
                          for r in rules)
-    return "\n".join(f"iptables {r.replace('%OP%', '-D')} 2>/dev/null || true" for r in rules)
+    each = "\n".join(f"iptables {r.replace('%OP%', '-D')} 2>/dev/null || true" for r in rules)
+    return f"if ! {_restore('-D', rules, ' 2>/dev/null')}\nthen\n{each}\nfi"
 
 
 _DEVICES = "for d in $(ip -o link show | awk -F': ' '{print $2}' | cut -d@ -f1); do [ \"$d\" = lo ] && continue; "

@@ -73,6 +73,8 @@ def test_seeded_loss_is_a_fixed_sequence_of_nth_rules() -> None:
     unseeded = loss_rules(30, None, " -s 10.0.0.2", "")
     assert unseeded == ["%OP% INPUT -s 10.0.0.2 -m statistic --mode random --probability 0.3000  -j DROP"]
     assert loss_rules(0, 7, "", "") == []
+    assert rule_script("-A", ["%OP% INPUT -j X", "-t mangle %OP% INPUT -j Y"]).splitlines()[1:-1] == [
+        "*filter", "-A INPUT -j X", "COMMIT", "*mangle", "-A INPUT -j Y", "COMMIT"]
     assert rule_script("+A", ["-t mangle %OP% INPUT -j X"]) == \
         "iptables -t mangle -C INPUT -j X 2>/dev/null || iptables -t mangle -A INPUT -j X"
     with pytest.raises(UsageError, match="'per': packet or connection"):
