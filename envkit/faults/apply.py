@@ -2,8 +2,10 @@
 
 Every fault that lasts is recorded on the engine as a volume ``envkit-<run>-fault-<id>`` labelled with
 the run, role ``fault``, the service and ``io.envkit.fault-spec`` (JSON: kind, params, when, seed, and
-what healing must undo). Another process heals it from those labels alone (``envkit heal RUN``);
-teardown removes the record, the proxy sidecars and (with the service's namespace) every rule.
+what healing must undo; ``envkit.faults.records``). Another process heals it from those labels alone
+(``envkit heal RUN``); a heal leaves the fault's timeline entry. Teardown removes records, timeline,
+the proxy sidecars and (with the service's namespace) every rule. The mechanism of each fault —
+proxy, iptables, netem, or the fallbacks without NET_ADMIN — is chosen by ``envkit.faults.rules``.
 """
 
 from __future__ import annotations
