@@ -56,7 +56,7 @@ class FaultRecord:
 
 
 def now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
+    return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
 def _name(run_id: str, fid: str, suffix: str = "") -> str:
