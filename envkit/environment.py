@@ -236,6 +236,7 @@ class Environment:
 
     @_scrubbing
     def status(self) -> list[ServiceStatus]:
+        self._follow_faults()
         info = self.refresh()
         hidden = self.hidden()
         out = []
@@ -296,7 +297,15 @@ class Environment:
 
     def _live(self, result: LiveResult) -> LiveResult:
         self._info = result.info
+        self._follow_faults(result.info)
         return result
+
+    def _follow_faults(self, info: RunInfo | None = None) -> None:
+        """Faults whose replica restarted (a new network namespace) are put back (envkit.faults.follow);
+        ``info``: the run as just seen (None: looked at afresh)."""
+        from envkit.faults.follow import reconcile
+        if reconcile(self.backend, self.run_id, info):
+            self._info = None
 
     @_scrubbing
     def collect(self, directory: str | Path, *, reason: str = "") -> Path:

@@ -299,9 +299,10 @@ def status(run: str, as_json: bool) -> int:
             color = "green" if r.ok else "red"
             table.add_row(r.service, r.container, r.kind, r.state, f"[{color}]{escape(r.ready)}[/]", ports)
         out.print(table)
-        from envkit.faults.apply import faults as applied
-        for f in applied(env.backend, run):
-            out.print(f"[yellow]fault {f.id}[/] since {f.at}: {escape(f.describe())} (seed {f.seed})")
+        from envkit.faults.apply import history
+        for f in history(env.backend, run):  # the timeline, by any process (docs/faults.md)
+            when = f"{f.at} → healed {f.healed_at}" if f.healed_at else f"since {f.at}"
+            out.print(f"[{'dim' if f.healed_at else 'yellow'}]fault {f.id}[/] {when}: {escape(f.describe())} (seed {f.seed})")
     bad = [r for r in rows if not r.ok]
     for r in bad:
         err.print(f"[red]service {escape(r.service)}[/] ({escape(r.container)}): {escape(r.ready)}; "

@@ -26,7 +26,7 @@ def _params(items: tuple[str, ...]) -> dict[str, str]:
 @click.argument("target")
 @click.argument("args", nargs=-1)
 @click.option("--for", "for_", metavar="DURATION", help="Heal after this (10s, 500ms, 2m); the command waits.")
-@click.option("--seed", type=int, help="Seed the fault's random choices (toxicity rolls, jitter, corruption).")
+@click.option("--seed", type=int, help="Seed the fault's random choices (toxicity rolls, jitter, corruption, loss).")
 def fault(run: str, target: str, args: tuple[str, ...], for_: str | None, seed: int | None) -> None:
     """Apply a fault to a service of RUN: TARGET is a service and the first of ARGS the kind, then its
     KEY=VALUE parameters; or TARGET is a scenario of the blueprint's faults:.
@@ -35,6 +35,8 @@ def fault(run: str, target: str, args: tuple[str, ...], for_: str | None, seed: 
     Kinds: stop kill pause restart | disconnect partition loss |
            latency bandwidth slow_close timeout reset slicer limit_data corrupt truncate
     Common: replica=N port=P direction=upstream|downstream|both probability=0..1 peer=SERVICE network=NET
+            via=proxy|iptables|netem|front|disconnect (the mechanism; default: proxy / iptables, or the
+            fallbacks where helpers cannot have NET_ADMIN); loss: per=packet|connection
     Example:
       envkit fault RUN db pause --for 5s
       envkit fault RUN api latency latency=200ms jitter=20ms direction=both

@@ -6,7 +6,11 @@
     envkit/faults/toxics.py  the toxics as typed values (Latency, ResetPeer, ...)
     envkit/faults/kinds.py   the fault kinds and their parameters (pure)
     envkit/faults/sidecar.py helpers in a replica's network namespace: iptables one-shots, the proxy
-    envkit/faults/apply.py   apply / heal / list faults on a live run (records are labelled volumes)
+    envkit/faults/apply.py   apply / heal / list faults on a live run
+    envkit/faults/records.py the records and the timeline: labelled volumes, removed with the run
+    envkit/faults/rules.py   what a namespace helper runs (seeded loss, netem) and which mechanism (pure)
+    envkit/faults/follow.py  faults put back after their replica restarted (a new namespace)
+    envkit/faults/front.py   connection faults without NET_ADMIN: a proxy on the service's names
     envkit/faults/session.py Environment.fault/heal/faults; scenarios.py: the blueprint's faults:
 
 docs/faults.md describes the API, each toxic, and how a run wires proxies in.

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from envkit.errors import UsageError
@@ -37,7 +37,8 @@ __all__ = ["CONNECTION", "CONTAINER", "KINDS", "NETWORK", "FaultSpec", "parse", 
 
 CONTAINER = ("stop", "kill", "pause", "restart")
 NETWORK = ("disconnect", "partition", "loss")
-COMMON = ("replica", "port", "direction", "probability", "peer", "network", "seed")
+COMMON = ("replica", "port", "direction", "probability", "peer", "network", "seed", "via")
+VIAS = ("proxy", "iptables", "netem", "front", "disconnect")
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(us|µs|ms|s|m)?\s*$")
 
@@ -111,7 +112,7 @@ TOXICS: dict[str, tuple[Callable[[Mapping[str, Any]], ToxicKind], tuple[str, ...
 CONNECTION = tuple(TOXICS)
 KINDS = CONTAINER + NETWORK + CONNECTION
 _OWN: dict[str, tuple[str, ...]] = {"stop": ("grace",), "restart": ("grace",), "kill": ("signal",),
-                                    "pause": (), "disconnect": (), "partition": (), "loss": ("percent",)}
+                                    "pause": (), "disconnect": (), "partition": (), "loss": ("percent", "per")}
 
 
 @dataclass(frozen=True)
@@ -128,8 +129,10 @@ class FaultSpec:
     peer: str | None = None  # a peer service: only its connections/packets
     network: str | None = None  # disconnect: one blueprint network (None: all)
     percent: float = 0.0  # loss
+    per: str = ""  # loss: "packet" or "connection" (attempts); "": connection when seeded, else packet
     grace: float = 10.0  # stop/restart
     signal: str = "SIGKILL"
+    via: str | None = None  # the mechanism asked for (envkit.faults.rules.choose_via; None: the default)
 
     @property
     def family(self) -> str:
@@ -137,6 +140,16 @@ class FaultSpec:
 
 
 def parse(kind: str, params: Mapping[str, Any]) -> FaultSpec:
+    spec = _parse(kind, params)
+    via = params.get("via")
+    if via is None or via == "":
+        return spec
+    if str(via) not in VIAS:
+        raise UsageError(f"fault parameter 'via': one of {', '.join(VIAS)}, not {via!r}")
+    return replace(spec, via=str(via))
+
+
+def _parse(kind: str, params: Mapping[str, Any]) -> FaultSpec:
     kind = kind.replace("-", "_")
     if kind == "reset_peer":
         kind = "reset"
@@ -167,8 +180,11 @@ def parse(kind: str, params: Mapping[str, Any]) -> FaultSpec:
     if kind == "loss":
         if "percent" not in params:
             raise UsageError("fault 'loss' needs percent=<0..100>")
+        per = str(params.get("per", ""))
+        if per not in ("", "packet", "connection"):
+            raise UsageError(f"fault parameter 'per': packet or connection, not {per!r}")
         return FaultSpec(kind, spec.params, replica, percent=_number(params["percent"], "percent", 0, 100),
-                         peer=spec.peer)
+                         peer=spec.peer, per=per)
     if kind in ("stop", "restart") and "grace" in params:
         return FaultSpec(kind, spec.params, replica, grace=_ms(params, "grace") / 1000)
     if kind == "kill" and "signal" in params:

@@ -15,7 +15,6 @@ import threading
 import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -34,7 +33,7 @@ __all__ = ["ActiveFault", "TimelineEntry", "fault", "heal", "scenarios", "timeli
 
 @dataclass(frozen=True)
 class TimelineEntry:
-    """One fault as this process saw it, or as the engine's labels say (still applied)."""
+    """One fault of the timeline: applied, and healed (empty: still applied)."""
 
     record: FaultRecord
     applied_at: str
@@ -42,7 +41,10 @@ class TimelineEntry:
 
     def __str__(self) -> str:
         end = f" healed {self.healed_at}" if self.healed_at else " (active)"
-        return f"{self.applied_at} {self.record.describe()} [{self.record.id}, seed {self.record.seed}]{end}"
+        r = self.record
+        on = f" on {', '.join(r.targets)}" if r.targets else ""
+        again = f", re-applied {r.generation}x after restarts" if r.generation else ""
+        return f"{self.applied_at} {r.describe()}{on} [{r.id}, seed {r.seed}{again}]{end}"
 
 
 _timelines: weakref.WeakKeyDictionary[Any, list[TimelineEntry]] = weakref.WeakKeyDictionary()
@@ -146,14 +148,18 @@ def heal(env: Environment, service: str | None = None) -> list[FaultRecord]:
 
 
 def timeline(env: Environment, backend: Backend | None = None) -> list[TimelineEntry]:
-    """What this process applied and healed, plus what the engine's labels say is still applied
-    (faults of other processes included), by time."""
+    """The run's fault timeline, applied and healed, by time: from the engine's labels (any process's
+    faults, healed ones included), plus what this process saw of a run already gone."""
+    from envkit.errors import RunNotFound
+    from envkit.faults.follow import reconcile
+
+    backend = backend or env.backend
     with _lock:
-        mine = list(_timelines.get(env, ()))
-    known = {e.record.id for e in mine}
-    active = {f.id for f in engine.faults(backend or env.backend, env.run_id)}
-    out = [e if e.healed_at or e.record.id in active or e.record.kind == "restart"
-           else replace(e, healed_at=datetime.now(UTC).isoformat(timespec="milliseconds") + " (elsewhere)")
-           for e in mine]
-    out += [TimelineEntry(f, f.at) for f in engine.faults(backend or env.backend, env.run_id) if f.id not in known]
-    return sorted(out, key=lambda e: e.applied_at)
+        mine = {e.record.id: e for e in _timelines.get(env, ())}
+    try:
+        reconcile(backend, env.run_id)
+        stored = engine.history(backend, env.run_id)
+    except RunNotFound:
+        stored = []
+    out = {**mine, **{f.id: TimelineEntry(f, f.at, f.healed_at) for f in stored}}
+    return sorted(out.values(), key=lambda e: e.applied_at)

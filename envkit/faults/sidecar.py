@@ -20,19 +20,27 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from envkit import labels as L
-from envkit.backends.base import Backend, BuildSpec, Capability, ContainerSpec
-from envkit.errors import FaultError
+from envkit.backends.base import Backend, BuildSpec, Capability, ContainerSpec, NetworkAttachment
+from envkit.errors import EngineError, FaultError
 from envkit.faults.client import FaultProxyClient
 from envkit.faults.image import CONTEXT as PROXY_CONTEXT
 from envkit.faults.image import context_hash
 from envkit.faults.image import image_tag as proxy_tag
 
-__all__ = ["CONTROL", "NETNS_CONTEXT", "ExecProxyClient", "ensure_image", "netns_tag", "run_iptables", "start_proxy"]
+__all__ = ["CONTROL", "NETNS_CONTEXT", "ExecProxyClient", "NetAdminRefused", "ensure_image", "netns_tag", "run_iptables",
+           "start_proxy"]
 
 NETNS_CONTEXT = Path(__file__).resolve().parent / "netns"
 CONTROL = 18474  # the proxy's control port, on 127.0.0.1 inside the replica's namespace
 FAULT = f"{L.NS}.fault"  # the fault's id, on its record and on every helper it started
 TARGET = f"{L.NS}.fault-target"  # the replica (container id) a helper sits beside
+
+
+class NetAdminRefused(FaultError):
+    """The engine would not give a helper NET_ADMIN (rootless, a policy): the fallbacks apply."""
+
+
+_REFUSED = ("permission denied", "operation not permitted")
 
 
 def netns_tag() -> str:
@@ -59,36 +67,50 @@ def _labels(run_id: str, fault_id: str, target: str, role_of: str) -> tuple[tupl
 
 
 def run_iptables(backend: Backend, run_id: str, fault_id: str, target: str, script: str,
-                 timeout: float = 30.0) -> str:
-    """Run ``script`` (iptables commands, ``sh -e``) in ``target``'s network namespace; its output.
-    FaultError (naming the replica and the output) when it fails."""
+                 timeout: float = 30.0, check: bool = True) -> tuple[int, str]:
+    """Run ``script`` (iptables / tc commands, ``sh -e``) in ``target``'s network namespace; its exit
+    code and output. With ``check``, FaultError (naming the replica and the output) when it fails, and
+    NetAdminRefused when the engine gave the helper no NET_ADMIN."""
     backend.require(Capability.SHARED_NETNS, "network faults")
     tag = ensure_image(backend, "netns")
     name = f"envkit-{run_id}-fault-{fault_id}-{secrets.token_hex(2)}"
     spec = ContainerSpec(name=name, image=tag, labels=_labels(run_id, fault_id, target, "iptables"), networks=(),
                          command=(script,), user="0:0", network_mode=f"container:{target}",
                          cap_drop=("ALL",), cap_add=("NET_ADMIN",))
-    cid = backend.create_container(spec)
+    try:
+        cid = backend.create_container(spec)
+    except EngineError as exc:
+        if "cap" in str(exc).lower() or "net_admin" in str(exc).lower():
+            raise NetAdminRefused(f"the engine refused a helper with NET_ADMIN: {exc}") from exc
+        raise
     try:
         backend.start_container(cid)
         code = backend.wait_container(cid, timeout)
         output = backend.logs(cid).strip()
     finally:
         backend.remove_container(cid, grace=0)
-    if code != 0:
-        hint = " (the engine may not allow NET_ADMIN for helpers: rootless engines do not)" if "ermission" in output else ""
-        raise FaultError(f"iptables in the namespace of {target[:12]} failed (exit {code}){hint}: {output[-400:]}")
-    return output
+    code = -1 if code is None else code
+    if code != 0 and check:
+        if any(r in output.lower() for r in _REFUSED):
+            raise NetAdminRefused(f"a helper in the namespace of {target[:12]} has no NET_ADMIN (exit {code}; "
+                                  f"rootless engines and some policies refuse it): {output[-300:]}")
+        raise FaultError(f"iptables in the namespace of {target[:12]} failed (exit {code}): {output[-400:]}")
+    return code, output
 
 
-def start_proxy(backend: Backend, run_id: str, fault_id: str, target: str, seed: int) -> tuple[str, ExecProxyClient]:
-    """Start the fault proxy beside ``target``; its container id and a client for its API (ready)."""
-    backend.require(Capability.SHARED_NETNS, "connection faults")
+def start_proxy(backend: Backend, run_id: str, fault_id: str, target: str, seed: int, *, name: str = "",
+                networks: tuple[NetworkAttachment, ...] = ()) -> tuple[str, ExecProxyClient]:
+    """Start the fault proxy beside ``target`` (in its namespace), or with ``networks`` on the run's
+    networks (the no-NET_ADMIN front); its container id and a client for its API (ready). ``name``:
+    a fixed name, so that two processes re-applying the same fault collide (Conflict) instead of both
+    starting one."""
+    if not networks:
+        backend.require(Capability.SHARED_NETNS, "connection faults")
     tag = ensure_image(backend, "proxy")
-    name = f"envkit-{run_id}-fault-{fault_id}-proxy-{secrets.token_hex(2)}"
-    spec = ContainerSpec(name=name, image=tag, labels=_labels(run_id, fault_id, target, "proxy"), networks=(),
-                         command=("--control", f"127.0.0.1:{CONTROL}", "--seed", str(seed)),
-                         network_mode=f"container:{target}", cap_drop=("ALL",), read_only=True)
+    name = name or f"envkit-{run_id}-fault-{fault_id}-proxy-{secrets.token_hex(2)}"
+    spec = ContainerSpec(name=name, image=tag, labels=_labels(run_id, fault_id, target, "front" if networks else "proxy"),
+                         networks=networks, command=("--control", f"127.0.0.1:{CONTROL}", "--seed", str(seed)),
+                         network_mode=None if networks else f"container:{target}", cap_drop=("ALL",), read_only=True)
     cid = backend.create_container(spec)
     backend.start_container(cid)
     client = ExecProxyClient(backend, cid)

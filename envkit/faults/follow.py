@@ -1,0 +1,95 @@
+"""Faults that survive a restart of their replica (docs/faults.md, "Restarts").
+
+A replica that restarts — the ``restart`` or ``kill`` fault healed, ``docker restart``, a restart
+policy, ``Environment.restart``, a rebuild — gets a new network namespace: the iptables rules and tc
+qdiscs of a fault are gone and its proxy sidecar is left in the old one. Each record's undo entry keeps
+the replica (service + replica number), its container and its ``StartedAt`` when the fault was put in
+place; ``reconcile`` compares them with the engine's and puts what is missing back: a new sidecar with
+the same seed, proxies and toxics, the same rules (added only where absent), the same qdisc. The
+record is written again as the next generation (``envkit.faults.records``), so heal undoes what is there
+now. Every envkit entry point on a run calls it: ``apply``, ``Environment.faults/status/restart/start``,
+``envkit status``, ``envkit fault``; a process that sees another one already re-applying (the sidecar's
+fixed name is taken: Conflict) leaves it to that one; one that fails (the engine refuses) leaves the
+entry as it was for the next entry point to try again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
+
+from envkit import labels as L
+from envkit.backends.base import Backend, ContainerState
+from envkit.errors import Conflict, EnvkitError, NotFound
+from envkit.faults import records
+from envkit.faults.kinds import parse
+from envkit.faults.records import FaultRecord
+from envkit.faults.rules import rule_script
+from envkit.faults.sidecar import digest, run_iptables
+from envkit.runs import RunInfo, describe
+
+__all__ = ["moved", "reconcile"]
+
+
+def _in_namespace(u: Mapping[str, Any]) -> bool:
+    return "front" not in u and ("rules" in u or "tc" in u)
+
+
+def moved(u: Mapping[str, Any], current: ContainerState | None) -> bool:
+    """Whether the replica of undo entry ``u`` runs in another namespace than the fault was put in."""
+    if current is None or not current.running or not _in_namespace(u):
+        return False
+    return current.id != u.get("container") or (current.started_at or "") != u.get("started", "")
+
+
+def _current(info: RunInfo, f: FaultRecord, u: Mapping[str, Any]) -> ContainerState | None:
+    replicas = info.services.get(f.service, [])
+    return next((c for c in replicas if u.get("replica") and c.labels.get(L.REPLICA) == u["replica"]),
+                next((c for c in replicas if c.id == u.get("container")), None))
+
+
+def _again(backend: Backend, info: RunInfo, f: FaultRecord, u: Mapping[str, Any], c: ContainerState) -> dict[str, Any]:
+    from envkit.faults.apply import _apply_connection
+
+    base = {**u, "container": c.id, "name": c.name, "started": c.started_at or ""}
+    if "sidecar" in u:
+        name = f"envkit-{info.run_id}-fault-{f.id}-proxy-{digest(c.id + (c.started_at or ''))}"
+        done = _apply_connection(backend, info, f.id, parse(f.kind, dict(f.params)), c, f.seed, name=name, replay=True)
+        with contextlib.suppress(NotFound):
+            backend.remove_container(str(u["sidecar"]), grace=0)  # left in the old namespace
+        return {**base, **done}
+    tc = f"{u['tc'][1]}\n{u['tc'][0]}" if "tc" in u else ""  # heal what may be there, then apply
+    script = "\n".join([rule_script("+A", u.get("rules", ())), tc]).strip()
+    run_iptables(backend, info.run_id, f.id, c.id, script)
+    return base
+
+
+def reconcile(backend: Backend, run_id: str, info: RunInfo | None = None) -> list[FaultRecord]:
+    """Re-apply the run's faults whose replica restarted since; the records written again."""
+    todo = [f for f in records.active(backend, run_id) if any(_in_namespace(u) for u in f.undo)]
+    if not todo:
+        return []
+    info = info or describe(backend, run_id)
+    out = []
+    for f in todo:
+        undo, changed = [], False
+        for u in f.undo:
+            c = _current(info, f, u)
+            if c is None or not moved(u, c):
+                undo.append(dict(u))
+                continue
+            try:
+                undo.append(_again(backend, info, f, u, c))
+                changed = True
+            except Conflict:  # another process is putting it back right now
+                undo.append(dict(u))
+            except EnvkitError:  # left as it was (heal still cleans up); the next entry point tries again
+                undo.append(dict(u))
+        if changed:
+            again = replace(f, undo=tuple(undo), generation=f.generation + 1)
+            records.write(backend, again)
+            records.drop(backend, run_id, f.id, below=again.generation)
+            out.append(again)
+    return out

@@ -1,0 +1,168 @@
+"""The fault engine's harder cases on the real engine, measured by their effect: a fault survives its
+replica's restarts, seeded loss replays, netem is refused clearly where the kernel lacks it, the
+no-NET_ADMIN fallback (a front proxy on the service's name), and the timeline seen by another process."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from envkit import api
+from envkit import labels as L
+from envkit.errors import Unsupported
+from envkit.faults import apply as faults
+
+from .conftest import BLUEPRINTS, envkit_cli, resources_of
+from .test_faults import PROBE, host_get
+
+pytestmark = pytest.mark.integration
+HELLO = BLUEPRINTS / "hello" / "web"
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[api.Environment]:
+    folder: Path = tmp_path_factory.mktemp("faults-follow")
+    shutil.copytree(HELLO, folder / "web")
+    (folder / "blueprint.yaml").write_text("""
+name: it-faults-follow
+services:
+  web:
+    build: ./web
+    ports: [8000]
+    ready: {http: {port: 8000, path: /health}}
+  client:
+    build: ./web
+    command: [sleep, infinity]
+""", encoding="utf-8")
+    environment = api.up(folder / "blueprint.yaml")
+    yield environment
+    backend, run = environment.backend, environment.run_id
+    environment.down()
+    assert resources_of(backend, run) == []
+
+
+def probe(env: api.Environment, n: int = 1, timeout: float = 2.0) -> list[str]:
+    return env.exec("client", ["python3", "-c", PROBE, str(n), str(timeout)]).output.strip().splitlines()
+
+
+def ms(lines: list[str]) -> list[float]:
+    return [float(x.split()[1]) for x in lines if x.startswith("ok")]
+
+
+def helpers(env: api.Environment) -> list[str]:
+    """What faults left on the engine besides the timeline: sidecars, helpers, applied records."""
+    return [f"{r.kind} {r.name}" for r in env.backend.list_resources({L.RUN: env.run_id, L.ROLE: "fault"})]
+
+
+def until_ok(env: api.Environment, seconds: float = 15) -> None:
+    deadline = time.monotonic() + seconds
+    while not probe(env, timeout=1.0)[0].startswith("ok") and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
+def test_latency_survives_restarts_and_heal_restores_exactly(env: api.Environment) -> None:
+    before = host_get(env)
+    record = faults.apply(env.backend, env.run_id, "web", "latency", {"latency": "200ms"})
+    web = env.refresh().services["web"][0]
+    env.backend.stop_container(web.id, 1)  # what `docker restart` or a restart policy does, behind envkit's back
+    env.backend.start_container(web.id)    # (env.restart re-applies the same way: tests/unit/test_faults_engine.py)
+    entry = next(e for e in env.faults() if e.record.id == record.id)  # an entry point: re-applies
+    until_ok(env)
+    after_restart = ms(probe(env, 3))
+    print(f"latency after an engine restart {after_restart}")
+    assert len(after_restart) == 3 and all(190 <= x <= 1500 for x in after_restart)
+    assert entry.record.generation == 1 and "re-applied 1x" in str(entry)
+    assert len([h for h in helpers(env) if h.startswith("container")]) == 1  # the old sidecars are gone
+    faults.heal(env.backend, env.run_id, "web")
+    healthy = ms(probe(env, 5))
+    assert len(healthy) == 5 and min(healthy) < 150  # faulted, none is under 200 ms; loaded, some are slow
+    env.refresh()  # the restarts gave the published port another host port
+    assert host_get(env) == before  # byte for byte
+    assert helpers(env) == []
+
+
+# Connection attempts, one after the other: "lost" when the SYN got no answer within the timeout (a
+# dropped SYN is retried by the kernel only after 1 s), so a slow machine does not pass for a lost packet.
+CONNECTS = """
+import socket, sys
+address = socket.gethostbyname("web")
+for _ in range(int(sys.argv[1])):
+    try:
+        socket.create_connection((address, 8000), float(sys.argv[2])).close()
+        print("ok")
+    except OSError:
+        print("lost")
+"""
+
+
+def test_seeded_loss_drops_the_same_probes_twice(env: api.Environment) -> None:
+    runs = []
+    for _ in range(2):
+        faults.apply(env.backend, env.run_id, "web", "loss", {"percent": 30}, seed=7)
+        runs.append(env.exec("client", ["python3", "-c", CONNECTS, "100", "0.4"]).output.split())
+        faults.heal(env.backend, env.run_id, "web")
+    shares = [r.count("lost") / len(r) for r in runs]
+    same = sum(a == b for a, b in zip(*runs, strict=True))
+    print(f"seeded loss 30 %: {shares[0]:.0%} and {shares[1]:.0%} of 100 connects lost; {same}/100 outcomes alike")
+    assert all(0.12 <= s <= 0.6 for s in shares)
+    assert runs[0] == runs[1]
+    assert all(x.startswith("ok") for x in probe(env, 10))
+
+
+def test_netem_is_refused_clearly_where_the_kernel_has_none(env: api.Environment) -> None:
+    with pytest.raises(Unsupported, match="no netem qdisc") as caught:
+        faults.apply(env.backend, env.run_id, "web", "latency", {"latency": "50ms", "via": "netem"})
+    assert "Specified qdisc kind is unknown" in str(caught.value)
+    cli = envkit_cli("fault", env.run_id, "web", "loss", "percent=10", "via=netem")
+    assert cli.returncode == 2 and "no netem qdisc" in cli.stderr and "Traceback" not in cli.stderr
+    assert helpers(env) == []
+    assert probe(env)[0].startswith("ok")
+
+
+def test_without_net_admin_a_front_proxy_takes_over_the_name(env: api.Environment,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ENVKIT_FAULTS_NET_ADMIN", "0")
+    aliases = env.refresh().services["web"][0].aliases
+    record = faults.apply(env.backend, env.run_id, "web", "latency", {"latency": "200ms"})
+    assert record.undo[0]["via"] == "front"
+    slow = ms(probe(env, 5))
+    port = env.port("web", 8000)
+    env.refresh()  # the reconnect made the engine allocate the ephemeral host port again (docs/faults.md)
+    print(f"host port before {port}, after the front took over {env.port('web', 8000)}")
+    host_ms = 1e9
+    for _ in range(3):
+        t = time.monotonic()
+        host_get(env)
+        host_ms = min(host_ms, (time.monotonic() - t) * 1000)
+    print(f"front proxy: peer by name {slow}, host through the published port {host_ms:.0f} ms (not faulted)")
+    assert len(slow) == 5 and all(190 <= x <= 1500 for x in slow)
+    assert host_ms < 190  # the host's path does not go through the front (docs/faults.md)
+    with pytest.raises(Exception, match="NET_ADMIN"):
+        faults.apply(env.backend, env.run_id, "web", "loss", {"percent": 10})
+    faults.heal(env.backend, env.run_id, "web")
+    healthy = ms(probe(env, 5))
+    assert len(healthy) == 5 and min(healthy) < 150  # faulted, none is under 200 ms; loaded, some are slow
+    assert env.refresh().services["web"][0].aliases == aliases
+    assert "ok" in host_get(env)
+    assert helpers(env) == []
+
+
+def test_the_timeline_is_seen_by_another_process(env: api.Environment, tmp_path: Path) -> None:
+    first = env.fault("web", "pause", seed=11)
+    first.heal()
+    with env.fault("client", "stop"):
+        pass
+    other = api.attach(env.run_id)  # another Environment: nothing of this process's memory
+    entries = {e.record.id: e for e in other.faults()}
+    assert first.record.id in entries and entries[first.record.id].healed_at
+    assert entries[first.record.id].record.seed == 11 and entries[first.record.id].record.targets
+    status = envkit_cli("status", env.run_id, check=True).stdout
+    assert f"fault {first.record.id}" in status and "healed" in status and "pause web" in status
+    bundle = envkit_cli("collect", env.run_id, str(tmp_path / "b"), check=True)
+    assert bundle.returncode == 0
+    text = (tmp_path / "b" / "faults.txt").read_text()
+    assert "pause web" in text and "stop client" in text and text.count(" healed ") >= 2
