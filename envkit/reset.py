@@ -44,11 +44,13 @@ __all__ = ["reset"]
 
 def reset(backend: Backend, run_id: str, services: Sequence[str] = (), *, blueprint: Blueprint | None = None,
           env: Mapping[str, str] | None = None, on_event: EventSink = ignore,
-          path: str | None = None) -> dict[str, float]:
+          path: str | None = None, keep_session: bool = True) -> dict[str, float]:
     """Reset ``services`` of run ``run_id`` (default: every service that has a snapshot); returns the
     seconds each took. ``blueprint``: the run's, as loaded by ``up`` (else it is loaded again from the
-    path the run records, with ``env``) — needed by the restore path only. ``path``: force "restore"."""
-    fast = _fast(backend, run_id, services, on_event) if path != "restore" else None
+    path the run records, with ``env``) — needed by the restore path only. ``path``: force "restore".
+    ``keep_session``: keep a ``psql`` in the container for the next reset (False for a process that
+    resets once and exits, as ``envkit reset``: a one-shot exec, whose refill outlives the process)."""
+    fast = _fast(backend, run_id, services, on_event) if path != "restore" and keep_session else None
     if fast is not None:
         return fast
     info = describe(backend, run_id)
@@ -74,7 +76,7 @@ def reset(backend: Backend, run_id: str, services: Sequence[str] = (), *, bluepr
         pg = postgres_of(snap)
         on_event(Event("step", run_id, f"reset {name}", phase="start", action="reset", service=name))
         if pg is not None and path != "restore" and container.running:
-            _swap(backend, container.id, *pg)
+            _swap(backend, container.id, *pg, keep=keep_session)
             how = "template databases"
         else:
             bp = blueprint or load(info.blueprint_path, env)
@@ -127,11 +129,11 @@ def _fast(backend: Backend, run_id: str, services: Sequence[str], on_event: Even
     return taken
 
 
-def _swap(backend: Backend, container: str, pg: Postgres, databases: list[str]) -> None:
+def _swap(backend: Backend, container: str, pg: Postgres, databases: list[str], keep: bool = True) -> None:
     """The swap through the kept session (opened on first use); after it, the refill of the next ready
     copies is queued behind it. A session that ended (an error, the container restarted) is opened
     again once; an engine without interactive exec takes the one-shot exec."""
-    if Capability.INTERACTIVE_EXEC not in backend.capabilities:
+    if not keep or Capability.INTERACTIVE_EXEC not in backend.capabilities:
         pg.reset(backend, container, databases)
         return
     for attempt in (1, 2):
