@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import statistics
 import sys
 import threading
@@ -65,13 +66,15 @@ def count_orders(env: envkit.Environment) -> int:
 
 class HostSwap:
     """The fast path's swap and refill over host connections (the alternative measured, not envkit's):
-    the same statements as ``envkit.pgtemplate.swap_script``, the same advisory lock."""
+    the statements of ``envkit.pgtemplate``'s scripts, the same advisory lock, as the shop's own role
+    (not a superuser: it may end only its own role's sessions, so autovacuum workers are left to
+    PostgreSQL, which ends them itself before a rename)."""
 
     def __init__(self, url: str, db: str) -> None:
         admin = url.rsplit("/", 1)[0] + "/postgres"
         self.swap_conn = psycopg.connect(admin, autocommit=True)
         self.fill_conn = psycopg.connect(admin, autocommit=True)
-        self.db, self.ready, self.old, self.tpl = db, ready_name(db), old_name(db), template_name(db)
+        self.db, self.ready, self.tpl = db, ready_name(db), template_name(db)
         self.refill: threading.Thread | None = None
 
     def exists(self, cur: psycopg.Cursor[tuple[object, ...]], name: str) -> bool:
@@ -79,20 +82,20 @@ class HostSwap:
         return cur.fetchone() is not None
 
     def reset(self) -> None:
-        db, ready, old = (f'"{n}"' for n in (self.db, self.ready, self.old))
+        db, ready, old = (f'"{n}"' for n in (self.db, self.ready, old_name(self.db, secrets.token_hex(4))))
         with self.swap_conn.cursor() as cur:
             cur.execute("SELECT pg_advisory_lock(1701147493, 1)")  # waits for a refill still copying
             try:
+                cur.execute(f"ALTER DATABASE {db} WITH ALLOW_CONNECTIONS false")
+                cur.execute("SELECT count(pg_terminate_backend(pid, 5000)) FROM pg_stat_activity WHERE datname = %s "
+                            "AND backend_type = 'client backend'", (self.db,))
                 if self.exists(cur, self.ready):
-                    cur.execute(f"ALTER DATABASE {db} WITH ALLOW_CONNECTIONS false")
-                    cur.execute("SELECT count(pg_terminate_backend(pid, 5000)) FROM pg_stat_activity WHERE datname = %s",
-                                (self.db,))
                     with self.swap_conn.transaction():
                         cur.execute(f"ALTER DATABASE {db} RENAME TO {old}")
                         cur.execute(f"ALTER DATABASE {ready} RENAME TO {db}")
                         cur.execute(f"ALTER DATABASE {db} WITH ALLOW_CONNECTIONS true")
                 else:
-                    cur.execute(f"DROP DATABASE {db} WITH (FORCE)")
+                    cur.execute(f"DROP DATABASE {db}")
                     cur.execute(f'CREATE DATABASE {db} TEMPLATE "{self.tpl}" STRATEGY FILE_COPY')
             finally:
                 cur.execute("SELECT pg_advisory_unlock(1701147493, 1)")
@@ -105,12 +108,14 @@ class HostSwap:
         with self.fill_conn.cursor() as cur:
             cur.execute("SELECT pg_advisory_lock(1701147493, 1)")
             try:
-                cur.execute(f'DROP DATABASE IF EXISTS "{self.old}"')
                 if not self.exists(cur, self.ready):
                     cur.execute(f'CREATE DATABASE "{self.ready}" TEMPLATE "{self.tpl}" STRATEGY FILE_COPY')
                     cur.execute(f'ALTER DATABASE "{self.ready}" WITH ALLOW_CONNECTIONS false')
             finally:
                 cur.execute("SELECT pg_advisory_unlock(1701147493, 1)")
+            cur.execute("SELECT datname FROM pg_database WHERE datname LIKE 'envkit\\_old\\_%'")
+            for (name,) in cur.fetchall():
+                cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
 
     def close(self) -> None:
         if self.refill is not None:
@@ -126,12 +131,13 @@ def write_orders_host(url: str, n: int) -> None:
 
 
 def stats(times: list[float]) -> dict[str, float]:
-    return {"n": len(times), "p50": pct(times, 0.5), "p95": pct(times, 0.95), "min": min(times), "max": max(times)}
+    return {"n": len(times), "p50": pct(times, 0.5), "p95": pct(times, 0.95), "min": min(times), "max": max(times),
+            "over_100ms": sum(t > 0.1 for t in times)}
 
 
 def show(what: str, times: list[float]) -> None:
-    print(f"{what} over {len(times)}: p50 {pct(times, 0.5) * 1000:.0f} ms, p95 {pct(times, 0.95) * 1000:.0f} ms "
-          f"(load {os.getloadavg()[0]:.1f})", flush=True)
+    print(f"{what} over {len(times)}: p50 {pct(times, 0.5) * 1000:.0f} ms, p95 {pct(times, 0.95) * 1000:.0f} ms, "
+          f"{sum(t > 0.1 for t in times)} over 100 ms (load {os.getloadavg()[0]:.1f})", flush=True)
 
 
 def main() -> int:

@@ -8,12 +8,14 @@ the process already holds, plus the SQL. No password, published port or client l
 session is the same local-socket superuser connection as the one-shot exec, so it works for any image
 and topology the exec path works for, from any process (each opens its own).
 
-Each script is followed by ``\\echo`` of a marker; ``run`` waits for its marker. A script written
-without waiting (the refill of the next ready copy) runs after the one before it: a reset that comes
-while the refill still copies waits for the rest of that copy on the server, which is never longer than
-making a copy from scratch. ``psql`` stops at the first error (``ON_ERROR_STOP``), so an error ends the
-session: ``run`` raises ``SessionEnded`` with the server's message, the caller falls back to a one-shot
-exec and the next reset opens a new session. When the container goes away the session ends with it.
+Each script is followed by ``\\echo`` of a marker; ``run`` waits for its marker; ``send`` does not
+wait. ``psql`` stops at the first error (``ON_ERROR_STOP``), so an error ends the session: ``run``
+raises ``SessionEnded`` with the server's message. When the container goes away the session ends with it.
+
+``swap`` keeps two per container: one for the swaps, one for the refills sent after each swap (the
+next ready copy, then dropping the one swapped out). A swap that comes while a refill still copies
+waits for that copy (the advisory lock of ``envkit.pgtemplate``), never longer than making a copy
+itself, and never for the drop that follows it.
 """
 
 from __future__ import annotations
@@ -25,10 +27,11 @@ import threading
 import time
 from typing import BinaryIO, cast
 
-from envkit.backends.base import Backend, ExecSession
+from envkit.backends.base import Backend, Capability, ExecSession
 from envkit.errors import EngineError
+from envkit.pgtemplate import Postgres, refill_script, swap_script
 
-__all__ = ["PsqlSession", "SessionEnded"]
+__all__ = ["PsqlSession", "SessionEnded", "kept", "swap"]
 
 
 class SessionEnded(EngineError):
@@ -91,7 +94,7 @@ class PsqlSession:
 
     @property
     def alive(self) -> bool:
-        return self._exit is None
+        return self._exit is None and not self._closed
 
     def send(self, script: str) -> None:
         """Queue ``script`` without waiting for it (it runs before whatever is sent after it)."""
@@ -143,3 +146,47 @@ class PsqlSession:
             self._closed = True
         with contextlib.suppress(OSError):
             os.close(self._stdin)
+
+
+#: container id -> the (swap, refill) sessions this process keeps in it
+_kept: dict[str, tuple[PsqlSession, PsqlSession]] = {}
+_kept_lock = threading.Lock()
+
+
+def kept(container: str) -> bool:
+    """Whether this process holds a live swap session in the container: proof that the container is
+    the same one and still runs (the session ends with it)."""
+    pair = _kept.get(container)
+    return pair is not None and pair[0].alive
+
+
+def swap(backend: Backend, container: str, pg: Postgres, databases: list[str], keep: bool = True) -> None:
+    """Swap ``databases`` back to their templates' state, through the kept sessions (opened on first
+    use), and queue the refill. A session that ended (an error, a restart) is opened again once;
+    ``keep=False``, or an engine without interactive exec: the one-shot exec (``Postgres.reset``)."""
+    if not keep or Capability.INTERACTIVE_EXEC not in backend.capabilities:
+        pg.reset(backend, container, databases)
+        return
+    for attempt in (1, 2):
+        session, filler = _open(backend, container, pg)
+        try:
+            session.run(swap_script(databases))
+        except SessionEnded as exc:
+            session.close()  # the next one is opened in its place
+            if attempt == 2:
+                raise EngineError(f"reset from the template databases: {exc}") from exc
+            continue
+        try:
+            filler.send(refill_script(databases))
+        except SessionEnded:  # opened again by the next swap; that one clones the template itself
+            filler.close()
+        return
+
+
+def _open(backend: Backend, container: str, pg: Postgres) -> tuple[PsqlSession, PsqlSession]:
+    with _kept_lock:
+        old = _kept.get(container)
+        pair = tuple(s if s is not None and s.alive else PsqlSession(backend, container, pg.superuser, pg.exec_user)
+                     for s in (old or (None, None)))
+        _kept[container] = (pair[0], pair[1])
+        return _kept[container]

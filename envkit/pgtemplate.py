@@ -14,6 +14,7 @@ to be trusted (the default of the official image and of Debian's clusters in con
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -91,10 +92,12 @@ _LOCK = "SELECT pg_advisory_lock(1701147493, 1) AS envkit_locked \\gset"
 _UNLOCK = "SELECT pg_advisory_unlock(1701147493, 1) AS envkit_unlocked \\gset"
 
 
-def swap_script(databases: list[str]) -> str:
+def swap_script(databases: list[str], tag: str = "") -> str:
     """Put each database back: refuse new sessions, end its sessions, then in one transaction rename it
-    away and the ready copy in (catalogue updates only); with no ready copy, drop it and clone the
-    template. Safe to run again after it was cut off half-way (each step checks what is there)."""
+    away (to a name of its own, ``tag``: a random one by default) and the ready copy in — catalogue
+    updates only; with no ready copy, drop it and clone the template. Safe to run again after it was
+    cut off half-way (each step checks what is there)."""
+    tag = tag or secrets.token_hex(4)
     lines = [
         "SET client_min_messages = warning;",
         _LOCK,
@@ -102,11 +105,10 @@ def swap_script(databases: list[str]) -> str:
         "current_setting('server_version_num')::int >= 140000 AS envkit_wait \\gset",
     ]
     for db in databases:
-        ready, old = ready_name(db), old_name(db)
+        ready, old = ready_name(db), old_name(db, tag)
         lines += [
             f"SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = {_lit(ready)}) AS envkit_ready, "
-            f"EXISTS (SELECT 1 FROM pg_database WHERE datname = {_lit(db)}) AS envkit_have, "
-            f"EXISTS (SELECT 1 FROM pg_database WHERE datname = {_lit(old)}) AS envkit_old \\gset",
+            f"EXISTS (SELECT 1 FROM pg_database WHERE datname = {_lit(db)}) AS envkit_have \\gset",
             "\\if :envkit_have",
             f"ALTER DATABASE {_ident(db)} WITH ALLOW_CONNECTIONS false;",
             "\\if :envkit_wait",  # PostgreSQL 14+: wait until each session has ended
@@ -119,9 +121,6 @@ def swap_script(databases: list[str]) -> str:
             "\\endif",
             "\\endif",
             "\\if :envkit_ready",
-            "\\if :envkit_old",  # a refill was cut off before it dropped the last one
-            f"DROP DATABASE {_ident(old)};",
-            "\\endif",
             "BEGIN;",
             "\\if :envkit_have",
             f"ALTER DATABASE {_ident(db)} RENAME TO {_ident(old)};",
@@ -142,16 +141,19 @@ def swap_script(databases: list[str]) -> str:
 
 
 def refill_script(databases: list[str]) -> str:
-    """Drop the swapped-out copies and make the next ready ones (no connections allowed to them)."""
+    """Make the next ready copies (no connections allowed to them), holding the lock — a swap that
+    comes meanwhile waits for the copy, never longer than making one itself — then drop the copies
+    swapped out (every ``envkit_old_*``), after the lock: a swap need not wait for that."""
     lines = ["SET client_min_messages = warning;", _LOCK,
              "SELECT current_setting('server_version_num')::int >= 150000 AS envkit_copy \\gset"]
     for db in databases:
-        ready, old = ready_name(db), old_name(db)
-        lines += [f"DROP DATABASE IF EXISTS {_ident(old)};",
-                  f"SELECT NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = {_lit(ready)}) AS envkit_make \\gset",
+        ready = ready_name(db)
+        lines += [f"SELECT NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = {_lit(ready)}) AS envkit_make \\gset",
                   "\\if :envkit_make", _create(ready, template_name(db)),
                   f"ALTER DATABASE {_ident(ready)} WITH ALLOW_CONNECTIONS false;", "\\endif"]
-    lines.append(_UNLOCK)
+    lines += [_UNLOCK,
+              "SELECT format('DROP DATABASE IF EXISTS %I', datname) FROM pg_database "
+              "WHERE datname LIKE 'envkit\\_old\\_%' \\gexec"]
     return "\n".join(lines)
 
 
@@ -172,8 +174,8 @@ def ready_name(db: str) -> str:
     return ("envkit_rdy_" + db)[:63]
 
 
-def old_name(db: str) -> str:
-    return ("envkit_old_" + db)[:63]
+def old_name(db: str, tag: str) -> str:
+    return f"envkit_old_{tag}_{db}"[:63]
 
 
 def template_name(db: str) -> str:

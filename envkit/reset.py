@@ -17,23 +17,21 @@ A reset only ever touches the named run's own containers and volumes: the snapsh
 
 from __future__ import annotations
 
-import contextlib
-import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 from envkit import labels as L
+from envkit import pgsession
 from envkit import snapshots as S
 from envkit.backends.base import Backend, Capability, ContainerState, PortBinding
 from envkit.blueprint import Blueprint, load
 from envkit.capture import postgres_of
-from envkit.errors import Conflict, EngineError, NotFound, RunNotFound, UsageError
+from envkit.errors import Conflict, NotFound, RunNotFound, UsageError
 from envkit.events import Event, EventSink, ignore
 from envkit.execute import Executor
 from envkit.images import image_tag
-from envkit.pgsession import PsqlSession, SessionEnded
-from envkit.pgtemplate import Postgres, refill_script, swap_script
+from envkit.pgtemplate import Postgres
 from envkit.plan import Plan, RunIdentity, make_plan
 from envkit.runs import RunInfo, describe
 from envkit.snapshot_plan import image_ids
@@ -76,7 +74,7 @@ def reset(backend: Backend, run_id: str, services: Sequence[str] = (), *, bluepr
         pg = postgres_of(snap)
         on_event(Event("step", run_id, f"reset {name}", phase="start", action="reset", service=name))
         if pg is not None and path != "restore" and container.running:
-            _swap(backend, container.id, *pg, keep=keep_session)
+            pgsession.swap(backend, container.id, *pg, keep=keep_session)
             how = "template databases"
         else:
             bp = blueprint or load(info.blueprint_path, env)
@@ -92,9 +90,6 @@ def reset(backend: Backend, run_id: str, services: Sequence[str] = (), *, bluepr
 #: A snapshot's manifest never changes, and the template path needs nothing but it (the templates live
 #: inside the run's own server).
 _known: dict[tuple[str, str], tuple[S.Snapshot, str]] = {}
-#: container id -> the psql this process keeps in it (envkit.pgsession)
-_sessions: dict[str, PsqlSession] = {}
-_sessions_lock = threading.Lock()
 
 
 def _fast(backend: Backend, run_id: str, services: Sequence[str], on_event: EventSink) -> dict[str, float] | None:
@@ -107,8 +102,7 @@ def _fast(backend: Backend, run_id: str, services: Sequence[str], on_event: Even
         pg = postgres_of(snap) if snap is not None else None
         if snap is None or pg is None:
             return None
-        session = _sessions.get(container)
-        if session is None or not session.alive:
+        if not pgsession.kept(container):
             listed = backend.list_containers({L.MANAGED: "true", L.RUN: run_id, L.SERVICE: name})
             if len(listed) != 1 or not listed[0].running or listed[0].labels.get(L.SNAPSHOT) != snap.key:
                 return None
@@ -120,40 +114,13 @@ def _fast(backend: Backend, run_id: str, services: Sequence[str], on_event: Even
         began = time.monotonic()
         on_event(Event("step", run_id, f"reset {name}", phase="start", action="reset", service=name))
         try:
-            _swap(backend, container, pg_, databases)
+            pgsession.swap(backend, container, pg_, databases)
         except (NotFound, Conflict):
             return None  # gone or stopped since: the full way finds out what is there (a second reset is harmless)
         taken[name] = time.monotonic() - began
         on_event(Event("step", run_id, f"{name} reset in {taken[name]:.2f}s (template databases)", phase="done",
                        action="reset", service=name, duration=taken[name], detail="template databases"))
     return taken
-
-
-def _swap(backend: Backend, container: str, pg: Postgres, databases: list[str], keep: bool = True) -> None:
-    """The swap through the kept session (opened on first use); after it, the refill of the next ready
-    copies is queued behind it. A session that ended (an error, the container restarted) is opened
-    again once; an engine without interactive exec takes the one-shot exec."""
-    if not keep or Capability.INTERACTIVE_EXEC not in backend.capabilities:
-        pg.reset(backend, container, databases)
-        return
-    for attempt in (1, 2):
-        with _sessions_lock:
-            session = _sessions.get(container)
-            if session is None or not session.alive:
-                session = _sessions[container] = PsqlSession(backend, container, pg.superuser, pg.exec_user)
-        try:
-            session.run(swap_script(databases))
-        except SessionEnded as exc:
-            with _sessions_lock:
-                if _sessions.get(container) is session:
-                    del _sessions[container]
-            session.close()
-            if attempt == 2:
-                raise EngineError(f"reset from the template databases: {exc}") from exc
-            continue
-        with contextlib.suppress(SessionEnded):  # then the next reset clones the template itself
-            session.send(refill_script(databases))
-        return
 
 
 def _key(info: RunInfo, service: str) -> str:

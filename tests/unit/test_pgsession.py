@@ -8,7 +8,7 @@ from typing import BinaryIO
 
 import pytest
 
-from envkit import reset as R
+from envkit import pgsession as R
 from envkit.backends.base import Capability, ContainerSpec
 from envkit.backends.fake import FakeBackend
 from envkit.errors import EngineError
@@ -17,33 +17,40 @@ from envkit.pgtemplate import Postgres, refill_script, swap_script
 
 
 class FakePsql:
-    """Echoes ``\\echo`` lines, records every other line, fails (exit 3) on ``FAIL``; the first
-    ``fail_first`` sessions fail on their first swap."""
+    """Echoes ``\\echo`` lines, records every other line (by session), fails (exit 3) on ``FAIL``, and on
+    the first ``failures`` renames."""
 
-    def __init__(self, fail_first: int = 0) -> None:
-        self.lines: list[str] = []
-        self.sessions = 0
-        self.fail_first = fail_first
-        self.ended = threading.Event()
+    def __init__(self, failures: int = 0) -> None:
+        self.lines: dict[int, list[str]] = {}
+        self.failures = failures
+        self.ended = threading.Semaphore(0)
+        self._lock = threading.Lock()
+
+    @property
+    def sessions(self) -> int:
+        return len(self.lines)
 
     def __call__(self, command: tuple[str, ...], stdin: BinaryIO, stdout: BinaryIO, stderr: BinaryIO, tty: bool) -> int:
         assert command[:1] == ("psql",) and "ON_ERROR_STOP=1" in command
-        self.sessions += 1
-        failing = self.sessions <= self.fail_first
+        with self._lock:
+            mine = self.lines.setdefault(len(self.lines) + 1, [])
         try:
             while line := stdin.readline():
                 text = line.decode().rstrip("\n")
+                with self._lock:
+                    failing = text == "FAIL" or ("RENAME TO" in text and self.failures > 0)
+                    self.failures -= "RENAME TO" in text and failing
                 if text.startswith("\\echo "):
                     stdout.write(text[len("\\echo "):].encode() + b"\n")
                     stdout.flush()
-                elif text == "FAIL" or (failing and "RENAME TO" in text):
+                elif failing:
                     stderr.write(b'ERROR:  database "shop" is being accessed by other users\n')
                     return 3
                 else:
-                    self.lines.append(text)
+                    mine.append(text)
             return 0
         finally:
-            self.ended.set()
+            self.ended.release()
 
 
 @pytest.fixture
@@ -62,9 +69,10 @@ def test_scripts_run_in_order_and_each_run_returns_its_own_output(db: tuple[Fake
     assert session.run("SELECT 1;\n\\echo one") == "one\n"
     session.send("SELECT 'queued';")
     assert session.run("SELECT 2;") == ""
-    assert psql.lines == ["SELECT 1;", "SELECT 'queued';", "SELECT 2;"]  # the queued script ran before
+    assert psql.lines[1] == ["SELECT 1;", "SELECT 'queued';", "SELECT 2;"]  # the queued script ran before
     session.close()
-    assert psql.ended.wait(5)
+    assert psql.ended.acquire(timeout=5)
+    assert not session.alive
 
 
 def test_an_error_ends_the_session_with_the_servers_message(db: tuple[FakeBackend, str]) -> None:
@@ -78,40 +86,44 @@ def test_an_error_ends_the_session_with_the_servers_message(db: tuple[FakeBacken
         session.send("SELECT 1;")  # nothing is written to a session that ended
 
 
-def test_the_swap_goes_through_one_kept_session_and_queues_the_refill(db: tuple[FakeBackend, str]) -> None:
+def test_swaps_go_through_one_kept_session_and_refills_through_another(db: tuple[FakeBackend, str]) -> None:
     backend, ident = db
     psql = FakePsql()
     backend.exec_programs["db"] = psql
-    pg = Postgres("postgres")
     for _ in range(3):
-        R._swap(backend, ident, pg, ["shop"])
-    assert psql.sessions == 1 and [c for c in backend.calls if c[0] == "exec_stream"] == [("exec_stream", "envkit-r1-db-1")]
-    R._sessions.pop(ident).close()  # the last refill is read before the end of its input
-    assert psql.ended.wait(5)
-    script = "\n".join(psql.lines)
-    assert script.count(swap_script(["shop"]).splitlines()[1]) == 6  # the lock, by 3 swaps and 3 refills
-    assert 'ALTER DATABASE "envkit_rdy_shop" RENAME TO "shop";' in script
-    assert script.endswith(refill_script(["shop"]).splitlines()[-1])
+        R.swap(backend, ident, Postgres("postgres"), ["shop"])
+    assert R.kept(ident) and [c for c in backend.calls if c[0] == "exec_stream"] == [("exec_stream", "envkit-r1-db-1")] * 2
+    for s in R._kept.pop(ident):
+        s.close()  # the last refill is read before the end of its input
+    assert psql.ended.acquire(timeout=5) and psql.ended.acquire(timeout=5)
+    swaps, refills = "\n".join(psql.lines[1]), "\n".join(psql.lines[2])
+    lock = swap_script(["shop"]).splitlines()[1]
+    assert lock.startswith("SELECT pg_advisory_lock(") and swaps.count(lock) == refills.count(lock) == 3
+    assert swaps.count('ALTER DATABASE "envkit_rdy_shop" RENAME TO "shop";') == 3
+    assert refills.endswith(refill_script(["shop"]).splitlines()[-1]) and "CREATE DATABASE" in refills
 
 
 def test_a_session_that_ended_is_opened_again_once_then_the_error_is_reported(db: tuple[FakeBackend, str]) -> None:
     backend, ident = db
-    backend.exec_programs["db"] = FakePsql(fail_first=1)
-    R._swap(backend, ident, Postgres("postgres"), ["shop"])  # the second session does it
-    R._sessions.pop(ident).close()
-    backend.exec_programs["db"] = FakePsql(fail_first=2)
+    backend.exec_programs["db"] = psql = FakePsql(failures=1)
+    R.swap(backend, ident, Postgres("postgres"), ["shop"])  # a second swap session does it
+    assert psql.sessions == 3 and R.kept(ident)
+    backend.exec_programs["db"] = FakePsql(failures=2)
+    for s in R._kept.pop(ident):
+        s.close()
     with pytest.raises(EngineError, match=r"reset from the template databases: psql in container .* ended"):
-        R._swap(backend, ident, Postgres("postgres"), ["shop"])
-    assert ident not in R._sessions
+        R.swap(backend, ident, Postgres("postgres"), ["shop"])
+    assert not R.kept(ident)
+    R._kept.pop(ident)[1].close()
 
 
 def test_without_interactive_exec_or_a_kept_session_it_is_one_exec(db: tuple[FakeBackend, str]) -> None:
     backend, ident = db
-    R._swap(backend, ident, Postgres("postgres"), ["shop"], keep=False)
+    R.swap(backend, ident, Postgres("postgres"), ["shop"], keep=False)
     execs = [c for c in backend.calls if c[0] in ("exec", "exec_stream")]
-    assert execs == [("exec", "envkit-r1-db-1")] and ident not in R._sessions
+    assert execs == [("exec", "envkit-r1-db-1")] and not R.kept(ident)
     plain = FakeBackend(images={"pg:1"}, capabilities=frozenset(Capability) - {Capability.INTERACTIVE_EXEC})
     other = plain.create_container(ContainerSpec("envkit-r2-db-1", "pg:1", (), ()))
     plain.start_container(other)
-    R._swap(plain, other, Postgres("postgres"), ["shop"])
+    R.swap(plain, other, Postgres("postgres"), ["shop"])
     assert [c[0] for c in plain.calls if c[0].startswith("exec")] == ["exec"]
