@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import queue
 import secrets
 import statistics
 import sys
@@ -75,7 +76,9 @@ class HostSwap:
         self.swap_conn = psycopg.connect(admin, autocommit=True)
         self.fill_conn = psycopg.connect(admin, autocommit=True)
         self.db, self.ready, self.tpl = db, ready_name(db), template_name(db)
-        self.refill: threading.Thread | None = None
+        self.requests: queue.Queue[bool] = queue.Queue()  # the refills to make, in order (False: stop)
+        self.filler = threading.Thread(target=self.fills, daemon=True)
+        self.filler.start()
 
     def exists(self, cur: psycopg.Cursor[tuple[object, ...]], name: str) -> bool:
         cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
@@ -99,10 +102,11 @@ class HostSwap:
                     cur.execute(f'CREATE DATABASE {db} TEMPLATE "{self.tpl}" STRATEGY FILE_COPY')
             finally:
                 cur.execute("SELECT pg_advisory_unlock(1701147493, 1)")
-        if self.refill is not None:
-            self.refill.join()
-        self.refill = threading.Thread(target=self.fill, daemon=True)
-        self.refill.start()
+        self.requests.put(True)
+
+    def fills(self) -> None:
+        while self.requests.get():
+            self.fill()
 
     def fill(self) -> None:
         with self.fill_conn.cursor() as cur:
@@ -118,8 +122,8 @@ class HostSwap:
                 cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
 
     def close(self) -> None:
-        if self.refill is not None:
-            self.refill.join()
+        self.requests.put(False)
+        self.filler.join()
         self.swap_conn.close()
         self.fill_conn.close()
 
@@ -145,6 +149,8 @@ def main() -> int:
     ap.add_argument("--resets", type=int, default=100)
     ap.add_argument("--generic-resets", type=int, default=20)
     ap.add_argument("--back-to-back", type=int, default=30)
+    ap.add_argument("--ways", default="template,template_exec,template_host,restore",
+                    help="which reset ways to measure (comma-separated)")
     ap.add_argument("--ups", type=int, default=3)
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
@@ -202,6 +208,8 @@ def main() -> int:
             }
             try:
                 for way, fn in ways.items():
+                    if way not in args.ways.split(","):
+                        continue
                     n = args.generic_resets if way == "restore" else args.resets
                     times = []
                     for _ in range(n):
