@@ -63,7 +63,7 @@ class PsqlSession:
         self._changed = threading.Condition()
         self._out, self._err = _Sink(self._changed), _Sink(self._changed)
         self._marks = itertools.count(1)
-        self._lock = threading.Lock()  # one script at a time from this process
+        self._lock = threading.RLock()  # one script at a time from this process; held to close stdin
         self._exit: int | None = None
         self._closed = False
         read, self._stdin = os.pipe()
@@ -91,6 +91,7 @@ class PsqlSession:
                 self._changed.notify_all()
             with contextlib.suppress(OSError):
                 os.close(read)
+            self.close()  # our end of its stdin too (once no script is being written to it)
 
     @property
     def alive(self) -> bool:
@@ -140,12 +141,12 @@ class PsqlSession:
 
     def close(self) -> None:
         """End the session (its stdin closes; psql exits)."""
-        with self._changed:
+        with self._lock:
             if self._closed:
                 return
             self._closed = True
-        with contextlib.suppress(OSError):
-            os.close(self._stdin)
+            with contextlib.suppress(OSError):
+                os.close(self._stdin)
 
 
 #: container id -> the (swap, refill) sessions this process keeps in it
