@@ -2,6 +2,17 @@
 p50/p95 over N resets of the shop's database after a test wrote to it, for the PostgreSQL fast path
 (template databases) and the generic path (restore from the snapshot).
 
+The fast path is measured three ways, the same swap SQL each time (``envkit.pgtemplate``):
+
+- ``template``: what ``env.reset`` does, through the ``psql`` it keeps in the container (``envkit.pgsession``);
+- ``template_exec``: one ``docker exec`` of ``psql`` per reset (envkit's way before the kept session);
+- ``template_host``: from this process over the published port with the shop role's own credentials
+  (psycopg, the run's ``DATABASE_URL``; never printed), the other way considered.
+
+Each reset follows a "test" that wrote 1,000 orders (and a count that checks the reset). The
+``back_to_back`` figure writes through a host connection instead (milliseconds), so resets come faster
+than PostgreSQL can copy the next ready database: it shows the bound of the ready-copy pool.
+
     .venv/bin/python benchmarks/bench_snapshots.py [--resets 100] [--ups 3] [--json out.json]
 
 The snapshot this makes is removed at the end (and any the shop had before is left alone only when it
@@ -13,18 +24,26 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import queue
+import secrets
 import statistics
 import sys
+import threading
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import psycopg  # noqa: E402
+
 import envkit  # noqa: E402
 from envkit import labels as L  # noqa: E402
 from envkit import snapshots as S  # noqa: E402
 from envkit.backends import connect  # noqa: E402
+from envkit.capture import postgres_of  # noqa: E402
+from envkit.pgtemplate import old_name, ready_name, template_name  # noqa: E402
 
 SHOP = ROOT / "blueprints" / "shop"
 
@@ -46,15 +65,97 @@ def count_orders(env: envkit.Environment) -> int:
     return int(out.output.strip())
 
 
+class HostSwap:
+    """The fast path's swap and refill over host connections (the alternative measured, not envkit's):
+    the statements of ``envkit.pgtemplate``'s scripts, the same advisory lock, as the shop's own role
+    (not a superuser: it may end only its own role's sessions, so autovacuum workers are left to
+    PostgreSQL, which ends them itself before a rename)."""
+
+    def __init__(self, url: str, db: str) -> None:
+        admin = url.rsplit("/", 1)[0] + "/postgres"
+        self.swap_conn = psycopg.connect(admin, autocommit=True)
+        self.fill_conn = psycopg.connect(admin, autocommit=True)
+        self.db, self.ready, self.tpl = db, ready_name(db), template_name(db)
+        self.requests: queue.Queue[bool] = queue.Queue()  # the refills to make, in order (False: stop)
+        self.filler = threading.Thread(target=self.fills, daemon=True)
+        self.filler.start()
+
+    def exists(self, cur: psycopg.Cursor[tuple[object, ...]], name: str) -> bool:
+        cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+        return cur.fetchone() is not None
+
+    def reset(self) -> None:
+        db, ready, old = (f'"{n}"' for n in (self.db, self.ready, old_name(self.db, secrets.token_hex(4))))
+        with self.swap_conn.cursor() as cur:
+            cur.execute("SELECT pg_advisory_lock(1701147493, 1)")  # waits for a refill still copying
+            try:
+                cur.execute(f"ALTER DATABASE {db} WITH ALLOW_CONNECTIONS false")
+                cur.execute("SELECT count(pg_terminate_backend(pid, 5000)) FROM pg_stat_activity WHERE datname = %s "
+                            "AND backend_type = 'client backend'", (self.db,))
+                if self.exists(cur, self.ready):
+                    with self.swap_conn.transaction():
+                        cur.execute(f"ALTER DATABASE {db} RENAME TO {old}")
+                        cur.execute(f"ALTER DATABASE {ready} RENAME TO {db}")
+                        cur.execute(f"ALTER DATABASE {db} WITH ALLOW_CONNECTIONS true")
+                else:
+                    cur.execute(f"DROP DATABASE {db}")
+                    cur.execute(f'CREATE DATABASE {db} TEMPLATE "{self.tpl}" STRATEGY FILE_COPY')
+            finally:
+                cur.execute("SELECT pg_advisory_unlock(1701147493, 1)")
+        self.requests.put(True)
+
+    def fills(self) -> None:
+        while self.requests.get():
+            self.fill()
+
+    def fill(self) -> None:
+        with self.fill_conn.cursor() as cur:
+            cur.execute("SELECT pg_advisory_lock(1701147493, 1)")
+            try:
+                if not self.exists(cur, self.ready):
+                    cur.execute(f'CREATE DATABASE "{self.ready}" TEMPLATE "{self.tpl}" STRATEGY FILE_COPY')
+                    cur.execute(f'ALTER DATABASE "{self.ready}" WITH ALLOW_CONNECTIONS false')
+            finally:
+                cur.execute("SELECT pg_advisory_unlock(1701147493, 1)")
+            cur.execute("SELECT datname FROM pg_database WHERE datname LIKE 'envkit\\_old\\_%'")
+            for (name,) in cur.fetchall():
+                cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
+
+    def close(self) -> None:
+        self.requests.put(False)
+        self.filler.join()
+        self.swap_conn.close()
+        self.fill_conn.close()
+
+
+def write_orders_host(url: str, n: int) -> None:
+    with psycopg.connect(url) as conn:
+        conn.execute("INSERT INTO orders (customer_id, amount_cents, status) SELECT 1, g, 'pending' "
+                     "FROM generate_series(1, %s) g", (n,))
+
+
+def stats(times: list[float]) -> dict[str, float]:
+    return {"n": len(times), "p50": pct(times, 0.5), "p95": pct(times, 0.95), "min": min(times), "max": max(times),
+            "over_100ms": sum(t > 0.1 for t in times)}
+
+
+def show(what: str, times: list[float]) -> None:
+    print(f"{what} over {len(times)}: p50 {pct(times, 0.5) * 1000:.0f} ms, p95 {pct(times, 0.95) * 1000:.0f} ms, "
+          f"{sum(t > 0.1 for t in times)} over 100 ms (load {os.getloadavg()[0]:.1f})", flush=True)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--resets", type=int, default=100)
     ap.add_argument("--generic-resets", type=int, default=20)
+    ap.add_argument("--back-to-back", type=int, default=30)
+    ap.add_argument("--ways", default="template,template_exec,template_host,restore",
+                    help="which reset ways to measure (comma-separated)")
     ap.add_argument("--ups", type=int, default=3)
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     backend = connect()
-    result: dict[str, object] = {}
+    result: dict[str, object] = {"loadavg_start": os.getloadavg()[0]}
     seeded, from_snapshot = [], []
     key = ""
     try:
@@ -83,6 +184,7 @@ def main() -> int:
                             "from_snapshot_median": statistics.median(from_snapshot),
                             "ratio": statistics.median(from_snapshot) / statistics.median(plain)}
         with envkit.up(SHOP, snapshot=["db"], backend=backend) as env:
+            key = env.info.replicas("db")[0].labels[L.SNAPSHOT]
             seeded_count = count_orders(env)
             base = []
             for _ in range(20):  # what one `docker exec` of psql costs here: the floor of the fast path
@@ -91,21 +193,49 @@ def main() -> int:
                 base.append(time.monotonic() - began)
             result["exec_psql_select_1"] = {"p50": pct(base, 0.5), "p95": pct(base, 0.95)}
             print(f"one exec of psql (SELECT 1): p50 {pct(base, 0.5) * 1000:.0f} ms", flush=True)
-            for path, n in (("template", args.resets), ("restore", args.generic_resets)):
+            url = env.outputs["DATABASE_URL"]
+            snap = S.find(backend, env.info.replicas("db")[0].labels[L.SNAPSHOT])
+            assert snap is not None
+            pg, databases = postgres_of(snap) or (None, [])
+            assert pg is not None
+            host = HostSwap(url, "shop")
+            db_id = env.info.replicas("db")[0].id
+            ways = {
+                "template": lambda: env.reset("db"),
+                "template_exec": lambda: pg.reset(backend, db_id, databases),
+                "template_host": host.reset,
+                "restore": lambda: env.reset("db", path="restore"),
+            }
+            try:
+                for way, fn in ways.items():
+                    if way not in args.ways.split(","):
+                        continue
+                    n = args.generic_resets if way == "restore" else args.resets
+                    times = []
+                    for _ in range(n):
+                        write_orders(env, 1000)
+                        began = time.monotonic()
+                        fn()
+                        times.append(time.monotonic() - began)
+                        assert count_orders(env) == seeded_count
+                    result[f"reset_{way}"] = stats(times) | {"load": os.getloadavg()[0]}
+                    show(f"reset ({way})", times)
                 times = []
-                for _ in range(n):
-                    write_orders(env, 1000)
+                env.reset("db")
+                for _ in range(args.back_to_back):
+                    write_orders_host(url, 1000)
                     began = time.monotonic()
-                    env.reset("db", path="restore" if path == "restore" else None)
+                    env.reset("db")
                     times.append(time.monotonic() - began)
-                    assert count_orders(env) == seeded_count
-                result[f"reset_{path}"] = {"n": n, "p50": pct(times, 0.5), "p95": pct(times, 0.95),
-                                           "min": min(times), "max": max(times)}
-                print(f"reset ({path}) over {n}: p50 {pct(times, 0.5) * 1000:.0f} ms, "
-                      f"p95 {pct(times, 0.95) * 1000:.0f} ms", flush=True)
+                result["reset_template_back_to_back"] = stats(times) | {"load": os.getloadavg()[0]}
+                show("reset (template, back to back)", times)
+                assert count_orders(env) == seeded_count
+            finally:
+                host.close()
     finally:
         if key:
             S.remove(backend, key)
+    result["loadavg_end"] = os.getloadavg()[0]
     print(json.dumps(result, indent=2))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2), encoding="utf-8")

@@ -14,6 +14,7 @@ to be trusted (the default of the official image and of Debian's clusters in con
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -74,56 +75,85 @@ class Postgres:
         return names
 
     def reset(self, backend: Backend, container: str, databases: list[str]) -> None:
-        """Swap the ready copy in (a few catalogue updates), or clone the template when no copy is ready;
-        then make the next ready copy in the background, off the caller's clock."""
-        lines = [
-            "SELECT current_setting('server_version_num')::int >= 130000 AS envkit_force, "
-            "current_setting('server_version_num')::int >= 150000 AS envkit_copy, "
-            "current_setting('server_version_num')::int >= 140000 AS envkit_wait \\gset",
-        ]
-        for db in databases:
-            ready, old = ready_name(db), old_name(db)
-            lines += [
-                f"SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = {_lit(ready)}) AS envkit_ready \\gset",
-                # No new sessions while it is swapped; then end the ones it has.
-                f"ALTER DATABASE {_ident(db)} WITH ALLOW_CONNECTIONS false;",
-                "\\if :envkit_wait",  # PostgreSQL 14+: wait until each session has ended
-                f"SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE datname = {_lit(db)};",
-                "\\else",
-                f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = {_lit(db)};",
-                "SELECT pg_sleep(0.05);",
-                "\\endif",
-                "\\if :envkit_ready",
-                f"ALTER DATABASE {_ident(db)} RENAME TO {_ident(old)};",
-                f"ALTER DATABASE {_ident(ready)} RENAME TO {_ident(db)};",
-                "\\else",
-                "\\if :envkit_force",
-                f"DROP DATABASE {_ident(db)} WITH (FORCE);",
-                "\\else",
-                f"DROP DATABASE {_ident(db)};",
-                "\\endif",
-                _create(db, template_name(db)),
-                "\\endif",
-                f"ALTER DATABASE {_ident(db)} WITH ALLOW_CONNECTIONS true;",
-            ]
-        # One exec: the swap in the foreground, then the next ready copies in the background (the exec
-        # returns once the swap is done; the refill goes on inside the container, off the caller's clock).
+        """The one-shot way (``envkit.pgsession`` keeps a session instead): one exec runs the swap in the
+        foreground, then the refill in the background, off the caller's clock."""
         shell = ('printf "%s\\n" "$1" | psql -X -q -A -t -v ON_ERROR_STOP=1 -U "$3" -d postgres || exit $?; '
                  'printf "%s\\n" "$2" | nohup psql -X -q -v ON_ERROR_STOP=1 -U "$3" -d postgres >/dev/null 2>&1 &')
-        result = backend.exec(container, ("sh", "-c", shell, "sh", "\n".join(lines), refill_script(databases),
+        result = backend.exec(container, ("sh", "-c", shell, "sh", swap_script(databases), refill_script(databases),
                                           self.superuser), self.exec_user or None, timeout=300)
         if result.exit_code != 0:
             raise EngineError(f"reset from the template databases: psql exited with code {result.exit_code}: "
                               f"{result.output.strip()[-600:]}")
 
 
-def refill_script(databases: list[str]) -> str:
-    """Drop the swapped-out copies and make the next ready ones (no connections allowed to them)."""
-    lines = ["SELECT current_setting('server_version_num')::int >= 150000 AS envkit_copy \\gset"]
+#: the advisory lock every swap and refill holds, so that resets from several processes (or a refill
+#: still running) take turns instead of racing over the same names
+_LOCK = "SELECT pg_advisory_lock(1701147493, 1) AS envkit_locked \\gset"
+_UNLOCK = "SELECT pg_advisory_unlock(1701147493, 1) AS envkit_unlocked \\gset"
+
+
+def swap_script(databases: list[str], tag: str = "") -> str:
+    """Put each database back: refuse new sessions, end its sessions, then in one transaction rename it
+    away (to a name of its own, ``tag``: a random one by default) and the ready copy in — catalogue
+    updates only; with no ready copy, drop it and clone the template. Safe to run again after it was
+    cut off half-way (each step checks what is there)."""
+    tag = tag or secrets.token_hex(4)
+    lines = [
+        "SET client_min_messages = warning;",
+        _LOCK,
+        "SELECT current_setting('server_version_num')::int >= 150000 AS envkit_copy, "
+        "current_setting('server_version_num')::int >= 140000 AS envkit_wait \\gset",
+    ]
     for db in databases:
-        ready, old = ready_name(db), old_name(db)
-        lines += [f"DROP DATABASE IF EXISTS {_ident(old)};", f"DROP DATABASE IF EXISTS {_ident(ready)};",
-                  _create(ready, template_name(db)), f"ALTER DATABASE {_ident(ready)} WITH ALLOW_CONNECTIONS false;"]
+        ready, old = ready_name(db), old_name(db, tag)
+        lines += [
+            f"SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = {_lit(ready)}) AS envkit_ready, "
+            f"EXISTS (SELECT 1 FROM pg_database WHERE datname = {_lit(db)}) AS envkit_have \\gset",
+            "\\if :envkit_have",
+            f"ALTER DATABASE {_ident(db)} WITH ALLOW_CONNECTIONS false;",
+            "\\if :envkit_wait",  # PostgreSQL 14+: wait until each session has ended
+            f"SELECT count(pg_terminate_backend(pid, 5000)) AS envkit_ended FROM pg_stat_activity "
+            f"WHERE datname = {_lit(db)} \\gset",
+            "\\else",
+            f"SELECT count(pg_terminate_backend(pid)) AS envkit_ended FROM pg_stat_activity "
+            f"WHERE datname = {_lit(db)} \\gset",
+            "SELECT pg_sleep(0.05) AS envkit_slept \\gset",
+            "\\endif",
+            "\\endif",
+            "\\if :envkit_ready",
+            "BEGIN;",
+            "\\if :envkit_have",
+            f"ALTER DATABASE {_ident(db)} RENAME TO {_ident(old)};",
+            "\\endif",
+            f"ALTER DATABASE {_ident(ready)} RENAME TO {_ident(db)};",
+            f"ALTER DATABASE {_ident(db)} WITH ALLOW_CONNECTIONS true;",
+            "COMMIT;",
+            "\\else",
+            "\\if :envkit_have",
+            f"DROP DATABASE {_ident(db)};",  # DROP waits (5 s) for ended sessions to be gone
+            "\\endif",
+            _create(db, template_name(db)),
+            f"ALTER DATABASE {_ident(db)} WITH ALLOW_CONNECTIONS true;",
+            "\\endif",
+        ]
+    lines.append(_UNLOCK)
+    return "\n".join(lines)
+
+
+def refill_script(databases: list[str]) -> str:
+    """Make the next ready copies (no connections allowed to them), holding the lock — a swap that
+    comes meanwhile waits for the copy, never longer than making one itself — then drop the copies
+    swapped out (every ``envkit_old_*``), after the lock: a swap need not wait for that."""
+    lines = ["SET client_min_messages = warning;", _LOCK,
+             "SELECT current_setting('server_version_num')::int >= 150000 AS envkit_copy \\gset"]
+    for db in databases:
+        ready = ready_name(db)
+        lines += [f"SELECT NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = {_lit(ready)}) AS envkit_make \\gset",
+                  "\\if :envkit_make", _create(ready, template_name(db)),
+                  f"ALTER DATABASE {_ident(ready)} WITH ALLOW_CONNECTIONS false;", "\\endif"]
+    lines += [_UNLOCK,
+              "SELECT format('DROP DATABASE IF EXISTS %I', datname) FROM pg_database "
+              "WHERE datname LIKE 'envkit\\_old\\_%' \\gexec"]
     return "\n".join(lines)
 
 
@@ -144,8 +174,8 @@ def ready_name(db: str) -> str:
     return ("envkit_rdy_" + db)[:63]
 
 
-def old_name(db: str) -> str:
-    return ("envkit_old_" + db)[:63]
+def old_name(db: str, tag: str) -> str:
+    return f"envkit_old_{tag}_{db}"[:63]
 
 
 def template_name(db: str) -> str:

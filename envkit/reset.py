@@ -3,8 +3,10 @@
 Two paths (docs/snapshots.md says which service gets which, and why):
 
 - **template** (PostgreSQL, chosen when the snapshot was captured): inside the running server, each
-  database is dropped and made again from the template database captured with it
-  (``envkit.pgtemplate``). Tens of milliseconds; the container, its address and its ports stay.
+  database is swapped for a ready copy of the template database captured with it
+  (``envkit.pgtemplate``), through a ``psql`` this process keeps in the container
+  (``envkit.pgsession``; a one-shot exec where the engine has no interactive exec). Milliseconds; the
+  container, its address and its ports stay.
 - **restore** (any service with a snapshot): the container is removed and made again from the snapshot
   — its image, and each captured volume's content copied back into the run's volume — with the same
   name, DNS aliases and host ports, then waited ready. Dependants see the service restart and must
@@ -20,11 +22,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 from envkit import labels as L
+from envkit import pgsession
 from envkit import snapshots as S
 from envkit.backends.base import Backend, Capability, ContainerState, PortBinding
 from envkit.blueprint import Blueprint, load
 from envkit.capture import postgres_of
-from envkit.errors import RunNotFound, UsageError
+from envkit.errors import Conflict, NotFound, RunNotFound, UsageError
 from envkit.events import Event, EventSink, ignore
 from envkit.execute import Executor
 from envkit.images import image_tag
@@ -39,11 +42,13 @@ __all__ = ["reset"]
 
 def reset(backend: Backend, run_id: str, services: Sequence[str] = (), *, blueprint: Blueprint | None = None,
           env: Mapping[str, str] | None = None, on_event: EventSink = ignore,
-          path: str | None = None) -> dict[str, float]:
+          path: str | None = None, keep_session: bool = True) -> dict[str, float]:
     """Reset ``services`` of run ``run_id`` (default: every service that has a snapshot); returns the
     seconds each took. ``blueprint``: the run's, as loaded by ``up`` (else it is loaded again from the
-    path the run records, with ``env``) — needed by the restore path only. ``path``: force "restore"."""
-    fast = _fast(backend, run_id, services, on_event) if path != "restore" else None
+    path the run records, with ``env``) — needed by the restore path only. ``path``: force "restore".
+    ``keep_session``: keep a ``psql`` in the container for the next reset (False for a process that
+    resets once and exits, as ``envkit reset``: a one-shot exec, whose refill outlives the process)."""
+    fast = _fast(backend, run_id, services, on_event) if path != "restore" and keep_session else None
     if fast is not None:
         return fast
     info = describe(backend, run_id)
@@ -65,11 +70,11 @@ def reset(backend: Backend, run_id: str, services: Sequence[str] = (), *, bluepr
                               "rm/prune`?); start a new run to capture it again")
         began = time.monotonic()
         container = info.replicas(name)[0]
-        _known[(run_id, name)] = snap
+        _known[(run_id, name)] = (snap, container.id)
         pg = postgres_of(snap)
         on_event(Event("step", run_id, f"reset {name}", phase="start", action="reset", service=name))
         if pg is not None and path != "restore" and container.running:
-            pg[0].reset(backend, container.id, pg[1])
+            pgsession.swap(backend, container.id, *pg, keep=keep_session)
             how = "template databases"
         else:
             bp = blueprint or load(info.blueprint_path, env)
@@ -81,28 +86,37 @@ def reset(backend: Backend, run_id: str, services: Sequence[str] = (), *, bluepr
     return taken
 
 
-#: (run, service) -> the snapshot of its last reset in this process. A snapshot's manifest never changes,
-#: and the template path needs nothing but it (the templates live inside the run's own server).
-_known: dict[tuple[str, str], S.Snapshot] = {}
+#: (run, service) -> the snapshot of its last reset in this process and the container it was reset in.
+#: A snapshot's manifest never changes, and the template path needs nothing but it (the templates live
+#: inside the run's own server).
+_known: dict[tuple[str, str], tuple[S.Snapshot, str]] = {}
 
 
 def _fast(backend: Backend, run_id: str, services: Sequence[str], on_event: EventSink) -> dict[str, float] | None:
     """The template path without describing the whole run, when this process has reset these services
-    before; None when it cannot be sure (the caller then takes the full way)."""
-    chosen: list[tuple[str, ContainerState, Postgres, list[str]]] = []
+    before; None when it cannot be sure (the caller then takes the full way). A live kept session is
+    proof enough that the container is the one reset last time and still runs (it ends with it)."""
+    chosen: list[tuple[str, str, Postgres, list[str]]] = []
     for name in services:
-        snap = _known.get((run_id, name))
+        snap, container = _known.get((run_id, name), (None, ""))
         pg = postgres_of(snap) if snap is not None else None
-        listed = backend.list_containers({L.MANAGED: "true", L.RUN: run_id, L.SERVICE: name})
-        if snap is None or pg is None or len(listed) != 1 or not listed[0].running \
-                or listed[0].labels.get(L.SNAPSHOT) != snap.key:
+        if snap is None or pg is None:
             return None
-        chosen.append((name, listed[0], *pg))
+        if not pgsession.kept(container):
+            listed = backend.list_containers({L.MANAGED: "true", L.RUN: run_id, L.SERVICE: name})
+            if len(listed) != 1 or not listed[0].running or listed[0].labels.get(L.SNAPSHOT) != snap.key:
+                return None
+            container = listed[0].id
+            _known[(run_id, name)] = (snap, container)
+        chosen.append((name, container, *pg))
     taken: dict[str, float] = {}
     for name, container, pg_, databases in chosen:
         began = time.monotonic()
         on_event(Event("step", run_id, f"reset {name}", phase="start", action="reset", service=name))
-        pg_.reset(backend, container.id, databases)
+        try:
+            pgsession.swap(backend, container, pg_, databases)
+        except (NotFound, Conflict):
+            return None  # gone or stopped since: the full way finds out what is there (a second reset is harmless)
         taken[name] = time.monotonic() - began
         on_event(Event("step", run_id, f"{name} reset in {taken[name]:.2f}s (template databases)", phase="done",
                        action="reset", service=name, duration=taken[name], detail="template databases"))

@@ -6,7 +6,7 @@ Each one acts on the service's containers through the backend and returns what i
 
 - ``sql``: the file (or inline SQL) is copied into the container (``Capability.COPY_FILES``: one archive
   upload however big the file) and run by the service's own client: ``psql -v ON_ERROR_STOP=1 -f`` (a
-  ``.sql.gz`` through ``gzip -dc``), or ``mysql`` with ``source``; both stop at the first error, whose
+  ``.sql.gz`` through ``gzip -dc``), or ``mysql --batch`` reading it on stdin; both stop at the first error, whose
   file, line and server message are reported. The client is the ``client:`` key, or found in the
   container (``psql``, then ``mariadb``, then ``mysql``; the service's environment decides which first).
 - ``copy``: a tar of the file or folder (owner and mode applied) unpacked into every replica.
@@ -144,12 +144,15 @@ def _sql_argv(run: Run, item: SqlSeed, client: str, env: dict[str, str], path: s
         password = item.password or (env.get("MYSQL_ROOT_PASSWORD") or env.get("MARIADB_ROOT_PASSWORD")
                                      if user == "root" else env.get("MYSQL_PASSWORD") or env.get("MARIADB_PASSWORD"))
         argv = (client, "--user", user, *(("--database", database) if database else ()), "--batch")
-        argv += () if gz else (f"--execute=source {path}",)
         secret = ("MYSQL_PWD", password) if password else None
     if secret:
         argv = ("env", f"{secret[0]}={secret[1]}", *argv)
     if gz:
         argv = ("sh", "-c", 'gzip -dc "$0" | "$@"', path, *argv)
+    elif client != "psql":
+        # On stdin, not `--execute="source FILE"`: `source` goes on after an error and exits 0 (measured
+        # on MariaDB 10.11); in batch mode from stdin the client stops at the first error, exit code 1.
+        argv = ("sh", "-c", 'exec "$@" < "$0"', path, *argv)
     return argv
 
 

@@ -16,6 +16,7 @@ from envkit import labels as L
 from envkit import snapshots as S
 from envkit.backends.base import Backend
 from envkit.blueprint.model import Blueprint
+from envkit.blueprint.validate import snapshot_refusal
 from envkit.errors import UsageError
 from envkit.events import Event, EventSink
 from envkit.execute import Executor
@@ -43,8 +44,7 @@ def wanted(bp: Blueprint, selected: Sequence[str], snapshot: bool | Sequence[str
             raise UsageError(f"--snapshot {n}: no such service in this run (services: {', '.join(selected)})")
         svc = bp.services[n]
         if svc.kind == "job" or svc.replicas > 1:
-            raise UsageError(f"--snapshot {n}: " + ("a job has no state to snapshot" if svc.kind == "job"
-                                                    else f"cannot snapshot a service with {svc.replicas} replicas"))
+            raise UsageError(f"--snapshot {n}: {snapshot_refusal(svc.kind, svc.replicas)}")
     return sorted(set(names))
 
 

@@ -10,7 +10,7 @@ from envkit.blueprint.model import Blueprint
 from envkit.blueprint.source import Marks
 from envkit.errors import Problem
 
-__all__ = ["check"]
+__all__ = ["check", "snapshot_refusal"]
 
 WILDCARDS = {"0.0.0.0", "::"}
 
@@ -50,9 +50,7 @@ def check(bp: Blueprint, marks: Marks, declared: dict[str, set[str]] | None = No
                 err(path, f"condition 'completed' needs a job, but '{dep}' is a long-running service "
                           f"(add 'kind: job' to it or use condition 'ready')")
         if svc.snapshot is not None and (svc.kind == "job" or svc.replicas > 1):
-            err(svc.snapshot.at or (*base, "snapshot"),
-                "a job has no state to snapshot" if svc.kind == "job"
-                else f"cannot snapshot a service with {svc.replicas} replicas (whose state would it keep?)")
+            err(svc.snapshot.at or (*base, "snapshot"), snapshot_refusal(svc.kind, svc.replicas))
         for a in svc.networks:
             net = a.network
             if net not in bp.networks and net not in skipped.get("networks", ()):
@@ -157,3 +155,13 @@ def _find_cycle(bp: Blueprint) -> list[str] | None:
             if found:
                 return found
     return None
+
+
+def snapshot_refusal(kind: str, replicas: int) -> str:
+    """Why a job or a service with several replicas cannot have a snapshot (docs/snapshots.md)."""
+    if kind == "job":
+        return ("a job has no state to snapshot: it runs to completion and its container is done; snapshot the "
+                "service it writes to")
+    return (f"cannot snapshot a service with {replicas} replicas: its sql, exec, http and run seeds reach replica 1 "
+            "only, so the replicas hold no one seeded state to capture (docs/snapshots.md); use replicas: 1, or "
+            "one service per seeded instance")

@@ -99,5 +99,6 @@ def reset(run: str, services: tuple[str, ...], restore: bool, verbose: bool) -> 
     from envkit.cli.render import Renderer
     from envkit.reset import reset as reset_run
 
-    taken = reset_run(_backend(), run, services, on_event=Renderer(err, verbose), path="restore" if restore else None)
+    taken = reset_run(_backend(), run, services, on_event=Renderer(err, verbose), path="restore" if restore else None,
+                      keep_session=False)
     err.print("[bold green]" + ", ".join(f"{s} reset in {t:.2f}s" for s, t in taken.items()) + "[/]")

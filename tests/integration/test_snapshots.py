@@ -20,7 +20,7 @@ from envkit import labels as L
 from envkit import snapshots as S
 from envkit.backends import Backend
 
-from .conftest import ROOT, resources_of
+from .conftest import ROOT, envkit_cli, resources_of
 
 # A service that, like the official postgres image, declares a volume and initialises it at first start;
 # it also writes into its own filesystem. A fresh start draws a new random value; a start from a
@@ -192,4 +192,27 @@ def test_reset_restores_the_seeded_rows_and_the_api_keeps_answering(shop: envkit
     assert status in (201, 402), body
     assert orders(shop) == seeded + 1
     shop.reset("db")  # the next test starts from the seeded rows again
+    assert orders(shop) == seeded
+
+
+def test_a_reset_from_another_process_ends_held_sessions_and_this_process_goes_on(shop: envkit.Environment) -> None:
+    import psycopg
+
+    seeded = orders(shop)
+    shop.reset("db")  # this process keeps a psql in the container from here on
+    with psycopg.connect(shop.outputs["DATABASE_URL"], connect_timeout=5) as held:
+        held.execute("INSERT INTO orders (customer_id, amount_cents, status) SELECT 1, g, 'pending' "
+                     "FROM generate_series(1, 1000) g")
+        held.commit()
+        assert orders(shop) == seeded + 1000
+        other = envkit_cli("reset", shop.run_id, "db")  # labels are all it has
+        assert other.returncode == 0, other.stderr
+        assert "db reset in" in other.stderr
+        assert orders(shop) == seeded
+        with pytest.raises(psycopg.OperationalError):
+            held.execute("SELECT 1")  # the reset ended its session: a client reconnects
+    with psycopg.connect(shop.outputs["DATABASE_URL"], connect_timeout=5) as conn:
+        conn.execute("DELETE FROM orders WHERE id IN (SELECT id FROM orders LIMIT 10)")
+    assert orders(shop) == seeded - 10
+    shop.reset("db")  # through this process's kept session, after the other process's swap
     assert orders(shop) == seeded

@@ -26,8 +26,8 @@ def test_psql_gets_the_service_user_and_database_and_stops_at_the_first_error() 
 def test_mysql_takes_the_root_password_from_the_service() -> None:
     env = {"MYSQL_ROOT_PASSWORD": "s3cret", "MYSQL_DATABASE": "shop"}
     assert _sql_argv(_run(), SqlSeed(inline="x"), "mysql", env, "/tmp/f.sql") == (
-        "env", "MYSQL_PWD=s3cret", "mysql", "--user", "root", "--database", "shop", "--batch",
-        "--execute=source /tmp/f.sql")
+        "sh", "-c", 'exec "$@" < "$0"', "/tmp/f.sql",
+        "env", "MYSQL_PWD=s3cret", "mysql", "--user", "root", "--database", "shop", "--batch")
 
 
 def test_the_first_error_names_the_users_file_and_line() -> None:

@@ -97,8 +97,9 @@ def test_snapshot_is_refused_on_jobs_and_replicas(tmp_path: Path) -> None:
     with pytest.raises(BlueprintError) as err:
         load(write(tmp_path / "bad", text), {})
     messages = [p.message for p in err.value.problems]
-    assert "a job has no state to snapshot" in messages
-    assert any("2 replicas" in m for m in messages)
+    assert any(m.startswith("a job has no state to snapshot: it runs to completion") for m in messages)
+    assert any(m.startswith("cannot snapshot a service with 2 replicas: its sql, exec, http and run seeds reach "
+                            "replica 1 only") for m in messages)
     assert any("expected auto, template or restore, got 'fast'" in m or "fast" in m for m in messages)
 
 
