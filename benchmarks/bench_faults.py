@@ -193,7 +193,7 @@ def local(rounds: int, kept: int, new: int, mb: int) -> dict[str, list[dict[str,
 
 def blueprint(folder: Path) -> dict[str, Any]:
     (folder / "Dockerfile").write_text(DOCKERFILE, encoding="utf-8")
-    box = {"build": str(folder), "command": ["python3", "-u", "-c", SERVER], "ports": [ECHO, SINK, SOURCE],
+    box = {"build": ".", "command": ["python3", "-u", "-c", SERVER], "ports": [ECHO, SINK, SOURCE],
            "ready": {"tcp": ECHO}}
     return {"name": "bench-faults", "services": {"box": box, "client": {"build": str(folder),
                                                                        "command": ["sleep", "infinity"]}}}
@@ -202,7 +202,9 @@ def blueprint(folder: Path) -> dict[str, Any]:
 def in_containers(rounds: int, kept: int, new: int, mb: int, places: set[str]) -> dict[str, Any]:
     """A run of two containers; the proxy as envkit applies it (a fault that never triggers)."""
     results: dict[str, Any] = {p: {"direct": [], "proxy": []} for p in places}
-    with tempfile.TemporaryDirectory() as tmp, envkit.up(blueprint(Path(tmp)), name="bench-faults") as env:
+    with tempfile.TemporaryDirectory() as tmp, envkit.up(blueprint(Path(tmp)), name="bench-faults",
+                                                                   directory=tmp) as env:
+        results["run"] = env.run_id
         published = tuple(env.port("box", p) for p in (ECHO, SINK, SOURCE))
 
         def measure(path: str) -> None:
@@ -258,6 +260,7 @@ def main() -> int:
     if places & {"containers", "host"}:
         raw.update(in_containers(rounds, kept, new, mb, places & {"containers", "host"}))
     document["loadavg_end"] = loadavg()
+    document["run"] = raw.pop("run", None)
     document["results"] = {place: summary(pairs) for place, pairs in raw.items()}
     document["raw"] = raw
     args.out.mkdir(parents=True, exist_ok=True)

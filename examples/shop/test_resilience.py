@@ -86,7 +86,7 @@ def follow_moved_ports(env: envkit.Environment) -> Shop:
     return Shop({key: outputs[key] for key in OUTPUTS})
 
 
-def flaky_checkouts(shop: Shop, env: envkit.Environment, seed: int, n: int = 10) -> list[tuple[int, str]]:
+def flaky_checkouts(shop: Shop, env: envkit.Environment, seed: int, n: int = 8) -> list[tuple[int, str]]:
     """N orders while half of the API's connections to the payment gateway are reset (seeded): what the
     API answered each one."""
     answers = []

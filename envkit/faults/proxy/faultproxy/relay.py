@@ -5,8 +5,8 @@ writes it), joined by a bounded channel: at most ``QUEUE`` chunks of ``CHUNK`` b
 and a writer never holds more than asyncio's high-water mark, so a stalled peer stalls its sender
 through TCP flow control instead of growing memory. With no effect attached and nothing queued the pump
 hands the direction to the kernel (splice.py: socket → pipe → socket, no copy through Python) until a
-toxic arrives or the stream ends; where splice is not available it writes directly. A half-close is passed on as a half-close; a reset as
-a reset (SO_LINGER 0).
+toxic arrives or the stream ends; where splice is not available it writes directly. A half-close is
+passed on as a half-close; a reset as a reset (SO_LINGER 0).
 """
 
 from __future__ import annotations
@@ -192,7 +192,7 @@ class Link:
 
     async def _spliced(self) -> bool:
         """Forward in the kernel until a toxic arrives (False) or the stream ends (True); OSError on a reset."""
-        transport = self.src_side.transport
+        transport: Any = self.src_side.transport  # a socket transport: it also reads
         transport.pause_reading()
         self.splice = Splice(self.loop, self.src_side.get_extra_info("socket"), self.dst.get_extra_info("socket"))
         try:

@@ -108,7 +108,7 @@ class Splice:
     def _writing(self, on: bool) -> None:
         self._register(on, self.dst, self._flush, writer=True)
 
-    def _register(self, on: bool, fd: int, callback: Callable[[], None], writer: bool) -> None:
+    def _register(self, on: bool, fd: int, callback: Callable[[], object], writer: bool) -> None:
         if on == (self.writing if writer else self.reading) or self.closed:
             return
         if on:
