@@ -270,7 +270,8 @@ class Connection:
     async def run(self, client_reader: asyncio.StreamReader) -> None:
         host, port = self.proxy.upstream
         try:
-            up_reader, up_writer = await asyncio.wait_for(asyncio.open_connection(host, port), CONNECT_TIMEOUT)
+            async with asyncio.timeout(CONNECT_TIMEOUT):  # in this task: wait_for would start another one
+                up_reader, up_writer = await asyncio.open_connection(host, port, limit=CHUNK)
         except (OSError, TimeoutError):
             # The upstream is down: the client sees what a direct connection would, a refusal (as a reset).
             _abort(self.client)
