@@ -169,24 +169,36 @@ def _ready(proc: subprocess.Popen[str], marker: str) -> str:
     raise RuntimeError(f"{proc.args!r} exited before {marker!r}: {proc.wait()}")
 
 
-def local(rounds: int, kept: int, new: int, mb: int) -> dict[str, list[dict[str, Any]]]:
-    """The proxy program and the servers as processes on 127.0.0.1; this process's child is the client."""
+def _start_proxy(context: Path) -> tuple[subprocess.Popen[str], FaultProxyClient]:
+    proc = subprocess.Popen([sys.executable, "-m", "faultproxy", "--control", "127.0.0.1:0", "--seed", "bench"],
+                            cwd=context, stdout=subprocess.PIPE, text=True)
+    line = _ready(proc, "control listening on")
+    return proc, FaultProxyClient(port=int(line.split()[4].rpartition(":")[2]))
+
+
+def local(rounds: int, kept: int, new: int, mb: int, before: Path | None) -> dict[str, list[dict[str, Any]]]:
+    """The proxy program and the servers as processes on 127.0.0.1; this process's child is the client.
+    With ``before`` (a folder holding another version's faultproxy/), that version is measured too, in
+    the same rounds: direct, this version, the other, in turn."""
     servers = subprocess.Popen([sys.executable, "-u", "-c", SERVER, "127.0.0.1"], stdout=subprocess.PIPE, text=True)
-    proxy = subprocess.Popen([sys.executable, "-m", "faultproxy", "--control", "127.0.0.1:0", "--seed", "bench"],
-                             cwd=CONTEXT, stdout=subprocess.PIPE, text=True)
+    procs = [servers]
     try:
         _ready(servers, "servers ready")
-        line = _ready(proxy, "control listening on")
-        api = FaultProxyClient(port=int(line.split()[4].rpartition(":")[2]))
-        via = tuple(api.create(ProxySpec(f"p{p}", "127.0.0.1:0", f"127.0.0.1:{p}")).listen_port
-                    for p in (ECHO, SINK, SOURCE))
-        out: dict[str, list[dict[str, Any]]] = {"direct": [], "proxy": []}
+        paths: dict[str, tuple[int, ...]] = {"direct": (ECHO, SINK, SOURCE)}
+        for path, context in (("proxy", CONTEXT), ("before", before)):
+            if context is None:
+                continue
+            proc, api = _start_proxy(context)
+            procs.append(proc)
+            paths[path] = tuple(api.create(ProxySpec(f"p{p}", "127.0.0.1:0", f"127.0.0.1:{p}")).listen_port
+                                for p in (ECHO, SINK, SOURCE))
+        out: dict[str, list[dict[str, Any]]] = {path: [] for path in paths}
         for _ in range(rounds):
-            out["direct"].append(client_here("127.0.0.1", (ECHO, SINK, SOURCE), kept, new, mb))
-            out["proxy"].append(client_here("127.0.0.1", via, kept, new, mb))  # type: ignore[arg-type]
+            for path, ports in paths.items():
+                out[path].append(client_here("127.0.0.1", ports, kept, new, mb))  # type: ignore[arg-type]
         return out
     finally:
-        for p in (proxy, servers):
+        for p in reversed(procs):
             p.terminate()
             p.wait(10)
 
@@ -245,6 +257,8 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--quick", action="store_true", help="one round, small samples (the test suite's smoke run)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    ap.add_argument("--before", type=Path, default=None,
+                    help="local: also measure the faultproxy package of this folder (another version), same rounds")
     args = ap.parse_args()
     places = {w.strip() for w in args.where.split(",") if w.strip()}
     if unknown := places - {"local", "containers", "host"}:
@@ -256,7 +270,9 @@ def main() -> int:
                                 "samples": {"kept": kept, "new": new, "megabytes": mb, "rounds": rounds}}
     raw: dict[str, Any] = {}
     if "local" in places:
-        raw["local"] = local(rounds, kept, new, mb)
+        raw["local"] = local(rounds, kept, new, mb, args.before)
+        if "before" in raw["local"]:
+            raw["local_before"] = {"direct": raw["local"]["direct"], "proxy": raw["local"].pop("before")}
     if places & {"containers", "host"}:
         raw.update(in_containers(rounds, kept, new, mb, places & {"containers", "host"}))
     document["loadavg_end"] = loadavg()
