@@ -18,12 +18,11 @@ import random
 import socket
 import struct
 import termios
-from collections import deque
 from collections.abc import Awaitable
-from dataclasses import dataclass
 from typing import Any
 
 from . import splice
+from .channel import Channel, Chunk
 from .splice import Splice
 from .toxics import Effect, Toxic
 
@@ -47,43 +46,6 @@ class Closed(Exception):
     """The connection was closed while a chunk was on its way."""
 
 
-@dataclass
-class _Chunk:
-    data: bytes  # b"" is the end of the stream
-    at: float
-
-
-class _Channel:
-    """A bounded single-producer single-consumer queue that can also take an item at its front."""
-
-    def __init__(self, capacity: int) -> None:
-        self.items: deque[_Chunk] = deque()
-        self.capacity = capacity
-        self.readable = asyncio.Event()
-        self.writable = asyncio.Event()
-        self.writable.set()
-
-    async def put(self, item: _Chunk) -> None:
-        while len(self.items) >= self.capacity:
-            self.writable.clear()
-            await self.writable.wait()
-        self.items.append(item)
-        self.readable.set()
-
-    def put_front(self, item: _Chunk) -> None:
-        self.items.appendleft(item)
-        self.readable.set()
-
-    async def get(self) -> _Chunk:
-        while not self.items:
-            self.readable.clear()
-            await self.readable.wait()
-        item = self.items.popleft()
-        if len(self.items) < self.capacity:
-            self.writable.set()
-        return item
-
-
 class Link:
     """One direction of one connection; implements toxics.LinkControl for its effects."""
 
@@ -97,7 +59,7 @@ class Link:
         self.splice: Splice | None = None
         self.effects: dict[str, Effect] = {}
         self.tasks: dict[Effect, set[asyncio.Task[None]]] = {}
-        self.channel = _Channel(QUEUE)
+        self.channel = Channel(QUEUE)
         self.inflight = 0
         self.loop = asyncio.get_running_loop()
 
@@ -141,7 +103,7 @@ class Link:
                     task.cancel()
                 if held := effect.detach():
                     self.inflight += 1
-                    self.channel.put_front(_Chunk(held, self.now()))
+                    self.channel.put_front(Chunk(held, self.now()))
         rolled = self.conn.rolled.setdefault(self.stream, {})
         for name in list(rolled):
             if name not in wanted:
@@ -176,7 +138,7 @@ class Link:
                     await self.dst.drain()
                     continue
                 self.inflight += 1
-                await self.channel.put(_Chunk(data, self.now()))
+                await self.channel.put(Chunk(data, self.now()))
                 if not data:
                     return
         except OSError:
