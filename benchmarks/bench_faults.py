@@ -235,26 +235,33 @@ def in_containers(rounds: int, kept: int, new: int, mb: int, places: set[str]) -
 
 
 def summary(pairs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
-    """Medians over rounds of each figure, and the proxy's cost: added µs (p50, p99) and share of throughput."""
-    def med(path: str, key: str, sub: str | None = None) -> float:
-        values = sorted(r[key][sub] if sub else r[key] for r in pairs[path])
-        return float(values[len(values) // 2])
+    """Medians over rounds of each figure, and the proxy's cost paired by round (a round measures direct,
+    then the proxy, within seconds, so the machine's load changes less between the two): the median of
+    the rounds' added µs (p50, p99) and of the rounds' throughput shares."""
+    def med(values: list[float]) -> float:
+        ordered = sorted(values)
+        mid = len(ordered) // 2
+        return float(ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2)
 
+    rounds = list(zip(pairs["direct"], pairs["proxy"], strict=True))
     out: dict[str, Any] = {}
     for key in ("kept_us", "new_us"):
         for q in ("p50", "p99"):
-            d, p = med("direct", key, q), med("proxy", key, q)
-            out[f"{key[:-3]}_{q}_us"] = {"direct": round(d, 1), "proxy": round(p, 1), "added": round(p - d, 1)}
+            out[f"{key[:-3]}_{q}_us"] = {"direct": round(med([d[key][q] for d, _ in rounds]), 1),
+                                         "proxy": round(med([p[key][q] for _, p in rounds]), 1),
+                                         "added": round(med([p[key][q] - d[key][q] for d, p in rounds]), 1)}
     for key in ("upstream_MBps", "downstream_MBps"):
-        d, p = med("direct", key), med("proxy", key)
-        out[key] = {"direct": round(d), "proxy": round(p), "share": round(p / d, 2)}
+        shares = [p[key] / d[key] for d, p in rounds]
+        out[key] = {"direct": round(med([d[key] for d, _ in rounds])), "proxy": round(med([p[key] for _, p in rounds])),
+                    "share": round(med(shares), 2), "share_range": [round(min(shares), 2), round(max(shares), 2)]}
     return out
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--where", default="local,containers,host")
-    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=9)
+    ap.add_argument("--megabytes", type=int, default=128, help="per throughput transfer")
     ap.add_argument("--quick", action="store_true", help="one round, small samples (the test suite's smoke run)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     ap.add_argument("--before", type=Path, default=None,
@@ -263,7 +270,7 @@ def main() -> int:
     places = {w.strip() for w in args.where.split(",") if w.strip()}
     if unknown := places - {"local", "containers", "host"}:
         ap.error(f"--where: unknown {', '.join(sorted(unknown))} (local, containers, host)")
-    rounds, kept, new, mb = (1, 200, 50, 16) if args.quick else (args.rounds, 2000, 300, 256)
+    rounds, kept, new, mb = (1, 200, 50, 16) if args.quick else (args.rounds, 2000, 300, args.megabytes)
     document: dict[str, Any] = {"schema": "envkit.bench.faults/v1", "mode": "quick" if args.quick else "full",
                                 "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cpus": os.cpu_count(),
                                 "host": socket.gethostname(), "loadavg_start": loadavg(),
