@@ -4,9 +4,9 @@ A link is a pump (reads the source) and a worker (feeds each chunk through the a
 writes it), joined by a bounded channel: at most ``QUEUE`` chunks of ``CHUNK`` bytes wait per direction,
 and a writer never holds more than asyncio's high-water mark, so a stalled peer stalls its sender
 through TCP flow control instead of growing memory. With no effect attached and nothing queued the pump
-hands a bulk stream's direction to the kernel (splice.py: socket → pipe → socket, no copy through Python) until a
-toxic arrives or the stream ends; where splice is not available it writes directly. A half-close is
-passed on as a half-close; a reset as a reset (SO_LINGER 0).
+hands a bulk stream's direction to the kernel (splice.py: socket → pipe → socket, no copy through
+Python) until a toxic arrives or the stream ends; otherwise, or where splice is not available, it
+writes directly. A half-close is passed on as a half-close; a reset as a reset (SO_LINGER 0).
 """
 
 from __future__ import annotations
