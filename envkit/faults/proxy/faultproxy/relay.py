@@ -4,9 +4,9 @@ A link is a pump (reads the source) and a worker (feeds each chunk through the a
 writes it), joined by a bounded channel: at most ``QUEUE`` chunks of ``CHUNK`` bytes wait per direction,
 and a writer never holds more than asyncio's high-water mark, so a stalled peer stalls its sender
 through TCP flow control instead of growing memory. With no effect attached and nothing queued the pump
-hands a bulk stream's direction to the kernel (splice.py: socket → pipe → socket, no copy through
-Python) until a toxic arrives or the stream ends; otherwise, or where splice is not available, it
-writes directly. A half-close is passed on as a half-close; a reset as a reset (SO_LINGER 0).
+hands the direction to the kernel (splice.py: socket → pipe → socket, no copy through Python) until
+a toxic arrives or the stream ends; where splice is not available it writes directly. A half-close is
+passed on as a half-close; a reset as a reset (SO_LINGER 0).
 """
 
 from __future__ import annotations
@@ -29,9 +29,6 @@ from .toxics import Effect, Toxic
 __all__ = ["Connection", "Proxy", "split_address"]
 
 CHUNK = 256 * 1024
-# A read this large marks a bulk stream: only those take the kernel path (setting it up costs a new
-# connection more than a small request/response gains from it).
-BULK = 32 * 1024
 QUEUE = 4
 WRITE_BUFFER = 512 * 1024
 CONNECT_TIMEOUT = 10.0
@@ -60,7 +57,6 @@ class Link:
         self.src_side = src_side  # the writer of the source's socket: its transport and the socket
         self.dst = dst
         self.splice: Splice | None = None
-        self.bulk = False
         self.effects: dict[str, Effect] = {}
         self.tasks: dict[Effect, set[asyncio.Task[None]]] = {}
         self.channel = Channel(QUEUE)
@@ -139,7 +135,6 @@ class Link:
                         self._end()
                         return
                     self.dst.write(data)
-                    self.bulk = self.bulk or len(data) >= BULK
                     await self.dst.drain()
                     continue
                 self.inflight += 1
@@ -150,10 +145,9 @@ class Link:
             self.conn.close_soon(reset=True)  # a reset (or a dead peer) is passed on as a reset
 
     def _can_splice(self) -> bool:
-        """A bulk stream, no effect, nothing queued or buffered on either side, both sockets open."""
+        """No effect, nothing queued or buffered on either side, both sockets open."""
         src: Any = self.src  # StreamReader keeps what it read ahead in _buffer
-        return (self.bulk and splice.available(self.loop) and not self.effects and not self.inflight
-                and not self.conn.closed
+        return (splice.available(self.loop) and not self.effects and not self.inflight and not self.conn.closed
                 and not src._buffer and not src._eof and src.exception() is None
                 and not self.src_side.transport.is_closing() and not self.dst.transport.is_closing()
                 and self.dst.transport.get_write_buffer_size() == 0)
