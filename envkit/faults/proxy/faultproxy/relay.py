@@ -4,8 +4,9 @@ A link is a pump (reads the source) and a worker (feeds each chunk through the a
 writes it), joined by a bounded channel: at most ``QUEUE`` chunks of ``CHUNK`` bytes wait per direction,
 and a writer never holds more than asyncio's high-water mark, so a stalled peer stalls its sender
 through TCP flow control instead of growing memory. With no effect attached and nothing queued the pump
-writes directly (one hop less on a healthy path). A half-close is passed on as a half-close; a reset as
-a reset (SO_LINGER 0).
+hands the direction to the kernel (splice.py: socket → pipe → socket, no copy through Python) until
+a toxic arrives or the stream ends; where splice is not available it writes directly. A half-close is
+passed on as a half-close; a reset as a reset (SO_LINGER 0).
 """
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ import random
 import socket
 import struct
 import termios
-from collections import deque
 from collections.abc import Awaitable
-from dataclasses import dataclass
+from typing import Any
 
+from . import splice
+from .channel import Channel, Chunk
+from .splice import Splice
 from .toxics import Effect, Toxic
 
 __all__ = ["Connection", "Proxy", "split_address"]
@@ -43,54 +46,20 @@ class Closed(Exception):
     """The connection was closed while a chunk was on its way."""
 
 
-@dataclass
-class _Chunk:
-    data: bytes  # b"" is the end of the stream
-    at: float
-
-
-class _Channel:
-    """A bounded single-producer single-consumer queue that can also take an item at its front."""
-
-    def __init__(self, capacity: int) -> None:
-        self.items: deque[_Chunk] = deque()
-        self.capacity = capacity
-        self.readable = asyncio.Event()
-        self.writable = asyncio.Event()
-        self.writable.set()
-
-    async def put(self, item: _Chunk) -> None:
-        while len(self.items) >= self.capacity:
-            self.writable.clear()
-            await self.writable.wait()
-        self.items.append(item)
-        self.readable.set()
-
-    def put_front(self, item: _Chunk) -> None:
-        self.items.appendleft(item)
-        self.readable.set()
-
-    async def get(self) -> _Chunk:
-        while not self.items:
-            self.readable.clear()
-            await self.readable.wait()
-        item = self.items.popleft()
-        if len(self.items) < self.capacity:
-            self.writable.set()
-        return item
-
-
 class Link:
     """One direction of one connection; implements toxics.LinkControl for its effects."""
 
-    def __init__(self, conn: Connection, stream: str, src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+    def __init__(self, conn: Connection, stream: str, src: asyncio.StreamReader, dst: asyncio.StreamWriter,
+                 src_side: asyncio.StreamWriter) -> None:
         self.conn = conn
         self.stream = stream
         self.src = src
+        self.src_side = src_side  # the writer of the source's socket: its transport and the socket
         self.dst = dst
+        self.splice: Splice | None = None
         self.effects: dict[str, Effect] = {}
         self.tasks: dict[Effect, set[asyncio.Task[None]]] = {}
-        self.channel = _Channel(QUEUE)
+        self.channel = Channel(QUEUE)
         self.inflight = 0
         self.loop = asyncio.get_running_loop()
 
@@ -134,7 +103,7 @@ class Link:
                     task.cancel()
                 if held := effect.detach():
                     self.inflight += 1
-                    self.channel.put_front(_Chunk(held, self.now()))
+                    self.channel.put_front(Chunk(held, self.now()))
         rolled = self.conn.rolled.setdefault(self.stream, {})
         for name in list(rolled):
             if name not in wanted:
@@ -148,11 +117,18 @@ class Link:
                 self.effects[name] = effect = toxic.effect(self, rng)
                 effect.start()
         self.effects = {n: self.effects[n] for n in wanted if n in self.effects}
+        if self.effects and self.splice is not None:
+            self.splice.stop()  # the bytes go through the toxics again, once the pipe is empty
 
     # -- moving bytes
     async def pump(self) -> None:
         try:
             while True:
+                if self._can_splice():
+                    if await self._spliced():
+                        self._end()
+                        return
+                    continue
                 data = await self.src.read(CHUNK)
                 if not self.effects and not self.inflight:
                     if not data:
@@ -162,11 +138,32 @@ class Link:
                     await self.dst.drain()
                     continue
                 self.inflight += 1
-                await self.channel.put(_Chunk(data, self.now()))
+                await self.channel.put(Chunk(data, self.now()))
                 if not data:
                     return
         except OSError:
             self.conn.close_soon(reset=True)  # a reset (or a dead peer) is passed on as a reset
+
+    def _can_splice(self) -> bool:
+        """No effect, nothing queued or buffered on either side, both sockets open."""
+        src: Any = self.src  # StreamReader keeps what it read ahead in _buffer
+        return (splice.available(self.loop) and not self.effects and not self.inflight and not self.conn.closed
+                and not src._buffer and not src._eof and src.exception() is None
+                and not self.src_side.transport.is_closing() and not self.dst.transport.is_closing()
+                and self.dst.transport.get_write_buffer_size() == 0)
+
+    async def _spliced(self) -> bool:
+        """Forward in the kernel until a toxic arrives (False) or the stream ends (True); OSError on a reset."""
+        transport: Any = self.src_side.transport  # a socket transport: it also reads
+        transport.pause_reading()
+        self.splice = Splice(self.loop, self.src_side.get_extra_info("socket"), self.dst.get_extra_info("socket"))
+        try:
+            return await self.splice.run()
+        finally:
+            self.splice.close()
+            self.splice = None
+            if not transport.is_closing():
+                transport.resume_reading()
 
     async def work(self) -> None:
         try:
@@ -211,6 +208,8 @@ class Link:
         self.conn.link_done()
 
     def stop(self) -> None:
+        if self.splice is not None:
+            self.splice.close()  # before any transport closes its socket
         for tasks in self.tasks.values():
             for task in tasks:
                 task.cancel()
@@ -233,7 +232,8 @@ class Connection:
     async def run(self, client_reader: asyncio.StreamReader) -> None:
         host, port = self.proxy.upstream
         try:
-            up_reader, up_writer = await asyncio.wait_for(asyncio.open_connection(host, port), CONNECT_TIMEOUT)
+            async with asyncio.timeout(CONNECT_TIMEOUT):  # in this task: wait_for would start another one
+                up_reader, up_writer = await asyncio.open_connection(host, port, limit=CHUNK)
         except (OSError, TimeoutError):
             # The upstream is down: the client sees what a direct connection would, a refusal (as a reset).
             _abort(self.client)
@@ -241,7 +241,8 @@ class Connection:
         self.upstream = up_writer
         _tune(self.client)
         _tune(up_writer)
-        self.links = [Link(self, "upstream", client_reader, up_writer), Link(self, "downstream", up_reader, self.client)]
+        self.links = [Link(self, "upstream", client_reader, up_writer, self.client),
+                      Link(self, "downstream", up_reader, self.client, up_writer)]
         for link in self.links:
             link.sync(self.proxy.toxic_list())
         for link in self.links:
