@@ -211,8 +211,9 @@ def make_plan(
                 spec, fills = _from_snapshot(svc, spec, use, run, stamp)
                 steps.extend(fills)
                 needs += [f.id for f in fills]
-            steps.append(Step(f"create:{cid}", CreateContainer(spec, gate=gated), "container of the run",
-                              tuple(needs), one, n))
+            made = ("container of the run" if use is None or use.snapshot is None
+                    else f"container from snapshot {use.key[:16]} (seeds skipped)")
+            steps.append(Step(f"create:{cid}", CreateContainer(spec, gate=gated), made, tuple(needs), one, n))
             running = f"start:{cid}"
             if gated:
                 # Pre-started: the container starts at once behind a gate (a shell waiting for a signal);
