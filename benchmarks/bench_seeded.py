@@ -106,7 +106,10 @@ def topology(work: Path, name: str, seeded: bool) -> Path:
     db["build"] = "./images/postgres-initdb"
     db["environment"] = {"POSTGRES_USER": "shop", "POSTGRES_PASSWORD": "shop", "POSTGRES_DB": "shop"}
     db["volumes"] = volumes
-    db["ready"] = {"exec": ["pg_isready", "-h", "127.0.0.1", "-U", "shop"], "timeout": "600s"}
+    db["ready"] = {"exec": ["pg_isready", "-h", "127.0.0.1", "-U", "shop"]}
+    for svc in doc["services"].values():  # 8 initialising stacks on a loaded 2-CPU machine take minutes
+        if isinstance(svc.get("ready"), dict):
+            svc["ready"]["timeout"] = "600s"
     (folder / "blueprint.yaml").write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
     return folder
 
@@ -128,6 +131,13 @@ class Seeded:
             self.files[name] = out / f"shop-{name}.compose.yaml"
             self.b.procs.run_all([[self.b.envkit, "export", "--format", "compose", str(self.topo[name]),
                                    "-o", str(self.files[name])]])
+            # Every healthcheck waits 600 s, as envkit's probes do in these topologies (the stub's included),
+            # so that neither tool gives up first on a loaded machine.
+            doc = yaml.safe_load(self.files[name].read_text(encoding="utf-8"))
+            for svc in doc["services"].values():
+                if "healthcheck" in svc:
+                    svc["healthcheck"]["retries"] = 600
+            self.files[name].write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
 
     def envkit(self, n: int, blueprint: Path, *flags: str) -> float:
         names = self.b._names("envkit", n)
