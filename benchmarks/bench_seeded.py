@@ -139,9 +139,17 @@ class Seeded:
         self.load: dict[str, list[list[float]]] = {}
         self.key = ""
         self.key_was_there = False
+        self.shop = work / "shop-bench"
+        self.skip_initdb = False
         self.recaptures = 0  # times the snapshot had to be captured again (removed by another process)
 
     def prepare(self, out: Path) -> None:
+        # The shop under a snapshot key of this run's own (one more variable in db's environment): other
+        # processes on the engine start, capture and remove the plain shop's snapshot meanwhile.
+        shutil.copytree(SHOP, self.shop)
+        doc = yaml.safe_load((self.shop / "blueprint.yaml").read_text(encoding="utf-8"))
+        doc["services"]["db"].setdefault("environment", {})["ENVKIT_BENCH_RUN"] = self.b.prefix
+        (self.shop / "blueprint.yaml").write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
         for name, seeded in (("initdb", False), ("seeded", True)):
             self.topo[name] = topology(self.work, name, seeded)
             self.files[name] = out / f"shop-{name}.compose.yaml"
@@ -184,7 +192,7 @@ class Seeded:
         """Two processes, two folders (copies of the shop): the same key, and the one the warm-up captured."""
         keys = []
         for where in (self.work / "a" / "shop", self.work / "b" / "deeper" / "other-name"):
-            shutil.copytree(SHOP, where)
+            shutil.copytree(self.shop, where)
             done = subprocess.run([sys.executable, "-c", KEY_CODE], cwd=where, capture_output=True, text=True,
                                   timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT), "PYTHONHASHSEED": "random"})
             if done.returncode != 0:
@@ -195,7 +203,7 @@ class Seeded:
 
         captured = S.find(connect(), keys[0]) is not None
         if not captured and keys[0] == keys[1]:  # removed meanwhile by another process? capture it once more
-            self.envkit(1, SHOP, "--snapshot")
+            self.envkit(1, self.shop, "--snapshot")
             captured = S.find(connect(), keys[0]) is not None
         if keys[0] != keys[1] or not captured:
             raise BenchError(f"snapshot keys differ across folders/processes or miss the capture: {keys}, "
@@ -208,11 +216,12 @@ class Seeded:
         from envkit.backends import connect
 
         self.b.say("warm-up: each command once (builds missing images, captures the shop's db snapshot)")
-        self.envkit(1, self.topo["initdb"])
-        self.compose(1, self.files["initdb"])
-        self.envkit(1, SHOP, "--no-snapshot")
+        if not self.skip_initdb:
+            self.envkit(1, self.topo["initdb"])
+            self.compose(1, self.files["initdb"])
+        self.envkit(1, self.shop, "--no-snapshot")
         before = {s.key for s in S.list_snapshots(connect()) if s.blueprint == "shop" and s.service == "db"}
-        self.record("capture_envkit_1", self.envkit(1, SHOP, "--snapshot"))  # seeds, then captures
+        self.record("capture_envkit_1", self.envkit(1, self.shop, "--snapshot"))  # seeds, then captures
         check = self.key_check()
         self.key_was_there = self.key in before
         if self.key_was_there:  # that up started from it: no capture to time
@@ -224,9 +233,10 @@ class Seeded:
         for i in range(1, count + 1):
             for n in scales:
                 self.b.say(f"pair {i}/{count}, {n} at once")
-                self.record(f"initdb_envkit_{n}", self.envkit(n, self.topo["initdb"]))
-                self.record(f"initdb_compose_{n}", self.compose(n, self.files["initdb"]))
-                self.record(f"seeded_envkit_{n}", self.envkit(n, SHOP, "--no-snapshot"))
+                if not self.skip_initdb:
+                    self.record(f"initdb_envkit_{n}", self.envkit(n, self.topo["initdb"]))
+                    self.record(f"initdb_compose_{n}", self.compose(n, self.files["initdb"]))
+                self.record(f"seeded_envkit_{n}", self.envkit(n, self.shop, "--no-snapshot"))
                 self.record(f"snapshot_envkit_{n}", self.from_snapshot(n))
                 self.record(f"seeded_compose_{n}", self.compose(n, self.files["seeded"]))
 
@@ -242,9 +252,9 @@ class Seeded:
             if snap is None:
                 self.recaptures += 1
                 self.b.say("  the snapshot is gone (removed by another process): capturing it again, untimed")
-                self.envkit(1, SHOP, "--snapshot")
+                self.envkit(1, self.shop, "--snapshot")
                 continue
-            took = self.envkit(n, SHOP, "--snapshot")
+            took = self.envkit(n, self.shop, "--snapshot")
             after = S.find(connect(), self.key)
             if after is not None and after.created_at == snap.created_at:
                 return took
@@ -302,6 +312,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--pairs", type=int, default=1)
     ap.add_argument("--scales", default="1,8,1", help="environments started at once, comma-separated, in this order "
                     "within each pair (default 1,8,1: two samples of one environment)")
+    ap.add_argument("--skip-initdb", action="store_true", help="only the seeded shop (not the initdb topology)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = ap.parse_args(argv)
     scales = [int(x) for x in args.scales.split(",")]
@@ -323,6 +334,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="envkit-bench-seeded-") as tmp:
         bench = Bench(envkit, compose, Path(tmp), out, sys.stderr)
         seeded = Seeded(bench, Path(tmp))
+        seeded.skip_initdb = args.skip_initdb
         bench.say(f"bench_seeded {bench.prefix}: compose {version}, scales {scales}, {args.pairs} pair(s), "
                   f"load {doc['loadavg_start']}")
         try:
