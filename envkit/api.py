@@ -135,11 +135,19 @@ def _plan(bp: Blueprint, backend: Backend | None, name: str | None, only: tuple[
 def plan(blueprint: BlueprintLike, *, name: str | None = None, only: tuple[str, ...] = (),
          env: Mapping[str, str] | None = None, backend: Backend | None = None,
          engine: str | None = None, env_files: Sequence[str | Path] | None = None,
-         directory: str | Path | None = None, seed: bool = True) -> Plan:
+         directory: str | Path | None = None, seed: bool = True,
+         snapshot: bool | Sequence[str] | None = None) -> Plan:
     """What ``up`` would do. Without a backend or an ``engine`` name no engine is asked, and every
-    image counts as missing."""
+    image counts as missing. ``snapshot``: as for ``up``; each snapshot service's steps show whether it
+    would start from its snapshot (when the engine has it) or capture one after seeding."""
     bp = _load(blueprint, env, env_files, directory)
-    return _plan(bp, backend or (connect(engine) if engine else None), name, only, seed)
+    backend = backend or (connect(engine) if engine else None)
+    the_plan = _plan(bp, backend, name, only, seed)
+    names = snapshot_plan.wanted(bp, the_plan.services, snapshot) if seed else []
+    if not names:
+        return the_plan
+    uses = snapshot_plan.preview(backend, bp, names)
+    return _plan(bp, backend, name, only, seed, identity=the_plan.identity, snapshots=uses)
 
 
 def up(

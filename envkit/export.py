@@ -159,6 +159,8 @@ def _extension(ctx: _Context, svc: Service) -> dict[str, Any]:
         out["ready"] = {probe.kind: what, "timeout": f"{probe.timeout:g}s"}
     if not svc.prestart:
         out["prestart"] = False
+    if svc.snapshot is not None:  # Compose has no snapshots; `envkit import` takes the key back
+        out["snapshot"] = True if svc.snapshot.reset == "auto" else {"reset": svc.snapshot.reset}
     unchecked = {d.service: "ready" for d in svc.depends_on
                  if d.condition == "ready" and _condition(ctx.bp.services[d.service], "ready") == "service_started"}
     if unchecked:

@@ -218,8 +218,9 @@ def make_plan(
             cert = None
             if svc.stub is not None and svc.stub.tls is not None:  # its certificate, before its process starts
                 spec, cert = tls.plan_step(svc, n, spec, run, authority)
-            steps.append(Step(f"create:{cid}", CreateContainer(spec, gate=gated), "container of the run",
-                              tuple(needs), one, n))
+            what = ("container of the run" if use is None or use.snapshot is None
+                    else f"container from snapshot {use.key[:16]} (seeds skipped)")
+            steps.append(Step(f"create:{cid}", CreateContainer(spec, gate=gated), what, tuple(needs), one, n))
             made = f"create:{cid}"
             if cert is not None:
                 steps.append(cert)

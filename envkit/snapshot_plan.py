@@ -23,9 +23,11 @@ from envkit.execute import Executor
 from envkit.images import image_tag
 from envkit.plan import Plan, ordered
 
-__all__ = ["image_ids", "resolve", "wanted"]
+__all__ = ["UNKNOWN_KEY", "image_ids", "preview", "resolve", "wanted"]
 
 WAIT = 900.0  # seconds a run waits, at most, for another process's capture of the same key
+# A plan's stand-in for a key it cannot know yet (no engine, or an image not built: a key holds its id).
+UNKNOWN_KEY = "<key once built>"
 
 
 def wanted(bp: Blueprint, selected: Sequence[str], snapshot: bool | Sequence[str] | None) -> list[str]:
@@ -89,3 +91,19 @@ def resolve(backend: Backend, bp: Blueprint, pre: Plan, names: Sequence[str], on
                            service=name, detail="miss"))
             uses[name] = S.Use(key, claim=got.volume)
     return uses
+
+
+def preview(backend: Backend | None, bp: Blueprint, names: Sequence[str]) -> dict[str, S.Use]:
+    """What ``up`` would do with each snapshot, for ``envkit plan``: builds nothing, claims nothing.
+    A key whose images are all on the engine is looked up (start from it, or capture it); without an
+    engine, or with an image still to build, the key is unknown and ``up`` would capture."""
+    closure = bp.closure(tuple(names))
+    try:
+        ids = image_ids(backend, bp, closure) if backend is not None else None
+    except UsageError:  # an image is missing: up builds it first, and the key follows from its id
+        ids = None
+    if ids is None:
+        return {name: S.Use(UNKNOWN_KEY) for name in names}
+    keys = S.service_keys(bp, ids, names)
+    assert backend is not None
+    return {name: S.Use(keys[name], snapshot=S.find(backend, keys[name])) for name in names}

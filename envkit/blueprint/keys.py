@@ -385,7 +385,7 @@ SERVICE = Table("service", (
            section="allow-host-access"),  # Compose: nothing to carry over (what it allows is copied as it is)
     KeyDef("snapshot", lambda r, x, q: _snapshot(r, x, q) or None, None, "`true`, or `{reset}`", "`false`",
            "Captures the seeded state once; later runs start from it. See [snapshots.md](snapshots.md).",
-           {"anyOf": [BOOLEAN, {"$ref": "#/$defs/snapshot"}]}),  # Compose: nothing to carry over
+           {"anyOf": [BOOLEAN, {"$ref": "#/$defs/snapshot"}]}),  # Compose: none; export keeps it in x-envkit
     KeyDef("stub", lambda r, x, q: stv.stub(r, x, q, STUB_TABLES), None, "[mapping](#stub)", "—",
            "The routes of a `kind: stub` service. See [stubs.md](stubs.md).", {"$ref": "#/$defs/stub"},
            section="stub-http-stand-ins"),

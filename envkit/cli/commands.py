@@ -122,13 +122,17 @@ def validate(blueprint: Path, env_files: tuple[Path, ...]) -> None:
               help="Only these services and what they depend on.")
 @click.option("--offline", is_flag=True, help="Do not ask the engine which images exist.")
 @env_file_option
-def plan(blueprint: Path, name: str | None, only: tuple[str, ...], offline: bool, env_files: tuple[Path, ...]) -> None:
+@click.option("--snapshot/--no-snapshot", default=None,
+              help="Plan as `up --snapshot` / `up --no-snapshot` would run (default: the blueprint's).")
+def plan(blueprint: Path, name: str | None, only: tuple[str, ...], offline: bool, env_files: tuple[Path, ...],
+         snapshot: bool | None) -> None:
     """Print what `up` would do, without doing it."""
     from envkit import api
 
     files = read_files(env_files)
     backend = None if offline else _engine()
-    out.print(escape(api.plan(blueprint, name=name, only=only, backend=backend, env_files=files).text()))
+    out.print(escape(api.plan(blueprint, name=name, only=only, backend=backend, env_files=files,
+                              snapshot=snapshot).text()))
 
 
 def _write(path: Path, text: str, append: bool = False) -> None:

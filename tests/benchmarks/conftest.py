@@ -29,5 +29,5 @@ def compose_binary(bench_module: ModuleType) -> Path:
     try:
         found: Path = bench_module.find_compose()
     except bench_module.ToolMissing as exc:
-        pytest.skip(f"Docker Compose v2 is not installed: {exc}")
+        pytest.skip(f"Docker Compose v5 is not installed: {exc}")
     return found
