@@ -36,7 +36,7 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -244,13 +244,16 @@ def _remove_resource(backend: Backend, r: Resource) -> None:
         backend.remove_volume(r.name)
 
 
-def prune(backend: Backend, older_than: float | None = None, now: float | None = None) -> list[str]:
+def prune(backend: Backend, older_than: float | None = None, now: float | None = None,
+          keys: Collection[str] | None = None) -> list[str]:
     """Remove every snapshot (created more than ``older_than`` seconds ago, when given), the pieces of
-    captures that never finished, and abandoned claims. Nothing else: runs are left alone."""
+    captures that never finished, and abandoned claims; ``keys``: only those snapshots. Nothing else:
+    runs are left alone."""
     now = time.time() if now is None else now
     removed: list[str] = []
     complete = {s.key: s for s in list_snapshots(backend)}
-    pieces = backend.list_resources({L.SNAPSHOT: None})
+    pieces = [r for r in backend.list_resources({L.SNAPSHOT: None})
+              if keys is None or r.labels[L.SNAPSHOT] in keys]
     live_claims = {r.labels[L.SNAPSHOT] for r in pieces if r.labels.get(L.ROLE) == "snapshot-claim"
                    and not _stale(r.labels, now)}
     for key in sorted({r.labels[L.SNAPSHOT] for r in pieces if r.labels.get(L.ROLE) != "snapshot-claim"}):

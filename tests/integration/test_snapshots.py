@@ -141,13 +141,13 @@ def test_prune_removes_only_snapshots(backend: Backend, blueprint: Path, token: 
     assert S.find(backend, key) is not None
     with envkit.up(blueprint, env={"TOKEN": token}, backend=backend) as env:
         before = sorted(resources_of(backend, env.run_id))
-        removed = S.prune(backend, older_than=3600)  # too young: kept
+        removed = S.prune(backend, older_than=3600, keys={key})  # too young: kept
         assert not [r for r in removed if key[:16] in r]
         with pytest.raises(envkit.EngineError):
             S.remove(backend, key)  # a run's container uses its image: refused, nothing removed
         assert S.find(backend, key) is not None
         assert sorted(resources_of(backend, env.run_id)) == before
-    removed = S.prune(backend)
+    removed = S.prune(backend, keys={key})  # only its own: other processes' snapshots on this engine stay
     assert any(key[:16] in r for r in removed)
     assert S.find(backend, key) is None
     assert not backend.list_resources({L.SNAPSHOT: key})
@@ -159,11 +159,16 @@ SHOP = ROOT / "blueprints" / "shop"
 @pytest.fixture(scope="module")
 def shop(backend: Backend) -> Iterator[envkit.Environment]:
     before = {r.labels[L.SNAPSHOT] for r in backend.list_resources({L.SNAPSHOT: None})}
+    keys: set[str] = set()
     try:
         with envkit.up(SHOP, snapshot=["db"], backend=backend) as env:
+            keys = {r.labels[L.SNAPSHOT] for r in env.info.replicas("db") if L.SNAPSHOT in r.labels}
             yield env
     finally:
-        for key in {r.labels[L.SNAPSHOT] for r in backend.list_resources({L.SNAPSHOT: None})} - before:
+        # What it made only (another process's snapshots on this engine are not ours), or, when up
+        # failed before the run could say its key, what appeared meanwhile.
+        made = keys or {r.labels[L.SNAPSHOT] for r in backend.list_resources({L.SNAPSHOT: None})}
+        for key in made - before:
             S.remove(backend, key)
 
 
