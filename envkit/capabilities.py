@@ -53,9 +53,15 @@ def _binds(svc: Service) -> Iterable[Key]:
     return [m.at or ("services", svc.name, "volumes", i) for i, m in enumerate(svc.volumes) if m.type == "bind"]
 
 
+def _builds(svc: Service) -> Iterable[Key]:
+    """A build context (``kind: stub`` too: its server image is built), on an engine that only pulls."""
+    return [("services", svc.name, "kind" if svc.kind == "stub" else "build")] if svc.build is not None else []
+
+
 NEEDS: tuple[Need, ...] = (
     Need("services.*.seed", Capability.COPY_FILES, _seeds_copying),
     Need("services.*.volumes", Capability.HOST_PATHS, _binds),
+    Need("services.*.build", Capability.BUILD, _builds),
 )
 
 
