@@ -35,7 +35,7 @@ from envkit import secrets as S
 from envkit.backends import _kube_objects as K
 from envkit.backends._kube_policy import network_policies
 from envkit.backends.base import Capability, ContainerSpec, NetworkAttachment
-from envkit.blueprint.model import Blueprint, ExecSeed, HttpSeed, RunSeed, Service
+from envkit.blueprint.model import Blueprint, ExecSeed, HttpSeed, Probe, RunSeed, Service
 from envkit.errors import BlueprintError, Problem
 from envkit.plan import RunIdentity, _stamp, container_spec, ordered
 
@@ -165,9 +165,11 @@ def _pod_labels(spec: ContainerSpec, svc: Service) -> dict[str, str]:
     return lab
 
 
-def _secret_refs(spec: ContainerSpec, svc: Service, bp: Blueprint, values: dict[str, str]) -> tuple[ContainerSpec, dict[str, str]]:
+def _secret_refs(spec: ContainerSpec, svc: Service, bp: Blueprint,
+                 values: dict[str, str]) -> tuple[ContainerSpec, Probe | None, dict[str, str]]:
     """Environment entries holding a secret value read it from the run's Secret; a secret in the command
-    or entrypoint becomes ``$(ENVKIT_SECRET_NAME)``, which Kubernetes expands from an entry of that Secret."""
+    or entrypoint becomes ``$(ENVKIT_SECRET_NAME)``, which Kubernetes expands from an entry of that Secret,
+    and in a shell probe (``sh -c ...``) ``${ENVKIT_SECRET_NAME}``, which the shell expands."""
     refs: dict[str, str] = {}
     env = list(spec.environment)
     for key, value in spec.environment:
@@ -175,7 +177,7 @@ def _secret_refs(spec: ContainerSpec, svc: Service, bp: Blueprint, values: dict[
             refs[key] = f"{svc.name}.{key}"
             values[refs[key]] = value
 
-    def hide(args: tuple[str, ...] | None) -> tuple[str, ...] | None:
+    def hide(args: tuple[str, ...] | None, form: str = "$({})") -> tuple[str, ...] | None:
         if args is None:
             return None
         out = []
@@ -186,19 +188,31 @@ def _secret_refs(spec: ContainerSpec, svc: Service, bp: Blueprint, values: dict[
                     if var not in refs:
                         refs[var], values[f"secret.{s.name}"] = f"secret.{s.name}", s.value
                         env.append((var, ""))
-                    arg = arg.replace(s.value, f"$({var})")
+                    arg = arg.replace(s.value, form.format(var))
             out.append(arg)
         return tuple(out)
 
+    probe = svc.ready
+    if probe is not None and probe.kind == "exec" and any(s.value and s.value in " ".join(probe.command) for s in bp.secrets):
+        shell = len(probe.command) >= 3 and probe.command[0].rsplit("/", 1)[-1] in _SHELLS and probe.command[1] == "-c"
+        if not shell:
+            raise BlueprintError([bp.marks.problem(
+                ("services", svc.name, "ready"), f"engine {ENGINE} cannot keep a secret value out of an exec probe's "
+                "command (it would be written in the manifest); run it through `sh -c` so that it reads the value "
+                "from the environment")])
+        probe = replace(probe, command=(*probe.command[:2], *(hide(probe.command[2:], "${{{}}}") or ())))
     spec = replace(spec, command=hide(spec.command), entrypoint=hide(spec.entrypoint), environment=tuple(env))
-    return spec, refs
+    return spec, probe, refs
+
+
+_SHELLS = frozenset({"sh", "bash", "ash", "dash"})
 
 
 def _pod(svc: Service, spec: ContainerSpec, bp: Blueprint, values: dict[str, str], restart: str) -> dict[str, Any]:
-    spec, refs = _secret_refs(spec, svc, bp, values)
+    spec, probe, refs = _secret_refs(spec, svc, bp, values)
     pod: dict[str, Any] = {"restartPolicy": restart, "enableServiceLinks": False, "automountServiceAccountToken": False,
                            "terminationGracePeriodSeconds": int(svc.stop_grace_period),
-                           "containers": [K.container(spec, svc.name, svc.ready, refs)]}
+                           "containers": [K.container(spec, svc.name, probe, refs)]}
     if svc.hostname:
         pod["hostname"] = K.dns_label(svc.hostname)
     volumes = K.pod_volumes(spec)

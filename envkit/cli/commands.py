@@ -347,6 +347,7 @@ from envkit.cli.images_cmd import images  # noqa: E402
 from envkit.cli.import_cmd import import_  # noqa: E402
 from envkit.cli.init_cmd import init  # noqa: E402
 from envkit.cli.live import COMMANDS as LIVE_COMMANDS  # noqa: E402
+from envkit.cli.render_cmd import render  # noqa: E402
 from envkit.cli.run_cmd import run  # noqa: E402
 from envkit.cli.schema_cmd import schema  # noqa: E402
 from envkit.cli.seed_cmd import seed  # noqa: E402
@@ -354,7 +355,7 @@ from envkit.cli.snapshot_cmd import reset, snapshots  # noqa: E402
 from envkit.cli.stub_cmd import stub  # noqa: E402
 
 for _command in (run, export, seed, gc, collect, graph, schema, import_, init, completion, exec_, snapshots, reset, images,
-                 fault, heal, stub, *LIVE_COMMANDS):  # LIVE_COMMANDS: restart, stop, start, rebuild, logs
+                 fault, heal, stub, render, *LIVE_COMMANDS):  # LIVE_COMMANDS: restart, stop, start, rebuild, logs
     cli.add_command(_command)
 
 from envkit.cli.examples import add_examples  # noqa: E402
