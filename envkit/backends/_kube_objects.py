@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from envkit import labels as L
@@ -22,15 +22,19 @@ from envkit.backends.types import ContainerSpec, MountSpec
 from envkit.blueprint.model import Probe
 
 __all__ = [
+    "CONTAINER_ANNOTATION",
     "NETWORK_LABEL",
     "container",
     "dns_label",
     "headless_service",
+    "is_dns_label",
+    "label_ok",
     "metadata",
     "metadata_labels",
     "namespace",
     "namespace_name",
     "network_label",
+    "pod",
     "pod_volumes",
     "pvc",
     "readiness_probe",
@@ -75,14 +79,15 @@ def network_label(network: str) -> str:
     return _short(f"{NETWORK_LABEL}{network}", 63)
 
 
-def _label_ok(key: str, value: str) -> bool:
+def label_ok(key: str, value: str) -> bool:
+    """Whether Kubernetes takes ``key: value`` as a label (else envkit keeps it as an annotation)."""
     name = key.rsplit("/", 1)[-1]
     return bool(_LABEL_NAME.match(name)) and len(key) <= 253 and bool(_LABEL_VALUE.match(value))
 
 
 def metadata(name: str, labels: Mapping[str, str], namespace: str | None = None) -> dict[str, Any]:
     """``metadata`` with each envkit label as a label where Kubernetes takes it, else as an annotation."""
-    lab = {k: v for k, v in labels.items() if _label_ok(k, v)}
+    lab = {k: v for k, v in labels.items() if label_ok(k, v)}
     notes = {k: v for k, v in labels.items() if k not in lab}
     out: dict[str, Any] = {"name": name}
     if namespace is not None:
@@ -222,7 +227,7 @@ def pvc(name: str, labels: Mapping[str, str], ns: str, size: str = "1Gi") -> dic
             "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": size}}}}
 
 
-def headless_service(name: str, selector: Mapping[str, str], ports: list[tuple[int, str]], labels: Mapping[str, str],
+def headless_service(name: str, selector: Mapping[str, str], ports: Sequence[tuple[int, str]], labels: Mapping[str, str],
                      ns: str) -> dict[str, Any]:
     """A DNS name for the ready pods ``selector`` picks (no virtual IP: ``name`` resolves to their addresses)."""
     spec: dict[str, Any] = {"clusterIP": "None", "selector": dict(sorted(selector.items())), "publishNotReadyAddresses": False}
@@ -236,3 +241,30 @@ def secret(values: Mapping[str, str], labels: Mapping[str, str], ns: str) -> dic
     """The run's secret values (``stringData``): pods read them through ``secretKeyRef``, never from labels."""
     return {"apiVersion": "v1", "kind": "Secret", "metadata": metadata(SECRETS_OBJECT, labels, ns), "type": "Opaque",
             "stringData": dict(sorted(values.items()))}
+
+
+def pod(spec: ContainerSpec, ns: str, image: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """The client path's pod for one envkit container, and its own Secret's values: the environment
+    entries a secret locator (``io.envkit.secret.NAME = SERVICE/KEY``) names. ``restartPolicy: Never``:
+    an exit is seen as on one engine."""
+    labels = dict(spec.labels)
+    service = labels.get(L.SERVICE, "main")
+    prefix = f"envkit-{labels.get(L.RUN, '')}-"
+    secret_keys = {v.split("/")[1] for k, v in labels.items()
+                   if k.startswith(L.SECRET_PREFIX) and "/" in v and v.split("/")[0] == service}
+    values = {f"{service}.{k}": v for k, v in spec.environment if k in secret_keys}
+    networks = {network_label(a.network.removeprefix(prefix)): "true" for a in spec.networks}
+    meta = metadata(dns_label(spec.name, 253), {**labels, CONTAINER_ANNOTATION: spec.name, **networks}, ns)
+    main = container(spec, dns_label(service), None, {k: f"{service}.{k}" for k in secret_keys})
+    main["image"] = image
+    for entry in main.get("env", []):  # the pod's own Secret, not the rendered run's
+        if "valueFrom" in entry:
+            entry["valueFrom"]["secretKeyRef"]["name"] = f"{meta['name']}-env"
+    body: dict[str, Any] = {"restartPolicy": "Never", "enableServiceLinks": False, "automountServiceAccountToken": False,
+                            "terminationGracePeriodSeconds": int(spec.stop_timeout or 0), "containers": [main]}
+    if spec.hostname:
+        body["hostname"] = dns_label(spec.hostname)
+    volumes = pod_volumes(spec)
+    if volumes:
+        body["volumes"] = volumes
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": body}, values
