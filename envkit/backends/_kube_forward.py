@@ -83,6 +83,8 @@ class Forward:
 
     def stop(self) -> None:
         self._stopped.set()
+        with contextlib.suppress(OSError):  # wakes the accepting thread (a close alone leaves it listening)
+            self.listener.shutdown(socket.SHUT_RDWR)
         with contextlib.suppress(OSError):
             self.listener.close()
         with self._lock:

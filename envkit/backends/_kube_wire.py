@@ -45,6 +45,9 @@ class Api:
         except Exception as exc:  # urllib3's connection errors, TLS errors: the server cannot be reached
             if isinstance(exc, EngineError):
                 raise
+            code = getattr(exc, "status", None)
+            if isinstance(code, int) and code > 0:  # the client's ApiException (a Retry-After answer)
+                raise _error(code, what, str(getattr(exc, "body", "") or exc), self.where) from exc
             raise EngineUnavailable(f"engine kubernetes: cannot reach the API server {self.where} ({exc})") from exc
         status = int(answer.status)
         if stream and status < 300:

@@ -58,6 +58,7 @@ from envkit.errors import Conflict, EngineError, EngineUnavailable, NotFound, Un
 
 __all__ = ["KubernetesBackend", "open_backend"]
 
+CLAIM = "configmap"  # the middle part of a claim's volume id: NAMESPACE/configmap/NAME
 NS_PREFIX = "namespace:"  # a run's namespace as a Resource id (kind "network": the run's isolation boundary)
 #: the run's own labels, which its namespace carries
 RUN_KEYS = (L.MANAGED, L.RUN, L.BLUEPRINT, L.BLUEPRINT_PATH, L.OWNER, L.CREATED_AT, L.EXPIRES_AT, L.LIFETIME,
@@ -96,6 +97,7 @@ class KubernetesBackend(Backend):
         self.capabilities = frozenset({Capability.BUILD}) if self.registry else frozenset()
         self.delete_timeout = float(environment.get("ENVKIT_KUBE_DELETE_TIMEOUT") or 120)
         self.start_timeout = float(environment.get("ENVKIT_KUBE_START_TIMEOUT") or 300)
+        self.pending_grace = 10.0  # seconds a pod may be held back (pulling, unschedulable) before it is an error
         self._specs: dict[str, ContainerSpec] = {}
         self._namespaces: set[str] = set()
         self._forwards: dict[str, dict[PortKey, Forward]] = {}
@@ -159,6 +161,10 @@ class KubernetesBackend(Backend):
     def create_volume(self, spec: VolumeSpec) -> str:
         labels = dict(spec.labels)
         ns = self._ensure_namespace(labels)
+        if labels.get(L.ROLE) == "claim":  # a run name's claim (envkit.claim): a ConfigMap, created atomically per name
+            meta = K.metadata(K.dns_label(spec.name), labels, ns)
+            self._create(f"/api/v1/namespaces/{ns}/configmaps", {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta})
+            return f"{ns}/{CLAIM}/{meta['name']}"
         claim = K.pvc(spec.name, labels, ns)
         self._create(f"/api/v1/namespaces/{ns}/persistentvolumeclaims", claim)
         return f"{ns}/{claim['metadata']['name']}"
@@ -217,7 +223,7 @@ class KubernetesBackend(Backend):
             if current.status in ("running", "exited"):
                 return
             reason = waiting_reason(pod)
-            if reason and time.monotonic() - began > 10:
+            if reason and time.monotonic() - began >= self.pending_grace:
                 break
             time.sleep(0.25)
         raise EngineError(f"start container {container_id}: its pod did not start: {reason or 'still pending'}")
@@ -351,6 +357,10 @@ class KubernetesBackend(Backend):
         for claim in self._list("/api/v1/persistentvolumeclaims", labels):
             meta = claim["metadata"]
             out.append(Resource("volume", f"{meta['namespace']}/{meta['name']}", meta["name"], K.metadata_labels(meta)))
+        for held in self._list("/api/v1/configmaps", {**labels, L.ROLE: "claim"}):
+            meta = held["metadata"]
+            out.append(Resource("volume", f"{meta['namespace']}/{CLAIM}/{meta['name']}", meta["name"],
+                                K.metadata_labels(meta)))
         for ns in self._list("/api/v1/namespaces", labels):
             meta = ns["metadata"]
             out.append(Resource("network", f"{NS_PREFIX}{meta['name']}", meta["name"], K.metadata_labels(meta)))
@@ -385,9 +395,12 @@ class KubernetesBackend(Backend):
             time.sleep(0.5)
 
     def remove_volume(self, name: str) -> None:
-        ns, claim = name.split("/", 1)
+        ns, _, claim = name.partition("/")
+        kind = "persistentvolumeclaims"
+        if claim.startswith(f"{CLAIM}/"):
+            kind, claim = "configmaps", claim.removeprefix(f"{CLAIM}/")
         with contextlib.suppress(NotFound):
-            self.api.call("DELETE", f"/api/v1/namespaces/{ns}/persistentvolumeclaims/{path_name(claim)}")
+            self.api.call("DELETE", f"/api/v1/namespaces/{ns}/{kind}/{path_name(claim)}")
 
 
 def open_backend(environment: Mapping[str, str]) -> Backend:
