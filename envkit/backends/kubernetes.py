@@ -27,6 +27,7 @@ it, pushed there beforehand); without it, builds are refused at plan time (``Cap
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import threading
 import time
@@ -240,6 +241,10 @@ class KubernetesBackend(Backend):
     def _ports(self, container_id: str, pod: Mapping[str, Any]) -> dict[PortKey, Endpoint]:
         ports = [PortKey(int(p["containerPort"]), "udp" if p.get("protocol") == "UDP" else "tcp")
                  for c in (pod.get("spec") or {}).get("containers") or [] for p in c.get("ports") or []]
+        with contextlib.suppress(ValueError, TypeError, AttributeError):  # a probe's port, published or not: probed here
+            probe_port = json.loads(K.metadata_labels(pod.get("metadata") or {}).get(L.PROBE, "{}")).get("port")
+            if isinstance(probe_port, int) and PortKey(probe_port) not in ports:
+                ports.append(PortKey(probe_port))
         with self._lock:
             mine = self._forwards.setdefault(container_id, {})
             for key in ports:

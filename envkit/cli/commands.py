@@ -50,13 +50,15 @@ class Session:
 
     backend: Backend | None = None
     engine: str | None = None
+    kubeconfig: str | None = None  # --kubeconfig: KUBECONFIG for the kubernetes engine (docs/kubernetes.md)
 
     def connect(self) -> Backend:
         if self.backend is None:
             from envkit.backends import connect
             from envkit.sweep import sweep_in_passing
 
-            self.backend = connect(engine=self.engine)
+            environment = {**os.environ, "KUBECONFIG": self.kubeconfig} if self.kubeconfig else None
+            self.backend = connect(engine=self.engine, environment=environment)
             sweep_in_passing(self.backend)  # envkit.sweep: expired runs, at most once a minute, in the background
         return self.backend
 
@@ -69,10 +71,12 @@ def _engine() -> Backend:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="envkit")
 @click.option("--engine", metavar="NAME", help="The container engine to use (default: $ENVKIT_ENGINE, else docker).")
+@click.option("--kubeconfig", metavar="PATH", help="The kubeconfig of --engine kubernetes (default: $KUBECONFIG).")
 @click.pass_context
-def cli(ctx: click.Context, engine: str | None) -> None:
+def cli(ctx: click.Context, engine: str | None, kubeconfig: str | None) -> None:
     """A private, production-like container environment for every test run."""
     ctx.ensure_object(Session).engine = engine or None
+    ctx.ensure_object(Session).kubeconfig = kubeconfig or None
 
 
 blueprint_arg: Callable[[Callable[..., Any]], Callable[..., Any]] = click.argument("blueprint", type=click.Path(path_type=Path))
