@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
+from envkit import retry
 from envkit.backends._kube_objects import CONTAINER_ANNOTATION, metadata_labels
 from envkit.backends.types import ContainerState, ContainerStatus, Endpoint, LogLine, PortKey
 from envkit.errors import Conflict, EngineError, EngineUnavailable, NotFound, Transient
@@ -32,7 +33,13 @@ class Api:
 
     def call(self, method: str, path: str, query: Mapping[str, str | int | bool] | None = None,
              body: Any = None, *, raw: bool = False, stream: bool = False, timeout: float | None = 30) -> Any:
-        """The answer's JSON (``raw``: its text; ``stream``: the open urllib3 response), or an envkit error."""
+        """The answer's JSON (``raw``: its text; ``stream``: the open urllib3 response), or an envkit error.
+        Transient answers (429, 5xx) are retried by envkit's one policy; a create retried after one that
+        did succeed answers 409, which the backend takes as "already there"."""
+        return retry.call(lambda: self._once(method, path, query, body, raw, stream, timeout))
+
+    def _once(self, method: str, path: str, query: Mapping[str, str | int | bool] | None, body: Any, raw: bool,
+              stream: bool, timeout: float | None) -> Any:
         headers = {"Accept": "application/json" if not raw else "*/*"}
         if body is not None:
             headers["Content-Type"] = "application/json"

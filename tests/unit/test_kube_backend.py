@@ -4,6 +4,7 @@ client's REST layer (``kube_replay``): what it sends, how it reads pods, namespa
 from __future__ import annotations
 
 import copy
+import json
 import socket
 import threading
 from pathlib import Path
@@ -47,11 +48,20 @@ def test_a_refused_token_is_an_unavailable_engine() -> None:
 
 
 @pytest.mark.parametrize(("status", "answer", "error"), [
-    (404, "pod_not_found", NotFound), (409, "already_exists_service", Conflict), (504, "etcd_timeout", Transient)])
+    (404, "pod_not_found", NotFound), (409, "already_exists_service", Conflict)])
 def test_errors_by_kind(status: int, answer: str, error: type[Exception]) -> None:
     b, _ = backend(Expect("GET", POD, answer, status=status))
     with pytest.raises(error, match=ANSWERS[answer]["message"][:20]):
         b.inspect_container("envkit-demo/envkit-demo-web-1")
+
+
+def test_a_transient_answer_is_retried() -> None:
+    from envkit.backends._kube_wire import _error
+
+    assert isinstance(_error(504, "GET /x", json.dumps(ANSWERS["etcd_timeout"]), "s"), Transient)
+    b, replay = backend(Expect("GET", POD, "etcd_timeout", status=504), Expect("GET", POD, "pod_oom"))
+    assert b.inspect_container("envkit-demo/envkit-demo-web-1").exit_code == 137
+    assert len(replay.requests) == 2
 
 
 def test_an_unreachable_server_is_reported() -> None:
