@@ -255,3 +255,20 @@ def test_a_forward_copies_both_ways() -> None:
         forward.stop()
     with pytest.raises(OSError), socket.create_connection(("127.0.0.1", forward.port), timeout=1):
         pass
+
+
+def test_gc_finds_an_expired_run_by_its_namespace() -> None:
+    from datetime import UTC, datetime
+
+    from envkit import gc
+
+    ns = copy.deepcopy(ANSWERS["namespace_active"])
+    ns["metadata"]["labels"][L.LIFETIME] = "detached"
+    ns["metadata"]["annotations"][L.EXPIRES_AT] = "2026-12-01T11:00:00Z"
+    b, _ = backend(Expect("GET", "/api/v1/pods", {"kind": "PodList", "items": []}, times=-1),
+                   Expect("GET", "/api/v1/persistentvolumeclaims", {"kind": "PersistentVolumeClaimList", "items": []}),
+                   Expect("GET", "/api/v1/configmaps", {"kind": "ConfigMapList", "items": []}),
+                   Expect("GET", "/api/v1/namespaces", {"kind": "NamespaceList", "items": [ns]}))
+    found = gc.survey(b, now=datetime(2026, 12, 1, 12, 0, tzinfo=UTC))
+    assert [(g.run_id, g.collect) for g in found.collectable] == [("demo", True)]
+    assert "expired at 2026-12-01T11:00:00Z" in found.collectable[0].reason
