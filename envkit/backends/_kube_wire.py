@@ -21,7 +21,7 @@ from envkit.backends._kube_objects import CONTAINER_ANNOTATION, metadata_labels
 from envkit.backends.types import ContainerState, ContainerStatus, Endpoint, LogLine, PortKey
 from envkit.errors import Conflict, EngineError, EngineUnavailable, NotFound, Transient
 
-__all__ = ["Api", "log_line", "matches", "selector", "state", "stuck", "waiting_reason"]
+__all__ = ["Api", "log_line", "log_query", "matches", "selector", "state", "stuck", "waiting_reason"]
 
 
 class Api:
@@ -186,3 +186,13 @@ def log_line(raw: str) -> LogLine:
     except ValueError:
         return LogLine(datetime.now(UTC), raw)
     return LogLine(at.astimezone(UTC), text)
+
+
+def log_query(tail: int | None, since: float | None, timestamps: bool) -> dict[str, Any]:
+    """The query of a pod's log: the last ``tail`` lines, from ``since`` (a UNIX time) on."""
+    query: dict[str, Any] = {"timestamps": timestamps}
+    if tail is not None:
+        query["tailLines"] = tail
+    if since is not None:
+        query["sinceTime"] = datetime.fromtimestamp(since, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return query

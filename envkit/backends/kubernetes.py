@@ -32,14 +32,13 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 from envkit import labels as L
 from envkit.backends import _kube_objects as K
 from envkit.backends._kube_forward import Forward, Stream
 from envkit.backends._kube_policy import baseline, network_policy
-from envkit.backends._kube_wire import Api, log_line, matches, path_name, selector, state, stuck, waiting_reason
+from envkit.backends._kube_wire import Api, log_line, log_query, matches, path_name, selector, state, stuck, waiting_reason
 from envkit.backends.base import (
     Backend,
     BuildSpec,
@@ -139,7 +138,13 @@ class KubernetesBackend(Backend):
                 return ns
         stamp = {k: labels[k] for k in RUN_KEYS if k in labels}
         stamp.update({k: v for k, v in labels.items() if k.startswith((L.OUTPUT_PREFIX, L.SECRET_PREFIX))})
-        self._create("/api/v1/namespaces", K.namespace(run, stamp))
+        try:
+            self.api.call("POST", "/api/v1/namespaces", body=K.namespace(run, stamp))
+        except Conflict:  # made by an earlier call of this run, or another run's whose id maps to the same name
+            there = K.metadata_labels(self.api.call("GET", f"/api/v1/namespaces/{ns}").get("metadata") or {})
+            if there.get(L.RUN) != run:
+                owner = f"run {there[L.RUN]}" if L.RUN in there else "not made by envkit"
+                raise Conflict(f"namespace {ns} exists and is not run {run}'s ({owner}): choose another --name") from None
         for policy in baseline(stamp, ns):
             self._create(f"/apis/networking.k8s.io/v1/namespaces/{ns}/networkpolicies", policy)
         with self._lock:
@@ -306,21 +311,12 @@ class KubernetesBackend(Backend):
         return self.api.call("GET", f"/api/v1/namespaces/{ns}/pods/{path_name(name)}/log", query, raw=not stream,
                              stream=stream)
 
-    @staticmethod
-    def _query(tail: int | None, since: float | None, timestamps: bool) -> dict[str, Any]:
-        query: dict[str, Any] = {"timestamps": timestamps}
-        if tail is not None:
-            query["tailLines"] = tail
-        if since is not None:
-            query["sinceTime"] = datetime.fromtimestamp(since, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        return query
-
     def logs(self, container_id: str, tail: int | None = None, since: float | None = None,
              until: float | None = None) -> str:
         if until is not None:
             return "".join(f"{line.text}\n" for line in self.log_lines(container_id, tail, since, until))
         try:
-            return str(self._log(container_id, self._query(tail, since, False)))
+            return str(self._log(container_id, log_query(tail, since, False)))
         except EngineError as exc:  # a pod still pending has no log yet
             if "waiting to start" in str(exc) or "ContainerCreating" in str(exc):
                 return ""
@@ -328,7 +324,7 @@ class KubernetesBackend(Backend):
 
     def log_lines(self, container_id: str, tail: int | None = None, since: float | None = None,
                   until: float | None = None) -> list[LogLine]:
-        text = str(self._log(container_id, self._query(tail, since, True)))
+        text = str(self._log(container_id, log_query(tail, since, True)))
         lines = [log_line(raw) for raw in text.splitlines() if raw]
         return [x for x in lines if (since is None or x.at.timestamp() >= since) and (until is None or x.at.timestamp() <= until)]
 
@@ -337,7 +333,7 @@ class KubernetesBackend(Backend):
 
     def follow_log_lines(self, container_id: str, tail: int | None = None,
                          since: float | None = None) -> Iterator[LogLine]:
-        response = self._log(container_id, {**self._query(tail, since, True), "follow": True}, stream=True)
+        response = self._log(container_id, {**log_query(tail, since, True), "follow": True}, stream=True)
         buffer = b""
         try:
             for chunk in response.stream(4096):

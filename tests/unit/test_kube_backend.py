@@ -272,3 +272,15 @@ def test_gc_finds_an_expired_run_by_its_namespace() -> None:
     found = gc.survey(b, now=datetime(2026, 12, 1, 12, 0, tzinfo=UTC))
     assert [(g.run_id, g.collect) for g in found.collectable] == [("demo", True)]
     assert "expired at 2026-12-01T11:00:00Z" in found.collectable[0].reason
+
+
+def test_a_namespace_of_another_run_is_not_taken_over() -> None:
+    from envkit.backends.base import NetworkSpec
+
+    theirs = copy.deepcopy(ANSWERS["namespace_active"])
+    theirs["metadata"]["labels"][L.RUN] = "demo."  # another run whose id maps to the same namespace name
+    b, _ = backend(Expect("POST", "/api/v1/namespaces", {**ANSWERS["already_exists_service"], "message": "namespaces "
+                                                          "\"envkit-demo\" already exists"}, status=409),
+                   Expect("GET", NS, theirs))
+    with pytest.raises(Conflict, match=r"namespace envkit-demo exists and is not run demo's \(run demo\.\)"):
+        b.create_network(NetworkSpec("envkit-demo-default", ((L.RUN, "demo"), (L.MANAGED, "true"), (L.NETWORK, "default"))))
