@@ -22,6 +22,7 @@ from envkit.execute import Executor
 from envkit.plan import RunIdentity, make_plan
 from envkit.runs import teardown
 from tests.unit.kube_replay import ANSWERS, Expect, Replay, api_client
+from tests.unit.kube_schemas import NEWEST, validate
 
 IDENTITY = RunIdentity("demo", "dev@ci-7:4242", "2026-12-01T10:00:00Z", "0.9.0")
 NS = "/api/v1/namespaces/envkit-demo"
@@ -145,6 +146,10 @@ def test_up_then_teardown_through_the_plan(tmp_path: Path) -> None:
     assert state.running and state.health == "healthy" and state.name == "envkit-demo-web-1"
     assert state.ports[PortKey(80)].host_ip == "127.0.0.1" and state.ports[PortKey(80)].port > 0
     assert state.addresses == {"envkit-demo": "10.244.2.17"} and state.labels[L.OWNER] == "dev@ci-7:4242"
+
+    made = [r["body"] for r in replay.requests if r["method"] == "POST"]
+    assert len(made) == 9
+    assert [f"{v} {o['kind']}: {e}" for o in made for v in NEWEST for e in validate(o, v)] == []  # what a cluster takes
 
     counts = teardown(b, ["demo"])
     assert counts == {"container": 1, "network": 1, "volume": 0}
