@@ -301,8 +301,8 @@ class KubernetesBackend(Backend):
         except Exception as exc:
             raise EngineError(f"exec in {container_id}: {exc}") from exc
         ws.run_forever(timeout=timeout)
+        code = ws.returncode if not ws.is_open() else -1  # before read_all(), which empties every channel
         output = ws.read_all()
-        code = ws.returncode if not ws.is_open() else -1
         ws.close()
         return ExecResult(int(code if code is not None else -1), output)
 

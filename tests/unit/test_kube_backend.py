@@ -289,3 +289,26 @@ def test_a_namespace_of_another_run_is_not_taken_over() -> None:
                    Expect("GET", NS, theirs))
     with pytest.raises(Conflict, match=r"namespace envkit-demo exists and is not run demo's \(run demo\.\)"):
         b.create_network(NetworkSpec("envkit-demo-default", ((L.RUN, "demo"), (L.MANAGED, "true"), (L.NETWORK, "default"))))
+
+
+def test_following_a_log_streams_its_lines() -> None:
+    b, replay = backend(Expect("GET", f"{POD}/log", "log", query={"follow": "true"}))
+    lines = list(b.follow_log_lines("envkit-demo/envkit-demo-web-1", tail=10))
+    assert [x.text for x in lines] == ["listening on :80", "ready", "GET /health 200"]
+    assert replay.requests[0]["query"] == {"timestamps": "true", "tailLines": "10", "follow": "true"}
+
+
+@pytest.mark.parametrize("code", [0, 3])
+def test_exec_reads_the_channels_and_the_exit_code(code: int) -> None:
+    from tests.unit.kube_ws import ExecServer
+
+    server = ExecServer(b"accepting connections\n", b"", code)
+    client = api_client(Replay([]))
+    client.configuration.host = f"http://127.0.0.1:{server.port}"
+    b = KubernetesBackend({}, api_client=client)
+    result = b.exec("envkit-demo/envkit-demo-db-1", ("pg_isready", "-h", "127.0.0.1"), timeout=5)
+    assert (result.exit_code, result.output) == (code, "accepting connections\n")
+    line = server.request.split("\r\n")[0]
+    assert line.startswith("GET /api/v1/namespaces/envkit-demo/pods/envkit-demo-db-1/exec?")
+    assert "command=pg_isready" in line and "command=-h" in line and "stdout=True" in line.replace("true", "True")
+    assert "authorization: Bearer t0ken" in server.request
