@@ -312,3 +312,27 @@ def test_exec_reads_the_channels_and_the_exit_code(code: int) -> None:
     assert line.startswith("GET /api/v1/namespaces/envkit-demo/pods/envkit-demo-db-1/exec?")
     assert "command=pg_isready" in line and "command=-h" in line and "stdout=True" in line.replace("true", "True")
     assert "authorization: Bearer t0ken" in server.request
+
+
+def test_a_running_pods_port_is_forwarded_through_the_port_forward_api() -> None:
+    from tests.unit.kube_ws import PortForwardServer
+
+    server = PortForwardServer(80)
+    replay = Replay([Expect("GET", POD, "pod_running", times=-1)])
+    client = api_client(replay)
+    client.configuration.host = f"http://127.0.0.1:{server.port}"
+    b = KubernetesBackend({}, api_client=client)
+    try:
+        endpoint = b.inspect_container("envkit-demo/envkit-demo-web-1").ports[PortKey(80)]
+        for _ in range(2):  # each connection its own port-forward stream
+            with socket.create_connection((endpoint.host_ip, endpoint.port), timeout=10) as conn:
+                conn.sendall(b"get /health")
+                got = b""
+                while len(got) < 11:
+                    got += conn.recv(64)
+                assert got == b"GET /HEALTH"
+        assert len(server.requests) == 2
+        assert server.requests[0].startswith("GET /api/v1/namespaces/envkit-demo/pods/envkit-demo-web-1/portforward?ports=80 ")
+    finally:
+        b.close()
+        server.stop()
