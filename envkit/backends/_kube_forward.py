@@ -38,6 +38,7 @@ class Forward:
         self.port: int = self.listener.getsockname()[1]
         self._stopped = threading.Event()
         self._open: set[socket.socket] = set()
+        self._streams: set[Stream] = set()
         self._lock = threading.Lock()
         threading.Thread(target=self._accept, name=f"envkit-forward-{name}", daemon=True).start()
 
@@ -57,13 +58,16 @@ class Forward:
         except Exception:  # the pod is gone or not ready: the test's connection is refused, as a closed port would be
             self._drop(client)
             return
+        with self._lock:
+            self._streams.add(stream)
         done = threading.Event()
 
-        def up() -> None:  # test → pod
+        def up() -> None:  # test → pod; at the test's end of file the stream is shut, so that the copy back ends too
             with contextlib.suppress(OSError, Exception):
                 while data := client.recv(65536):
                     stream.sendall(data)
             done.set()
+            _shut(stream)
 
         threading.Thread(target=up, daemon=True).start()
         with contextlib.suppress(OSError, Exception):
@@ -73,6 +77,8 @@ class Forward:
             client.shutdown(socket.SHUT_RDWR)
         with contextlib.suppress(Exception):
             stream.close()
+        with self._lock:
+            self._streams.discard(stream)
         self._drop(client)
 
     def _drop(self, client: socket.socket) -> None:
@@ -88,7 +94,19 @@ class Forward:
         with contextlib.suppress(OSError):
             self.listener.close()
         with self._lock:
-            clients = list(self._open)
+            clients, streams = list(self._open), list(self._streams)
         for c in clients:
             with contextlib.suppress(OSError):
                 c.shutdown(socket.SHUT_RDWR)
+        for st in streams:
+            _shut(st)
+
+
+def _shut(stream: Stream) -> None:
+    """End a stream both ways, waking a thread blocked reading it (a socket's shutdown; else its close)."""
+    shutdown = getattr(stream, "shutdown", None)
+    with contextlib.suppress(OSError, Exception):
+        if shutdown is not None:
+            shutdown(socket.SHUT_RDWR)
+        else:
+            stream.close()

@@ -300,10 +300,14 @@ class KubernetesBackend(Backend):
                         stdout=True, tty=False, _preload_content=False)
         except Exception as exc:
             raise EngineError(f"exec in {container_id}: {exc}") from exc
-        ws.run_forever(timeout=timeout)
-        code = ws.returncode if not ws.is_open() else -1  # before read_all(), which empties every channel
-        output = ws.read_all()
-        ws.close()
+        try:
+            ws.run_forever(timeout=timeout)
+            code = ws.returncode if not ws.is_open() else -1  # before read_all(), which empties every channel
+            output = ws.read_all()
+        finally:
+            ws.close()
+            if ws.sock is not None:  # a close after the server's own leaves the socket open: shut it
+                ws.sock.shutdown()
         return ExecResult(int(code if code is not None else -1), output)
 
     def _log(self, container_id: str, query: dict[str, Any], stream: bool = False) -> Any:
