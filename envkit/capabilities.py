@@ -58,10 +58,16 @@ def _tls_stubs(svc: Service) -> Iterable[Key]:
     return [svc.stub.tls.at] if svc.stub is not None and svc.stub.tls is not None else []
 
 
+def _builds(svc: Service) -> Iterable[Key]:
+    """A build context (``kind: stub`` too: its server image is built), on an engine that only pulls."""
+    return [("services", svc.name, "kind" if svc.kind == "stub" else "build")] if svc.build is not None else []
+
+
 NEEDS: tuple[Need, ...] = (
     Need("services.*.seed", Capability.COPY_FILES, _seeds_copying),
     Need("services.*.stub.tls", Capability.COPY_FILES, _tls_stubs),
     Need("services.*.volumes", Capability.HOST_PATHS, _binds),
+    Need("services.*.build", Capability.BUILD, _builds),
 )
 
 

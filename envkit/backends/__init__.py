@@ -21,6 +21,7 @@ __all__ = ["DEFAULT_ENGINE", "ENGINES", "Backend", "connect", "engine_name"]
 ENGINES: Mapping[str, str] = {
     "docker": "envkit.backends.docker",
     "swarm": "envkit.backends.swarm",
+    "kubernetes": "envkit.backends.kubernetes",
 }
 DEFAULT_ENGINE = "docker"
 

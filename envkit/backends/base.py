@@ -75,7 +75,8 @@ class Capability(enum.Enum):
     NETWORK_CONNECT = "connect containers to networks or disconnect them"
     INTERACTIVE_EXEC = "run commands interactively in containers: streamed output, stdin, a terminal"
     SHARED_NETNS = "run a helper container in another container's network namespace"
-    HOST_PATHS = "mount paths of this machine (bind mounts): on a swarm they would be a node's file system"
+    HOST_PATHS = "mount paths of this machine (bind mounts): on a cluster they would be a node's file system"
+    BUILD = "build images from a build context (no registry the cluster pulls from)"
 
 
 class ExecSession(ABC):

@@ -52,7 +52,7 @@ __all__ = ["SwarmBackend", "open_backend"]
 
 class SwarmBackend(DockerBackend):
     name = "swarm"
-    capabilities = frozenset()
+    capabilities = frozenset({Capability.BUILD})  # built on the manager, copied to the nodes
 
     def __init__(self, environment: Mapping[str, str]) -> None:
         super().__init__(environment)
@@ -61,7 +61,7 @@ class SwarmBackend(DockerBackend):
         self._specs: dict[str, ContainerSpec] = {}
         self._node_info: dict[str, tuple[str, str]] = {}  # node id -> (hostname, address)
         if self.nodes.engines:  # exec goes to the engine of the node where the task runs
-            self.capabilities = frozenset({Capability.INTERACTIVE_EXEC, Capability.COPY_FILES})
+            self.capabilities = frozenset({Capability.BUILD, Capability.INTERACTIVE_EXEC, Capability.COPY_FILES})
         self.direct_routes = False  # task addresses live on overlay networks inside the nodes
 
     # The Docker backend's optional abilities work on one engine's containers, not on services: refused.

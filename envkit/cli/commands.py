@@ -50,13 +50,15 @@ class Session:
 
     backend: Backend | None = None
     engine: str | None = None
+    kubeconfig: str | None = None  # --kubeconfig: KUBECONFIG for the kubernetes engine (docs/kubernetes.md)
 
     def connect(self) -> Backend:
         if self.backend is None:
             from envkit.backends import connect
             from envkit.sweep import sweep_in_passing
 
-            self.backend = connect(engine=self.engine)
+            environment = {**os.environ, "KUBECONFIG": self.kubeconfig} if self.kubeconfig else None
+            self.backend = connect(engine=self.engine, environment=environment)
             sweep_in_passing(self.backend)  # envkit.sweep: expired runs, at most once a minute, in the background
         return self.backend
 
@@ -69,10 +71,12 @@ def _engine() -> Backend:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="envkit")
 @click.option("--engine", metavar="NAME", help="The container engine to use (default: $ENVKIT_ENGINE, else docker).")
+@click.option("--kubeconfig", metavar="PATH", help="The kubeconfig of --engine kubernetes (default: $KUBECONFIG).")
 @click.pass_context
-def cli(ctx: click.Context, engine: str | None) -> None:
+def cli(ctx: click.Context, engine: str | None, kubeconfig: str | None) -> None:
     """A private, production-like container environment for every test run."""
     ctx.ensure_object(Session).engine = engine or None
+    ctx.ensure_object(Session).kubeconfig = kubeconfig or None
 
 
 blueprint_arg: Callable[[Callable[..., Any]], Callable[..., Any]] = click.argument("blueprint", type=click.Path(path_type=Path))
@@ -352,6 +356,7 @@ from envkit.cli.images_cmd import images  # noqa: E402
 from envkit.cli.import_cmd import import_  # noqa: E402
 from envkit.cli.init_cmd import init  # noqa: E402
 from envkit.cli.live import COMMANDS as LIVE_COMMANDS  # noqa: E402
+from envkit.cli.render_cmd import render  # noqa: E402
 from envkit.cli.run_cmd import run  # noqa: E402
 from envkit.cli.schema_cmd import schema  # noqa: E402
 from envkit.cli.seed_cmd import seed  # noqa: E402
@@ -359,7 +364,7 @@ from envkit.cli.snapshot_cmd import reset, snapshots  # noqa: E402
 from envkit.cli.stub_cmd import stub  # noqa: E402
 
 for _command in (run, export, seed, gc, collect, graph, schema, import_, init, completion, exec_, snapshots, reset, images,
-                 fault, heal, stub, *LIVE_COMMANDS):  # LIVE_COMMANDS: restart, stop, start, rebuild, logs
+                 fault, heal, stub, render, *LIVE_COMMANDS):  # LIVE_COMMANDS: restart, stop, start, rebuild, logs
     cli.add_command(_command)
 
 from envkit.cli.examples import add_examples  # noqa: E402

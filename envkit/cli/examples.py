@@ -23,6 +23,7 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "exec": ("envkit exec dev db -- psql -U shop -c 'select 1'",),
     "outputs": ("envkit outputs dev --json",),
     "export": ("envkit export blueprints/shop -o compose.yaml",),
+    "render": ("envkit render blueprints/hello --engine kubernetes --registry registry.local:5000 -o k8s/",),
     "seed": ("envkit seed dev db", "envkit seed dev"),
     "gc": ("envkit gc --dry-run", "envkit gc"),
     "snapshots": ("envkit snapshots ls", "envkit snapshots prune --older-than 7d"),

@@ -128,7 +128,7 @@ class TestSwarmBackend(BackendContract):
 
 def test_the_swarm_backend_declares_what_it_can(backend: Backend) -> None:
     assert backend.name == "swarm"
-    assert backend.capabilities == frozenset({Capability.INTERACTIVE_EXEC, Capability.COPY_FILES})
+    assert backend.capabilities == frozenset({Capability.BUILD, Capability.INTERACTIVE_EXEC, Capability.COPY_FILES})
 
 
 def test_a_blueprint_spreads_over_the_nodes_and_is_reached_from_here(

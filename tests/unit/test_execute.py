@@ -228,7 +228,7 @@ def test_an_image_that_cannot_be_pulled_fails_the_services_using_it(shop: Bluepr
 
 
 def test_an_engine_that_cannot_gate_starts_dependants_in_order(shop: Blueprint) -> None:
-    fake = fake_for_shop(capabilities=())  # the fake refuses create_gated_container without GATE
+    fake = fake_for_shop(capabilities={Capability.BUILD})  # the fake refuses create_gated_container without GATE
     Executor(fake).run(make(shop, fake))
     calls = fake.calls
     assert not any(method in ("create_gated_container", "release_container") for method, _ in calls)
