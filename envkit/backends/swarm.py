@@ -21,6 +21,7 @@ node, no network changes of a running task); the planner refuses keys that need 
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
@@ -28,9 +29,19 @@ from typing import Any, BinaryIO
 
 from docker.types import EndpointSpec
 
+from envkit import labels as L
 from envkit import retry
 from envkit.backends import _swarm_wire as wire
 from envkit.backends._swarm_nodes import NodeMap, parse_nodes
+from envkit.backends._swarm_place import (
+    ENDED,
+    NODE_LABEL,
+    NodeInfo,
+    Nodes,
+    choose,
+    extra_constraints,
+    pinned_volumes,
+)
 from envkit.backends.base import (
     Backend,
     BuildSpec,
@@ -59,7 +70,8 @@ class SwarmBackend(DockerBackend):
         self.nodes: NodeMap = parse_nodes(environment)
         self._node_backends: dict[str, DockerBackend] = {}
         self._specs: dict[str, ContainerSpec] = {}
-        self._node_info: dict[str, tuple[str, str]] = {}  # node id -> (hostname, address)
+        self._nodes = Nodes(lambda: self._retried("list nodes", self.api.nodes))
+        self._placing = threading.Lock()  # tasks whose node depends on where the run's others went
         if self.nodes.engines:  # exec goes to the engine of the node where the task runs
             self.capabilities = frozenset({Capability.INTERACTIVE_EXEC, Capability.COPY_FILES})
         self.direct_routes = False  # task addresses live on overlay networks inside the nodes
@@ -101,14 +113,12 @@ class SwarmBackend(DockerBackend):
         return self._node_backends[hostname]
 
     def _all_nodes(self) -> list[DockerBackend]:
-        return [b for b in (self._node(h) for h in sorted(self.nodes.engines)) if b is not None]
+        """The engines of the nodes that are up (a node the manager sees down cannot answer)."""
+        down = self._nodes.down()
+        return [b for b in (self._node(h) for h in sorted(set(self.nodes.engines) - down)) if b is not None]
 
-    def _node_of(self, node_id: str) -> tuple[str, str]:
-        if node_id not in self._node_info:
-            for n in self._retried("list nodes", self.api.nodes):
-                addr = str((n.get("Status") or {}).get("Addr") or "")
-                self._node_info[n["ID"]] = (str(n["Description"]["Hostname"]), addr)
-        return self._node_info.get(node_id, ("?", ""))
+    def _node_of(self, node_id: str) -> NodeInfo | None:
+        return self._nodes.get(node_id)
 
     # -- images: built on the manager, copied to nodes that lack them --------------------------------
     def build_image(self, spec: BuildSpec, on_line: Callable[[str], None]) -> None:
@@ -196,7 +206,26 @@ class SwarmBackend(DockerBackend):
             if self._service(container_id) is None:
                 raise NotFound(f"start container {container_id}: no such container")
             return  # a service runs from its creation on
-        template, mode = wire.task_template(spec)
+        placed = bool(pinned_volumes(spec)) or bool(spec.placement and spec.placement.max_per_node)
+        with self._placing if placed else contextlib.nullcontext():
+            self._start(spec)
+        del self._specs[container_id]
+
+    def _start(self, spec: ContainerSpec) -> None:
+        run = dict(spec.labels).get(L.RUN, "")
+        others = self._services({L.RUN: run}) if run else []
+        constraints, pinned = extra_constraints(spec, others, self._task)
+        if pinned is None and pinned_volumes(spec):  # the run's first task with these volumes: choose their node
+            load: dict[str, int] = {}
+            for t in self._retried("list tasks", lambda: self.api.tasks(filters={"desired-state": "running"})):
+                load[str(t.get("NodeID", ""))] = load.get(str(t.get("NodeID", "")), 0) + 1
+            own = [*(spec.placement.constraints if spec.placement else ()), *constraints]
+            node = choose(self._nodes.all().values(), own, load)
+            if node is not None:
+                pinned = node.hostname
+                constraints.append(f"node.hostname=={pinned}")
+        labels = dict(spec.labels) | ({NODE_LABEL: pinned} if pinned else {})
+        template, mode = wire.task_template(spec, tuple(constraints))
         # A host-mode port taken on every node leaves the task pending ("host-mode port already in use"):
         # the least used ports of the range are chosen, so Swarm finds a node where they are free.
         endpoint = EndpointSpec(mode="dnsrr")
@@ -206,25 +235,27 @@ class SwarmBackend(DockerBackend):
                              for p in spec.ports]
         try:
             self._once(f"create service {spec.name}", lambda: self.api.create_service(
-                template, name=spec.name, labels=dict(spec.labels), mode=mode, endpoint_spec=endpoint))
+                template, name=spec.name, labels=labels, mode=mode, endpoint_spec=endpoint))
         except Transient as exc:  # Swarm answers 500 for a network that does not exist
             if "not found" in str(exc):
                 raise NotFound(str(exc)) from exc
             raise
-        del self._specs[container_id]
         self._await_task(spec.name)
 
-    def _await_task(self, name: str, timeout: float = 120) -> None:
-        """Until the service's task runs (or already ended); a task Swarm cannot place or prepare is an
-        error with Swarm's reason (no node with the port free, an image missing on a node, ...)."""
+    def _await_task(self, name: str, timeout: float = 120) -> NodeInfo | None:
+        """Until the service's task runs (or already ended): its node. A task Swarm cannot place or prepare
+        is an error with Swarm's reason (no node with the port free, an image missing on a node, ...)."""
         deadline = time.monotonic() + timeout
         reason = ""
         while time.monotonic() < deadline:
             service = self._service(name)
             task = self._task(service) if service is not None else None
             status: dict[str, Any] = dict((task or {}).get("Status") or {})
-            if status.get("State") == "running" or status.get("State") in wire.ENDED:
-                return
+            node = self._node_of(str((task or {}).get("NodeID", "")))
+            if node is not None and not node.up and status.get("State") not in ENDED:
+                raise EngineError(f"start container {name}: its Swarm task {node.lost()}")
+            if status.get("State") == "running" or status.get("State") in ENDED:
+                return node
             reason = str(status.get("Err") or status.get("Message") or status.get("State") or "no task yet")
             if "no suitable node" in reason and time.monotonic() > deadline - timeout + 5:
                 break  # unschedulable for 5 s: Swarm retries forever, envkit says why
@@ -271,6 +302,8 @@ class SwarmBackend(DockerBackend):
             state = self.inspect_container(container_id)
             if state.status == "exited":
                 return state.exit_code
+            if state.lost:  # it will not exit: its node is gone
+                return -1
             if time.monotonic() >= deadline:
                 return None
             time.sleep(min(0.2, max(deadline - time.monotonic(), 0.01)))
@@ -291,10 +324,13 @@ class SwarmBackend(DockerBackend):
             cid = str((status.get("ContainerStatus") or {}).get("ContainerID") or "")
             if cid:
                 break
-            if status.get("State") in wire.ENDED or time.monotonic() > deadline:
+            if status.get("State") in ENDED or time.monotonic() > deadline:
                 raise NotFound(f"container {container_id}: its task has no container ({status.get('Err', '')})")
             time.sleep(0.1)  # scheduled, image being prepared: the container comes
-        hostname, _ = self._node_of(str(task.get("NodeID", "")))
+        info = self._node_of(str(task.get("NodeID", "")))
+        hostname = info.hostname if info is not None else "?"
+        if info is not None and not info.up:
+            raise Conflict(f"container {container_id}: it {info.lost()}")
         node = self._node(hostname)
         if node is None:
             raise Unsupported(f"engine swarm cannot reach the engine of node {hostname} where {container_id} "
@@ -375,7 +411,7 @@ class SwarmBackend(DockerBackend):
             return
         try:
             where = self._where(container_id, wait=0)
-        except (NotFound, Unsupported):
+        except (NotFound, Unsupported, Conflict):  # Conflict: its node is down; the manager forgets the task
             where = None
         if where is not None:  # stop within the grace asked for (not the service's own stop grace period)
             where[0].remove_container(where[1], grace)

@@ -55,6 +55,7 @@ SECTIONS: dict[str, Section] = {
     "stub-route-keys": Section(K.STUB_ROUTE),
     "stub-match-keys": Section(K.STUB_MATCH),
     "stub-response-keys": Section(K.STUB_RESPONSE),
+    "placement-keys": Section(K.PLACEMENT),
 }
 
 

@@ -13,7 +13,7 @@ import shlex
 import subprocess
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -24,8 +24,6 @@ from envkit import labels as L
 from envkit.backends import Backend, connect
 from envkit.backends.base import BuildSpec, Capability, ExecResult
 from envkit.errors import BlueprintError
-
-from . import rig
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -45,12 +43,6 @@ BLUEPRINT = {
 HELLO = ROOT / "blueprints" / "hello"
 
 
-def _engine_works() -> str | None:
-    done = subprocess.run(["docker", "info"], capture_output=True, text=True, check=False,
-                          env={**os.environ, "DOCKER_HOST": "unix:///var/run/docker.sock"})
-    return None if done.returncode == 0 else "no Docker engine on /var/run/docker.sock"
-
-
 @pytest.fixture(scope="module")
 def local_images() -> dict[str, float]:
     """The blueprint's images, built on this machine's engine; also its up/down times there."""
@@ -65,30 +57,6 @@ def local_images() -> dict[str, float]:
     finally:
         local.close()
     return {"up": t1 - t0, "down": t2 - t1, **{tag: 0.0 for tag in tags}}
-
-
-@pytest.fixture(scope="module")
-def swarm(local_images: dict[str, float]) -> Iterator[dict[str, str]]:
-    reason = _engine_works()
-    if reason:
-        pytest.skip(reason)
-    images = ("debian:bookworm-slim", *(t for t in local_images if ":" in t))
-    try:
-        context = rig.running(3, images)
-        environment = context.__enter__()
-    except RuntimeError as exc:  # the rig could not come up here: infrastructure, reported as such
-        pytest.skip(f"swarm rig unavailable: {exc}")
-    try:
-        yield environment
-    finally:
-        context.__exit__(None, None, None)
-
-
-@pytest.fixture(scope="module")
-def backend(swarm: dict[str, str]) -> Iterator[Backend]:
-    engine = connect(environment={**os.environ, **swarm})
-    yield engine
-    engine.close()
 
 
 @pytest.fixture(scope="module")
