@@ -53,9 +53,14 @@ def _binds(svc: Service) -> Iterable[Key]:
     return [m.at or ("services", svc.name, "volumes", i) for i, m in enumerate(svc.volumes) if m.type == "bind"]
 
 
+def _snapshot(svc: Service) -> Iterable[Key]:
+    return [svc.snapshot.at or ("services", svc.name, "snapshot")] if svc.snapshot else []
+
+
 NEEDS: tuple[Need, ...] = (
     Need("services.*.seed", Capability.COPY_FILES, _seeds_copying),
     Need("services.*.volumes", Capability.HOST_PATHS, _binds),
+    Need("services.*.snapshot", Capability.EXPORT_FILESYSTEM, _snapshot),  # captured as an image of the container
 )
 
 

@@ -62,8 +62,8 @@ class Nodes:
         self._at = -1e9
         self._nodes: dict[str, NodeInfo] = {}
 
-    def all(self) -> dict[str, NodeInfo]:
-        if time.monotonic() - self._at > self._ttl:
+    def all(self, fresh: bool = False) -> dict[str, NodeInfo]:
+        if fresh or time.monotonic() - self._at > self._ttl:
             found = {}
             for n in self._read():
                 status = n.get("Status") or {}

@@ -23,15 +23,16 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
-from typing import Any, BinaryIO
+from typing import Any
 
 from docker.types import EndpointSpec
 
 from envkit import labels as L
 from envkit import retry
 from envkit.backends import _swarm_wire as wire
+from envkit.backends._swarm_exec import NodeCalls
 from envkit.backends._swarm_nodes import NodeMap, parse_nodes
 from envkit.backends._swarm_place import (
     ENDED,
@@ -48,9 +49,6 @@ from envkit.backends.base import (
     Capability,
     ContainerSpec,
     ContainerState,
-    ExecResult,
-    ExecSession,
-    LogLine,
     NetworkSpec,
     Resource,
 )
@@ -61,7 +59,7 @@ __all__ = ["SwarmBackend", "open_backend"]
 
 
 
-class SwarmBackend(DockerBackend):
+class SwarmBackend(NodeCalls):
     name = "swarm"
     capabilities = frozenset()
 
@@ -104,19 +102,6 @@ class SwarmBackend(DockerBackend):
         super().close()
 
     # -- nodes ------------------------------------------------------------------------------------
-    def _node(self, hostname: str) -> DockerBackend | None:
-        where = self.nodes.engines.get(hostname)
-        if where is None:
-            return None
-        if hostname not in self._node_backends:
-            self._node_backends[hostname] = DockerBackend({"DOCKER_HOST": where})
-        return self._node_backends[hostname]
-
-    def _all_nodes(self) -> list[DockerBackend]:
-        """The engines of the nodes that are up (a node the manager sees down cannot answer)."""
-        down = self._nodes.down()
-        return [b for b in (self._node(h) for h in sorted(set(self.nodes.engines) - down)) if b is not None]
-
     def _node_of(self, node_id: str) -> NodeInfo | None:
         return self._nodes.get(node_id)
 
@@ -134,15 +119,15 @@ class SwarmBackend(DockerBackend):
     def _distribute(self, tag: str) -> None:
         """Copy image ``tag`` from the manager to every known node without it (same id: skipped)."""
         want = DockerBackend.image_id(self, tag)
-        for node in self._all_nodes():
-            if node.where == self.where or node.image_id(tag) == want:
-                continue
-            with self._call(f"copy image {tag} to {node.where}"):
-                node.api.load_image(self.api.get_image(tag))
+
+        def copy(node: DockerBackend) -> None:
+            if node.where != self.where and node.image_id(tag) != want:
+                with self._call(f"copy image {tag} to {node.where}"):
+                    node.api.load_image(self.api.get_image(tag))
+        self._each_node(copy)
 
     def remove_image(self, tag: str) -> None:
-        for node in self._all_nodes():
-            node.remove_image(tag)
+        self._each_node(lambda node: node.remove_image(tag))
         super().remove_image(tag)
 
     # -- networks ---------------------------------------------------------------------------------
@@ -181,8 +166,7 @@ class SwarmBackend(DockerBackend):
             time.sleep(0.2)
 
     def remove_volume(self, name: str) -> None:
-        for node in self._all_nodes():
-            node.remove_volume(name)
+        self._each_node(lambda node: node.remove_volume(name))
         super().remove_volume(name)
 
     # -- services as containers -------------------------------------------------------------------
@@ -343,46 +327,6 @@ class SwarmBackend(DockerBackend):
             raise Conflict(f"{what} in container {container_id}: it is not running")
         return where
 
-    def exec(self, container_id: str, command: tuple[str, ...], user: str | None = None,
-             timeout: float | None = None) -> ExecResult:
-        node, cid = self._started(container_id, "exec")
-        return node.exec(cid, command, user, timeout)
-
-    def exec_stream(self, container_id: str, command: tuple[str, ...], *, stdin: int | None, stdout: BinaryIO,
-                    stderr: BinaryIO, tty: bool = False, user: str | None = None) -> ExecSession:
-        self.require(Capability.INTERACTIVE_EXEC)
-        node, cid = self._started(container_id, "exec")
-        return node.exec_stream(cid, command, stdin=stdin, stdout=stdout, stderr=stderr, tty=tty, user=user)
-
-    def copy_into(self, container_id: str, directory: str, archive: bytes) -> None:
-        self.require(Capability.COPY_FILES)
-        node, cid = self._started(container_id, "copy files")
-        node.copy_into(cid, directory, archive)
-
-    def copy_from(self, container_id: str, path: str) -> bytes:
-        self.require(Capability.COPY_FILES)
-        node, cid = self._started(container_id, "copy files")
-        return node.copy_from(cid, path)
-
-    def logs(self, container_id: str, tail: int | None = None, since: float | None = None,
-             until: float | None = None) -> str:
-        where = self._where(container_id)
-        return where[0].logs(where[1], tail, since, until) if where else ""
-
-    def follow_logs(self, container_id: str, tail: int | None = None) -> Iterator[str]:
-        where = self._where(container_id)
-        return where[0].follow_logs(where[1], tail) if where else iter(())
-
-    def log_lines(self, container_id: str, tail: int | None = None, since: float | None = None,
-                  until: float | None = None) -> list[LogLine]:
-        where = self._where(container_id)
-        return where[0].log_lines(where[1], tail, since, until) if where else []
-
-    def follow_log_lines(self, container_id: str, tail: int | None = None,
-                         since: float | None = None) -> Iterator[LogLine]:
-        where = self._where(container_id)
-        return where[0].follow_log_lines(where[1], tail, since) if where else iter(())
-
     # -- discovery and removal --------------------------------------------------------------------
     def _services(self, labels: Mapping[str, str | None]) -> list[dict[str, Any]]:
         return [dict(s) for s in self._retried("list services", lambda: self.api.services(
@@ -399,11 +343,14 @@ class SwarmBackend(DockerBackend):
         out += [Resource("network", n["Id"], n["Name"], n.get("Labels") or {})
                 for n in self._retried("list networks", lambda: self.api.networks(filters=filters))]
         seen: set[str] = set()
-        for engine in [self, *self._all_nodes()]:
+
+        def volumes(engine: DockerBackend) -> None:
             for v in _volumes(engine, filters):
                 if v["Name"] not in seen:
                     seen.add(v["Name"])
                     out.append(Resource("volume", v["Name"], v["Name"], v.get("Labels") or {}))
+        volumes(self)
+        self._each_node(volumes)
         return out
 
     def remove_container(self, container_id: str, grace: float) -> None:
@@ -414,7 +361,11 @@ class SwarmBackend(DockerBackend):
         except (NotFound, Unsupported, Conflict):  # Conflict: its node is down; the manager forgets the task
             where = None
         if where is not None:  # stop within the grace asked for (not the service's own stop grace period)
-            where[0].remove_container(where[1], grace)
+            try:
+                with self._reaching(where[0]):
+                    where[0].remove_container(where[1], grace)
+            except Conflict:  # its node went down meanwhile: the manager forgets the task
+                where = None
         with contextlib.suppress(NotFound):
             self._retried(f"remove service {container_id}", lambda: self.api.remove_service(container_id))
         if where is not None:  # the task's container goes asynchronously: wait (its volumes are freed then)
