@@ -16,6 +16,15 @@ from envkit.backends.base import ContainerSpec, ContainerState, ContainerStatus,
 
 __all__ = ["ENDED", "state", "task_template"]
 
+#: Swarm expands Go templates ({{.Node.Hostname}}) in a task's environment and hostname: a value with "{{"
+#: (a stub's routes, a template of the application's own) is kept literal by writing its "{{" as an action
+_OPEN, _OPEN_LITERAL = "{{", '{{"{{"}}'
+
+
+def _literal(text: str | None) -> str | None:
+    return text.replace(_OPEN, _OPEN_LITERAL) if text is not None else None
+
+
 def task_template(spec: ContainerSpec, constraints: tuple[str, ...] = ()) -> tuple[TaskTemplate, ServiceMode]:
     """One task of ``spec``, never restarted by Swarm (envkit sees an exit as on one engine); a job
     (``io.envkit.kind=job``) is a ``replicated-job`` service, anything else one replica. Placement: the
@@ -25,8 +34,8 @@ def task_template(spec: ContainerSpec, constraints: tuple[str, ...] = ()) -> tup
               for m in spec.mounts]
     container = SwarmContainerSpec(
         spec.image, command=list(spec.entrypoint) if spec.entrypoint is not None else None,
-        args=list(spec.command) if spec.command is not None else None, hostname=spec.hostname,
-        env=dict(spec.environment), workdir=spec.working_dir, user=spec.user, labels=labels,
+        args=list(spec.command) if spec.command is not None else None, hostname=_literal(spec.hostname),
+        env={k: _literal(v) for k, v in spec.environment}, workdir=spec.working_dir, user=spec.user, labels=labels,
         mounts=mounts or None, stop_signal=spec.stop_signal, cap_add=list(spec.cap_add) or None,
         stop_grace_period=int((spec.stop_timeout if spec.stop_timeout is not None else 10) * 1e9))
     if spec.tmpfs:
@@ -73,7 +82,7 @@ def state(node_of: Callable[[str], NodeInfo | None], nodes: NodeMap, service: Ma
         for att in task.get("NetworksAttachments") or []:
             if att.get("Addresses"):
                 addresses[att["Network"]["Spec"]["Name"]] = str(att["Addresses"][0]).split("/")[0]
-    env = dict(str(e).partition("=")[::2] for e in cspec.get("Env") or [])
+    env = {k: v.replace(_OPEN_LITERAL, _OPEN) for k, v in (str(e).partition("=")[::2] for e in cspec.get("Env") or [])}
     mounts = tuple(MountSpec("volume", m["Source"], m["Target"], bool(m.get("ReadOnly")))
                    for m in cspec.get("Mounts") or [] if m.get("Type") == "volume")
     return ContainerState(spec["Name"], spec["Name"], status, exit_code, None, addresses, ports,

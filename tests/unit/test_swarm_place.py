@@ -105,3 +105,12 @@ def test_a_task_on_a_lost_node_is_dead_and_says_which_node() -> None:
     assert stopped.reason(state) == "was lost with node three (node down)"
     alive = wire.state(nodes.get, parse_nodes({}), service, {**task, "NodeID": "n2"})
     assert alive.status == "running" and alive.lost is None and len(alive.ports) == 1
+
+
+def test_values_with_braces_stay_literal_through_swarms_templates() -> None:
+    spec = ContainerSpec("envkit-r1-stub-1", "app", (), (), environment=(("ROUTES", '{"id": "ch_{{request.id}}"}'),))
+    template, _ = wire.task_template(spec)
+    env = template["ContainerSpec"]["Env"]
+    assert env == ['ROUTES={"id": "ch_{{"{{"}}request.id}}"}']  # Go's template prints the text "{{"
+    service = {"Spec": {"Name": spec.name, "Labels": {}, "TaskTemplate": {"ContainerSpec": {"Env": env}}}}
+    assert wire.state(Nodes(lambda: NODES).get, parse_nodes({}), service, None).environment == dict(spec.environment)
