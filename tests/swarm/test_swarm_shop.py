@@ -3,7 +3,10 @@ of it at once, spread over the three nodes, their outputs used from this machine
 either seeing the other's data, and the example suite (examples/shop) passing against one of them, run as
 its README's `envkit run` way does (the outputs in the environment, the plugin off). Nothing is left.
 
-Slow (the shop's five images are loaded into every node first: whole tars), part of the whole suite."""
+Slow: about 7 minutes here (the shop's five images are loaded into every node first, whole tars; two shop
+ups with 100,000 seeded orders each inside nodes that share two CPUs), which the whole suite's 20-minute
+budget does not hold: it runs when ``ENVKIT_TEST_SWARM_SHOP=1`` is set (measured passing: 17 example tests,
+the shop over three nodes), and is skipped, saying so, otherwise."""
 
 from __future__ import annotations
 
@@ -27,7 +30,9 @@ from envkit.images import image_tags
 
 from . import rig
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.skipif(
+    os.environ.get("ENVKIT_TEST_SWARM_SHOP") != "1",
+    reason="the shop on the swarm takes ~7 min; ENVKIT_TEST_SWARM_SHOP=1 runs it")]
 ROOT = Path(__file__).resolve().parents[2]
 SHOP = ROOT / "blueprints" / "shop"
 
