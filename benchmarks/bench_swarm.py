@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
+import yaml  # noqa: E402
 from swarm import rig  # type: ignore[import-not-found]  # noqa: E402  (tests/swarm/rig.py)
 
 from envkit import api  # noqa: E402
@@ -90,13 +91,13 @@ def images_into_nodes(tags: list[str], env: dict[str, str]) -> dict[str, float]:
 
     def pull(where: str) -> None:
         for tag in tags:
-            docker(where, "pull", "-q", f"rig-registry:5000/{tag.split('/', 1)[-1] if '/' in tag else tag}")
+            docker(where, "pull", "-q", f"rig-registry:5000/{tag}")
 
     with concurrent.futures.ThreadPoolExecutor(len(nodes)) as pool:
         out["registry_pull"] = timed(lambda: list(pool.map(pull, nodes)))
     for where in nodes:  # envkit's content tags, as the load path leaves them
         for tag in tags:
-            docker(where, "tag", f"rig-registry:5000/{tag.split('/', 1)[-1]}", tag)
+            docker(where, "tag", f"rig-registry:5000/{tag}", tag)
     out["registry_total"] = out["registry_push"] + out["registry_pull"]
     return out
 
@@ -157,7 +158,11 @@ def main() -> int:
     out: dict[str, Any] = {"load_average_start": os.getloadavg()}
     tags = shop_tags()
     compose = Path(tempfile.mkdtemp()) / "shop.compose.yaml"
-    compose.write_text(run([*CLI, "export", "--format", "compose", str(SHOP)]), encoding="utf-8")
+    document = yaml.safe_load(run([*CLI, "export", "--format", "compose", str(SHOP)]))
+    for svc in document["services"].values():  # `stack deploy` reads the v3 format: depends_on a list (ignored)
+        if isinstance(svc.get("depends_on"), dict):
+            svc["depends_on"] = sorted(svc["depends_on"])
+    compose.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
     with rig.LOCK.open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
