@@ -172,6 +172,7 @@ def main() -> int:
             out["shop_images"] = {"tags": tags, **images_into_nodes(tags, env)}
             rows: dict[str, list[float]] = {k: [] for k in ("single_up", "single_down", "swarm_up", "swarm_down",
                                                             "stack_up", "stack_down")}
+            out["shop_runs"] = rows  # filled as measured: kept when a later step fails
             for i in range(args.reps):
                 for engine, where in (("single", rig.OUTER), ("swarm", env)):
                     up = [*CLI, "up", str(SHOP), "--name", f"bsw-{engine}-{i}"]
@@ -180,12 +181,12 @@ def main() -> int:
                     rows[f"{engine}_down"].append(timed(lambda down=down, where=where: run(down, where)))  # type: ignore[misc]
                 rows["stack_up"].append(stack_converged(env["DOCKER_HOST"], f"bsw-stack-{i}", compose))
                 rows["stack_down"].append(stack_removed(env["DOCKER_HOST"], f"bsw-stack-{i}"))
-            out["shop"] = {k: {"runs": v, "median": statistics.median(v)} for k, v in rows.items()}
+                out["shop"] = {k: {"runs": v, "median": statistics.median(v)} for k, v in rows.items()}
             out["concurrent"] = concurrent_runs(env, args.concurrent)
         finally:
             rig.rig("down")
-    out["load_average_end"] = os.getloadavg()
-    args.json.write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
+            out["load_average_end"] = os.getloadavg()
+            args.json.write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")  # what was measured, always
     shop = out["shop"]
     print(f"shop up   : single {shop['single_up']['median']:.1f}s  swarm {shop['swarm_up']['median']:.1f}s  "
           f"stack deploy {shop['stack_up']['median']:.1f}s")
