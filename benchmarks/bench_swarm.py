@@ -162,6 +162,7 @@ def main() -> int:
     for svc in document["services"].values():  # `stack deploy` reads the v3 format: depends_on a list (ignored)
         if isinstance(svc.get("depends_on"), dict):
             svc["depends_on"] = sorted(svc["depends_on"])
+        svc.pop("pull_policy", None)  # not in v3; the nodes have the images (--resolve-image never)
     compose.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
     with rig.LOCK.open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
