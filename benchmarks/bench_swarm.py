@@ -159,6 +159,7 @@ def main() -> int:
     tags = shop_tags()
     compose = Path(tempfile.mkdtemp()) / "shop.compose.yaml"
     document = yaml.safe_load(run([*CLI, "export", "--format", "compose", str(SHOP)]))
+    document.pop("name", None)  # the stack's name is its argument
     for svc in document["services"].values():  # `stack deploy` reads the v3 format: depends_on a list (ignored)
         if isinstance(svc.get("depends_on"), dict):
             svc["depends_on"] = sorted(svc["depends_on"])
