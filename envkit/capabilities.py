@@ -63,11 +63,16 @@ def _builds(svc: Service) -> Iterable[Key]:
     return [("services", svc.name, "kind" if svc.kind == "stub" else "build")] if svc.build is not None else []
 
 
+def _snapshot(svc: Service) -> Iterable[Key]:
+    return [svc.snapshot.at or ("services", svc.name, "snapshot")] if svc.snapshot else []
+
+
 NEEDS: tuple[Need, ...] = (
     Need("services.*.seed", Capability.COPY_FILES, _seeds_copying),
     Need("services.*.stub.tls", Capability.COPY_FILES, _tls_stubs),
     Need("services.*.volumes", Capability.HOST_PATHS, _binds),
     Need("services.*.build", Capability.BUILD, _builds),
+    Need("services.*.snapshot", Capability.EXPORT_FILESYSTEM, _snapshot),  # captured as an image of the container
 )
 
 

@@ -242,7 +242,9 @@ class Environment:
         out = []
         for c in info.containers:
             kind = c.labels.get(L.KIND, "service")
-            if kind == "job":
+            if c.lost:  # its node went down (a distributed engine): neither running nor exited
+                ready = f"failed: {c.lost}"
+            elif kind == "job":
                 ready = "completed" if c.exit_code == 0 else (
                     f"failed: exit {c.exit_code}" if c.exit_code is not None else "running")
             elif (why := stopped_reason(c)) is not None:

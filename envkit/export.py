@@ -242,6 +242,19 @@ def _replicas(ctx: _Context, svc: Service) -> dict[str, Any]:
     return {"deploy": {"replicas": svc.replicas}} if svc.replicas > 1 else {}
 
 
+@_maps("placement")
+def _placement(ctx: _Context, svc: Service) -> dict[str, Any]:
+    """deploy.placement (kept beside deploy.replicas: the service's table reads replicas first)."""
+    if svc.placement is None:
+        return {}
+    where: dict[str, Any] = {}
+    if svc.placement.constraints:
+        where["constraints"] = list(svc.placement.constraints)
+    if svc.placement.max_per_node is not None:
+        where["max_replicas_per_node"] = svc.placement.max_per_node
+    return {"deploy": {**_replicas(ctx, svc).get("deploy", {}), "placement": where}}
+
+
 @_maps("depends_on")
 def _depends_on(ctx: _Context, svc: Service) -> dict[str, Any]:
     return {"depends_on": {d.service: {"condition": _condition(ctx.bp.services[d.service], d.condition)}

@@ -242,6 +242,8 @@ def _http(where: tuple[str, int], probe: Probe) -> tuple[Outcome, str]:
 
 
 def _exit_reason(state: ContainerState) -> str:
+    if state.lost:  # its node went down: there is no exit code to tell
+        return state.lost
     why = f"exited with code {state.exit_code}"
     if state.oom_killed:
         why += " (killed: out of memory; raise its 'memory' limit)"
@@ -268,7 +270,7 @@ def wait_ready(backend: Backend, container_id: str, service: str, probe: Probe |
         last["name"] = state.name
         if state.running:
             return None
-        last["detail"] = _exit_reason(state) if state.exit_code is not None else f"is {state.status}"
+        last["detail"] = _exit_reason(state) if state.exit_code is not None or state.lost else f"is {state.status}"
         return Outcome.FAILED
 
     def attempt() -> Outcome:
@@ -319,7 +321,7 @@ def wait_ready(backend: Backend, container_id: str, service: str, probe: Probe |
         raise Aborted()
     what = probe.describe() if probe else "healthcheck"
     if outcome is Outcome.FAILED:
-        exited = "exited" in last["detail"] or last["detail"].startswith("is ")
+        exited = "exited" in last["detail"] or last["detail"].startswith(("is ", "was lost"))
         reason = f"{last['detail']} before it was ready" if exited else f"readiness probe ({what}) failed: {last['detail']}"
     else:
         reason = f"not ready after {duration(timeout)} (probe: {what}; last result: {last['detail']})"

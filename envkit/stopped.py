@@ -33,6 +33,8 @@ def reason(c: ContainerState) -> str | None:
     """Why the container is not running ("exited with code 1 at 12:03:04 UTC"); None if it runs."""
     if c.status in ("running", "paused"):
         return None
+    if c.lost:  # a distributed engine's node went down with it
+        return c.lost
     if c.status == "created":
         return "was never started"
     if c.status in ("restarting", "removing"):

@@ -7,44 +7,54 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from docker.types import ContainerSpec as SwarmContainerSpec
-from docker.types import Mount, Resources, RestartPolicy, ServiceMode, TaskTemplate
+from docker.types import Mount, Placement, Resources, RestartPolicy, ServiceMode, TaskTemplate
 
 from envkit import labels as L
 from envkit.backends._swarm_nodes import NodeMap
+from envkit.backends._swarm_place import ENDED, NodeInfo
 from envkit.backends.base import ContainerSpec, ContainerState, ContainerStatus, Endpoint, MountSpec, PortKey
 
 __all__ = ["ENDED", "state", "task_template"]
 
-#: task states after the container ended (before it: new ... starting; then running)
-ENDED = {"complete", "failed", "shutdown", "rejected", "orphaned", "remove"}
+#: Swarm expands Go templates ({{.Node.Hostname}}) in a task's environment and hostname: a value with "{{"
+#: (a stub's routes, a template of the application's own) is kept literal by writing its "{{" as an action
+_OPEN, _OPEN_LITERAL = "{{", '{{"{{"}}'
 
 
-def task_template(spec: ContainerSpec) -> tuple[TaskTemplate, ServiceMode]:
+def _literal(text: str | None) -> str | None:
+    return text.replace(_OPEN, _OPEN_LITERAL) if text is not None else None
+
+
+def task_template(spec: ContainerSpec, constraints: tuple[str, ...] = ()) -> tuple[TaskTemplate, ServiceMode]:
     """One task of ``spec``, never restarted by Swarm (envkit sees an exit as on one engine); a job
-    (``io.envkit.kind=job``) is a ``replicated-job`` service, anything else one replica."""
+    (``io.envkit.kind=job``) is a ``replicated-job`` service, anything else one replica. Placement: the
+    blueprint's constraints and ``constraints`` (envkit's own: ``_swarm_place``)."""
     labels = dict(spec.labels)
     mounts = [Mount(target=m.target, source=m.source, type="volume", read_only=m.read_only, labels=labels)
               for m in spec.mounts]
     container = SwarmContainerSpec(
         spec.image, command=list(spec.entrypoint) if spec.entrypoint is not None else None,
-        args=list(spec.command) if spec.command is not None else None, hostname=spec.hostname,
-        env=dict(spec.environment), workdir=spec.working_dir, user=spec.user, labels=labels,
+        args=list(spec.command) if spec.command is not None else None, hostname=_literal(spec.hostname),
+        env={k: _literal(v) for k, v in spec.environment}, workdir=spec.working_dir, user=spec.user, labels=labels,
         mounts=mounts or None, stop_signal=spec.stop_signal, cap_add=list(spec.cap_add) or None,
         stop_grace_period=int((spec.stop_timeout if spec.stop_timeout is not None else 10) * 1e9))
     if spec.tmpfs:
         container["Mounts"] = [*container.get("Mounts", []), *(
             {"Type": "tmpfs", "Target": path} for path, _options in spec.tmpfs)]
     resources = Resources(mem_limit=spec.memory, cpu_limit=int(spec.cpus * 1e9) if spec.cpus else None)
+    wanted = [*(spec.placement.constraints if spec.placement else ()), *constraints]
     template = TaskTemplate(container, resources=resources, restart_policy=RestartPolicy(condition="none"),
-                            networks=[{"Target": a.network, "Aliases": list(a.aliases)} for a in spec.networks])
+                            networks=[{"Target": a.network, "Aliases": list(a.aliases)} for a in spec.networks],
+                            placement=Placement(constraints=wanted) if wanted else None)
     job = labels.get(L.KIND) == "job"
     mode = ServiceMode("replicated-job") if job else ServiceMode("replicated", replicas=1)
     return template, mode
 
 
-def state(node_of: Callable[[str], tuple[str, str]], nodes: NodeMap, service: Mapping[str, Any],
+def state(node_of: Callable[[str], NodeInfo | None], nodes: NodeMap, service: Mapping[str, Any],
           task: Mapping[str, Any] | None) -> ContainerState:
-    """The container state of a service from its newest task (ports: where this machine reaches them)."""
+    """The container state of a service from its newest task (ports: where this machine reaches them).
+    A task not ended on a node that is not ready is lost with it: ``dead``, ``lost`` saying which node."""
     spec = service["Spec"]
     cspec = spec["TaskTemplate"]["ContainerSpec"]
     status: ContainerStatus = "created"
@@ -52,15 +62,19 @@ def state(node_of: Callable[[str], tuple[str, str]], nodes: NodeMap, service: Ma
     addresses: dict[str, str] = {}
     ports: dict[PortKey, Endpoint] = {}
     started = finished = ""
+    lost: str | None = None
     if task is not None:
         st = task.get("Status") or {}
         state = str(st.get("State", ""))
-        if state == "running":
+        node = node_of(str(task.get("NodeID", ""))) if state not in ENDED else None
+        if node is not None and not node.up:
+            status, lost = "dead", node.lost()
+        elif state == "running":
             status, started = "running", str(st.get("Timestamp", ""))
-            hostname, address = node_of(str(task.get("NodeID", "")))
             for p in (st.get("PortStatus") or {}).get("Ports") or []:
-                host, port = nodes.reach(hostname, address, int(p["PublishedPort"]))
-                ports[PortKey(int(p["TargetPort"]), p.get("Protocol", "tcp"))] = Endpoint(host, port)
+                if node is not None:
+                    host, port = nodes.reach(node.hostname, node.address, int(p["PublishedPort"]))
+                    ports[PortKey(int(p["TargetPort"]), p.get("Protocol", "tcp"))] = Endpoint(host, port)
         elif state in ENDED:
             status, finished = "exited", str(st.get("Timestamp", ""))
             code = (st.get("ContainerStatus") or {}).get("ExitCode")
@@ -68,9 +82,9 @@ def state(node_of: Callable[[str], tuple[str, str]], nodes: NodeMap, service: Ma
         for att in task.get("NetworksAttachments") or []:
             if att.get("Addresses"):
                 addresses[att["Network"]["Spec"]["Name"]] = str(att["Addresses"][0]).split("/")[0]
-    env = dict(str(e).partition("=")[::2] for e in cspec.get("Env") or [])
+    env = {k: v.replace(_OPEN_LITERAL, _OPEN) for k, v in (str(e).partition("=")[::2] for e in cspec.get("Env") or [])}
     mounts = tuple(MountSpec("volume", m["Source"], m["Target"], bool(m.get("ReadOnly")))
                    for m in cspec.get("Mounts") or [] if m.get("Type") == "volume")
     return ContainerState(spec["Name"], spec["Name"], status, exit_code, None, addresses, ports,
                           dict(spec.get("Labels") or {}), started_at=started or None, oom_killed=False,
-                          finished_at=finished, environment=env, mounts=mounts)
+                          finished_at=finished, environment=env, mounts=mounts, lost=lost)

@@ -21,25 +21,34 @@ node, no network changes of a running task); the planner refuses keys that need 
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
-from typing import Any, BinaryIO
+from typing import Any
 
 from docker.types import EndpointSpec
 
+from envkit import labels as L
 from envkit import retry
 from envkit.backends import _swarm_wire as wire
+from envkit.backends._swarm_exec import NodeCalls
 from envkit.backends._swarm_nodes import NodeMap, parse_nodes
+from envkit.backends._swarm_place import (
+    ENDED,
+    NODE_LABEL,
+    NodeInfo,
+    Nodes,
+    choose,
+    extra_constraints,
+    pinned_volumes,
+)
 from envkit.backends.base import (
     Backend,
     BuildSpec,
     Capability,
     ContainerSpec,
     ContainerState,
-    ExecResult,
-    ExecSession,
-    LogLine,
     NetworkSpec,
     Resource,
 )
@@ -50,7 +59,7 @@ __all__ = ["SwarmBackend", "open_backend"]
 
 
 
-class SwarmBackend(DockerBackend):
+class SwarmBackend(NodeCalls):
     name = "swarm"
     capabilities = frozenset({Capability.BUILD})  # built on the manager, copied to the nodes
 
@@ -59,7 +68,8 @@ class SwarmBackend(DockerBackend):
         self.nodes: NodeMap = parse_nodes(environment)
         self._node_backends: dict[str, DockerBackend] = {}
         self._specs: dict[str, ContainerSpec] = {}
-        self._node_info: dict[str, tuple[str, str]] = {}  # node id -> (hostname, address)
+        self._nodes = Nodes(lambda: self._retried("list nodes", self.api.nodes))
+        self._placing = threading.Lock()  # tasks whose node depends on where the run's others went
         if self.nodes.engines:  # exec goes to the engine of the node where the task runs
             self.capabilities = frozenset({Capability.BUILD, Capability.INTERACTIVE_EXEC, Capability.COPY_FILES})
         self.direct_routes = False  # task addresses live on overlay networks inside the nodes
@@ -92,23 +102,8 @@ class SwarmBackend(DockerBackend):
         super().close()
 
     # -- nodes ------------------------------------------------------------------------------------
-    def _node(self, hostname: str) -> DockerBackend | None:
-        where = self.nodes.engines.get(hostname)
-        if where is None:
-            return None
-        if hostname not in self._node_backends:
-            self._node_backends[hostname] = DockerBackend({"DOCKER_HOST": where})
-        return self._node_backends[hostname]
-
-    def _all_nodes(self) -> list[DockerBackend]:
-        return [b for b in (self._node(h) for h in sorted(self.nodes.engines)) if b is not None]
-
-    def _node_of(self, node_id: str) -> tuple[str, str]:
-        if node_id not in self._node_info:
-            for n in self._retried("list nodes", self.api.nodes):
-                addr = str((n.get("Status") or {}).get("Addr") or "")
-                self._node_info[n["ID"]] = (str(n["Description"]["Hostname"]), addr)
-        return self._node_info.get(node_id, ("?", ""))
+    def _node_of(self, node_id: str) -> NodeInfo | None:
+        return self._nodes.get(node_id)
 
     # -- images: built on the manager, copied to nodes that lack them --------------------------------
     def build_image(self, spec: BuildSpec, on_line: Callable[[str], None]) -> None:
@@ -124,15 +119,15 @@ class SwarmBackend(DockerBackend):
     def _distribute(self, tag: str) -> None:
         """Copy image ``tag`` from the manager to every known node without it (same id: skipped)."""
         want = DockerBackend.image_id(self, tag)
-        for node in self._all_nodes():
-            if node.where == self.where or node.image_id(tag) == want:
-                continue
-            with self._call(f"copy image {tag} to {node.where}"):
-                node.api.load_image(self.api.get_image(tag))
+
+        def copy(node: DockerBackend) -> None:
+            if node.where != self.where and node.image_id(tag) != want:
+                with self._call(f"copy image {tag} to {node.where}"):
+                    node.api.load_image(self.api.get_image(tag))
+        self._each_node(copy)
 
     def remove_image(self, tag: str) -> None:
-        for node in self._all_nodes():
-            node.remove_image(tag)
+        self._each_node(lambda node: node.remove_image(tag))
         super().remove_image(tag)
 
     # -- networks ---------------------------------------------------------------------------------
@@ -171,8 +166,7 @@ class SwarmBackend(DockerBackend):
             time.sleep(0.2)
 
     def remove_volume(self, name: str) -> None:
-        for node in self._all_nodes():
-            node.remove_volume(name)
+        self._each_node(lambda node: node.remove_volume(name))
         super().remove_volume(name)
 
     # -- services as containers -------------------------------------------------------------------
@@ -196,7 +190,26 @@ class SwarmBackend(DockerBackend):
             if self._service(container_id) is None:
                 raise NotFound(f"start container {container_id}: no such container")
             return  # a service runs from its creation on
-        template, mode = wire.task_template(spec)
+        placed = bool(pinned_volumes(spec)) or bool(spec.placement and spec.placement.max_per_node)
+        with self._placing if placed else contextlib.nullcontext():
+            self._start(spec)
+        del self._specs[container_id]
+
+    def _start(self, spec: ContainerSpec) -> None:
+        run = dict(spec.labels).get(L.RUN, "")
+        others = self._services({L.RUN: run}) if run else []
+        constraints, pinned = extra_constraints(spec, others, self._task)
+        if pinned is None and pinned_volumes(spec):  # the run's first task with these volumes: choose their node
+            load: dict[str, int] = {}
+            for t in self._retried("list tasks", lambda: self.api.tasks(filters={"desired-state": "running"})):
+                load[str(t.get("NodeID", ""))] = load.get(str(t.get("NodeID", "")), 0) + 1
+            own = [*(spec.placement.constraints if spec.placement else ()), *constraints]
+            node = choose(self._nodes.all().values(), own, load)
+            if node is not None:
+                pinned = node.hostname
+                constraints.append(f"node.hostname=={pinned}")
+        labels = dict(spec.labels) | ({NODE_LABEL: pinned} if pinned else {})
+        template, mode = wire.task_template(spec, tuple(constraints))
         # A host-mode port taken on every node leaves the task pending ("host-mode port already in use"):
         # the least used ports of the range are chosen, so Swarm finds a node where they are free.
         endpoint = EndpointSpec(mode="dnsrr")
@@ -206,25 +219,27 @@ class SwarmBackend(DockerBackend):
                              for p in spec.ports]
         try:
             self._once(f"create service {spec.name}", lambda: self.api.create_service(
-                template, name=spec.name, labels=dict(spec.labels), mode=mode, endpoint_spec=endpoint))
+                template, name=spec.name, labels=labels, mode=mode, endpoint_spec=endpoint))
         except Transient as exc:  # Swarm answers 500 for a network that does not exist
             if "not found" in str(exc):
                 raise NotFound(str(exc)) from exc
             raise
-        del self._specs[container_id]
         self._await_task(spec.name)
 
-    def _await_task(self, name: str, timeout: float = 120) -> None:
-        """Until the service's task runs (or already ended); a task Swarm cannot place or prepare is an
-        error with Swarm's reason (no node with the port free, an image missing on a node, ...)."""
+    def _await_task(self, name: str, timeout: float = 120) -> NodeInfo | None:
+        """Until the service's task runs (or already ended): its node. A task Swarm cannot place or prepare
+        is an error with Swarm's reason (no node with the port free, an image missing on a node, ...)."""
         deadline = time.monotonic() + timeout
         reason = ""
         while time.monotonic() < deadline:
             service = self._service(name)
             task = self._task(service) if service is not None else None
             status: dict[str, Any] = dict((task or {}).get("Status") or {})
-            if status.get("State") == "running" or status.get("State") in wire.ENDED:
-                return
+            node = self._node_of(str((task or {}).get("NodeID", "")))
+            if node is not None and not node.up and status.get("State") not in ENDED:
+                raise EngineError(f"start container {name}: its Swarm task {node.lost()}")
+            if status.get("State") == "running" or status.get("State") in ENDED:
+                return node
             reason = str(status.get("Err") or status.get("Message") or status.get("State") or "no task yet")
             if "no suitable node" in reason and time.monotonic() > deadline - timeout + 5:
                 break  # unschedulable for 5 s: Swarm retries forever, envkit says why
@@ -271,6 +286,8 @@ class SwarmBackend(DockerBackend):
             state = self.inspect_container(container_id)
             if state.status == "exited":
                 return state.exit_code
+            if state.lost:  # it will not exit: its node is gone
+                return -1
             if time.monotonic() >= deadline:
                 return None
             time.sleep(min(0.2, max(deadline - time.monotonic(), 0.01)))
@@ -291,10 +308,13 @@ class SwarmBackend(DockerBackend):
             cid = str((status.get("ContainerStatus") or {}).get("ContainerID") or "")
             if cid:
                 break
-            if status.get("State") in wire.ENDED or time.monotonic() > deadline:
+            if status.get("State") in ENDED or time.monotonic() > deadline:
                 raise NotFound(f"container {container_id}: its task has no container ({status.get('Err', '')})")
             time.sleep(0.1)  # scheduled, image being prepared: the container comes
-        hostname, _ = self._node_of(str(task.get("NodeID", "")))
+        info = self._node_of(str(task.get("NodeID", "")))
+        hostname = info.hostname if info is not None else "?"
+        if info is not None and not info.up:
+            raise Conflict(f"container {container_id}: it {info.lost()}")
         node = self._node(hostname)
         if node is None:
             raise Unsupported(f"engine swarm cannot reach the engine of node {hostname} where {container_id} "
@@ -306,46 +326,6 @@ class SwarmBackend(DockerBackend):
         if where is None:
             raise Conflict(f"{what} in container {container_id}: it is not running")
         return where
-
-    def exec(self, container_id: str, command: tuple[str, ...], user: str | None = None,
-             timeout: float | None = None) -> ExecResult:
-        node, cid = self._started(container_id, "exec")
-        return node.exec(cid, command, user, timeout)
-
-    def exec_stream(self, container_id: str, command: tuple[str, ...], *, stdin: int | None, stdout: BinaryIO,
-                    stderr: BinaryIO, tty: bool = False, user: str | None = None) -> ExecSession:
-        self.require(Capability.INTERACTIVE_EXEC)
-        node, cid = self._started(container_id, "exec")
-        return node.exec_stream(cid, command, stdin=stdin, stdout=stdout, stderr=stderr, tty=tty, user=user)
-
-    def copy_into(self, container_id: str, directory: str, archive: bytes) -> None:
-        self.require(Capability.COPY_FILES)
-        node, cid = self._started(container_id, "copy files")
-        node.copy_into(cid, directory, archive)
-
-    def copy_from(self, container_id: str, path: str) -> bytes:
-        self.require(Capability.COPY_FILES)
-        node, cid = self._started(container_id, "copy files")
-        return node.copy_from(cid, path)
-
-    def logs(self, container_id: str, tail: int | None = None, since: float | None = None,
-             until: float | None = None) -> str:
-        where = self._where(container_id)
-        return where[0].logs(where[1], tail, since, until) if where else ""
-
-    def follow_logs(self, container_id: str, tail: int | None = None) -> Iterator[str]:
-        where = self._where(container_id)
-        return where[0].follow_logs(where[1], tail) if where else iter(())
-
-    def log_lines(self, container_id: str, tail: int | None = None, since: float | None = None,
-                  until: float | None = None) -> list[LogLine]:
-        where = self._where(container_id)
-        return where[0].log_lines(where[1], tail, since, until) if where else []
-
-    def follow_log_lines(self, container_id: str, tail: int | None = None,
-                         since: float | None = None) -> Iterator[LogLine]:
-        where = self._where(container_id)
-        return where[0].follow_log_lines(where[1], tail, since) if where else iter(())
 
     # -- discovery and removal --------------------------------------------------------------------
     def _services(self, labels: Mapping[str, str | None]) -> list[dict[str, Any]]:
@@ -363,11 +343,14 @@ class SwarmBackend(DockerBackend):
         out += [Resource("network", n["Id"], n["Name"], n.get("Labels") or {})
                 for n in self._retried("list networks", lambda: self.api.networks(filters=filters))]
         seen: set[str] = set()
-        for engine in [self, *self._all_nodes()]:
+
+        def volumes(engine: DockerBackend) -> None:
             for v in _volumes(engine, filters):
                 if v["Name"] not in seen:
                     seen.add(v["Name"])
                     out.append(Resource("volume", v["Name"], v["Name"], v.get("Labels") or {}))
+        volumes(self)
+        self._each_node(volumes)
         return out
 
     def remove_container(self, container_id: str, grace: float) -> None:
@@ -375,10 +358,14 @@ class SwarmBackend(DockerBackend):
             return
         try:
             where = self._where(container_id, wait=0)
-        except (NotFound, Unsupported):
+        except (NotFound, Unsupported, Conflict):  # Conflict: its node is down; the manager forgets the task
             where = None
         if where is not None:  # stop within the grace asked for (not the service's own stop grace period)
-            where[0].remove_container(where[1], grace)
+            try:
+                with self._reaching(where[0]):
+                    where[0].remove_container(where[1], grace)
+            except Conflict:  # its node went down meanwhile: the manager forgets the task
+                where = None
         with contextlib.suppress(NotFound):
             self._retried(f"remove service {container_id}", lambda: self.api.remove_service(container_id))
         if where is not None:  # the task's container goes asynchronously: wait (its volumes are freed then)

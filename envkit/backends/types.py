@@ -22,6 +22,7 @@ __all__ = [
     "MountSpec",
     "NetworkAttachment",
     "NetworkSpec",
+    "Placement",
     "PortBinding",
     "PortKey",
     "Protocol",
@@ -111,6 +112,15 @@ class NetworkAttachment:
 
 
 @dataclass(frozen=True)
+class Placement:
+    """Where a distributed engine may run a service's replicas (the blueprint's ``placement:``); one
+    engine is one node, where it has no effect."""
+
+    constraints: tuple[str, ...] = ()  # "node.labels.zone==a": every one must hold
+    max_per_node: int | None = None  # replicas of the service on one node
+
+
+@dataclass(frozen=True)
 class ContainerSpec:
     name: str
     image: str
@@ -136,6 +146,7 @@ class ContainerSpec:
     network_mode: str | None = None
     cap_drop: tuple[str, ...] = ()
     read_only: bool = False
+    placement: Placement | None = None  # a distributed engine's placement (docs/swarm.md); one engine: none
 
 
 ContainerStatus = Literal["created", "running", "paused", "restarting", "exited", "dead", "removing", "unknown"]
@@ -169,6 +180,9 @@ class ContainerState:
     mounts: tuple[MountSpec, ...] = ()
     #: engine network name -> the container's DNS aliases there (detailed only; engine-made ids left out)
     aliases: Mapping[str, tuple[str, ...]] = field(default_factory=dict, compare=False)
+    #: why the engine lost it without an exit (a distributed engine's node went down): "was lost with
+    #: node rig-node3 (down)"; status is then "dead"
+    lost: str | None = None
 
     @property
     def running(self) -> bool:

@@ -56,6 +56,7 @@ SECTIONS: dict[str, Section] = {
     "stub-match-keys": Section(K.STUB_MATCH),
     "stub-response-keys": Section(K.STUB_RESPONSE),
     "stub-tls-keys": Section(K.STUB_TLS),
+    "placement-keys": Section(K.PLACEMENT),
 }
 
 

@@ -18,6 +18,7 @@ from envkit.blueprint import seed_values as sv
 from envkit.blueprint import stub_values as stv
 from envkit.blueprint import values as v
 from envkit.blueprint.model import Service, SnapshotDef
+from envkit.blueprint.placement import PLACEMENT, placement
 from envkit.blueprint.readers import KeyDef, Reader, Table, show
 from envkit.blueprint.stub_keys import STUB, STUB_MATCH, STUB_RESPONSE, STUB_ROUTE, STUB_TABLES, STUB_TLS
 
@@ -26,6 +27,7 @@ __all__ = [
     "HTTP",
     "MOUNT",
     "NETWORK",
+    "PLACEMENT",
     "PORT",
     "PROBE",
     "SEED",
@@ -389,12 +391,16 @@ SERVICE = Table("service", (
     KeyDef("stub", lambda r, x, q: stv.stub(r, x, q, STUB_TABLES), None, "[mapping](#stub)", "—",
            "The routes of a `kind: stub` service. See [stubs.md](stubs.md).", {"$ref": "#/$defs/stub"},
            section="stub-http-stand-ins"),
+    KeyDef("placement", placement, None, "`{constraints, max_per_node}`", "anywhere",
+           "Where a distributed engine may run the replicas; no effect on one engine. See [swarm.md](swarm.md).",
+           {"$ref": "#/$defs/placement"}, section="placement", compose_fn="placement", container="placement"),
 ))
 
 #: every table, by the name the reference markers and the schema's ``$defs`` use
 TABLES: dict[str, Table] = {t.title: t for t in (TOP, NETWORK, VOLUME, SERVICE, BUILD, PORT, MOUNT, PROBE, HTTP,
                                                  SEED, SEED_SQL, SEED_COPY, SEED_EXEC, SEED_HTTP, SEED_RUN,
-                                                  SNAPSHOT, STUB, STUB_ROUTE, STUB_MATCH, STUB_RESPONSE, STUB_TLS)}
+                                                  SNAPSHOT, STUB, STUB_ROUTE, STUB_MATCH, STUB_RESPONSE, STUB_TLS,
+                                                  PLACEMENT)}
 
 
 def container_fields(svc: Service) -> dict[str, Any]:

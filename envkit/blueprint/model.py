@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Literal
 
+from envkit.backends.types import Placement
 from envkit.blueprint.source import Marks
 from envkit.errors import Problem
 from envkit.secrets import Secret
@@ -253,6 +254,7 @@ class Service:
     allow: tuple[str, ...] = ()  # what it may ask of the host (envkit.blueprint.trust.ALLOWANCES)
     snapshot: SnapshotDef | None = None  # None: started fresh (and seeded) in every run
     stub: StubDef | None = None  # kind: stub — its routes (docs/stubs.md); image and probe filled in by the loader
+    placement: Placement | None = None  # where a distributed engine may run it (docs/swarm.md)
 
     @property
     def network_names(self) -> tuple[str, ...]:

@@ -8,12 +8,11 @@ rig that cannot come up (infrastructure, not envkit) skips the module with the r
 
 from __future__ import annotations
 
-import os
 import shlex
 import subprocess
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -25,70 +24,12 @@ from envkit.backends import Backend, connect
 from envkit.backends.base import BuildSpec, Capability, ExecResult
 from envkit.errors import BlueprintError
 
-from . import rig
+from .conftest import HELLO
+from .conftest import PAIR as BLUEPRINT
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 SHELL_IMAGE = "FROM debian:bookworm-slim\nLABEL io.envkit.test=contract\nCMD [\"sleep\", \"infinity\"]\n"
-#: two services (one of two replicas) on the hello image: spread over the nodes, reached from here
-BLUEPRINT = {
-    "name": "swarm-pair",
-    "services": {
-        "web": {"build": "./web", "ports": [8000], "replicas": 2, "stop_grace_period": "1s",
-                "ready": {"http": {"port": 8000, "path": "/health"}}},
-        "api": {"build": "./web", "ports": [8000], "depends_on": ["web"], "stop_grace_period": "1s",
-                "ready": {"exec": ["python3", "-c", "import socket; socket.create_connection(('web', 8000))"]}},
-    },
-    "outputs": {"WEB": "http://${services.web.host}:${services.web.ports.8000}",
-                "API": "http://${services.api.host}:${services.api.ports.8000}"},
-}
-HELLO = ROOT / "blueprints" / "hello"
-
-
-def _engine_works() -> str | None:
-    done = subprocess.run(["docker", "info"], capture_output=True, text=True, check=False,
-                          env={**os.environ, "DOCKER_HOST": "unix:///var/run/docker.sock"})
-    return None if done.returncode == 0 else "no Docker engine on /var/run/docker.sock"
-
-
-@pytest.fixture(scope="module")
-def local_images() -> dict[str, float]:
-    """The blueprint's images, built on this machine's engine; also its up/down times there."""
-    local = connect("docker", {**os.environ, "DOCKER_HOST": "unix:///var/run/docker.sock"})
-    try:
-        t0 = time.monotonic()
-        env = api.up(BLUEPRINT, directory=HELLO, backend=local)
-        t1 = time.monotonic()
-        tags = sorted({c.labels[L.IMAGE] for c in local.list_containers({L.RUN: env.run_id})})
-        env.down()
-        t2 = time.monotonic()
-    finally:
-        local.close()
-    return {"up": t1 - t0, "down": t2 - t1, **{tag: 0.0 for tag in tags}}
-
-
-@pytest.fixture(scope="module")
-def swarm(local_images: dict[str, float]) -> Iterator[dict[str, str]]:
-    reason = _engine_works()
-    if reason:
-        pytest.skip(reason)
-    images = ("debian:bookworm-slim", *(t for t in local_images if ":" in t))
-    try:
-        context = rig.running(3, images)
-        environment = context.__enter__()
-    except RuntimeError as exc:  # the rig could not come up here: infrastructure, reported as such
-        pytest.skip(f"swarm rig unavailable: {exc}")
-    try:
-        yield environment
-    finally:
-        context.__exit__(None, None, None)
-
-
-@pytest.fixture(scope="module")
-def backend(swarm: dict[str, str]) -> Iterator[Backend]:
-    engine = connect(environment={**os.environ, **swarm})
-    yield engine
-    engine.close()
 
 
 @pytest.fixture(scope="module")
