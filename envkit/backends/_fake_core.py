@@ -6,7 +6,7 @@ from __future__ import annotations
 import itertools
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
@@ -226,6 +226,9 @@ class FakeEngine(Backend):
                 raise NotFound(f"no such image: {spec.image}")
             for attachment in spec.networks:
                 self._network(attachment.network)
+            # Like the Docker backend: the host ports are chosen at create, so they last the container's life.
+            spec = replace(spec, ports=tuple(p if p.host_port else replace(p, host_port=next(self._host_ports))
+                                             for p in spec.ports))
             serial = next(self._ids)
             ident = f"ctr-{serial}"
             self.containers[ident] = Container(ident, spec, ip=f"10.89.{serial // 250}.{serial % 250 + 2}",
@@ -247,7 +250,7 @@ class FakeEngine(Backend):
                                    p.host_ip, p.host_port)
             c.started_at = datetime.now(UTC).isoformat()
             for p in c.spec.ports:
-                c.ports[p.container] = Endpoint(p.host_ip, p.host_port or next(self._host_ports))
+                c.ports[p.container] = Endpoint(p.host_ip, p.host_port or 0)
             if c.gated:
                 c.status = "running"  # the gate runs; the service's process waits for its release
                 self._changed.notify_all()
