@@ -96,6 +96,7 @@ class FakeEngine(Backend):
         self.build_failures: dict[str, str] = {}  # image tag -> reason its build (or pull) fails
         self.no_shell: set[str] = set()  # image tags without /bin/sh: not gated
         self.busy_ports: set[tuple[str, int]] = set()  # (host ip, port) another program listens on
+        self.remote = False  # True: like a remote Docker engine, unpinned host ports are chosen anew at each start
         self.calls: list[tuple[str, str]] = []
         self.containers: dict[str, Container] = {}
         self.networks: dict[str, Network] = {}
@@ -227,8 +228,9 @@ class FakeEngine(Backend):
             for attachment in spec.networks:
                 self._network(attachment.network)
             # Like the Docker backend: the host ports are chosen at create, so they last the container's life.
-            spec = replace(spec, ports=tuple(p if p.host_port else replace(p, host_port=next(self._host_ports))
-                                             for p in spec.ports))
+            if not self.remote:
+                spec = replace(spec, ports=tuple(p if p.host_port else replace(p, host_port=next(self._host_ports))
+                                                 for p in spec.ports))
             serial = next(self._ids)
             ident = f"ctr-{serial}"
             self.containers[ident] = Container(ident, spec, ip=f"10.89.{serial // 250}.{serial % 250 + 2}",
@@ -250,7 +252,7 @@ class FakeEngine(Backend):
                                    p.host_ip, p.host_port)
             c.started_at = datetime.now(UTC).isoformat()
             for p in c.spec.ports:
-                c.ports[p.container] = Endpoint(p.host_ip, p.host_port or 0)
+                c.ports[p.container] = Endpoint(p.host_ip, p.host_port or next(self._host_ports))
             if c.gated:
                 c.status = "running"  # the gate runs; the service's process waits for its release
                 self._changed.notify_all()
