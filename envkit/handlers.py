@@ -191,6 +191,11 @@ def _start_now(x: Context, name: str) -> Done:
 
 def _port_busy(x: Context, name: str, exc: PortBusy) -> NoReturn:
     where = f"host port {exc.host_ip}:{exc.port}" if exc.port else "a host port it publishes"
+    made = x.ledger.made.get(name)
+    if made and exc.port and exc.port not in {p.host_port for p in made[0].ports}:
+        raise ServiceFailed(x.service, f"cannot start: {where}, chosen for it as a free port, was taken before "
+                            f"it started, {PORT_RETRIES + 1} times in a row (another program or run takes host "
+                            "ports as fast): try again", container=name) from exc
     raise ServiceFailed(x.service, f"cannot start: {where} is already in use (by another program or "
                         f"run); stop what uses it, or let envkit choose a free port: write the port in "
                         f"services.{x.service}.ports without a host part (`- 8080` rather than `- 8080:8080`, "

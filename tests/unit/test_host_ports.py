@@ -60,5 +60,5 @@ def test_a_taken_pinned_port_or_too_many_takes_fail_and_leave_nothing(tmp_path: 
     fake = FakeBackend(images={"nginx:1"})
     fake.busy_ports |= {("127.0.0.1", p) for p in range(49153, 49163)}
     assert run_up(tmp_path, fake, "r3") == 6
-    assert "is already in use" in capsys.readouterr().err
+    assert "was taken before it started, 4 times in a row" in capsys.readouterr().err
     assert web(fake, "r3") == []
