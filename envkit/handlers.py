@@ -12,9 +12,9 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
-from envkit.backends.base import Backend, Capability
+from envkit.backends.base import Backend, Capability, ContainerSpec
 from envkit.capture import capture
 from envkit.errors import BuildFailed, EngineError, EnvkitError, PortBusy, ServiceFailed
 from envkit.probes import Aborted, ProbeLog, failure, wait_exited, wait_ready
@@ -52,6 +52,8 @@ class Ledger:
     created: list[tuple[str, str, str]] = field(default_factory=list)  # (kind, id, name)
     containers: dict[str, str] = field(default_factory=dict)  # container name -> id
     gated: set[str] = field(default_factory=set)  # container names created behind a gate
+    # container name -> (spec, gate) while it may be made again (not started, nothing copied in yet)
+    made: dict[str, tuple[ContainerSpec, bool]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add(self, kind: str, ident: str, name: str) -> None:
@@ -59,6 +61,13 @@ class Ledger:
             self.created.append((kind, ident, name))
             if kind == "container":
                 self.containers[name] = ident
+
+    def swap(self, name: str, ident: str) -> None:
+        """Container ``name`` was made again: ``ident`` replaces the removed one in creation order."""
+        with self.lock:
+            old = self.containers[name]
+            self.created = [(k, ident if (k, i) == ("container", old) else i, n) for k, i, n in self.created]
+            self.containers[name] = ident
 
 
 @dataclass(frozen=True)
@@ -128,30 +137,69 @@ def _volume(x: Context, p: CreateVolume) -> Done:
     return Done(f"volume {p.spec.name}")
 
 
+def _make(x: Context, spec: ContainerSpec, gate: bool) -> tuple[str, bool]:
+    return x.backend.create_gated_container(spec) if gate else (x.backend.create_container(spec), False)
+
+
 def _create(x: Context, p: CreateContainer) -> Done:
-    if p.gate:
-        ident, gated = x.backend.create_gated_container(p.spec)
-    else:
-        ident, gated = x.backend.create_container(p.spec), False
+    ident, gated = _make(x, p.spec, p.gate)
     x.ledger.add("container", ident, p.spec.name)
+    x.ledger.made[p.spec.name] = (p.spec, p.gate)
     if gated:
         x.ledger.gated.add(p.spec.name)
         return Done(f"created {p.spec.name} (gated)", "gated")
     return Done(f"created {p.spec.name}")
 
 
+#: how many times a container is made again when a host port chosen for it was taken before its first start
+PORT_RETRIES = 3
+
+
+def _remade(x: Context, name: str, exc: PortBusy, tries: int) -> bool:
+    """Make container ``name`` again with other host ports when ``exc`` is about a port the backend chose
+    (not one the blueprint fixed) and the container may be made again; False when it may not."""
+    made = x.ledger.made.get(name)
+    if made is None or tries >= PORT_RETRIES:
+        return False
+    spec, gate = made
+    fixed = {p.host_port for p in spec.ports if p.host_port}
+    if (exc.port and exc.port in fixed) or all(p.host_port for p in spec.ports):
+        return False
+    x.backend.remove_container(x.ledger.containers[name], 0)  # never started: nothing of it is lost
+    ident, gated = _make(x, spec, gate)
+    x.ledger.swap(name, ident)
+    (x.ledger.gated.add if gated else x.ledger.gated.discard)(name)
+    return True
+
+
 def _start_now(x: Context, name: str) -> Done:
-    try:
-        x.backend.start_container(x.ledger.containers[name])
-    except PortBusy as exc:
-        where = f"host port {exc.host_ip}:{exc.port}" if exc.port else "a host port it publishes"
-        raise ServiceFailed(x.service, f"cannot start: {where} is already in use (by another program or "
-                            f"run); stop what uses it, or let the engine choose a free port: write the port in "
-                            f"services.{x.service}.ports without a host part (`- 8080` rather than `- 8080:8080`, "
-                            "or no `host:`)", container=name) from exc
-    except EngineError as exc:
-        raise ServiceFailed(x.service, f"cannot start: {exc}", container=name) from exc
-    return Done(f"started {name}")
+    tries = 0
+    while True:
+        try:
+            x.backend.start_container(x.ledger.containers[name])
+            break
+        except PortBusy as exc:
+            if _remade(x, name, exc, tries):
+                tries += 1
+                continue
+            _port_busy(x, name, exc)
+        except EngineError as exc:
+            raise ServiceFailed(x.service, f"cannot start: {exc}", container=name) from exc
+    x.ledger.made.pop(name, None)
+    return Done(f"started {name}" + (f" (made again {tries}x: a host port chosen for it was taken)" if tries else ""))
+
+
+def _port_busy(x: Context, name: str, exc: PortBusy) -> NoReturn:
+    where = f"host port {exc.host_ip}:{exc.port}" if exc.port else "a host port it publishes"
+    made = x.ledger.made.get(name)
+    if made and exc.port and exc.port not in {p.host_port for p in made[0].ports}:
+        raise ServiceFailed(x.service, f"cannot start: {where}, chosen for it as a free port, was taken before "
+                            f"it started, {PORT_RETRIES + 1} times in a row (another program or run takes host "
+                            "ports as fast): try again", container=name) from exc
+    raise ServiceFailed(x.service, f"cannot start: {where} is already in use (by another program or "
+                        f"run); stop what uses it, or let envkit choose a free port: write the port in "
+                        f"services.{x.service}.ports without a host part (`- 8080` rather than `- 8080:8080`, "
+                        "or no `host:`)", container=name) from exc
 
 
 def _start(x: Context, p: StartContainer) -> Done:
@@ -217,6 +265,7 @@ def _fill(x: Context, p: FillVolume) -> Done:
 def _certificate(x: Context, p: InstallCertificate) -> Done:
     from envkit.stubs import tls
 
+    x.ledger.made.pop(p.container, None)  # what is copied in would be lost if it were made again
     x.backend.copy_into(x.ledger.containers[p.container], tls.TLS_DIR, tls.archive(p.authority, p.names))
     return Done(f"{p.container}: certificate of run {p.authority.run}'s CA for {p.names[0]} and "
                 f"{len(p.names) - 1} more names")

@@ -9,8 +9,9 @@ run was made from). The ``Executor`` runs it, in parallel where the order allows
 - ``start``: a service once its selected dependencies are ready (completed, started: as its
   ``depends_on`` asks), then it must be ready itself, by its probe read back from its labels.
 - ``restart``: both. Containers are kept, and with them what they wrote, their logs, names and DNS
-  aliases. A host port the blueprint pins stays; an ephemeral one is given anew by Docker at every
-  start (measured on Docker 20.10), so ``RestartResult.moved`` lists them; ``rebuild`` pins them.
+  aliases, and their host ports: pinned ones, and those envkit chose when it made the container
+  (``envkit.backends.hostports``). An engine that chose them itself (a remote one) gives them anew at
+  each start (Docker 20.10), so ``RestartResult.moved`` lists what moved; ``rebuild`` pins them.
 - ``rebuild``: the service's image is built again from its context (a content-hashed tag: an unchanged
   context is not rebuilt), then each replica in turn is stopped, removed and created again from the
   blueprint (``envkit.plan.container_spec``) with the same name, run labels, networks, DNS aliases and
@@ -250,7 +251,7 @@ def _execute(backend: Backend, info: RunInfo, plan: LivePlan, on_event: EventSin
     notes = []
     for name, ports in moved.items():
         what = ", ".join(f"{k} {a.host_ip}:{a.port} -> {b.port if b else 'none'}" for k, (a, b) in sorted(ports.items()))
-        notes.append(f"{name}: host port moved ({what}): the engine gives ephemeral ports anew at each start; "
+        notes.append(f"{name}: host port moved ({what}): the engine gave them anew at this start; "
                      "pin them in the blueprint, or `envkit rebuild` the service once to keep them")
     for note in notes:
         on_event(Event("note", info.run_id, note))

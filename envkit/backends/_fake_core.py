@@ -6,7 +6,7 @@ from __future__ import annotations
 import itertools
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
@@ -96,6 +96,7 @@ class FakeEngine(Backend):
         self.build_failures: dict[str, str] = {}  # image tag -> reason its build (or pull) fails
         self.no_shell: set[str] = set()  # image tags without /bin/sh: not gated
         self.busy_ports: set[tuple[str, int]] = set()  # (host ip, port) another program listens on
+        self.remote = False  # True: like a remote Docker engine, unpinned host ports are chosen anew at each start
         self.calls: list[tuple[str, str]] = []
         self.containers: dict[str, Container] = {}
         self.networks: dict[str, Network] = {}
@@ -226,6 +227,10 @@ class FakeEngine(Backend):
                 raise NotFound(f"no such image: {spec.image}")
             for attachment in spec.networks:
                 self._network(attachment.network)
+            # Like the Docker backend: the host ports are chosen at create, so they last the container's life.
+            if not self.remote:
+                spec = replace(spec, ports=tuple(p if p.host_port else replace(p, host_port=next(self._host_ports))
+                                                 for p in spec.ports))
             serial = next(self._ids)
             ident = f"ctr-{serial}"
             self.containers[ident] = Container(ident, spec, ip=f"10.89.{serial // 250}.{serial % 250 + 2}",

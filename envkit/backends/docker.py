@@ -27,7 +27,7 @@ from docker.types import IPAMConfig, IPAMPool, Mount
 
 from envkit import retry
 from envkit.backends import _docker_wire as wire
-from envkit.backends import subnets
+from envkit.backends import hostports, subnets
 from envkit.backends._docker_caps import DockerCapabilities
 from envkit.backends._exec_stream import SocketSession
 from envkit.backends.base import (
@@ -233,7 +233,9 @@ class DockerBackend(DockerCapabilities, Backend):
     # -- containers -------------------------------------------------------------------------------
     def create_container(self, spec: ContainerSpec) -> str:
         api = self.api
-        exposed, port_bindings = wire.bindings(spec.ports)
+        # A local engine publishes on this host: envkit chooses the host ports, so they last the container's life.
+        local = self.host in ("127.0.0.1", "localhost")
+        exposed, port_bindings = wire.bindings(hostports.choose(spec.ports) if local else spec.ports)
         mounts = [Mount(target=m.target, source=m.source, type=m.type, read_only=m.read_only) for m in spec.mounts]
         what = f"create container {spec.name}"
         with self._call(what):

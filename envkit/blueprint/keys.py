@@ -142,7 +142,7 @@ PORT = Table("port", (
     KeyDef("container", lambda r, x, q: r.integer(x, q, 1, 65535, "a container port"), None, "port 1..65535",
            "required", "The container port to publish.", PORT_NUMBER),
     KeyDef("host", lambda r, x, q: r.integer(x, q, 1, 65535, "a host port") if x else None, None,
-           "port 1..65535, or `0`", "ephemeral", "A pinned host port; `0` or absent: chosen by the engine.",
+           "port 1..65535, or `0`", "ephemeral", "A pinned host port; `0` or absent: a free one, kept for the replica's life.",
            {"type": ["integer", "string", "null"]}),
     KeyDef("host_ip", v.host_ip, "127.0.0.1", "IP address", "`127.0.0.1`",
            "The host address to publish on. Any address other than loopback needs `allow: [public-ports]`.", STRING),

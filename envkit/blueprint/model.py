@@ -56,7 +56,7 @@ class Port:
     container: int
     protocol: str = "tcp"
     host_ip: str = "127.0.0.1"
-    host: int | None = None  # None: an ephemeral port chosen by the engine
+    host: int | None = None  # None: a free port chosen at create, kept for the replica's life
     at: Key = field(default=(), compare=False)  # where the item stands in the file; not part of equality
 
     @property

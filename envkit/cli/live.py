@@ -78,8 +78,8 @@ restart = _verb("restart", """Restart SERVICEs of RUN (every service when none i
 
 Dependants stop first and dependencies start first; each service must be ready again (its probe)
 before what depends on it starts. The containers are kept, with what they wrote, their logs and DNS
-names. A host port the blueprint pins stays; the engine gives an ephemeral one anew at each start
-(envkit says which moved; `envkit rebuild` once pins them).
+names, and their host ports (pinned or not; on a remote engine, which chooses unpinned ones anew at
+each start, envkit says which moved and `envkit rebuild` once pins them).
 
 \b
 Example:

@@ -138,6 +138,22 @@ class BackendContract(ExecStreamContract):
         assert state.addresses[net]
         assert state.started_at and state.oom_killed is False
 
+    def test_a_stopped_and_started_container_keeps_its_host_ports(self, harness: Harness, run: str, net: str) -> None:
+        b = harness.backend
+        ports = (PortBinding(PortKey(8080)), PortBinding(PortKey(9090)), PortBinding(PortKey(5353, "udp")))
+        ident = self.container(harness, run, net, "web", ports=ports)
+        first = dict(b.inspect_container(ident).ports)
+        assert set(first) == {p.container for p in ports} and len({e.port for e in first.values()}) == 3
+        if self.refused(b, Capability.SIGNAL, lambda: b.stop_container(ident, 0)):
+            return
+        b.stop_container(ident, 0)
+        b.start_container(ident)
+        assert dict(b.inspect_container(ident).ports) == first
+        b.kill_container(ident, "SIGKILL")
+        b.wait_container(ident, 30)
+        b.start_container(ident)
+        assert dict(b.inspect_container(ident).ports) == first
+
     def test_wait_gives_the_exit_code(self, harness: Harness, run: str, net: str) -> None:
         b = harness.backend
         job = self.container(harness, run, net, "job", exit_code=3)

@@ -14,6 +14,7 @@ import pytest
 from envkit import api
 from envkit import labels as L
 from envkit.backends import Backend
+from envkit.backends.base import PortKey
 from envkit.errors import Conflict
 from envkit.faults import apply as faults
 
@@ -74,8 +75,8 @@ def probe(env: api.Environment, n: int = 1, timeout: float = 2.0) -> list[str]:
     return out.strip().splitlines()
 
 
-def host_get(env: api.Environment, timeout: float = 2.0) -> str:
-    with socket.create_connection(("127.0.0.1", env.port("web", 8000)), timeout=timeout) as s:
+def host_get(env: api.Environment, timeout: float = 2.0, port: int | None = None) -> str:
+    with socket.create_connection(("127.0.0.1", port or env.port("web", 8000)), timeout=timeout) as s:
         s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
         data = b""
         while chunk := s.recv(4096):
@@ -99,6 +100,7 @@ def test_pause_hangs_until_healed(env: api.Environment) -> None:
 
 
 def test_kill_makes_the_dependant_see_refused(env: api.Environment) -> None:
+    port, before = env.port("web", 8000), host_get(env)
     faults.apply(env.backend, env.run_id, "web", "kill")
     assert probe(env)[0] in ("refused", "error -2", "error -3", "timeout")  # stopped: no address, or refused
     faults.heal(env.backend, env.run_id)
@@ -106,6 +108,13 @@ def test_kill_makes_the_dependant_see_refused(env: api.Environment) -> None:
     while not probe(env)[0].startswith("ok") and time.monotonic() < deadline:
         time.sleep(0.2)
     assert probe(env)[0].startswith("ok")
+    # healed: the same host port answers, as before (envkit chose it at create: it lasts the replica's life)
+    assert env.refresh().services["web"][0].ports[PortKey(8000)].port == port
+    assert host_get(env, port=port) == before
+    env.stop("web")
+    env.start("web")
+    assert env.refresh().services["web"][0].ports[PortKey(8000)].port == port
+    assert host_get(env, port=port) == before
 
 
 def test_disconnect_and_heal_under_the_same_name(env: api.Environment) -> None:

@@ -113,7 +113,19 @@ def test_a_named_job_runs_again(env: api.Environment, fake: FakeBackend) -> None
     assert calls(fake, "start_container") == ["migrate-1"] and "migrate-1" in calls(fake, "wait_container")
 
 
-def test_restart_says_which_ephemeral_ports_moved_and_keeps_pinned_ones(env: api.Environment) -> None:
+def test_restart_keeps_every_host_port(env: api.Environment) -> None:
+    before = {c.name: dict(c.ports) for c in env.refresh().containers}
+    result = env.restart("db", "cache")
+    assert {c.name: dict(c.ports) for c in env.info.containers} == before and not result.moved and not result.notes
+
+
+def test_restart_says_which_ephemeral_ports_moved_and_keeps_pinned_ones(folder: Path, fake: FakeBackend) -> None:
+    fake.remote = True  # an engine that chooses unpinned host ports itself, anew at each start
+    with api.up(folder, name="r1", env={}, backend=fake) as env:
+        moved(env)
+
+
+def moved(env: api.Environment) -> None:
     before = {c.name: dict(c.ports) for c in env.refresh().containers}
     result = env.restart("db", "cache")
     after = {c.name: dict(c.ports) for c in env.info.containers}
