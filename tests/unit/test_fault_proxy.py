@@ -204,7 +204,7 @@ def test_jitter_spreads_round_trips_within_bounds(proxy: Make, api: FaultProxyCl
     api.add_toxic(p.name, Latency(ms=60, jitter_ms=40))
     with _connect(p) as sock:
         times = [_round_trip(sock) for _ in range(8)]
-    assert all(0.020 <= t < 0.150 for t in times), times
+    assert all(0.020 <= t < 0.250 for t in times), times
     assert max(times) - min(times) > 0.02, times
 
 
@@ -214,7 +214,7 @@ def test_bandwidth_bounds_transfer_time(proxy: Make, api: FaultProxyClient) -> N
     start = time.perf_counter()
     with _connect(p) as sock:
         assert _recv(sock) == PATTERN[:SOURCE]
-    assert 0.45 <= time.perf_counter() - start < 0.75
+    assert 0.45 <= time.perf_counter() - start < 1.0
 
 
 def test_reset_peer_at_once_and_after_exact_bytes(proxy: Make, api: FaultProxyClient) -> None:
