@@ -10,7 +10,8 @@ differently from Compose, so that the same blueprint deploys as a stack on a Doc
     pull_policy     → left out (not in the format `stack deploy` reads); deploy with `--resolve-image never`
                     so the nodes use envkit's content-tagged images they already have
     depends_on      → a list of names: Swarm starts every service at once (no start order, no conditions: noted)
-    kind: job       → deploy.mode: replicated-job (a one-shot task; Compose's ``restart: "no"`` is left out)
+    kind: job       → deploy.mode: replicated-job, restart on failure (one task run to success: with no start
+                    order it may fail until its dependencies answer; Compose's ``restart: "no"`` is left out)
     ports           → the long form in host mode on the node that runs the task (no ingress routing mesh:
                     it needs IPVS, missing on some kernels); an ephemeral port stays ephemeral there;
                     Swarm has no host address: 127.0.0.1 is dropped (noted)
@@ -65,6 +66,7 @@ def to_stack(export: ComposeExport) -> ComposeExport:
             del svc["restart"]
             deploy["mode"] = "replicated-job"
             deploy.pop("replicas", None)
+            deploy["restart_policy"] = {"condition": "on-failure"}  # no start order: retried until it succeeds
         deploy["endpoint_mode"] = "dnsrr"
         if svc.get("ports"):
             ports = [_host_mode(name, p) for p in svc["ports"]]

@@ -53,7 +53,8 @@ def test_the_keys_stack_deploy_reads_differently(shop_stack: dict[str, Any]) -> 
     services = shop_stack["services"]
     assert all("pull_policy" not in s for s in services.values())
     assert services["api"]["depends_on"] == ["db", "cache", "payments", "migrate"]
-    assert services["migrate"]["deploy"] == {"mode": "replicated-job", "endpoint_mode": "dnsrr"}
+    assert services["migrate"]["deploy"] == {"mode": "replicated-job", "restart_policy": {"condition": "on-failure"},
+                                            "endpoint_mode": "dnsrr"}
     assert "restart" not in services["migrate"]
     assert services["db"]["ports"] == [{"target": 5432, "protocol": "tcp", "mode": "host"}]
     assert {s["deploy"]["endpoint_mode"] for s in services.values()} == {"dnsrr"}
