@@ -24,7 +24,6 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -35,7 +34,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-import yaml  # noqa: E402
 from swarm import rig  # type: ignore[import-not-found]  # noqa: E402  (tests/swarm/rig.py)
 
 from envkit import api  # noqa: E402
@@ -81,9 +79,11 @@ def shop_tags() -> list[str]:
     return tags
 
 
-def images_into_nodes(tags: list[str], env: dict[str, str]) -> dict[str, float]:
+def images_into_nodes(tags: list[str], env: dict[str, str], registry: bool = True) -> dict[str, float]:
     nodes = [pair.partition("=")[2] for pair in env["ENVKIT_SWARM_NODES"].split(",")]
     out = {"load": timed(lambda: rig.rig("load", *tags, timeout=900))}
+    if not registry:
+        return out
     for where in nodes:
         docker(where, "rmi", *tags)
     out["registry_start"] = timed(lambda: rig.rig("registry"))
@@ -104,7 +104,7 @@ def images_into_nodes(tags: list[str], env: dict[str, str]) -> dict[str, float]:
 
 def stack_converged(manager: str, stack: str, compose: Path) -> float:
     return timed(lambda: docker(manager, "stack", "deploy", "--detach=false", "--resolve-image", "never",
-                                "-c", str(compose), stack, timeout=600))
+                                "-c", str(compose), stack, timeout=300))
 
 
 def stack_removed(manager: str, stack: str) -> float:
@@ -124,17 +124,20 @@ def stack_removed(manager: str, stack: str) -> float:
 def concurrent_runs(env: dict[str, str], count: int) -> dict[str, Any]:
     backend = connect(environment={**os.environ, **env})
     try:
-        def up(i: int) -> str:
+        def up(i: int) -> tuple[str, float]:
             mine = connect(environment={**os.environ, **env})
             try:
-                return api.up(SMALL, name=f"bsw-many-{i}", directory=HELLO, backend=mine).run_id
+                t0 = time.monotonic()
+                return api.up(SMALL, name=f"bsw-many-{i}", directory=HELLO, backend=mine).run_id, time.monotonic() - t0
             finally:
                 mine.close()
 
         with concurrent.futures.ThreadPoolExecutor(count) as pool:
             t0 = time.monotonic()
-            runs = list(pool.map(up, range(count)))
+            timed_runs = list(pool.map(up, range(count)))
             up_wall = time.monotonic() - t0
+            runs = [r for r, _ in timed_runs]
+            each = sorted(t for _, t in timed_runs)
             nodes = {n["ID"]: n["Description"]["Hostname"] for n in backend.api.nodes()}  # type: ignore[attr-defined]
             spread = Counter(nodes.get(t.get("NodeID", ""), "?") for s in backend.api.services(  # type: ignore[attr-defined]
                 filters={"label": [f"{L.BLUEPRINT}=swarm-test"]}) for t in backend.api.tasks(  # type: ignore[attr-defined]
@@ -145,7 +148,8 @@ def concurrent_runs(env: dict[str, str], count: int) -> dict[str, Any]:
         left = backend.list_resources({L.BLUEPRINT: "swarm-test"})
     finally:
         backend.close()
-    return {"runs": count, "up_wall": up_wall, "down_wall": down_wall, "tasks_per_node": dict(sorted(spread.items())),
+    return {"runs": count, "up_wall": up_wall, "up_each_median": statistics.median(each), "up_each_max": each[-1],
+            "down_wall": down_wall, "tasks_per_node": dict(sorted(spread.items())),
             "leftovers": [r.name for r in left]}
 
 
@@ -153,25 +157,20 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--reps", type=int, default=2)
     ap.add_argument("--concurrent", type=int, default=16)
+    ap.add_argument("--no-registry", action="store_true", help="skip the registry path for the shop's images")
     ap.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "swarm.json")
     args = ap.parse_args()
     out: dict[str, Any] = {"load_average_start": os.getloadavg()}
     tags = shop_tags()
-    compose = Path(tempfile.mkdtemp()) / "shop.compose.yaml"
-    document = yaml.safe_load(run([*CLI, "export", "--format", "compose", str(SHOP)]))
-    document.pop("name", None)  # the stack's name is its argument
-    for svc in document["services"].values():  # `stack deploy` reads the v3 format: depends_on a list (ignored)
-        if isinstance(svc.get("depends_on"), dict):
-            svc["depends_on"] = sorted(svc["depends_on"])
-        svc.pop("pull_policy", None)  # not in v3; the nodes have the images (--resolve-image never)
-    compose.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
+    compose = ROOT / "benchmarks" / "results" / "shop.stack.yaml"  # what was deployed, kept beside the results
+    run([*CLI, "export", "--format", "stack", str(SHOP), "-o", str(compose)])
     with rig.LOCK.open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             out["rig_up_s"] = timed(lambda: rig.rig("up", "3"))
             rig.rig("load", "debian:bookworm-slim", *small_tags(), timeout=600)
             env = rig.environment(3)
-            out["shop_images"] = {"tags": tags, **images_into_nodes(tags, env)}
+            out["shop_images"] = {"tags": tags, **images_into_nodes(tags, env, registry=not args.no_registry)}
             rows: dict[str, list[float]] = {k: [] for k in ("single_up", "single_down", "swarm_up", "swarm_down",
                                                             "stack_up", "stack_down")}
             out["shop_runs"] = rows  # filled as measured: kept when a later step fails
@@ -181,7 +180,10 @@ def main() -> int:
                     rows[f"{engine}_up"].append(timed(lambda up=up, where=where: run(up, where)))  # type: ignore[misc]
                     down = [*CLI, "down", f"bsw-{engine}-{i}"]
                     rows[f"{engine}_down"].append(timed(lambda down=down, where=where: run(down, where)))  # type: ignore[misc]
-                rows["stack_up"].append(stack_converged(env["DOCKER_HOST"], f"bsw-stack-{i}", compose))
+                try:
+                    rows["stack_up"].append(stack_converged(env["DOCKER_HOST"], f"bsw-stack-{i}", compose))
+                except (RuntimeError, subprocess.TimeoutExpired) as exc:  # recorded; the other steps still run
+                    out.setdefault("stack_errors", []).append(str(exc))
                 rows["stack_down"].append(stack_removed(env["DOCKER_HOST"], f"bsw-stack-{i}"))
                 out["shop"] = {k: {"runs": v, "median": statistics.median(v)} for k, v in rows.items()}
             out["concurrent"] = concurrent_runs(env, args.concurrent)
@@ -195,8 +197,8 @@ def main() -> int:
     print(f"shop down : single {shop['single_down']['median']:.1f}s  swarm {shop['swarm_down']['median']:.1f}s  "
           f"stack rm {shop['stack_down']['median']:.1f}s")
     imgs = out["shop_images"]
-    print(f"images into 3 nodes: load {imgs['load']:.1f}s; registry push {imgs['registry_push']:.1f}s + pull "
-          f"{imgs['registry_pull']:.1f}s")
+    print(f"images into 3 nodes: load {imgs['load']:.1f}s" + (f"; registry push {imgs['registry_push']:.1f}s + pull "
+          f"{imgs['registry_pull']:.1f}s" if "registry_push" in imgs else ""))
     many = out["concurrent"]
     print(f"{many['runs']} runs at once: up {many['up_wall']:.1f}s, down {many['down_wall']:.1f}s, tasks per node "
           f"{many['tasks_per_node']}, leftovers {many['leftovers']}")

@@ -16,8 +16,8 @@ __all__ = ["export"]
 
 @click.command()
 @click.argument("blueprint", type=click.Path(path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(["compose"]), default="compose", show_default=True,
-              help="What to write: a Docker Compose (v2) file.")
+@click.option("--format", "fmt", type=click.Choice(["compose", "stack"]), default="compose", show_default=True,
+              help="What to write: a Docker Compose file, or one for `docker stack deploy` (Swarm).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write here (default: stdout).")
 @env_file_option
 def export(blueprint: Path, fmt: str, output: Path | None, env_files: tuple[Path, ...]) -> None:
@@ -37,6 +37,10 @@ def export(blueprint: Path, fmt: str, output: Path | None, env_files: tuple[Path
     bp = load(blueprint, env_files=read_files(env_files))
     # Build contexts (under x-envkit) are written relative to where the compose file goes.
     result = to_compose(bp, image_tags(bp), base=output.resolve().parent if output is not None else None)
+    if fmt == "stack":
+        from envkit.export_stack import to_stack
+
+        result = to_stack(result)
     text = result.text(str(bp.file))
     if output is None:
         sys.stdout.write(text)

@@ -1,0 +1,102 @@
+"""An exported Compose document in the form ``docker stack deploy`` takes (``envkit export --format stack``).
+
+``to_stack`` is pure: it takes ``envkit.export.to_compose``'s result and changes what Swarm reads
+differently from Compose, so that the same blueprint deploys as a stack on a Docker Swarm:
+
+    {{ in environment values and hostnames → {{"{{"}}: Swarm expands Go templates there
+                    ({{.Node.Hostname}}), Compose does not; the process sees the value as written (a
+                    stub's routes hold {{body.amount_cents}}, which Swarm refuses: function "body" not defined)
+    top-level name  → left out: the stack's name is `docker stack deploy`'s argument
+    pull_policy     → left out (not in the format `stack deploy` reads); deploy with `--resolve-image never`
+                    so the nodes use envkit's content-tagged images they already have
+    depends_on      → a list of names: Swarm starts every service at once (no start order, no conditions: noted)
+    kind: job       → deploy.mode: replicated-job, restart on failure (one task run to success: with no start
+                    order it may fail until its dependencies answer; Compose's ``restart: "no"`` is left out)
+    ports           → the long form in host mode on the node that runs the task (no ingress routing mesh:
+                    it needs IPVS, missing on some kernels); an ephemeral port stays ephemeral there;
+                    Swarm has no host address: 127.0.0.1 is dropped (noted)
+    every service   → deploy.endpoint_mode: dnsrr (a service name resolves to its tasks' addresses, with or
+                    without IPVS; as envkit's own swarm engine does)
+
+Everything else (healthchecks, networks, volumes, x-envkit, ``$$``, ``${VAR}`` secret references) is
+read by ``stack deploy`` as Compose reads it. No I/O here.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import replace
+from typing import Any
+
+from envkit.export import ComposeExport
+
+__all__ = ["GO_TEMPLATE_OPEN", "literal", "to_stack"]
+
+#: Swarm's Go-template opening and the action that writes it literally
+GO_TEMPLATE_OPEN, _OPEN_LITERAL = "{{", '{{"{{"}}'
+
+_PORT = re.compile(r"^(?:(?P<ip>\[[^\]]*\]|[^:\[\]]*):)?(?:(?P<host>\d*):)?(?P<target>\d+)(?:/(?P<proto>\w+))?$")
+
+
+def literal(text: str) -> str:
+    """``text`` as Swarm passes it to the task unchanged (its Go templates written as text)."""
+    return text.replace(GO_TEMPLATE_OPEN, _OPEN_LITERAL)
+
+
+def to_stack(export: ComposeExport) -> ComposeExport:
+    """The ``docker stack deploy`` form of a Compose export, with notes on what Swarm does differently."""
+    document = copy.deepcopy(export.document)
+    document.pop("name", None)
+    notes = [n for n in export.notes if "docker compose port" not in n]
+    notes.append("deploy with `docker stack deploy --resolve-image never -c FILE NAME` once every node has the "
+                 "images (`envkit up` builds them on one engine; `docker save | docker load` them on each node)")
+    ordered, addressed = False, False
+    for name, svc in document["services"].items():
+        svc.pop("pull_policy", None)
+        if isinstance(svc.get("environment"), dict):
+            svc["environment"] = {k: literal(v) if isinstance(v, str) else v for k, v in svc["environment"].items()}
+        if isinstance(svc.get("hostname"), str):
+            svc["hostname"] = literal(svc["hostname"])
+        if isinstance(svc.get("depends_on"), dict):
+            svc["depends_on"] = list(svc["depends_on"])
+            ordered = True
+        deploy = svc.setdefault("deploy", {})
+        if svc.get("restart") == "no" and svc.get("x-envkit", {}).get("kind") == "job":
+            del svc["restart"]
+            deploy["mode"] = "replicated-job"
+            deploy.pop("replicas", None)
+            deploy["restart_policy"] = {"condition": "on-failure"}  # no start order: retried until it succeeds
+        deploy["endpoint_mode"] = "dnsrr"
+        if svc.get("ports"):
+            ports = [_host_mode(name, p) for p in svc["ports"]]
+            svc["ports"] = [p for p, _ in ports]
+            addressed = addressed or any(ip for _, ip in ports)
+    if ordered:
+        notes.append("Swarm starts every service at once: depends_on (order and conditions) has no effect in a "
+                     "stack; services must retry until their dependencies answer")
+    if addressed:
+        notes.append("Swarm publishes a port on every address of the node that runs the task (it has no host "
+                     "address): firewall the nodes, or drop the ports you do not need")
+    if export.secrets:
+        notes.append("secret values are read from the environment by `docker stack deploy` as by Compose; one "
+                     "holding '{{' is expanded by Swarm as a Go template")
+    if "outputs" in (document.get("x-envkit") or {}):
+        notes.append("outputs are not part of a stack; a task's published port: `docker service ps` (node) and "
+                     "`docker -H NODE port CONTAINER`")
+    return replace(export, document=document, notes=tuple(notes), fmt="stack")
+
+
+def _host_mode(service: str, port: Any) -> tuple[dict[str, Any], str]:
+    """A short-syntax port (``127.0.0.1::8080``) as the long form published in host mode, and its host address."""
+    if isinstance(port, dict):
+        return {**port, "mode": "host"}, str(port.get("host_ip", ""))
+    found = _PORT.match(str(port))
+    if found is None:
+        raise ValueError(f"services.{service}.ports: cannot read {port!r}")
+    out: dict[str, Any] = {"target": int(found["target"])}
+    if found["host"]:
+        out["published"] = int(found["host"])
+    out["protocol"] = found["proto"] or "tcp"
+    out["mode"] = "host"
+    return out, found["ip"] or ""
