@@ -34,7 +34,7 @@ import re
 import socket
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal
@@ -281,6 +281,9 @@ def survey(backend: Backend, *, now: datetime | None = None, host: str | None = 
         key = (r.labels[L.RUN], r.labels.get(L.OWNER, ""), r.labels.get(L.CREATED_AT, ""))
         groups.setdefault(key, []).append(r)
     runs = [_generation(key[0], items, now, host, lookup) for key, items in sorted(groups.items())]
+    stamped = {key[0] for key in groups if key[1] or key[2]}
+    runs = [replace(g, collect=True, reason="helpers (faults) left by a run that is gone")
+            if not g.owner and not g.created_at and g.run_id not in stamped and not g.collect else g for g in runs]
     return Survey(tuple(runs), tuple(o for g in runs for o in _orphans(g, now)))
 
 

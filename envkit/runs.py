@@ -131,7 +131,11 @@ def _teardown_one(backend: Backend, run_id: str, on_event: EventSink, missing_ok
                   also: Mapping[str, str]) -> dict[str, int]:
     began = time.monotonic()
     selector: dict[str, str | None] = {L.MANAGED: "true", L.RUN: run_id, **also}
-    resources = backend.list_resources(selector)
+
+    def listing() -> list[Resource]:
+        return backend.list_resources(selector) + (_unstamped(backend, run_id, also) if also else [])
+
+    resources = listing()
     if not resources and not missing_ok:
         raise RunNotFound(f"no run '{run_id}' on this engine (see `envkit ls`)")
     on_event(Event("teardown", run_id, f"removing {len(resources)} resources of run {run_id}", phase="start",
@@ -152,7 +156,7 @@ def _teardown_one(backend: Backend, run_id: str, on_event: EventSink, missing_ok
                     else:
                         counts[kind] += 1
                         on_event(Event("removed", run_id, f"removed {r.kind} {r.name}", target=r.name, detail=r.kind))
-        resources = backend.list_resources(selector)
+        resources = listing()
         if not resources:
             if not also:  # this user's copies of its TLS stubs' CA certificates (envkit.stubs.tls.ca_file)
                 from envkit.stubs.tls import forget
@@ -166,6 +170,16 @@ def _teardown_one(backend: Backend, run_id: str, on_event: EventSink, missing_ok
             left = ", ".join(f"{r.kind} {r.name}" for r in resources)
             raise EngineError(f"run {run_id}: could not remove {left}" + (f" ({'; '.join(errors)})" if errors else ""))
     return counts
+
+
+def _unstamped(backend: Backend, run_id: str, also: Mapping[str, str]) -> list[Resource]:
+    """A guarded teardown's share of the run's helpers that carry no owner (fault sidecars, records, front
+    networks): theirs too, unless another generation of the run (a same-named run of another owner) is
+    still there to own them."""
+    everything = backend.list_resources({L.MANAGED: "true", L.RUN: run_id})
+    if any(any(r.labels.get(k, v) != v for k, v in also.items()) for r in everything):
+        return []
+    return [r for r in everything if L.OWNER not in r.labels and L.CREATED_AT not in r.labels]
 
 
 def _map(fn: Callable[[T], R], items: list[T], width: int) -> list[R]:

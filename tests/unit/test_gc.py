@@ -241,3 +241,31 @@ def test_a_run_kept_on_failure_gives_up_its_claim(load_text: Callable[..., Bluep
     left = fake.list_resources({L.RUN: "kept"})
     assert left and all(r.labels.get(L.ROLE) != "claim" for r in left)
     api.down(["kept"], backend=fake)
+
+
+def _fault_helper(fake: FakeBackend, run_id: str, name: str) -> None:
+    """What a fault leaves on the engine: a record volume with the run's label but no owner stamp."""
+    from envkit.backends.base import VolumeSpec
+    fake.create_volume(VolumeSpec(name, ((L.MANAGED, "true"), (L.RUN, run_id), (L.ROLE, "fault"))))
+
+
+def test_an_owners_teardown_takes_its_runs_unstamped_fault_helpers(shop: Blueprint, fake: FakeBackend,
+                                                                   dead_pid: int) -> None:
+    bring_up(fake, shop, "s-1", pid=dead_pid)
+    _fault_helper(fake, "s-1", "envkit-s-1-fault-1")
+    found = gc.survey(fake, now=NOW)
+    assert [g.run_id for g in found.collectable] == ["s-1"]  # the owner's generation, gone with its owner
+    gc.collect(fake, found)
+    assert "s-1" not in runs_left(fake)  # the guarded teardown took the helper as well
+
+
+def test_fault_helpers_left_by_a_gone_run_are_collected_but_never_another_generations(
+        shop: Blueprint, fake: FakeBackend) -> None:
+    _fault_helper(fake, "gone-1", "envkit-gone-1-fault-1")  # its run was removed without them
+    verdicts = {g.run_id: (g.collect, g.reason) for g in gc.survey(fake, now=NOW).runs}
+    assert verdicts["gone-1"][0] and "helpers" in verdicts["gone-1"][1]
+    bring_up(fake, shop, "live-1", pid=os.getpid())
+    _fault_helper(fake, "live-1", "envkit-live-1-fault-1")  # a live run's fault: stays
+    gc.collect(fake, gc.survey(fake, now=NOW))
+    assert runs_left(fake) == {"live-1"}
+    assert fake.list_resources({L.RUN: "live-1", L.ROLE: "fault"})
