@@ -11,4 +11,4 @@ if [ $# -eq 0 ]; then  # the whole suite also holds the code to its lint and str
   .venv/bin/ruff check envkit tests benchmarks scripts
   .venv/bin/mypy
 fi
-exec .venv/bin/python -m pytest "${@:-tests}" -q -ra
+exec .venv/bin/python -m pytest "${@:-tests}" -q -ra --durations=25

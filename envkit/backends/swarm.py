@@ -25,6 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 from docker.types import EndpointSpec
@@ -158,12 +159,14 @@ class SwarmBackend(NodeCalls):
         except NotFound:
             return
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                self._once("inspect network", lambda: self.api.inspect_network(network_id))
-            except NotFound:
-                return
-            time.sleep(0.2)
+        engines: list[DockerBackend] = [self, *self._all_nodes()]  # the manager, then each node's copy
+        for engine in engines:
+            while time.monotonic() < deadline:
+                try:
+                    engine._once("inspect network", partial(engine.api.inspect_network, network_id))
+                except (NotFound, EngineUnavailable):
+                    break
+                time.sleep(0.2)
 
     def remove_volume(self, name: str) -> None:
         self._each_node(lambda node: node.remove_volume(name))
