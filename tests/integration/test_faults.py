@@ -48,17 +48,17 @@ for _ in range(n):
 """
 
 
-@pytest.fixture(scope="module")
-def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[api.Environment]:
-    folder: Path = tmp_path_factory.mktemp("faults")
+def web_and_client(tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[api.Environment]:
+    """A run of web (hello's server) and a client container that probes it; removed, and checked, after."""
+    folder: Path = tmp_path_factory.mktemp(name)
     shutil.copytree(HELLO, folder / "web")
-    (folder / "blueprint.yaml").write_text("""
-name: it-faults
+    (folder / "blueprint.yaml").write_text(f"""
+name: {name}
 services:
   web:
     build: ./web
     ports: [8000]
-    ready: {http: {port: 8000, path: /health}}
+    ready: {{http: {{port: 8000, path: /health}}}}
   client:
     build: ./web
     command: [sleep, infinity]
@@ -68,6 +68,11 @@ services:
     backend, run = environment.backend, environment.run_id
     environment.down()
     assert resources_of(backend, run) == []
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[api.Environment]:
+    yield from web_and_client(tmp_path_factory, "it-faults")
 
 
 def probe(env: api.Environment, n: int = 1, timeout: float = 2.0) -> list[str]:

@@ -4,7 +4,6 @@ no-NET_ADMIN fallback (a front proxy on the service's name), and the timeline se
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,8 +15,8 @@ from envkit import labels as L
 from envkit.errors import Unsupported
 from envkit.faults import apply as faults
 
-from .conftest import BLUEPRINTS, envkit_cli, resources_of
-from .test_faults import PROBE, host_get
+from .conftest import BLUEPRINTS, envkit_cli
+from .test_faults import host_get, probe, web_and_client
 
 pytestmark = pytest.mark.integration
 HELLO = BLUEPRINTS / "hello" / "web"
@@ -25,28 +24,7 @@ HELLO = BLUEPRINTS / "hello" / "web"
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[api.Environment]:
-    folder: Path = tmp_path_factory.mktemp("faults-follow")
-    shutil.copytree(HELLO, folder / "web")
-    (folder / "blueprint.yaml").write_text("""
-name: it-faults-follow
-services:
-  web:
-    build: ./web
-    ports: [8000]
-    ready: {http: {port: 8000, path: /health}}
-  client:
-    build: ./web
-    command: [sleep, infinity]
-""", encoding="utf-8")
-    environment = api.up(folder / "blueprint.yaml")
-    yield environment
-    backend, run = environment.backend, environment.run_id
-    environment.down()
-    assert resources_of(backend, run) == []
-
-
-def probe(env: api.Environment, n: int = 1, timeout: float = 2.0) -> list[str]:
-    return env.exec("client", ["python3", "-c", PROBE, str(n), str(timeout)]).output.strip().splitlines()
+    yield from web_and_client(tmp_path_factory, "it-faults-follow")
 
 
 def ms(lines: list[str]) -> list[float]:
