@@ -49,10 +49,9 @@ services:
 """
 
 
-@pytest.fixture
-def stub(load_text: Callable[..., Blueprint]) -> Iterator[tuple[str, StubClient]]:
-    bp = load_text(BLUEPRINT, {"receipt.txt": "thank you\n"})
-    config = json.loads(dict(bp.services["pay"].environment)[CONFIG_VAR])
+def serve(bp: Blueprint, service: str) -> Iterator[tuple[str, StubClient]]:
+    """The stub server of ``service`` in this process on a free port: its URL and a client; shut after."""
+    config = json.loads(dict(bp.services[service].environment)[CONFIG_VAR])
     handler = type("H", (Handler,), {"state": State(config), "log_message": lambda *a: None})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
@@ -60,11 +59,16 @@ def stub(load_text: Callable[..., Blueprint]) -> Iterator[tuple[str, StubClient]
     thread.start()
     port = server.server_address[1]
     try:
-        yield f"http://127.0.0.1:{port}", StubClient.at("127.0.0.1", port, "pay")
+        yield f"http://127.0.0.1:{port}", StubClient.at("127.0.0.1", port, service)
     finally:
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+@pytest.fixture
+def stub(load_text: Callable[..., Blueprint]) -> Iterator[tuple[str, StubClient]]:
+    yield from serve(load_text(BLUEPRINT, {"receipt.txt": "thank you\n"}), "pay")
 
 
 def call(url: str, method: str = "GET", body: object = None) -> tuple[int, dict[str, str], bytes]:

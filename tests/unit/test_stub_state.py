@@ -4,20 +4,17 @@ set at run time, reset() back to the initial states; the server in this process,
 from __future__ import annotations
 
 import json
-import threading
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
-from http.server import ThreadingHTTPServer
 
 import pytest
 
 from envkit.blueprint.model import Blueprint
 from envkit.errors import BlueprintError
 from envkit.stubs.client import StubClient, StubError
-from envkit.stubs.model import CONFIG_VAR
 from envkit.stubs.server.stubserver.routes import Request, allowed, initial_states, render
-from envkit.stubs.server.stubserver.server import Handler, State
+from tests.unit.test_stub_server import serve
 
 BLUEPRINT = """
 services:
@@ -40,20 +37,7 @@ services:
 
 @pytest.fixture
 def stub(load_text: Callable[..., Blueprint]) -> Iterator[tuple[str, StubClient]]:
-    bp = load_text(BLUEPRINT)
-    config = json.loads(dict(bp.services["shop"].environment)[CONFIG_VAR])
-    handler = type("H", (Handler,), {"state": State(config), "log_message": lambda *a: None})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    port = server.server_address[1]
-    try:
-        yield f"http://127.0.0.1:{port}", StubClient.at("127.0.0.1", port, "shop")
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    yield from serve(load_text(BLUEPRINT), "shop")
 
 
 def call(url: str, method: str = "GET") -> tuple[int, object]:
