@@ -39,8 +39,6 @@ from swarm import rig  # type: ignore[import-not-found]  # noqa: E402  (tests/sw
 from envkit import api  # noqa: E402
 from envkit import labels as L  # noqa: E402
 from envkit.backends import connect  # noqa: E402
-from envkit.blueprint import load  # noqa: E402
-from envkit.images import image_tags  # noqa: E402
 
 SHOP = ROOT / "blueprints" / "shop"
 HELLO = ROOT / "blueprints" / "hello"
@@ -65,18 +63,6 @@ def run(argv: list[str], env: dict[str, str] | None = None, timeout: float = 600
 
 def docker(where: str, *args: str, timeout: float = 600) -> str:
     return run(["docker", "-H", where, *args], timeout=timeout)
-
-
-def shop_tags() -> list[str]:
-    bp = load(SHOP, {})
-    tags = sorted(set(image_tags(bp, bp.services).values()))
-    local = connect("docker", {**os.environ, **rig.OUTER})
-    try:
-        if not all(local.image_exists(t) for t in tags):
-            api.up(SHOP, backend=local, seed=False).down()
-    finally:
-        local.close()
-    return tags
 
 
 def images_into_nodes(tags: list[str], env: dict[str, str], registry: bool = True) -> dict[str, float]:
@@ -161,7 +147,7 @@ def main() -> int:
     ap.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "swarm.json")
     args = ap.parse_args()
     out: dict[str, Any] = {"load_average_start": os.getloadavg()}
-    tags = shop_tags()
+    tags = rig.local_tags(SHOP)
     compose = ROOT / "benchmarks" / "results" / "shop.stack.yaml"  # what was deployed, kept beside the results
     run([*CLI, "export", "--format", "stack", str(SHOP), "-o", str(compose)])
     with rig.LOCK.open("w") as lock:

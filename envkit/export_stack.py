@@ -6,6 +6,10 @@ differently from Compose, so that the same blueprint deploys as a stack on a Doc
     {{ in environment values and hostnames → {{"{{"}}: Swarm expands Go templates there
                     ({{.Node.Hostname}}), Compose does not; the process sees the value as written (a
                     stub's routes hold {{body.amount_cents}}, which Swarm refuses: function "body" not defined)
+    a secret with {{ → the value to set for its ``${VAR}`` (``secrets``: the CLI's ``.secrets.env`` file) is
+                    escaped the same way, since `stack deploy` puts it into the environment as it is; if
+                    the variable is also read where Swarm expands nothing (a command, a healthcheck),
+                    that keeps ``${VAR}`` (raw) and the environment reads ``${VAR_SWARM}`` (escaped)
     top-level name  → left out: the stack's name is `docker stack deploy`'s argument
     pull_policy     → left out (not in the format `stack deploy` reads); deploy with `--resolve-image never`
                     so the nodes use envkit's content-tagged images they already have
@@ -52,12 +56,9 @@ def to_stack(export: ComposeExport) -> ComposeExport:
     notes.append("deploy with `docker stack deploy --resolve-image never -c FILE NAME` once every node has the "
                  "images (`envkit up` builds them on one engine; `docker save | docker load` them on each node)")
     ordered, addressed = False, False
+    secrets = _templated(document, export.secrets)
     for name, svc in document["services"].items():
         svc.pop("pull_policy", None)
-        if isinstance(svc.get("environment"), dict):
-            svc["environment"] = {k: literal(v) if isinstance(v, str) else v for k, v in svc["environment"].items()}
-        if isinstance(svc.get("hostname"), str):
-            svc["hostname"] = literal(svc["hostname"])
         if isinstance(svc.get("depends_on"), dict):
             svc["depends_on"] = list(svc["depends_on"])
             ordered = True
@@ -78,13 +79,53 @@ def to_stack(export: ComposeExport) -> ComposeExport:
     if addressed:
         notes.append("Swarm publishes a port on every address of the node that runs the task (it has no host "
                      "address): firewall the nodes, or drop the ports you do not need")
-    if export.secrets:
-        notes.append("secret values are read from the environment by `docker stack deploy` as by Compose; one "
-                     "holding '{{' is expanded by Swarm as a Go template")
+    if secrets:
+        escaped = sorted(k for k, v in secrets.items() if v != export.secrets.get(k))
+        notes.append("`docker stack deploy` reads the secret values from its environment (it has no --env-file)"
+                     + (f"; set {', '.join(escaped)} as the secrets file has them, Go-template escaped ('{{' as "
+                        "'{{\"{{\"}}'): Swarm expands templates in the environment" if escaped else ""))
     if "outputs" in (document.get("x-envkit") or {}):
         notes.append("outputs are not part of a stack; a task's published port: `docker service ps` (node) and "
                      "`docker -H NODE port CONTAINER`")
-    return replace(export, document=document, notes=tuple(notes), fmt="stack")
+    return replace(export, document=document, notes=tuple(notes), fmt="stack", secrets=secrets)
+
+
+def _templated(document: dict[str, Any], secrets: dict[str, str]) -> dict[str, str]:
+    """Escape the environment values and hostnames of ``document``'s services (in place), and return the
+    secret values to set for them: one holding ``{{`` escaped where Swarm expands it (see the module text)."""
+    places: list[tuple[dict[str, Any], str]] = []  # (mapping, key) of each string Swarm expands
+    for svc in document["services"].values():
+        if isinstance(svc.get("environment"), dict):
+            places += [(svc["environment"], k) for k, v in svc["environment"].items() if isinstance(v, str)]
+        if isinstance(svc.get("hostname"), str):
+            places.append((svc, "hostname"))
+    out = dict(secrets)
+    for var in sorted(v for v, value in secrets.items() if GO_TEMPLATE_OPEN in value):
+        ref = re.compile(r"(?<!\$)((?:\$\$)*)\$\{" + re.escape(var) + r"\}")  # ${VAR}, not $${VAR}
+        kept = [where[key] for where, key in places]
+        for where, key in places:
+            where[key] = ""
+        elsewhere = ref.search(str(_read(document))) is not None  # read raw outside the expanded places
+        for (where, key), value in zip(places, kept, strict=True):
+            where[key] = value
+        name = var
+        if elsewhere:
+            name = next(n for n in (f"{var}_SWARM", *(f"{var}_SWARM_{i}" for i in range(2, 100))) if n not in out)
+            for where, key in places:
+                where[key] = ref.sub(rf"\g<1>${{{name}}}", where[key])
+        else:
+            del out[var]
+        out[name] = literal(secrets[var])
+    for where, key in places:
+        where[key] = literal(where[key])
+    return dict(sorted(out.items()))
+
+
+def _read(value: Any) -> Any:
+    """``value`` without its ``x-`` extension keys (envkit's own notes: nobody reads a secret there)."""
+    if isinstance(value, dict):
+        return {k: _read(v) for k, v in value.items() if not str(k).startswith("x-")}
+    return [_read(v) for v in value] if isinstance(value, list) else value
 
 
 def _host_mode(service: str, port: Any) -> tuple[dict[str, Any], str]:

@@ -58,6 +58,13 @@ from envkit.errors import Busy, Conflict, EngineError, EngineUnavailable, NotFou
 
 __all__ = ["SwarmBackend", "open_backend"]
 
+#: the ports a service publishes are chosen, and the service made, by one thread of this process at a time
+_PUBLISHING = threading.Lock()
+
+
+class _PortTaken(EngineError):
+    """The task waits for a host-mode port that every node it may run on has in use (chosen at once by
+    another process): envkit chooses again."""
 
 
 class SwarmBackend(NodeCalls):
@@ -213,25 +220,37 @@ class SwarmBackend(NodeCalls):
                 constraints.append(f"node.hostname=={pinned}")
         labels = dict(spec.labels) | ({NODE_LABEL: pinned} if pinned else {})
         template, mode = wire.task_template(spec, tuple(constraints))
-        # A host-mode port taken on every node leaves the task pending ("host-mode port already in use"):
-        # the least used ports of the range are chosen, so Swarm finds a node where they are free.
+        ephemeral = sum(1 for p in spec.ports if p.host_port is None)
+        for attempt in range(3):
+            with _PUBLISHING:  # the ports are chosen from the services that exist: one choice at a time here
+                endpoint = self._endpoint(spec, self._free_ports(ephemeral))
+                try:
+                    self._once(f"create service {spec.name}", partial(
+                        self.api.create_service, template, name=spec.name, labels=labels, mode=mode,
+                        endpoint_spec=endpoint))
+                except Transient as exc:  # Swarm answers 500 for a network that does not exist
+                    if "not found" in str(exc):
+                        raise NotFound(str(exc)) from exc
+                    raise
+            try:
+                self._await_task(spec.name, port_taken=bool(ephemeral) and attempt < 2)
+                return
+            except _PortTaken:  # another process took the same ports at once: choose again
+                self._once(f"remove service {spec.name}", lambda: self.api.remove_service(spec.name))
+
+    @staticmethod
+    def _endpoint(spec: ContainerSpec, free: list[int]) -> EndpointSpec:
+        """dnsrr, host-mode ports: the blueprint's host port, else one of ``free``."""
         endpoint = EndpointSpec(mode="dnsrr")
-        free = self._free_ports(sum(1 for p in spec.ports if p.host_port is None))
         endpoint["Ports"] = [{"Protocol": p.container.protocol, "TargetPort": p.container.number,
                               "PublishedPort": p.host_port or free.pop(0), "PublishMode": "host"}
                              for p in spec.ports]
-        try:
-            self._once(f"create service {spec.name}", lambda: self.api.create_service(
-                template, name=spec.name, labels=labels, mode=mode, endpoint_spec=endpoint))
-        except Transient as exc:  # Swarm answers 500 for a network that does not exist
-            if "not found" in str(exc):
-                raise NotFound(str(exc)) from exc
-            raise
-        self._await_task(spec.name)
+        return endpoint
 
-    def _await_task(self, name: str, timeout: float = 120) -> NodeInfo | None:
+    def _await_task(self, name: str, timeout: float = 120, port_taken: bool = False) -> NodeInfo | None:
         """Until the service's task runs (or already ended): its node. A task Swarm cannot place or prepare
-        is an error with Swarm's reason (no node with the port free, an image missing on a node, ...)."""
+        is an error with Swarm's reason (no node with the port free, an image missing on a node, ...);
+        with ``port_taken``, a task pending only for its host ports raises ``_PortTaken`` at once."""
         deadline = time.monotonic() + timeout
         reason = ""
         while time.monotonic() < deadline:
@@ -244,6 +263,8 @@ class SwarmBackend(NodeCalls):
             if status.get("State") == "running" or status.get("State") in ENDED:
                 return node
             reason = str(status.get("Err") or status.get("Message") or status.get("State") or "no task yet")
+            if port_taken and "host-mode port already in use" in reason:
+                raise _PortTaken(reason)
             if "no suitable node" in reason and time.monotonic() > deadline - timeout + 5:
                 break  # unschedulable for 5 s: Swarm retries forever, envkit says why
             time.sleep(0.1)
@@ -253,9 +274,10 @@ class SwarmBackend(NodeCalls):
         """``count`` ports of the publish range, the least used by services first (a host-mode port
         is free on a node until a task there uses it: Swarm places the task on such a node)."""
         used: dict[int, int] = {}
-        for svc in self._retried("list services", self.api.services):
-            for p in (svc.get("Endpoint") or {}).get("Ports") or []:
-                used[p.get("PublishedPort", 0)] = used.get(p.get("PublishedPort", 0), 0) + 1
+        for svc in self._retried("list services", self.api.services):  # as asked: the spec is there at once
+            for port in {p.get("PublishedPort", 0) for p in ((svc.get("Spec") or {}).get("EndpointSpec") or {})
+                         .get("Ports") or []}:
+                used[port] = used.get(port, 0) + 1
         ranked = sorted(self.nodes.publish, key=lambda port: (used.get(port, 0), port))
         if count > len(ranked):
             raise Unsupported(f"engine swarm: {count} ports to publish, ENVKIT_SWARM_PUBLISH has {len(ranked)}")

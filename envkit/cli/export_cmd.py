@@ -53,13 +53,15 @@ def export(blueprint: Path, fmt: str, output: Path | None, env_files: tuple[Path
         names = ", ".join(result.secrets)
         if output is None:
             err.print(f"[yellow]note:[/] secret values are not written: set {escape(names)} in the environment "
-                      "(or pass `docker compose --env-file FILE`) when you run Compose")
+                      + ("(or pass `docker compose --env-file FILE`) when you run Compose" if fmt == "compose" else
+                         "when you run `docker stack deploy`"))
         else:
             secrets_file = output.with_name(f"{output.stem}.secrets.env")
             _write_private(secrets_file, "".join(f"{k}={_env_value(v)}\n" for k, v in result.secrets.items()))
+            run = (f"`docker compose --env-file {secrets_file} -f {output} up`" if fmt == "compose" else
+                   f"`set -a; . {secrets_file}; set +a; docker stack deploy --resolve-image never -c {output} NAME`")
             err.print(f"[yellow]note:[/] secret values are not in {escape(str(output))} ({escape(names)}): wrote "
-                      f"them to {escape(str(secrets_file))} (mode 0600); run `docker compose --env-file "
-                      f"{escape(str(secrets_file))} -f {escape(str(output))} up`")
+                      f"them to {escape(str(secrets_file))} (mode 0600); run {escape(run)}")
     if output is not None:
         err.print(f"wrote {escape(str(output))} ({fmt}, {len(bp.services)} services)")
 

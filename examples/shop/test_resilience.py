@@ -4,22 +4,35 @@ also when the test fails, so the next test gets a whole shop again.
 
 These tests stop and restart services of the shop they are given: run them on a shop of their own (the
 default, also with `-n 2`), not on one shared by several xdist workers (`--envkit-shared`), whose other
-tests would see the outage too.
+tests would see the outage too. On an engine that cannot apply a fault (Docker Swarm cannot stop, kill or
+proxy a task on another node, docs/swarm.md) the test is skipped with the engine's reason.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
+from typing import Any
 
+import pytest
 import redis
 from shop_client import OUTPUTS, Shop, wait_for
 
 import envkit
+from envkit.errors import Unsupported
+from envkit.faults.session import ActiveFault
 
 
 def customer() -> str:
     return f"{uuid.uuid4().hex[:12]}@example.test"  # tests may share one shop: never reuse a customer
+
+
+def fault(env: envkit.Environment, service: str, kind: str, **params: Any) -> ActiveFault:
+    """``env.fault(...)``, or the test skipped when the run's engine cannot apply that fault."""
+    try:
+        return env.fault(service, kind, **params)
+    except Unsupported as exc:
+        pytest.skip(str(exc))
 
 
 def started_at(env: envkit.Environment, service: str) -> tuple[str, str | None]:
@@ -38,7 +51,7 @@ def queued(shop: Shop) -> list[int]:
 
 def test_orders_queued_while_the_worker_is_down_are_fulfilled_when_it_is_back(shop: Shop,
                                                                             shop_env: envkit.Environment) -> None:
-    with shop_env.fault("worker", "kill"):
+    with fault(shop_env, "worker", "kill"):
         wait_for(lambda: not shop_env.backend.inspect_container(shop_env.info.services["worker"][0].id).running)
         orders = []
         for amount in (300, 400, 500):
@@ -56,7 +69,7 @@ def test_orders_queued_while_the_worker_is_down_are_fulfilled_when_it_is_back(sh
 
 def test_the_api_survives_a_database_restart(shop: Shop, shop_env: envkit.Environment) -> None:
     api_before = started_at(shop_env, "api")
-    with shop_env.fault("db", "stop", grace="5s"):
+    with fault(shop_env, "db", "stop", grace="5s"):
         for method, path, body in (("GET", "/health", None), ("GET", "/orders", None),
                                    ("POST", "/orders", {"email": customer(), "amount_cents": 100})):
             start = time.monotonic()
@@ -88,7 +101,7 @@ def flaky_checkouts(shop: Shop, env: envkit.Environment, seed: int, n: int = 8) 
     """N orders while half of the API's connections to the payment gateway are reset (seeded): what the
     API answered each one."""
     answers = []
-    with env.fault("payments", "reset", peer="api", direction="upstream", probability=0.5, seed=seed):
+    with fault(env, "payments", "reset", peer="api", direction="upstream", probability=0.5, seed=seed):
         for _ in range(n):
             status, order = shop.call("POST", "/orders", {"email": customer(), "amount_cents": 900})
             answers.append((status, order.get("error", "").split(":")[0]))

@@ -1,6 +1,7 @@
 """The swarm rig for the modules here: brought up once for the package (``swarm``, under the rig's lock),
-with ``local_images`` (built on this machine's engine) loaded into every node, and always torn down after
-the package's last test. A rig that cannot come up skips the tests with the rig's own error.
+with ``local_images`` and the bundled shop's images (built on this machine's engine) loaded into every
+node in one `load` (one tar: the layers they share are sent once), and always torn down after the
+package's last test. A rig that cannot come up skips the tests with the rig's own error.
 
 Every test blueprint here builds hello's ``web`` folder under the one name ``NAME``, so that one image
 (content tag ``envkit/NAME-web:...``) serves them all and none is built inside a node. A module that
@@ -25,6 +26,7 @@ from . import rig
 
 HERE = Path(__file__).resolve().parent
 HELLO = HERE.parents[1] / "blueprints" / "hello"
+SHOP = HERE.parents[1] / "blueprints" / "shop"
 NAME = "swarm-test"
 WEB: dict[str, Any] = {"build": "./web", "stop_grace_period": "1s"}
 #: two services (one of two replicas) on the hello image: spread over the nodes, reached from here
@@ -78,7 +80,7 @@ def swarm(local_images: dict[str, float]) -> Iterator[dict[str, str]]:
     reason = _engine_works()
     if reason:
         pytest.skip(reason)
-    images = ("debian:bookworm-slim", *(t for t in local_images if ":" in t))
+    images = ("debian:bookworm-slim", *(t for t in local_images if ":" in t), *rig.local_tags(SHOP))
     try:
         context = rig.running(3, images)
         environment = context.__enter__()

@@ -83,3 +83,53 @@ def test_the_cli_writes_the_stack_form(tmp_path: Path) -> None:
     document = yaml.safe_load(text)
     assert '{{"{{"}}body.amount_cents}}' in document["services"]["payments"]["environment"]["ENVKIT_STUB_CONFIG"]
     assert "Swarm starts every service at once" in result.output
+
+
+def _deployed(value: str, secrets: dict[str, str]) -> str:
+    """What a task's environment holds for ``value``: `stack deploy` fills in ${VAR}, then Swarm expands it."""
+    filled = re.sub(r"(?<!\$)((?:\$\$)*)\$\{(\w+)\}", lambda m: m.group(1) + secrets[m.group(2)], value)
+    return go_text(filled).replace("$$", "$")
+
+
+SECRET_BLUEPRINT = """\
+name: s
+secrets: [TOKEN, KEY]
+services:
+  a:
+    image: debian:bookworm-slim
+    hostname: "h-${KEY}"
+    command: [sh, -c, "test \\"$$T\\" = '${TOKEN}'"]
+    environment:
+      T: "${TOKEN}"
+      K: "k=${KEY}"
+      U: {value: "u{{.Node.Hostname}}", secret: true}
+"""
+
+
+def test_a_secret_holding_go_templates_reaches_the_task_as_written(tmp_path: Path) -> None:
+    (tmp_path / "blueprint.yaml").write_text(SECRET_BLUEPRINT, encoding="utf-8")
+    env = {"TOKEN": "t{{.Task.Name}}$x", "KEY": "plain"}
+    out = to_stack(to_compose(load(tmp_path, env), {}))
+    a = out.document["services"]["a"]
+    # TOKEN is also read by the command, where Swarm expands nothing: raw there, escaped for the environment
+    assert a["command"][2].endswith("'${TOKEN}'")
+    assert a["environment"]["T"] == "${TOKEN_SWARM}"
+    assert out.secrets == {"A_U": 'u{{"{{"}}.Node.Hostname}}', "KEY": "plain", "TOKEN": "t{{.Task.Name}}$x",
+                           "TOKEN_SWARM": 't{{"{{"}}.Task.Name}}$x'}
+    assert _deployed(a["environment"]["T"], out.secrets) == env["TOKEN"]
+    assert _deployed(a["environment"]["U"], out.secrets) == "u{{.Node.Hostname}}"
+    assert _deployed(a["environment"]["K"], out.secrets) == "k=plain"
+    assert _deployed(a["hostname"], out.secrets) == "h-plain"
+    assert any("TOKEN_SWARM" in n and "Go-template escaped" in n for n in out.notes), out.notes
+
+
+def test_the_cli_writes_escaped_secret_values_for_stack_deploy(tmp_path: Path) -> None:
+    (tmp_path / "blueprint.yaml").write_text(SECRET_BLUEPRINT, encoding="utf-8")
+    target = tmp_path / "s.stack.yaml"
+    result = CliRunner().invoke(cli, ["export", "--format", "stack", str(tmp_path), "-o", str(target)],
+                                env={"TOKEN": "t{{x}}", "KEY": "k"})
+    assert result.exit_code == 0, result.output
+    written = (tmp_path / "s.stack.secrets.env").read_text(encoding="utf-8")
+    assert "TOKEN_SWARM='t{{\"{{\"}}x}}'\n" in written and "TOKEN='t{{x}}'\n" in written
+    assert "t{{x}}" not in target.read_text(encoding="utf-8")
+    assert "docker stack deploy" in " ".join(result.output.split())
