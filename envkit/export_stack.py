@@ -3,7 +3,7 @@
 ``to_stack`` is pure: it takes ``envkit.export.to_compose``'s result and changes what Swarm reads
 differently from Compose, so that the same blueprint deploys as a stack on a Docker Swarm:
 
-    {{ in environment values and hostnames → {{"{{"}}: Swarm expands Go templates there
+    {{ in environment values, hostnames, volume targets and labels → {{"{{"}}: Swarm expands Go templates there
                     ({{.Node.Hostname}}), Compose does not; the process sees the value as written (a
                     stub's routes hold {{body.amount_cents}}, which Swarm refuses: function "body" not defined)
     a secret with {{ → the value to set for its ``${VAR}`` (``secrets``: the CLI's ``.secrets.env`` file) is
@@ -99,6 +99,12 @@ def _templated(document: dict[str, Any], secrets: dict[str, str]) -> dict[str, s
             places += [(svc["environment"], k) for k, v in svc["environment"].items() if isinstance(v, str)]
         if isinstance(svc.get("hostname"), str):
             places.append((svc, "hostname"))
+        places += [(m, "target") for m in svc.get("volumes") or [] if isinstance(m, dict)
+                   and isinstance(m.get("target"), str)]
+    for volume in (document.get("volumes") or {}).values():  # a named volume's labels: Swarm expands them too
+        labels = (volume or {}).get("labels")
+        if isinstance(labels, dict):
+            places += [(labels, k) for k, v in labels.items() if isinstance(v, str)]
     out = dict(secrets)
     for var in sorted(v for v, value in secrets.items() if GO_TEMPLATE_OPEN in value):
         ref = re.compile(r"(?<!\$)((?:\$\$)*)\$\{" + re.escape(var) + r"\}")  # ${VAR}, not $${VAR}

@@ -16,13 +16,18 @@ from envkit.backends.base import ContainerSpec, ContainerState, ContainerStatus,
 
 __all__ = ["ENDED", "state", "task_template"]
 
-#: Swarm expands Go templates ({{.Node.Hostname}}) in a task's environment and hostname: a value with "{{"
+#: Swarm expands Go templates ({{.Node.Hostname}}) in a task's environment, hostname and mounts (target,
+#: volume labels): a value with "{{"
 #: (a stub's routes, a template of the application's own) is kept literal by writing its "{{" as an action
 _OPEN, _OPEN_LITERAL = "{{", '{{"{{"}}'
 
 
 def _literal(text: str | None) -> str | None:
-    return text.replace(_OPEN, _OPEN_LITERAL) if text is not None else None
+    return _text(text) if text is not None else None
+
+
+def _text(text: str) -> str:
+    return text.replace(_OPEN, _OPEN_LITERAL)
 
 
 def task_template(spec: ContainerSpec, constraints: tuple[str, ...] = ()) -> tuple[TaskTemplate, ServiceMode]:
@@ -30,8 +35,8 @@ def task_template(spec: ContainerSpec, constraints: tuple[str, ...] = ()) -> tup
     (``io.envkit.kind=job``) is a ``replicated-job`` service, anything else one replica. Placement: the
     blueprint's constraints and ``constraints`` (envkit's own: ``_swarm_place``)."""
     labels = dict(spec.labels)
-    mounts = [Mount(target=m.target, source=m.source, type="volume", read_only=m.read_only, labels=labels)
-              for m in spec.mounts]
+    mounts = [Mount(target=_text(m.target), source=m.source, type="volume", read_only=m.read_only,
+                    labels={k: _text(v) for k, v in labels.items()}) for m in spec.mounts]
     container = SwarmContainerSpec(
         spec.image, command=list(spec.entrypoint) if spec.entrypoint is not None else None,
         args=list(spec.command) if spec.command is not None else None, hostname=_literal(spec.hostname),
@@ -40,7 +45,7 @@ def task_template(spec: ContainerSpec, constraints: tuple[str, ...] = ()) -> tup
         stop_grace_period=int((spec.stop_timeout if spec.stop_timeout is not None else 10) * 1e9))
     if spec.tmpfs:
         container["Mounts"] = [*container.get("Mounts", []), *(
-            {"Type": "tmpfs", "Target": path} for path, _options in spec.tmpfs)]
+            {"Type": "tmpfs", "Target": _text(path)} for path, _options in spec.tmpfs)]
     resources = Resources(mem_limit=spec.memory, cpu_limit=int(spec.cpus * 1e9) if spec.cpus else None)
     wanted = [*(spec.placement.constraints if spec.placement else ()), *constraints]
     template = TaskTemplate(container, resources=resources, restart_policy=RestartPolicy(condition="none"),
@@ -83,7 +88,7 @@ def state(node_of: Callable[[str], NodeInfo | None], nodes: NodeMap, service: Ma
             if att.get("Addresses"):
                 addresses[att["Network"]["Spec"]["Name"]] = str(att["Addresses"][0]).split("/")[0]
     env = {k: v.replace(_OPEN_LITERAL, _OPEN) for k, v in (str(e).partition("=")[::2] for e in cspec.get("Env") or [])}
-    mounts = tuple(MountSpec("volume", m["Source"], m["Target"], bool(m.get("ReadOnly")))
+    mounts = tuple(MountSpec("volume", m["Source"], m["Target"].replace(_OPEN_LITERAL, _OPEN), bool(m.get("ReadOnly")))
                    for m in cspec.get("Mounts") or [] if m.get("Type") == "volume")
     return ContainerState(spec["Name"], spec["Name"], status, exit_code, None, addresses, ports,
                           dict(spec.get("Labels") or {}), started_at=started or None, oom_killed=False,

@@ -133,3 +133,12 @@ def test_the_cli_writes_escaped_secret_values_for_stack_deploy(tmp_path: Path) -
     assert "TOKEN_SWARM='t{{\"{{\"}}x}}'\n" in written and "TOKEN='t{{x}}'\n" in written
     assert "t{{x}}" not in target.read_text(encoding="utf-8")
     assert "docker stack deploy" in " ".join(result.output.split())
+
+
+def test_volume_targets_are_escaped_as_swarm_expands_them(tmp_path: Path) -> None:
+    (tmp_path / "blueprint.yaml").write_text(
+        "name: v\nvolumes: {data: {}}\nservices:\n  a:\n    image: debian:bookworm-slim\n"
+        "    command: [echo, '{{x}}']\n    volumes: ['data:/d/{{x}}']\n", encoding="utf-8")
+    a = to_stack(to_compose(load(tmp_path, {}), {})).document["services"]["a"]
+    assert [v["target"] for v in a["volumes"]] == ['/d/{{"{{"}}x}}']
+    assert a["command"] == ["echo", "{{x}}"]  # Swarm expands no command

@@ -108,9 +108,16 @@ def test_a_task_on_a_lost_node_is_dead_and_says_which_node() -> None:
 
 
 def test_values_with_braces_stay_literal_through_swarms_templates() -> None:
-    spec = ContainerSpec("envkit-r1-stub-1", "app", (), (), environment=(("ROUTES", '{"id": "ch_{{request.id}}"}'),))
+    spec = ContainerSpec("envkit-r1-stub-1", "app", (("team", "a{{b"),), (),
+                         environment=(("ROUTES", '{"id": "ch_{{request.id}}"}'),),
+                         mounts=(MountSpec("volume", "envkit-r1-data", "/d/{{x}}", False),), hostname="h{{")
     template, _ = wire.task_template(spec)
-    env = template["ContainerSpec"]["Env"]
-    assert env == ['ROUTES={"id": "ch_{{"{{"}}request.id}}"}']  # Go's template prints the text "{{"
-    service = {"Spec": {"Name": spec.name, "Labels": {}, "TaskTemplate": {"ContainerSpec": {"Env": env}}}}
-    assert wire.state(Nodes(lambda: NODES).get, parse_nodes({}), service, None).environment == dict(spec.environment)
+    container = template["ContainerSpec"]
+    assert container["Env"] == ['ROUTES={"id": "ch_{{"{{"}}request.id}}"}']  # Go's template prints the text "{{"
+    assert container["Hostname"] == 'h{{"{{"}}'
+    [mount] = container["Mounts"]  # Swarm expands a mount's target and its volume's labels too
+    assert (mount["Target"], mount["VolumeOptions"]["Labels"]) == ('/d/{{"{{"}}x}}', {"team": 'a{{"{{"}}b'})
+    assert container["Labels"] == {"team": "a{{b"}  # not expanded: as written
+    service = {"Spec": {"Name": spec.name, "Labels": {}, "TaskTemplate": {"ContainerSpec": container}}}
+    state = wire.state(Nodes(lambda: NODES).get, parse_nodes({}), service, None)
+    assert state.environment == dict(spec.environment) and state.mounts == spec.mounts
