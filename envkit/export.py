@@ -254,6 +254,8 @@ def _placement(ctx: _Context, svc: Service) -> dict[str, Any]:
         where["constraints"] = list(svc.placement.constraints)
     if svc.placement.max_per_node is not None:
         where["max_replicas_per_node"] = svc.placement.max_per_node
+    if svc.placement.spread:
+        where["preferences"] = [{"spread": label} for label in svc.placement.spread]
     return {"deploy": {**_replicas(ctx, svc).get("deploy", {}), "placement": where}}
 
 

@@ -218,6 +218,10 @@ def _pod(svc: Service, spec: ContainerSpec, bp: Blueprint, values: dict[str, str
     volumes = K.pod_volumes(spec)
     if volumes:
         pod["volumes"] = volumes
+    run = dict(spec.labels).get(L.RUN, "")
+    spread, _ = K.spread(svc.placement, {L.RUN: run, L.SERVICE: svc.name})
+    if spread:
+        pod["topologySpreadConstraints"] = spread
     return pod
 
 
@@ -280,7 +284,7 @@ def _seed_job(svc: Service, index: int, item: RunSeed, image: str, spec: Contain
                          entrypoint=item.entrypoint, environment=item.environment, user=item.user,
                          working_dir=item.working_dir)
     plain = replace(svc, name=f"{svc.name}-seed-{index}", ready=None, volumes=(), tmpfs=(), hostname=None,
-                    stop_grace_period=0.0)
+                    stop_grace_period=0.0, placement=None)
     template = {"metadata": {k: v for k, v in K.metadata(name, {**lab, **{K.network_label(a.network): "true"
                                                                            for a in svc.networks}}).items() if k != "name"},
                 "spec": _pod(plain, step, bp, values, "Never")}
@@ -296,6 +300,14 @@ def _notes(svc: Service, notes: list[str]) -> None:
         notes.append(f"service {svc.name}: stop_signal {svc.stop_signal} is not set (Kubernetes sends the image's STOPSIGNAL)")
     if svc.user and not svc.user.split(":")[0].isdigit():
         notes.append(f"service {svc.name}: user '{svc.user}' is a name; Kubernetes takes numeric ids only (left to the image)")
+    if svc.placement is not None:
+        _, unspread = K.spread(svc.placement, {})
+        if svc.placement.constraints or svc.placement.max_per_node is not None or unspread:
+            what = [*(["constraints"] if svc.placement.constraints else []),
+                    *(["max_per_node"] if svc.placement.max_per_node is not None else []),
+                    *(f"spread {label}" for label in unspread)]
+            notes.append(f"service {svc.name}: placement {', '.join(what)} not carried (Swarm's node attributes; "
+                         "add nodeSelector or affinity for the cluster's own node labels)")
     fixed = [p.host for p in svc.ports if p.host is not None]
     if fixed:
         notes.append(f"service {svc.name}: host ports {', '.join(map(str, fixed))} are not published "

@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from envkit import labels as L
-from envkit.backends.types import ContainerSpec, MountSpec
+from envkit.backends.types import ContainerSpec, MountSpec, Placement
 from envkit.blueprint.model import Probe
 
 __all__ = [
@@ -39,10 +39,12 @@ __all__ = [
     "pvc",
     "readiness_probe",
     "secret",
+    "spread",
 ]
 
 _LABEL_VALUE = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9._-]{0,61}[A-Za-z0-9])?)?\Z")
 _LABEL_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,61}[A-Za-z0-9])?\Z")
+_LABEL_KEY = re.compile(r"^(?:[a-z0-9](?:[-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9](?:[A-Za-z0-9._-]{0,61}[A-Za-z0-9])?\Z")
 _DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?\Z")
 #: the label a pod carries for each blueprint network it is on (``io.envkit.network.backend: "true"``)
 NETWORK_LABEL = f"{L.NS}.network."
@@ -243,6 +245,23 @@ def secret(values: Mapping[str, str], labels: Mapping[str, str], ns: str) -> dic
             "stringData": dict(sorted(values.items()))}
 
 
+def spread(placement: Placement | None, selector: Mapping[str, str]) -> tuple[list[dict[str, Any]], list[str]]:
+    """``placement.preferences`` as topologySpreadConstraints over the pods ``selector`` picks, and the
+    labels that cannot be: Swarm's ``spread: node.labels.KEY`` is a soft, even spread over the values of
+    the node label KEY, which is ``maxSkew: 1, whenUnsatisfiable: ScheduleAnyway`` over ``topologyKey: KEY``
+    (a Kubernetes node label of that name). ``engine.labels.*`` (Docker engine labels) have no counterpart."""
+    out: list[dict[str, Any]] = []
+    lost: list[str] = []
+    for label in placement.spread if placement else ():
+        key = label.removeprefix("node.labels.")
+        if key == label or not _LABEL_KEY.match(key):
+            lost.append(label)
+            continue
+        out.append({"maxSkew": 1, "topologyKey": key, "whenUnsatisfiable": "ScheduleAnyway",
+                    "labelSelector": {"matchLabels": dict(selector)}})
+    return out, lost
+
+
 def pod(spec: ContainerSpec, ns: str, image: str) -> tuple[dict[str, Any], dict[str, str]]:
     """The client path's pod for one envkit container, and its own Secret's values: the environment
     entries a secret locator (``io.envkit.secret.NAME = SERVICE/KEY``) names. ``restartPolicy: Never``:
@@ -267,4 +286,7 @@ def pod(spec: ContainerSpec, ns: str, image: str) -> tuple[dict[str, Any], dict[
     volumes = pod_volumes(spec)
     if volumes:
         body["volumes"] = volumes
+    constraints, _ = spread(spec.placement, {k: labels[k] for k in (L.RUN, L.SERVICE) if k in labels})
+    if constraints:
+        body["topologySpreadConstraints"] = constraints
     return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": body}, values

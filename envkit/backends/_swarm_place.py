@@ -7,12 +7,21 @@ placement (``MaxReplicas``) cannot see a blueprint service's other replicas; env
 - ``constraints`` are the service's own (Swarm checks them);
 - ``max_per_node: M``: nodes that already run M replicas of the same blueprint service in this run get
   ``node.id!=ID``;
+- ``preferences: [{spread: LABEL}]``: the replica goes to the value of LABEL (nodes without it: one more
+  value) whose nodes run the fewest replicas of the service in this run, as a constraint ``LABEL==VALUE``
+  (or ``LABEL!=...`` of every other value); several labels in order, each within the last one's choice.
+  Only nodes that are up, active and meet the other constraints count, so it never makes a task
+  unschedulable. (Swarm's own spread sees the one task of each service, like ``MaxReplicas``);
 - a **named volume** pins every task that mounts it to one node (Swarm volumes are node-local): for the
   first task mounting it envkit chooses the node (ready, active, meeting the service's constraints, the
   fewest running tasks), every task mounting it gets ``node.hostname==HOST`` and the service the label
   ``io.envkit.node=HOST``, where later tasks of the run mounting the same volume find it. So replicas and
   services sharing a volume share its data, and a service made again in the run finds it. (Chosen before
   the service is made: a label changed afterwards makes Swarm replace the task.)
+
+Published ports are host-mode (no ingress mesh): a port is free on a node until a task there uses it,
+so each new service gets the least used ports of ``ENVKIT_SWARM_PUBLISH`` and Swarm places its task on a
+node where they are free.
 
 Nodes are read from the manager at most once a second: a task whose node is not ``ready`` (a node
 container killed, a host gone) is *lost*, which ``_swarm_wire.state`` reports as such.
@@ -29,7 +38,9 @@ from typing import Any
 from envkit import labels as L
 from envkit.backends.base import ContainerSpec
 
-__all__ = ["NODE_LABEL", "NodeInfo", "Nodes", "choose", "extra_constraints", "meets", "pinned_volumes"]
+__all__ = ["NODE_LABEL", "NodeInfo", "Nodes", "choose", "extra_constraints", "host_ports", "least_used", "meets",
+           "pinned_volumes",
+           "replicas_by_node", "spread_constraints"]
 
 #: on a service that mounts a named volume: the hostname of the node its volumes live on
 NODE_LABEL = f"{L.NS}.node"
@@ -118,26 +129,72 @@ def pinned_volumes(spec: ContainerSpec) -> set[str]:
     return {m.source for m in spec.mounts if m.type == "volume"}
 
 
+def replicas_by_node(spec: ContainerSpec, run_services: list[dict[str, Any]],
+                     task_of: Callable[[Mapping[str, Any]], Mapping[str, Any] | None]) -> dict[str, int]:
+    """How many replicas of ``spec``'s blueprint service run on each node (by id), among ``run_services``."""
+    service = dict(spec.labels).get(L.SERVICE)
+    per_node: dict[str, int] = {}
+    for svc in run_services:
+        if (svc["Spec"].get("Labels") or {}).get(L.SERVICE) == service:
+            task = task_of(svc) or {}
+            if task.get("NodeID") and (task.get("Status") or {}).get("State") not in ENDED:
+                per_node[str(task["NodeID"])] = per_node.get(str(task["NodeID"]), 0) + 1
+    return per_node
+
+
 def extra_constraints(spec: ContainerSpec, run_services: list[dict[str, Any]],
                       task_of: Callable[[Mapping[str, Any]], Mapping[str, Any] | None]) -> tuple[list[str], str | None]:
-    """The constraints envkit adds to ``spec``'s task (see the module text), and the hostname its
-    volumes are pinned to (None: not pinned yet, or no volume)."""
+    """The constraints envkit adds to ``spec``'s task for its volumes and ``max_per_node`` (see the module
+    text), and the hostname its volumes are pinned to (None: not pinned yet, or no volume)."""
     extra: list[str] = []
     volumes = pinned_volumes(spec)
     pinned: str | None = None
-    service = dict(spec.labels).get(L.SERVICE)
-    per_node: dict[str, int] = {}
     for svc in run_services:
         labels = svc["Spec"].get("Labels") or {}
         mounts = svc["Spec"]["TaskTemplate"].get("ContainerSpec", {}).get("Mounts") or []
         if pinned is None and labels.get(NODE_LABEL) and volumes & {m.get("Source") for m in mounts}:
             pinned = str(labels[NODE_LABEL])
-        if spec.placement and spec.placement.max_per_node and labels.get(L.SERVICE) == service:
-            task = task_of(svc) or {}
-            if task.get("NodeID") and (task.get("Status") or {}).get("State") not in ENDED:
-                per_node[str(task["NodeID"])] = per_node.get(str(task["NodeID"]), 0) + 1
     if pinned is not None:
         extra.append(f"node.hostname=={pinned}")
     if spec.placement and spec.placement.max_per_node:
+        per_node = replicas_by_node(spec, run_services, task_of)
         extra += [f"node.id!={node}" for node, n in sorted(per_node.items()) if n >= spec.placement.max_per_node]
     return extra, pinned
+
+
+def spread_constraints(spread: Iterable[str], nodes: Iterable[NodeInfo], constraints: Iterable[str],
+                       placed: Mapping[str, int]) -> list[str]:
+    """The constraints that send the next replica to the least used value of each label of ``spread``
+    (see the module text); ``placed``: the service's replicas by node id."""
+    wanted = list(constraints)
+    fit = [n for n in nodes if n.up and n.availability == "active" and all(meets(n, c) for c in wanted)]
+    out: list[str] = []
+    for label in spread:
+        groups: dict[str | None, list[NodeInfo]] = {}
+        for node in fit:
+            groups.setdefault(node.attributes.get(label), []).append(node)
+        if len(groups) < 2:  # one value (or no node at all): nothing to choose
+            continue
+        value = min(groups, key=lambda v: (sum(placed.get(n.id, 0) for n in groups[v]), v is None, v or ""))
+        out += [f"{label}=={value}"] if value is not None else [f"{label}!={v}" for v in sorted(
+            v for v in groups if v is not None)]
+        fit = groups[value]
+    return out
+
+
+def least_used(services: Iterable[Mapping[str, Any]], publish: Iterable[int]) -> list[int]:
+    """The ports of ``publish``, those published by the fewest of ``services`` first (read from each
+    service's spec: there from its creation on)."""
+    used: dict[int, int] = {}
+    for svc in services:
+        for port in {p.get("PublishedPort", 0) for p in ((svc.get("Spec") or {}).get("EndpointSpec") or {})
+                     .get("Ports") or []}:
+            used[port] = used.get(port, 0) + 1
+    return sorted(publish, key=lambda port: (used.get(port, 0), port))
+
+
+def host_ports(spec: ContainerSpec, free: list[int]) -> list[dict[str, Any]]:
+    """The service's published ports in host mode: the blueprint's host port, else the next of ``free``."""
+    free = list(free)
+    return [{"Protocol": p.container.protocol, "TargetPort": p.container.number,
+             "PublishedPort": p.host_port or free.pop(0), "PublishMode": "host"} for p in spec.ports]

@@ -42,7 +42,11 @@ from envkit.backends._swarm_place import (
     Nodes,
     choose,
     extra_constraints,
+    host_ports,
+    least_used,
     pinned_volumes,
+    replicas_by_node,
+    spread_constraints,
 )
 from envkit.backends.base import (
     Backend,
@@ -200,7 +204,8 @@ class SwarmBackend(NodeCalls):
             if self._service(container_id) is None:
                 raise NotFound(f"start container {container_id}: no such container")
             return  # a service runs from its creation on
-        placed = bool(pinned_volumes(spec)) or bool(spec.placement and spec.placement.max_per_node)
+        placed = bool(pinned_volumes(spec)) or bool(spec.placement and (spec.placement.max_per_node or
+                                                                         spec.placement.spread))
         with self._placing if placed else contextlib.nullcontext():
             self._start(spec)
         del self._specs[container_id]
@@ -209,6 +214,10 @@ class SwarmBackend(NodeCalls):
         run = dict(spec.labels).get(L.RUN, "")
         others = self._services({L.RUN: run}) if run else []
         constraints, pinned = extra_constraints(spec, others, self._task)
+        if spec.placement and spec.placement.spread and pinned is None:
+            constraints += spread_constraints(spec.placement.spread, self._nodes.all().values(),
+                                              [*spec.placement.constraints, *constraints],
+                                              replicas_by_node(spec, others, self._task))
         if pinned is None and pinned_volumes(spec):  # the run's first task with these volumes: choose their node
             load: dict[str, int] = {}
             for t in self._retried("list tasks", lambda: self.api.tasks(filters={"desired-state": "running"})):
@@ -223,7 +232,8 @@ class SwarmBackend(NodeCalls):
         ephemeral = sum(1 for p in spec.ports if p.host_port is None)
         for attempt in range(3):
             with _PUBLISHING:  # the ports are chosen from the services that exist: one choice at a time here
-                endpoint = self._endpoint(spec, self._free_ports(ephemeral))
+                endpoint = EndpointSpec(mode="dnsrr")
+                endpoint["Ports"] = host_ports(spec, self._free_ports(ephemeral))
                 try:
                     self._once(f"create service {spec.name}", partial(
                         self.api.create_service, template, name=spec.name, labels=labels, mode=mode,
@@ -237,15 +247,6 @@ class SwarmBackend(NodeCalls):
                 return
             except _PortTaken:  # another process took the same ports at once: choose again
                 self._once(f"remove service {spec.name}", lambda: self.api.remove_service(spec.name))
-
-    @staticmethod
-    def _endpoint(spec: ContainerSpec, free: list[int]) -> EndpointSpec:
-        """dnsrr, host-mode ports: the blueprint's host port, else one of ``free``."""
-        endpoint = EndpointSpec(mode="dnsrr")
-        endpoint["Ports"] = [{"Protocol": p.container.protocol, "TargetPort": p.container.number,
-                              "PublishedPort": p.host_port or free.pop(0), "PublishMode": "host"}
-                             for p in spec.ports]
-        return endpoint
 
     def _await_task(self, name: str, timeout: float = 120, port_taken: bool = False) -> NodeInfo | None:
         """Until the service's task runs (or already ended): its node. A task Swarm cannot place or prepare
@@ -271,17 +272,9 @@ class SwarmBackend(NodeCalls):
         raise EngineError(f"start container {name}: its Swarm task did not start: {reason}")
 
     def _free_ports(self, count: int) -> list[int]:
-        """``count`` ports of the publish range, the least used by services first (a host-mode port
-        is free on a node until a task there uses it: Swarm places the task on such a node)."""
-        used: dict[int, int] = {}
-        for svc in self._retried("list services", self.api.services):  # as asked: the spec is there at once
-            for port in {p.get("PublishedPort", 0) for p in ((svc.get("Spec") or {}).get("EndpointSpec") or {})
-                         .get("Ports") or []}:
-                used[port] = used.get(port, 0) + 1
-        ranked = sorted(self.nodes.publish, key=lambda port: (used.get(port, 0), port))
-        if count > len(ranked):
-            raise Unsupported(f"engine swarm: {count} ports to publish, ENVKIT_SWARM_PUBLISH has {len(ranked)}")
-        return ranked[:count]
+        if count > len(self.nodes.publish):
+            raise Unsupported(f"engine swarm: {count} ports to publish, ENVKIT_SWARM_PUBLISH has {len(self.nodes.publish)}")
+        return least_used(self._retried("list services", self.api.services), self.nodes.publish)[:count]
 
     def _service(self, name: str) -> dict[str, Any] | None:
         try:

@@ -118,6 +118,7 @@ class Placement:
 
     constraints: tuple[str, ...] = ()  # "node.labels.zone==a": every one must hold
     max_per_node: int | None = None  # replicas of the service on one node
+    spread: tuple[str, ...] = ()  # "node.labels.zone": replicas spread evenly over its values, in order
 
 
 @dataclass(frozen=True)

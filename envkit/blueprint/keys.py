@@ -391,7 +391,7 @@ SERVICE = Table("service", (
     KeyDef("stub", lambda r, x, q: stv.stub(r, x, q, STUB_TABLES), None, "[mapping](#stub)", "—",
            "The routes of a `kind: stub` service. See [stubs.md](stubs.md).", {"$ref": "#/$defs/stub"},
            section="stub-http-stand-ins"),
-    KeyDef("placement", placement, None, "`{constraints, max_per_node}`", "anywhere",
+    KeyDef("placement", placement, None, "`{constraints, max_per_node, preferences}`", "anywhere",
            "Where a distributed engine may run the replicas; no effect on one engine. See [swarm.md](swarm.md).",
            {"$ref": "#/$defs/placement"}, section="placement", compose_fn="placement", container="placement"),
 ))

@@ -305,3 +305,31 @@ def test_cli_render_writes_groups(tmp_path: Path, capsys: pytest.CaptureFixture[
     docs = [d for d in yaml.safe_load_all(text) if d]  # one stream `kubectl apply -f -` reads
     assert [d["kind"] for d in docs] == ["Namespace", "NetworkPolicy", "NetworkPolicy", "NetworkPolicy", "NetworkPolicy",
                                          "Service", "Service", "Deployment"]
+
+
+def test_a_spread_preference_becomes_a_soft_topology_spread(tmp_path: Path) -> None:
+    m = render(load(write(tmp_path, "name: p\nservices:\n  api:\n    image: app\n    replicas: 3\n    placement:\n"
+                                    "      constraints: node.role==worker\n      preferences:\n"
+                                    "        - spread: node.labels.topology.kubernetes.io/zone\n"
+                                    "        - spread: engine.labels.rack\n")), IDENTITY, {})
+    all_valid(m)
+    [workload] = [o for o in m.objects() if o["kind"] == "StatefulSet"]
+    pod = workload["spec"]["template"]
+    assert pod["spec"]["topologySpreadConstraints"] == [
+        {"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "ScheduleAnyway",
+         "labelSelector": {"matchLabels": {"io.envkit.run": "demo-1", "io.envkit.service": "api"}}}]
+    assert all(pod["metadata"]["labels"][k] == v for k, v in {"io.envkit.run": "demo-1",
+                                                               "io.envkit.service": "api"}.items())
+    assert "service api: placement constraints, spread engine.labels.rack not carried" in " ".join(m.notes)
+
+
+def test_the_client_paths_pods_spread_too() -> None:
+    from envkit.backends import _kube_objects as K
+    from envkit.backends.types import ContainerSpec, Placement
+
+    spec = ContainerSpec("envkit-demo-1-api-2", "app", (("io.envkit.run", "demo-1"), ("io.envkit.service", "api")), (),
+                         placement=Placement((), None, ("node.labels.zone",)))
+    pod, _ = K.pod(spec, "envkit-demo-1", "app")
+    assert pod["spec"]["topologySpreadConstraints"][0]["topologyKey"] == "zone"
+    assert pod["spec"]["topologySpreadConstraints"][0]["labelSelector"] == {
+        "matchLabels": {"io.envkit.run": "demo-1", "io.envkit.service": "api"}}

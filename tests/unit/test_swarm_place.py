@@ -12,8 +12,18 @@ import pytest
 from envkit import stopped
 from envkit.backends import _swarm_wire as wire
 from envkit.backends._swarm_nodes import parse_nodes
-from envkit.backends._swarm_place import NODE_LABEL, Nodes, choose, extra_constraints, meets
-from envkit.backends.base import Capability, ContainerSpec, MountSpec, Placement
+from envkit.backends._swarm_place import (
+    NODE_LABEL,
+    Nodes,
+    choose,
+    extra_constraints,
+    host_ports,
+    least_used,
+    meets,
+    replicas_by_node,
+    spread_constraints,
+)
+from envkit.backends.base import Capability, ContainerSpec, MountSpec, Placement, PortBinding, PortKey
 from envkit.backends.fake import FakeBackend
 from envkit.blueprint import Blueprint
 from envkit.errors import BlueprintError
@@ -121,3 +131,48 @@ def test_values_with_braces_stay_literal_through_swarms_templates() -> None:
     service = {"Spec": {"Name": spec.name, "Labels": {}, "TaskTemplate": {"ContainerSpec": container}}}
     state = wire.state(Nodes(lambda: NODES).get, parse_nodes({}), service, None)
     assert state.environment == dict(spec.environment) and state.mounts == spec.mounts
+
+
+def test_preferences_are_read_and_exported(load_text: Callable[..., Blueprint]) -> None:
+    bp = load_text("services:\n  api:\n    image: app\n    replicas: 4\n    placement:\n"
+                   "      preferences: [{spread: node.labels.zone}, {spread: engine.labels.rack}]\n")
+    assert bp.services["api"].placement == Placement((), None, ("node.labels.zone", "engine.labels.rack"))
+    deploy = to_compose(bp, {}).document["services"]["api"]["deploy"]
+    assert deploy["placement"] == {"preferences": [{"spread": "node.labels.zone"}, {"spread": "engine.labels.rack"}]}
+    with pytest.raises(BlueprintError, match=r"services\.api\.placement\.preferences\[0\]\.spread: 'node\.role' is not "
+                                             r"a label to spread over"):
+        load_text("services:\n  api:\n    image: app\n    placement:\n      preferences: [{spread: node.role}]\n")
+
+
+def test_spread_sends_the_next_replica_to_the_least_used_value_of_the_label() -> None:
+    nodes = Nodes(lambda: [_node("n1", "one", zone="a", rack="r1"), _node("n2", "two", zone="a", rack="r2"),
+                           _node("n3", "three", zone="b"), _node("n4", "four"), _node("n5", "five", "down", zone="c")]).all()
+    spread = ("node.labels.zone",)
+    assert spread_constraints(spread, nodes.values(), [], {}) == ["node.labels.zone==a"]  # ties: named values first
+    assert spread_constraints(spread, nodes.values(), [], {"n1": 1}) == ["node.labels.zone==b"]  # c's node is down
+    # nodes without the label are one more value: every other value excluded
+    assert spread_constraints(spread, nodes.values(), [], {"n1": 1, "n3": 1}) == [
+        "node.labels.zone!=a", "node.labels.zone!=b"]
+    # in order: the zone, then the rack within it
+    assert spread_constraints((*spread, "node.labels.rack"), nodes.values(), [], {"n1": 1, "n3": 1, "n4": 1}) == [
+        "node.labels.zone==a", "node.labels.rack==r2"]
+    # only nodes meeting the service's constraints count: never unschedulable
+    assert spread_constraints(spread, nodes.values(), ["node.labels.zone!=a"], {"n1": 1, "n4": 5}) == [
+        "node.labels.zone==b"]
+    assert spread_constraints(spread, nodes.values(), ["node.labels.zone!=a"], {"n3": 5}) == ["node.labels.zone!=b"]
+    assert spread_constraints(spread, nodes.values(), ["node.hostname==one"], {}) == []  # one value: no choice
+    others = [_service("envkit-r1-api-1", "api", "n1"), _service("envkit-r1-api-2", "api", "n1"),
+              _service("envkit-r1-db-1", "db", "n3")]
+    spec = ContainerSpec("envkit-r1-api-3", "app", (("io.envkit.service", "api"),), ())
+    assert replicas_by_node(spec, others, lambda s: s["task"]) == {"n1": 2}
+
+
+def test_host_ports_are_the_least_used_of_the_range() -> None:
+    services = [{"Spec": {"EndpointSpec": {"Ports": [{"PublishedPort": 30000}, {"PublishedPort": 30001}]}}},
+                {"Spec": {"EndpointSpec": {"Ports": [{"PublishedPort": 30000}]}}}, {"Spec": {}}]
+    assert least_used(services, range(30000, 30003)) == [30002, 30001, 30000]
+    spec = ContainerSpec("x", "app", (), (), ports=(PortBinding(PortKey(80, "tcp")),
+                                                    PortBinding(PortKey(53, "udp"), host_port=5353)))
+    assert host_ports(spec, [30002]) == [
+        {"Protocol": "tcp", "TargetPort": 80, "PublishedPort": 30002, "PublishMode": "host"},
+        {"Protocol": "udp", "TargetPort": 53, "PublishedPort": 5353, "PublishMode": "host"}]
