@@ -1,7 +1,10 @@
 """The swarm rig for the modules here: brought up once for the package (``swarm``, under the rig's lock),
-with ``local_images`` and the bundled shop's images (built on this machine's engine) loaded into every
-node in one `load` (one tar: the layers they share are sent once), and always torn down after the
-package's last test. A rig that cannot come up skips the tests with the rig's own error.
+with ``local_images`` (built on this machine's engine) loaded into every node, and always torn down after
+the package's last test. A rig that cannot come up skips the tests with the rig's own error.
+
+The bundled shop's images (``shop_images``: 4 images, about 600 MB per node) are loaded into the nodes in
+the background from the rig's start on, while the other modules run (they mostly wait on Swarm), and
+waited for by the tests that need them.
 
 Every test blueprint here builds hello's ``web`` folder under the one name ``NAME``, so that one image
 (content tag ``envkit/NAME-web:...``) serves them all and none is built inside a node. A module that
@@ -13,6 +16,7 @@ import os
 import subprocess
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -76,20 +80,35 @@ def local_images() -> dict[str, float]:
 
 
 @pytest.fixture(scope="package")
-def swarm(local_images: dict[str, float]) -> Iterator[dict[str, str]]:
+def rig_up(local_images: dict[str, float]) -> Iterator[tuple[dict[str, str], Future[str]]]:
+    """The rig's environment, and the shop's images being loaded into its nodes."""
     reason = _engine_works()
     if reason:
         pytest.skip(reason)
-    images = ("debian:bookworm-slim", *(t for t in local_images if ":" in t), *rig.local_tags(SHOP))
+    images = ("debian:bookworm-slim", *(t for t in local_images if ":" in t))
+    shop = rig.local_tags(SHOP)  # built on this machine's engine first, when missing there
     try:
         context = rig.running(3, images)
         environment = context.__enter__()
     except RuntimeError as exc:  # the rig could not come up here: infrastructure, reported as such
         pytest.skip(f"swarm rig unavailable: {exc}")
+    loader = ThreadPoolExecutor(1)
     try:
-        yield environment
+        yield environment, loader.submit(rig.rig, "load", *shop, timeout=900)
     finally:
+        loader.shutdown(wait=True)  # its error, if any, is the shop tests' to report
         context.__exit__(None, None, None)
+
+
+@pytest.fixture(scope="package")
+def swarm(rig_up: tuple[dict[str, str], Future[str]]) -> dict[str, str]:
+    return rig_up[0]
+
+
+@pytest.fixture(scope="package")
+def shop_images(rig_up: tuple[dict[str, str], Future[str]]) -> None:
+    """Once the shop's images are in every node (an error of the load fails the tests that need them)."""
+    rig_up[1].result()
 
 
 @pytest.fixture(scope="package")

@@ -68,3 +68,27 @@ def test_snapshots_are_refused_at_plan_time(backend: Backend) -> None:
     with pytest.raises(BlueprintError, match=r"services\.db\.snapshot.*engine swarm"):
         api.up(bp, name="swarm-snap", directory=HELLO, backend=backend)
     assert backend.list_resources({L.RUN: "swarm-snap"}) == []
+
+
+def test_replicas_spread_over_the_values_of_a_node_label(backend: Backend) -> None:
+    """rig-node1 rack=a, the other two without the label (one more value): 3 replicas go a, the rest, a.
+    Swarm alone (one task per service, nodes with equally few tasks) would put one on each node."""
+    api_ = backend.api  # type: ignore[attr-defined]
+    [node] = [n for n in api_.nodes() if n["Description"]["Hostname"] == "rig-node1"]
+    spec = node["Spec"]
+    api_.update_node(node["ID"], node["Version"]["Index"], {**spec, "Labels": {**(spec.get("Labels") or {}), "rack": "a"}})
+    try:
+        bp = {"name": NAME, "services": {"web": {**WEB, "replicas": 3,
+                                                  "placement": {"preferences": [{"spread": "node.labels.rack"}]}}}}
+        env = api.up(bp, name="swarm-spread", directory=HELLO, backend=backend)
+        try:
+            where = _nodes(backend, env.run_id)
+            assert sorted(where[f"envkit-swarm-spread-web-{i}"] == "rig-node1" for i in (1, 2, 3)) == [
+                False, True, True], where  # in start order: a, the rest, a (the tie goes to the named value)
+        finally:
+            env.down()
+    finally:
+        node = api_.inspect_node(node["ID"])
+        api_.update_node(node["ID"], node["Version"]["Index"], {**node["Spec"], "Labels": {
+            k: v for k, v in (node["Spec"].get("Labels") or {}).items() if k != "rack"}})
+    assert backend.list_resources({L.RUN: "swarm-spread"}) == []

@@ -1,5 +1,5 @@
 """The bundled shop on the real swarm of three engines (tests/swarm/rig, brought up by conftest.py, which also
-loaded the shop's images into every node): two runs of it brought up at once and spread over the nodes,
+loads the shop's images into every node, ``shop_images``): two runs of it brought up at once and spread over the nodes,
 their outputs used from this machine (SQL, HTTP, Redis) without either seeing the other's data, the example
 suite (examples/shop) run through the envkit pytest plugin attached to one of them (``--envkit-reuse``), and
 ``down`` of both leaving nothing on any node.
@@ -36,7 +36,7 @@ OUTPUTS = ("API_URL", "DATABASE_URL", "REDIS_URL", "PAYMENTS_URL")
 
 
 @pytest.fixture(scope="module")
-def shops(swarm: dict[str, str]) -> Iterator[tuple[Environment, Environment]]:
+def shops(swarm: dict[str, str], shop_images: None) -> Iterator[tuple[Environment, Environment]]:
     """Two runs of the shop, brought up at once (each through a backend of its own, as two users would)."""
     def up(_: int) -> Environment:
         return api.up(SHOP, backend=connect(environment={**os.environ, **swarm}))
