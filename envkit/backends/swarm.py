@@ -206,9 +206,11 @@ class SwarmBackend(NodeCalls):
             return  # a service runs from its creation on
         placed = bool(pinned_volumes(spec)) or bool(spec.placement and (spec.placement.max_per_node or
                                                                          spec.placement.spread))
-        with self._placing if placed else contextlib.nullcontext():
-            self._start(spec)
-        del self._specs[container_id]
+        try:
+            with self._placing if placed else contextlib.nullcontext():
+                self._start(spec)
+        finally:  # made or not, it is the service's now (a task that failed to start is removed with it)
+            del self._specs[container_id]
 
     def _start(self, spec: ContainerSpec) -> None:
         run = dict(spec.labels).get(L.RUN, "")
@@ -372,8 +374,8 @@ class SwarmBackend(NodeCalls):
         return out
 
     def remove_container(self, container_id: str, grace: float) -> None:
-        if self._specs.pop(container_id, None) is not None:
-            return
+        if self._specs.pop(container_id, None) is not None and self._service(container_id) is None:
+            return  # never started
         try:
             where = self._where(container_id, wait=0)
         except (NotFound, Unsupported, Conflict):  # Conflict: its node is down; the manager forgets the task
