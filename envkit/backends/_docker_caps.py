@@ -69,8 +69,8 @@ class DockerCapabilities:
 
     def release_container(self, container_id: str) -> None:
         with self._call(f"release container {container_id[:12]}"):
-            self.api.put_archive(container_id, "/", wire.GO_TAR)
-            self.api.kill(container_id, signal="SIGWINCH")
+            self.api.kill(container_id, signal="SIGWINCH")  # the release (see GATE_SCRIPT) ...
+            self.api.put_archive(container_id, "/", wire.GO_TAR)  # ... and, for a gate not listening yet, the file
 
     # -- COPY_FILES, EXPORT_FILESYSTEM, EXPORT_VOLUME ---------------------------------------------
     def copy_into(self, container_id: str, directory: str, archive: bytes) -> None:
