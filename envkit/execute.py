@@ -2,7 +2,7 @@
 
 It decides nothing: what to do and in which order is the plan's. Among the steps that may run, it
 starts first those on the longest remaining path (by the payloads' ``cost`` estimates), and it lets at
-most ``lanes`` steps that the engine does mostly one at a time (``Payload.lane``: creating and starting
+most ``Backend.lanes`` steps that the engine does mostly one at a time (``Payload.lane``: creating and starting
 containers and networks) run at once: on a small machine six containers started together each take
 about as long as all six, so the one the rest of the run waits for (a database with seeds, say) comes
 first and is ready sooner. It stops scheduling at the first failure, lets running steps notice the
@@ -15,7 +15,6 @@ failure came.
 from __future__ import annotations
 
 import heapq
-import os
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -32,15 +31,6 @@ from envkit.steps import Step
 
 __all__ = ["Executor", "Graph", "Ledger", "ranks"]
 
-#: steps of the engine's one-at-a-time kind (``Payload.lane``) that run at once; ENVKIT_ENGINE_LANES
-LANES = 3
-
-
-def _lanes() -> int:
-    try:
-        return max(1, int(os.environ.get("ENVKIT_ENGINE_LANES", LANES)))
-    except ValueError:
-        return LANES
 
 
 class Graph(Protocol):
@@ -93,7 +83,7 @@ class Executor:
         self.backend = backend
         self.on_event = on_event
         self.max_parallel = max_parallel
-        self.lanes = lanes if lanes is not None else _lanes()
+        self.lanes = lanes if lanes is not None else backend.lanes  # None: no bound
         self.deadline = deadline  # time.monotonic() value by which everything must be ready
         self.abort = threading.Event()
         self.ledger = Ledger()
@@ -127,7 +117,7 @@ class Executor:
                         item = heapq.heappop(queued)
                         step = plan.step(item[2])
                         if step.payload.lane:
-                            if busy >= self.lanes:
+                            if self.lanes is not None and busy >= self.lanes:
                                 held.append(item)
                                 continue
                             busy += 1

@@ -62,6 +62,7 @@ __all__ = ["SwarmBackend", "open_backend"]
 
 class SwarmBackend(NodeCalls):
     name = "swarm"
+    lanes = None  # a start waits for the task on its node: the nodes work in parallel
     capabilities = frozenset({Capability.BUILD})  # built on the manager, copied to the nodes
 
     def __init__(self, environment: Mapping[str, str]) -> None:
