@@ -1,17 +1,23 @@
 """The executor runs a plan's steps, each as soon as the steps it waits for are done, in parallel.
 
-It decides nothing: what to do and in which order is the plan's. It stops scheduling at the first
-failure, lets running steps notice the abort, and re-raises that first failure (which names the
-service at fault). It records every resource it created in a ledger (what later steps refer to, and
-what a report can list); rollback itself goes by the run's labels, which also catch a resource whose
-creation was under way when the failure came.
+It decides nothing: what to do and in which order is the plan's. Among the steps that may run, it
+starts first those on the longest remaining path (by the payloads' ``cost`` estimates), and it lets at
+most ``Backend.lanes`` steps that the engine does mostly one at a time (``Payload.lane``: creating and starting
+containers and networks) run at once: on a small machine six containers started together each take
+about as long as all six, so the one the rest of the run waits for (a database with seeds, say) comes
+first and is ready sooner. It stops scheduling at the first failure, lets running steps notice the
+abort, and re-raises that first failure (which names the service at fault). It records every
+resource it created in a ledger (what later steps refer to, and what a report can list); rollback
+itself goes by the run's labels, which also catch a resource whose creation was under way when the
+failure came.
 """
 
 from __future__ import annotations
 
+import heapq
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Protocol
 
@@ -23,7 +29,8 @@ from envkit.probes import Aborted, ProbeLog
 from envkit.seed_log import SeedLog
 from envkit.steps import Step
 
-__all__ = ["Executor", "Graph", "Ledger"]
+__all__ = ["Executor", "Graph", "Ledger", "ranks"]
+
 
 
 class Graph(Protocol):
@@ -39,13 +46,44 @@ class Graph(Protocol):
     def step(self, step_id: str) -> Step: ...
 
 
+def ranks(steps: Sequence[Step]) -> dict[str, float]:
+    """Each step's rank: its own cost plus the costliest chain of steps that wait for it (directly or
+    not), i.e. how long the plan goes on after it starts, at the least. Higher runs first."""
+    dependants: dict[str, list[str]] = {}
+    for s in steps:
+        for a in s.after:
+            dependants.setdefault(a, []).append(s.id)
+    cost = {s.id: s.payload.cost for s in steps}
+    rank: dict[str, float] = {}
+    for sid in reversed(_topological(steps)):
+        rank[sid] = cost[sid] + max((rank[d] for d in dependants.get(sid, ()) if d in rank), default=0.0)
+    return rank
+
+
+def _topological(steps: Sequence[Step]) -> list[str]:
+    known = {s.id for s in steps}
+    waiting = {s.id: {a for a in s.after if a in known} for s in steps}
+    dependants: dict[str, list[str]] = {}
+    for s in steps:
+        for a in waiting[s.id]:
+            dependants.setdefault(a, []).append(s.id)
+    order = [sid for sid, deps in waiting.items() if not deps]
+    for sid in order:  # grows while it is walked
+        for d in dependants.get(sid, ()):
+            waiting[d].discard(sid)
+            if not waiting[d]:
+                order.append(d)
+    return order + [sid for sid, deps in waiting.items() if deps]  # a cycle: never ready anyway
+
+
 class Executor:
     def __init__(self, backend: Backend, on_event: EventSink = ignore, max_parallel: int = 16,
                  deadline: float | None = None, existing: Mapping[str, str] | None = None,
-                 probes: ProbeLog | None = None, seeds: SeedLog | None = None) -> None:
+                 probes: ProbeLog | None = None, seeds: SeedLog | None = None, lanes: int | None = None) -> None:
         self.backend = backend
         self.on_event = on_event
         self.max_parallel = max_parallel
+        self.lanes = lanes if lanes is not None else backend.lanes  # None: no bound
         self.deadline = deadline  # time.monotonic() value by which everything must be ready
         self.abort = threading.Event()
         self.ledger = Ledger()
@@ -60,20 +98,39 @@ class Executor:
         for s in plan.steps:
             for a in s.after:
                 dependants.setdefault(a, []).append(s.id)
+        rank = ranks(plan.steps)
+        order = {s.id: i for i, s in enumerate(plan.steps)}  # ties: the plan's own order
         running: dict[Future[None], Step] = {}
+        queued: list[tuple[float, int, str]] = []  # (-rank, order, id): may run, waits for a slot
+        busy = 0  # lanes in use
         failure: BaseException | None = None
         with ThreadPoolExecutor(max_workers=self.max_parallel, thread_name_prefix="envkit-step") as pool:
             try:
                 ready = [sid for sid, deps in pending.items() if not deps]
-                while ready or running:
+                while ready or running or queued:
                     for sid in ready:
                         del pending[sid]
-                        step = plan.step(sid)
-                        running[pool.submit(self._run_step, plan.run_id, step)] = step
+                        heapq.heappush(queued, (-rank[sid], order[sid], sid))
                     ready = []
+                    held: list[tuple[float, int, str]] = []
+                    while queued and len(running) < self.max_parallel and not self.abort.is_set():
+                        item = heapq.heappop(queued)
+                        step = plan.step(item[2])
+                        if step.payload.lane:
+                            if self.lanes is not None and busy >= self.lanes:
+                                held.append(item)
+                                continue
+                            busy += 1
+                        running[pool.submit(self._run_step, plan.run_id, step)] = step
+                    for item in held:
+                        heapq.heappush(queued, item)
+                    if not running:
+                        break  # aborted with steps still queued: they never run
                     done, _ = wait(running, return_when=FIRST_COMPLETED)
                     for fut in done:
                         step = running.pop(fut)
+                        if step.payload.lane:
+                            busy -= 1
                         exc = fut.exception()
                         if exc is not None:
                             if failure is None and not isinstance(exc, Aborted):

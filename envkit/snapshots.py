@@ -201,6 +201,8 @@ class Use:
 def find(backend: Backend, key: str) -> Snapshot | None:
     """The complete snapshot of ``key``, or None (also when a piece of it has gone missing)."""
     for r in backend.list_resources({L.SNAPSHOT: key, L.ROLE: "snapshot"}):
+        if r.kind != "volume" or not r.labels.get(L.SNAPSHOT_IMAGE):
+            continue  # a container made from the committed image carries its labels: not a manifest
         snap = Snapshot.from_labels(r.labels)
         volumes = {v.name for v in backend.list_resources({L.SNAPSHOT: key, L.ROLE: "snapshot-data"})}
         if backend.image_id(snap.image) and all(v in volumes for _, v in snap.mounts):
@@ -209,7 +211,8 @@ def find(backend: Backend, key: str) -> Snapshot | None:
 
 
 def list_snapshots(backend: Backend) -> list[Snapshot]:
-    found = [Snapshot.from_labels(r.labels) for r in backend.list_resources({L.SNAPSHOT: None, L.ROLE: "snapshot"})]
+    found = [Snapshot.from_labels(r.labels) for r in backend.list_resources({L.SNAPSHOT: None, L.ROLE: "snapshot"})
+             if r.kind == "volume" and r.labels.get(L.SNAPSHOT_IMAGE)]
     return sorted(found, key=lambda s: (s.created_at, s.key))
 
 

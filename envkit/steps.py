@@ -47,6 +47,12 @@ class Payload:
     of what the step makes or waits for (an image tag, a container name) or, for milestones, the service."""
 
     action: ClassVar[str]
+    #: Scheduling hints, no part of what the step does (``envkit.execute``): ``cost`` is a rough
+    #: estimate in seconds, used to run the steps on the longest remaining path first; ``lane``:
+    #: the step is work the engine does mostly one at a time (creating and starting containers and
+    #: networks), so it takes one of the executor's few engine lanes, in that order.
+    cost: ClassVar[float] = 0.05
+    lane: ClassVar[bool] = False
 
     @property
     def target(self) -> str:
@@ -61,6 +67,7 @@ class Payload:
 @dataclass(frozen=True)
 class BuildImage(Payload):
     action: ClassVar[str] = "build"
+    cost: ClassVar[float] = 30.0
     spec: BuildSpec
 
     @property
@@ -71,6 +78,7 @@ class BuildImage(Payload):
 @dataclass(frozen=True)
 class PullImage(Payload):
     action: ClassVar[str] = "pull"
+    cost: ClassVar[float] = 10.0
     tag: str
 
     @property
@@ -81,6 +89,8 @@ class PullImage(Payload):
 @dataclass(frozen=True)
 class CreateNetwork(Payload):
     action: ClassVar[str] = "network"
+    cost: ClassVar[float] = 0.2
+    lane: ClassVar[bool] = True
     spec: NetworkSpec
 
     @property
@@ -91,6 +101,8 @@ class CreateNetwork(Payload):
 @dataclass(frozen=True)
 class CreateVolume(Payload):
     action: ClassVar[str] = "volume"
+    cost: ClassVar[float] = 0.05
+    lane: ClassVar[bool] = True
     spec: VolumeSpec
 
     @property
@@ -101,6 +113,8 @@ class CreateVolume(Payload):
 @dataclass(frozen=True)
 class CreateContainer(Payload):
     action: ClassVar[str] = "create"
+    cost: ClassVar[float] = 0.1
+    lane: ClassVar[bool] = True
     spec: ContainerSpec
     gate: bool = False  # behind a pre-start gate, opened by the ``release`` step
 
@@ -112,6 +126,8 @@ class CreateContainer(Payload):
 @dataclass(frozen=True)
 class StartContainer(Payload):
     action: ClassVar[str] = "start"
+    cost: ClassVar[float] = 0.3
+    lane: ClassVar[bool] = True
     container: str  # engine name
     gate: bool = False  # start the gate only; the service's process begins at ``release``
 
@@ -125,6 +141,7 @@ class ReleaseContainer(Payload):
     """Open a gated container's gate (or start it, when its image could not be gated)."""
 
     action: ClassVar[str] = "release"
+    cost: ClassVar[float] = 0.1
     container: str
 
     @property
@@ -135,6 +152,7 @@ class ReleaseContainer(Payload):
 @dataclass(frozen=True)
 class WaitReady(Payload):
     action: ClassVar[str] = "ready"
+    cost: ClassVar[float] = 0.5
     container: str
     probe: Probe | None  # None: ready once running (or healthy, when the image has a HEALTHCHECK)
     timeout: float
@@ -149,6 +167,7 @@ class WaitComplete(Payload):
     """A job's container must exit 0."""
 
     action: ClassVar[str] = "complete"
+    cost: ClassVar[float] = 1.0
     container: str
     timeout: float
 
@@ -163,6 +182,7 @@ class InstallCertificate(Payload):
     container (``envkit.stubs.tls``). The CA travels in memory only: it is no part of the plan's text."""
 
     action: ClassVar[str] = "tls"
+    cost: ClassVar[float] = 0.1
     container: str  # engine name
     names: tuple[str, ...]
     authority: CertAuthority = field(repr=False, compare=False)
@@ -182,6 +202,7 @@ class Usable(Payload):
     between that and its dependants (seeds, a snapshot) is done. Dependants wait on this step."""
 
     action: ClassVar[str] = "usable"
+    cost: ClassVar[float] = 0.0
     service: str
 
     @property
@@ -197,6 +218,7 @@ class SeedStep(Payload):
     step makes a one-off container of ``image`` on ``networks``, labelled ``labels`` (the run's, role seed)."""
 
     action: ClassVar[str] = "seed"
+    cost: ClassVar[float] = 2.0
     service: str
     index: int  # 1-based position in the service's list
     total: int
@@ -225,6 +247,7 @@ class StopContainer(Payload):
     """Stop a container of a live run, keeping it (``envkit stop``, ``restart``, and before a re-creation)."""
 
     action: ClassVar[str] = "stop"
+    cost: ClassVar[float] = 1.0
     container: str
     grace: float  # seconds between its stop signal and SIGKILL
 
@@ -238,6 +261,7 @@ class RemoveContainer(Payload):
     """Remove a (stopped) container of a live run, so that its replacement can take its name."""
 
     action: ClassVar[str] = "remove"
+    cost: ClassVar[float] = 0.2
     container: str
 
     @property
@@ -250,6 +274,7 @@ class FillVolume(Payload):
     """Make a run's volume (if it is not there yet) holding the content of a snapshot's data volume."""
 
     action: ClassVar[str] = "restore"
+    cost: ClassVar[float] = 1.0
     spec: VolumeSpec
     source: str  # the snapshot's data volume
 
@@ -263,6 +288,7 @@ class CaptureSnapshot(Payload):
     """Capture a seeded service into the snapshot ``key`` (see ``envkit.capture``), then start it again."""
 
     action: ClassVar[str] = "snapshot"
+    cost: ClassVar[float] = 5.0
     container: str
     key: str
     blueprint: str

@@ -30,6 +30,10 @@ def _mount(target: str, volume: str, read_only: bool) -> dict[str, Any]:
 T = TypeVar("T")
 
 
+#: image id -> whether it has /bin/sh (the gate's shell); an image id names fixed content
+_SHELLS: dict[str, bool] = {}
+
+
 class DockerCapabilities:
     """Mixed into ``DockerBackend``, which provides what is declared here."""
 
@@ -49,18 +53,24 @@ class DockerCapabilities:
         if argv is None:
             return self.create_container(spec), False
         gated = replace(spec, entrypoint=("/bin/sh", "-c", wire.GATE_SCRIPT, "envkit-gate"), command=argv)
-        container_id = self.create_container(gated)
-        try:
-            self.copy_from(container_id, "/bin/sh")
-        except NotFound:
-            self.remove_container(container_id, 0)  # an image without a shell: no gate, a plain start later
+        image = str(info.get("Id") or spec.image)
+        if _SHELLS.get(image) is False:
             return self.create_container(spec), False
+        container_id = self.create_container(gated)
+        if image not in _SHELLS:  # once per image and process: the api, its worker and its job share one
+            try:
+                self.copy_from(container_id, "/bin/sh")
+                _SHELLS[image] = True
+            except NotFound:
+                _SHELLS[image] = False
+                self.remove_container(container_id, 0)  # an image without a shell: no gate, a plain start later
+                return self.create_container(spec), False
         return container_id, True
 
     def release_container(self, container_id: str) -> None:
         with self._call(f"release container {container_id[:12]}"):
-            self.api.put_archive(container_id, "/", wire.GO_TAR)
-            self.api.kill(container_id, signal="SIGWINCH")
+            self.api.kill(container_id, signal="SIGWINCH")  # the release (see GATE_SCRIPT) ...
+            self.api.put_archive(container_id, "/", wire.GO_TAR)  # ... and, for a gate not listening yet, the file
 
     # -- COPY_FILES, EXPORT_FILESYSTEM, EXPORT_VOLUME ---------------------------------------------
     def copy_into(self, container_id: str, directory: str, archive: bytes) -> None:

@@ -32,14 +32,16 @@ from envkit.errors import EngineUnavailable
 __all__ = ["GATE_SCRIPT", "GO_TAR", "bindings", "cause", "chain", "from_inspect", "from_listing", "gated_argv", "image_info",
            "ipv4_subnets", "log_line", "read_exec", "short", "unreachable"]
 
-# The pre-start gate (see envkit.plan): a shell that waits for the release file, woken at once by
-# SIGWINCH (ignored by default, so a signal that comes early is harmless; the 0.25 s nap bounds that
-# case), then becomes the service's own process with exec: same PID 1, same argv, same environment.
-# Before exec it reaps its nap and leaves WINCH ignored (the default action anyway), so a release
-# signal that lands just after the exec cannot reach the service; TERM/INT end a still-gated container.
+# The pre-start gate (see envkit.plan): a shell that waits for SIGWINCH or the release file, then
+# becomes the service's own process with exec: same PID 1, same argv, same environment. The signal
+# is the release (one API call, a few ms); the file, written just after it, is the fallback for a
+# signal that came before the trap was set (WINCH is ignored by default, so an early one is harmless;
+# the 0.25 s nap bounds that case). Before exec it reaps its nap and leaves WINCH ignored (the default
+# action anyway), so a signal that lands just after the exec cannot reach the service; TERM/INT end a
+# still-gated container.
 GATE_SCRIPT = (
-    "trap 'exit 143' TERM INT; trap : WINCH; "
-    'while [ ! -e /.envkit-go ]; do sleep 0.25 & wait $!; done; '
+    "__envkit_go=; trap 'exit 143' TERM INT; trap '__envkit_go=1' WINCH; "
+    'while [ -z "$__envkit_go" ] && [ ! -e /.envkit-go ]; do sleep 0.25 & wait $!; done; '
     "trap '' WINCH; kill $! 2>/dev/null; wait $! 2>/dev/null; trap - TERM INT; exec \"$@\""
 )
 
@@ -58,7 +60,8 @@ def gated_argv(spec: ContainerSpec, image_config: Mapping[str, Any]) -> tuple[st
         command = list(image_config.get("Cmd") or []) if spec.entrypoint is None else []
     argv = entrypoint + command
     names = [k for k, _ in spec.environment] + [e.split("=", 1)[0] for e in image_config.get("Env") or []]
-    return tuple(argv) if argv and all(_SHELL_NAME.match(n) for n in names) else None
+    return (tuple(argv) if argv and all(_SHELL_NAME.match(n) for n in names) and "__envkit_go" not in names
+            else None)
 
 
 def _tar_of_empty_file(name: str) -> bytes:

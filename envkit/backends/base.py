@@ -43,6 +43,7 @@ from envkit.backends.types import (
 from envkit.errors import Unsupported
 
 __all__ = [
+    "LANES",
     "Backend",
     "BuildSpec",
     "Capability",
@@ -63,7 +64,19 @@ __all__ = [
     "Protocol",
     "Resource",
     "VolumeSpec",
+    "engine_lanes",
 ]
+
+#: creates/starts at once on one engine (``Backend.lanes``); ENVKIT_ENGINE_LANES sets it
+LANES = 3
+
+
+def engine_lanes(environment: Mapping[str, str], default: int = LANES) -> int:
+    try:
+        return max(1, int(environment.get("ENVKIT_ENGINE_LANES", default)))
+    except ValueError:
+        return default
+
 
 class Capability(enum.Enum):
     """What not every engine can do. The value completes "engine NAME cannot ..."."""
@@ -97,6 +110,9 @@ class Backend(ABC):
 
     #: the engine's name in messages and in ``--engine`` ("docker", "swarm", ...)
     name: str = "engine"
+    #: how many creates/starts the executor runs at once (``envkit.execute``); None: no bound. A
+    #: single engine does them mostly one at a time; a cluster spreads them over its nodes.
+    lanes: int | None = None
     #: the optional abilities this backend implements (see ``Capability``)
     capabilities: frozenset[Capability] = frozenset()
     #: the host name tests use to reach published ports ("127.0.0.1" for a local engine)

@@ -31,6 +31,7 @@ from envkit.backends import hostports, subnets
 from envkit.backends._docker_caps import DockerCapabilities
 from envkit.backends._exec_stream import SocketSession
 from envkit.backends.base import (
+    LANES,
     Backend,
     BuildSpec,
     Capability,
@@ -44,6 +45,7 @@ from envkit.backends.base import (
     NetworkSpec,
     Resource,
     VolumeSpec,
+    engine_lanes,
 )
 from envkit.errors import Busy, Conflict, ConnectionLost, EngineError, EnvkitError, NotFound, PortBusy, Transient
 from envkit.text import duration
@@ -93,10 +95,13 @@ def translate(exc: BaseException, what: str, where: str) -> EnvkitError:
 
 class DockerBackend(DockerCapabilities, Backend):
     name = "docker"
+    lanes: int | None = LANES
     capabilities = frozenset(Capability)
 
     def __init__(self, environment: Mapping[str, str] | None = None) -> None:
         env = dict(os.environ if environment is None else environment)
+        if self.lanes is not None:
+            self.lanes = engine_lanes(env, self.lanes)
         self.where = env.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
         url = urlparse(self.where)
         if url.scheme in ("tcp", "http", "https", "ssh") and url.hostname:

@@ -73,6 +73,7 @@ class _PortTaken(EngineError):
 
 class SwarmBackend(NodeCalls):
     name = "swarm"
+    lanes = None  # a start waits for the task on its node: the nodes work in parallel
     capabilities = frozenset({Capability.BUILD})  # built on the manager, copied to the nodes
 
     def __init__(self, environment: Mapping[str, str]) -> None:

@@ -18,22 +18,43 @@ docs/faults.md describes the API, each toxic, and how a run wires proxies in.
 
 from __future__ import annotations
 
-from envkit.faults.apply import FaultRecord
-from envkit.faults.client import FaultProxyClient, ProxyInfo, ProxySpec, ToxicInfo
-from envkit.faults.image import CONTEXT, CONTROL_PORT, context_hash, image_tag
-from envkit.faults.toxics import (
-    Bandwidth,
-    Corrupt,
-    Latency,
-    LimitData,
-    ResetPeer,
-    Slicer,
-    SlowClose,
-    Stream,
-    Timeout,
-    ToxicKind,
-    Truncate,
-)
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from envkit.faults.apply import FaultRecord
+    from envkit.faults.client import FaultProxyClient, ProxyInfo, ProxySpec, ToxicInfo
+    from envkit.faults.image import CONTEXT, CONTROL_PORT, context_hash, image_tag
+    from envkit.faults.toxics import (
+        Bandwidth,
+        Corrupt,
+        Latency,
+        LimitData,
+        ResetPeer,
+        Slicer,
+        SlowClose,
+        Stream,
+        Timeout,
+        ToxicKind,
+        Truncate,
+    )
+
+# Where each name lives: imported when first used, so that loading a blueprint (which needs only the
+# proxy image's tag) does not load the client, its HTTP stack and the rest.
+_HOME = {
+    "FaultRecord": "apply", "FaultProxyClient": "client", "ProxyInfo": "client", "ProxySpec": "client",
+    "ToxicInfo": "client", "CONTEXT": "image", "CONTROL_PORT": "image", "context_hash": "image",
+    "image_tag": "image", **{name: "toxics" for name in (
+        "Bandwidth", "Corrupt", "Latency", "LimitData", "ResetPeer", "Slicer", "SlowClose", "Stream", "Timeout",
+        "ToxicKind", "Truncate")},
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOME:
+        raise AttributeError(f"module 'envkit.faults' has no attribute {name!r}")
+    return getattr(import_module(f"envkit.faults.{_HOME[name]}"), name)
+
 
 __all__ = [
     "CONTEXT",

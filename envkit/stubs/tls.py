@@ -32,12 +32,16 @@ from envkit import labels as L
 from envkit.backends.types import ContainerSpec
 from envkit.errors import EnvkitError
 from envkit.steps import InstallCertificate, Step
-from envkit.stubs.server.stubserver.server import TLS_DIR  # made by its image, owned by the stub's user
 
 if TYPE_CHECKING:
     from envkit.blueprint.model import Blueprint, Service
 
 __all__ = ["TLS_DIR", "CertAuthority", "archive", "ca_dir", "ca_file", "forget", "names", "plan_step", "wanted"]
+
+#: where the stub finds its certificate, key and CA (``stubserver.server.TLS_DIR``, which a test holds
+#: equal; made by its image, owned by the stub's user). Not imported from there: that module is the
+#: stub's HTTP server, which loading a blueprint has no use for.
+TLS_DIR = "/run/envkit-tls"
 
 STUB_UID = 65534
 #: a run may live long (detached, --ttl): its certificates outlast any sensible run

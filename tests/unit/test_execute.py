@@ -275,3 +275,49 @@ def test_a_dependant_waits_for_the_milestone_after_every_replica(shop: Blueprint
     assert order.index(("ready:api-1", "done")) < usable_api
     assert order.index(("ready:api-2", "done")) < usable_api
     assert order.index(("usable:api", "done")) < order.index(("release:web-1", "start"))
+
+
+def test_the_longest_remaining_path_ranks_first(shop: Blueprint) -> None:
+    """db's start leads the whole chain (db ready → migrate done → api ready → web): it outranks the
+    start of cache, which nothing waits for beyond api's start."""
+    from envkit.execute import ranks
+
+    fake = fake_for_shop()
+    plan = make(shop, fake)
+    rank = ranks(plan.steps)
+    assert rank["start:db-1"] > rank["create:migrate-1"] > rank["start:cache-1"] > rank["start:web-1"]
+    for s in plan.steps:  # a step outranks every step that waits for it
+        for a in s.after:
+            assert rank[a] >= rank[s.id] + plan.step(a).payload.cost - 1e-9
+
+
+@pytest.mark.parametrize("lanes", [1, 2])
+def test_engine_lanes_bound_the_creates_and_starts_at_once_and_the_longest_path_goes_first(
+    shop: Blueprint, lanes: int,
+) -> None:
+    fake = fake_for_shop()
+    lock, busy, most, inner = threading.Lock(), [0], [0], threading.local()
+
+    def counted(fn: Callable[..., object]) -> Callable[..., object]:
+        def call(*args: object, **kwargs: object) -> object:
+            if getattr(inner, "depth", 0):  # a gated create makes its container with create_container
+                return fn(*args, **kwargs)
+            inner.depth = 1
+            with lock:
+                busy[0] += 1
+                most[0] = max(most[0], busy[0])
+            try:
+                threading.Event().wait(0.01)  # long enough for the others to pile up
+                return fn(*args, **kwargs)
+            finally:
+                inner.depth = 0
+                with lock:
+                    busy[0] -= 1
+        return call
+
+    for name in ("create_container", "create_gated_container", "start_container", "create_network"):
+        setattr(fake, name, counted(getattr(fake, name)))
+    Executor(fake, lanes=lanes).run(make(shop, fake))
+    assert most[0] == lanes
+    starts = [target for call, target in fake.calls if call == "start_container"]
+    assert starts[0] == container("db")

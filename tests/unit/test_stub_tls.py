@@ -147,3 +147,10 @@ def test_a_rebuild_of_a_tls_stub_is_refused(load_text: Callable[..., Blueprint])
     info = RunInfo("r1", "b", "", "", "", (), (), "127.0.0.1")
     with pytest.raises(UsageError, match="rebuild: pay is a TLS stub, whose run CA cannot sign a new certificate"):
         plan_rebuild(info, load_text(TEXT), ["pay"], {"pay": "x"}, frozenset())
+
+
+def test_envkit_copies_the_files_where_the_stub_reads_them() -> None:
+    from envkit.stubs import tls
+    from envkit.stubs.server.stubserver import server
+
+    assert tls.TLS_DIR == server.TLS_DIR
