@@ -234,9 +234,10 @@ class SwarmBackend(NodeCalls):
         template, mode = wire.task_template(spec, tuple(constraints))
         ephemeral = sum(1 for p in spec.ports if p.host_port is None)
         for attempt in range(3):
-            with _PUBLISHING:  # the ports are chosen from the services that exist: one choice at a time here
+            # the ports are chosen from the services that exist: one choice at a time in this process
+            with _PUBLISHING if ephemeral else contextlib.nullcontext():
                 endpoint = EndpointSpec(mode="dnsrr")
-                endpoint["Ports"] = host_ports(spec, self._free_ports(ephemeral))
+                endpoint["Ports"] = host_ports(spec, self._free_ports(ephemeral) if ephemeral else [])
                 try:
                     self._once(f"create service {spec.name}", partial(
                         self.api.create_service, template, name=spec.name, labels=labels, mode=mode,
