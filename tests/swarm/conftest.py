@@ -80,13 +80,16 @@ def local_images() -> dict[str, float]:
 
 
 @pytest.fixture(scope="package")
-def rig_up(local_images: dict[str, float]) -> Iterator[tuple[dict[str, str], Future[str]]]:
-    """The rig's environment, and the shop's images being loaded into its nodes."""
+def rig_up(request: pytest.FixtureRequest,
+           local_images: dict[str, float]) -> Iterator[tuple[dict[str, str], Future[str]]]:
+    """The rig's environment, and the shop's images being loaded into its nodes (when a test of the
+    session needs them: nothing is loaded for a session of other swarm tests)."""
     reason = _engine_works()
     if reason:
         pytest.skip(reason)
     images = ("debian:bookworm-slim", *(t for t in local_images if ":" in t))
-    shop = rig.local_tags(SHOP)  # built on this machine's engine first, when missing there
+    wanted = any("shop_images" in getattr(item, "fixturenames", ()) for item in request.session.items)
+    shop = rig.local_tags(SHOP) if wanted else []  # built on this machine's engine first, when missing there
     try:
         context = rig.running(3, images)
         environment = context.__enter__()
@@ -94,7 +97,7 @@ def rig_up(local_images: dict[str, float]) -> Iterator[tuple[dict[str, str], Fut
         pytest.skip(f"swarm rig unavailable: {exc}")
     loader = ThreadPoolExecutor(1)
     try:
-        yield environment, loader.submit(rig.rig, "load", *shop, timeout=900)
+        yield environment, loader.submit(rig.rig, "load", *shop, timeout=900) if shop else loader.submit(str)
     finally:
         loader.shutdown(wait=True)  # its error, if any, is the shop tests' to report
         context.__exit__(None, None, None)
