@@ -21,7 +21,10 @@ from .conftest import HELLO, NAME, WEB
 
 pytestmark = pytest.mark.integration
 RUNS = 16
-HEALTH = "import urllib.request as u; u.urlopen('http://127.0.0.1:8000/health', timeout=2)"
+#: GET /health inside the task (hello's image has python3-minimal: no urllib.request, no http package)
+HEALTH = ("import socket; c = socket.create_connection(('127.0.0.1', 8000), 2); "
+          "c.sendall(b'GET /health HTTP/1.1\\r\\nHost: web\\r\\nConnection: close\\r\\n\\r\\n'); "
+          "assert c.recv(64).startswith(b'HTTP/1.1 200'), 'not 200'")
 ONE = {"name": NAME, "services": {"web": {**WEB, "ready": {"exec": ["python3", "-c", HEALTH], "timeout": "60s"}}}}
 
 
