@@ -135,6 +135,29 @@ def test_concurrent_misses_capture_once(backend: Backend, blueprint: Path, token
     assert sorted(r[1] for r in results) == ["captured", "hit"]
 
 
+def test_a_snapshot_image_removed_before_the_create_seeds_and_captures_again(backend: Backend, blueprint: Path,
+                                                                            token: str) -> None:
+    with envkit.up(blueprint, env={"TOKEN": token}, backend=backend) as first:
+        captured = read(first, "/data/init")
+        key = first.info.replicas("store")[0].labels[L.SNAPSHOT]
+    snap = S.find(backend, key)
+    assert snap is not None
+    events: list[envkit.Event] = []
+
+    def hook(event: envkit.Event) -> None:  # another process removes the image between the look-up and the create
+        events.append(event)
+        if event.kind == "plan" and len([e for e in events if e.kind == "plan"]) == 1:
+            backend.remove_image(snap.image)
+
+    with envkit.up(blueprint, env={"TOKEN": token}, backend=backend, on_event=hook) as second:
+        assert read(second, "/data/init") != captured  # seeded afresh: a new random value
+        assert [e.detail for e in events if e.detail in ("hit", "snapshot gone", "miss")] == ["hit", "snapshot gone",
+                                                                                              "miss"]
+        assert read(second, "/etc/seeded") == read(second, "/data/init")
+    again = S.find(backend, key)
+    assert again is not None and backend.image_id(again.image)  # captured again
+
+
 def test_prune_removes_only_snapshots(backend: Backend, blueprint: Path, token: str) -> None:
     with envkit.up(blueprint, env={"TOKEN": token}, backend=backend) as env:
         key = env.info.replicas("store")[0].labels[L.SNAPSHOT]
