@@ -7,10 +7,10 @@ Two paths (docs/snapshots.md says which service gets which, and why):
   (``envkit.pgtemplate``), through a ``psql`` this process keeps in the container
   (``envkit.pgsession``; a one-shot exec where the engine has no interactive exec). Milliseconds; the
   container, its address and its ports stay.
-- **restore** (any service with a snapshot): the container is removed and made again from the snapshot
-  — its image, and each captured volume's content copied back into the run's volume — with the same
-  name, DNS aliases and host ports, then waited ready. Dependants see the service restart and must
-  reconnect, as after any restart.
+- **restore** (any service with a snapshot, ``envkit.restore``): a new container from the snapshot —
+  its image, every volume it mounts refilled from the snapshot — replaces the old one with the same
+  name, DNS aliases, host ports and address, then is waited ready. Dependants see the service restart
+  and must reconnect, as after any restart.
 
 A reset only ever touches the named run's own containers and volumes: the snapshot is read, not changed.
 """
