@@ -39,7 +39,7 @@ from envkit.errors import EngineError, EnvkitError, ServiceFailed
 from envkit.probes import wait_ready
 from envkit.steps import CreateContainer, FillVolume, Step, WaitReady
 
-__all__ = ["Recipe", "recipe_of", "restore"]
+__all__ = ["Recipe", "recipe_of", "restore", "settle"]
 
 
 @dataclass(frozen=True)
@@ -136,11 +136,44 @@ def restore(backend: Backend, recipe: Recipe, old: ContainerState, abort: thread
             _undo(backend, made, new)
             raise ServiceFailed(recipe.service, f"reset: cannot start it again from the snapshot: {exc}",
                                 container=recipe.spec.name) from exc
-        removed = pool.submit(cleanup)
+        _behind(cleanup)
         timed("ready", lambda: wait_ready(backend, new, recipe.service, recipe.wait.probe, recipe.wait.timeout, abort))
-        with contextlib.suppress(EnvkitError):  # a volume still held: the run's teardown takes it later
-            removed.result()
     return new
+
+
+#: the removal of the last reset's old volumes, still under way (deleting a database's files takes seconds)
+_removing: list[threading.Thread] = []
+_removing_lock = threading.Lock()
+
+
+def _behind(work: Callable[[], None]) -> None:
+    """Run ``work`` (removals only) in the background, after the earlier ones: a reset returns while the
+    old volumes' files are still being deleted, and deletions never run side by side. Only removals go
+    there: one that loses a race with the run's teardown finds the volume gone, which is success; one cut
+    short by the process's exit leaves a volume of the run, which the run's teardown removes."""
+    with _removing_lock:
+        before = list(_removing)
+
+    def run() -> None:
+        for earlier in before:
+            earlier.join()
+        with contextlib.suppress(EnvkitError):  # a volume still held: the run's teardown takes it later
+            work()
+
+    thread = threading.Thread(target=run, name="envkit-reset-cleanup", daemon=True)
+    with _removing_lock:
+        _removing[:] = [t for t in _removing if t.is_alive()] + [thread]
+    thread.start()
+
+
+def settle(timeout: float | None = None) -> None:
+    """Wait until the background removals of earlier resets are done."""
+    with _removing_lock:
+        pending = list(_removing)
+    for thread in pending:
+        thread.join(timeout)
+    with _removing_lock:
+        _removing[:] = [t for t in _removing if t.is_alive()]
 
 
 def _start(backend: Backend, new: str, unpinned: ContainerSpec, pinned: bool) -> str:

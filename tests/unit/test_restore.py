@@ -18,6 +18,7 @@ from envkit.backends.base import VolumeSpec
 from envkit.backends.fake import FakeBackend
 from envkit.blueprint import Blueprint
 from envkit.errors import EngineError, NotFound, ServiceFailed
+from envkit.restore import settle
 from envkit.snapshot_plan import image_ids
 
 BLUEPRINT = """
@@ -94,6 +95,7 @@ def test_a_reset_gives_back_the_snapshot_in_the_same_name_address_and_ports(
         assert read(fake, before.id, "/data/seeded") == b"anonymous"
         dirty(fake, before.id)
         env.reset("db")
+        settle()  # the old container's own volume is removed in the background
         after = env.info.replicas("db")[0]
         assert after.id != before.id and after.name == before.name == L.container_name("rs-1", "db", 1)
         assert after.addresses == before.addresses and after.ports == before.ports
@@ -114,6 +116,7 @@ def test_a_reset_gives_back_the_snapshot_in_the_same_name_address_and_ports(
         fake.calls.clear()
         env.reset("db")  # again: the run is not described again (api's container is not even inspected)
         assert ("inspect_container", other.name) not in fake.calls
+        settle()
         third = env.info.replicas("db")[0]
         assert read(fake, third.id, "/data/written") is None and read(fake, third.id, "/data/seeded") == b"anonymous"
         assert third.addresses == before.addresses and third.ports == before.ports
@@ -149,6 +152,7 @@ def test_a_reset_that_cannot_make_the_container_names_the_service_and_leaves_no_
     snap = snapshot_of(fake, bp)
     with api.up(bp, name="rs-3", backend=fake) as env:
         env.reset("db")
+        settle()
         fake.images.discard(snap.image)  # the image went since (`docker image rm -f` by someone else)
         before = {r.name for r in fake.list_resources({L.RUN: "rs-3"}) if r.kind == "volume"}
         with pytest.raises(ServiceFailed, match=r"db.*reset: cannot make its container from the snapshot"):
