@@ -110,11 +110,13 @@ def test_reset_restores_the_snapshot_and_touches_no_other_run(backend: Backend, 
         one.exec("store", ["sh", "-c", "echo dirty > /data/init; echo dirty > /etc/seeded; echo x > /named/x"])
         other.exec("store", ["sh", "-c", "echo mine > /named/x"])
         port_before = one.info.replicas("store")[0].name
+        address = one.info.replicas("store")[0].addresses
         taken = one.reset("store")
         assert taken["store"] > 0
         assert read(one, "/data/init") == seeded and read(one, "/etc/seeded") == seeded
         assert read(one, "/named/x").startswith("<missing")
         assert one.info.replicas("store")[0].name == port_before
+        assert one.info.replicas("store")[0].addresses == address  # peers find it at the same address
         assert read(other, "/named/x") == "mine"  # the other run is untouched
 
 
