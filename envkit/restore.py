@@ -15,8 +15,9 @@ start, plus the copy). So the reset runs, in this order:
    ports its outputs point to, and the IP address it had on each network (where the engine can fix
    one: a network whose subnet was given, as envkit's own pool gives it);
 2. once the old container is gone: a volume of the blueprint (others may mount it too) is copied back
-   in place; the new container takes the service's name, is started and waited ready, while the old
-   container's own volumes are removed.
+   in place; the new container takes the service's name, is started and waited ready. The old
+   container's own volumes are deleted in the background (``settle`` waits for that), one reset's
+   after the other's.
 
 The state after a reset is exactly the snapshot's: a new container from its image, every volume it
 mounts refilled from it. Peers find the service again under the same DNS name and address, and must
