@@ -9,15 +9,25 @@ The fast path is measured three ways, the same swap SQL each time (``envkit.pgte
 - ``template_host``: from this process over the published port with the shop role's own credentials
   (psycopg, the run's ``DATABASE_URL``; never printed), the other way considered.
 
+The generic path is measured as envkit does it now (``restore``: the old container removed while its
+replacement is made, see ``envkit.restore``) and as it did before (``restore_before``: removed, then
+made again by an executor plan of restore, create, start and ready steps, the run described each
+time), the two alternating reset by reset so that both see the same load (with ``--variant volume`` one
+block each, the way before first: see the comment in ``main``). ``--variant volume`` runs the
+whole benchmark on a db image that declares its data directory a ``VOLUME`` (as the official postgres
+image does): the snapshot then holds a volume, which every restore fills again.
+
+The shop is copied to a temporary folder with a token of this run in db's environment, so that the
+snapshot key is this benchmark's own: a snapshot of the shop that other processes on the engine use is
+never removed.
+
 Each reset follows a "test" that wrote 1,000 orders (and a count that checks the reset). The
 ``back_to_back`` figure writes through a host connection instead (milliseconds), so resets come faster
 than PostgreSQL can copy the next ready database: it shows the bound of the ready-copy pool.
 
     .venv/bin/python benchmarks/bench_snapshots.py [--resets 100] [--ups 3] [--json out.json]
 
-The snapshot this makes is removed at the end (and any the shop had before is left alone only when it
-is not the one this run would use: the first up must seed, so an existing one of the same key is
-removed first).
+The snapshot this makes is removed at the end.
 """
 
 from __future__ import annotations
@@ -27,10 +37,13 @@ import json
 import os
 import queue
 import secrets
+import shutil
 import statistics
 import sys
+import tempfile
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,10 +55,75 @@ import envkit  # noqa: E402
 from envkit import labels as L  # noqa: E402
 from envkit import snapshots as S  # noqa: E402
 from envkit.backends import connect  # noqa: E402
+from envkit.backends.base import Backend, PortBinding  # noqa: E402
 from envkit.capture import postgres_of  # noqa: E402
+from envkit.execute import Executor  # noqa: E402
+from envkit.images import image_tag  # noqa: E402
 from envkit.pgtemplate import old_name, ready_name, template_name  # noqa: E402
+from envkit.plan import Plan, RunIdentity, make_plan  # noqa: E402
+from envkit.runs import describe  # noqa: E402
+from envkit.steps import CreateContainer, Step  # noqa: E402
 
 SHOP = ROOT / "blueprints" / "shop"
+
+
+def private_shop(folder: Path, variant: str) -> Path:
+    """The shop, with a token of this run in db's environment (its own snapshot key); ``volume``: its db
+    image declares the data directory a VOLUME."""
+    shutil.copytree(SHOP, folder / "shop")
+    text = (folder / "shop" / "blueprint.yaml").read_text(encoding="utf-8")
+    text = text.replace('environment: {POSTGRES_PASSWORD: "${DB_PASSWORD:-shop}"}',
+                        f'environment: {{POSTGRES_PASSWORD: "${{DB_PASSWORD:-shop}}", BENCH_TOKEN: "{secrets.token_hex(6)}"}}')
+    assert "BENCH_TOKEN" in text
+    (folder / "shop" / "blueprint.yaml").write_text(text, encoding="utf-8")
+    if variant == "volume":
+        with (folder / "shop" / "images" / "postgres" / "Dockerfile").open("a", encoding="utf-8") as fh:
+            fh.write("\nVOLUME /var/lib/postgresql/data\n")
+    return folder / "shop"
+
+
+class Parts:
+    """The parts of each restore (``envkit.restore``'s timings, as the reset's done event tells them)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, list[float]] = {}
+
+    def hear(self, event: envkit.Event) -> None:
+        if event.action == "reset" and event.phase == "done" and ": " in event.message:
+            for item in event.message.rsplit(": ", 1)[1].rstrip(")").split(", "):
+                part, _, value = item.partition(" ")
+                self.seconds.setdefault(part, []).append(float(value.rstrip("s")))
+
+
+def restore_before(backend: Backend, env: envkit.Environment) -> None:
+    """The generic reset as envkit did it before ``envkit.restore`` (kept here to measure the ratio in
+    one run): the run described, the old container removed, then an executor plan of the restore
+    (into the run's volume, in place), create, start and ready steps."""
+    info = describe(backend, env.run_id)
+    old = info.replicas("db")[0]
+    snap = S.find(backend, old.labels[L.SNAPSHOT])
+    assert snap is not None and env.blueprint is not None
+    bp, labels = env.blueprint, old.labels
+    identity = RunIdentity(info.run_id, labels.get(L.OWNER, ""), labels.get(L.CREATED_AT, ""), labels.get(L.VERSION, ""))
+    closure = bp.closure(("db",))
+    tags = {s: image_tag(bp.name, bp.services[s].build) for s in closure if bp.services[s].build}  # type: ignore[arg-type]
+    every = frozenset(tags.values()) | {str(bp.services[s].image) for s in closure} | {snap.image}
+    plan = make_plan(bp, identity, every, tags, ("db",), capabilities=backend.capabilities, engine=backend.name,
+                     snapshots={"db": S.Use(snap.key, snapshot=snap)})
+    steps = [s for s in plan.steps if s.services == ("db",) and s.action in ("restore", "create", "start", "ready")]
+    ids = {s.id for s in steps}
+    fixed: list[Step] = []
+    for s in steps:
+        payload = s.payload
+        if isinstance(payload, CreateContainer):
+            ports = tuple(PortBinding(p.container, p.host_ip, old.ports[p.container].port if p.container in old.ports
+                                      else p.host_port) for p in payload.spec.ports)
+            payload = replace(payload, spec=replace(payload.spec, labels=tuple(sorted(labels.items())), ports=ports),
+                              gate=False)
+        fixed.append(replace(s, payload=payload, after=tuple(a for a in s.after if a in ids)))
+    backend.remove_container(old.id, 0)
+    Executor(backend).run(Plan(info.run_id, identity, bp, ("db",), tuple(fixed)))
+    env.refresh()  # as env.reset does: the next call finds the new container
 
 
 def pct(values: list[float], q: float) -> float:
@@ -149,13 +227,17 @@ def main() -> int:
     ap.add_argument("--resets", type=int, default=100)
     ap.add_argument("--generic-resets", type=int, default=20)
     ap.add_argument("--back-to-back", type=int, default=30)
-    ap.add_argument("--ways", default="template,template_exec,template_host,restore",
+    ap.add_argument("--ways", default="template,template_exec,template_host,restore,restore_before",
                     help="which reset ways to measure (comma-separated)")
+    ap.add_argument("--variant", choices=("image", "volume"), default="image",
+                    help="volume: db's image declares its data directory a VOLUME (the snapshot holds a volume)")
     ap.add_argument("--ups", type=int, default=3)
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     backend = connect()
-    result: dict[str, object] = {"loadavg_start": os.getloadavg()[0]}
+    folder = Path(tempfile.mkdtemp(prefix="envkit-bench-snapshots-"))
+    shop = private_shop(folder, args.variant)
+    result: dict[str, object] = {"loadavg_start": os.getloadavg()[0], "variant": args.variant}
     seeded, from_snapshot = [], []
     key = ""
     try:
@@ -163,19 +245,19 @@ def main() -> int:
             if key:
                 S.remove(backend, key)  # every seeded up must miss
             began = time.monotonic()
-            with envkit.up(SHOP, snapshot=["db"], backend=backend) as env:
+            with envkit.up(shop, snapshot=["db"], backend=backend) as env:
                 seeded.append(time.monotonic() - began)
                 key = env.info.replicas("db")[0].labels[L.SNAPSHOT]
             print(f"up with seeding + capture #{i + 1}: {seeded[-1]:.2f}s", flush=True)
         plain = []
         for i in range(args.ups):
             began = time.monotonic()
-            with envkit.up(SHOP, snapshot=False, backend=backend):
+            with envkit.up(shop, snapshot=False, backend=backend):
                 plain.append(time.monotonic() - began)
             print(f"up with seeding (no snapshot) #{i + 1}: {plain[-1]:.2f}s", flush=True)
         for i in range(args.ups):
             began = time.monotonic()
-            with envkit.up(SHOP, snapshot=["db"], backend=backend):
+            with envkit.up(shop, snapshot=["db"], backend=backend):
                 from_snapshot.append(time.monotonic() - began)
             print(f"up from snapshot #{i + 1}: {from_snapshot[-1]:.2f}s", flush=True)
         if args.ups:
@@ -183,7 +265,7 @@ def main() -> int:
                             "seeded_and_capture_median": statistics.median(seeded),
                             "from_snapshot_median": statistics.median(from_snapshot),
                             "ratio": statistics.median(from_snapshot) / statistics.median(plain)}
-        with envkit.up(SHOP, snapshot=["db"], backend=backend) as env:
+        with envkit.up(shop, snapshot=["db"], backend=backend) as env:
             key = env.info.replicas("db")[0].labels[L.SNAPSHOT]
             seeded_count = count_orders(env)
             base = []
@@ -204,37 +286,60 @@ def main() -> int:
                 "template": lambda: env.reset("db"),
                 "template_exec": lambda: pg.reset(backend, db_id, databases),
                 "template_host": host.reset,
-                "restore": lambda: env.reset("db", path="restore"),
+                "restore": lambda: env.reset("db", path="restore", on_event=parts.hear),
             }
+            parts = Parts()
+            chosen = args.ways.split(",")
             try:
                 for way, fn in ways.items():
-                    if way not in args.ways.split(","):
+                    if way not in chosen or way == "restore_before":
                         continue
                     n = args.generic_resets if way == "restore" else args.resets
-                    times = []
-                    for _ in range(n):
-                        write_orders(env, 1000)
-                        began = time.monotonic()
-                        fn()
-                        times.append(time.monotonic() - began)
-                        assert count_orders(env) == seeded_count
-                    result[f"reset_{way}"] = stats(times) | {"load": os.getloadavg()[0]}
-                    show(f"reset ({way})", times)
-                times = []
+                    # The generic path now and before, alternating: the same load for both.
+                    group = {way: fn, "restore_before": lambda: restore_before(backend, env)} \
+                        if way == "restore" and "restore_before" in chosen else {way: fn}
+                    times: dict[str, list[float]] = {w: [] for w in group}
+                    loads: dict[str, list[float]] = {w: [] for w in group}
+                    # With volumes, the way before fills the run's volume in place (emptying it first) only in
+                    # a steady state of its own: after a reset of the new way it would find a new volume. So
+                    # there, one block each (the way before first).
+                    rounds = [list(group.items())] * n if args.variant == "image" else \
+                        [[item] for item in reversed(group.items()) for _ in range(n)]
+                    for round_ in rounds:
+                        for w, f in round_:
+                            write_orders(env, 1000)
+                            began = time.monotonic()
+                            f()
+                            times[w].append(time.monotonic() - began)
+                            assert count_orders(env) == seeded_count
+                            loads[w].append(os.getloadavg()[0])
+                    for w, ts in times.items():
+                        result[f"reset_{w}"] = stats(ts) | {"load": statistics.median(loads[w]),
+                                                            "load_min": min(loads[w]), "load_max": max(loads[w])}
+                        show(f"reset ({w})", ts)
+                    if way == "restore" and parts.seconds:
+                        result["reset_restore_parts_p50"] = {k: pct(v, 0.5) for k, v in parts.seconds.items()}
+                        print("restore, p50 of each part:", ", ".join(f"{k} {pct(v, 0.5):.2f}s"
+                                                                     for k, v in parts.seconds.items()), flush=True)
+                    if len(group) == 2:
+                        result["restore_ratio_p50"] = pct(times["restore"], 0.5) / pct(times["restore_before"], 0.5)
+                b2b: list[float] = []
                 env.reset("db")
                 for _ in range(args.back_to_back):
                     write_orders_host(url, 1000)
                     began = time.monotonic()
                     env.reset("db")
-                    times.append(time.monotonic() - began)
-                result["reset_template_back_to_back"] = stats(times) | {"load": os.getloadavg()[0]}
-                show("reset (template, back to back)", times)
+                    b2b.append(time.monotonic() - began)
+                if b2b:
+                    result["reset_template_back_to_back"] = stats(b2b) | {"load": os.getloadavg()[0]}
+                    show("reset (template, back to back)", b2b)
                 assert count_orders(env) == seeded_count
             finally:
                 host.close()
     finally:
         if key:
             S.remove(backend, key)
+        shutil.rmtree(folder, ignore_errors=True)
     result["loadavg_end"] = os.getloadavg()[0]
     print(json.dumps(result, indent=2))
     if args.json:

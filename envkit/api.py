@@ -194,8 +194,16 @@ def up(
         on_event = functools.partial(_scrubbed, on_event, bp.secrets)
     backend = backend or connect(engine)
     try:
-        return _up(bp, backend, name, only, timeout, keep_on_failure, on_event, seed, ttl, lifetime, artifacts,
-                   snapshot)
+        try:
+            return _up(bp, backend, name, only, timeout, keep_on_failure, on_event, seed, ttl, lifetime, artifacts,
+                       snapshot)
+        except snapshot_plan.SnapshotsGone as missing:  # rolled back: once more, where those services miss
+            for svc, key in missing.keys.items():
+                on_event(Event("note", missing.run_id, f"{svc}: snapshot {key[:16]} went missing while the run "
+                               f"started from it (removed by another process?); seeding {svc} instead",
+                               service=svc, detail="snapshot gone"))
+            return _up(bp, backend, name, only, timeout, keep_on_failure, on_event, seed, ttl, lifetime, artifacts,
+                       snapshot)
     except BaseException as exc:
         secrets.scrub_error(exc, bp.secrets)
         raise
@@ -224,6 +232,7 @@ def _up(bp: Blueprint, backend: Backend, name: str | None, only: tuple[str, ...]
                      on_event, {**engine_env, "ENVKIT_ENGINE": engine_name})
     deadline = time.monotonic() + timeout if timeout else None
     executor = Executor(backend, on_event, deadline=deadline, probes=recorder.probes, seeds=recorder.seeds)
+    uses: dict[str, Use] = {}
     try:
         held = claim(backend, run_id, _stamp(bp, the_plan))  # one owner per name, before anything is made
         # Without seeds there is no seeded state to capture or to start from (a key assumes its seeds ran).
@@ -260,6 +269,8 @@ def _up(bp: Blueprint, backend: Backend, name: str | None, only: tuple[str, ...]
             if lost is not None:  # the engine went away: say so, not "service x cannot start"
                 watched = backend.origin is not None and not reaper.disabled()
                 raise engine_lost_during_up(run_id, backend.name, lost, left, watched) from exc
+            if removed and not interrupted and (missing := snapshot_plan.gone(backend, uses)):
+                raise snapshot_plan.SnapshotsGone(run_id, missing) from exc
         raise
     return environment
 

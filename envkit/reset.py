@@ -7,10 +7,10 @@ Two paths (docs/snapshots.md says which service gets which, and why):
   (``envkit.pgtemplate``), through a ``psql`` this process keeps in the container
   (``envkit.pgsession``; a one-shot exec where the engine has no interactive exec). Milliseconds; the
   container, its address and its ports stay.
-- **restore** (any service with a snapshot): the container is removed and made again from the snapshot
-  — its image, and each captured volume's content copied back into the run's volume — with the same
-  name, DNS aliases and host ports, then waited ready. Dependants see the service restart and must
-  reconnect, as after any restart.
+- **restore** (any service with a snapshot, ``envkit.restore``): a new container from the snapshot —
+  its image, every volume it mounts refilled from the snapshot — replaces the old one with the same
+  name, DNS aliases, host ports and address, then is waited ready. Dependants see the service restart
+  and must reconnect, as after any restart.
 
 A reset only ever touches the named run's own containers and volumes: the snapshot is read, not changed.
 """
@@ -24,18 +24,17 @@ from dataclasses import replace
 from envkit import labels as L
 from envkit import pgsession
 from envkit import snapshots as S
-from envkit.backends.base import Backend, Capability, ContainerState, PortBinding
+from envkit.backends.base import Backend, Capability, ContainerState
 from envkit.blueprint import Blueprint, load
 from envkit.capture import postgres_of
 from envkit.errors import Conflict, NotFound, RunNotFound, UsageError
 from envkit.events import Event, EventSink, ignore
-from envkit.execute import Executor
 from envkit.images import image_tag
 from envkit.pgtemplate import Postgres
-from envkit.plan import Plan, RunIdentity, make_plan
+from envkit.plan import RunIdentity, make_plan
+from envkit.restore import Recipe, recipe_of, restore
 from envkit.runs import RunInfo, describe
 from envkit.snapshot_plan import image_ids
-from envkit.steps import CreateContainer, Step
 
 __all__ = ["reset"]
 
@@ -49,6 +48,8 @@ def reset(backend: Backend, run_id: str, services: Sequence[str] = (), *, bluepr
     ``keep_session``: keep a ``psql`` in the container for the next reset (False for a process that
     resets once and exits, as ``envkit reset``: a one-shot exec, whose refill outlives the process)."""
     fast = _fast(backend, run_id, services, on_event) if path != "restore" and keep_session else None
+    if fast is None:
+        fast = _again(backend, run_id, services, path, on_event)
     if fast is not None:
         return fast
     info = describe(backend, run_id)
@@ -77,13 +78,42 @@ def reset(backend: Backend, run_id: str, services: Sequence[str] = (), *, bluepr
             pgsession.swap(backend, container.id, *pg, keep=keep_session)
             how = "template databases"
         else:
-            bp = blueprint or load(info.blueprint_path, env)
-            _restore(backend, info, bp, name, container, snap, on_event)
+            recipe = _recipe_for(backend, info, blueprint, env, name, container, snap)
+            parts = _restore(backend, recipe, container.id)
             how = "restored from the snapshot"
         taken[name] = time.monotonic() - began
-        on_event(Event("step", run_id, f"{name} reset in {taken[name]:.2f}s ({how})", phase="done", action="reset",
+        done = f" ({how}: {parts})" if how.startswith("restored") else f" ({how})"
+        on_event(Event("step", run_id, f"{name} reset in {taken[name]:.2f}s{done}", phase="done", action="reset",
                        service=name, duration=taken[name], detail=how))
     return taken
+
+
+def _again(backend: Backend, run_id: str, services: Sequence[str], path: str | None,
+           on_event: EventSink) -> dict[str, float] | None:
+    """The restore path without describing the run, for services this process has reset that way
+    before; None when it cannot be sure (the caller then takes the full way)."""
+    chosen: list[tuple[str, Recipe, ContainerState]] = []
+    for name in services:
+        cached, known = _recipes.get((run_id, name)), _known.get((run_id, name))
+        if cached is None or known is None or cached[0] != known[0].key:
+            return None
+        if postgres_of(known[0]) is not None and path != "restore":
+            return None
+        listed = [c for c in backend.list_containers({L.MANAGED: "true", L.RUN: run_id, L.SERVICE: name})
+                  if c.name == cached[1].spec.name]
+        if len(listed) != 1 or listed[0].labels.get(L.SNAPSHOT) != known[0].key:
+            return None
+        chosen.append((name, cached[1], listed[0]))
+    taken: dict[str, float] = {}
+    for name, recipe, container in chosen:
+        began = time.monotonic()
+        on_event(Event("step", run_id, f"reset {name}", phase="start", action="reset", service=name))
+        parts = _restore(backend, recipe, container.id)
+        taken[name] = time.monotonic() - began
+        on_event(Event("step", run_id, f"{name} reset in {taken[name]:.2f}s (restored from the snapshot: {parts})",
+                       phase="done", action="reset", service=name, duration=taken[name],
+                       detail="restored from the snapshot"))
+    return taken or None
 
 
 #: (run, service) -> the snapshot of its last reset in this process and the container it was reset in.
@@ -128,10 +158,30 @@ def _key(info: RunInfo, service: str) -> str:
     return replicas[0].labels.get(L.SNAPSHOT, "") if replicas else ""
 
 
-def _restore(backend: Backend, info: RunInfo, bp: Blueprint, name: str, old: ContainerState, snap: S.Snapshot,
-             on_event: EventSink) -> None:
+#: (run, service) -> the snapshot key and what its resets make (the same at every reset of that run)
+_recipes: dict[tuple[str, str], tuple[str, Recipe]] = {}
+
+
+def _recipe_for(backend: Backend, info: RunInfo, bp: Blueprint | None, env: Mapping[str, str] | None, name: str,
+                old: ContainerState, snap: S.Snapshot) -> Recipe:
     for capability in (Capability.EXPORT_FILESYSTEM, Capability.EXPORT_VOLUME):
         backend.require(capability, f"reset of {name}")
+    cached = _recipes.get((info.run_id, name))
+    if cached is not None and cached[0] == snap.key:
+        return cached[1]
+    recipe = _recipe(backend, info, bp or load(info.blueprint_path, env), name, old, snap)
+    _recipes[(info.run_id, name)] = (snap.key, recipe)
+    return recipe
+
+
+def _restore(backend: Backend, recipe: Recipe, old: str) -> str:
+    timings: dict[str, float] = {}
+    restore(backend, recipe, backend.inspect_container(old), timings=timings)  # inspected: addresses, volumes
+    return ", ".join(f"{part} {seconds:.2f}s" for part, seconds in timings.items())
+
+
+def _recipe(backend: Backend, info: RunInfo, bp: Blueprint, name: str, old: ContainerState,
+            snap: S.Snapshot) -> Recipe:
     if name not in bp.services:
         raise UsageError(f"the blueprint {bp.file} has no service '{name}' any more; cannot reset it")
     closure = bp.closure((name,))
@@ -147,18 +197,6 @@ def _restore(backend: Backend, info: RunInfo, bp: Blueprint, name: str, old: Con
     every = frozenset(tags.values()) | {str(bp.services[s].image) for s in closure} | {snap.image}
     plan = make_plan(bp, identity, every, tags, (name,), capabilities=backend.capabilities, engine=backend.name,
                      snapshots={name: S.Use(key, snapshot=snap)})
-    kept = ("restore", "create", "start", "ready")
-    steps = [s for s in plan.steps if s.services == (name,) and s.action in kept]
-    ids = {s.id for s in steps}
-    fixed: list[Step] = []
-    for s in steps:
-        payload = s.payload
-        if isinstance(payload, CreateContainer):
-            # This run's own labels, and the host ports its outputs already point to.
-            ports = tuple(PortBinding(p.container, p.host_ip, old.ports[p.container].port if p.container in old.ports
-                                      else p.host_port) for p in payload.spec.ports)
-            payload = replace(payload, spec=replace(payload.spec, labels=tuple(sorted(labels.items())), ports=ports),
-                              gate=False)
-        fixed.append(replace(s, payload=payload, after=tuple(a for a in s.after if a in ids)))
-    backend.remove_container(old.id, 0)  # its state is thrown away: no grace needed
-    Executor(backend, on_event).run(Plan(info.run_id, identity, bp, (name,), tuple(fixed)))
+    recipe = recipe_of(name, plan.steps, frozenset(bp.volumes))
+    # This run's own labels (the plan's carry this process's view of the run).
+    return replace(recipe, spec=replace(recipe.spec, labels=tuple(sorted(labels.items()))))

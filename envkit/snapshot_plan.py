@@ -17,13 +17,13 @@ from envkit import snapshots as S
 from envkit.backends.base import Backend
 from envkit.blueprint.model import Blueprint
 from envkit.blueprint.validate import snapshot_refusal
-from envkit.errors import UsageError
+from envkit.errors import EnvkitError, UsageError
 from envkit.events import Event, EventSink
 from envkit.execute import Executor
 from envkit.images import image_tag
 from envkit.plan import Plan, ordered
 
-__all__ = ["UNKNOWN_KEY", "image_ids", "preview", "resolve", "wanted"]
+__all__ = ["UNKNOWN_KEY", "SnapshotsGone", "gone", "image_ids", "preview", "resolve", "wanted"]
 
 WAIT = 900.0  # seconds a run waits, at most, for another process's capture of the same key
 # A plan's stand-in for a key it cannot know yet (no engine, or an image not built: a key holds its id).
@@ -107,3 +107,29 @@ def preview(backend: Backend | None, bp: Blueprint, names: Sequence[str]) -> dic
     keys = S.service_keys(bp, ids, names)
     assert backend is not None
     return {name: S.Use(keys[name], snapshot=S.find(backend, keys[name])) for name in names}
+
+
+class SnapshotsGone(EnvkitError):
+    """A snapshot that services of a run were started from went missing while the run came up (its
+    image or a data volume removed by another process between the look-up and the create: `envkit
+    snapshots rm`, `docker image rm`). ``up`` raises it after its rollback and tries once more, where
+    those services miss: they are seeded, and captured again when they ask for a snapshot."""
+
+    def __init__(self, run_id: str, keys: dict[str, str]) -> None:
+        self.run_id, self.keys = run_id, keys
+        listed = ", ".join(f"{name} ({key[:16]})" for name, key in sorted(keys.items()))
+        super().__init__(f"run {run_id}: the snapshots of {listed} went missing while the run started from them "
+                         "(removed by another process?)")
+
+
+def gone(backend: Backend, uses: dict[str, S.Use]) -> dict[str, str]:
+    """The services started from a snapshot (service → key) that is no longer complete on the engine."""
+    out: dict[str, str] = {}
+    for name, use in sorted(uses.items()):
+        if use.snapshot is not None:
+            try:
+                if S.find(backend, use.key) is None:
+                    out[name] = use.key
+            except EnvkitError:
+                continue  # the engine cannot say: not a reason to try again
+    return out

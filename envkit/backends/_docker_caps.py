@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from envkit import labels as L
 from envkit.backends import _docker_wire as wire
 from envkit.backends import endpoints
-from envkit.backends.base import ContainerSpec
+from envkit.backends.base import ContainerSpec, NetworkAttachment
 from envkit.errors import EngineError, NotFound
 
 __all__ = ["HELPER_IMAGE", "DockerCapabilities"]
@@ -156,6 +156,14 @@ class DockerCapabilities:
     def connect_network(self, container_id: str, network: str, aliases: tuple[str, ...] = ()) -> None:
         self._once(f"connect container {container_id[:12]} to {network}", lambda: self.api.connect_container_to_network(
             container_id, network, aliases=list(aliases) or None))
+
+    def _connect(self, container_id: str, a: NetworkAttachment) -> None:
+        """At create: a further network, with its aliases and fixed address (``NetworkAttachment``)."""
+        self._once(f"connect container {container_id[:12]} to {a.network}", lambda: self.api.connect_container_to_network(
+            container_id, a.network, aliases=list(a.aliases) or None, ipv4_address=a.address))
+
+    def rename_container(self, container_id: str, name: str) -> None:
+        self._once(f"rename container {container_id[:12]} to {name}", lambda: self.api.rename(container_id, name))
 
     def disconnect_network(self, container_id: str, network: str) -> None:
         self._once(f"disconnect container {container_id[:12]} from {network}",

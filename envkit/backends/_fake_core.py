@@ -233,7 +233,8 @@ class FakeEngine(Backend):
                                                  for p in spec.ports))
             serial = next(self._ids)
             ident = f"ctr-{serial}"
-            self.containers[ident] = Container(ident, spec, ip=f"10.89.{serial // 250}.{serial % 250 + 2}",
+            fixed = next((a.address for a in spec.networks if a.address), None)  # one address on every network here
+            self.containers[ident] = Container(ident, spec, ip=fixed or f"10.89.{serial // 250}.{serial % 250 + 2}",
                                                 files=dict(self.image_files.get(spec.image, {})),
                                                 networks=list(spec.networks))
             return ident

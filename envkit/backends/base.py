@@ -263,6 +263,12 @@ class Backend(ABC):
         self.require(Capability.EXPORT_FILESYSTEM)
         raise AssertionError("unreachable")
 
+    def rename_container(self, container_id: str, name: str) -> None:
+        """Give a container another name (a name taken is a Conflict). The restore path of a reset
+        (``envkit.restore``) makes a service's new container under a name of its own while the old one
+        still runs, then gives it the service's name before its start (its DNS name follows)."""
+        self.require(Capability.EXPORT_FILESYSTEM)
+
     # -- capability EXPORT_VOLUME ------------------------------------------------------------------------
     def export_volume(self, name: str) -> Iterator[bytes]:
         """The content of a volume as a tar stream, entries named from its root (``.``, ``./a.txt``)."""

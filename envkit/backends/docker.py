@@ -256,7 +256,7 @@ class DockerBackend(DockerCapabilities, Backend):
             if spec.network_mode is None:
                 first, *others = spec.networks
                 networking = api.create_networking_config(
-                    {first.network: api.create_endpoint_config(aliases=list(first.aliases))})
+                    {first.network: api.create_endpoint_config(aliases=list(first.aliases), ipv4_address=first.address)})
 
         def existing() -> str | None:
             try:
@@ -273,8 +273,8 @@ class DockerBackend(DockerCapabilities, Backend):
             host_config=host_config, networking_config=networking, stop_signal=spec.stop_signal,
             stop_timeout=spec.stop_timeout,
         )["Id"]), existing)
-        for attachment in others:
-            self.connect_network(container_id, attachment.network, attachment.aliases)
+        for a in others:
+            self._connect(container_id, a)
         return container_id
 
     def start_container(self, container_id: str) -> None:

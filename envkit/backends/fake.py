@@ -27,6 +27,7 @@ import hashlib
 import io
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import BinaryIO
 
@@ -150,6 +151,15 @@ class FakeBackend(FakeEngine):
             self.image_labels[tag] = {**c.labels, **labels}  # like Docker: the container's labels, and these
             self.image_created[tag] = datetime.now(UTC)
         return f"sha256:{tag}"
+
+    def rename_container(self, container_id: str, name: str) -> None:
+        self.require(Capability.EXPORT_FILESYSTEM)
+        self._record("rename_container", name)
+        with self._changed:
+            c = self._container(container_id)
+            if any(o.spec.name == name for o in self.containers.values() if o is not c):
+                raise Conflict(f'the container name "{name}" is already in use')
+            c.spec = replace(c.spec, name=name)
 
     def image_id(self, tag: str) -> str | None:
         self.require(Capability.EXPORT_FILESYSTEM)

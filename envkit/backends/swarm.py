@@ -95,6 +95,7 @@ class SwarmBackend(NodeCalls):
     export_volume = Backend.export_volume
     import_volume = Backend.import_volume
     copy_volume = Backend.copy_volume
+    rename_container = Backend.rename_container
     stop_container = Backend.stop_container
     kill_container = Backend.kill_container
     pause_container = Backend.pause_container

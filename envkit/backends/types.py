@@ -109,6 +109,9 @@ class MountSpec:
 class NetworkAttachment:
     network: str  # engine network name
     aliases: tuple[str, ...] = ()  # DNS names of the container on that network
+    #: a fixed IPv4 address on that network (None: the engine's choice). A reset keeps a service's
+    #: address this way (``envkit.restore``); an engine that cannot fix one refuses it at start.
+    address: str | None = None
 
 
 @dataclass(frozen=True)

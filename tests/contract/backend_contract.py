@@ -38,6 +38,7 @@ from envkit.errors import Busy, Conflict, EngineError, NotFound, Unsupported
 from envkit.runs import teardown
 
 from .exec_contract import ExecStreamContract
+from .restore_contract import RestoreContract
 
 __all__ = ["BackendContract", "Harness", "read_tar", "tar_of"]
 
@@ -92,7 +93,7 @@ def eventually(check: Callable[[], bool], timeout: float = 10.0) -> bool:
     return True
 
 
-class BackendContract(ExecStreamContract):
+class BackendContract(ExecStreamContract, RestoreContract):
     """Subclasses provide a ``harness`` fixture."""
 
     @pytest.fixture

@@ -110,11 +110,13 @@ def test_reset_restores_the_snapshot_and_touches_no_other_run(backend: Backend, 
         one.exec("store", ["sh", "-c", "echo dirty > /data/init; echo dirty > /etc/seeded; echo x > /named/x"])
         other.exec("store", ["sh", "-c", "echo mine > /named/x"])
         port_before = one.info.replicas("store")[0].name
+        address = one.info.replicas("store")[0].addresses
         taken = one.reset("store")
         assert taken["store"] > 0
         assert read(one, "/data/init") == seeded and read(one, "/etc/seeded") == seeded
         assert read(one, "/named/x").startswith("<missing")
         assert one.info.replicas("store")[0].name == port_before
+        assert one.info.replicas("store")[0].addresses == address  # peers find it at the same address
         assert read(other, "/named/x") == "mine"  # the other run is untouched
 
 
@@ -133,6 +135,29 @@ def test_concurrent_misses_capture_once(backend: Backend, blueprint: Path, token
     results = sorted(o[0].split() for o in outs)
     assert results[0][0] == results[1][0]  # both see the one captured state
     assert sorted(r[1] for r in results) == ["captured", "hit"]
+
+
+def test_a_snapshot_image_removed_before_the_create_seeds_and_captures_again(backend: Backend, blueprint: Path,
+                                                                            token: str) -> None:
+    with envkit.up(blueprint, env={"TOKEN": token}, backend=backend) as first:
+        captured = read(first, "/data/init")
+        key = first.info.replicas("store")[0].labels[L.SNAPSHOT]
+    snap = S.find(backend, key)
+    assert snap is not None
+    events: list[envkit.Event] = []
+
+    def hook(event: envkit.Event) -> None:  # another process removes the image between the look-up and the create
+        events.append(event)
+        if event.kind == "plan" and len([e for e in events if e.kind == "plan"]) == 1:
+            backend.remove_image(snap.image)
+
+    with envkit.up(blueprint, env={"TOKEN": token}, backend=backend, on_event=hook) as second:
+        assert read(second, "/data/init") != captured  # seeded afresh: a new random value
+        assert [e.detail for e in events if e.detail in ("hit", "snapshot gone", "miss")] == ["hit", "snapshot gone",
+                                                                                              "miss"]
+        assert read(second, "/etc/seeded") == read(second, "/data/init")
+    again = S.find(backend, key)
+    assert again is not None and backend.image_id(again.image)  # captured again
 
 
 def test_prune_removes_only_snapshots(backend: Backend, blueprint: Path, token: str) -> None:

@@ -1,0 +1,161 @@
+"""The generic reset path (``envkit.restore``) on the in-memory engine: the state after a reset is the
+snapshot's (filesystem, an image's anonymous volume, a volume of the blueprint), the container keeps its
+name, address and host ports, nothing of the old one is left, and the other services are untouched."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from collections.abc import Callable
+
+import pytest
+
+from envkit import api
+from envkit import labels as L
+from envkit import snapshots as S
+from envkit.backends import _tar
+from envkit.backends.base import VolumeSpec
+from envkit.backends.fake import FakeBackend
+from envkit.blueprint import Blueprint
+from envkit.errors import EngineError, NotFound, ServiceFailed
+from envkit.restore import settle
+from envkit.snapshot_plan import image_ids
+
+BLUEPRINT = """
+    name: rs
+    volumes: {shared: {}}
+    services:
+      db:
+        image: base:1
+        ports: [5432]
+        volumes: [shared:/shared]
+        snapshot: {reset: restore}
+      api:
+        image: base:1
+        depends_on: [db]
+"""
+
+
+def tar_of(files: dict[str, bytes]) -> bytes:
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
+def snapshot_of(fake: FakeBackend, bp: Blueprint) -> S.Snapshot:
+    """A complete snapshot of db, made by hand: its image holds /etc/seeded; /data was an anonymous
+    volume of the image, /shared the blueprint's volume."""
+    key = S.service_keys(bp, image_ids(fake, bp, ("db",)), ["db"])["db"]
+    tag = S.image_tag("db", key)
+    fake.images.add(tag)
+    fake.image_files[tag] = {}
+    _tar.unpack(fake.image_files[tag], "/etc", tar_of({"seeded": b"image"}))
+    mounts = []
+    for i, (target, content) in enumerate((("/data", b"anonymous"), ("/shared", b"named")), 1):
+        name = S.data_name(key, i)
+        fake.create_volume(VolumeSpec(name, ((L.ROLE, "snapshot-data"), (L.SNAPSHOT, key))))
+        fake.import_volume(name, [tar_of({"seeded": content})])
+        mounts.append((target, name))
+    snap = S.Snapshot(key, "db", "rs", tag, tuple(mounts), "restore", "2026-01-01T00:00:00Z")
+    fake.create_volume(VolumeSpec(S.manifest_name(key), tuple(sorted(snap.labels().items()))))
+    return snap
+
+
+def read(fake: FakeBackend, container: str, path: str) -> bytes | None:
+    try:
+        archive = fake.copy_from(container, path)
+    except NotFound:
+        return None
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        member = tar.extractfile(tar.getmembers()[0])
+        return member.read() if member is not None else None
+
+
+@pytest.fixture
+def fake() -> FakeBackend:
+    return FakeBackend(images={"base:1"})
+
+
+def dirty(fake: FakeBackend, container: str) -> None:
+    for folder in ("/etc", "/data", "/shared"):
+        fake.copy_into(container, folder, tar_of({"seeded": b"dirty", "written": b"by a test"}))
+
+
+def test_a_reset_gives_back_the_snapshot_in_the_same_name_address_and_ports(
+        fake: FakeBackend, load_text: Callable[..., Blueprint]) -> None:
+    bp = load_text(BLUEPRINT)
+    snapshot_of(fake, bp)
+    with api.up(bp, name="rs-1", backend=fake) as env:
+        before = env.info.replicas("db")[0]
+        other = env.info.replicas("api")[0]
+        assert read(fake, before.id, "/data/seeded") == b"anonymous"
+        dirty(fake, before.id)
+        env.reset("db")
+        settle()  # the old container's own volume is removed in the background
+        after = env.info.replicas("db")[0]
+        assert after.id != before.id and after.name == before.name == L.container_name("rs-1", "db", 1)
+        assert after.addresses == before.addresses and after.ports == before.ports
+        assert dict(after.labels) == dict(before.labels)
+        for path, seeded in (("/etc/seeded", b"image"), ("/data/seeded", b"anonymous"), ("/shared/seeded", b"named")):
+            assert read(fake, after.id, path) == seeded
+        for folder in ("/etc", "/data", "/shared"):
+            assert read(fake, after.id, f"{folder}/written") is None
+        assert [c.id for c in env.info.replicas("api")] == [other.id]  # the rest of the run is untouched
+        # The old container and its own volume are gone; the blueprint's volume is the same one.
+        assert before.id not in fake.containers
+        data = [m.source for m in after.mounts if m.target == "/data"]
+        volumes = {r.name for r in fake.list_resources({L.RUN: "rs-1"}) if r.kind == "volume"}
+        assert volumes == {data[0], L.volume_name("rs-1", "shared")}
+        assert [m.source for m in after.mounts if m.target == "/shared"] == [L.volume_name("rs-1", "shared")]
+
+        dirty(fake, after.id)
+        fake.calls.clear()
+        env.reset("db")  # again: the run is not described again (api's container is not even inspected)
+        assert ("inspect_container", other.name) not in fake.calls
+        settle()
+        third = env.info.replicas("db")[0]
+        assert read(fake, third.id, "/data/written") is None and read(fake, third.id, "/data/seeded") == b"anonymous"
+        assert third.addresses == before.addresses and third.ports == before.ports
+        assert len({r.name for r in fake.list_resources({L.RUN: "rs-1"}) if r.kind == "volume"}) == 2
+    assert fake.list_resources({L.RUN: "rs-1"}) == []
+
+
+def test_an_engine_that_cannot_keep_the_address_gets_one_of_its_choice(
+        fake: FakeBackend, load_text: Callable[..., Blueprint], monkeypatch: pytest.MonkeyPatch) -> None:
+    bp = load_text(BLUEPRINT)
+    snapshot_of(fake, bp)
+    start = fake.start_container
+
+    def refuse_fixed(container_id: str) -> None:
+        if any(a.address for a in fake.containers[container_id].spec.networks):
+            raise EngineError("user specified IP address is supported only when connecting to networks with user "
+                              "configured subnets")
+        start(container_id)
+
+    monkeypatch.setattr(fake, "start_container", refuse_fixed)
+    with api.up(bp, name="rs-2", backend=fake) as env:
+        before = env.info.replicas("db")[0]
+        env.reset("db")
+        after = env.info.replicas("db")[0]
+        assert after.running and after.name == before.name and after.ports == before.ports
+        assert after.addresses != before.addresses
+        assert [c.name for c in fake.list_containers({L.RUN: "rs-2", L.SERVICE: "db"})] == [before.name]
+
+
+def test_a_reset_that_cannot_make_the_container_names_the_service_and_leaves_no_volume(
+        fake: FakeBackend, load_text: Callable[..., Blueprint]) -> None:
+    bp = load_text(BLUEPRINT)
+    snap = snapshot_of(fake, bp)
+    with api.up(bp, name="rs-3", backend=fake) as env:
+        env.reset("db")
+        settle()
+        fake.images.discard(snap.image)  # the image went since (`docker image rm -f` by someone else)
+        before = {r.name for r in fake.list_resources({L.RUN: "rs-3"}) if r.kind == "volume"}
+        with pytest.raises(ServiceFailed, match=r"db.*reset: cannot make its container from the snapshot"):
+            env.reset("db")
+        assert {r.name for r in fake.list_resources({L.RUN: "rs-3"}) if r.kind == "volume"} == before
+        assert not [c for c in fake.containers.values() if ".next-" in c.spec.name]
