@@ -130,6 +130,7 @@ def swap_script(databases: list[str], tag: str = "") -> str:
             "COMMIT;",
             "\\else",
             "\\if :envkit_have",
+            *_COPY_UP,
             f"DROP DATABASE {_ident(db)};",  # DROP waits (5 s) for ended sessions to be gone
             "\\endif",
             _create(db, template_name(db)),
@@ -151,10 +152,25 @@ def refill_script(databases: list[str]) -> str:
         lines += [f"SELECT NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = {_lit(ready)}) AS envkit_make \\gset",
                   "\\if :envkit_make", _create(ready, template_name(db)),
                   f"ALTER DATABASE {_ident(ready)} WITH ALLOW_CONNECTIONS false;", "\\endif"]
-    lines += [_UNLOCK,
+    lines += [_UNLOCK, *_COPY_UP,
               "SELECT format('DROP DATABASE IF EXISTS %I', datname) FROM pg_database "
               "WHERE datname LIKE 'envkit\\_old\\_%' \\gexec"]
     return "\n".join(lines)
+
+
+# Before the first DROP DATABASE in a container started from a snapshot image: every data file opened
+# for writing once, so that the overlay file system copies it up from the image's layer now. DROP
+# DATABASE signals every backend (PostgreSQL's barrier); a backend that is then waiting for another's
+# copy-up of the same file (PostgreSQL opens relations read-write, so a plain SELECT copies them up)
+# gets EINTR from open(), and its query fails with "could not open file ...: Interrupted system call".
+# Seen on the shop: a reset, then the first queries against the database swapped in, while the refill
+# dropped the old one. Files already copied up (every later refill) cost an open each.
+_COPY_UP = (
+    "SELECT setting AS envkit_datadir FROM pg_settings WHERE name = 'data_directory' \\gset",
+    "\\setenv ENVKIT_DATADIR :envkit_datadir",
+    "\\! find \"$ENVKIT_DATADIR\" -type f -size +0 -print0 2>/dev/null"
+    " | xargs -0 -r sh -c 'for f; do : >> \"$f\"; done' envkit 2>/dev/null; true",
+)
 
 
 def _create(db: str, template: str) -> str:
