@@ -5,8 +5,9 @@
 # Extra arguments go to pytest, e.g. `bash scripts/test.sh tests/unit -x`.
 #
 # The whole suite runs in two pytest sessions: first the unit tests (pure, on a fake engine: they never
-# touch the real one) in two processes (pytest-xdist) while mypy checks the code beside them; then every
-# test that drives the real engine, one at a time, as before (several of them survey the whole engine).
+# touch the real one) in four processes (pytest-xdist; they mostly wait on pseudo-terminals, probes and
+# timeouts, so four beat two even on two CPUs) while mypy checks the code beside them; then every test that
+# drives the real engine, one at a time, as before (several of them survey the whole engine).
 # Both always run (unless ruff or mypy fails); the exit code is the first failure's.
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -21,7 +22,7 @@ trap 'rm -f "$typing"' EXIT
 .venv/bin/mypy >"$typing" 2>&1 &
 mypy_pid=$!
 unit=0
-.venv/bin/python -m pytest tests/unit -q -ra -n 2 --durations=5 || unit=$?
+.venv/bin/python -m pytest tests/unit -q -ra -n 4 --durations=5 || unit=$?
 typed=0
 wait "$mypy_pid" || typed=$?
 cat "$typing"
