@@ -580,6 +580,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--max-envs", type=int, metavar="N", help="only: how many shop environments live at once (up to N) "
                    "and their idle cost (<out>/capacity.json; see benchmarks/capacity.py)")
     p.add_argument("--batch", type=int, default=8, help="with --max-envs: environments started at once (default 8)")
+    p.add_argument("--idle-window", type=float, metavar="SECONDS",
+                   help="with --max-envs: seconds between the two CPU samples of the idle cost (default 10)")
     return p.parse_args(argv)
 
 
@@ -689,8 +691,9 @@ def _capacity(args: argparse.Namespace, log: IO[str]) -> int:
         bench = Bench(envkit, Path("docker-compose"), Path(tmp), args.out.resolve(), log)
         try:
             with sigterm_as_interrupt():
+                window = capacity.IDLE_WINDOW if args.idle_window is None else max(0.0, args.idle_window)
                 result = capacity.max_envs(bench, BLUEPRINT, args.max_envs, max(1, args.batch), args.out.resolve(),
-                                           BenchError)
+                                           BenchError, window)
         except KeyboardInterrupt:
             print("bench: interrupted", file=log)
         finally:

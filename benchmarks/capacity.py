@@ -63,12 +63,12 @@ def _sample(bench: Bench, ids: list[str]) -> dict[str, tuple[int, int]]:
         client.close()
 
 
-def idle_cost(bench: Bench, runs: list[str]) -> dict[str, Any]:
+def idle_cost(bench: Bench, runs: list[str], window: float = IDLE_WINDOW) -> dict[str, Any]:
     ids, networks = _census(bench, runs)
     if not ids:
         return {"containers": 0, "networks": networks}
     first, began = _sample(bench, ids), time.monotonic()
-    time.sleep(max(0.0, IDLE_WINDOW - (time.monotonic() - began)))
+    time.sleep(max(0.0, window - (time.monotonic() - began)))
     second, seconds = _sample(bench, ids), time.monotonic() - began
     cpu_ns = sum(max(0, second[i][1] - first[i][1]) for i in ids if i in first and i in second)
     memory = sum(v[0] for v in second.values())
@@ -84,9 +84,10 @@ def idle_cost(bench: Bench, runs: list[str]) -> dict[str, Any]:
 
 
 def max_envs(bench: Bench, blueprint: Path, limit: int, batch: int, out: Path,
-             failure: type[Exception]) -> dict[str, Any]:
+             failure: type[Exception], idle_window: float = IDLE_WINDOW) -> dict[str, Any]:
     """Bring up to ``limit`` environments up, ``batch`` at a time; measure; remove them; write the JSON.
-    ``failure``: what ``bench.procs.run_all`` raises when a command fails (bench.py's BenchError)."""
+    ``failure``: what ``bench.procs.run_all`` raises when a command fails (bench.py's BenchError);
+    ``idle_window``: seconds between the two CPU samples (the test suite's smoke run takes a short one)."""
     up: list[str] = []
     batches: list[dict[str, Any]] = []
     stopped_by = None
@@ -103,7 +104,7 @@ def max_envs(bench: Bench, blueprint: Path, limit: int, batch: int, out: Path,
         up += names
         batches.append({"size": len(names), "seconds": round(seconds, 2), "load": list(os.getloadavg())})
         bench.say(f"max-envs: {len(up)} up (this batch of {len(names)} in {seconds:.1f}s)")
-    idle = idle_cost(bench, up) if up else {"containers": 0, "networks": 0}
+    idle = idle_cost(bench, up, idle_window) if up else {"containers": 0, "networks": 0}
     bench.say(f"max-envs: idle: {idle}")
     began = time.perf_counter()
     step = DOWN_PER_PROCESS * DOWN_PARALLEL

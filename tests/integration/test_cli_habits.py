@@ -28,7 +28,8 @@ SMALL = "FROM debian:bookworm-slim\nLABEL io.envkit.test=habits\nCMD [\"sleep\",
 @pytest.fixture(scope="module")
 def db_run(backend: Backend) -> Iterator[str]:
     run = f"it-habits-{os.getpid()}"
-    envkit_cli("up", "blueprints/shop", "--only", "db", "--name", run, check=True)
+    # Without the shop's 100,000 seeded orders (10-20 s): these tests need a database, not its rows.
+    envkit_cli("up", "blueprints/shop", "--only", "db", "--no-seed", "--name", run, check=True)
     yield run
     envkit_cli("down", run)
     assert resources_of(backend, run) == []
@@ -83,7 +84,7 @@ def test_exec_it_in_a_pseudo_terminal(db_run: str) -> None:
 
 def test_a_dead_service_is_named_by_outputs_exec_and_status(backend: Backend) -> None:
     run = f"it-dead-{os.getpid()}"
-    envkit_cli("up", "blueprints/shop", "--only", "db", "--name", run, check=True)
+    envkit_cli("up", "blueprints/shop", "--only", "db", "--no-seed", "--name", run, check=True)  # rows: not needed
     try:
         container = f"envkit-{run}-db-1"
         backend.kill_container(container, "SIGKILL")

@@ -182,7 +182,7 @@ def test_an_environment_left_open_is_removed_at_interpreter_exit(backend: Backen
 def test_pre_started_services_run_their_own_process_only_after_release(backend: Backend) -> None:
     import envkit
 
-    with envkit.up("blueprints/shop", name="it-gate") as env:
+    with envkit.up("blueprints/shop", name="it-gate", seed=False) as env:  # the gate, not db's seeded rows
         # The gated api became the service's own process (exec), as PID 1 with its own command line.
         top = env.exec("api", ["cat", "/proc/1/cmdline"]).output.split("\0")
         assert top[:3] == ["python3", "-m", "shop.api"]

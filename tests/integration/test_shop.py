@@ -91,7 +91,7 @@ def test_exec_and_logs_reach_into_a_service(shop: envkit.Environment) -> None:
 
 
 def test_only_starts_the_closure(backend: Backend) -> None:
-    with envkit.up(SHOP, only=("worker",)) as env:
+    with envkit.up(SHOP, only=("worker",), seed=False) as env:  # the closure, not db's seeded rows
         assert sorted(env.services) == ["cache", "db", "migrate", "worker"]
         names = {c.labels[L.SERVICE] for c in backend.list_containers({L.RUN: env.run_id})}
         assert names == {"cache", "db", "migrate", "worker"}
@@ -104,8 +104,8 @@ def test_two_runs_at_once_are_isolated(backend: Backend) -> None:
     errors: list[BaseException] = []
 
     def bring_up() -> None:
-        try:
-            envs.append(envkit.up(SHOP))
+        try:  # unseeded: isolation is shown by this test's own rows (the fixture's shop is the seeded one)
+            envs.append(envkit.up(SHOP, seed=False))
         except BaseException as exc:
             errors.append(exc)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import subprocess
@@ -14,6 +15,7 @@ from .conftest import ENVKIT, ROOT, Inner
 EXAMPLE = "examples/shop"
 
 
+@functools.cache  # collected once for the three ways (the folder does not change during the session)
 def example_count() -> int:
     """How many tests examples/shop holds (collected, so a new example test needs no edit here)."""
     listed = subprocess.run([sys.executable, "-m", "pytest", EXAMPLE, "--collect-only", "-q", "-p", "no:envkit",
