@@ -194,16 +194,16 @@ def up(
         on_event = functools.partial(_scrubbed, on_event, bp.secrets)
     backend = backend or connect(engine)
     try:
+        attempt = functools.partial(_up, bp, backend, name, only, timeout, keep_on_failure, on_event, seed, ttl,
+                                    lifetime, artifacts, snapshot)
         try:
-            return _up(bp, backend, name, only, timeout, keep_on_failure, on_event, seed, ttl, lifetime, artifacts,
-                       snapshot)
+            return attempt()
         except snapshot_plan.SnapshotsGone as missing:  # rolled back: once more, where those services miss
             for svc, key in missing.keys.items():
                 on_event(Event("note", missing.run_id, f"{svc}: snapshot {key[:16]} went missing while the run "
                                f"started from it (removed by another process?); seeding {svc} instead",
                                service=svc, detail="snapshot gone"))
-            return _up(bp, backend, name, only, timeout, keep_on_failure, on_event, seed, ttl, lifetime, artifacts,
-                       snapshot)
+            return attempt()
     except BaseException as exc:
         secrets.scrub_error(exc, bp.secrets)
         raise

@@ -32,7 +32,6 @@ from envkit.steps import Step
 __all__ = ["Executor", "Graph", "Ledger", "ranks"]
 
 
-
 class Graph(Protocol):
     """What the executor runs: a plan of ``up`` (``envkit.plan.Plan``) or of work on a live run
     (``envkit.live.LivePlan``)."""
@@ -48,32 +47,23 @@ class Graph(Protocol):
 
 def ranks(steps: Sequence[Step]) -> dict[str, float]:
     """Each step's rank: its own cost plus the costliest chain of steps that wait for it (directly or
-    not), i.e. how long the plan goes on after it starts, at the least. Higher runs first."""
-    dependants: dict[str, list[str]] = {}
+    not), i.e. how long the plan goes on after it starts, at the least. Higher runs first. Ranked from
+    the steps nothing waits for back to the first ones (a cycle, a planner bug, ranks by cost alone)."""
+    by_id = {s.id: s for s in steps}
+    dependants: dict[str, list[str]] = {sid: [] for sid in by_id}
     for s in steps:
-        for a in s.after:
-            dependants.setdefault(a, []).append(s.id)
-    cost = {s.id: s.payload.cost for s in steps}
+        for a in set(s.after) & by_id.keys():
+            dependants[a].append(s.id)
+    unranked = {sid: len(ds) for sid, ds in dependants.items()}  # dependants not ranked yet
+    todo = [sid for sid, n in unranked.items() if n == 0]
     rank: dict[str, float] = {}
-    for sid in reversed(_topological(steps)):
-        rank[sid] = cost[sid] + max((rank[d] for d in dependants.get(sid, ()) if d in rank), default=0.0)
-    return rank
-
-
-def _topological(steps: Sequence[Step]) -> list[str]:
-    known = {s.id for s in steps}
-    waiting = {s.id: {a for a in s.after if a in known} for s in steps}
-    dependants: dict[str, list[str]] = {}
-    for s in steps:
-        for a in waiting[s.id]:
-            dependants.setdefault(a, []).append(s.id)
-    order = [sid for sid, deps in waiting.items() if not deps]
-    for sid in order:  # grows while it is walked
-        for d in dependants.get(sid, ()):
-            waiting[d].discard(sid)
-            if not waiting[d]:
-                order.append(d)
-    return order + [sid for sid, deps in waiting.items() if deps]  # a cycle: never ready anyway
+    for sid in todo:  # grows while it is walked
+        rank[sid] = by_id[sid].payload.cost + max((rank[d] for d in dependants[sid]), default=0.0)
+        for a in set(by_id[sid].after) & by_id.keys():
+            unranked[a] -= 1
+            if unranked[a] == 0:
+                todo.append(a)
+    return {sid: rank.get(sid, by_id[sid].payload.cost) for sid in by_id}
 
 
 class Executor:

@@ -154,11 +154,10 @@ class DockerCapabilities:
         self._once(f"unpause container {container_id[:12]}", lambda: self.api.unpause(container_id))
 
     def connect_network(self, container_id: str, network: str, aliases: tuple[str, ...] = ()) -> None:
-        self._once(f"connect container {container_id[:12]} to {network}", lambda: self.api.connect_container_to_network(
-            container_id, network, aliases=list(aliases) or None))
+        self._connect(container_id, NetworkAttachment(network, aliases))
 
     def _connect(self, container_id: str, a: NetworkAttachment) -> None:
-        """At create: a further network, with its aliases and fixed address (``NetworkAttachment``)."""
+        """A network, with its aliases and, at create, its fixed address (``NetworkAttachment``)."""
         self._once(f"connect container {container_id[:12]} to {a.network}", lambda: self.api.connect_container_to_network(
             container_id, a.network, aliases=list(a.aliases) or None, ipv4_address=a.address))
 
