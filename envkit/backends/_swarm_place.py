@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -182,15 +182,17 @@ def spread_constraints(spread: Iterable[str], nodes: Iterable[NodeInfo], constra
     return out
 
 
-def least_used(services: Iterable[Mapping[str, Any]], publish: Iterable[int]) -> list[int]:
+def least_used(services: Iterable[Mapping[str, Any]], publish: Iterable[int],
+               avoid: Collection[int] = ()) -> list[int]:
     """The ports of ``publish``, those published by the fewest of ``services`` first (read from each
-    service's spec: there from its creation on)."""
+    service's spec: there from its creation on), those of ``avoid`` (found taken on the only nodes a task
+    may run on) last."""
     used: dict[int, int] = {}
     for svc in services:
         for port in {p.get("PublishedPort", 0) for p in ((svc.get("Spec") or {}).get("EndpointSpec") or {})
                      .get("Ports") or []}:
             used[port] = used.get(port, 0) + 1
-    return sorted(publish, key=lambda port: (used.get(port, 0), port))
+    return sorted(publish, key=lambda port: (port in avoid, used.get(port, 0), port))
 
 
 def host_ports(spec: ContainerSpec, free: list[int]) -> list[dict[str, Any]]:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import replace
 from functools import partial
 from typing import Any
@@ -234,11 +234,15 @@ class SwarmBackend(NodeCalls):
         labels = dict(spec.labels) | ({NODE_LABEL: pinned} if pinned else {})
         template, mode = wire.task_template(spec, tuple(constraints))
         ephemeral = sum(1 for p in spec.ports if p.host_port is None)
-        for attempt in range(3):
+        # Tries the node's free ports in turn: a port least used over the swarm may still be taken on the
+        # only node the task may run on (a constraint, a pinned volume), and then it is not tried again.
+        tries = max(3, len(self.nodes.publish) // max(ephemeral, 1) + 1)
+        taken: set[int] = set()
+        for attempt in range(tries):
             # the ports are chosen from the services that exist: one choice at a time in this process
             with _PUBLISHING if ephemeral else contextlib.nullcontext():
                 endpoint = EndpointSpec(mode="dnsrr")
-                endpoint["Ports"] = host_ports(spec, self._free_ports(ephemeral) if ephemeral else [])
+                endpoint["Ports"] = host_ports(spec, self._free_ports(ephemeral, taken) if ephemeral else [])
                 try:
                     self._once(f"create service {spec.name}", partial(
                         self.api.create_service, template, name=spec.name, labels=labels, mode=mode,
@@ -248,9 +252,11 @@ class SwarmBackend(NodeCalls):
                         raise NotFound(str(exc)) from exc
                     raise
             try:
-                self._await_task(spec.name, port_taken=bool(ephemeral) and attempt < 2)
+                self._await_task(spec.name, port_taken=bool(ephemeral) and attempt < tries - 1)
                 return
-            except _PortTaken:  # another process took the same ports at once: choose again
+            except _PortTaken:  # taken on its node (or by another process at once): choose again
+                taken.update(int(p["PublishedPort"]) for p in endpoint["Ports"]
+                             if p["PublishedPort"] in self.nodes.publish)
                 self._once(f"remove service {spec.name}", lambda: self.api.remove_service(spec.name))
 
     def _await_task(self, name: str, timeout: float = 120, port_taken: bool = False) -> NodeInfo | None:
@@ -276,10 +282,10 @@ class SwarmBackend(NodeCalls):
             time.sleep(0.1)
         raise EngineError(f"start container {name}: its Swarm task did not start: {reason}")
 
-    def _free_ports(self, count: int) -> list[int]:
+    def _free_ports(self, count: int, taken: Collection[int] = ()) -> list[int]:
         if count > len(self.nodes.publish):
             raise Unsupported(f"engine swarm: {count} ports to publish, ENVKIT_SWARM_PUBLISH has {len(self.nodes.publish)}")
-        return least_used(self._retried("list services", self.api.services), self.nodes.publish)[:count]
+        return least_used(self._retried("list services", self.api.services), self.nodes.publish, taken)[:count]
 
     def _service(self, name: str) -> dict[str, Any] | None:
         try:

@@ -171,6 +171,8 @@ def test_host_ports_are_the_least_used_of_the_range() -> None:
     services = [{"Spec": {"EndpointSpec": {"Ports": [{"PublishedPort": 30000}, {"PublishedPort": 30001}]}}},
                 {"Spec": {"EndpointSpec": {"Ports": [{"PublishedPort": 30000}]}}}, {"Spec": {}}]
     assert least_used(services, range(30000, 30003)) == [30002, 30001, 30000]
+    # a port found taken on the only node the task may run on comes last, however little used elsewhere
+    assert least_used(services, range(30000, 30003), avoid={30002}) == [30001, 30000, 30002]
     spec = ContainerSpec("x", "app", (), (), ports=(PortBinding(PortKey(80, "tcp")),
                                                     PortBinding(PortKey(53, "udp"), host_port=5353)))
     assert host_ports(spec, [30002]) == [
