@@ -219,6 +219,8 @@ class Seeded:
         if not self.skip_initdb:
             self.envkit(1, self.topo["initdb"])
             self.compose(1, self.files["initdb"])
+        else:  # Compose's seeded topology still needs the initdb image, which envkit builds
+            self.envkit(1, self.topo["seeded"])
         self.envkit(1, self.shop, "--no-snapshot")
         before = {s.key for s in S.list_snapshots(connect()) if s.blueprint == "shop" and s.service == "db"}
         self.record("capture_envkit_1", self.envkit(1, self.shop, "--snapshot"))  # seeds, then captures

@@ -85,7 +85,12 @@ def describe(backend: Backend, run_id: str) -> RunInfo:
     # A listing carries no exit codes: inspect each container (side by side) for the whole state.
     listed = backend.list_containers({L.MANAGED: "true", L.RUN: run_id})
     listed = [c for c in listed if c.labels.get(L.ROLE) != "fault"]  # fault helpers (envkit/faults) are no replicas
-    listed = [c for c in listed if ".next-" not in c.name]  # nor a reset's new container before it is named (envkit.restore)
+    # Nor is a reset's new container before it is named (envkit.restore), unless it is all that is left of
+    # its replica (the process resetting it was killed between the old one's removal and the rename): then
+    # it stands for the replica, not started, and the next reset makes the replica again in its place.
+    named = {(c.labels.get(L.SERVICE), c.labels.get(L.REPLICA)) for c in listed if ".next-" not in c.name}
+    listed = [c for c in listed if ".next-" not in c.name or (c.labels.get(L.SERVICE), c.labels.get(L.REPLICA))
+              not in named]
     detailed = [c for c in _map(lambda c: _inspect(backend, c), listed, 8) if c is not None]
     containers = sorted(detailed, key=lambda c: (c.labels.get(L.SERVICE, ""), int(c.labels.get(L.REPLICA, "0") or 0)))
     services: dict[str, list[ContainerState]] = {}

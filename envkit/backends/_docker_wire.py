@@ -163,6 +163,12 @@ def from_inspect(info: Mapping[str, Any]) -> ContainerState:
             if key and b.get("HostPort") and (key not in ports or ":" in ports[key].host_ip):
                 ports[key] = Endpoint(b.get("HostIp") or "0.0.0.0", int(b["HostPort"]))
     status = _status(state.get("Status"))
+    if status == "created" and not ports:  # never started: the host ports it will publish on (chosen at create)
+        for text, bound in ((info.get("HostConfig") or {}).get("PortBindings") or {}).items():
+            key = _port_key(text)
+            for b in bound or []:
+                if key and str(b.get("HostPort") or "0") != "0" and key not in ports:
+                    ports[key] = Endpoint(b.get("HostIp") or "0.0.0.0", int(b["HostPort"]))
     health = (state.get("Health") or {}).get("Status")
     return ContainerState(
         id=str(info["Id"]), name=str(info.get("Name", "")).lstrip("/"), status=status,

@@ -140,6 +140,13 @@ class FakeEngine(Backend):
             return table[c.spec.name]
         return table.get(c.labels.get(L.SERVICE, ""))
 
+    @staticmethod
+    def _bound(c: Container) -> dict[PortKey, Endpoint]:
+        """Like the Docker backend: a container never started shows the host ports chosen at its create."""
+        if c.status != "created":
+            return {}
+        return {p.container: Endpoint(p.host_ip, p.host_port) for p in c.spec.ports if p.host_port}
+
     def _state(self, c: Container, detailed: bool = True) -> ContainerState:
         live = c.status in ("running", "paused")
         health = c.health if c.health in ("starting", "healthy", "unhealthy") else None
@@ -148,7 +155,7 @@ class FakeEngine(Backend):
             exit_code=c.exit_code if detailed and c.status in ("exited", "dead") else None,
             health=health if detailed and live else None,  # type: ignore[arg-type]
             addresses={a.network: c.ip for a in c.networks} if live else {},
-            ports=dict(c.ports) if live else {}, labels=c.labels,
+            ports=dict(c.ports) if live else self._bound(c), labels=c.labels,
             started_at=(c.started_at or "") if detailed else None,
             finished_at=(c.finished_at or "") if detailed else None, oom_killed=False if detailed else None,
             detailed=detailed, environment=dict(c.spec.environment) if detailed else {},

@@ -246,3 +246,31 @@ def test_a_reset_from_another_process_ends_held_sessions_and_this_process_goes_o
     assert orders(shop) == seeded - 10
     shop.reset("db")  # through this process's kept session, after the other process's swap
     assert orders(shop) == seeded
+
+
+def test_a_reset_cut_short_before_the_rename_is_finished_by_the_next_one(
+        backend: Backend, blueprint: Path, token: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Killed between the old container's removal and the new one taking its name, a generic reset leaves
+    only the new container (``NAME.next-HEX``, never started): the run shows it as the replica, on the
+    host port the outputs name, and the next reset makes the service again under its name and port."""
+    text = BLUEPRINT.replace("    ready:", "    ports: [7000]\n    ready:")
+    (blueprint / "blueprint.yaml").write_text(text, encoding="utf-8")
+    with envkit.up(blueprint, env={"TOKEN": token}, backend=backend) as env:
+        seeded = read(env, "/data/init")
+        before = env.info.replicas("store")[0]
+
+        def killed(*_: object) -> None:
+            raise KeyboardInterrupt
+
+        rename = backend.rename_container
+        monkeypatch.setattr(backend, "rename_container", killed)
+        with pytest.raises(KeyboardInterrupt):
+            env.reset("store")
+        monkeypatch.setattr(backend, "rename_container", rename)
+        left = envkit.attach(env.run_id, backend=backend).info.replicas("store")
+        assert [(".next-" in c.name, c.status, c.ports) for c in left] == [(True, "created", before.ports)]
+        env.reset("store")
+        after = env.info.replicas("store")
+        assert [(c.name, c.running, c.ports) for c in after] == [(before.name, True, before.ports)]
+        assert read(env, "/data/init") == seeded
+        assert not [c.name for c in backend.list_containers({L.RUN: env.run_id}) if ".next-" in c.name]

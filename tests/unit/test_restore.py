@@ -19,6 +19,7 @@ from envkit.backends.fake import FakeBackend
 from envkit.blueprint import Blueprint
 from envkit.errors import EngineError, NotFound, ServiceFailed
 from envkit.restore import settle
+from envkit.runs import describe
 from envkit.snapshot_plan import image_ids
 
 BLUEPRINT = """
@@ -159,3 +160,32 @@ def test_a_reset_that_cannot_make_the_container_names_the_service_and_leaves_no_
             env.reset("db")
         assert {r.name for r in fake.list_resources({L.RUN: "rs-3"}) if r.kind == "volume"} == before
         assert not [c for c in fake.containers.values() if ".next-" in c.spec.name]
+
+
+def test_a_reset_cut_short_after_the_removal_is_finished_by_the_next_one(
+        fake: FakeBackend, load_text: Callable[..., Blueprint], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The process resetting db is killed once the old container is gone and before the new one takes its
+    name: the run then shows the new one (not started, on the same host ports) as db's replica, and the
+    next reset makes db again in its place, under its name and on its ports."""
+    bp = load_text(BLUEPRINT)
+    snapshot_of(fake, bp)
+    with api.up(bp, name="rs-5", backend=fake) as env:
+        before = env.info.replicas("db")[0]
+
+        def killed(*_: object) -> None:
+            raise KeyboardInterrupt
+
+        rename = fake.rename_container
+        monkeypatch.setattr(fake, "rename_container", killed)
+        with pytest.raises(KeyboardInterrupt):
+            env.reset("db")
+        monkeypatch.setattr(fake, "rename_container", rename)
+        left = describe(fake, "rs-5").replicas("db")
+        assert [(c.status, c.ports) for c in left] == [("created", before.ports)]
+        assert ".next-" in left[0].name
+        env.reset("db")
+        settle()
+        after = fake.list_containers({L.RUN: "rs-5", L.SERVICE: "db"})
+        assert [c.name for c in after] == [before.name]
+        assert fake.inspect_container(after[0].id).running
+        assert fake.inspect_container(after[0].id).ports == before.ports
