@@ -47,6 +47,10 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   "$venv/bin/python" -m pip install -q -e "$repo[dev,bench]"
   echo "$want" > "$stamp"
 fi
+# The editable install runs envkit from its sources: compile them now, since with PYTHONDONTWRITEBYTECODE
+# set (as in many CI images, and on this machine) every command would compile them again (measured:
+# `envkit validate` 0.24 s without, 0.17-0.19 s with). Only changed files are compiled.
+"$venv/bin/python" -m compileall -q -j 0 "$repo/envkit" >/dev/null || true
 
 # --- 2. A reachable Docker engine -------------------------------------------------------------------
 engine_up() { timeout 10 docker info >/dev/null 2>&1; }
