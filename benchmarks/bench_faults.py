@@ -204,10 +204,13 @@ def local(rounds: int, kept: int, new: int, mb: int, before: Path | None) -> dic
 
 
 def blueprint(folder: Path) -> dict[str, Any]:
-    (folder / "Dockerfile").write_text(DOCKERFILE, encoding="utf-8")
-    box = {"build": ".", "command": ["python3", "-u", "-c", SERVER], "ports": [ECHO, SINK, SOURCE],
+    # The context's folder name goes into the image's tag: a fixed one, so every run (each in a temporary
+    # folder of its own) reuses one tag instead of leaving one more behind.
+    (folder / "image").mkdir()
+    (folder / "image" / "Dockerfile").write_text(DOCKERFILE, encoding="utf-8")
+    box = {"build": "./image", "command": ["python3", "-u", "-c", SERVER], "ports": [ECHO, SINK, SOURCE],
            "ready": {"tcp": ECHO}}
-    return {"name": "bench-faults", "services": {"box": box, "client": {"build": str(folder),
+    return {"name": "bench-faults", "services": {"box": box, "client": {"build": "./image",
                                                                        "command": ["sleep", "infinity"]}}}
 
 
