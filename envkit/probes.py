@@ -295,6 +295,10 @@ def wait_ready(backend: Backend, container_id: str, service: str, probe: Probe |
                     return down
                 last["detail"] = str(exc).splitlines()[0]
                 return Outcome.NOT_YET
+            # A probe that failed for good because the process exited meanwhile (Docker answers an exec
+            # into a container that is stopping with exit 126, no error): the exit is the reason.
+            if outcome is Outcome.FAILED and (down := stopped(backend.inspect_container(container_id))) is not None:
+                return down
         except NotFound:
             last["detail"] = "is gone (removed)"
             return Outcome.FAILED
