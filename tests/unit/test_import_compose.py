@@ -285,3 +285,43 @@ def test_the_command_lists_what_still_needs_an_edit(tmp_path: Path, capsys: pyte
     assert "needs 1 edit(s) before it validates" in err
     assert main(["import", str(tmp_path / "nowhere")]) == 3
     assert "no such file or folder" in capsys.readouterr().err
+
+
+def test_what_compose_itself_refuses_is_an_error_naming_line_and_key(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "compose.yaml").write_text(textwrap.dedent("""\
+        services:
+          api:
+            image: i
+            enviroment: {A: b}
+            healthcheck: {test: [CMD, "true"], retires: 5}
+            depends_on: [queu]
+          queue:
+            image: redis
+            volumes: [cache:/data]
+            depends_on: {api: {condition: service_started, requierd: false}}
+          debug:
+            image: i
+            profiles: [debug]
+            comand: sleep infinity
+        secrest: {}
+        """), encoding="utf-8")
+    assert main(["import", str(tmp_path), "-o", str(tmp_path / "bp.yaml")]) == 3
+    _, err = capsys.readouterr()
+    assert err == textwrap.dedent("""\
+        error: invalid compose file (7 problems):
+          compose.yaml:4:5 services.api.enviroment: unknown Compose key 'enviroment' (did you mean 'environment'?)
+          compose.yaml:5:40 services.api.healthcheck.retires: unknown Compose key 'retires' (did you mean 'retries'?)
+          compose.yaml:6:18 services.api.depends_on[0]: unknown service 'queu' (did you mean 'queue'?)
+          compose.yaml:9:15 services.queue.volumes[0]: undefined volume 'cache' (declare it under the top-level volumes:)
+          compose.yaml:10:52 services.queue.depends_on.api.requierd: unknown Compose key 'requierd' (did you mean 'required'?)
+          compose.yaml:14:5 services.debug.comand: unknown Compose key 'comand' (did you mean 'command'?)
+          compose.yaml:15:1 secrest: unknown Compose key 'secrest' (did you mean 'secrets'?)
+        """).replace("compose.yaml", str(tmp_path / "compose.yaml"))
+    assert not (tmp_path / "bp.yaml").exists()
+
+
+def test_a_key_compose_knows_but_envkit_cannot_carry_is_a_note(tmp_path: Path) -> None:
+    result = doc_of("services: {a: {image: i, init: true, oom_score_adj: 5, x-mine: 1}}", tmp_path)
+    assert result.notes == ("services.a.init: not carried over: envkit has no equivalent",
+                            "services.a.oom_score_adj: not carried over: envkit has no equivalent")
