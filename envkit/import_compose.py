@@ -9,6 +9,8 @@ lists what it left out. What maps how:
     ports                → ports, each on 127.0.0.1 with a host port the engine chooses, so that runs go side
                            by side (``keep_host_ports``: as written); an output ``<SERVICE>_<PORT>`` for each
     volumes, tmpfs       → volumes (named, bind; anonymous ones left to the container), tmpfs
+    secrets, configs     → read-only bind mounts of their file: where Compose puts them (/run/secrets/NAME,
+                           /NAME, or target:); one from environment: or content: is noted
     networks             → networks (with aliases); ``internal`` and labels of the top-level ones
     depends_on           → depends_on: service_started → started, service_healthy → ready,
                            service_completed_successfully → completed (that dependency becomes a job)
@@ -119,6 +121,7 @@ class _Context:
     problems: list[Problem] = field(default_factory=list)  # what Compose itself refuses
     names: dict[str, str] = field(default_factory=dict)  # compose service name → blueprint name
     volumes: dict[str, dict[str, Any] | None] = field(default_factory=dict)
+    top: dict[str, Any] = field(default_factory=dict)  # the compose file's top-level secrets: and configs:
 
     def note(self, path: Key, message: str) -> None:
         line, column = self.marks.at(path)
@@ -164,10 +167,12 @@ def from_compose(data: Any, marks: Marks, directory: Path, *, base: Path | None 
 
     ctx = _Context(marks, directory, base or directory, read or unreadable, keep_host_ports)
     ctx.known((), data, "top")
+    ctx.top = {k: data[k] for k in ("secrets", "configs") if isinstance(data.get(k), dict)}
     for key in data:
         if key not in COMPOSE_KEYS["top"]:
             continue
-        if key not in ("name", "version", "services", "networks", "volumes", EXTENSION) and not key.startswith("x-"):
+        if key not in ("name", "version", "services", "networks", "volumes", "secrets", "configs", EXTENSION) \
+                and not key.startswith("x-"):
             ctx.note((key,), f"top-level '{key}' is not carried over")
     for sname, spec in data["services"].items():  # as Compose, the whole file: services in profiles too
         _check(ctx, ("services", sname), spec, data)
@@ -235,6 +240,13 @@ def _check(ctx: _Context, path: Key, spec: Any, data: dict[str, Any]) -> None:
         if dep not in defined:
             close = difflib.get_close_matches(dep, defined, n=1)
             ctx.problem(where, f"unknown service '{dep}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
+    for key in ("secrets", "configs"):
+        found = data.get(key)
+        top: dict[str, Any] = found if isinstance(found, dict) else {}
+        for i, entry in enumerate(spec.get(key) or []):
+            source = str(entry.get("source")) if isinstance(entry, dict) else str(entry)
+            if source not in top:
+                ctx.problem((*path, key, i), f"undefined {key[:-1]} '{source}' (declare it under the top-level {key}:)")
     volumes = [str(v) for v in data.get("volumes") or {}]
     for i, entry in enumerate(spec.get("volumes") or []):
         mount, _ = volume_form(entry)
@@ -262,7 +274,8 @@ def _service(ctx: _Context, name: str, spec: dict[str, Any], job: bool, healthy:
     found = spec.get(EXTENSION)
     extension: dict[str, Any] = unescape(found) if isinstance(found, dict) else {}
     handled = {"image", "build", "environment", "env_file", "ports", "volumes", "tmpfs", "networks", "depends_on",
-               "healthcheck", "deploy", "mem_limit", "cpus", "scale", "stop_grace_period", *_SILENT, *_DIRECT}
+               "healthcheck", "secrets", "configs", "deploy", "mem_limit", "cpus", "scale", "stop_grace_period",
+               *_SILENT, *_DIRECT}
     for key in spec:
         if key == "restart" and str(spec[key]) == "no":  # Compose's default
             continue
@@ -290,6 +303,8 @@ def _service(ctx: _Context, name: str, spec: dict[str, Any], job: bool, healthy:
         out["environment"] = environment
     _ports(ctx, path, spec.get("ports"), out)
     _volumes(ctx, path, spec, out)
+    for key in ("secrets", "configs"):
+        _files(ctx, path, key, spec.get(key), out)
     _networks(ctx, name, path, spec.get("networks"), out)
     _dependencies(ctx, path, spec.get("depends_on"), out)
     _resources(ctx, path, spec, out)
@@ -434,6 +449,29 @@ def _volumes(ctx: _Context, path: Key, spec: dict[str, Any], out: dict[str, Any]
         out["volumes"] = mounts
     if tmpfs_list:
         out["tmpfs"] = tmpfs_list
+
+
+def _files(ctx: _Context, path: Key, key: str, value: Any, out: dict[str, Any]) -> None:
+    """A service's ``secrets:`` or ``configs:`` defined from a file → a read-only bind mount where Compose
+    puts it (a secret under /run/secrets/, a config at /<name>, or the ``target``)."""
+    defined = ctx.top.get(key) or {}
+    for i, entry in enumerate(value or []):
+        where: Key = (*path, key, i)
+        source = str(entry.get("source")) if isinstance(entry, dict) else str(entry)
+        target = str(entry.get("target") or source) if isinstance(entry, dict) else source
+        if key == "secrets" and not target.startswith("/"):
+            target = f"/run/secrets/{target}"
+        elif not target.startswith("/"):
+            target = f"/{target}"
+        spec = defined.get(source)
+        file = spec.get("file") if isinstance(spec, dict) else None
+        if file is None:
+            how = ", ".join(k for k in (spec or {}) if k in ("environment", "content", "external", "name")) or "?"
+            ctx.note(where, f"{key[:-1]} '{source}' ({how}) not carried over: only one from a file: is mounted")
+            continue
+        for extra in sorted(set(entry) - {"source", "target"}) if isinstance(entry, dict) else ():
+            ctx.note((*where, extra), "not carried over: the file is mounted as it is on this machine")
+        out.setdefault("volumes", []).append(f"{ctx.path(str(file))}:{target}:ro")
 
 
 def _networks(ctx: _Context, name: str, path: Key, value: Any, out: dict[str, Any]) -> None:

@@ -17,7 +17,7 @@ from envkit.blueprint.model import Service
 from envkit.blueprint.schema import schema
 from envkit.blueprint.source import Marks, read_source
 from envkit.cli import main
-from envkit.errors import UsageError
+from envkit.errors import BlueprintError, UsageError
 from envkit.export import image_tags, to_compose
 from envkit.import_compose import ComposeImport, from_compose
 
@@ -325,3 +325,33 @@ def test_a_key_compose_knows_but_envkit_cannot_carry_is_a_note(tmp_path: Path) -
     result = doc_of("services: {a: {image: i, init: true, oom_score_adj: 5, x-mine: 1}}", tmp_path)
     assert result.notes == ("services.a.init: not carried over: envkit has no equivalent",
                             "services.a.oom_score_adj: not carried over: envkit has no equivalent")
+
+
+def test_secrets_and_configs_from_files_are_mounted_read_only_where_compose_puts_them(tmp_path: Path) -> None:
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "nginx.conf").write_text("server {}\n", encoding="utf-8")
+    (tmp_path / "key.txt").write_text("s3cret\n", encoding="utf-8")
+    result = doc_of("""
+        services:
+          web:
+            image: i
+            volumes: [./conf:/etc/extra]
+            secrets: [api_key, {source: api_key, target: key2, mode: 0400}, {source: token}]
+            configs: [{source: site, target: /etc/nginx/sites-enabled/default}, site]
+        secrets:
+          api_key: {file: ./key.txt}
+          token: {environment: TOKEN}
+        configs:
+          site: {file: conf/nginx.conf}
+        """, tmp_path)
+    assert result.document["services"]["web"]["volumes"] == [
+        "./conf:/etc/extra", "./key.txt:/run/secrets/api_key:ro", "./key.txt:/run/secrets/key2:ro",
+        "./conf/nginx.conf:/etc/nginx/sites-enabled/default:ro", "./conf/nginx.conf:/site:ro"]
+    assert result.notes == (
+        "services.web.secrets[1].mode: not carried over: the file is mounted as it is on this machine",
+        "services.web.secrets[2]: secret 'token' (environment) not carried over: only one from a file: is mounted")
+    text = result.text()
+    assert "secrets:" not in text.split("services:")[0].replace("# note", "")  # nothing at the top level
+    load_text(text, tmp_path)  # it validates where it was imported
+    with pytest.raises(BlueprintError, match=r"services.web.configs\[0\]: undefined config 'sites'"):
+        doc_of("services: {web: {image: i, configs: [sites]}}\nconfigs: {site: {file: x}}", tmp_path)
