@@ -289,7 +289,7 @@ def _service(ctx: _Context, name: str, spec: dict[str, Any], job: bool, healthy:
         out["image"] = str(spec["image"])
     for key in _DIRECT:
         value = spec.get(key)
-        if value in (None, [], {}):
+        if value in (None, [], {}) and not (key == "entrypoint" and value == []):  # entrypoint: [] clears the image's
             continue
         if key in ("user", "working_dir", "hostname"):
             value = str(value)

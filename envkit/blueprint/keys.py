@@ -58,7 +58,7 @@ SCALAR: dict[str, Any] = {"type": ["string", "number"]}  # read as text: `user: 
 BOOLEAN: dict[str, Any] = {"type": "boolean"}
 DURATION: dict[str, Any] = {"anyOf": [{"type": "number", "minimum": 0},
                                       {"type": "string", "pattern": r"^\s*(\d+(\.\d+)?(ms|s|m|h))+\s*$"}, INTERPOLATED]}
-COMMAND: dict[str, Any] = {"anyOf": [STRING, {"type": "array", "items": SCALAR, "minItems": 1}]}
+COMMAND: dict[str, Any] = {"anyOf": [STRING, {"type": "array", "items": SCALAR}]}
 PAIRS: dict[str, Any] = {"anyOf": [{"type": "object", "additionalProperties": {"type": ["string", "number", "boolean", "null"]}},
                                    {"type": "array", "items": {"type": "string", "pattern": "="}}, {"type": "null"}]}
 NAMES: dict[str, Any] = {"anyOf": [{"type": "array", "items": STRING}, {"type": "null"}]}

@@ -355,3 +355,10 @@ def test_secrets_and_configs_from_files_are_mounted_read_only_where_compose_puts
     load_text(text, tmp_path)  # it validates where it was imported
     with pytest.raises(BlueprintError, match=r"services.web.configs\[0\]: undefined config 'sites'"):
         doc_of("services: {web: {image: i, configs: [sites]}}\nconfigs: {site: {file: x}}", tmp_path)
+
+
+def test_an_empty_entrypoint_is_carried_over(tmp_path: Path) -> None:
+    # Compose's way to run a debug shell in an image that has an ENTRYPOINT; left out, the ENTRYPOINT ran
+    doc = doc_of("services: {debug: {image: i, entrypoint: [], command: [sleep, infinity]}}", tmp_path).document
+    assert doc["services"]["debug"]["entrypoint"] == [] and doc["services"]["debug"]["command"] == ["sleep", "infinity"]
+    assert load_text(ComposeImport(doc).text(), tmp_path).services["debug"].entrypoint == ()
