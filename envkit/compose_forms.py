@@ -86,11 +86,12 @@ def port_forms(value: Any) -> tuple[list[PortForm], str | None]:
         host = None
         if published not in (None, ""):
             hosts = _range(str(published)) if re.fullmatch(r"\d+(-\d+)?", str(published)) else []
-            if len(hosts) != 1:
-                return [], f"published {published!r}: only one host port per container port can be kept"
+            if not hosts:
+                return [], f"cannot read published port {published!r}"
             host = hosts[0] or None
         host_ip = value.get("host_ip")
-        return [PortForm(int(target), str(value.get("protocol") or "tcp"), host, str(host_ip) if host_ip else None)], None
+        form = PortForm(int(target), str(value.get("protocol") or "tcp"), host, str(host_ip) if host_ip else None)
+        return [form], _one_of(str(published), hosts)
     if not isinstance(value, str):
         return [], f"cannot read port {value!r}"
     text, _, proto = value.strip().partition("/")
@@ -105,9 +106,18 @@ def port_forms(value: Any) -> tuple[list[PortForm], str | None]:
         return [], f"cannot read port {value!r}"
     containers = _range(parts[-1])
     hosts = _range(parts[0]) if len(parts) == 2 and parts[0] else []
+    if len(containers) == 1 and len(hosts) > 1:  # "9090-9091:8080": one port, on one free host port of a range
+        return [PortForm(containers[0], proto or "tcp", hosts[0], ip)], _one_of(parts[0], hosts)
     if hosts and len(hosts) != len(containers):
         return [], f"port {value!r}: the host and container ranges differ in length"
     return [PortForm(c, proto or "tcp", hosts[i] if hosts else None, ip) for i, c in enumerate(containers)], None
+
+
+def _one_of(written: str, hosts: list[int]) -> str | None:
+    """The note for a range of host ports given to one container port (Compose takes a free one)."""
+    if len(hosts) < 2:
+        return None
+    return f"host ports {written}: Compose takes a free one of the range; envkit the first, {hosts[0]}"
 
 
 def volume_form(value: Any) -> tuple[dict[str, Any] | None, list[str]]:

@@ -211,6 +211,9 @@ def doc_of(text: str, tmp_path: Path, **options: Any) -> ComposeImport:
     (["[::1]:8080:80"], ["[::1]:8080:80"]),
     (["9000-9001:8000-8001"], ["0.0.0.0:9000:8000", "0.0.0.0:9001:8001"]),
     ([{"target": 80, "published": 8080}], ["0.0.0.0:8080:80"]),
+    # a range of host ports for one container port: Compose takes a free one of them (it was left out)
+    (["127.0.0.1:9090-9091:8080"], ["127.0.0.1:9090:8080"]),
+    ([{"target": 8080, "published": "18080-18081", "host_ip": "127.0.0.1"}], ["127.0.0.1:18080:8080"]),
 ])
 def test_port_forms_kept(tmp_path: Path, ports: list[Any], expected: list[Any]) -> None:
     doc = doc_of("services: {a: {image: i}}", tmp_path, keep_host_ports=True).document
@@ -362,3 +365,17 @@ def test_an_empty_entrypoint_is_carried_over(tmp_path: Path) -> None:
     doc = doc_of("services: {debug: {image: i, entrypoint: [], command: [sleep, infinity]}}", tmp_path).document
     assert doc["services"]["debug"]["entrypoint"] == [] and doc["services"]["debug"]["command"] == ["sleep", "infinity"]
     assert load_text(ComposeImport(doc).text(), tmp_path).services["debug"].entrypoint == ()
+
+
+def test_a_host_port_range_for_one_port_is_published_with_a_note(tmp_path: Path) -> None:
+    result = doc_of("services: {a: {image: i, ports: [{target: 8080, published: 18080-18081}, '9090-9091:80']}}",
+                    tmp_path)
+    assert result.document["services"]["a"]["ports"] == [8080, 80]
+    assert result.document["outputs"] == {"A_8080": "${services.a.host}:${services.a.ports.8080}",
+                                          "A_80": "${services.a.host}:${services.a.ports.80}"}
+    assert "services.a.ports[0]: host ports 18080-18081: Compose takes a free one of the range; envkit the " \
+           "first, 18080" in result.notes
+    bad = doc_of("services: {a: {image: i, ports: [{target: 80, published: x}, '9000-9002:80-81']}}", tmp_path)
+    assert "ports" not in bad.document["services"]["a"]
+    assert bad.notes == ("services.a.ports[0]: cannot read published port 'x'",
+                         "services.a.ports[1]: port '9000-9002:80-81': the host and container ranges differ in length")
