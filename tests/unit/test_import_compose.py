@@ -379,3 +379,21 @@ def test_a_host_port_range_for_one_port_is_published_with_a_note(tmp_path: Path)
     assert "ports" not in bad.document["services"]["a"]
     assert bad.notes == ("services.a.ports[0]: cannot read published port 'x'",
                          "services.a.ports[1]: port '9000-9002:80-81': the host and container ranges differ in length")
+
+
+def test_the_compose_files_dotenv_is_named_when_the_blueprint_goes_elsewhere(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "compose.yaml").write_text(
+        "services:\n  a:\n    image: i\n    environment: {PW: '${PW:?set PW}', HI: '${HI:-hi}'}\n", encoding="utf-8")
+    (tmp_path / ".env").write_text("PW=s3cret\nHI=hello\n", encoding="utf-8")
+    (tmp_path / "envkit").mkdir()
+    assert main(["import", str(tmp_path), "-o", str(tmp_path / "envkit" / "bp.yaml")]) == 0
+    err = capsys.readouterr().err
+    dotenv = tmp_path / ".env"
+    assert (f"note: {dotenv}: Compose reads it for ${{VAR}}, but it is not beside the blueprint: bring it up with "
+            f"`envkit up {tmp_path / 'envkit' / 'bp.yaml'} --env-file {dotenv}` (or copy it there)") in err
+    assert err.rstrip().endswith(f"validates (with --env-file {dotenv})")  # as the command it names would load it
+    assert load(tmp_path / "envkit" / "bp.yaml", {}, [dotenv]).services["a"].environment == (
+        ("HI", "hello"), ("PW", "s3cret"))
+    assert main(["import", str(tmp_path), "-o", str(tmp_path / "bp.yaml")]) == 0  # beside it: read as it is
+    assert ".env" not in capsys.readouterr().err
