@@ -398,6 +398,10 @@ def _environment(ctx: _Context, path: Key, spec: dict[str, Any]) -> dict[str, st
             pairs[key] = val if eq else None
     elif isinstance(value, dict):
         pairs.update({str(k): None if v is None else _text(v) for k, v in value.items()})
+    passed = [k for k, v in pairs.items() if v is None]
+    if passed:
+        ctx.note((*path, "environment"), f"{', '.join(passed)}: taken from the environment as ${{NAME}}, which is "
+                 "set but empty when NAME is unset (Compose leaves such a variable out of the container)")
     return {k: f"${{{k}}}" if v is None else v for k, v in pairs.items()}
 
 

@@ -397,3 +397,12 @@ def test_the_compose_files_dotenv_is_named_when_the_blueprint_goes_elsewhere(
         ("HI", "hello"), ("PW", "s3cret"))
     assert main(["import", str(tmp_path), "-o", str(tmp_path / "bp.yaml")]) == 0  # beside it: read as it is
     assert ".env" not in capsys.readouterr().err
+
+
+def test_a_variable_passed_by_name_is_noted_as_empty_when_unset(tmp_path: Path) -> None:
+    # `environment: [LOG_LEVEL]` leaves LOG_LEVEL out of the container when it is unset; ${LOG_LEVEL} is ""
+    result = doc_of("services: {a: {image: i, environment: [LOG_LEVEL, DEBUG, MODE=x]}}", tmp_path)
+    assert result.document["services"]["a"]["environment"] == {"LOG_LEVEL": "${LOG_LEVEL}", "DEBUG": "${DEBUG}",
+                                                               "MODE": "x"}
+    assert result.notes == ("services.a.environment: LOG_LEVEL, DEBUG: taken from the environment as ${NAME}, which "
+                            "is set but empty when NAME is unset (Compose leaves such a variable out of the container)",)
