@@ -238,6 +238,9 @@ def test_healthcheck_forms(tmp_path: Path) -> None:
     assert s["c"]["ready"] == {"exec": ["/bin/sh", "-c", "exit 0"]}  # 60s: envkit's default, left out
     assert s["e"]["ready"] == "healthcheck"  # d waits for it to be healthy: by the image's HEALTHCHECK
     assert any("services.f.healthcheck: cannot read healthcheck test" in n for n in result.notes)
+    # Compose turns the image's own HEALTHCHECK off; envkit cannot, and says what that means
+    assert "services.a.healthcheck: disabled: no probe; but if the image declares a HEALTHCHECK, envkit still " \
+           "waits (up to 60s) for it to report healthy, which Compose would have turned off" in result.notes
 
 
 def test_names_are_made_valid_and_references_follow(tmp_path: Path) -> None:
