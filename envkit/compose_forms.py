@@ -231,18 +231,13 @@ def _dollars(text: str) -> str:
     return text.replace("$", "$$")
 
 
-#: Compose turns the image's HEALTHCHECK off in the container; a blueprint cannot (docs/blueprint.md#without-a-probe)
-_DISABLED = ("disabled: no probe; but if the image declares a HEALTHCHECK, envkit still waits (up to 60s) for it "
-             "to report healthy, which Compose would have turned off")
-
-
 def healthcheck(spec: Any) -> Healthcheck:
     """A Compose ``healthcheck:`` → envkit's ``ready:``. The deadline is Compose's own: start_period +
     interval * retries (its defaults: 0s + 30s * 3)."""
     if not isinstance(spec, dict):
         return Healthcheck(None, (f"cannot read healthcheck {spec!r}",))
-    if spec.get("disable"):
-        return Healthcheck(None, (_DISABLED,))
+    if spec.get("disable"):  # the image's own HEALTHCHECK is turned off, not only Compose's
+        return Healthcheck({"healthcheck": False})
     notes: list[str] = []
     interval = compose_duration(spec.get("interval", INTERVAL))
     start = compose_duration(spec.get("start_period", START_PERIOD))
@@ -258,7 +253,7 @@ def healthcheck(spec: Any) -> Healthcheck:
     elif words is None or words[0] not in ("CMD", "CMD-SHELL", "NONE") or (len(words) < 2 and words[0] != "NONE"):
         return Healthcheck(None, (f"cannot read healthcheck test {spec.get('test')!r}",))
     elif words[0] == "NONE":
-        return Healthcheck(None, (_DISABLED,))
+        return Healthcheck({"healthcheck": False})
     elif words[0] == "CMD-SHELL":
         ready = {"exec": ["/bin/sh", "-c", " ".join(words[1:])]}
     else:

@@ -181,6 +181,8 @@ def check(backend: Backend, state: ContainerState, probe: Probe | None,
           budget: float = EXEC_TIMEOUT) -> tuple[Outcome, str]:
     if not state.detailed:  # a listing does not say whether there is a health status: ask
         state = backend.inspect_container(state.id)
+    if probe is not None and probe.kind == "none":  # the engine runs no HEALTHCHECK: running is ready
+        return Outcome.READY, "started"
     if probe is None or probe.kind == "healthcheck":
         if state.health is None and probe is None:
             return Outcome.READY, "started"

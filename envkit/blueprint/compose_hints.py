@@ -17,7 +17,8 @@ _PER_RUN = "not supported: a run is a throwaway environment"
 SERVICE: dict[str, str] = {
     "restart": f"{_PER_RUN}; a service that exits fails the run (see `envkit logs RUN SERVICE`). "
                "For a one-off task use kind: job",
-    "healthcheck": "use ready: healthcheck (the image's HEALTHCHECK) or ready: {tcp|http|exec|log: ...}",
+    "healthcheck": "use ready: healthcheck (the image's HEALTHCHECK) or ready: {tcp|http|exec|log: ...}; "
+                   "disable: true is ready: {healthcheck: false}",
     "env_file": "not supported in the file: set environment: per service; variables for ${VAR} come from "
                 "`--env-file FILE` and the .env beside the blueprint",
     "profiles": "not supported: choose services with `envkit up --only SVC` (with what they depend on)",

@@ -166,8 +166,9 @@ PROBE = Table("probe", (
            "Ready when `GET path` answers as expected.", {"anyOf": [PORT_NUMBER, {"$ref": "#/$defs/http"}]}),
     KeyDef("exec", None, None, "command", "—", "Ready when the command, run in the container, exits 0.", COMMAND),
     KeyDef("log", None, None, "regex", "—", "Ready when the regex matches the container's log.", STRING),
-    KeyDef("healthcheck", None, None, "`true`", "—", "Ready when the image's own `HEALTHCHECK` reports healthy.",
-           {"const": True}),
+    KeyDef("healthcheck", None, None, "`true` or `false`", "—",
+           "`true`: ready when the image's own `HEALTHCHECK` reports healthy. `false`: that check is turned off "
+           "(as Compose's `disable: true`): ready once running.", BOOLEAN),
     KeyDef("timeout", None, v.DEFAULT_PROBE_TIMEOUT, "duration", "`60s`", "How long to wait; `0` also means 60 s.",
            DURATION),
 ))

@@ -123,9 +123,11 @@ def test_a_busy_pinned_port_is_named(backend: Backend, tmp_path: Path) -> None:
 
 
 def test_a_compose_file_imported_then_brought_up(backend: Backend, tmp_path: Path) -> None:
-    # An image with an ENTRYPOINT that fails: `entrypoint: []` must clear it; a secret and a config from
-    # files must be where Compose puts them; a service that crashes under its healthcheck is named as exited.
-    image = build_small_image(backend, tmp_path / "img", 'FROM debian:bookworm-slim\nENTRYPOINT ["false"]\n')
+    # An image with an ENTRYPOINT and a HEALTHCHECK that fail: `entrypoint: []` must clear the one and
+    # `healthcheck: {disable: true}` turn the other off; a secret and a config from files must be where
+    # Compose puts them; a service that crashes under its healthcheck is named as exited.
+    image = build_small_image(backend, tmp_path / "img", 'FROM debian:bookworm-slim\nENTRYPOINT ["false"]\n'
+                              'HEALTHCHECK --interval=1s CMD ["false"]\n')
     (tmp_path / "token.txt").write_text("t0ken\n", encoding="utf-8")
     (tmp_path / "site.conf").write_text("listen 80;\n", encoding="utf-8")
     (tmp_path / "compose.yaml").write_text(f"""\
@@ -134,6 +136,7 @@ services:
     image: {image}
     entrypoint: []
     command: [sleep, infinity]
+    healthcheck: {{disable: true}}
     secrets: [token]
     configs: [{{source: site, target: /etc/site.conf}}]
   crash:
@@ -154,6 +157,8 @@ configs:
         got = envkit_cli("exec", run, "debug", "--", "sh", "-c",
                          "tr '\\0' ' ' < /proc/1/cmdline; cat /run/secrets/token /etc/site.conf", check=True)
         assert got.stdout.split("\n")[:3] == ["sleep infinity t0ken", "listen 80;", ""]
+        container = f"envkit-{run}-debug-1"
+        assert backend.inspect_container(container).health is None  # no HEALTHCHECK runs in it
     finally:
         assert envkit_cli("down", run).returncode == 0
     assert resources_of(backend, run) == []

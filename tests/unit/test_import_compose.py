@@ -192,7 +192,7 @@ def test_kafka_with_healthchecks(tmp_path: Path) -> None:
     assert services["broker"]["ready"] == {"exec": ["/bin/sh", "-c", "kafka-topics --bootstrap-server broker:29092 --list"],
                                            "timeout": "90s"}
     assert services["zookeeper"]["ready"] == {"exec": ["bash", "-c", "echo ruok | nc localhost 2181 | grep imok"]}
-    assert services["consumer"]["replicas"] == 3 and "ready" not in services["consumer"]  # healthcheck disabled
+    assert services["consumer"]["replicas"] == 3 and services["consumer"]["ready"] == {"healthcheck": False}
     assert services["broker"]["environment"]["KAFKA_BROKER_ID"] == "1"
     assert any("services.broker.ulimits" in n for n in result.notes)
     assert any("services.producer.restart" in n for n in result.notes)
@@ -233,14 +233,11 @@ def test_healthcheck_forms(tmp_path: Path) -> None:
           f: {image: i, healthcheck: {test: [WHAT, x]}}
         """, tmp_path)
     s = result.document["services"]
-    assert "ready" not in s["a"]
+    assert s["a"]["ready"] == {"healthcheck": False}  # the image's own HEALTHCHECK turned off, as Compose does
     assert s["b"]["ready"] == {"healthcheck": True, "timeout": "10s"}  # timing only: the image's own check
     assert s["c"]["ready"] == {"exec": ["/bin/sh", "-c", "exit 0"]}  # 60s: envkit's default, left out
     assert s["e"]["ready"] == "healthcheck"  # d waits for it to be healthy: by the image's HEALTHCHECK
     assert any("services.f.healthcheck: cannot read healthcheck test" in n for n in result.notes)
-    # Compose turns the image's own HEALTHCHECK off; envkit cannot, and says what that means
-    assert "services.a.healthcheck: disabled: no probe; but if the image declares a HEALTHCHECK, envkit still " \
-           "waits (up to 60s) for it to report healthy, which Compose would have turned off" in result.notes
 
 
 def test_names_are_made_valid_and_references_follow(tmp_path: Path) -> None:
@@ -409,3 +406,10 @@ def test_a_variable_passed_by_name_is_noted_as_empty_when_unset(tmp_path: Path) 
                                                                "MODE": "x"}
     assert result.notes == ("services.a.environment: LOG_LEVEL, DEBUG: taken from the environment as ${NAME}, which "
                             "is set but empty when NAME is unset (Compose leaves such a variable out of the container)",)
+
+
+def test_the_images_healthcheck_turned_off_round_trips_as_compose_disable(tmp_path: Path) -> None:
+    bp = load_text("name: w\nservices:\n  worker: {image: 'app:1', ready: {healthcheck: false}}\n", tmp_path / "bp")
+    compose = yaml.safe_load(to_compose(bp, {}).text())
+    assert compose["services"]["worker"]["healthcheck"] == {"disable": True}
+    assert model(round_trip(bp, tmp_path)) == model(bp)

@@ -225,7 +225,8 @@ def test_probe_problems(load_text: LoadText) -> None:
     """) == [
         "3:17 services.a.ready: a probe needs exactly one of: tcp, http, exec, log, healthcheck",
         "4:25 services.b.ready.log: invalid regex: missing ), unterminated subpattern at position 0",
-        "5:25 services.c.ready.healthcheck: use 'healthcheck: true' to wait for the image's own HEALTHCHECK",
+        "5:25 services.c.ready.healthcheck: use 'healthcheck: true' to wait for the image's own HEALTHCHECK "
+        "('false' turns it off)",
         "6:33 services.d.ready.timeout: expected a duration like 30s, 500ms or 2m, got '10 minutes'",
         "7:17 services.e.ready: a probe needs exactly one of: tcp, http, exec, log, healthcheck",
         "7:25 services.e.ready.htp: unknown key 'htp' (did you mean 'http'?)",
