@@ -158,7 +158,8 @@ def volume_form(value: Any) -> tuple[dict[str, Any] | None, list[str]]:
 
 def parse_env_file(text: str) -> tuple[list[tuple[str, str | None]], list[str]]:
     """``KEY=value`` lines as Compose reads them: comments, ``export``, quotes, a bare ``KEY`` (taken
-    from the environment: None). Returns the pairs and the lines it could not read."""
+    from the environment: None). Returns the pairs and the lines it could not read. Values are in the
+    blueprint's syntax: Compose does not interpolate a single-quoted value, so its ``$`` is written ``$$``."""
     pairs: list[tuple[str, str | None]] = []
     bad: list[str] = []
     for number, raw in enumerate(text.splitlines(), 1):
@@ -179,6 +180,8 @@ def parse_env_file(text: str) -> tuple[list[tuple[str, str | None]], list[str]]:
             quote, value = value[0], value[1:-1]
             if quote == '"':
                 value = value.replace("\\n", "\n").replace('\\"', '"').replace("\\\\", "\\")
+            else:  # literal: ${VAR} in it is text
+                value = value.replace("$", "$$")
         else:
             value = re.split(r"\s+#", value, maxsplit=1)[0].rstrip()
         pairs.append((key, value))

@@ -413,3 +413,14 @@ def test_the_images_healthcheck_turned_off_round_trips_as_compose_disable(tmp_pa
     compose = yaml.safe_load(to_compose(bp, {}).text())
     assert compose["services"]["worker"]["healthcheck"] == {"disable": True}
     assert model(round_trip(bp, tmp_path)) == model(bp)
+
+
+def test_a_single_quoted_env_file_value_stays_literal(tmp_path: Path) -> None:
+    # Compose interpolates "${X}" and ${X} in an env file, not '${X}': a password with a $ in it
+    (tmp_path / "app.env").write_text("PW='pa${ss}w$rd'\nURL=\"http://${HOST:-db}/\"\n", encoding="utf-8")
+    source = tmp_path / "compose.yaml"
+    source.write_text("services: {a: {image: i, env_file: app.env}}\n", encoding="utf-8")
+    result = imported(source)
+    assert result.document["services"]["a"]["environment"] == {"PW": "pa$${ss}w$$rd", "URL": "http://${HOST:-db}/"}
+    assert load_text(result.text(), tmp_path / "bp").services["a"].environment == (
+        ("PW", "pa${ss}w$rd"), ("URL", "http://db/"))
