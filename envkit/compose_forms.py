@@ -83,7 +83,7 @@ def port_forms(value: Any) -> tuple[list[PortForm], str | None]:
         if not isinstance(target, int | str) or not str(target).isdigit():
             return [], "a long-form port needs a numeric 'target'"
         published = value.get("published")
-        host = None
+        host, hosts = None, []
         if published not in (None, ""):
             hosts = _range(str(published)) if re.fullmatch(r"\d+(-\d+)?", str(published)) else []
             if not hosts:

@@ -211,6 +211,7 @@ def doc_of(text: str, tmp_path: Path, **options: Any) -> ComposeImport:
     (["[::1]:8080:80"], ["[::1]:8080:80"]),
     (["9000-9001:8000-8001"], ["0.0.0.0:9000:8000", "0.0.0.0:9001:8001"]),
     ([{"target": 80, "published": 8080}], ["0.0.0.0:8080:80"]),
+    ([{"target": 3306, "host_ip": "127.0.0.1", "protocol": "tcp"}], [3306]),  # no published port: any
     # a range of host ports for one container port: Compose takes a free one of them (it was left out)
     (["127.0.0.1:9090-9091:8080"], ["127.0.0.1:9090:8080"]),
     ([{"target": 8080, "published": "18080-18081", "host_ip": "127.0.0.1"}], ["127.0.0.1:18080:8080"]),
