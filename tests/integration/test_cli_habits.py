@@ -163,7 +163,8 @@ configs:
         assert envkit_cli("down", run).returncode == 0
     assert resources_of(backend, run) == []
     envkit_cli("import", str(tmp_path), "--profile", "crash", "-o", str(tmp_path / "crash.yaml"), check=True)
-    crashed = envkit_cli("up", str(tmp_path / "crash.yaml"), "--name", run, "--only", "crash")
+    crashed = envkit_cli("up", str(tmp_path / "crash.yaml"), "--name", run, "--only", "crash",
+                         "--artifacts", str(tmp_path / "artifacts"))  # its forensics bundle: not left in /tmp
     assert crashed.returncode == 6
     assert "error: service crash: exited with code 1 before it was ready" in crashed.stderr, crashed.stderr
     assert "fatal: no config" in crashed.stderr and "cannot run" not in crashed.stderr
