@@ -90,6 +90,12 @@ COMPOSE_KEYS: dict[str, frozenset[str]] = {
     "healthcheck": frozenset({"disable", "interval", "retries", "start_interval", "start_period", "test",
                               "timeout"}),
     "depends_on": frozenset({"condition", "required", "restart"}),
+    "build": frozenset({"additional_contexts", "args", "cache_from", "cache_to", "context", "dockerfile",
+                        "dockerfile_inline", "entitlements", "extra_hosts", "isolation", "labels", "network",
+                        "no_cache", "platforms", "privileged", "provenance", "pull", "sbom", "secrets", "shm_size",
+                        "ssh", "tags", "target", "ulimits"}),
+    "deploy": frozenset({"endpoint_mode", "labels", "mode", "placement", "replicas", "resources", "restart_policy",
+                         "rollback_config", "update_config"}),
 }
 #: Compose service keys that need nothing in a blueprint (envkit already behaves so)
 _SILENT = {"expose", "pull_policy", "profiles"}
@@ -230,7 +236,8 @@ def _check(ctx: _Context, path: Key, spec: Any, data: dict[str, Any]) -> None:
     if not isinstance(spec, dict):
         return
     ctx.known(path, spec, "service")
-    ctx.known((*path, "healthcheck"), spec.get("healthcheck"), "healthcheck")
+    for key in ("healthcheck", "build", "deploy"):
+        ctx.known((*path, key), spec.get(key), key)
     defined = [str(s) for s in data["services"]]
     value = spec.get("depends_on")
     for i, dep in enumerate(depends(value)):

@@ -298,6 +298,7 @@ def test_what_compose_itself_refuses_is_an_error_naming_line_and_key(
           api:
             image: i
             enviroment: {A: b}
+            build: {context: ., dockerfle: Dockerfile.dev}
             healthcheck: {test: [CMD, "true"], retires: 5}
             depends_on: [queu]
           queue:
@@ -313,14 +314,15 @@ def test_what_compose_itself_refuses_is_an_error_naming_line_and_key(
     assert main(["import", str(tmp_path), "-o", str(tmp_path / "bp.yaml")]) == 3
     _, err = capsys.readouterr()
     assert err == textwrap.dedent("""\
-        error: invalid compose file (7 problems):
+        error: invalid compose file (8 problems):
           compose.yaml:4:5 services.api.enviroment: unknown Compose key 'enviroment' (did you mean 'environment'?)
-          compose.yaml:5:40 services.api.healthcheck.retires: unknown Compose key 'retires' (did you mean 'retries'?)
-          compose.yaml:6:18 services.api.depends_on[0]: unknown service 'queu' (did you mean 'queue'?)
-          compose.yaml:9:15 services.queue.volumes[0]: undefined volume 'cache' (declare it under the top-level volumes:)
-          compose.yaml:10:52 services.queue.depends_on.api.requierd: unknown Compose key 'requierd' (did you mean 'required'?)
-          compose.yaml:14:5 services.debug.comand: unknown Compose key 'comand' (did you mean 'command'?)
-          compose.yaml:15:1 secrest: unknown Compose key 'secrest' (did you mean 'secrets'?)
+          compose.yaml:5:25 services.api.build.dockerfle: unknown Compose key 'dockerfle' (did you mean 'dockerfile'?)
+          compose.yaml:6:40 services.api.healthcheck.retires: unknown Compose key 'retires' (did you mean 'retries'?)
+          compose.yaml:7:18 services.api.depends_on[0]: unknown service 'queu' (did you mean 'queue'?)
+          compose.yaml:10:15 services.queue.volumes[0]: undefined volume 'cache' (declare it under the top-level volumes:)
+          compose.yaml:11:52 services.queue.depends_on.api.requierd: unknown Compose key 'requierd' (did you mean 'required'?)
+          compose.yaml:15:5 services.debug.comand: unknown Compose key 'comand' (did you mean 'command'?)
+          compose.yaml:16:1 secrest: unknown Compose key 'secrest' (did you mean 'secrets'?)
         """).replace("compose.yaml", str(tmp_path / "compose.yaml"))
     assert not (tmp_path / "bp.yaml").exists()
 
