@@ -83,14 +83,15 @@ def port_forms(value: Any) -> tuple[list[PortForm], str | None]:
         if not isinstance(target, int | str) or not str(target).isdigit():
             return [], "a long-form port needs a numeric 'target'"
         published = value.get("published")
-        host = None
+        host, hosts = None, []
         if published not in (None, ""):
             hosts = _range(str(published)) if re.fullmatch(r"\d+(-\d+)?", str(published)) else []
-            if len(hosts) != 1:
-                return [], f"published {published!r}: only one host port per container port can be kept"
+            if not hosts:
+                return [], f"cannot read published port {published!r}"
             host = hosts[0] or None
         host_ip = value.get("host_ip")
-        return [PortForm(int(target), str(value.get("protocol") or "tcp"), host, str(host_ip) if host_ip else None)], None
+        form = PortForm(int(target), str(value.get("protocol") or "tcp"), host, str(host_ip) if host_ip else None)
+        return [form], _one_of(str(published), hosts)
     if not isinstance(value, str):
         return [], f"cannot read port {value!r}"
     text, _, proto = value.strip().partition("/")
@@ -105,9 +106,18 @@ def port_forms(value: Any) -> tuple[list[PortForm], str | None]:
         return [], f"cannot read port {value!r}"
     containers = _range(parts[-1])
     hosts = _range(parts[0]) if len(parts) == 2 and parts[0] else []
+    if len(containers) == 1 and len(hosts) > 1:  # "9090-9091:8080": one port, on one free host port of a range
+        return [PortForm(containers[0], proto or "tcp", hosts[0], ip)], _one_of(parts[0], hosts)
     if hosts and len(hosts) != len(containers):
         return [], f"port {value!r}: the host and container ranges differ in length"
     return [PortForm(c, proto or "tcp", hosts[i] if hosts else None, ip) for i, c in enumerate(containers)], None
+
+
+def _one_of(written: str, hosts: list[int]) -> str | None:
+    """The note for a range of host ports given to one container port (Compose takes a free one)."""
+    if len(hosts) < 2:
+        return None
+    return f"host ports {written}: Compose takes a free one of the range; envkit the first, {hosts[0]}"
 
 
 def volume_form(value: Any) -> tuple[dict[str, Any] | None, list[str]]:
@@ -148,7 +158,8 @@ def volume_form(value: Any) -> tuple[dict[str, Any] | None, list[str]]:
 
 def parse_env_file(text: str) -> tuple[list[tuple[str, str | None]], list[str]]:
     """``KEY=value`` lines as Compose reads them: comments, ``export``, quotes, a bare ``KEY`` (taken
-    from the environment: None). Returns the pairs and the lines it could not read."""
+    from the environment: None). Returns the pairs and the lines it could not read. Values are in the
+    blueprint's syntax: Compose does not interpolate a single-quoted value, so its ``$`` is written ``$$``."""
     pairs: list[tuple[str, str | None]] = []
     bad: list[str] = []
     for number, raw in enumerate(text.splitlines(), 1):
@@ -169,6 +180,8 @@ def parse_env_file(text: str) -> tuple[list[tuple[str, str | None]], list[str]]:
             quote, value = value[0], value[1:-1]
             if quote == '"':
                 value = value.replace("\\n", "\n").replace('\\"', '"').replace("\\\\", "\\")
+            else:  # literal: ${VAR} in it is text
+                value = value.replace("$", "$$")
         else:
             value = re.split(r"\s+#", value, maxsplit=1)[0].rstrip()
         pairs.append((key, value))
@@ -226,8 +239,8 @@ def healthcheck(spec: Any) -> Healthcheck:
     interval * retries (its defaults: 0s + 30s * 3)."""
     if not isinstance(spec, dict):
         return Healthcheck(None, (f"cannot read healthcheck {spec!r}",))
-    if spec.get("disable"):
-        return Healthcheck(None)
+    if spec.get("disable"):  # the image's own HEALTHCHECK is turned off, not only Compose's
+        return Healthcheck({"healthcheck": False})
     notes: list[str] = []
     interval = compose_duration(spec.get("interval", INTERVAL))
     start = compose_duration(spec.get("start_period", START_PERIOD))
@@ -243,7 +256,7 @@ def healthcheck(spec: Any) -> Healthcheck:
     elif words is None or words[0] not in ("CMD", "CMD-SHELL", "NONE") or (len(words) < 2 and words[0] != "NONE"):
         return Healthcheck(None, (f"cannot read healthcheck test {spec.get('test')!r}",))
     elif words[0] == "NONE":
-        return Healthcheck(None)
+        return Healthcheck({"healthcheck": False})
     elif words[0] == "CMD-SHELL":
         ready = {"exec": ["/bin/sh", "-c", " ".join(words[1:])]}
     else:

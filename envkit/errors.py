@@ -83,11 +83,13 @@ class Problem:
 class BlueprintError(EnvkitError):
     exit_code = 3
 
-    def __init__(self, problems: Sequence[Problem], what: str = "blueprint") -> None:
+    def __init__(self, problems: Sequence[Problem], what: str = "blueprint", hint: str = "") -> None:
         self.problems = tuple(sorted(set(problems)))
+        self.hint = hint  # said once, before the problems: what they have in common
         count = len(self.problems)
         head = f"invalid {what}" if count == 1 else f"invalid {what} ({count} problems)"
-        super().__init__(head + ":\n" + "\n".join(f"  {p}" for p in self.problems))
+        lines = ([f"  hint: {hint}"] if hint else []) + [f"  {p}" for p in self.problems]
+        super().__init__(head + ":\n" + "\n".join(lines))
 
 
 class EngineUnavailable(EnvkitError):

@@ -269,6 +269,8 @@ def _depends_on(ctx: _Context, svc: Service) -> dict[str, Any]:
 def _ready(ctx: _Context, svc: Service) -> dict[str, Any]:
     if svc.kind == "job" or svc.ready is None:  # a stub is a service with a probe too
         return {}
+    if svc.ready.kind == "none":
+        return {"healthcheck": {"disable": True}}
     test = _healthcheck_test(svc.ready)
     if test is not None:
         # Unhealthy after the probe's deadline, as envkit would give up (one check a second).

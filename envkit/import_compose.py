@@ -9,6 +9,8 @@ lists what it left out. What maps how:
     ports                → ports, each on 127.0.0.1 with a host port the engine chooses, so that runs go side
                            by side (``keep_host_ports``: as written); an output ``<SERVICE>_<PORT>`` for each
     volumes, tmpfs       → volumes (named, bind; anonymous ones left to the container), tmpfs
+    secrets, configs     → read-only bind mounts of their file: where Compose puts them (/run/secrets/NAME,
+                           /NAME, or target:); one from environment: or content: is noted
     networks             → networks (with aliases); ``internal`` and labels of the top-level ones
     depends_on           → depends_on: service_started → started, service_healthy → ready,
                            service_completed_successfully → completed (that dependency becomes a job)
@@ -26,6 +28,7 @@ Interpolation (``${VAR:-default}``, ``$$``) is the same in both formats and is c
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from collections.abc import Callable
@@ -50,7 +53,7 @@ from envkit.compose_forms import (
     unescape,
     volume_form,
 )
-from envkit.errors import UsageError
+from envkit.errors import BlueprintError, Problem, UsageError
 from envkit.export import EXTENSION
 
 __all__ = ["ComposeImport", "from_compose"]
@@ -65,6 +68,34 @@ HINTS = {
     "expose": "services reach every port of each other on shared networks",
     "extends": "resolve it first (`docker compose config`), or share keys with YAML anchors",
     "platform": "the engine's own platform is used",
+}
+#: Compose's own keys (the compose-spec schema), to tell a misspelt key (an error, as in Compose) from one
+#: envkit cannot carry over (a note)
+COMPOSE_KEYS: dict[str, frozenset[str]] = {
+    "top": frozenset({"version", "name", "include", "services", "networks", "volumes", "secrets", "configs",
+                      "models"}),
+    "service": frozenset({
+        "annotations", "attach", "blkio_config", "build", "cap_add", "cap_drop", "cgroup", "cgroup_parent",
+        "command", "configs", "container_name", "cpu_count", "cpu_percent", "cpu_period", "cpu_quota",
+        "cpu_rt_period", "cpu_rt_runtime", "cpu_shares", "cpus", "cpuset", "credential_spec", "depends_on",
+        "deploy", "develop", "device_cgroup_rules", "devices", "dns", "dns_opt", "dns_search", "domainname",
+        "entrypoint", "env_file", "environment", "expose", "extends", "external_links", "extra_hosts", "gpus",
+        "group_add", "healthcheck", "hostname", "image", "init", "ipc", "isolation", "label_file", "labels",
+        "links", "logging", "mac_address", "mem_limit", "mem_reservation", "mem_swappiness", "memswap_limit",
+        "models", "network_mode", "networks", "oom_kill_disable", "oom_score_adj", "pid", "pids_limit",
+        "platform", "ports", "post_start", "pre_stop", "privileged", "profiles", "provider", "pull_policy",
+        "read_only", "restart", "runtime", "scale", "secrets", "security_opt", "shm_size", "stdin_open",
+        "stop_grace_period", "stop_signal", "storage_opt", "sysctls", "tmpfs", "tty", "ulimits",
+        "use_api_socket", "user", "userns_mode", "uts", "volumes", "volumes_from", "working_dir"}),
+    "healthcheck": frozenset({"disable", "interval", "retries", "start_interval", "start_period", "test",
+                              "timeout"}),
+    "depends_on": frozenset({"condition", "required", "restart"}),
+    "build": frozenset({"additional_contexts", "args", "cache_from", "cache_to", "context", "dockerfile",
+                        "dockerfile_inline", "entitlements", "extra_hosts", "isolation", "labels", "network",
+                        "no_cache", "platforms", "privileged", "provenance", "pull", "sbom", "secrets", "shm_size",
+                        "ssh", "tags", "target", "ulimits"}),
+    "deploy": frozenset({"endpoint_mode", "labels", "mode", "placement", "replicas", "resources", "restart_policy",
+                         "rollback_config", "update_config"}),
 }
 #: Compose service keys that need nothing in a blueprint (envkit already behaves so)
 _SILENT = {"expose", "pull_policy", "profiles"}
@@ -93,13 +124,28 @@ class _Context:
     read: Callable[[Path], str]
     keep_host_ports: bool
     notes: list[str] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)  # what Compose itself refuses
     names: dict[str, str] = field(default_factory=dict)  # compose service name → blueprint name
     volumes: dict[str, dict[str, Any] | None] = field(default_factory=dict)
+    top: dict[str, Any] = field(default_factory=dict)  # the compose file's top-level secrets: and configs:
 
     def note(self, path: Key, message: str) -> None:
         line, column = self.marks.at(path)
         where = f"{self.marks.file}:{line}:{column} " if line else ""
         self.notes.append(f"{where}{format_path(path)}: {message}")
+
+    def problem(self, path: Key, message: str) -> None:
+        self.problems.append(self.marks.problem(path, message))
+
+    def known(self, path: Key, spec: Any, table: str) -> None:
+        """Each key of ``spec`` (at ``path``) that Compose does not know is a problem, with a guess."""
+        keys = COMPOSE_KEYS[table]
+        for key in spec if isinstance(spec, dict) else ():
+            if str(key).startswith("x-") or key in keys:
+                continue
+            close = difflib.get_close_matches(str(key), sorted(keys), n=1)
+            self.problem((*path, key), f"unknown Compose key '{key}'" + (f" (did you mean '{close[0]}'?)" if close
+                                                                       else ""))
 
     def path(self, written: str) -> str:
         """A relative path of the compose file, relative to the blueprint's folder instead."""
@@ -126,9 +172,16 @@ def from_compose(data: Any, marks: Marks, directory: Path, *, base: Path | None 
         raise OSError(f"cannot read {path}")
 
     ctx = _Context(marks, directory, base or directory, read or unreadable, keep_host_ports)
+    ctx.known((), data, "top")
+    ctx.top = {k: data[k] for k in ("secrets", "configs") if isinstance(data.get(k), dict)}
     for key in data:
-        if key not in ("name", "version", "services", "networks", "volumes", EXTENSION) and not key.startswith("x-"):
+        if key not in COMPOSE_KEYS["top"]:
+            continue
+        if key not in ("name", "version", "services", "networks", "volumes", "secrets", "configs", EXTENSION) \
+                and not key.startswith("x-"):
             ctx.note((key,), f"top-level '{key}' is not carried over")
+    for sname, spec in data["services"].items():  # as Compose, the whole file: services in profiles too
+        _check(ctx, ("services", sname), spec, data)
     chosen = {}
     for sname, spec in data["services"].items():
         wanted = (spec or {}).get("profiles") if isinstance(spec, dict) else None
@@ -172,7 +225,41 @@ def from_compose(data: Any, marks: Marks, directory: Path, *, base: Path | None 
                    if p.isdigit()}
         if outputs:
             document["outputs"] = outputs
+    if ctx.problems:
+        raise BlueprintError(ctx.problems, what="compose file")
     return ComposeImport(document, tuple(ctx.notes))
+
+
+def _check(ctx: _Context, path: Key, spec: Any, data: dict[str, Any]) -> None:
+    """What Compose itself refuses in a service: a key it does not know, a dependency on a service, or a
+    mount of a volume, that the file does not define."""
+    if not isinstance(spec, dict):
+        return
+    ctx.known(path, spec, "service")
+    for key in ("healthcheck", "build", "deploy"):
+        ctx.known((*path, key), spec.get(key), key)
+    defined = [str(s) for s in data["services"]]
+    value = spec.get("depends_on")
+    for i, dep in enumerate(depends(value)):
+        where: Key = (*path, "depends_on", dep) if isinstance(value, dict) else (*path, "depends_on", i)
+        if isinstance(value, dict):
+            ctx.known(where, value[dep], "depends_on")
+        if dep not in defined:
+            close = difflib.get_close_matches(dep, defined, n=1)
+            ctx.problem(where, f"unknown service '{dep}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
+    for key in ("secrets", "configs"):
+        found = data.get(key)
+        top: dict[str, Any] = found if isinstance(found, dict) else {}
+        for i, entry in enumerate(spec.get(key) or []):
+            source = str(entry.get("source")) if isinstance(entry, dict) else str(entry)
+            if source not in top:
+                ctx.problem((*path, key, i), f"undefined {key[:-1]} '{source}' (declare it under the top-level {key}:)")
+    volumes = [str(v) for v in data.get("volumes") or {}]
+    for i, entry in enumerate(spec.get("volumes") or []):
+        mount, _ = volume_form(entry)
+        if mount is not None and mount["type"] == "volume" and mount["source"] and mount["source"] not in volumes:
+            ctx.problem((*path, "volumes", i), f"undefined volume '{mount['source']}' (declare it under the "
+                        "top-level volumes:)")
 
 
 def _project(raw: str) -> str:
@@ -194,11 +281,12 @@ def _service(ctx: _Context, name: str, spec: dict[str, Any], job: bool, healthy:
     found = spec.get(EXTENSION)
     extension: dict[str, Any] = unescape(found) if isinstance(found, dict) else {}
     handled = {"image", "build", "environment", "env_file", "ports", "volumes", "tmpfs", "networks", "depends_on",
-               "healthcheck", "deploy", "mem_limit", "cpus", "scale", "stop_grace_period", *_SILENT, *_DIRECT}
+               "healthcheck", "secrets", "configs", "deploy", "mem_limit", "cpus", "scale", "stop_grace_period",
+               *_SILENT, *_DIRECT}
     for key in spec:
         if key == "restart" and str(spec[key]) == "no":  # Compose's default
             continue
-        if key not in handled and not str(key).startswith("x-"):
+        if key not in handled and key in COMPOSE_KEYS["service"]:
             ctx.note((*path, key), f"not carried over: {HINTS.get(key, 'envkit has no equivalent')}")
     if spec.get("build") is not None and "build" not in extension:
         out["build"] = _build(ctx, (*path, "build"), spec["build"])
@@ -208,7 +296,7 @@ def _service(ctx: _Context, name: str, spec: dict[str, Any], job: bool, healthy:
         out["image"] = str(spec["image"])
     for key in _DIRECT:
         value = spec.get(key)
-        if value in (None, [], {}):
+        if value in (None, [], {}) and not (key == "entrypoint" and value == []):  # entrypoint: [] clears the image's
             continue
         if key in ("user", "working_dir", "hostname"):
             value = str(value)
@@ -222,6 +310,8 @@ def _service(ctx: _Context, name: str, spec: dict[str, Any], job: bool, healthy:
         out["environment"] = environment
     _ports(ctx, path, spec.get("ports"), out)
     _volumes(ctx, path, spec, out)
+    for key in ("secrets", "configs"):
+        _files(ctx, path, key, spec.get(key), out)
     _networks(ctx, name, path, spec.get("networks"), out)
     _dependencies(ctx, path, spec.get("depends_on"), out)
     _resources(ctx, path, spec, out)
@@ -315,6 +405,10 @@ def _environment(ctx: _Context, path: Key, spec: dict[str, Any]) -> dict[str, st
             pairs[key] = val if eq else None
     elif isinstance(value, dict):
         pairs.update({str(k): None if v is None else _text(v) for k, v in value.items()})
+    passed = [k for k, v in pairs.items() if v is None]
+    if passed:
+        ctx.note((*path, "environment"), f"{', '.join(passed)}: taken from the environment as ${{NAME}}, which is "
+                 "set but empty when NAME is unset (Compose leaves such a variable out of the container)")
     return {k: f"${{{k}}}" if v is None else v for k, v in pairs.items()}
 
 
@@ -366,6 +460,29 @@ def _volumes(ctx: _Context, path: Key, spec: dict[str, Any], out: dict[str, Any]
         out["volumes"] = mounts
     if tmpfs_list:
         out["tmpfs"] = tmpfs_list
+
+
+def _files(ctx: _Context, path: Key, key: str, value: Any, out: dict[str, Any]) -> None:
+    """A service's ``secrets:`` or ``configs:`` defined from a file → a read-only bind mount where Compose
+    puts it (a secret under /run/secrets/, a config at /<name>, or the ``target``)."""
+    defined = ctx.top.get(key) or {}
+    for i, entry in enumerate(value or []):
+        where: Key = (*path, key, i)
+        source = str(entry.get("source")) if isinstance(entry, dict) else str(entry)
+        target = str(entry.get("target") or source) if isinstance(entry, dict) else source
+        if key == "secrets" and not target.startswith("/"):
+            target = f"/run/secrets/{target}"
+        elif not target.startswith("/"):
+            target = f"/{target}"
+        spec = defined.get(source)
+        file = spec.get("file") if isinstance(spec, dict) else None
+        if file is None:
+            how = ", ".join(k for k in (spec or {}) if k in ("environment", "content", "external", "name")) or "?"
+            ctx.note(where, f"{key[:-1]} '{source}' ({how}) not carried over: only one from a file: is mounted")
+            continue
+        for extra in sorted(set(entry) - {"source", "target"}) if isinstance(entry, dict) else ():
+            ctx.note((*where, extra), "not carried over: the file is mounted as it is on this machine")
+        out.setdefault("volumes", []).append(f"{ctx.path(str(file))}:{target}:ro")
 
 
 def _networks(ctx: _Context, name: str, path: Key, value: Any, out: dict[str, Any]) -> None:

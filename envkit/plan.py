@@ -384,5 +384,6 @@ def container_spec(svc: Service, replica: int, image: str, run: str, stamp: dict
         ports=tuple(PortBinding(PortKey(p.container, "udp" if p.protocol == "udp" else "tcp"), p.host_ip, p.host)
                     for p in svc.ports),
         mounts=mounts, stop_timeout=int(svc.stop_grace_period) if svc.stop_grace_period else None,
+        healthcheck_off=svc.ready is not None and svc.ready.kind == "none",
         **container_fields(svc),
     )

@@ -181,6 +181,8 @@ def check(backend: Backend, state: ContainerState, probe: Probe | None,
           budget: float = EXEC_TIMEOUT) -> tuple[Outcome, str]:
     if not state.detailed:  # a listing does not say whether there is a health status: ask
         state = backend.inspect_container(state.id)
+    if probe is not None and probe.kind == "none":  # the engine runs no HEALTHCHECK: running is ready
+        return Outcome.READY, "started"
     if probe is None or probe.kind == "healthcheck":
         if state.health is None and probe is None:
             return Outcome.READY, "started"
@@ -295,6 +297,10 @@ def wait_ready(backend: Backend, container_id: str, service: str, probe: Probe |
                     return down
                 last["detail"] = str(exc).splitlines()[0]
                 return Outcome.NOT_YET
+            # A probe that failed for good because the process exited meanwhile (Docker answers an exec
+            # into a container that is stopping with exit 126, no error): the exit is the reason.
+            if outcome is Outcome.FAILED and (down := stopped(backend.inspect_container(container_id))) is not None:
+                return down
         except NotFound:
             last["detail"] = "is gone (removed)"
             return Outcome.FAILED

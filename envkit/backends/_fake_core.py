@@ -274,7 +274,7 @@ class FakeEngine(Backend):
         code = self._setting(self.exit_codes, c)
         if code is None:
             c.status, c.exit_code = "running", None
-            c.health = self._setting(self.health, c)
+            c.health = None if c.spec.healthcheck_off else self._setting(self.health, c)
         else:
             self._exit(c, code)
         self._changed.notify_all()

@@ -114,7 +114,7 @@ def readiness_probe(probe: Probe | None) -> tuple[dict[str, Any] | None, str]:
 
     Polled every second (as envkit polls), three failures in a row mark the pod not ready; a
     readinessProbe never restarts anything."""
-    if probe is None:
+    if probe is None or probe.kind == "none":  # Kubernetes runs no image HEALTHCHECK anyway
         return None, ""
     timing: dict[str, Any] = {"periodSeconds": 1, "timeoutSeconds": 1, "failureThreshold": 3, "successThreshold": 1}
     if probe.kind == "tcp" and probe.port is not None:

@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from docker.types import ContainerSpec as SwarmContainerSpec
-from docker.types import Mount, Placement, Resources, RestartPolicy, ServiceMode, TaskTemplate
+from docker.types import Healthcheck, Mount, Placement, Resources, RestartPolicy, ServiceMode, TaskTemplate
 
 from envkit import labels as L
 from envkit.backends._swarm_nodes import NodeMap
@@ -42,7 +42,8 @@ def task_template(spec: ContainerSpec, constraints: tuple[str, ...] = ()) -> tup
         args=list(spec.command) if spec.command is not None else None, hostname=_literal(spec.hostname),
         env={k: _literal(v) for k, v in spec.environment}, workdir=spec.working_dir, user=spec.user, labels=labels,
         mounts=mounts or None, stop_signal=spec.stop_signal, cap_add=list(spec.cap_add) or None,
-        stop_grace_period=int((spec.stop_timeout if spec.stop_timeout is not None else 10) * 1e9))
+        stop_grace_period=int((spec.stop_timeout if spec.stop_timeout is not None else 10) * 1e9),
+        healthcheck=Healthcheck(test=["NONE"]) if spec.healthcheck_off else None)
     if spec.tmpfs:
         container["Mounts"] = [*container.get("Mounts", []), *(
             {"Type": "tmpfs", "Target": _text(path)} for path, _options in spec.tmpfs)]

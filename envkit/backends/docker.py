@@ -271,7 +271,7 @@ class DockerBackend(DockerCapabilities, Backend):
             environment=dict(spec.environment), user=spec.user, working_dir=spec.working_dir,
             hostname=spec.hostname, labels=dict(spec.labels), name=spec.name, ports=exposed or None,
             host_config=host_config, networking_config=networking, stop_signal=spec.stop_signal,
-            stop_timeout=spec.stop_timeout,
+            stop_timeout=spec.stop_timeout, healthcheck={"Test": ["NONE"]} if spec.healthcheck_off else None,
         )["Id"]), existing)
         for a in others:
             self._connect(container_id, a)

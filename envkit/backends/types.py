@@ -151,6 +151,7 @@ class ContainerSpec:
     cap_drop: tuple[str, ...] = ()
     read_only: bool = False
     placement: Placement | None = None  # a distributed engine's placement (docs/swarm.md); one engine: none
+    healthcheck_off: bool = False  # the image's HEALTHCHECK is not run (``ready: {healthcheck: false}``)
 
 
 ContainerStatus = Literal["created", "running", "paused", "restarting", "exited", "dead", "removing", "unknown"]

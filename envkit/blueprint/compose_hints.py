@@ -8,14 +8,17 @@ docs/coming-from-compose.md (a unit test keeps that page equal to it).
 
 from __future__ import annotations
 
-__all__ = ["HINTS", "hint", "markdown"]
+from typing import Any
+
+__all__ = ["HINTS", "hint", "looks_like_compose", "markdown"]
 
 _PER_RUN = "not supported: a run is a throwaway environment"
 
 SERVICE: dict[str, str] = {
     "restart": f"{_PER_RUN}; a service that exits fails the run (see `envkit logs RUN SERVICE`). "
                "For a one-off task use kind: job",
-    "healthcheck": "use ready: healthcheck (the image's HEALTHCHECK) or ready: {tcp|http|exec|log: ...}",
+    "healthcheck": "use ready: healthcheck (the image's HEALTHCHECK) or ready: {tcp|http|exec|log: ...}; "
+                   "disable: true is ready: {healthcheck: false}",
     "env_file": "not supported in the file: set environment: per service; variables for ${VAR} come from "
                 "`--env-file FILE` and the .env beside the blueprint",
     "profiles": "not supported: choose services with `envkit up --only SVC` (with what they depend on)",
@@ -95,6 +98,25 @@ HINTS: dict[str, dict[str, str]] = {
 def hint(table: str, key: str) -> str | None:
     """What a blueprint uses instead of Compose's ``key`` in the mapping of ``table``, if it is one."""
     return HINTS.get(table, {}).get(key)
+
+
+def looks_like_compose(data: Any) -> bool:
+    """Whether ``data`` (a file that does not load as a blueprint) is written in Compose's terms: two or more
+    of Compose's keys (in a service or at the top) or a ``service_*`` condition in a ``depends_on``. One
+    stray key in a blueprint is told by its own problem's hint."""
+    if not isinstance(data, dict):
+        return False
+    found = {f"top.{key}" for key in data if key in TOP or (key == "secrets" and isinstance(data[key], dict))}
+    services = data.get("services")
+    for spec in services.values() if isinstance(services, dict) else ():
+        if not isinstance(spec, dict):
+            continue
+        found |= {key for key in spec if key in SERVICE}
+        depends = spec.get("depends_on")
+        if isinstance(depends, dict):
+            found |= {"condition" for o in depends.values()
+                      if isinstance(o, dict) and str(o.get("condition", "")).startswith("service_")}
+    return len(found) >= 2 or "condition" in found
 
 
 _WHERE = {"service": "a service", "blueprint": "the top level", "network": "a network", "volume": "a volume",

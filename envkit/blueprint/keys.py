@@ -58,7 +58,7 @@ SCALAR: dict[str, Any] = {"type": ["string", "number"]}  # read as text: `user: 
 BOOLEAN: dict[str, Any] = {"type": "boolean"}
 DURATION: dict[str, Any] = {"anyOf": [{"type": "number", "minimum": 0},
                                       {"type": "string", "pattern": r"^\s*(\d+(\.\d+)?(ms|s|m|h))+\s*$"}, INTERPOLATED]}
-COMMAND: dict[str, Any] = {"anyOf": [STRING, {"type": "array", "items": SCALAR, "minItems": 1}]}
+COMMAND: dict[str, Any] = {"anyOf": [STRING, {"type": "array", "items": SCALAR}]}
 PAIRS: dict[str, Any] = {"anyOf": [{"type": "object", "additionalProperties": {"type": ["string", "number", "boolean", "null"]}},
                                    {"type": "array", "items": {"type": "string", "pattern": "="}}, {"type": "null"}]}
 NAMES: dict[str, Any] = {"anyOf": [{"type": "array", "items": STRING}, {"type": "null"}]}
@@ -166,8 +166,9 @@ PROBE = Table("probe", (
            "Ready when `GET path` answers as expected.", {"anyOf": [PORT_NUMBER, {"$ref": "#/$defs/http"}]}),
     KeyDef("exec", None, None, "command", "—", "Ready when the command, run in the container, exits 0.", COMMAND),
     KeyDef("log", None, None, "regex", "—", "Ready when the regex matches the container's log.", STRING),
-    KeyDef("healthcheck", None, None, "`true`", "—", "Ready when the image's own `HEALTHCHECK` reports healthy.",
-           {"const": True}),
+    KeyDef("healthcheck", None, None, "`true` or `false`", "—",
+           "`true`: ready when the image's own `HEALTHCHECK` reports healthy. `false`: that check is turned off "
+           "(as Compose's `disable: true`): ready once running.", BOOLEAN),
     KeyDef("timeout", None, v.DEFAULT_PROBE_TIMEOUT, "duration", "`60s`", "How long to wait; `0` also means 60 s.",
            DURATION),
 ))

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from envkit.blueprint import dotenv, trust
+from envkit.blueprint import compose_hints, dotenv, trust
 from envkit.blueprint.interpolate import interpolate
 from envkit.blueprint.model import Blueprint
 from envkit.blueprint.normalize import normalize
@@ -52,5 +52,10 @@ def _build(source: Source, variables: Mapping[str, str]) -> Blueprint:
     refused, warnings = trust.check(model, source.marks, variables)
     problems.extend(refused)
     if problems:
-        raise BlueprintError(problems)
+        hint = ""
+        if compose_hints.looks_like_compose(source.data):  # said once, first, rather than read from 20 lines
+            hint = (f"{source.marks.file} is written as a Docker Compose file: `envkit import {source.marks.file} "
+                    "-o blueprint.yaml` writes it as a blueprint (noting what does not carry over), to bring up "
+                    "with `envkit up blueprint.yaml`")
+        raise BlueprintError(problems, hint=hint)
     return dataclasses.replace(model, marks=source.marks, warnings=tuple(sorted(set(warnings))))

@@ -38,7 +38,7 @@ __all__ = [
 ]
 
 Condition = Literal["started", "ready", "completed"]
-ProbeKind = Literal["tcp", "http", "exec", "log", "healthcheck"]
+ProbeKind = Literal["tcp", "http", "exec", "log", "healthcheck", "none"]  # none: healthcheck: false
 #: a key path into the blueprint file, e.g. ("services", "api", "depends_on", 2); Marks turn it into line:col
 Key = tuple[str | int, ...]
 
@@ -109,6 +109,8 @@ class Probe:
             return "exec " + " ".join(self.command)
         if self.kind == "log":
             return f"log /{self.pattern}/"
+        if self.kind == "none":
+            return "none (the image's HEALTHCHECK turned off)"
         return "healthcheck"
 
 

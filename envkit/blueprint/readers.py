@@ -221,8 +221,8 @@ class Reader:
             except ValueError as exc:
                 self.error(path, f"cannot split command: {exc}")
                 return None
-        if isinstance(value, list) and all(isinstance(v, str | int | float) for v in value) and value:
-            return tuple(str(v) for v in value)
+        if isinstance(value, list) and all(isinstance(v, str | int | float) for v in value):
+            return tuple(str(v) for v in value)  # [] is the empty command, as "" is (entrypoint: [] clears it)
         self.error(path, f"expected a command (a list of words or a string), got {show(value)}")
         return None
 

@@ -183,6 +183,8 @@ def exec_(r: Reader, value: Any, path: Key, keys: Table) -> ExecSeed | None:
         r.error(path, "an exec step needs a 'command'")
         return None
     values = read_keys(r, keys, spec, path)
+    if values["command"] == ():
+        r.error((*path, "command"), "an exec step needs a command")
     if not values["command"]:
         return None
     return ExecSeed(**values, at=path)

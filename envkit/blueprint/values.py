@@ -308,8 +308,10 @@ def ready(r: Reader, value: Any, path: Key, keys: Table, http_keys: Table) -> Pr
         if pattern is None or not _valid_regex(r, pattern, q):
             return None
         return Probe(kind="log", timeout=timeout, pattern=pattern)
+    if raw is False:  # Compose's `healthcheck: {disable: true}`: the engine does not run the image's check
+        return Probe(kind="none", timeout=timeout)
     if raw is not True:
-        r.error(q, "use 'healthcheck: true' to wait for the image's own HEALTHCHECK")
+        r.error(q, "use 'healthcheck: true' to wait for the image's own HEALTHCHECK ('false' turns it off)")
         return None
     return Probe(kind="healthcheck", timeout=timeout)
 

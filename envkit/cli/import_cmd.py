@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import tempfile
 from pathlib import Path
@@ -25,8 +26,9 @@ def compose_file(path: Path) -> Path:
     raise UsageError(f"{path}: no {', '.join(COMPOSE_FILES)} in this folder")
 
 
-def check(text: str, base: Path) -> list[str]:
-    """The problems ``envkit validate`` would report for ``text`` written in ``base`` (none: it loads)."""
+def check(text: str, base: Path, env_files: list[Path] | None = None) -> list[str]:
+    """The problems ``envkit validate`` would report for ``text`` written in ``base`` (none: it loads),
+    reading ``env_files`` for ``${VAR}`` instead of the .env beside it when given."""
     from envkit.blueprint import load
 
     try:
@@ -34,7 +36,7 @@ def check(text: str, base: Path) -> list[str]:
                                          encoding="utf-8") as tmp:
             tmp.write(text)
             tmp.flush()
-            load(tmp.name)
+            load(tmp.name, env_files=env_files)
     except BlueprintError as exc:
         return [f"{p.path}: {p.message}" if p.path else p.message for p in exc.problems]
     except OSError as exc:
@@ -75,8 +77,16 @@ def import_(compose: Path, output: Path | None, name: str | None, profiles: tupl
     base = (output.parent if output is not None else file.parent).resolve()
     result = from_compose(source.data, source.marks, source.directory, base=base, name=name, profiles=profiles,
                           keep_host_ports=keep_host_ports, read=lambda p: p.read_text(encoding="utf-8"))
+    dotenv = file.parent / ".env"
+    moved = dotenv.is_file() and file.parent.resolve() != base
+    if moved:
+        # Compose reads the .env beside the compose file; envkit the one beside the blueprint.
+        shown = output if output is not None else "BLUEPRINT"
+        result = dataclasses.replace(result, notes=(*result.notes, (
+            f"{dotenv}: Compose reads it for ${{VAR}}, but it is not beside the blueprint: bring it up with "
+            f"`envkit up {shown} --env-file {dotenv}` (or copy it there)")))
     text = result.text(str(file))
-    problems = check(text, base)
+    problems = check(text, base, [dotenv] if moved else None)
     if output is None:
         sys.stdout.write(text)
     else:
@@ -92,4 +102,6 @@ def import_(compose: Path, output: Path | None, name: str | None, profiles: tupl
     services = len(result.document["services"])
     where = f"wrote {escape(str(output))}: " if output is not None else ""
     verdict = "validates" if not problems else f"needs {len(problems)} edit(s) before it validates"
+    if moved:
+        verdict += f" (with --env-file {dotenv})"
     err.print(f"{where}blueprint '{result.document['name']}', {services} services; {verdict}")

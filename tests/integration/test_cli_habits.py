@@ -120,3 +120,52 @@ def test_a_busy_pinned_port_is_named(backend: Backend, tmp_path: Path) -> None:
     assert f"service web: cannot start: host port 127.0.0.1:{port} is already in use" in result.stderr
     assert "without a host part" in result.stderr
     assert resources_of(backend, run) == []
+
+
+def test_a_compose_file_imported_then_brought_up(backend: Backend, tmp_path: Path) -> None:
+    # An image with an ENTRYPOINT and a HEALTHCHECK that fail: `entrypoint: []` must clear the one and
+    # `healthcheck: {disable: true}` turn the other off; a secret and a config from files must be where
+    # Compose puts them; a service that crashes under its healthcheck is named as exited.
+    image = build_small_image(backend, tmp_path / "img", 'FROM debian:bookworm-slim\nENTRYPOINT ["false"]\n'
+                              'HEALTHCHECK --interval=1s CMD ["false"]\n')
+    (tmp_path / "token.txt").write_text("t0ken\n", encoding="utf-8")
+    (tmp_path / "site.conf").write_text("listen 80;\n", encoding="utf-8")
+    (tmp_path / "compose.yaml").write_text(f"""\
+services:
+  debug:
+    image: {image}
+    entrypoint: []
+    command: [sleep, infinity]
+    healthcheck: {{disable: true}}
+    secrets: [token]
+    configs: [{{source: site, target: /etc/site.conf}}]
+  crash:
+    image: {image}
+    profiles: [crash]
+    entrypoint: [sh, -c, 'echo "fatal: no config" >&2; exit 1']
+    healthcheck: {{test: [CMD-SHELL, "test -f /tmp/ready"], interval: 1s, retries: 30}}
+secrets:
+  token: {{file: ./token.txt}}
+configs:
+  site: {{file: ./site.conf}}
+""", encoding="utf-8")
+    imported = envkit_cli("import", str(tmp_path), "-o", str(tmp_path / "blueprint.yaml"))
+    assert imported.returncode == 0 and "validates" in imported.stderr, imported.stderr
+    run = f"it-imported-{os.getpid()}"
+    try:
+        envkit_cli("up", str(tmp_path / "blueprint.yaml"), "--name", run, check=True)
+        got = envkit_cli("exec", run, "debug", "--", "sh", "-c",
+                         "tr '\\0' ' ' < /proc/1/cmdline; cat /run/secrets/token /etc/site.conf", check=True)
+        assert got.stdout.split("\n")[:3] == ["sleep infinity t0ken", "listen 80;", ""]
+        container = f"envkit-{run}-debug-1"
+        assert backend.inspect_container(container).health is None  # no HEALTHCHECK runs in it
+    finally:
+        assert envkit_cli("down", run).returncode == 0
+    assert resources_of(backend, run) == []
+    envkit_cli("import", str(tmp_path), "--profile", "crash", "-o", str(tmp_path / "crash.yaml"), check=True)
+    crashed = envkit_cli("up", str(tmp_path / "crash.yaml"), "--name", run, "--only", "crash",
+                         "--artifacts", str(tmp_path / "artifacts"))  # its forensics bundle: not left in /tmp
+    assert crashed.returncode == 6
+    assert "error: service crash: exited with code 1 before it was ready" in crashed.stderr, crashed.stderr
+    assert "fatal: no config" in crashed.stderr and "cannot run" not in crashed.stderr
+    assert resources_of(backend, run) == []

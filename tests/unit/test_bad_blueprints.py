@@ -48,6 +48,8 @@ def test_every_problem_names_the_file_and_a_position(case: str, capsys: pytest.C
     lines = capsys.readouterr().err.splitlines()
     assert lines[0].startswith("error: invalid blueprint")
     for line in lines[1:]:
+        if line.startswith("  hint: "):  # what the problems below have in common: not one of them
+            continue
         assert line.startswith(f"  tests/blueprints/bad/{case}/blueprint.yaml:"), line
         line_no, column = line.split(":")[1:3]
         assert int(line_no) > 0 and int(column.split()[0]) > 0, line

@@ -189,6 +189,24 @@ def test_a_log_probe_waits_for_its_line(load_text: Callable[..., Blueprint]) -> 
     assert checks[-1] < began(fake.calls, container("api"))
 
 
+def test_healthcheck_false_turns_the_images_healthcheck_off(load_text: Callable[..., Blueprint]) -> None:
+    # A worker on the web image, whose HEALTHCHECK (of the web process) never passes in the worker
+    bp = load_text("""
+        services:
+          worker: {image: 'app:1', ready: {healthcheck: false}}
+          web: {image: 'app:1', depends_on: [worker]}
+    """)
+    fake = FakeBackend(images={"app:1"})
+    fake.health["worker"] = "unhealthy"  # what the check would say, were it run
+    ledger = Executor(fake).run(make(bp, fake, frozenset(fake.images)))
+    worker = fake.containers[ledger.containers[container("worker")]]
+    assert worker.spec.healthcheck_off and worker.health is None  # the engine runs no check in it
+    assert process_began(fake.calls, container("web"))
+    assert not fake.containers[ledger.containers[container("web")]].spec.healthcheck_off
+    assert bp.services["worker"].ready is not None and bp.services["worker"].ready.describe() == (
+        "none (the image's HEALTHCHECK turned off)")
+
+
 def test_a_service_never_ready_fails_after_its_probe_timeout(load_text: Callable[..., Blueprint]) -> None:
     bp = load_text("""
         services:

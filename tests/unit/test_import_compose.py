@@ -17,7 +17,7 @@ from envkit.blueprint.model import Service
 from envkit.blueprint.schema import schema
 from envkit.blueprint.source import Marks, read_source
 from envkit.cli import main
-from envkit.errors import UsageError
+from envkit.errors import BlueprintError, UsageError
 from envkit.export import image_tags, to_compose
 from envkit.import_compose import ComposeImport, from_compose
 
@@ -192,7 +192,7 @@ def test_kafka_with_healthchecks(tmp_path: Path) -> None:
     assert services["broker"]["ready"] == {"exec": ["/bin/sh", "-c", "kafka-topics --bootstrap-server broker:29092 --list"],
                                            "timeout": "90s"}
     assert services["zookeeper"]["ready"] == {"exec": ["bash", "-c", "echo ruok | nc localhost 2181 | grep imok"]}
-    assert services["consumer"]["replicas"] == 3 and "ready" not in services["consumer"]  # healthcheck disabled
+    assert services["consumer"]["replicas"] == 3 and services["consumer"]["ready"] == {"healthcheck": False}
     assert services["broker"]["environment"]["KAFKA_BROKER_ID"] == "1"
     assert any("services.broker.ulimits" in n for n in result.notes)
     assert any("services.producer.restart" in n for n in result.notes)
@@ -211,6 +211,10 @@ def doc_of(text: str, tmp_path: Path, **options: Any) -> ComposeImport:
     (["[::1]:8080:80"], ["[::1]:8080:80"]),
     (["9000-9001:8000-8001"], ["0.0.0.0:9000:8000", "0.0.0.0:9001:8001"]),
     ([{"target": 80, "published": 8080}], ["0.0.0.0:8080:80"]),
+    ([{"target": 3306, "host_ip": "127.0.0.1", "protocol": "tcp"}], [3306]),  # no published port: any
+    # a range of host ports for one container port: Compose takes a free one of them (it was left out)
+    (["127.0.0.1:9090-9091:8080"], ["127.0.0.1:9090:8080"]),
+    ([{"target": 8080, "published": "18080-18081", "host_ip": "127.0.0.1"}], ["127.0.0.1:18080:8080"]),
 ])
 def test_port_forms_kept(tmp_path: Path, ports: list[Any], expected: list[Any]) -> None:
     doc = doc_of("services: {a: {image: i}}", tmp_path, keep_host_ports=True).document
@@ -230,7 +234,7 @@ def test_healthcheck_forms(tmp_path: Path) -> None:
           f: {image: i, healthcheck: {test: [WHAT, x]}}
         """, tmp_path)
     s = result.document["services"]
-    assert "ready" not in s["a"]
+    assert s["a"]["ready"] == {"healthcheck": False}  # the image's own HEALTHCHECK turned off, as Compose does
     assert s["b"]["ready"] == {"healthcheck": True, "timeout": "10s"}  # timing only: the image's own check
     assert s["c"]["ready"] == {"exec": ["/bin/sh", "-c", "exit 0"]}  # 60s: envkit's default, left out
     assert s["e"]["ready"] == "healthcheck"  # d waits for it to be healthy: by the image's HEALTHCHECK
@@ -285,3 +289,141 @@ def test_the_command_lists_what_still_needs_an_edit(tmp_path: Path, capsys: pyte
     assert "needs 1 edit(s) before it validates" in err
     assert main(["import", str(tmp_path / "nowhere")]) == 3
     assert "no such file or folder" in capsys.readouterr().err
+
+
+def test_what_compose_itself_refuses_is_an_error_naming_line_and_key(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "compose.yaml").write_text(textwrap.dedent("""\
+        services:
+          api:
+            image: i
+            enviroment: {A: b}
+            build: {context: ., dockerfle: Dockerfile.dev}
+            healthcheck: {test: [CMD, "true"], retires: 5}
+            depends_on: [queu]
+          queue:
+            image: redis
+            volumes: [cache:/data]
+            depends_on: {api: {condition: service_started, requierd: false}}
+          debug:
+            image: i
+            profiles: [debug]
+            comand: sleep infinity
+        secrest: {}
+        """), encoding="utf-8")
+    assert main(["import", str(tmp_path), "-o", str(tmp_path / "bp.yaml")]) == 3
+    _, err = capsys.readouterr()
+    assert err == textwrap.dedent("""\
+        error: invalid compose file (8 problems):
+          compose.yaml:4:5 services.api.enviroment: unknown Compose key 'enviroment' (did you mean 'environment'?)
+          compose.yaml:5:25 services.api.build.dockerfle: unknown Compose key 'dockerfle' (did you mean 'dockerfile'?)
+          compose.yaml:6:40 services.api.healthcheck.retires: unknown Compose key 'retires' (did you mean 'retries'?)
+          compose.yaml:7:18 services.api.depends_on[0]: unknown service 'queu' (did you mean 'queue'?)
+          compose.yaml:10:15 services.queue.volumes[0]: undefined volume 'cache' (declare it under the top-level volumes:)
+          compose.yaml:11:52 services.queue.depends_on.api.requierd: unknown Compose key 'requierd' (did you mean 'required'?)
+          compose.yaml:15:5 services.debug.comand: unknown Compose key 'comand' (did you mean 'command'?)
+          compose.yaml:16:1 secrest: unknown Compose key 'secrest' (did you mean 'secrets'?)
+        """).replace("compose.yaml", str(tmp_path / "compose.yaml"))
+    assert not (tmp_path / "bp.yaml").exists()
+
+
+def test_a_key_compose_knows_but_envkit_cannot_carry_is_a_note(tmp_path: Path) -> None:
+    result = doc_of("services: {a: {image: i, init: true, oom_score_adj: 5, x-mine: 1}}", tmp_path)
+    assert result.notes == ("services.a.init: not carried over: envkit has no equivalent",
+                            "services.a.oom_score_adj: not carried over: envkit has no equivalent")
+
+
+def test_secrets_and_configs_from_files_are_mounted_read_only_where_compose_puts_them(tmp_path: Path) -> None:
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "nginx.conf").write_text("server {}\n", encoding="utf-8")
+    (tmp_path / "key.txt").write_text("s3cret\n", encoding="utf-8")
+    result = doc_of("""
+        services:
+          web:
+            image: i
+            volumes: [./conf:/etc/extra]
+            secrets: [api_key, {source: api_key, target: key2, mode: 0400}, {source: token}]
+            configs: [{source: site, target: /etc/nginx/sites-enabled/default}, site]
+        secrets:
+          api_key: {file: ./key.txt}
+          token: {environment: TOKEN}
+        configs:
+          site: {file: conf/nginx.conf}
+        """, tmp_path)
+    assert result.document["services"]["web"]["volumes"] == [
+        "./conf:/etc/extra", "./key.txt:/run/secrets/api_key:ro", "./key.txt:/run/secrets/key2:ro",
+        "./conf/nginx.conf:/etc/nginx/sites-enabled/default:ro", "./conf/nginx.conf:/site:ro"]
+    assert result.notes == (
+        "services.web.secrets[1].mode: not carried over: the file is mounted as it is on this machine",
+        "services.web.secrets[2]: secret 'token' (environment) not carried over: only one from a file: is mounted")
+    text = result.text()
+    assert "secrets:" not in text.split("services:")[0].replace("# note", "")  # nothing at the top level
+    load_text(text, tmp_path)  # it validates where it was imported
+    with pytest.raises(BlueprintError, match=r"services.web.configs\[0\]: undefined config 'sites'"):
+        doc_of("services: {web: {image: i, configs: [sites]}}\nconfigs: {site: {file: x}}", tmp_path)
+
+
+def test_an_empty_entrypoint_is_carried_over(tmp_path: Path) -> None:
+    # Compose's way to run a debug shell in an image that has an ENTRYPOINT; left out, the ENTRYPOINT ran
+    doc = doc_of("services: {debug: {image: i, entrypoint: [], command: [sleep, infinity]}}", tmp_path).document
+    assert doc["services"]["debug"]["entrypoint"] == [] and doc["services"]["debug"]["command"] == ["sleep", "infinity"]
+    assert load_text(ComposeImport(doc).text(), tmp_path).services["debug"].entrypoint == ()
+
+
+def test_a_host_port_range_for_one_port_is_published_with_a_note(tmp_path: Path) -> None:
+    result = doc_of("services: {a: {image: i, ports: [{target: 8080, published: 18080-18081}, '9090-9091:80']}}",
+                    tmp_path)
+    assert result.document["services"]["a"]["ports"] == [8080, 80]
+    assert result.document["outputs"] == {"A_8080": "${services.a.host}:${services.a.ports.8080}",
+                                          "A_80": "${services.a.host}:${services.a.ports.80}"}
+    assert "services.a.ports[0]: host ports 18080-18081: Compose takes a free one of the range; envkit the " \
+           "first, 18080" in result.notes
+    bad = doc_of("services: {a: {image: i, ports: [{target: 80, published: x}, '9000-9002:80-81']}}", tmp_path)
+    assert "ports" not in bad.document["services"]["a"]
+    assert bad.notes == ("services.a.ports[0]: cannot read published port 'x'",
+                         "services.a.ports[1]: port '9000-9002:80-81': the host and container ranges differ in length")
+
+
+def test_the_compose_files_dotenv_is_named_when_the_blueprint_goes_elsewhere(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "compose.yaml").write_text(
+        "services:\n  a:\n    image: i\n    environment: {PW: '${PW:?set PW}', HI: '${HI:-hi}'}\n", encoding="utf-8")
+    (tmp_path / ".env").write_text("PW=s3cret\nHI=hello\n", encoding="utf-8")
+    (tmp_path / "envkit").mkdir()
+    assert main(["import", str(tmp_path), "-o", str(tmp_path / "envkit" / "bp.yaml")]) == 0
+    err = capsys.readouterr().err
+    dotenv = tmp_path / ".env"
+    assert (f"note: {dotenv}: Compose reads it for ${{VAR}}, but it is not beside the blueprint: bring it up with "
+            f"`envkit up {tmp_path / 'envkit' / 'bp.yaml'} --env-file {dotenv}` (or copy it there)") in err
+    assert err.rstrip().endswith(f"validates (with --env-file {dotenv})")  # as the command it names would load it
+    assert load(tmp_path / "envkit" / "bp.yaml", {}, [dotenv]).services["a"].environment == (
+        ("HI", "hello"), ("PW", "s3cret"))
+    assert main(["import", str(tmp_path), "-o", str(tmp_path / "bp.yaml")]) == 0  # beside it: read as it is
+    assert ".env" not in capsys.readouterr().err
+
+
+def test_a_variable_passed_by_name_is_noted_as_empty_when_unset(tmp_path: Path) -> None:
+    # `environment: [LOG_LEVEL]` leaves LOG_LEVEL out of the container when it is unset; ${LOG_LEVEL} is ""
+    result = doc_of("services: {a: {image: i, environment: [LOG_LEVEL, DEBUG, MODE=x]}}", tmp_path)
+    assert result.document["services"]["a"]["environment"] == {"LOG_LEVEL": "${LOG_LEVEL}", "DEBUG": "${DEBUG}",
+                                                               "MODE": "x"}
+    assert result.notes == ("services.a.environment: LOG_LEVEL, DEBUG: taken from the environment as ${NAME}, which "
+                            "is set but empty when NAME is unset (Compose leaves such a variable out of the container)",)
+
+
+def test_the_images_healthcheck_turned_off_round_trips_as_compose_disable(tmp_path: Path) -> None:
+    bp = load_text("name: w\nservices:\n  worker: {image: 'app:1', ready: {healthcheck: false}}\n", tmp_path / "bp")
+    compose = yaml.safe_load(to_compose(bp, {}).text())
+    assert compose["services"]["worker"]["healthcheck"] == {"disable": True}
+    assert model(round_trip(bp, tmp_path)) == model(bp)
+
+
+def test_a_single_quoted_env_file_value_stays_literal(tmp_path: Path) -> None:
+    # Compose interpolates "${X}" and ${X} in an env file, not '${X}': a password with a $ in it
+    (tmp_path / "app.env").write_text("PW='pa${ss}w$rd'\nURL=\"http://${HOST:-db}/\"\n", encoding="utf-8")
+    source = tmp_path / "compose.yaml"
+    source.write_text("services: {a: {image: i, env_file: app.env}}\n", encoding="utf-8")
+    result = imported(source)
+    assert result.document["services"]["a"]["environment"] == {"PW": "pa$${ss}w$$rd", "URL": "http://${HOST:-db}/"}
+    assert load_text(result.text(), tmp_path / "bp").services["a"].environment == (
+        ("PW", "pa${ss}w$rd"), ("URL", "http://db/"))

@@ -133,6 +133,16 @@ def test_commands_are_lists_of_words_or_split_like_a_shell(load_text: LoadText) 
     assert service(load_text, "image: x\nentrypoint: [tini, --]").entrypoint == ("tini", "--")
 
 
+def test_an_empty_entrypoint_clears_the_images_in_either_form(load_text: LoadText) -> None:
+    # Compose's `entrypoint: []` (a debug service: `command: sleep infinity` without the image's ENTRYPOINT)
+    assert service(load_text, "image: x\nentrypoint: []").entrypoint == ()
+    assert service(load_text, "image: x\nentrypoint: ''").entrypoint == ()
+    assert problems(load_text, "services: {a: {image: x, ready: {exec: []}}}") == [
+        "1:34 services.a.ready.exec: an exec probe needs a command"]
+    assert problems(load_text, "services: {a: {image: x, seed: [{exec: {command: []}}]}}") == [
+        "1:41 services.a.seed[0].exec.command: an exec step needs a command"]
+
+
 def test_user_labels_may_not_use_envkits_namespace(load_text: LoadText) -> None:
     assert service(load_text, "image: x\nlabels: {team: core}").labels == (("team", "core"),)
     assert problems(load_text, "services: {a: {image: x, labels: {io.envkit.run: x}}}") == [
@@ -215,7 +225,8 @@ def test_probe_problems(load_text: LoadText) -> None:
     """) == [
         "3:17 services.a.ready: a probe needs exactly one of: tcp, http, exec, log, healthcheck",
         "4:25 services.b.ready.log: invalid regex: missing ), unterminated subpattern at position 0",
-        "5:25 services.c.ready.healthcheck: use 'healthcheck: true' to wait for the image's own HEALTHCHECK",
+        "5:25 services.c.ready.healthcheck: use 'healthcheck: true' to wait for the image's own HEALTHCHECK "
+        "('false' turns it off)",
         "6:33 services.d.ready.timeout: expected a duration like 30s, 500ms or 2m, got '10 minutes'",
         "7:17 services.e.ready: a probe needs exactly one of: tcp, http, exec, log, healthcheck",
         "7:25 services.e.ready.htp: unknown key 'htp' (did you mean 'http'?)",

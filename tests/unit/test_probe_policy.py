@@ -89,3 +89,25 @@ def test_a_short_log_is_shown_whole(fake: FakeBackend) -> None:
     error = probes.failure(fake, "api", "exited", ident, "envkit-r-api-1")
     assert (error.log_head, error.log_tail) == ((), ("one", "two"))
     assert "last log lines of envkit-r-api-1:\n  | one\n  | two" in str(error) and "…" not in str(error)
+
+
+class CrashesDuringExec(FakeBackend):
+    """The process exits while the engine starts the probe's exec: Docker answers exit 126 (no Conflict)."""
+
+    def exec(self, container_id: str, command: tuple[str, ...], user: str | None = None,
+             timeout: float | None = None) -> ExecResult:
+        self.exit_container(container_id, 1)
+        return ExecResult(126, "OCI runtime exec failed: exec failed: cannot exec in a stopped container: unknown")
+
+
+def test_a_service_that_exits_while_its_exec_probe_starts_is_reported_as_exited() -> None:
+    fake = CrashesDuringExec(images={"img:1"})
+    fake.create_network(NetworkSpec("net"))
+    ident = started(fake, "worker")
+    fake.emit(ident, "ValueError: could not convert string to float: 'abc'")
+    with pytest.raises(ServiceFailed) as caught:
+        probes.wait_ready(fake, ident, "worker", Probe("exec", command=("test", "-f", "/tmp/ready")), 5.0,
+                          threading.Event())
+    text = str(caught.value)
+    assert text.startswith("service worker: exited with code 1 before it was ready"), text
+    assert "cannot run" not in text and "ValueError" in text
