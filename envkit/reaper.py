@@ -208,12 +208,14 @@ def main() -> None:
         signal.signal(sig, signal.SIG_IGN)
     if os.fork():
         os._exit(0)  # the owner reaps this first process at once; the watchdog is init's child from now on
-    with contextlib.suppress(OSError):  # an owner gone already: end-of-file follows, with nothing to do
-        os.write(1, f"ready {os.getpid()}\n".encode())
+    # Quiet from here on: stderr first, then stdout once it has carried the answer, so that from the
+    # answer on the watchdog holds only its three standard descriptors (none the owner's but the pipe).
     quiet = os.open(os.devnull, os.O_RDWR)
-    os.dup2(quiet, 1)
     os.dup2(quiet, 2)
     os.close(quiet)
+    with contextlib.suppress(OSError):  # an owner gone already: end-of-file follows, with nothing to do
+        os.write(1, f"ready {os.getpid()}\n".encode())
+    os.dup2(2, 1)
     with os.fdopen(0, "rb") as pipe:
         state = read_until_eof(pipe)
     signal.alarm(BUDGET)  # SIGALRM's default action ends the process: bounded, whatever the engine does
