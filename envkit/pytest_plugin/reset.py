@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from envkit.pytest_plugin import report
 from envkit.pytest_plugin.session import requested_env
 
 __all__ = ["add_options", "envkit_reset_after", "services_to_reset"]
@@ -60,4 +61,4 @@ def envkit_reset_after(request: pytest.FixtureRequest) -> Iterator[None]:
     try:
         env.reset(*services)
     except EnvkitError as exc:
-        pytest.fail(f"envkit: reset after {request.node.nodeid} failed: {exc}", pytrace=False)
+        report.fail(f"envkit: reset after {request.node.nodeid} failed: {exc}")
