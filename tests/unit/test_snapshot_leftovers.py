@@ -1,6 +1,7 @@
 """A capture that dies between the commit and the manifest (the process killed, the engine gone) leaves
 the committed image, and no data volume when the service mounts none: `envkit snapshots rm KEY` and
-`prune` remove it by its own labels, on the in-memory engine."""
+`prune` remove it by its own labels, on the in-memory engine. Then two resets at the edges: one naming no
+service (every one with a snapshot), and one of a run brought up without its snapshot."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from envkit import snapshots as S
 from envkit.backends.base import VolumeSpec
 from envkit.backends.fake import FakeBackend
 from envkit.blueprint import Blueprint
-from envkit.errors import EngineError
+from envkit.errors import EngineError, UsageError
 
 BLUEPRINT = """
     name: cut
@@ -53,3 +54,26 @@ def test_prune_removes_the_image_of_a_capture_that_never_finished(
     assert S.prune(fake, keys=None if keys is None else {key}) == [f"image {S.image_tag('db', key)}"]
     assert [t for t in fake.images if t.startswith("envkit-snapshot/")] == []
     assert S.prune(fake, keys={"another"}) == []
+
+
+def test_a_reset_of_a_run_brought_up_without_its_snapshot_says_why(load_text: Callable[..., Blueprint]) -> None:
+    # The blueprint has `snapshot: true`: "add 'snapshot: true' to it" alone sent the user the wrong way.
+    fake = FakeBackend(images={"base:1"})
+    with api.up(load_text(BLUEPRINT), name="nosnap-1", backend=fake, snapshot=False) as env:
+        for services in (("db",), ()):
+            with pytest.raises(UsageError, match="brought up with --no-snapshot or --no-seed"):
+                env.reset(*services)
+
+
+def test_a_reset_naming_no_service_resets_every_one_with_a_snapshot(load_text: Callable[..., Blueprint]) -> None:
+    # env.reset() (ini `envkit_reset = *`, a bare @pytest.mark.envkit_reset) took the shortcut for services
+    # reset before in this process with none named, and returned {} having reset nothing.
+    fake = FakeBackend(images={"base:1"})
+    try:
+        with api.up(load_text(BLUEPRINT.replace("snapshot: true", "snapshot: {reset: restore}")), name="all-1",
+                    backend=fake) as env:
+            assert list(env.reset()) == ["db"]
+            assert list(env.reset()) == ["db"]
+    finally:
+        for snap in S.list_snapshots(fake):
+            S.remove(fake, snap.key)
