@@ -21,7 +21,7 @@ from envkit import labels as L
 from envkit.backends import Backend
 from envkit.backends.base import ContainerState, ExecResult, ExecSession, Protocol
 from envkit.blueprint import Blueprint
-from envkit.errors import Conflict, EngineError, EnvkitError, UsageError
+from envkit.errors import Conflict, EngineError, EnvkitError, NotFound, UsageError
 from envkit.events import EventSink, ignore
 from envkit.live import LiveResult
 from envkit.logs import merged
@@ -58,6 +58,7 @@ class ServiceStatus:
 
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
 
 def _scrubbing(method: F) -> F:
@@ -184,12 +185,7 @@ class Environment:
     def exec(self, service: str, command: list[str] | tuple[str, ...], replica: int = 1,
              user: str | None = None) -> ExecResult:
         """Run a command in a replica of ``service``; ServiceFailed (by service name) if it has stopped."""
-        container = self._running(service, replica)
-        try:
-            return self.backend.exec(container.id, tuple(command), user)
-        except Conflict:  # stopped since it was last looked at
-            self._running(service, replica, fresh=True)
-            raise
+        return self._on_replica(service, replica, lambda c: self.backend.exec(c, tuple(command), user))
 
     @_scrubbing
     def exec_stream(self, service: str, command: list[str] | tuple[str, ...], *, stdin: int | None,
@@ -198,17 +194,29 @@ class Environment:
         """Start a command in a replica of ``service`` with its streams attached (``Backend.exec_stream``:
         stdin from a file descriptor, output as it comes, a terminal with ``tty``); ``wait()`` on the
         session gives its exit code. ServiceFailed (by service name) if the service has stopped."""
-        container = self._running(service, replica)
-        try:
-            return self.backend.exec_stream(container.id, tuple(command), stdin=stdin, stdout=stdout,
-                                            stderr=stderr, tty=tty, user=user)
-        except Conflict:
-            self._running(service, replica, fresh=True)
-            raise
+        return self._on_replica(service, replica, lambda c: self.backend.exec_stream(
+            c, tuple(command), stdin=stdin, stdout=stdout, stderr=stderr, tty=tty, user=user))
 
     def stub(self, service: str, replica: int = 1) -> StubClient:
         """Control of a ``kind: stub`` service: its journal, run-time responses, reset (docs/stubs.md)."""
         return connect_stub(self, service, replica)
+
+    def _on_replica(self, service: str, replica: int, call: Callable[[str], T]) -> T:
+        """``call(container id)`` on the replica's running container. A container gone since it was last
+        looked at was replaced (a reset on the restore path or a rebuild, by another process, xdist worker
+        or handle): look again and call the new one. One stopped meanwhile is a ServiceFailed by name."""
+        fresh = False
+        while True:
+            container = self._running(service, replica, fresh=fresh)
+            try:
+                return call(container.id)
+            except NotFound:
+                if fresh:
+                    raise
+                fresh = True
+            except Conflict:  # stopped since it was last looked at
+                self._running(service, replica, fresh=True)
+                raise
 
     def _running(self, service: str, replica: int = 1, fresh: bool = False) -> ContainerState:
         """The replica's container, raising ServiceFailed by service name if it is not running."""
@@ -224,11 +232,18 @@ class Environment:
     def logs(self, service: str | None = None, tail: int | None = None, since: float | None = None,
              until: float | None = None) -> str:
         """One service's logs, or every service's interleaved by time, with a ``name | `` prefix per line."""
-        if service is not None:
-            return "".join(self.backend.logs(c.id, tail, since, until) for c in self.info.replicas(service)
-                           or [self._container(service)])
-        # Every service's lines interleaved by time (envkit.logs), each named by its service.
-        return "".join(f"{e.line()}\n" for e in merged(self.backend, self.info, (), tail, since, until))
+        def read() -> str:
+            if service is not None:
+                return "".join(self.backend.logs(c.id, tail, since, until) for c in self.info.replicas(service)
+                               or [self._container(service)])
+            # Every service's lines interleaved by time (envkit.logs), each named by its service.
+            return "".join(f"{e.line()}\n" for e in merged(self.backend, self.info, (), tail, since, until))
+
+        try:
+            return read()
+        except NotFound:  # a container replaced since it was last looked at (see _on_replica)
+            self.refresh()
+            return read()
 
     def follow(self, service: str, tail: int | None = None, replica: int = 1) -> Iterator[str]:
         """New output of one replica as it comes (blocks; stop by closing the iterator)."""

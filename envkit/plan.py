@@ -98,7 +98,7 @@ DEFAULT_WAIT = 60.0
 
 def _stamp(identity: RunIdentity, bp: Blueprint) -> dict[str, str]:
     return {
-        L.MANAGED: "true", L.RUN: identity.run_id, L.BLUEPRINT: bp.name, L.BLUEPRINT_PATH: str(bp.file),
+        L.MANAGED: "true", L.RUN: identity.run_id, L.BLUEPRINT: bp.name, L.BLUEPRINT_PATH: str(bp.path or bp.file),
         L.OWNER: identity.owner, L.CREATED_AT: identity.created_at, L.VERSION: identity.version,
         L.LIFETIME: identity.lifetime, **({L.EXPIRES_AT: identity.expires_at} if identity.expires_at else {}),
     }

@@ -56,7 +56,8 @@ def reset(backend: Backend, run_id: str, services: Sequence[str] = (), *, bluepr
     names = list(services) or [s for s in info.services if _key(info, s)]
     if not names:
         raise UsageError(f"run {run_id} has no service started with a snapshot; add 'snapshot: true' to the "
-                         "service (or `envkit up --snapshot`) to be able to reset it")
+                         "service (or `envkit up --snapshot`) to be able to reset it (a run brought up with "
+                         "--no-snapshot or --no-seed has none)")
     taken: dict[str, float] = {}
     for name in names:
         if not info.replicas(name):
@@ -64,7 +65,8 @@ def reset(backend: Backend, run_id: str, services: Sequence[str] = (), *, bluepr
         key = _key(info, name)
         if not key:
             raise UsageError(f"service {name} of run {run_id} was not started with a snapshot, so it has no "
-                             "seeded state to go back to (add 'snapshot: true' to it)")
+                             "seeded state to go back to (add 'snapshot: true' to it; a run brought up with "
+                             "--no-snapshot or --no-seed has none either)")
         snap = S.find(backend, key)
         if snap is None:
             raise RunNotFound(f"snapshot {key[:16]} of service {name} is gone (removed with `envkit snapshots "
@@ -150,7 +152,7 @@ def _fast(backend: Backend, run_id: str, services: Sequence[str], on_event: Even
         taken[name] = time.monotonic() - began
         on_event(Event("step", run_id, f"{name} reset in {taken[name]:.2f}s (template databases)", phase="done",
                        action="reset", service=name, duration=taken[name], detail="template databases"))
-    return taken
+    return taken or None  # no service named: the caller finds every one with a snapshot
 
 
 def _key(info: RunInfo, service: str) -> str:

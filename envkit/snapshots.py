@@ -221,11 +221,12 @@ def remove(backend: Backend, key: str) -> list[str]:
     removed. An image a run's container still uses is a Conflict naming it (the volumes are kept then)."""
     pieces = [r for r in backend.list_resources({L.SNAPSHOT: None}) if r.labels[L.SNAPSHOT].startswith(key)
               and r.labels.get(L.ROLE) in ("snapshot", "snapshot-data")]
+    committed = _committed(backend, key)
     removed: list[str] = []
-    for full in sorted({r.labels[L.SNAPSHOT] for r in pieces}):
+    for full in sorted({r.labels[L.SNAPSHOT] for r in pieces} | set(committed)):
         mine = [r for r in pieces if r.labels[L.SNAPSHOT] == full]
         service = next((r.labels.get(L.SERVICE, "") for r in mine if r.labels.get(L.ROLE) == "snapshot"), "")
-        tags = {r.labels[L.SNAPSHOT_IMAGE] for r in mine if r.labels.get(L.SNAPSHOT_IMAGE)}
+        tags = {r.labels[L.SNAPSHOT_IMAGE] for r in mine if r.labels.get(L.SNAPSHOT_IMAGE)} | committed.get(full, set())
         if service:
             tags.add(image_tag(service, full))
         for tag in sorted(tags):
@@ -238,6 +239,19 @@ def remove(backend: Backend, key: str) -> list[str]:
             _remove_resource(backend, r)
             removed.append(f"{r.kind} {r.name}")
     return removed
+
+
+def _committed(backend: Backend, key: str) -> dict[str, set[str]]:
+    """The committed images of the keys that are or start with ``key``: full key -> tags. A capture that
+    died between the commit and the manifest leaves its image alone (no data volume either, when the
+    service mounts none), which only its own labels name."""
+    found: dict[str, set[str]] = {}
+    for image in backend.list_images({L.SNAPSHOT: None, L.ROLE: "snapshot"}):
+        full = image.labels.get(L.SNAPSHOT, "")
+        tags = {t for t in image.tags if full and t.endswith(f":{full[:16]}") and t.startswith("envkit-snapshot/")}
+        if full.startswith(key) and tags:
+            found.setdefault(full, set()).update(tags)
+    return found
 
 
 def _remove_resource(backend: Backend, r: Resource) -> None:
@@ -259,7 +273,9 @@ def prune(backend: Backend, older_than: float | None = None, now: float | None =
               if keys is None or r.labels[L.SNAPSHOT] in keys]
     live_claims = {r.labels[L.SNAPSHOT] for r in pieces if r.labels.get(L.ROLE) == "snapshot-claim"
                    and not _stale(r.labels, now)}
-    for key in sorted({r.labels[L.SNAPSHOT] for r in pieces if r.labels.get(L.ROLE) != "snapshot-claim"}):
+    committed = [k for k in _committed(backend, "") if keys is None or k in keys]
+    for key in sorted({r.labels[L.SNAPSHOT] for r in pieces if r.labels.get(L.ROLE) != "snapshot-claim"}
+                      | set(committed)):
         snap = complete.get(key)
         if snap is None:  # an unfinished capture: its pieces, unless a capture is under way
             if key not in live_claims:

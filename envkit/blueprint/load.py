@@ -31,15 +31,15 @@ def load(blueprint: str | Path | Mapping[str, Any], env: Mapping[str, str] | Non
     (``envkit.blueprint.dotenv``)."""
     if isinstance(blueprint, Mapping):
         source = read_mapping(blueprint, Path(directory) if directory is not None else Path.cwd(), origin)
-        default_dir = None
+        default_dir = path = None
     else:
         source = read_source(blueprint)
-        default_dir = source.directory
+        default_dir, path = source.directory, source.directory / source.file.name
     variables = dotenv.variables(os.environ if env is None else env, env_files, default_dir)
-    return _build(source, variables)
+    return _build(source, variables, path)
 
 
-def _build(source: Source, variables: Mapping[str, str]) -> Blueprint:
+def _build(source: Source, variables: Mapping[str, str], path: Path | None) -> Blueprint:
     problems: list[Problem] = []
     used: dict[str, set[str]] = {}
     data = interpolate(source.data, variables, source.marks, problems, used)
@@ -58,4 +58,4 @@ def _build(source: Source, variables: Mapping[str, str]) -> Blueprint:
                     "-o blueprint.yaml` writes it as a blueprint (noting what does not carry over), to bring up "
                     "with `envkit up blueprint.yaml`")
         raise BlueprintError(problems, hint=hint)
-    return dataclasses.replace(model, marks=source.marks, warnings=tuple(sorted(set(warnings))))
+    return dataclasses.replace(model, marks=source.marks, warnings=tuple(sorted(set(warnings))), path=path)

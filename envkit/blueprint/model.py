@@ -298,6 +298,9 @@ class Blueprint:
     warnings: tuple[Problem, ...] = field(default=(), compare=False)
     #: named fault scenarios (top-level ``faults:``; envkit/faults/scenarios.py)
     faults: dict[str, Scenario] = field(default_factory=dict)
+    #: the blueprint file, absolute (None for a mapping): where `envkit seed`, `reset`, `rebuild` ... load it
+    #: again, from whatever folder they run in (``file`` is as the user wrote it, for messages)
+    path: Path | None = field(default=None, compare=False)
 
     def closure(self, roots: tuple[str, ...]) -> tuple[str, ...]:
         """The named services and everything they depend on, transitively (sorted)."""

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from envkit.pytest_plugin import faults, reset
+from envkit.pytest_plugin import faults, report, reset
 from envkit.pytest_plugin.faults import envkit_fault_around  # noqa: F401 - the fixture, registered with the plugin
 from envkit.pytest_plugin.pool import MarkerError, Want, want_from_mark
 from envkit.pytest_plugin.reset import envkit_reset_after  # noqa: F401 - the fixture, registered with the plugin
@@ -108,7 +108,7 @@ def envkit_backend(request: pytest.FixtureRequest) -> Backend:
     try:
         return request.config.stash[_STATE].default_backend()
     except EnvkitError as exc:
-        pytest.fail(f"envkit: {exc}", pytrace=False)
+        report.fail(f"envkit: {exc}")
 
 
 @pytest.fixture(scope=_scope)
@@ -134,6 +134,6 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     try:
         want: Want = want_from_mark(mark, marked, metafunc.definition, metafunc.config.rootpath)
     except MarkerError as exc:
-        pytest.fail(str(exc), pytrace=False)
+        report.fail(str(exc))
     metafunc.parametrize("envkit_env", [want], indirect=True, scope=want.scope,
                          ids=[getattr(pytest, "HIDDEN_PARAM", "envkit")])  # HIDDEN_PARAM: pytest >= 8.4

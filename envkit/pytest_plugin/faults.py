@@ -11,6 +11,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from envkit.pytest_plugin import report
+
 __all__ = ["MARKER", "envkit_fault_around"]
 
 MARKER = ("envkit_fault(scenario | service, kind, **params): apply this fault to envkit_env for the test "
@@ -40,7 +42,7 @@ def envkit_fault_around(request: pytest.FixtureRequest) -> Iterator[None]:
     except EnvkitError as exc:
         for a in reversed(active):
             a.heal()
-        pytest.fail(f"envkit: fault for {request.node.nodeid}: {exc}", pytrace=False)
+        report.fail(f"envkit: fault for {request.node.nodeid}: {exc}")
     try:
         yield
     finally:
@@ -48,4 +50,4 @@ def envkit_fault_around(request: pytest.FixtureRequest) -> Iterator[None]:
             try:
                 a.heal()
             except EnvkitError as exc:
-                pytest.fail(f"envkit: healing {a.record.describe()} after {request.node.nodeid}: {exc}", pytrace=False)
+                report.fail(f"envkit: healing {a.record.describe()} after {request.node.nodeid}: {exc}")

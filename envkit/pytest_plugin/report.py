@@ -13,21 +13,29 @@ import re
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import pytest
 
 if TYPE_CHECKING:
-    import pytest
-
     from envkit.events import Event
     from envkit.pytest_plugin.pool import Entry
 
-__all__ = ["BUNDLE_SECTION", "LOG_GRACE", "LOG_LINES", "LOG_SECTION", "bundle_name", "failure_bundle", "failure_section",
-           "say", "shown", "summary_lines", "summary_rows"]
+__all__ = ["BUNDLE_SECTION", "LOG_GRACE", "LOG_LINES", "LOG_SECTION", "bundle_name", "fail", "failure_bundle",
+           "failure_section", "say", "shown", "summary_lines", "summary_rows"]
 
 LOG_SECTION = "envkit logs"
 BUNDLE_SECTION = "envkit forensics"
 LOG_GRACE = 0.5  # seconds after a test for its services' last lines to reach the engine's log
 LOG_LINES = 400  # the newest lines kept in one report section
+
+
+def fail(message: str) -> NoReturn:
+    """``pytest.fail(message, pytrace=False)`` that shows the message alone. Called while an EnvkitError is
+    handled, pytest.fail chains it, and pytest prints a chain even without a traceback: the envkit message
+    (a seed's output, a service's last log lines) came twice, with "During handling of the above exception,
+    another exception occurred" between."""
+    raise pytest.fail.Exception(message, pytrace=False) from None
 
 
 def shown(event: Event) -> bool:

@@ -12,6 +12,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from envkit.pytest_plugin import report
+from envkit.pytest_plugin.session import requested_env
+
 __all__ = ["add_options", "envkit_reset_after", "services_to_reset"]
 
 MARKER = ("envkit_reset(*services): after the test, put these services of envkit_env (default: every one "
@@ -41,14 +44,21 @@ def services_to_reset(item: pytest.Item) -> tuple[str, ...] | None:
 def envkit_reset_after(request: pytest.FixtureRequest) -> Iterator[None]:
     """Resets the services ``services_to_reset`` names once the test is over (only if it used envkit_env)."""
     services = services_to_reset(request.node)
-    if services is None or "envkit_env" not in request.fixturenames:
+    if services is None:
         yield
         return
+    from envkit.environment import Environment
     from envkit.errors import EnvkitError
 
-    env = request.getfixturevalue("envkit_env")  # set up before this fixture's end: still there after the test
+    # Asked for by the test or its fixtures' arguments: set up before this fixture's end, still there after
+    # the test. Asked for with request.getfixturevalue (the outputs fixture of docs/runners.md): known only
+    # once the test has run, and gone by now if its scope was the test's own.
+    env = request.getfixturevalue("envkit_env") if "envkit_env" in request.fixturenames else None
     yield
+    env = env if env is not None else requested_env(request.node)
+    if not isinstance(env, Environment):
+        return
     try:
         env.reset(*services)
     except EnvkitError as exc:
-        pytest.fail(f"envkit: reset after {request.node.nodeid} failed: {exc}", pytrace=False)
+        report.fail(f"envkit: reset after {request.node.nodeid} failed: {exc}")

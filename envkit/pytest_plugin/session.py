@@ -128,7 +128,7 @@ class PluginState:
         except EnvkitError as exc:
             origin = " (ENVKIT_RUN, set by `envkit run`)" if default and self.settings.attached else ""
             where = f"\n(forensics bundle in {self.settings.artifacts})" if self.settings.artifacts else ""
-            pytest.fail(f"envkit: {source}{origin}: {exc}{where}", pytrace=False)
+            report.fail(f"envkit: {source}{origin}: {exc}{where}")
         entry.seconds = time.monotonic() - began
         return entry
 

@@ -6,6 +6,7 @@ removes them (the ``snapshots_made`` fixture asserts it); the suite's guard chec
 
 from __future__ import annotations
 
+import os
 import secrets
 import subprocess
 import sys
@@ -19,6 +20,9 @@ import envkit
 from envkit import labels as L
 from envkit import snapshots as S
 from envkit.backends import Backend
+from envkit.backends.base import VolumeSpec
+from envkit.backends.docker import DockerBackend
+from envkit.errors import EngineError
 
 from .conftest import ROOT, envkit_cli, resources_of
 
@@ -274,3 +278,35 @@ def test_a_reset_cut_short_before_the_rename_is_finished_by_the_next_one(
         assert [(c.name, c.running, c.ports) for c in after] == [(before.name, True, before.ports)]
         assert read(env, "/data/init") == seeded
         assert not [c.name for c in backend.list_containers({L.RUN: env.run_id}) if ".next-" in c.name]
+
+
+def test_a_capture_cut_short_before_its_manifest_leaves_an_image_that_rm_removes(backend: Backend, tmp_path: Path,
+                                                                                token: str) -> None:
+    # The process killed between the commit and the manifest: with no volume to copy, the committed image
+    # is all that is left, and only its own labels name it (`snapshots rm KEY` said "no snapshot KEY").
+    class DiesBeforeTheManifest(DockerBackend):
+        def create_volume(self, spec: VolumeSpec) -> str:
+            if dict(spec.labels).get(L.ROLE) == "snapshot":
+                raise EngineError("killed")
+            return super().create_volume(spec)
+
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "plain" / "Dockerfile").write_text(
+        "FROM debian:bookworm-slim\nCMD [\"sh\", \"-c\", \"trap 'exit 0' TERM; sleep infinity & wait\"]\n", encoding="utf-8")
+    (tmp_path / "blueprint.yaml").write_text(
+        f"name: snapcut\nservices:\n  plain: {{build: ./plain, snapshot: true, environment: {{TOKEN: {token}}}}}\n",
+        encoding="utf-8")
+    dying = DiesBeforeTheManifest(dict(os.environ))
+    try:
+        with pytest.raises(EngineError, match="killed"):
+            envkit.up(tmp_path, name=f"snapcut-{token}", backend=dying)
+    finally:
+        dying.close()
+    left = [i for i in backend.list_images({L.SNAPSHOT: None, L.ROLE: "snapshot"})
+            if i.labels.get(L.RUN) == f"snapcut-{token}"]
+    assert len(left) == 1
+    key = left[0].labels[L.SNAPSHOT]
+    assert key not in {s.key for s in S.list_snapshots(backend)}  # never used: incomplete
+    result = envkit_cli("snapshots", "rm", key[:16])
+    assert result.returncode == 0, result.stderr
+    assert not backend.image_exists(S.image_tag("plain", key))

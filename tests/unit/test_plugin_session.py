@@ -199,3 +199,18 @@ def test_the_engine_option_reaches_connect(pytester: pytest.Pytester, tmp_path: 
                                           "--envkit-engine=nosuch")
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*envkit: *unknown engine 'nosuch' (known engines: docker*"])
+    assert "During handling" not in result.stdout.str()
+
+
+def test_a_failed_bring_up_is_told_once_per_test_not_twice(pytester: pytest.Pytester, engine: Engine) -> None:
+    # pytest prints a failure's chained exception even with pytrace=False: raised while the EnvkitError was
+    # handled, the message came twice ("During handling of the above exception, another exception occurred").
+    engine.fake.exit_codes["web"] = 3
+    pytester.makepyfile(test_a=TWO_TESTS)
+    result = run(pytester, engine)
+    result.assert_outcomes(errors=2)
+    out = result.stdout.str()
+    assert "During handling" not in out
+    reason = next(line for line in result.outlines if line.startswith("envkit: ") and "exited with code 3" in line)
+    assert result.outlines.count(reason) == 2, out  # once for each test
+    assert engine.left() == []

@@ -189,3 +189,23 @@ def test_a_reset_cut_short_after_the_removal_is_finished_by_the_next_one(
         assert [c.name for c in after] == [before.name]
         assert fake.inspect_container(after[0].id).running
         assert fake.inspect_container(after[0].id).ports == before.ports
+
+
+def test_another_handle_reaches_the_service_again_after_a_reset_replaced_its_container(
+        fake: FakeBackend, load_text: Callable[..., Blueprint]) -> None:
+    # `envkit reset` from another process, or another xdist worker's reset of an --envkit-shared run: the
+    # handle that had looked at the run before exec'd into (and read the logs of) a container that is gone.
+    bp = load_text(BLUEPRINT)
+    snapshot_of(fake, bp)
+    fake.log_text["db"] = "db says hello\n"
+    with api.up(bp, name="rs-1", backend=fake) as env:
+        other = api.attach("rs-1", backend=fake)
+        before = other.info.replicas("db")[0].id
+        assert other.exec("db", ["true"]).exit_code == 0
+        env.reset("db")
+        assert other.exec("db", ["true"]).exit_code == 0
+        assert other.info.replicas("db")[0].id != before
+        other.refresh()
+        env.reset("db")
+        assert "db says hello" in other.logs("db") and "db says hello" in other.logs()
+    assert fake.list_resources({L.RUN: "rs-1"}) == []

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
+from envkit import api
 from envkit.backends.base import Capability, ExecResult
 from envkit.backends.fake import FakeBackend
 from envkit.blueprint import Blueprint
@@ -212,3 +214,19 @@ def test_seed_steps_run_in_order_on_the_fake_engine_with_typed_events(load_text:
     assert [e for e in events if e[1] == "start"] == [("seed", "start", "1/2 exec load one"),
                                                       ("seed", "start", "2/2 exec load two")]
     assert commands == [("load", "one"), ("load", "two")]
+
+
+def test_envkit_seed_finds_a_blueprint_brought_up_by_a_relative_path_from_another_folder(
+        write_blueprint: Callable[..., Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = write_blueprint("""
+        name: rel
+        services:
+          db: {image: pg, seed: [{exec: [load, one]}]}
+        """)
+    backend = FakeBackend(images=["pg"])
+    monkeypatch.chdir(folder)  # `cd bp && envkit up .`
+    with api.up(".", name="rel-1", backend=backend, env={}) as env:
+        assert env.info.blueprint_path == str(folder.resolve() / "blueprint.yaml")
+        monkeypatch.chdir(folder.parent)  # `envkit seed rel-1` from anywhere else
+        plan = api.seed("rel-1", backend=backend, env={})
+        assert [s.id for s in plan.steps] == ["seed:db.1"]
