@@ -51,7 +51,7 @@ def check_settings(config: pytest.Config, settings: Settings) -> None:
 
 
 def _refuse_shared(entry: Entry | None, settings: Settings, nodeid: str) -> None:
-    if entry is not None and settings.shared and entry.default and entry.how != "reuse":
+    if entry is not None and settings.shared and entry.default:
         report.fail(f"envkit: {nodeid}: envkit_reset of the shared environment: {SHARED_ADVICE}.")
 
 
