@@ -3,7 +3,8 @@
 
 A written file starts with a marker line. envkit replaces a file only when it carries that marker (it
 wrote it) or when ``--force`` says so: a ``.env`` the user wrote is never overwritten by surprise.
-Written files are readable by their owner only (0600: outputs hold passwords), replaced atomically.
+Written files are readable by their owner only (0600: outputs hold passwords), replaced atomically, and
+hold ``ENVKIT_RUN=<run id>`` beside the outputs.
 """
 
 from __future__ import annotations
@@ -37,8 +38,8 @@ def write_env_options(fn: F) -> F:
     fn = click.option("--force", is_flag=True,
                       help="With --write-env: replace FILE even if envkit did not write it.")(fn)
     return click.option("--write-env", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
-                        help="Write the outputs to FILE as KEY=value lines (mode 0600). A file envkit did "
-                             "not write is refused unless --force.")(fn)
+                        help="Write the outputs and ENVKIT_RUN (the run id) to FILE as KEY=value lines (mode "
+                             "0600). A file envkit did not write is refused unless --force.")(fn)
 
 
 def read_files(files: tuple[Path, ...]) -> list[Path] | None:
@@ -68,9 +69,12 @@ def check_writable(path: Path, force: bool) -> None:
 
 
 def write_env(path: Path, values: dict[str, str], run_id: str, force: bool) -> None:
-    """Write ``values`` as dotenv to ``path`` (see the module's docstring for when it refuses)."""
+    """Write ``values`` as dotenv to ``path`` (see the module's docstring for when it refuses), with
+    ``ENVKIT_RUN`` (the run id, over an output of that name, as ``envkit run`` and ``--github-output`` give
+    it) among them: a shell that sources the file can ``envkit down "$ENVKIT_RUN"``."""
     check_writable(path, force)
-    text = f"{MARKER} for run {run_id}; envkit may replace this file\n" + to_dotenv(values)
+    lines = sorted({**values, "ENVKIT_RUN": run_id}.items())
+    text = f"{MARKER} for run {run_id}; envkit may replace this file\n" + to_dotenv(dict(lines))
     directory = path.parent if str(path.parent) else Path(".")
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=directory)  # mode 0600

@@ -46,6 +46,7 @@ from envkit.pytest_plugin import faults, report, reset
 from envkit.pytest_plugin.faults import envkit_fault_around  # noqa: F401 - the fixture, registered with the plugin
 from envkit.pytest_plugin.pool import MarkerError, Want, want_from_mark
 from envkit.pytest_plugin.reset import envkit_reset_after  # noqa: F401 - the fixture, registered with the plugin
+from envkit.pytest_plugin.session import STATE as _STATE
 from envkit.pytest_plugin.session import PluginState
 from envkit.pytest_plugin.settings import Scope, add_options, read_settings
 
@@ -54,9 +55,6 @@ if TYPE_CHECKING:
     from envkit.backends.base import Backend
 
 __all__ = ["envkit_backend", "envkit_env"]
-
-_STATE = pytest.StashKey[PluginState]()
-
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     add_options(parser)
@@ -71,6 +69,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", reset.MARKER)
     config.addinivalue_line("markers", faults.MARKER)
     state = PluginState(config, read_settings(config))
+    reset.check_settings(config, state.settings)
     config.stash[_STATE] = state
     config.pluginmanager.register(state, "envkit-state")
 

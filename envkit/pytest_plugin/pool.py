@@ -89,6 +89,17 @@ class Entry:
     seconds: float = 0.0
     failed: bool = False  # a test using it failed
     outcome: str = "in use"  # removed | kept | left running | left to the last worker | may be left
+    default: bool = False  # the unmarked tests' environment (not a marker's)
+    owed: tuple[str, ...] | None = None  # a reset skipped after a failed test (--envkit-keep), done before the next
+
+    def owe(self, services: tuple[str, ...]) -> None:
+        """Add a reset of ``services`` (() every one with a snapshot) to the one owed."""
+        if self.owed is None:
+            self.owed = services
+        elif self.owed and services:
+            self.owed = tuple(dict.fromkeys((*self.owed, *services)))
+        else:
+            self.owed = ()
 
 
 @dataclass

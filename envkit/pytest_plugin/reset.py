@@ -4,6 +4,16 @@ After each such test that used ``envkit_env``, the named services (none named: e
 run that has a snapshot) are put back to their seeded state (``Environment.reset``): the test's writes
 never reach the next test, while the environment itself — every other service, the ports, the outputs
 — stays up for the rest of its scope. See docs/snapshots.md.
+
+With ``--envkit-keep`` a failed test's run is kept for inspection, so the reset after it is skipped (the
+summary says so): the kept run shows what the test wrote. The reset is owed, not dropped: the next test
+of the session (``PluginState.pytest_runtest_setup``) pays it first while the environment is still in use,
+so no test sees another's writes; when the environment's scope ended with the failed test (the last of
+its module or session, ``-x``), the run is kept as the test left it.
+
+The environment shared by xdist workers (``--envkit-shared``) is never reset: a reset restarts or swaps
+a service under the other workers' running tests. ``check_settings`` refuses the ini key with it at
+start-up; a marked test using it errors before it runs.
 """
 
 from __future__ import annotations
@@ -13,9 +23,11 @@ from collections.abc import Iterator
 import pytest
 
 from envkit.pytest_plugin import report
-from envkit.pytest_plugin.session import requested_env
+from envkit.pytest_plugin.pool import Entry
+from envkit.pytest_plugin.session import FAILED, STATE, requested_env
+from envkit.pytest_plugin.settings import Settings
 
-__all__ = ["add_options", "envkit_reset_after", "services_to_reset"]
+__all__ = ["SHARED_ADVICE", "add_options", "check_settings", "envkit_reset_after", "services_to_reset"]
 
 MARKER = ("envkit_reset(*services): after the test, put these services of envkit_env (default: every one "
           "with a snapshot) back to their seeded state")
@@ -24,6 +36,23 @@ MARKER = ("envkit_reset(*services): after the test, put these services of envkit
 def add_options(parser: pytest.Parser) -> None:
     parser.addini("envkit_reset", "Services of envkit_env reset after every test that uses it "
                   "(comma-separated; `*`: every one with a snapshot; default: none).", default="")
+
+
+SHARED_ADVICE = ("--envkit-shared shares one run among the pytest-xdist workers, and a reset would restart "
+                 "its services under the other workers' running tests. Drop --envkit-shared (each worker gets "
+                 "an environment of its own, and resets are safe), or give the tests that reset an environment "
+                 "of their own with @pytest.mark.envkit(BLUEPRINT) on their module or class")
+
+
+def check_settings(config: pytest.Config, settings: Settings) -> None:
+    """Refuse, at start-up, the ini key ``envkit_reset`` with ``--envkit-shared``."""
+    if settings.shared and str(config.getini("envkit_reset") or "").strip():
+        raise pytest.UsageError(f"envkit_reset (ini) with --envkit-shared: {SHARED_ADVICE}.")
+
+
+def _refuse_shared(entry: Entry | None, settings: Settings, nodeid: str) -> None:
+    if entry is not None and settings.shared and entry.default:
+        report.fail(f"envkit: {nodeid}: envkit_reset of the shared environment: {SHARED_ADVICE}.")
 
 
 def services_to_reset(item: pytest.Item) -> tuple[str, ...] | None:
@@ -53,10 +82,19 @@ def envkit_reset_after(request: pytest.FixtureRequest) -> Iterator[None]:
     # Asked for by the test or its fixtures' arguments: set up before this fixture's end, still there after
     # the test. Asked for with request.getfixturevalue (the outputs fixture of docs/runners.md): known only
     # once the test has run, and gone by now if its scope was the test's own.
+    state = request.config.stash[STATE]
     env = request.getfixturevalue("envkit_env") if "envkit_env" in request.fixturenames else None
+    _refuse_shared(state.pool.entry_for(env) if env is not None else None, state.settings, request.node.nodeid)
     yield
     env = env if env is not None else requested_env(request.node)
     if not isinstance(env, Environment):
+        return
+    entry = state.pool.entry_for(env)
+    _refuse_shared(entry, state.settings, request.node.nodeid)  # asked for with getfixturevalue: known only now
+    if entry is not None and entry.how == "up" and state.settings.keep and request.node.stash.get(FAILED, False):
+        entry.owe(services)  # policy.py keeps the run: a failed test's is (--envkit-keep)
+        state.problems.append(f"not reset after failed test {request.node.nodeid}: run {env.run_id} is kept "
+                              "(--envkit-keep); a later test using it gets it reset first")
         return
     try:
         env.reset(*services)

@@ -27,8 +27,10 @@ if TYPE_CHECKING:
     from envkit.backends.base import Backend
     from envkit.events import Event
 
-__all__ = ["PluginState", "requested_env"]
+__all__ = ["FAILED", "STATE", "PluginState", "requested_env"]
 
+STATE = pytest.StashKey["PluginState"]()  # the config's PluginState
+FAILED = pytest.StashKey[bool]()  # on an item: its setup or call failed
 _STARTED = pytest.StashKey[float]()
 
 
@@ -130,6 +132,7 @@ class PluginState:
             where = f"\n(forensics bundle in {self.settings.artifacts})" if self.settings.artifacts else ""
             report.fail(f"envkit: {source}{origin}: {exc}{where}")
         entry.seconds = time.monotonic() - began
+        entry.default = default
         return entry
 
     def _up(self, blueprint: str, backend: Backend) -> Environment:
@@ -197,6 +200,8 @@ class PluginState:
         test_report = yield
         if call.when == "setup":
             item.stash[_STARTED] = call.start
+        if test_report.failed and call.when in ("setup", "call"):
+            item.stash[FAILED] = True
         if self.pool.history and test_report.failed:
             env = requested_env(item)
             entry = self.pool.entry_for(env) if env is not None else None
@@ -208,6 +213,22 @@ class PluginState:
                     test_report.sections.append(report.failure_bundle(
                         entry, self.settings.artifacts, item.nodeid, test_report.longreprtext))
         return test_report
+
+    @pytest.hookimpl(tryfirst=True)  # before any fixture of the test
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        """Pay the resets owed: skipped after a failed test so that a kept run shows what it wrote
+        (``reset.py``), and due before the next test while the environment is still in use."""
+        from envkit.errors import EnvkitError
+
+        for key in self.pool.live_keys():
+            entry = self.pool.get(key)
+            if entry is None or entry.owed is None:
+                continue
+            services, entry.owed = entry.owed, None
+            try:
+                entry.env.reset(*services)
+            except EnvkitError as exc:
+                report.fail(f"envkit: the reset skipped after a failed test, due before {item.nodeid}, failed: {exc}")
 
     def pytest_keyboard_interrupt(self) -> None:
         # pytest ends the fixtures after this as well; removing first leaves a second Ctrl-C less to cut short.

@@ -41,12 +41,14 @@ def add_options(parser: pytest.Parser) -> None:
     group.addoption("--envkit-scope", choices=SCOPES,
                     help="One environment per session (default), module, class or function (ini: envkit_scope).")
     group.addoption("--envkit-keep", action="store_true",
-                    help="Keep an environment a failing test used, and print how to remove it.")
+                    help="Keep an environment a failing test used (not reset after that test), and print how to "
+                         "remove it.")
     group.addoption("--envkit-reuse", metavar="RUN",
                     help="Use the running environment RUN instead of bringing one up; never removed. Under "
                          "`envkit run` ($ENVKIT_RUN set) that run is used unless --envkit-blueprint is given.")
     group.addoption("--envkit-shared", action="store_true",
-                    help="With pytest-xdist: one environment for all workers instead of one per worker.")
+                    help="With pytest-xdist: one environment for all workers instead of one per worker (never "
+                         "reset: envkit_reset on it is refused).")
     group.addoption("--envkit-engine", metavar="NAME",
                     help="The container engine (ini: envkit_engine; default: $ENVKIT_ENGINE, else docker).")
     group.addoption("--envkit-artifacts", metavar="DIR",

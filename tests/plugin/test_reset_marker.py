@@ -56,3 +56,41 @@ def test_the_marker_resets_after_the_test(inner: Inner, monkeypatch: pytest.Monk
     finally:
         for key in {r.labels[L.SNAPSHOT] for r in inner.backend.list_resources({L.SNAPSHOT: None})} - before:
             S.remove(inner.backend, key)
+
+
+KEEP_TESTS = """
+import pytest
+
+@pytest.mark.envkit_reset("store")
+def test_a_fails_after_writing(envkit_env):
+    envkit_env.exec("store", ["sh", "-c", "echo dirty > /data/init"])
+    assert False, "the test wrote something wrong"
+
+def test_b_not_reached(envkit_env):
+    pass
+"""
+
+
+def test_keep_leaves_a_failed_tests_writes_in_the_kept_run(inner: Inner, monkeypatch: pytest.MonkeyPatch) -> None:
+    import envkit
+
+    monkeypatch.setenv("TOKEN", secrets.token_hex(6))
+    folder = inner.pytester.path / "bp"
+    (folder / "store").mkdir(parents=True)
+    (folder / "store" / "Dockerfile").write_text(STORE, encoding="utf-8")
+    (folder / "blueprint.yaml").write_text(BLUEPRINT, encoding="utf-8")
+    inner.pytester.makepyfile(test_kept=KEEP_TESTS)
+    before = {r.labels[L.SNAPSHOT] for r in inner.backend.list_resources({L.SNAPSHOT: None})}
+    try:
+        result = inner.run("-x", "--envkit-keep", blueprint=folder, timeout=300)
+        result.assert_outcomes(failed=1)
+        result.stdout.fnmatch_lines(["not reset after failed test test_kept.py::test_a_fails_after_writing: run * "
+                                     "is kept (--envkit-keep)*"])
+        (kept,) = inner.extra_runs
+        env = envkit.attach(kept, backend=inner.backend)
+        assert env.exec("store", ["cat", "/data/init"]).output.strip() == "dirty"  # as the failed test left it
+    finally:
+        if inner.extra_runs:  # first: a snapshot in use is not removed
+            envkit.down(sorted(inner.extra_runs), backend=inner.backend)
+        for key in {r.labels[L.SNAPSHOT] for r in inner.backend.list_resources({L.SNAPSHOT: None})} - before:
+            S.remove(inner.backend, key)

@@ -116,6 +116,20 @@ def test_write_env_writes_0600_with_a_marker_and_refuses_a_users_file(bp: Path, 
     main(["down", "w1"], backend=fake)
 
 
+def test_a_written_env_file_names_its_run_so_a_shell_can_take_it_down(bp: Path, tmp_path: Path,
+                                                                      fake: FakeBackend) -> None:
+    # As `envkit run` and --github-output give ENVKIT_RUN: `set -a; . ./out.env; envkit down "$ENVKIT_RUN"`.
+    target = tmp_path / "out.env"
+    assert main(["up", str(bp), "--name", "w3", "--write-env", str(target)], backend=fake) == 0
+    lines = target.read_text().splitlines()[1:]
+    assert "ENVKIT_RUN=w3" in lines and lines == sorted(lines)  # one NAME=value line each, sorted by name
+    assert main(["outputs", "w3", "--write-env", str(target)], backend=fake) == 0
+    assert "ENVKIT_RUN=w3" in target.read_text().splitlines()
+    run_id = dict(line.split("=", 1) for line in target.read_text().splitlines()[1:])["ENVKIT_RUN"]
+    assert main(["down", run_id], backend=fake) == 0
+    assert resources(fake, "w3") == []
+
+
 # -- down is idempotent --------------------------------------------------------------------------------------
 def test_down_of_a_gone_run_is_fine_unless_strict(bp: Path, fake: FakeBackend,
                                                   capsys: pytest.CaptureFixture[str]) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+import envkit
+from envkit import labels as L
 from envkit.environment import Environment
 from tests.unit.test_plugin_session import Engine, engine, run
 
@@ -51,4 +53,114 @@ def test_a_marked_test_is_reset_after_it_however_it_asked_for_envkit_env(
     run(pytester, engine, f"--envkit-scope={scope}").assert_outcomes(passed=5)
     # With one environment per test, the one a test asked for by name is already gone: nothing to reset.
     assert resets == [("web",)] * (3 if scope == "session" else 2)
+    assert engine.left() == []
+
+
+class Log:
+    """The order of things in the inner session: the resets (on the fake engine) and the tests' bodies."""
+
+    def __init__(self) -> None:
+        self.events: list[str] = []
+
+    @pytest.fixture
+    def log(self) -> list[str]:
+        return self.events
+
+
+KEEP_TESTS = """
+import pytest
+
+@pytest.mark.envkit_reset("web")
+def test_a_fails(envkit_env, log):
+    log.append("a")
+    assert False, "the test wrote something wrong"
+
+def test_b_after(envkit_env, log):
+    log.append("b")
+"""
+
+
+@pytest.fixture
+def log(monkeypatch: pytest.MonkeyPatch) -> Log:
+    found = Log()
+    monkeypatch.setattr(Environment, "reset",
+                        lambda self, *services, **kw: found.events.append(f"reset {','.join(services)}") or {})
+    return found
+
+
+def _run(pytester: pytest.Pytester, engine: Engine, log: Log, *args: str) -> pytest.RunResult:
+    return pytester.runpytest_inprocess("-p", "no:cacheprovider", f"--envkit-blueprint={pytester.path / 'bp'}",
+                                        *args, plugins=[engine, log])
+
+
+def test_keep_skips_the_reset_after_a_failed_test_and_the_kept_run_shows_its_writes(
+        pytester: pytest.Pytester, engine: Engine, log: Log) -> None:
+    pytester.makepyfile(test_a=KEEP_TESTS)
+    result = _run(pytester, engine, log, "--envkit-keep", "-x")  # -x: the failed test is the last one
+    result.assert_outcomes(failed=1)
+    assert log.events == ["a"]  # not reset: the kept run is as the test left it
+    runs = sorted({r.labels[L.RUN] for r in engine.fake.list_resources({L.MANAGED: "true"})})
+    assert len(runs) == 1
+    result.stdout.fnmatch_lines([f"kept run {runs[0]} after a failure; remove it with: envkit down {runs[0]}",
+                                 f"not reset after failed test test_a.py::test_a_fails: run {runs[0]} is kept "
+                                 "(--envkit-keep); a later test using it gets it reset first"])
+    envkit.down(runs, backend=engine.fake)
+    assert engine.left() == []
+
+
+def test_keep_pays_the_skipped_reset_before_the_next_test(pytester: pytest.Pytester, engine: Engine, log: Log) -> None:
+    pytester.makepyfile(test_a=KEEP_TESTS)
+    result = _run(pytester, engine, log, "--envkit-keep")
+    result.assert_outcomes(passed=1, failed=1)
+    assert log.events == ["a", "reset web", "b"]  # test_b never sees test_a's writes
+    runs = {r.labels[L.RUN] for r in engine.fake.list_resources({L.MANAGED: "true"})}
+    assert len(runs) == 1  # kept all the same (a test using it failed)
+    envkit.down(sorted(runs), backend=engine.fake)
+
+
+def test_without_keep_a_failed_test_is_reset_after_it(pytester: pytest.Pytester, engine: Engine, log: Log) -> None:
+    pytester.makepyfile(test_a=KEEP_TESTS)
+    result = _run(pytester, engine, log)
+    result.assert_outcomes(passed=1, failed=1)
+    assert log.events == ["a", "reset web", "b"]
+    assert "not reset" not in result.stdout.str()
+    assert engine.left() == []
+
+
+def test_a_reset_of_the_shared_environment_is_refused(pytester: pytest.Pytester, engine: Engine, log: Log) -> None:
+    # Without -n as with it: a configuration that passes on one process does not break under xdist.
+    pytester.makepyfile(test_a="""
+import pytest
+
+@pytest.fixture
+def outputs(request):
+    return request.getfixturevalue("envkit_env").outputs
+
+@pytest.mark.envkit_reset("web")
+def test_argument(envkit_env, log):
+    log.append("argument")
+
+@pytest.mark.envkit_reset("web")
+def test_by_name(outputs, log):
+    log.append("by name")
+
+@pytest.mark.envkit("other", scope="function")
+@pytest.mark.envkit_reset("greeter")
+def test_own_environment(envkit_env, log):
+    log.append("own")
+""")
+    result = _run(pytester, engine, log, "--envkit-shared")
+    result.assert_outcomes(passed=2, errors=2)  # by name: known after the body only, refused in teardown
+    assert log.events == ["by name", "own", "reset greeter"]  # the shared one is never reset
+    result.stdout.fnmatch_lines(["*envkit: test_a.py::test_argument: envkit_reset of the shared environment: "
+                                 "--envkit-shared shares one run among the pytest-xdist workers*"])
+    assert engine.left() == []
+
+
+def test_the_ini_reset_with_shared_is_refused_at_start(pytester: pytest.Pytester, engine: Engine, log: Log) -> None:
+    pytester.makeini("[pytest]\nenvkit_reset = *\n")
+    pytester.makepyfile(test_a="def test_x(envkit_env):\n    pass\n")
+    result = _run(pytester, engine, log, "--envkit-shared")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*envkit_reset (ini) with --envkit-shared: --envkit-shared shares one run*"])
     assert engine.left() == []
