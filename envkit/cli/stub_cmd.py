@@ -100,9 +100,9 @@ def respond(ctx: click.Context, method: str, path: str, status: int, json_body: 
         pairs[name] = val
     _client(ctx).respond(method, path, status, json=value, body=body, headers=pairs or None, delay=delay,
                          fault=fault, times=times)
-    how = f"the next {times} call(s)" if times else "until reset"
+    how = f"for the next {times} call(s)" if times else "until reset"
     what = f"fault {fault}" if fault else f"{status}"
-    err.print(f"{ctx.obj['service']}: {method.upper()} {path} answers {what} for {how}", highlight=False)
+    err.print(f"{ctx.obj['service']}: {method.upper()} {path} answers {what} {how}", highlight=False)
 
 
 @stub.command()

@@ -19,6 +19,7 @@ import contextlib
 import json
 import os
 import random
+import signal
 import socket
 import ssl
 import struct
@@ -327,5 +328,14 @@ def serve(config: dict[str, Any]) -> None:
     else:
         server = ThreadingHTTPServer(("0.0.0.0", port), handler)
     scheme = "https" if config.get("tls") else "http"
+    # As PID 1 the process has no default action for SIGTERM: without a handler `docker stop` (a stop fault,
+    # env.stop, teardown) waits out the whole grace period and kills it (exit 137, seen as a failure).
+    def stop(signum: int, frame: object) -> None:
+        threading.Thread(target=server.shutdown, daemon=True).start()  # shutdown() waits for serve_forever
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, stop)
     print(f"envkit-stub: {len(config.get('routes', []))} route(s) on {scheme}://0.0.0.0:{port}", flush=True)
     server.serve_forever()
+    server.server_close()
+    print("envkit-stub: stopped", flush=True)
