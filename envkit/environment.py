@@ -255,10 +255,13 @@ class Environment:
         info = self.refresh()
         hidden = self.hidden()
         out = []
+        held = self._held_by_faults()
         for c in info.containers:
             kind = c.labels.get(L.KIND, "service")
             if c.lost:  # its node went down (a distributed engine): neither running nor exited
                 ready = f"failed: {c.lost}"
+            elif not c.running and c.id in held:  # down on purpose: not ready, but no failure
+                ready = f"not ready: {held[c.id]}"
             elif kind == "job":
                 ready = "completed" if c.exit_code == 0 else (
                     f"failed: exit {c.exit_code}" if c.exit_code is not None else "running")
@@ -277,6 +280,15 @@ class Environment:
             ready = secrets.redact(ready, hidden)  # a probe's output may quote its command, password and all
             out.append(ServiceStatus(c.labels.get(L.SERVICE, "?"), c.name, kind, c.status, ready, ports))
         return out
+
+    def _held_by_faults(self) -> dict[str, str]:
+        """Container id -> why it is down, for the replicas an active stop/kill fault holds (any process's)."""
+        from envkit.faults.apply import faults
+
+        verb = {"stop": "stopped", "kill": "killed"}
+        return {str(u["container"]): f"{verb[f.kind]} by fault {f.id} (heal it with `envkit heal {self.run_id} "
+                                     f"{f.service}`)"
+                for f in faults(self.backend, self.run_id) if f.kind in verb for u in f.undo if u.get("container")}
 
     def seed(self, *services: str, on_event: EventSink = ignore) -> None:
         """Run the seed steps of these services (default: every service that has them) again."""

@@ -160,3 +160,14 @@ def test_refused_where_the_engine_cannot(write_blueprint: WriteBlueprint) -> Non
         assert faults.faults(fake, "r2") == []
         with pytest.raises(UsageError, match="no service 'nope'"):
             env.fault("nope", "pause")
+
+
+def test_status_names_the_fault_that_holds_a_replica_down_not_a_failure(env: api.Environment,
+                                                                        fake: FakeBackend) -> None:
+    record = faults.apply(fake, "r1", "api", "stop", {"replica": 1})
+    by_container = {s.container: s for s in env.status() if s.service == "api"}
+    down, up = by_container["envkit-r1-api-1"], by_container["envkit-r1-api-2"]
+    assert down.ready == f"not ready: stopped by fault {record.id} (heal it with `envkit heal r1 api`)"
+    assert not down.ok and up.ok  # still not ready (status exits 6), but not "failed: exited with code 0"
+    faults.heal(fake, "r1")
+    assert all(s.ok for s in env.status())
