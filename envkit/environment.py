@@ -9,6 +9,7 @@ import contextlib
 import functools
 import os
 import threading
+import warnings
 import weakref
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -366,9 +367,13 @@ class Environment:
               seed: int | None = None, **params: Any) -> ActiveFault:
         """Apply a fault to ``service`` (``env.fault("db", "latency", latency="200ms")``), or a scenario of
         the blueprint's ``faults:`` by name (``env.fault("db-slow")``). As a context manager it heals on
-        exit, also when the block fails; ``duration`` (seconds) heals it by a timer."""
+        exit, also when the block fails; ``duration`` (seconds) heals it by a timer. Connections already open
+        to a faulted port are not faulted (a RuntimeWarning says which)."""
         from envkit.faults import session
-        return session.fault(self, service, kind, params, duration=duration, seed=seed)
+        active = session.fault(self, service, kind, params, duration=duration, seed=seed)
+        if note := active.record.live_note():
+            warnings.warn(note, RuntimeWarning, stacklevel=2)
+        return active
 
     def heal(self, service: str | None = None) -> list[FaultRecord]:
         """Undo every fault on the run (or on one service), those of other processes too."""

@@ -171,3 +171,17 @@ def test_status_names_the_fault_that_holds_a_replica_down_not_a_failure(env: api
     assert not down.ok and up.ok  # still not ready (status exits 6), but not "failed: exited with code 0"
     faults.heal(fake, "r1")
     assert all(s.ok for s in env.status())
+
+
+def test_connections_open_before_a_redirect_are_counted_and_named() -> None:
+    from envkit.faults.records import FaultRecord
+    from envkit.faults.rules import live_script, parse_live
+
+    script = live_script([6379, 80])
+    assert "/:18EB$/" in script and "/:0050$/" in script and '$4 == "01"' in script  # ports in /proc/net/tcp hex
+    assert parse_live("envkit-live 6379 2\nenvkit-live 80 0\niptables: done\n") == {6379: 2}
+    record = FaultRecord("f1", "r1", "cache", "latency", {}, "t", 7,
+                         ({"name": "envkit-r1-cache-1", "live": {"6379": 2}}, {"name": "envkit-r1-cache-2"}))
+    note = record.live_note()
+    assert "fault f1" in note and "envkit-r1-cache-1:6379 (2)" in note and "cache-2" not in note
+    assert FaultRecord("f2", "r1", "cache", "latency", {}, "t", 7, ({"name": "x"},)).live_note() == ""
