@@ -326,8 +326,7 @@ class Environment:
         return self.blueprint.file if self.blueprint is not None else None
 
     def _live(self, result: LiveResult) -> LiveResult:
-        self._info = result.info
-        self._follow_faults(result.info)
+        self._info = result.info  # faults of restarted replicas were put back by envkit.live itself
         return result
 
     def _follow_faults(self, info: RunInfo | None = None) -> None:
