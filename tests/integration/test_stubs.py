@@ -117,14 +117,18 @@ def test_the_cli_reads_the_journal_and_responds(env: envkit.Environment) -> None
     said = envkit_cli("stub", "it-stubs", "gateway", "respond", "GET", "/health", "--status", "500", "--times",
                       "1", check=True).stderr
     assert "gateway: GET /health answers 500 for the next 1 call(s)" in said
-    said = envkit_cli("stub", "it-stubs", "gateway", "respond", "GET", "/never", "--fault", "empty",
-                      check=True).stderr
-    assert "gateway: GET /never answers fault empty until reset" in said  # not "for until reset"
     assert call(url + "/health")[0] == 500
     done = envkit_cli("stub", "it-stubs", "gateway", "journal", "--method", "GET", "--count", check=True)
     assert done.stdout.strip() == "1"
     listing = envkit_cli("stub", "it-stubs", "gateway", "journal", check=True).stdout
     assert "GET    /health -> 500 (respond)" in listing
+    said = envkit_cli("stub", "it-stubs", "gateway", "respond", "GET", "/never", "--fault", "empty",
+                      check=True).stderr
+    assert "gateway: GET /never answers fault empty until reset" in said  # not "for until reset"
+    with pytest.raises(OSError):
+        call(url + "/never")
+    listing = envkit_cli("stub", "it-stubs", "gateway", "journal", "--path", "/never", check=True).stdout
+    assert "GET    /never -> fault empty (respond)" in listing  # not "-> 200": the client got no answer
     envkit_cli("stub", "it-stubs", "gateway", "reset", check=True)
     assert env.stub("gateway").called() == 0
 

@@ -175,6 +175,9 @@ def test_faults_are_seen_by_a_client(stub: tuple[str, StubClient]) -> None:
     assert call(url + "/f")[0] == 200
     assert time.monotonic() - start >= 0.3
     assert pay.called("GET", "/f") == 6
+    # the journal says which answers were broken on purpose: a reset is no "200"
+    assert [e.fault for e in pay.journal("GET", "/f")] == ["reset", "empty", "random_then_close", "malformed_chunk",
+                                                           "malformed_json", None]
 
 
 @pytest.mark.parametrize(("text", "message"), [

@@ -144,7 +144,8 @@ class Handler(BaseHTTPRequestHandler):
         self.state.record({"time": req.now.timestamp(), "method": req.method, "path": url.path,
                            "query": url.query, "headers": dict(self.headers.items()),
                            "body": raw.decode("utf-8", "replace"), "route": route,
-                           "status": int(response.get("status", 200)), "id": req.id})
+                           "status": int(response.get("status", 200)), "id": req.id,
+                           "fault": response.get("fault") or None})
         delay = response.get("delay")
         if delay:
             time.sleep(random.uniform(float(delay[0]), float(delay[1])))
