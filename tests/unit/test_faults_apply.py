@@ -185,3 +185,22 @@ def test_connections_open_before_a_redirect_are_counted_and_named() -> None:
     note = record.live_note()
     assert "fault f1" in note and "envkit-r1-cache-1:6379 (2)" in note and "cache-2" not in note
     assert FaultRecord("f2", "r1", "cache", "latency", {}, "t", 7, ({"name": "x"},)).live_note() == ""
+
+
+def test_a_connection_scenario_on_a_service_without_a_published_port_is_refused_at_load(
+        write_blueprint: WriteBlueprint) -> None:
+    """Checked at load like its service: at apply it could only fail ("name the port")."""
+    text = """
+        name: fx
+        services:
+          cache: {image: postgres:16}
+        faults:
+          cache-slow: {service: cache, latency: 300ms}
+          cache-slow-6379: {service: cache, latency: 300ms, port: 6379}
+          cache-down: {service: cache, stop: true}
+    """
+    with pytest.raises(BlueprintError) as caught:
+        api.load(write_blueprint(text, {}))
+    message = str(caught.value)
+    assert "faults.cache-slow" in message and "publishes no TCP port" in message and "port: 6379" in message
+    assert "cache-slow-6379" not in message and "cache-down" not in message
