@@ -9,6 +9,7 @@ import contextlib
 import functools
 import os
 import threading
+import warnings
 import weakref
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -255,10 +256,13 @@ class Environment:
         info = self.refresh()
         hidden = self.hidden()
         out = []
+        held = self._held_by_faults()
         for c in info.containers:
             kind = c.labels.get(L.KIND, "service")
             if c.lost:  # its node went down (a distributed engine): neither running nor exited
                 ready = f"failed: {c.lost}"
+            elif not c.running and c.id in held:  # down on purpose: not ready, but no failure
+                ready = f"not ready: {held[c.id]}"
             elif kind == "job":
                 ready = "completed" if c.exit_code == 0 else (
                     f"failed: exit {c.exit_code}" if c.exit_code is not None else "running")
@@ -277,6 +281,15 @@ class Environment:
             ready = secrets.redact(ready, hidden)  # a probe's output may quote its command, password and all
             out.append(ServiceStatus(c.labels.get(L.SERVICE, "?"), c.name, kind, c.status, ready, ports))
         return out
+
+    def _held_by_faults(self) -> dict[str, str]:
+        """Container id -> why it is down, for the replicas an active stop/kill fault holds (any process's)."""
+        from envkit.faults.apply import faults
+
+        verb = {"stop": "stopped", "kill": "killed"}
+        return {str(u["container"]): f"{verb[f.kind]} by fault {f.id} (heal it with `envkit heal {self.run_id} "
+                                     f"{f.service}`)"
+                for f in faults(self.backend, self.run_id) if f.kind in verb for u in f.undo if u.get("container")}
 
     def seed(self, *services: str, on_event: EventSink = ignore) -> None:
         """Run the seed steps of these services (default: every service that has them) again."""
@@ -313,8 +326,7 @@ class Environment:
         return self.blueprint.file if self.blueprint is not None else None
 
     def _live(self, result: LiveResult) -> LiveResult:
-        self._info = result.info
-        self._follow_faults(result.info)
+        self._info = result.info  # faults of restarted replicas were put back by envkit.live itself
         return result
 
     def _follow_faults(self, info: RunInfo | None = None) -> None:
@@ -354,9 +366,13 @@ class Environment:
               seed: int | None = None, **params: Any) -> ActiveFault:
         """Apply a fault to ``service`` (``env.fault("db", "latency", latency="200ms")``), or a scenario of
         the blueprint's ``faults:`` by name (``env.fault("db-slow")``). As a context manager it heals on
-        exit, also when the block fails; ``duration`` (seconds) heals it by a timer."""
+        exit, also when the block fails; ``duration`` (seconds) heals it by a timer. Connections already open
+        to a faulted port are not faulted (a RuntimeWarning says which)."""
         from envkit.faults import session
-        return session.fault(self, service, kind, params, duration=duration, seed=seed)
+        active = session.fault(self, service, kind, params, duration=duration, seed=seed)
+        if note := active.record.live_note():
+            warnings.warn(note, RuntimeWarning, stacklevel=2)
+        return active
 
     def heal(self, service: str | None = None) -> list[FaultRecord]:
         """Undo every fault on the run (or on one service), those of other processes too."""

@@ -239,6 +239,7 @@ def _execute(backend: Backend, info: RunInfo, plan: LivePlan, on_event: EventSin
         on_event(Event("note", info.run_id, note))
     Executor(backend, on_event, existing=_existing(info)).run(plan)
     after = describe(backend, info.run_id)
+    notes = _follow_faults(backend, after)
     moved: dict[str, dict[PortKey, tuple[Endpoint, Endpoint | None]]] = {}
     for before in info.containers:
         if not before.running or plan.verb == "stop":
@@ -248,7 +249,6 @@ def _execute(backend: Backend, info: RunInfo, plan: LivePlan, on_event: EventSin
                    if now is None or now.ports.get(k) != v}
         if changed:
             moved[before.name] = changed
-    notes = []
     for name, ports in moved.items():
         what = ", ".join(f"{k} {a.host_ip}:{a.port} -> {b.port if b else 'none'}" for k, (a, b) in sorted(ports.items()))
         notes.append(f"{name}: host port moved ({what}): the engine gave them anew at this start; "
@@ -256,6 +256,15 @@ def _execute(backend: Backend, info: RunInfo, plan: LivePlan, on_event: EventSin
     for note in notes:
         on_event(Event("note", info.run_id, note))
     return LiveResult(plan, after, moved, tuple(notes))
+
+
+def _follow_faults(backend: Backend, after: RunInfo) -> list[str]:
+    """Put back the faults of replicas this restarted (a new network namespace: docs/faults.md), here for
+    every caller: an Environment's restart and the CLI's alike; a note per fault re-applied."""
+    from envkit.faults.follow import reconcile
+
+    return [f"fault {f.id} ({f.describe()}) applied again to the restarted replica" for f in reconcile(
+        backend, after.run_id, after)]
 
 
 def prepare(backend: Backend, run_id: str, verb: Verb, services: Sequence[str] = (),

@@ -23,6 +23,7 @@ from envkit.blueprint.readers import NAME, Reader, Table, parse_duration, parse_
 from envkit.blueprint.seed_values import kind_error as seed_kind_error
 from envkit.blueprint.source import Key, Marks
 from envkit.errors import Problem, UsageError
+from envkit.faults.kinds import parse as parse_fault
 from envkit.faults.scenarios import Scenario, scenario
 from envkit.secrets import Secret, placeholders
 
@@ -106,6 +107,12 @@ def _faults(r: Reader, value: Any, services: Mapping[str, Any]) -> dict[str, Sce
         if found.service not in services or (found.params.get("peer") and found.params["peer"] not in services):
             missing = found.service if found.service not in services else found.params["peer"]
             r.error(("faults", name, "service" if missing == found.service else "peer"), f"no service {missing!r}")
+            continue
+        spec = parse_fault(found.kind, found.params)  # scenario() checked it
+        tcp = [p for p in services[found.service].ports if p.protocol == "tcp"]
+        if spec.family == "connection" and spec.via != "netem" and not spec.ports and not tcp:
+            r.error(("faults", name), f"service {found.service!r} publishes no TCP port, so a {found.kind} fault "
+                                      f"has none to take by default: name it (port: 6379; several: port: 80,443)")
             continue
         out[str(name)] = found
     return out

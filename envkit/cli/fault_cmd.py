@@ -46,6 +46,8 @@ def fault(run: str, target: str, args: tuple[str, ...], for_: str | None, seed: 
 
     Without --for the fault stays until `envkit heal RUN`.
     """
+    from rich.markup import escape
+
     from envkit import api
     from envkit.cli.commands import Session, err
     from envkit.faults import session
@@ -62,6 +64,8 @@ def fault(run: str, target: str, args: tuple[str, ...], for_: str | None, seed: 
         err.print(f"[bold green]run {run}: {r.describe()} done[/]")
         return
     err.print(f"[bold yellow]run {run}: fault {r.id} applied[/]: {r.describe()} (seed {r.seed})")
+    if note := r.live_note():
+        err.print(f"[yellow]note:[/] {escape(note)}")
     wait = duration if duration is not None else active.duration
     if wait is None:
         err.print(f"heal it with `envkit heal {run} {r.service}`")

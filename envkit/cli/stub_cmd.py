@@ -59,14 +59,18 @@ def journal(ctx: click.Context, method: str | None, path: str | None, route: str
     elif as_json:
         out.print_json(json.dumps([{"seq": e.seq, "time": e.time, "method": e.method, "path": e.path,
                                     "query": e.query, "headers": dict(e.headers), "body": e.body,
-                                    "route": e.route, "status": e.status, "id": e.id} for e in entries]))
+                                    "route": e.route, "status": e.status, "id": e.id, "fault": e.fault}
+                                   for e in entries]))
     else:
         for e in entries:
             at = datetime.fromtimestamp(e.time, UTC).strftime("%H:%M:%S.%f")[:-3]
             target = e.path + (f"?{e.query}" if e.query else "")
             body = " ".join(e.body.split())
             body = body if len(body) <= 80 else body[:79] + "…"
-            out.print(escape(f"{e.seq:>4} {at} {e.method:<6} {target} -> {e.status} "
+            # reset, empty, random_then_close: no status line was sent; malformed_*: the status, then bad bytes
+            no_status = e.fault in ("reset", "empty", "random_then_close")
+            answer = f"fault {e.fault}" if no_status else f"{e.status} fault {e.fault}" if e.fault else str(e.status)
+            out.print(escape(f"{e.seq:>4} {at} {e.method:<6} {target} -> {answer} "
                              f"({e.route or 'unmatched'}) {body}".rstrip()), highlight=False)
 
 
@@ -100,9 +104,9 @@ def respond(ctx: click.Context, method: str, path: str, status: int, json_body: 
         pairs[name] = val
     _client(ctx).respond(method, path, status, json=value, body=body, headers=pairs or None, delay=delay,
                          fault=fault, times=times)
-    how = f"the next {times} call(s)" if times else "until reset"
+    how = f"for the next {times} call(s)" if times else "until reset"
     what = f"fault {fault}" if fault else f"{status}"
-    err.print(f"{ctx.obj['service']}: {method.upper()} {path} answers {what} for {how}", highlight=False)
+    err.print(f"{ctx.obj['service']}: {method.upper()} {path} answers {what} {how}", highlight=False)
 
 
 @stub.command()

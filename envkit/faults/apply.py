@@ -25,7 +25,16 @@ from envkit.faults import front, records
 from envkit.faults.client import ProxySpec
 from envkit.faults.kinds import FaultSpec, parse
 from envkit.faults.records import SPEC, FaultRecord
-from envkit.faults.rules import choose_via, loss_rules, net_admin_allowed, netem_commands, netem_refusal, rule_script
+from envkit.faults.rules import (
+    choose_via,
+    live_script,
+    loss_rules,
+    net_admin_allowed,
+    netem_commands,
+    netem_refusal,
+    parse_live,
+    rule_script,
+)
 from envkit.faults.sidecar import FAULT, ExecProxyClient, NetAdminRefused, run_iptables, start_proxy
 from envkit.runs import RunInfo, describe
 
@@ -147,11 +156,13 @@ def _apply_connection(backend: Backend, info: RunInfo, fid: str, spec: FaultSpec
             addrs = src.split(" -s ")[1:] or [""]
             rules += [f"-t nat %OP% PREROUTING -p tcp --dport {port}{f' -s {a}' if a else ''} "
                       f"-m comment --comment envkit-{fid} -j REDIRECT --to-ports {listen}" for a in addrs]
-        run_iptables(backend, info.run_id, fid, c.id, rule_script("+A" if replay else "-A", rules))
+        script = rule_script("+A" if replay else "-A", rules)
+        _, output = run_iptables(backend, info.run_id, fid, c.id, f"{live_script(ports)}\n{script}")
     except BaseException:
         backend.remove_container(sidecar, grace=0)
         raise
-    return {"rules": rules, "sidecar": sidecar}
+    live = parse_live(output)
+    return {"rules": rules, "sidecar": sidecar, **({"live": {str(p): n for p, n in live.items()}} if live else {})}
 
 
 def _undo_one(backend: Backend, run_id: str, fid: str, kind: str, undo: Mapping[str, Any]) -> None:

@@ -49,6 +49,16 @@ class FaultRecord:
         args = " ".join(f"{k}={v}" for k, v in self.params.items())
         return f"{self.kind} {self.service}" + (f" {args}" if args else "")
 
+    def live_note(self) -> str:
+        """What a connection fault could not reach: the connections already open to a faulted port when it was
+        applied (a client's pool), which the redirect leaves alone; empty when there were none."""
+        open_ = [f"{u.get('name', '?')}:{port} ({n})" for u in self.undo for port, n in (u.get("live") or {}).items()]
+        if not open_:
+            return ""
+        return (f"connections already open when fault {self.id} was applied are not faulted: {', '.join(open_)}; "
+                f"only new ones go through the fault proxy: make the client reconnect (restart it, or drop its "
+                f"connection pool)")
+
     @property
     def targets(self) -> tuple[str, ...]:
         """The replicas it was applied to (container names)."""

@@ -135,3 +135,24 @@ def choose_via(spec: FaultSpec, net_admin: bool, netem_known: str | None = None)
         raise UsageError(f"fault {spec.kind!r} without NET_ADMIN (a front proxy on the service's name): "
                          "it faults every peer; peer= needs the iptables redirect")
     return via
+
+
+LIVE = "envkit-live"
+
+
+def live_script(ports: Sequence[int]) -> str:
+    """Shell that prints ``envkit-live PORT N`` per port: the TCP connections established to it in this network
+    namespace (``/proc/net/tcp`` and ``tcp6`` are the namespace's). Run before the REDIRECT goes in: a rule
+    changes only connections opened after it, so these ones (a client's pool) stay unfaulted."""
+    return "\n".join(f"echo {LIVE} {p} $(cat /proc/net/tcp /proc/net/tcp6 2>/dev/null | "
+                     f"awk '$2 ~ /:{p:04X}$/ && $4 == \"01\"' | wc -l)" for p in ports)
+
+
+def parse_live(output: str) -> dict[int, int]:
+    """The counts ``live_script`` printed, by port (those with none left out)."""
+    found = {}
+    for line in output.splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[0] == LIVE and parts[1].isdigit() and parts[2].isdigit() and int(parts[2]):
+            found[int(parts[1])] = int(parts[2])
+    return found

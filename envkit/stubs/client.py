@@ -61,13 +61,14 @@ class JournalEntry:
     route: str | None  # the route that answered (its name, "METHOD /path", or "respond"); None: unmatched
     status: int  # what the stub answered (before any fault)
     id: str = ""  # the request id ({{request.id}} in templates)
+    fault: str | None = None  # the fault it answered with (reset, empty, ...): the client never saw `status`
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> JournalEntry:
         return cls(int(d["seq"]), float(d["time"]), str(d["method"]), str(d["path"]), str(d.get("query") or ""),
                    dict(d.get("headers") or {}), str(d.get("body") or ""), d.get("route"), int(d["status"]),
-                   str(d.get("id") or ""))
+                   str(d.get("id") or ""), d.get("fault") or None)
 
     def json(self) -> Any:
         """The body as JSON (StubError when it is not)."""

@@ -197,6 +197,30 @@ def test_partition_from_one_peer_only(env: api.Environment) -> None:
     assert probe(env)[0].startswith("ok")
 
 
+HOLD = "import socket, time; s = socket.create_connection(('web', 8000), 5); time.sleep(30)"
+
+
+def test_connections_open_before_a_connection_fault_are_named(env: api.Environment) -> None:
+    """The REDIRECT changes only connections opened after it: a client's pool (redis-py, psycopg, keep-alive)
+    keeps talking to the service directly and the fault seems to do nothing. envkit counts the connections
+    established to the faulted port when it applies the fault and says so (the CLI's note, env.fault's
+    warning); a fresh connection is faulted."""
+    env.exec("client", ["sh", "-c", f'python3 -c "{HOLD}" >/dev/null 2>&1 &'])
+    deadline = time.monotonic() + 20
+    while " 01 " not in env.exec("web", ["sh", "-c", "grep ':1F40 ' /proc/net/tcp | awk '{print \" \" $4 \" \"}'"
+                                         ]).output and time.monotonic() < deadline:
+        time.sleep(0.2)
+    applied = envkit_cli("fault", env.run_id, "web", "latency", "latency=200ms", check=True)
+    try:
+        (record,) = faults.faults(env.backend, env.run_id)
+        assert [dict(u.get("live") or {}) for u in record.undo] == [{"8000": 1}]
+        assert "connections already open when fault" in applied.stderr and "envkit-" in applied.stderr
+        assert ":8000 (1)" in applied.stderr
+        assert all(190 <= x <= 600 for x in _ms(probe(env, 2)))  # new connections are faulted
+    finally:
+        faults.heal(env.backend, env.run_id, "web")  # the held connection ends by itself (30 s) or with the run
+
+
 def test_the_cli_applies_heals_and_times_faults_of_another_process(env: api.Environment) -> None:
     run = env.run_id
     applied = envkit_cli("fault", run, "web", "pause", check=True)

@@ -5,6 +5,7 @@ the CLI steers it, and teardown leaves nothing."""
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -12,6 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 import envkit
+from envkit import labels as L
 from envkit.backends import Backend
 from envkit.events import Event
 from envkit.stubs.client import StubError
@@ -112,12 +114,44 @@ def test_an_unpublished_stub_is_steered_through_exec_and_faults_reach_other_cont
 def test_the_cli_reads_the_journal_and_responds(env: envkit.Environment) -> None:
     url = env.outputs["GATEWAY_URL"]
     env.stub("gateway").reset()
-    envkit_cli("stub", "it-stubs", "gateway", "respond", "GET", "/health", "--status", "500", "--times", "1",
-               check=True)
+    said = envkit_cli("stub", "it-stubs", "gateway", "respond", "GET", "/health", "--status", "500", "--times",
+                      "1", check=True).stderr
+    assert "gateway: GET /health answers 500 for the next 1 call(s)" in said
     assert call(url + "/health")[0] == 500
     done = envkit_cli("stub", "it-stubs", "gateway", "journal", "--method", "GET", "--count", check=True)
     assert done.stdout.strip() == "1"
     listing = envkit_cli("stub", "it-stubs", "gateway", "journal", check=True).stdout
     assert "GET    /health -> 500 (respond)" in listing
+    said = envkit_cli("stub", "it-stubs", "gateway", "respond", "GET", "/never", "--fault", "empty",
+                      check=True).stderr
+    assert "gateway: GET /never answers fault empty until reset" in said  # not "for until reset"
+    with pytest.raises(OSError):
+        call(url + "/never")
+    listing = envkit_cli("stub", "it-stubs", "gateway", "journal", "--path", "/never", check=True).stdout
+    assert "GET    /never -> fault empty (respond)" in listing  # not "-> 200": the client got no answer
     envkit_cli("stub", "it-stubs", "gateway", "reset", check=True)
     assert env.stub("gateway").called() == 0
+
+
+def test_a_stop_fault_stops_the_stub_cleanly_and_heal_brings_it_back(env: envkit.Environment) -> None:
+    """The stub process is its container's PID 1, which has no default SIGTERM action: it handles the signal
+    itself, so a stop exits 0 at once instead of waiting out the grace and dying by SIGKILL (137, reported
+    as a failure by `envkit status`)."""
+    from envkit.faults import apply as faults
+
+    url = env.outputs["GATEWAY_URL"]
+    assert call(url + "/health")[0] == 200
+    faults.apply(env.backend, env.run_id, "gateway", "stop", {"grace": "30s"})
+    try:
+        (state,) = env.backend.list_containers({L.RUN: env.run_id, L.SERVICE: "gateway", L.ROLE: "service"})
+        assert env.backend.inspect_container(state.id).exit_code == 0
+    finally:
+        faults.heal(env.backend, env.run_id, "gateway")
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            if call(url + "/health")[0] == 200:
+                break
+        except OSError:
+            time.sleep(0.2)
+    assert call(url + "/health")[0] == 200

@@ -160,3 +160,47 @@ def test_refused_where_the_engine_cannot(write_blueprint: WriteBlueprint) -> Non
         assert faults.faults(fake, "r2") == []
         with pytest.raises(UsageError, match="no service 'nope'"):
             env.fault("nope", "pause")
+
+
+def test_status_names_the_fault_that_holds_a_replica_down_not_a_failure(env: api.Environment,
+                                                                        fake: FakeBackend) -> None:
+    record = faults.apply(fake, "r1", "api", "stop", {"replica": 1})
+    by_container = {s.container: s for s in env.status() if s.service == "api"}
+    down, up = by_container["envkit-r1-api-1"], by_container["envkit-r1-api-2"]
+    assert down.ready == f"not ready: stopped by fault {record.id} (heal it with `envkit heal r1 api`)"
+    assert not down.ok and up.ok  # still not ready (status exits 6), but not "failed: exited with code 0"
+    faults.heal(fake, "r1")
+    assert all(s.ok for s in env.status())
+
+
+def test_connections_open_before_a_redirect_are_counted_and_named() -> None:
+    from envkit.faults.records import FaultRecord
+    from envkit.faults.rules import live_script, parse_live
+
+    script = live_script([6379, 80])
+    assert "/:18EB$/" in script and "/:0050$/" in script and '$4 == "01"' in script  # ports in /proc/net/tcp hex
+    assert parse_live("envkit-live 6379 2\nenvkit-live 80 0\niptables: done\n") == {6379: 2}
+    record = FaultRecord("f1", "r1", "cache", "latency", {}, "t", 7,
+                         ({"name": "envkit-r1-cache-1", "live": {"6379": 2}}, {"name": "envkit-r1-cache-2"}))
+    note = record.live_note()
+    assert "fault f1" in note and "envkit-r1-cache-1:6379 (2)" in note and "cache-2" not in note
+    assert FaultRecord("f2", "r1", "cache", "latency", {}, "t", 7, ({"name": "x"},)).live_note() == ""
+
+
+def test_a_connection_scenario_on_a_service_without_a_published_port_is_refused_at_load(
+        write_blueprint: WriteBlueprint) -> None:
+    """Checked at load like its service: at apply it could only fail ("name the port")."""
+    text = """
+        name: fx
+        services:
+          cache: {image: postgres:16}
+        faults:
+          cache-slow: {service: cache, latency: 300ms}
+          cache-slow-6379: {service: cache, latency: 300ms, port: 6379}
+          cache-down: {service: cache, stop: true}
+    """
+    with pytest.raises(BlueprintError) as caught:
+        api.load(write_blueprint(text, {}))
+    message = str(caught.value)
+    assert "faults.cache-slow" in message and "publishes no TCP port" in message and "port: 6379" in message
+    assert "cache-slow-6379" not in message and "cache-down" not in message

@@ -167,3 +167,17 @@ def test_netem_is_refused_and_net_admin_refusal_falls_back(env: api.Environment,
     faults._no_net_admin.clear()
     with pytest.raises(UsageError, match="helpers may not have NET_ADMIN"):
         faults.apply(fake, "r1", "db", "partition", {"peer": "api", "via": "iptables"})
+
+
+def test_envkit_restart_puts_the_fault_back_as_env_restart_does(env: api.Environment, fake: FakeBackend) -> None:
+    """`envkit restart` / `start` / `rebuild` call envkit.live directly, not through an Environment: the
+    re-application belongs there, or the CLI's restart left the replica unfaulted until the next entry point."""
+    from envkit import live
+
+    record = faults.apply(fake, "r1", "db", "loss", {"percent": 20}, seed=3)
+    result = live.lifecycle(fake, "r1", "restart", ["db"])  # what the CLI runs
+    (again,) = faults.faults(fake, "r1")
+    assert again.id == record.id and again.generation == 1
+    assert again.undo[0]["started"] == result.info.replicas("db")[0].started_at
+    assert any("fault" in n and record.id in n for n in result.notes)
+    faults.heal(fake, "r1")

@@ -6,13 +6,18 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from http.server import ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
@@ -20,6 +25,7 @@ from envkit.blueprint.model import Blueprint
 from envkit.errors import BlueprintError
 from envkit.stubs.client import StubClient, StubError
 from envkit.stubs.model import CONFIG_VAR
+from envkit.stubs.server import stubserver as stub_server_package
 from envkit.stubs.server.stubserver.server import Handler, State
 
 BLUEPRINT = """
@@ -169,6 +175,9 @@ def test_faults_are_seen_by_a_client(stub: tuple[str, StubClient]) -> None:
     assert call(url + "/f")[0] == 200
     assert time.monotonic() - start >= 0.3
     assert pay.called("GET", "/f") == 6
+    # the journal says which answers were broken on purpose: a reset is no "200"
+    assert [e.fault for e in pay.journal("GET", "/f")] == ["reset", "empty", "random_then_close", "malformed_chunk",
+                                                           "malformed_json", None]
 
 
 @pytest.mark.parametrize(("text", "message"), [
@@ -209,3 +218,27 @@ def test_a_stub_becomes_a_service_of_the_stub_image(load_text: Callable[..., Blu
                                                                                        "/__envkit/health")
     assert json.loads(dict(svc.environment)[CONFIG_VAR])["port"] == 9000
     assert bp.warnings == ()  # the packaged context is no host path the blueprint reaches for
+
+
+def test_the_stub_process_exits_cleanly_on_sigterm(tmp_path: Path) -> None:
+    """As a container's PID 1 a process has no default SIGTERM action: the server must handle it, or every
+    `docker stop` of a stub (a stop fault, env.stop, teardown) waits out the grace and ends in SIGKILL (137)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server_dir = Path(stub_server_package.__file__).parent.parent  # the image runs it from there
+    env = {**os.environ, CONFIG_VAR: json.dumps({"port": port, "routes": []})}
+    proc = subprocess.Popen([sys.executable, "-m", "stubserver"], cwd=server_dir, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert proc.stdout is not None
+        assert "route(s) on http://" in proc.stdout.readline()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0  # without a handler: -15 here, 137 after the grace in a container
+        assert "envkit-stub: stopped" in proc.stdout.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()

@@ -19,6 +19,7 @@ import contextlib
 import json
 import os
 import random
+import signal
 import socket
 import ssl
 import struct
@@ -143,7 +144,8 @@ class Handler(BaseHTTPRequestHandler):
         self.state.record({"time": req.now.timestamp(), "method": req.method, "path": url.path,
                            "query": url.query, "headers": dict(self.headers.items()),
                            "body": raw.decode("utf-8", "replace"), "route": route,
-                           "status": int(response.get("status", 200)), "id": req.id})
+                           "status": int(response.get("status", 200)), "id": req.id,
+                           "fault": response.get("fault") or None})
         delay = response.get("delay")
         if delay:
             time.sleep(random.uniform(float(delay[0]), float(delay[1])))
@@ -327,5 +329,14 @@ def serve(config: dict[str, Any]) -> None:
     else:
         server = ThreadingHTTPServer(("0.0.0.0", port), handler)
     scheme = "https" if config.get("tls") else "http"
+    # As PID 1 the process has no default action for SIGTERM: without a handler `docker stop` (a stop fault,
+    # env.stop, teardown) waits out the whole grace period and kills it (exit 137, seen as a failure).
+    def stop(signum: int, frame: object) -> None:
+        threading.Thread(target=server.shutdown, daemon=True).start()  # shutdown() waits for serve_forever
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, stop)
     print(f"envkit-stub: {len(config.get('routes', []))} route(s) on {scheme}://0.0.0.0:{port}", flush=True)
     server.serve_forever()
+    server.server_close()
+    print("envkit-stub: stopped", flush=True)
