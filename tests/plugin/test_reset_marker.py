@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from pathlib import Path
 
 import pytest
 
@@ -42,19 +43,29 @@ def test_c_sees_the_unmarked_write(envkit_env):
 """
 
 
-def test_the_marker_resets_after_the_test(inner: Inner, monkeypatch: pytest.MonkeyPatch) -> None:
+def _store(inner: Inner, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The store blueprint in the inner session's folder, under a snapshot key of this test's own."""
     monkeypatch.setenv("TOKEN", secrets.token_hex(6))
     folder = inner.pytester.path / "bp"
     (folder / "store").mkdir(parents=True)
     (folder / "store" / "Dockerfile").write_text(STORE, encoding="utf-8")
     (folder / "blueprint.yaml").write_text(BLUEPRINT, encoding="utf-8")
+    return folder
+
+
+def _snapshots(inner: Inner) -> set[str]:
+    return {r.labels[L.SNAPSHOT] for r in inner.backend.list_resources({L.SNAPSHOT: None})}
+
+
+def test_the_marker_resets_after_the_test(inner: Inner, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = _store(inner, monkeypatch)
     inner.pytester.makepyfile(test_marked=TESTS)
-    before = {r.labels[L.SNAPSHOT] for r in inner.backend.list_resources({L.SNAPSHOT: None})}
+    before = _snapshots(inner)
     try:
         result = inner.run(blueprint=folder, timeout=300)
         result.assert_outcomes(passed=3)
     finally:
-        for key in {r.labels[L.SNAPSHOT] for r in inner.backend.list_resources({L.SNAPSHOT: None})} - before:
+        for key in _snapshots(inner) - before:
             S.remove(inner.backend, key)
 
 
@@ -74,13 +85,9 @@ def test_b_not_reached(envkit_env):
 def test_keep_leaves_a_failed_tests_writes_in_the_kept_run(inner: Inner, monkeypatch: pytest.MonkeyPatch) -> None:
     import envkit
 
-    monkeypatch.setenv("TOKEN", secrets.token_hex(6))
-    folder = inner.pytester.path / "bp"
-    (folder / "store").mkdir(parents=True)
-    (folder / "store" / "Dockerfile").write_text(STORE, encoding="utf-8")
-    (folder / "blueprint.yaml").write_text(BLUEPRINT, encoding="utf-8")
+    folder = _store(inner, monkeypatch)
     inner.pytester.makepyfile(test_kept=KEEP_TESTS)
-    before = {r.labels[L.SNAPSHOT] for r in inner.backend.list_resources({L.SNAPSHOT: None})}
+    before = _snapshots(inner)
     try:
         result = inner.run("-x", "--envkit-keep", blueprint=folder, timeout=300)
         result.assert_outcomes(failed=1)
@@ -92,5 +99,5 @@ def test_keep_leaves_a_failed_tests_writes_in_the_kept_run(inner: Inner, monkeyp
     finally:
         if inner.extra_runs:  # first: a snapshot in use is not removed
             envkit.down(sorted(inner.extra_runs), backend=inner.backend)
-        for key in {r.labels[L.SNAPSHOT] for r in inner.backend.list_resources({L.SNAPSHOT: None})} - before:
+        for key in _snapshots(inner) - before:
             S.remove(inner.backend, key)
