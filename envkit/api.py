@@ -176,7 +176,8 @@ def up(
     ``down()``, or at interpreter exit. ``backend``: the engine to use; otherwise ``engine`` (a name
     from ``envkit.backends.ENGINES``) or ``ENVKIT_ENGINE`` chooses one. ``seed=False`` skips every
     service's ``seed:`` steps (``--no-seed``). ``snapshot``: None as the
-    blueprint says (``snapshot:`` keys); True also every seeded service; a list: those services; False:
+    blueprint says (``snapshot:`` keys); True also every seeded service (seed steps, or scripts mounted at
+    /docker-entrypoint-initdb.d); a list: those services; False:
     none (see docs/snapshots.md).
 
     ``blueprint`` may be a path or the same data as a mapping (relative paths in it start from

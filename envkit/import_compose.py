@@ -39,6 +39,7 @@ from typing import Any
 import yaml
 
 from envkit.blueprint.keys import SERVICE
+from envkit.blueprint.model import initdb_mount
 from envkit.blueprint.readers import NAME
 from envkit.blueprint.source import Key, Marks, format_path
 from envkit.blueprint.stub_values import stub_form
@@ -436,6 +437,7 @@ def _ports(ctx: _Context, path: Key, value: Any, out: dict[str, Any]) -> None:
 
 def _volumes(ctx: _Context, path: Key, spec: dict[str, Any], out: dict[str, Any]) -> None:
     mounts: list[Any] = []
+    initdb = False  # noted once per service
     tmpfs = spec.get("tmpfs")
     tmpfs_list: list[str] = [tmpfs] if isinstance(tmpfs, str) else [str(t) for t in tmpfs or []]
     for i, entry in enumerate(spec.get("volumes") or []):
@@ -456,6 +458,11 @@ def _volumes(ctx: _Context, path: Key, spec: dict[str, Any], out: dict[str, Any]
         if mount["type"] == "volume":
             ctx.volumes.setdefault(source, None)
         mounts.append(f"{source}:{mount['target']}" + (":ro" if mount["read_only"] else ""))
+        if not initdb and initdb_mount(str(mount["target"])):
+            initdb = True
+            ctx.note(where, "the image runs these scripts once, when its data directory is new: `envkit up "
+                     "--snapshot` captures the initialised state the first time and later runs start from it "
+                     "(or add `snapshot: true`; docs/snapshots.md)")
     if mounts:
         out["volumes"] = mounts
     if tmpfs_list:

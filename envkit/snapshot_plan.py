@@ -15,7 +15,7 @@ from dataclasses import replace
 from envkit import labels as L
 from envkit import snapshots as S
 from envkit.backends.base import Backend
-from envkit.blueprint.model import Blueprint
+from envkit.blueprint.model import Blueprint, Service
 from envkit.blueprint.validate import snapshot_refusal
 from envkit.errors import EnvkitError, UsageError
 from envkit.events import Event, EventSink
@@ -23,22 +23,27 @@ from envkit.execute import Executor
 from envkit.images import image_tag
 from envkit.plan import Plan, ordered
 
-__all__ = ["UNKNOWN_KEY", "SnapshotsGone", "gone", "image_ids", "preview", "resolve", "wanted"]
+__all__ = ["UNKNOWN_KEY", "SnapshotsGone", "gone", "image_ids", "preview", "resolve", "seeded", "wanted"]
 
 WAIT = 900.0  # seconds a run waits, at most, for another process's capture of the same key
 # A plan's stand-in for a key it cannot know yet (no engine, or an image not built: a key holds its id).
 UNKNOWN_KEY = "<key once built>"
 
 
+def seeded(svc: Service) -> bool:
+    """What ``--snapshot`` covers: a long-running service of one replica with seed steps, or with scripts
+    mounted where its image runs them at first start (``Service.initialises``; what is mounted is in the key)."""
+    return svc.kind == "service" and svc.replicas == 1 and (bool(svc.seed) or svc.initialises)
+
+
 def wanted(bp: Blueprint, selected: Sequence[str], snapshot: bool | Sequence[str] | None) -> list[str]:
     """The services that use a snapshot: those with ``snapshot:`` in the blueprint; with ``True`` also
-    every other selected long-running service with seed steps; with a list exactly those; ``False``: none."""
+    every other selected service ``seeded`` says; with a list exactly those; ``False``: none."""
     if snapshot is False:
         return []
     if snapshot is None or snapshot is True:
         names = [s for s in selected if bp.services[s].snapshot is not None
-                 or (snapshot is True and bp.services[s].kind == "service" and bp.services[s].replicas == 1
-                     and bool(getattr(bp.services[s], "seed", ())))]
+                 or (snapshot is True and seeded(bp.services[s]))]
         return sorted(names)
     names = list(snapshot)
     for n in names:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, ClassVar, Literal
 
 from envkit.backends.types import Placement
@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from envkit.faults.scenarios import Scenario
 
 __all__ = [
+    "INITDB",
     "Attachment",
     "Blueprint",
     "Build",
@@ -35,6 +36,7 @@ __all__ = [
     "SnapshotDef",
     "SqlSeed",
     "VolumeDef",
+    "initdb_mount",
 ]
 
 Condition = Literal["started", "ready", "completed"]
@@ -223,6 +225,14 @@ class RunSeed:
 
 #: one step of a service's ``seed:`` list
 Seed = SqlSeed | CopySeed | ExecSeed | HttpSeed | RunSeed
+#: where the official postgres, mysql, mariadb and mongo images look for scripts to run at first start
+INITDB = PurePosixPath("/docker-entrypoint-initdb.d")
+
+
+def initdb_mount(target: str) -> bool:
+    """A mount at or into INITDB: the image runs what it holds once, when its data directory is new."""
+    path = PurePosixPath(target)
+    return path == INITDB or INITDB in path.parents
 
 
 @dataclass(frozen=True)
@@ -264,6 +274,11 @@ class Service:
 
     def port(self, container_port: int, protocol: str = "tcp") -> Port | None:
         return next((p for p in self.ports if p.container == container_port and p.protocol == protocol), None)
+
+    @property
+    def initialises(self) -> bool:
+        """Seeded the way Compose users seed: scripts mounted where the image runs them at first start."""
+        return any(initdb_mount(m.target) for m in self.volumes)
 
 
 @dataclass(frozen=True)

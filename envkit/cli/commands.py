@@ -99,6 +99,11 @@ artifacts_option: Callable[[Callable[..., Any]], Callable[..., Any]] = click.opt
     help="Write a forensics bundle to DIR/<run>/ (always for up; for run, when the command fails). A failed "
          "up writes one anyway, into a temporary folder it names (env: ENVKIT_ARTIFACTS).")
 
+snapshot_option: Callable[[Callable[..., Any]], Callable[..., Any]] = click.option(
+    "--snapshot/--no-snapshot", default=None,
+    help="Also snapshot every seeded service (seed steps, or scripts mounted at /docker-entrypoint-initdb.d) / "
+         "use no snapshot at all (default: the blueprint's).")
+
 
 def failure_folder() -> Path:
     """Where a failed up's bundle goes when no --artifacts is given: a folder of this user's in the temp dir."""
@@ -215,8 +220,7 @@ def _print_outputs(env: Environment, as_json: bool, write_to: Path | None, force
 @click.option("--no-seed", is_flag=True, help="Skip the services' seed steps.")
 @ttl_option("4h")
 @artifacts_option
-@click.option("--snapshot/--no-snapshot", default=None,
-              help="Also snapshot every seeded service / use no snapshot at all (default: the blueprint's).")
+@snapshot_option
 def up(blueprint: Path, name: str | None, only: tuple[str, ...], timeout: float | None, keep_on_failure: bool,
        as_json: bool, env_files: tuple[Path, ...], write_env: Path | None, force: bool, github_output: bool,
        verbose: bool, progress_mode: str, quiet: bool, no_seed: bool, ttl: str, artifacts: Path | None,

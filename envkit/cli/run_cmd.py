@@ -35,6 +35,7 @@ from envkit.cli.commands import (
     err,
     failure_folder,
     progress_options,
+    snapshot_option,
     ttl_option,
 )
 
@@ -53,9 +54,11 @@ __all__ = ["run"]
 @progress_options
 @ttl_option("0")
 @artifacts_option
+@click.option("--no-seed", is_flag=True, help="Skip the services' seed steps.")
+@snapshot_option
 def run(blueprint: Path, command: tuple[str, ...], name: str | None, only: tuple[str, ...],
         timeout: float | None, env_files: tuple[Path, ...], verbose: bool, progress_mode: str, quiet: bool,
-        ttl: str, artifacts: Path | None) -> int:
+        ttl: str, artifacts: Path | None, no_seed: bool, snapshot: bool | None) -> int:
     """Bring BLUEPRINT up, run COMMAND with the outputs in its environment, always tear down.
 
     COMMAND gets every output as an environment variable, plus ENVKIT_RUN (the run id) and
@@ -67,7 +70,8 @@ def run(blueprint: Path, command: tuple[str, ...], name: str | None, only: tuple
     with sigterm_as_interrupt():
         with progress(err, "quiet" if quiet else progress_mode, verbose) as view:
             env = api.up(blueprint, name=name, only=only, timeout=timeout, on_event=sink(view), backend=_engine(),
-                         env_files=files, ttl=gc.parse_ttl(ttl), artifacts=artifacts or failure_folder())
+                         env_files=files, ttl=gc.parse_ttl(ttl), artifacts=artifacts or failure_folder(),
+                         seed=not no_seed, snapshot=snapshot)
         summary(err, env, view)
         try:
             with tempfile.TemporaryDirectory(prefix="envkit-") as tmp:

@@ -182,6 +182,55 @@ def test_prune_removes_only_snapshots(backend: Backend, blueprint: Path, token: 
     assert not backend.list_resources({L.SNAPSHOT: key})
 
 
+# An image that initialises the way the official database images do: at its first start (an empty declared
+# VOLUME) it runs the scripts in /docker-entrypoint-initdb.d, and a later start of the same data skips them.
+INITDB_IMAGE = """\
+FROM debian:bookworm-slim
+VOLUME /data
+CMD ["sh", "-c", "[ -f /data/ready ] || { for f in /docker-entrypoint-initdb.d/*.sh; do sh \\"$f\\"; done; \
+echo init >> /data/runs; touch /data/ready; }; trap 'exit 0' TERM; sleep infinity & wait"]
+"""
+INITDB_COMPOSE = """\
+services:
+  db:
+    build: ./db
+    environment: {TOKEN: "${TOKEN}"}
+    volumes: ["./initdb:/docker-entrypoint-initdb.d:ro"]
+    healthcheck: {test: [CMD, test, -f, /data/ready], interval: 1s}
+"""
+
+
+def test_a_compose_file_seeded_through_initdb_scripts_starts_from_a_snapshot_with_the_flag(
+        backend: Backend, tmp_path: Path, token: str) -> None:
+    (tmp_path / "db").mkdir()
+    (tmp_path / "db" / "Dockerfile").write_text(INITDB_IMAGE, encoding="utf-8")
+    (tmp_path / "initdb").mkdir()
+    script = tmp_path / "initdb" / "10-rows.sh"
+    script.write_text("od -An -N8 -tx1 /dev/urandom | tr -d ' \\n' > /data/rows\n", encoding="utf-8")
+    (tmp_path / "compose.yaml").write_text(INITDB_COMPOSE, encoding="utf-8")
+    imported = envkit_cli("import", str(tmp_path / "compose.yaml"), "-o", str(tmp_path / "blueprint.yaml"), check=True)
+    assert "--snapshot" in imported.stderr + imported.stdout  # the import says how to keep the initialisation
+    with envkit.up(tmp_path, env={"TOKEN": token}, backend=backend, snapshot=True) as first:
+        rows = first.exec("db", ["cat", "/data/rows"]).output.strip()
+        key = first.info.replicas("db")[0].labels[L.SNAPSHOT]
+    assert len(rows) == 16 and S.find(backend, key) is not None
+    events: list[envkit.Event] = []
+    with envkit.up(tmp_path, env={"TOKEN": token}, backend=backend, snapshot=True, on_event=events.append) as second:
+        assert any(e.detail == "hit" for e in events)
+        assert second.exec("db", ["cat", "/data/rows"]).output.strip() == rows
+        assert second.exec("db", ["cat", "/data/runs"]).output.split() == ["init"]  # the scripts did not run again
+        second.exec("db", ["sh", "-c", "echo dirty > /data/rows"])
+        second.reset("db")
+        assert second.exec("db", ["cat", "/data/rows"]).output.strip() == rows
+    ran = envkit_cli("run", "--snapshot", "--progress", "plain", str(tmp_path), "--", "true", env={"TOKEN": token},
+                     check=True)  # in CI, the same through `envkit run`
+    assert f"starting from snapshot {key[:16]}" in ran.stderr
+    script.write_text(script.read_text(encoding="utf-8") + "# edited\n", encoding="utf-8")
+    with envkit.up(tmp_path, env={"TOKEN": token}, backend=backend, snapshot=True) as third:  # a changed script
+        assert third.info.replicas("db")[0].labels[L.SNAPSHOT] != key
+        assert third.exec("db", ["cat", "/data/rows"]).output.strip() != rows
+
+
 SHOP = ROOT / "blueprints" / "shop"
 
 

@@ -427,3 +427,27 @@ def test_a_single_quoted_env_file_value_stays_literal(tmp_path: Path) -> None:
     assert result.document["services"]["a"]["environment"] == {"PW": "pa$${ss}w$$rd", "URL": "http://${HOST:-db}/"}
     assert load_text(result.text(), tmp_path / "bp").services["a"].environment == (
         ("PW", "pa${ss}w$rd"), ("URL", "http://db/"))
+
+
+def test_scripts_mounted_at_docker_entrypoint_initdb_d_get_a_note_on_snapshots(tmp_path: Path) -> None:
+    (tmp_path / "initdb").mkdir()
+    (tmp_path / "initdb" / "01.sql").write_text("CREATE TABLE t (x int);\n", encoding="utf-8")
+    (tmp_path / "extra.sql").write_text("CREATE TABLE u (x int);\n", encoding="utf-8")
+    compose = tmp_path / "compose.yaml"
+    compose.write_text(textwrap.dedent("""\
+        services:
+          db:
+            image: postgres:16
+            volumes:
+              - ./initdb:/docker-entrypoint-initdb.d:ro
+              - ./extra.sql:/docker-entrypoint-initdb.d/99-extra.sql:ro
+          cache:
+            image: redis:7
+            volumes: ["./initdb:/data"]
+        """), encoding="utf-8")
+    result = imported(compose)
+    notes = [n for n in result.notes if "--snapshot" in n]
+    assert len(notes) == 1 and "services.db.volumes[0]" in notes[0]  # once per service, where it is mounted
+    assert "snapshot" not in result.document["services"]["db"]  # a note, not a change: snapshots stay opt-in
+    bp = load_text(result.text(), tmp_path)
+    assert bp.services["db"].initialises and not bp.services["cache"].initialises

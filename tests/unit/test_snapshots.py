@@ -144,6 +144,42 @@ def test_wanted_follows_the_blueprint_and_the_flag(tmp_path: Path) -> None:
     assert wanted(bp, ("api", "db"), ["db"]) == ["db"]
 
 
+INITDB = """\
+name: initdb
+services:
+  pg:
+    image: postgres:16
+    volumes: ["./initdb:/docker-entrypoint-initdb.d:ro"]
+  maria:
+    image: mariadb:11
+    volumes: ["./schema.sql:/docker-entrypoint-initdb.d/01-schema.sql"]
+  twice:
+    image: postgres:16
+    replicas: 2
+    volumes: ["./initdb:/docker-entrypoint-initdb.d"]
+  beside:
+    image: postgres:16
+    volumes: ["./initdb:/docker-entrypoint-initdb.d.bak"]
+  cache:
+    image: redis:7
+"""
+
+
+def test_the_flag_also_covers_services_seeded_through_docker_entrypoint_initdb_d(tmp_path: Path) -> None:
+    (tmp_path / "initdb").mkdir()
+    (tmp_path / "initdb" / "01.sql").write_text("CREATE TABLE t (x int);\n", encoding="utf-8")
+    (tmp_path / "schema.sql").write_text("CREATE TABLE u (x int);\n", encoding="utf-8")
+    (tmp_path / "blueprint.yaml").write_text(INITDB, encoding="utf-8")
+    bp = load(tmp_path, {})
+    every = tuple(bp.services)
+    assert wanted(bp, every, True) == ["maria", "pg"]  # the folder, or one file in it; one replica; not a lookalike
+    assert wanted(bp, every, None) == []  # without the flag, only what the blueprint says
+    ids = {name: "sha256:cccc" for name in bp.services}
+    before = S.service_keys(bp, ids, ["pg"])["pg"]
+    (tmp_path / "initdb" / "01.sql").write_text("CREATE TABLE t (x bigint);\n", encoding="utf-8")
+    assert S.service_keys(load(tmp_path, {}), ids, ["pg"])["pg"] != before  # the scripts are in the key
+
+
 def test_claims_are_exclusive_and_stale_ones_are_taken_over() -> None:
     fake = FakeBackend()
     run = {L.MANAGED: "true", L.RUN: "r1", L.OWNER: "me@nowhere:1", L.CREATED_AT: "2099-01-01T00:00:00Z"}
