@@ -19,6 +19,9 @@ Measured, each as CLI processes started at once (1 and 8 environments), wall tim
     seeded:  envkit up blueprints/shop --no-snapshot   (seeds run)
              envkit up blueprints/shop --snapshot      (from the snapshot the warm-up captured)
              compose up -d --wait on the seeded topology                    (ratios snapshot/seeded, /Compose)
+    the Compose user's own seeded topology, in envkit (docs/snapshots.md: initdb scripts count as seeds):
+             envkit up SEEDED --no-snapshot            (the image runs the initdb scripts, as under Compose)
+             envkit up SEEDED --snapshot               (from the snapshot of the initialised data directory)
 
 Before measuring, two processes in two different folders (copies of blueprints/shop) compute the db's
 snapshot key; they must agree with each other and with the snapshot the warm-up captured. The snapshot
@@ -141,6 +144,8 @@ class Seeded:
         self.key_was_there = False
         self.shop = work / "shop-bench"
         self.skip_initdb = False
+        self.initdb_keys: set[str] = set()  # the seeded topology's db snapshot (this run's own)
+        self.initdb_key = ""
         self.recaptures = 0  # times the snapshot had to be captured again (removed by another process)
 
     def prepare(self, out: Path) -> None:
@@ -152,6 +157,11 @@ class Seeded:
         (self.shop / "blueprint.yaml").write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
         for name, seeded in (("initdb", False), ("seeded", True)):
             self.topo[name] = topology(self.work, name, seeded)
+            if seeded:  # its snapshot key of this run's own, too
+                blueprint = self.topo[name] / "blueprint.yaml"
+                doc = yaml.safe_load(blueprint.read_text(encoding="utf-8"))
+                doc["services"]["db"]["environment"]["ENVKIT_BENCH_RUN"] = self.b.prefix
+                blueprint.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
             self.files[name] = out / f"shop-{name}.compose.yaml"
             self.b.procs.run_all([[self.b.envkit, "export", "--format", "compose", str(self.topo[name]),
                                    "-o", str(self.files[name])]])
@@ -229,6 +239,13 @@ class Seeded:
         if self.key_was_there:  # that up started from it: no capture to time
             self.samples.pop("capture_envkit_1")
         self.compose(1, self.files["seeded"])
+        self.envkit(1, self.topo["seeded"], "--no-snapshot")
+        mine = {s.key for s in S.list_snapshots(connect())}
+        self.envkit(1, self.topo["seeded"], "--snapshot")  # the image runs the initdb scripts, then the capture
+        self.initdb_keys = {s.key for s in S.list_snapshots(connect())} - mine
+        if len(self.initdb_keys) != 1:
+            raise BenchError(f"--snapshot of the initdb-seeded topology made {len(self.initdb_keys)} snapshots, not 1")
+        self.initdb_key = next(iter(self.initdb_keys))
         return check
 
     def pairs(self, count: int, scales: Sequence[int]) -> None:
@@ -241,23 +258,27 @@ class Seeded:
                 self.record(f"seeded_envkit_{n}", self.envkit(n, self.shop, "--no-snapshot"))
                 self.record(f"snapshot_envkit_{n}", self.from_snapshot(n))
                 self.record(f"seeded_compose_{n}", self.compose(n, self.files["seeded"]))
+                self.record(f"initdb_seeded_envkit_{n}", self.envkit(n, self.topo["seeded"], "--no-snapshot"))
+                self.record(f"initdb_snapshot_envkit_{n}", self.from_snapshot(n, self.topo["seeded"], "initdb"))
 
-    def from_snapshot(self, n: int) -> float:
+    def from_snapshot(self, n: int, blueprint: Path | None = None, which: str = "shop") -> float:
         """``up --snapshot`` of n, timed only when every one started from the same snapshot: on a shared
         engine another process may remove it (a test's ``prune``); then it is captured again, untimed,
-        and measured once more."""
+        and measured once more. ``which``: the shop's db snapshot, or the initdb-seeded topology's."""
         from envkit import snapshots as S
         from envkit.backends import connect
 
+        blueprint = blueprint or self.shop
+        key = self.key if which == "shop" else self.initdb_key
         for _ in range(3):
-            snap = S.find(connect(), self.key)
+            snap = S.find(connect(), key)
             if snap is None:
                 self.recaptures += 1
                 self.b.say("  the snapshot is gone (removed by another process): capturing it again, untimed")
-                self.envkit(1, self.shop, "--snapshot")
+                self.envkit(1, blueprint, "--snapshot")
                 continue
-            took = self.envkit(n, self.shop, "--snapshot")
-            after = S.find(connect(), self.key)
+            took = self.envkit(n, blueprint, "--snapshot")
+            after = S.find(connect(), key)
             if after is not None and after.created_at == snap.created_at:
                 return took
             self.recaptures += 1
@@ -266,14 +287,14 @@ class Seeded:
 
     def cleanup(self) -> list[str]:
         left = self.b.cleanup()
-        if self.key and not self.key_was_there:
-            from envkit import snapshots as S
-            from envkit.backends import connect
+        from envkit import snapshots as S
+        from envkit.backends import connect
 
+        for key in [*([self.key] if self.key and not self.key_was_there else []), *self.initdb_keys]:
             try:
-                S.remove(connect(), self.key)
+                S.remove(connect(), key)
             except EnvkitError as exc:  # the key is shared: another process's run may be using it now
-                self.b.say(f"cleanup: snapshot {self.key[:16]} kept: {exc}")
+                self.b.say(f"cleanup: snapshot {key[:16]} kept: {exc}")
         return left
 
 
@@ -295,6 +316,9 @@ def summary(samples: dict[str, list[float]], scales: Sequence[int]) -> dict[str,
         r[f"snapshot_vs_seeded_{n}"] = ratio(f"snapshot_envkit_{n}", f"seeded_envkit_{n}")
         r[f"snapshot_vs_compose_{n}"] = ratio(f"snapshot_envkit_{n}", f"seeded_compose_{n}")
         r[f"seeded_envkit_vs_compose_{n}"] = ratio(f"seeded_envkit_{n}", f"seeded_compose_{n}")
+        r[f"initdb_seeded_envkit_vs_compose_{n}"] = ratio(f"initdb_seeded_envkit_{n}", f"seeded_compose_{n}")
+        r[f"initdb_snapshot_vs_seeded_{n}"] = ratio(f"initdb_snapshot_envkit_{n}", f"initdb_seeded_envkit_{n}")
+        r[f"initdb_snapshot_vs_compose_{n}"] = ratio(f"initdb_snapshot_envkit_{n}", f"seeded_compose_{n}")
     met: dict[str, bool | None] = {}
     for n in scales:
         got = out["ratios"][f"snapshot_vs_seeded_{n}"]

@@ -27,6 +27,7 @@ class Settings:
     attached: bool = False  # reuse came from ENVKIT_RUN: pytest runs under `envkit run`
     artifacts: Path | None = None  # forensics bundles of failing tests and failed ups go here
     ttl: float | None = None  # seconds after which `envkit gc` may remove an environment (envkit.gc)
+    snapshot: bool | None = None  # None: the blueprint's snapshot keys; True: also every seeded service; False: none
 
     @property
     def default_source(self) -> str:
@@ -56,6 +57,13 @@ def add_options(parser: pytest.Parser) -> None:
                          "(ini: envkit_artifacts).")
     group.addoption("--envkit-ttl", metavar="DURATION",
                     help="Environments expire after this (4h, 30m; default: never), for `envkit gc` (ini: envkit_ttl).")
+    group.addoption("--envkit-snapshot", action="store_const", const=True, dest="envkit_snapshot",
+                    help="Also start every seeded service from a snapshot, as `envkit up --snapshot` (ini: "
+                         "envkit_snapshot = true).")
+    group.addoption("--envkit-no-snapshot", action="store_const", const=False, dest="envkit_snapshot",
+                    help="Use no snapshot at all: seed afresh (ini: envkit_snapshot = false).")
+    parser.addini("envkit_snapshot", "true: also snapshot every seeded service; false: no snapshot; default: as "
+                  "the blueprint says.", default="")
     parser.addini("envkit_ttl", "Environments expire after this (4h, 30m; default: never).", default="")
     parser.addini("envkit_artifacts", "Folder for forensics bundles of failing tests, relative to this file.",
                   default="")
@@ -102,6 +110,13 @@ def read_settings(config: pytest.Config) -> Settings:
             ttl = parse_ttl(config.getoption("envkit_ttl") or config.getini("envkit_ttl"))
         except UsageError as exc:
             raise pytest.UsageError(str(exc).replace("--ttl", "--envkit-ttl / envkit_ttl")) from exc
+    snapshot: bool | None = config.getoption("envkit_snapshot")
+    if snapshot is None and str(config.getini("envkit_snapshot")).strip():
+        text = str(config.getini("envkit_snapshot")).strip().lower()
+        if text not in ("true", "false", "yes", "no", "1", "0"):
+            raise pytest.UsageError(f"envkit_snapshot = {config.getini('envkit_snapshot')!r}: use true or false "
+                                    "(or leave it out: the blueprint's snapshot keys)")
+        snapshot = text in ("true", "yes", "1")
     return Settings(blueprint, cast(Scope, scope), bool(config.getoption("envkit_keep")),
                     reuse, shared, engine,
-                    attached, artifacts, ttl)
+                    attached, artifacts, ttl, snapshot)

@@ -101,3 +101,65 @@ def test_keep_leaves_a_failed_tests_writes_in_the_kept_run(inner: Inner, monkeyp
             envkit.down(sorted(inner.extra_runs), backend=inner.backend)
         for key in _snapshots(inner) - before:
             S.remove(inner.backend, key)
+
+
+# Seeded the Compose way, with no snapshot key in the blueprint: the image runs the scripts mounted at
+# /docker-entrypoint-initdb.d at its first start. envkit_snapshot = true makes it resettable.
+INITDB_STORE = """\
+FROM debian:bookworm-slim
+VOLUME /data
+CMD ["sh", "-c", "[ -f /data/init ] || { for f in /docker-entrypoint-initdb.d/*.sh; do sh \\"$f\\"; done; \\
+echo initialised >> /data/runs; }; trap 'exit 0' TERM; sleep infinity & wait"]
+"""
+INITDB_BLUEPRINT = """\
+name: initdb-marked
+services:
+  store:
+    build: ./store
+    environment: {TOKEN: "${TOKEN}"}
+    volumes: ["./initdb:/docker-entrypoint-initdb.d:ro"]
+    ready: {exec: [test, -f, /data/runs]}
+"""
+INITDB_TESTS = """
+import pytest
+
+@pytest.mark.envkit_reset("store")
+def test_a_writes(envkit_env):
+    assert envkit_env.exec("store", ["cat", "/data/init"]).output.strip() == "seeded"
+    envkit_env.exec("store", ["sh", "-c", "echo dirty > /data/init"])
+
+def test_b_sees_the_initialised_state(envkit_env):
+    assert envkit_env.exec("store", ["cat", "/data/init"]).output.strip() == "seeded"
+    assert envkit_env.exec("store", ["cat", "/data/runs"]).output.split() == ["initialised"]
+"""
+
+
+@pytest.mark.parametrize("how", ["ini", "option"])
+def test_envkit_snapshot_makes_an_initdb_seeded_service_resettable(inner: Inner, monkeypatch: pytest.MonkeyPatch,
+                                                                   how: str) -> None:
+    monkeypatch.setenv("TOKEN", secrets.token_hex(6))
+    folder = inner.pytester.path / "bp"
+    (folder / "store").mkdir(parents=True)
+    (folder / "store" / "Dockerfile").write_text(INITDB_STORE, encoding="utf-8")
+    (folder / "initdb").mkdir()
+    (folder / "initdb" / "10-seed.sh").write_text("echo seeded > /data/init\n", encoding="utf-8")
+    (folder / "blueprint.yaml").write_text(INITDB_BLUEPRINT, encoding="utf-8")
+    inner.pytester.makepyfile(test_initdb=INITDB_TESTS)
+    if how == "ini":
+        inner.pytester.makeini("[pytest]\nenvkit_snapshot = true\n")
+    before = _snapshots(inner)
+    try:
+        result = inner.run(*(["--envkit-snapshot"] if how == "option" else []), blueprint=folder, timeout=300)
+        result.assert_outcomes(passed=2)
+        assert len(_snapshots(inner) - before) == 1  # captured by the session's environment
+    finally:
+        for key in _snapshots(inner) - before:
+            S.remove(inner.backend, key)
+
+
+def test_envkit_snapshot_takes_true_or_false(inner: Inner) -> None:
+    inner.pytester.makeini("[pytest]\nenvkit_snapshot = always\n")
+    inner.pytester.makepyfile(test_x="def test_x():\n    pass\n")
+    result = inner.run(timeout=60)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*envkit_snapshot = 'always': use true or false*"])
