@@ -193,7 +193,7 @@ def _print_outputs(env: Environment, as_json: bool, write_to: Path | None, force
             for line in values[key].splitlines():
                 if line.strip():
                     sys.stdout.write(f"::add-mask::{line}\n")
-        _write(Path(os.environ["GITHUB_OUTPUT"]), _github_output({"ENVKIT_RUN": env.run_id, **values}), append=True)
+        _write(Path(os.environ["GITHUB_OUTPUT"]), _github_output({**values, "ENVKIT_RUN": env.run_id}), append=True)
     if as_json:
         out.print_json(dumps(_document(env)))
         return

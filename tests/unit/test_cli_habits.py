@@ -130,6 +130,19 @@ def test_a_written_env_file_names_its_run_so_a_shell_can_take_it_down(bp: Path, 
     assert resources(fake, "w3") == []
 
 
+def test_every_way_out_gives_envkit_run_the_run_id_over_an_output_of_that_name(
+        tmp_path: Path, fake: FakeBackend, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = tmp_path / "named"
+    folder.mkdir()
+    (folder / "blueprint.yaml").write_text(BLUEPRINT + "  ENVKIT_RUN: not-the-run\n")
+    github, env_file = tmp_path / "github_output", tmp_path / "out.env"
+    github.write_text("")
+    monkeypatch.setenv("GITHUB_OUTPUT", str(github))
+    assert main(["up", str(folder), "--name", "g1", "--github-output", "--write-env", str(env_file)], backend=fake) == 0
+    assert [line for line in github.read_text().splitlines() if line.startswith("ENVKIT_RUN=")] == ["ENVKIT_RUN=g1"]
+    assert "ENVKIT_RUN=g1" in env_file.read_text().splitlines()
+
+
 # -- down is idempotent --------------------------------------------------------------------------------------
 def test_down_of_a_gone_run_is_fine_unless_strict(bp: Path, fake: FakeBackend,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
