@@ -13,7 +13,9 @@ its module or session, ``-x``), the run is kept as the test left it.
 
 The environment shared by xdist workers (``--envkit-shared``) is never reset: a reset restarts or swaps
 a service under the other workers' running tests. ``check_settings`` refuses the ini key with it at
-start-up; a marked test using it errors before it runs.
+start-up; a marked test using it errors before it runs. The same holds for a reused run
+(``--envkit-reuse``, or ``envkit run``'s ENVKIT_RUN) under more than one xdist worker: every worker
+attaches to that one run. On one process a reused run is reset as usual.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from envkit.pytest_plugin.pool import Entry
 from envkit.pytest_plugin.session import FAILED, STATE, requested_env
 from envkit.pytest_plugin.settings import Settings
 
-__all__ = ["SHARED_ADVICE", "add_options", "check_settings", "envkit_reset_after", "services_to_reset"]
+__all__ = ["REUSE_ADVICE", "SHARED_ADVICE", "add_options", "check_settings", "envkit_reset_after",
+           "services_to_reset"]
 
 MARKER = ("envkit_reset(*services): after the test, put these services of envkit_env (default: every one "
           "with a snapshot) back to their seeded state")
@@ -44,15 +47,48 @@ SHARED_ADVICE = ("--envkit-shared shares one run among the pytest-xdist workers,
                  "of their own with @pytest.mark.envkit(BLUEPRINT) on their module or class")
 
 
+REUSE_ADVICE = ("every pytest-xdist worker attaches to that one run, and a reset would restart its services "
+                "under the other workers' running tests. Run the tests that reset without -n, let each worker "
+                "bring an environment of its own up (--envkit-blueprint instead of --envkit-reuse, or pytest "
+                "outside `envkit run`), or give the tests that reset an environment of their own with "
+                "@pytest.mark.envkit(BLUEPRINT) on their module or class")
+
+
+def xdist_workers(config: pytest.Config) -> int:
+    """How many pytest-xdist workers run this session's tests (1 without xdist): in a worker, their count;
+    in the controller, ``-n`` as xdist resolved it."""
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is not None:
+        return int(workerinput.get("workercount", 1))
+    count = getattr(config.option, "numprocesses", None)
+    return count if isinstance(count, int) and count > 1 and getattr(config.option, "dist", "no") != "no" else 1
+
+
+def _reused(settings: Settings) -> str:
+    return (f"run {settings.reuse} (ENVKIT_RUN, from `envkit run`)" if settings.attached
+            else f"--envkit-reuse={settings.reuse}")
+
+
 def check_settings(config: pytest.Config, settings: Settings) -> None:
-    """Refuse, at start-up, the ini key ``envkit_reset`` with ``--envkit-shared``."""
-    if settings.shared and str(config.getini("envkit_reset") or "").strip():
+    """Refuse, at start-up, the ini key ``envkit_reset`` with ``--envkit-shared``, or with a reused run
+    under several xdist workers."""
+    if not str(config.getini("envkit_reset") or "").strip():
+        return
+    if settings.shared:
         raise pytest.UsageError(f"envkit_reset (ini) with --envkit-shared: {SHARED_ADVICE}.")
+    if settings.reuse and (workers := xdist_workers(config)) > 1:
+        raise pytest.UsageError(f"envkit_reset (ini) with {_reused(settings)} and {workers} xdist workers: "
+                                f"{REUSE_ADVICE}.")
 
 
-def _refuse_shared(entry: Entry | None, settings: Settings, nodeid: str) -> None:
-    if entry is not None and settings.shared and entry.default:
+def _refuse_shared(entry: Entry | None, settings: Settings, nodeid: str, config: pytest.Config) -> None:
+    if entry is None or not entry.default:
+        return
+    if settings.shared:
         report.fail(f"envkit: {nodeid}: envkit_reset of the shared environment: {SHARED_ADVICE}.")
+    if settings.reuse and (workers := xdist_workers(config)) > 1:
+        report.fail(f"envkit: {nodeid}: envkit_reset of {_reused(settings)} under {workers} xdist workers: "
+                    f"{REUSE_ADVICE}.")
 
 
 def services_to_reset(item: pytest.Item) -> tuple[str, ...] | None:
@@ -84,13 +120,14 @@ def envkit_reset_after(request: pytest.FixtureRequest) -> Iterator[None]:
     # once the test has run, and gone by now if its scope was the test's own.
     state = request.config.stash[STATE]
     env = request.getfixturevalue("envkit_env") if "envkit_env" in request.fixturenames else None
-    _refuse_shared(state.pool.entry_for(env) if env is not None else None, state.settings, request.node.nodeid)
+    _refuse_shared(state.pool.entry_for(env) if env is not None else None, state.settings, request.node.nodeid,
+                   request.config)
     yield
     env = env if env is not None else requested_env(request.node)
     if not isinstance(env, Environment):
         return
     entry = state.pool.entry_for(env)
-    _refuse_shared(entry, state.settings, request.node.nodeid)  # asked for with getfixturevalue: known only now
+    _refuse_shared(entry, state.settings, request.node.nodeid, request.config)  # getfixturevalue: known only now
     if entry is not None and entry.how == "up" and state.settings.keep and request.node.stash.get(FAILED, False):
         entry.owe(services)  # policy.py keeps the run: a failed test's is (--envkit-keep)
         state.problems.append(f"not reset after failed test {request.node.nodeid}: run {env.run_id} is kept "

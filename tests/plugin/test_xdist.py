@@ -6,7 +6,9 @@ import tempfile
 import uuid
 from pathlib import Path
 
-from .conftest import Inner
+import envkit
+
+from .conftest import HELLO, Inner
 
 SLEEPY = """
 import time
@@ -67,3 +69,30 @@ def test_shared_mode_one_environment_removed_after_the_last_worker(inner: Inner)
     assert len(last) == 1 and len(last[0]["done"]) == 1 and last[0]["done"] != [last[0]["worker"]], last
     result.stdout.fnmatch_lines(["*, shared in *s, removed by the last worker (*)"])
     assert not (Path(tempfile.gettempdir()) / f"envkit-shared-{testrunuid}").exists()
+
+
+def test_a_reset_of_a_reused_run_under_several_workers_is_refused(inner: Inner) -> None:
+    # Every worker attaches to the one run: a reset would restart it under the other worker's tests.
+    env = envkit.up(HELLO)
+    try:
+        inner.pytester.makepyfile(test_a="""
+import pytest
+
+@pytest.mark.envkit_reset("greeter")
+def test_marked(envkit_env):
+    pass
+
+def test_plain(envkit_env):
+    pass
+""")
+        result = inner.run("-n", "2", f"--envkit-reuse={env.run_id}", blueprint=None)
+        result.assert_outcomes(passed=1, errors=1)
+        result.stdout.fnmatch_lines([f"*envkit_reset of --envkit-reuse={env.run_id} under 2 xdist workers: every "
+                                     "pytest-xdist worker attaches to that one run*"])
+        inner.pytester.makeini("[pytest]\nenvkit_reset = *\n")
+        result = inner.run("-n", "2", f"--envkit-reuse={env.run_id}", blueprint=None)
+        assert result.ret == 4  # pytest's usage error, at start-up
+        result.stderr.fnmatch_lines(["*envkit_reset (ini) with --envkit-reuse=* and 2 xdist workers*"])
+        assert inner.resources([env.run_id]), "the reused run is left running"
+    finally:
+        env.down()
