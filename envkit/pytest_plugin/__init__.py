@@ -64,8 +64,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "envkit(blueprint, scope=None): the module, class or test gets its own environment of BLUEPRINT "
-        "(relative to the rootdir) for envkit_env; scope module | class | function, default: where the mark is.")
+        "envkit(blueprint, scope=None, reset=None): the module, class or test gets its own environment of BLUEPRINT "
+        "(relative to the rootdir) for envkit_env; scope module | class | function, default: where the mark is; "
+        "reset=\"function\" (or service names): reset it after every test (docs/snapshots.md).")
     config.addinivalue_line("markers", reset.MARKER)
     config.addinivalue_line("markers", faults.MARKER)
     state = PluginState(config, read_settings(config))

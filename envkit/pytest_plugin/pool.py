@@ -55,9 +55,13 @@ def want_from_mark(mark: pytest.Mark, marked: Node, test: pytest.Item, rootpath:
     """The Want of ``test``, whose closest envkit mark sits on ``marked`` (the test, its class or module)."""
     where = f"{test.nodeid}: @pytest.mark.envkit"
     args = list(mark.args) or ([mark.kwargs["blueprint"]] if "blueprint" in mark.kwargs else [])
-    unknown = set(mark.kwargs) - {"blueprint", "scope"}
+    unknown = set(mark.kwargs) - {"blueprint", "scope", "reset"}
     if len(args) != 1 or not isinstance(args[0], str | os.PathLike) or unknown:
-        raise MarkerError(f"{where}: expected envkit(blueprint, scope=None)")
+        raise MarkerError(f"{where}: expected envkit(blueprint, scope=None, reset=None)")
+    try:
+        reset_of(mark.kwargs.get("reset"))
+    except ValueError as exc:
+        raise MarkerError(f"{where}: {exc}") from None
     level: Scope = ("module" if isinstance(marked, pytest.Module)
                     else "class" if isinstance(marked, pytest.Class) else "function")
     scope = mark.kwargs.get("scope") or level
@@ -68,6 +72,21 @@ def want_from_mark(mark: pytest.Mark, marked: Node, test: pytest.Item, rootpath:
     owner = {"module": module, "class": klass or module, "function": test}[scope]
     assert owner is not None
     return Want(Path(os.path.normpath(rootpath / args[0])), cast(Scope, scope), owner.nodeid)
+
+
+def reset_of(value: object) -> tuple[str, ...] | None:
+    """The marker's ``reset=``: None (or False) no reset after its tests; "function" (or True) after every
+    test, every service with a snapshot, as ``()``; a service name or a list of them: those, after every test."""
+    if value is None or value is False:
+        return None
+    if value is True or value == "function":
+        return ()
+    if isinstance(value, str) and value:
+        return (value,)
+    if isinstance(value, list | tuple) and value and all(isinstance(v, str) and v for v in value):
+        return tuple(value)
+    raise ValueError(f"reset={value!r}: use reset=\"function\" (every service with a snapshot, after each test), "
+                     "a service name or a list of them")
 
 
 def owner_in_chain(node: Node, want: Want) -> Node | None:

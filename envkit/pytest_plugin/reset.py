@@ -25,7 +25,7 @@ from collections.abc import Iterator
 import pytest
 
 from envkit.pytest_plugin import report
-from envkit.pytest_plugin.pool import Entry
+from envkit.pytest_plugin.pool import Entry, reset_of
 from envkit.pytest_plugin.session import FAILED, STATE, requested_env
 from envkit.pytest_plugin.settings import Settings
 
@@ -92,12 +92,16 @@ def _refuse_shared(entry: Entry | None, settings: Settings, nodeid: str, config:
 
 
 def services_to_reset(item: pytest.Item) -> tuple[str, ...] | None:
-    """None: no reset; () every service with a snapshot; else the services named."""
+    """None: no reset; () every service with a snapshot; else the services named. The envkit_reset
+    marker first, then the envkit marker's ``reset=``, then the ini key."""
     mark = item.get_closest_marker("envkit_reset")
     if mark is not None:
         if not all(isinstance(s, str) for s in mark.args):
             raise pytest.UsageError(f"{item.nodeid}: envkit_reset takes service names, got {mark.args!r}")
         return tuple(mark.args)
+    own = item.get_closest_marker("envkit")
+    if own is not None and "reset" in own.kwargs:
+        return reset_of(own.kwargs["reset"])  # checked when the marker was read
     text = str(item.config.getini("envkit_reset") or "").strip()
     if not text:
         return None

@@ -163,3 +163,23 @@ def test_envkit_snapshot_takes_true_or_false(inner: Inner) -> None:
     result = inner.run(timeout=60)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*envkit_snapshot = 'always': use true or false*"])
+
+
+def test_the_envkit_markers_reset_function_resets_after_each_test(inner: Inner, monkeypatch: pytest.MonkeyPatch) -> None:
+    _store(inner, monkeypatch)
+    inner.pytester.makepyfile(test_own="""
+import pytest
+
+pytestmark = pytest.mark.envkit("bp", reset="function")
+
+@pytest.mark.parametrize("n", range(3))
+def test_each_sees_the_seeded_state(envkit_env, n):
+    assert envkit_env.exec("store", ["cat", "/data/init"]).output.strip() == "seeded"
+    envkit_env.exec("store", ["sh", "-c", "echo dirty > /data/init"])
+""")
+    before = _snapshots(inner)
+    try:
+        inner.run(blueprint=None, timeout=300).assert_outcomes(passed=3)
+    finally:
+        for key in _snapshots(inner) - before:
+            S.remove(inner.backend, key)

@@ -164,3 +164,47 @@ def test_the_ini_reset_with_shared_is_refused_at_start(pytester: pytest.Pytester
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*envkit_reset (ini) with --envkit-shared: --envkit-shared shares one run*"])
     assert engine.left() == []
+
+
+def test_the_envkit_markers_reset_resets_its_environment_after_every_test(
+        pytester: pytest.Pytester, engine: Engine, log: Log) -> None:
+    # As the issue put it: an option on the environment itself, reset="function" (or the services).
+    pytester.makepyfile(test_a="""
+import pytest
+
+pytestmark = pytest.mark.envkit("other", reset="function")
+
+def test_one(envkit_env, log):
+    log.append("one")
+
+@pytest.mark.envkit_reset("greeter")               # the closer, explicit marker wins
+def test_two(envkit_env, log):
+    log.append("two")
+
+@pytest.mark.envkit("other", reset=["greeter"])
+def test_three(envkit_env, log):
+    log.append("three")
+
+@pytest.mark.envkit("other", reset=None)           # none for this one
+def test_four(envkit_env, log):
+    log.append("four")
+""")
+    result = _run(pytester, engine, log)
+    result.assert_outcomes(passed=4)
+    assert log.events == ["one", "reset ", "two", "reset greeter", "three", "reset greeter", "four"]
+    assert engine.left() == []
+
+
+@pytest.mark.parametrize("value", ["''", "3", "['db', 1]", "[]"])
+def test_a_reset_the_envkit_marker_cannot_take_is_a_collection_error(
+        pytester: pytest.Pytester, engine: Engine, log: Log, value: str) -> None:
+    pytester.makepyfile(test_a=f"""
+import pytest
+
+@pytest.mark.envkit("other", reset={value})
+def test_x(envkit_env):
+    pass
+""")
+    result = _run(pytester, engine, log)
+    assert result.ret != 0 and log.events == []
+    result.stdout.fnmatch_lines(["*@pytest.mark.envkit: reset=*: use reset=\"function\"*"])
