@@ -257,8 +257,7 @@ def _seed(x: Context, p: SeedStep) -> Done:
 
 
 def _fill(x: Context, p: FillVolume) -> Done:
-    x.ledger.add("volume", x.backend.create_volume(p.spec), p.spec.name)
-    x.backend.copy_volume(p.source, p.spec.name)
+    x.ledger.add("volume", x.backend.fill_volume(p.spec, p.source), p.spec.name)
     return Done(f"volume {p.spec.name} restored from the snapshot")
 
 

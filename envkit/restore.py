@@ -4,8 +4,9 @@
 Where the time goes on a loaded 2-CPU engine (measured, benchmarks/README.md): the new container's
 start (0.5-1.5 s: the runtime, a network namespace, the published ports), the old one's forced removal
 (0.3-0.5 s, most of it the kill: its network endpoint and ports are torn down), the readiness probe, a
-create (0.02-0.6 s), and for a snapshot that holds volumes one helper container per volume (another
-start, plus the copy). So the reset runs, in this order:
+create (0.02-0.6 s), and for a snapshot that holds volumes a fresh copy-on-write view of each
+(``Backend.fill_volume``; milliseconds, or one helper container per volume where the engine cannot
+mount one: another start, plus the copy). So the reset runs, in this order:
 
 1. side by side: the old container is removed — killed, not stopped: its state is thrown away, so a
    clean stop would only cost its grace period — while the replacement is prepared: each captured
@@ -94,9 +95,8 @@ def restore(backend: Backend, recipe: Recipe, old: ContainerState, abort: thread
     def prepare() -> str:
         for f in recipe.fills:
             if f.spec.name in fresh:
-                backend.create_volume(replace(f.spec, name=fresh[f.spec.name]))
                 made.append(fresh[f.spec.name])
-                backend.copy_volume(f.source, fresh[f.spec.name])
+                backend.fill_volume(replace(f.spec, name=fresh[f.spec.name]), f.source)
         return backend.create_container(spec)
 
     def cleanup() -> None:

@@ -84,7 +84,8 @@ def describe(backend: Backend, run_id: str) -> RunInfo:
         raise RunNotFound(f"no run '{run_id}' on this engine (see `envkit ls`)")
     # A listing carries no exit codes: inspect each container (side by side) for the whole state.
     listed = backend.list_containers({L.MANAGED: "true", L.RUN: run_id})
-    listed = [c for c in listed if c.labels.get(L.ROLE) != "fault"]  # fault helpers (envkit/faults) are no replicas
+    # Fault helpers (envkit/faults) and the holders of volumes filled from a snapshot are no replicas.
+    listed = [c for c in listed if c.labels.get(L.ROLE) not in ("fault", "holder")]
     # Nor is a reset's new container before it is named (envkit.restore), unless it is all that is left of
     # its replica (the process resetting it was killed between the old one's removal and the rename): then
     # it stands for the replica, not started, and the next reset makes the replica again in its place.

@@ -5,6 +5,7 @@ the backend's own client and call wrappers, and does not import ``docker`` itsel
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import replace
@@ -13,13 +14,24 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from envkit import labels as L
 from envkit.backends import _docker_wire as wire
 from envkit.backends import endpoints
-from envkit.backends.base import ContainerSpec, NetworkAttachment
-from envkit.errors import EngineError, NotFound
+from envkit.backends.base import Backend, ContainerSpec, NetworkAttachment, VolumeSpec
+from envkit.errors import Busy, EngineError, EnvkitError, NotFound
 
-__all__ = ["HELPER_IMAGE", "DockerCapabilities"]
+__all__ = ["COW_PARTS", "HELPER_IMAGE", "DockerCapabilities"]
 
 #: the image of the short-lived helper containers that read and write volumes (it must be on the engine)
 HELPER_IMAGE = "debian:bookworm-slim"
+#: A volume filled from a snapshot is, where the engine can mount it, an overlay (the kernel's overlayfs,
+#: through the local driver's mount options) of the snapshot's data volume: made in milliseconds
+#: whatever the size of the data, its writes going to a volume of the run. Its parts, named after it:
+#: the upper and work directories (two volumes of the run), and a container that is never started, the
+#: holder, which mounts the overlay, both directories and the snapshot's data read-only. The holder makes
+#: the engine count every part as in use, so `docker volume prune` and `rm` leave them (and the
+#: snapshot's data) alone while the run lives; it also has the engine mount the overlay once when it is
+#: made, which is the check that this engine can (else the data is copied). Its labels are the
+#: volume's, so the run's teardown removes every part.
+COW_PARTS = ("-cow-upper", "-cow-work")
+COW_HOLDER = "-cow"
 
 
 def _mount(target: str, volume: str, read_only: bool) -> dict[str, Any]:
@@ -45,6 +57,8 @@ class DockerCapabilities:
         def _retried(self, what: str, fn: Callable[[], T]) -> T: ...
         def create_container(self, spec: ContainerSpec) -> str: ...
         def remove_container(self, container_id: str, grace: float) -> None: ...
+        def remove_volume(self, name: str) -> None: ...
+        def _gone_ok(self, what: str, fn: Callable[[], object]) -> None: ...
 
     # -- GATE -------------------------------------------------------------------------------------
     def create_gated_container(self, spec: ContainerSpec) -> tuple[str, bool]:
@@ -139,6 +153,91 @@ class DockerCapabilities:
                 raise EngineError(f"copy volume {source} to {target}: exited with code {code}: {tail.strip()}")
         finally:
             self.remove_container(helper, 0)
+
+    def fill_volume(self, spec: VolumeSpec, source: str) -> str:
+        if getattr(self, "_cow", None) is not False:
+            made = self._fill_overlay(spec, source)
+            if made is not None:
+                return made
+        return Backend.fill_volume(self, spec, source)  # type: ignore[arg-type]  # the mixin's host is a Backend
+
+    def _fill_overlay(self, spec: VolumeSpec, source: str) -> str | None:
+        """``spec`` as an overlay of ``source`` (see COW_PARTS), or None where it cannot be one: the data is
+        not in a plain local volume, ``spec`` exists and another container mounts it, or this engine
+        cannot mount it (remembered: no second try in this process)."""
+        data = self._retried(f"inspect volume {source}", lambda: self.api.inspect_volume(source))
+        if data.get("Driver") != "local" or data.get("Options") or not data.get("Mountpoint"):
+            return None
+        if self._users(spec.name, holders=False):
+            return None  # mounted by another container (a volume of the blueprint that others share): copied
+        self.remove_volume(spec.name)  # one of the run, made empty a moment ago, or filled before (a reset)
+        labels = dict(spec.labels)
+        upper, work = (f"{spec.name}{part}" for part in COW_PARTS)
+        made: list[str] = []
+        holder = ""
+        try:
+            dirs = []
+            for name in (upper, work):
+                self._retried(f"create volume {name}", lambda n=name: self.api.create_volume(  # type: ignore[misc]
+                    name=n, labels={**labels, L.ROLE: "cow"}))
+                made.append(name)
+                dirs.append(str(self._retried(f"inspect volume {name}",
+                                              lambda n=name: self.api.inspect_volume(n))["Mountpoint"]))  # type: ignore[misc]
+            options = {"type": "overlay", "device": "overlay",
+                       "o": f"lowerdir={data['Mountpoint']},upperdir={dirs[0]},workdir={dirs[1]}"}
+            ident = self._retried(f"create volume {spec.name}", lambda: self.api.create_volume(
+                name=spec.name, driver="local", driver_opts=options, labels=labels))["Name"]
+            made.append(spec.name)
+            config = self.api.create_host_config(network_mode="none", mounts=[
+                _mount("/data", spec.name, False), _mount("/upper", upper, False), _mount("/work", work, False),
+                _mount("/lower", source, True)])
+            holder = str(self._once(f"create the holder of volume {spec.name}", lambda: self.api.create_container(
+                HELPER_IMAGE, command=["true"], name=f"{spec.name}{COW_HOLDER}", labels={**labels, L.ROLE: "holder"},
+                host_config=config, network_disabled=True))["Id"])
+        except BaseException:
+            self._undo_overlay(holder, made)
+            raise
+        try:
+            self._once(f"mount volume {spec.name}", lambda: self._stat(holder, "/data"))
+        except EnvkitError:  # no overlayfs here (a rootless engine, a data root on overlayfs, ...): copy
+            self._cow = False
+            self._undo_overlay(holder, made)
+            return None
+        self._cow = True
+        return str(ident)
+
+    def _stat(self, container_id: str, path: str) -> None:
+        """HEAD of the archive endpoint: the engine mounts the container's volumes and stats ``path``,
+        sending nothing (the stat of ``docker cp``)."""
+        response = self.api.head(self.api._url("/containers/{0}/archive", container_id), params={"path": path})
+        self.api._raise_for_status(response)
+
+    def _users(self, volume: str, holders: bool) -> dict[str, str]:
+        """The containers (id -> name) that mount ``volume``: its holder only, or every other one."""
+        found = self._retried(f"list the containers of volume {volume}",
+                              lambda: self.api.containers(all=True, filters={"volume": volume}))
+        return {str(c["Id"]): str((c.get("Names") or ["?"])[0]).lstrip("/") for c in found
+                if ((c.get("Labels") or {}).get(L.ROLE) == "holder") is holders}
+
+    def _undo_overlay(self, holder: str, volumes: list[str]) -> None:
+        with contextlib.suppress(EnvkitError):
+            if holder:
+                self.remove_container(holder, 0)
+            for name in reversed(volumes):
+                self._gone_ok(f"remove volume {name}", lambda n=name: self.api.remove_volume(n, force=True))  # type: ignore[misc]
+
+    def _remove_overlay(self, name: str) -> None:
+        """Remove ``name`` (an overlay volume of COW_PARTS), its holder, then its directories; a Busy error
+        naming them when a container other than its holder mounts it."""
+        others = self._users(name, holders=False)
+        if others:
+            raise Busy(f"remove volume {name}: volume is in use by {', '.join(others.values())}")
+        for ident in self._users(name, holders=True):
+            self.remove_container(ident, 0)
+        self._gone_ok(f"remove volume {name}", lambda: self.api.remove_volume(name, force=True))
+        for part in COW_PARTS:
+            self._gone_ok(f"remove volume {name}{part}", lambda p=part: self.api.remove_volume(  # type: ignore[misc]
+                f"{name}{p}", force=True))
 
     # -- SIGNAL, PAUSE, NETWORK_CONNECT -----------------------------------------------------------
     def stop_container(self, container_id: str, grace: float) -> None:

@@ -286,6 +286,15 @@ class Backend(ABC):
         self.require(Capability.EXPORT_VOLUME)
         self.import_volume(target, self.export_volume(source))
 
+    def fill_volume(self, spec: VolumeSpec, source: str) -> str:
+        """Make volume ``spec`` hold what volume ``source`` (a snapshot's data) holds, replacing its
+        content if it exists; returns its id. Writes to it never reach ``source``. This default creates
+        it and copies (``copy_volume``); an engine that can make a copy-on-write view of ``source``
+        overrides it, which then costs the same whatever the size of the data."""
+        made = self.create_volume(spec)
+        self.copy_volume(source, spec.name)
+        return made
+
     # -- capability SIGNAL ---------------------------------------------------------------------------------
     def stop_container(self, container_id: str, grace: float) -> None:
         """Stop (its stop signal, then SIGKILL after ``grace`` seconds), keeping the container."""

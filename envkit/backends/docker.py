@@ -25,6 +25,7 @@ import requests.exceptions
 import urllib3.exceptions
 from docker.types import IPAMConfig, IPAMPool, Mount
 
+from envkit import labels as L
 from envkit import retry
 from envkit.backends import _docker_wire as wire
 from envkit.backends import hostports, subnets
@@ -402,6 +403,13 @@ class DockerBackend(DockerCapabilities, Backend):
         self._gone_ok(f"remove {what}", lambda: self.api.remove_container(container_id, force=True, v=True))
 
     def remove_volume(self, name: str) -> None:
+        try:
+            info = self._retried(f"inspect volume {name}", lambda: self.api.inspect_volume(name))
+        except NotFound:
+            return
+        if (info.get("Options") or {}).get("type") == "overlay" and (info.get("Labels") or {}).get(L.MANAGED):
+            self._remove_overlay(name)  # one filled from a snapshot: with its holder and directories
+            return
         self._gone_ok(f"remove volume {name}", lambda: self.api.remove_volume(name, force=True))
 
     # -- EXPORT_FILESYSTEM (the other capabilities: DockerCapabilities) -------------------------

@@ -98,6 +98,40 @@ def test_capture_then_hit_restores_filesystem_and_volumes(backend: Backend, blue
     assert S.find(backend, key) is not None  # runs' teardown leaves the snapshot
 
 
+def test_a_volume_from_a_snapshot_is_an_overlay_of_its_data_held_until_the_run_is_removed(
+        backend: Backend, blueprint: Path, token: str) -> None:
+    # Copy-on-write: made in milliseconds whatever the size; writes stay in the run; nothing the engine
+    # may prune while the run lives; nothing left after it.
+    assert isinstance(backend, DockerBackend)
+    api = backend.api
+    with envkit.up(blueprint, env={"TOKEN": token}, backend=backend) as first:
+        seeded = read(first, "/data/init")
+        key = first.info.replicas("store")[0].labels[L.SNAPSHOT]
+    snap = S.find(backend, key)
+    assert snap is not None
+    with envkit.up(blueprint, env={"TOKEN": token}, backend=backend) as one, \
+            envkit.up(blueprint, env={"TOKEN": token}, backend=backend) as other:
+        run = one.run_id
+        volumes = {r.name: api.inspect_volume(r.name) for r in backend.list_resources({L.MANAGED: "true", L.RUN: run})
+                   if r.kind == "volume"}
+        overlays = {n for n, v in volumes.items() if (v.get("Options") or {}).get("type") == "overlay"}
+        assert overlays == {f"envkit-{run}-store-snapshot-1", f"envkit-{run}-named"}  # the image's /data, and named
+        for name in overlays:
+            assert f"{name}-cow-upper" in volumes and f"{name}-cow-work" in volumes
+        one.exec("store", ["sh", "-c", "echo dirty > /data/init; echo mine > /named/x"])
+        assert read(other, "/data/init") == seeded and read(other, "/named/x").startswith("<missing")
+        with pytest.raises(envkit.EnvkitError, match="in use"):  # held: `docker volume prune` and rm leave it
+            backend._once("remove", lambda: api.remove_volume(f"envkit-{run}-store-snapshot-1-cow-upper"))
+        with pytest.raises(envkit.EnvkitError, match="in use"):  # and the snapshot's data under it
+            backend._once("remove", lambda: api.remove_volume(snap.mounts[0][1]))
+        assert [c.name for c in one.info.containers] == [f"envkit-{run}-store-1"]  # holders are no replicas
+        one.reset("store")
+        assert read(one, "/data/init") == seeded and read(one, "/named/x").startswith("<missing")
+    assert resources_of(backend, run) == []
+    with envkit.up(blueprint, env={"TOKEN": token}, backend=backend) as third:
+        assert read(third, "/data/init") == seeded  # the writes never reached the snapshot
+
+
 def test_a_changed_configuration_misses(backend: Backend, blueprint: Path, token: str) -> None:
     with envkit.up(blueprint, env={"TOKEN": token}, backend=backend) as first:
         a = read(first, "/data/init")
