@@ -6,6 +6,8 @@ the backend's own client and call wrappers, and does not import ``docker`` itsel
 from __future__ import annotations
 
 import contextlib
+import io
+import tarfile
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import replace
@@ -197,20 +199,46 @@ class DockerCapabilities:
         except BaseException:
             self._undo_overlay(holder, made)
             raise
-        try:
-            self._once(f"mount volume {spec.name}", lambda: self._stat(holder, "/data"))
+        try:  # an archive call mounts every volume of the holder, the overlay too: the check that it mounts
+            root = self._once(f"mount volume {spec.name}", lambda: self._root(holder, "/lower"))
         except EnvkitError:  # no overlayfs here (a rootless engine, a data root on overlayfs, ...): copy
             self._cow = False
             self._undo_overlay(holder, made)
             return None
+        try:  # the overlay's root is the upper directory's: give it the data's owner and mode (PostgreSQL checks)
+            self._once(f"set the root of volume {spec.name}", lambda: self.api.put_archive(holder, "/", root))
+        except BaseException:
+            self._undo_overlay(holder, made)
+            raise
         self._cow = True
         return str(ident)
 
-    def _stat(self, container_id: str, path: str) -> None:
-        """HEAD of the archive endpoint: the engine mounts the container's volumes and stats ``path``,
-        sending nothing (the stat of ``docker cp``)."""
-        response = self.api.head(self.api._url("/containers/{0}/archive", container_id), params={"path": path})
-        self.api._raise_for_status(response)
+    def _root(self, container_id: str, path: str) -> bytes:
+        """A tar of one entry, ``upper``: the directory at ``path``, its owner, group, mode and time (read
+        from the first header of its archive; the rest is never sent)."""
+        # The SDK's get_archive would leave the response open with the engine still sending: read the
+        # first block, then close the connection, which ends the engine's side.
+        response = self.api._get(self.api._url("/containers/{0}/archive", container_id), params={"path": path},
+                                 stream=True)
+        try:
+            self.api._raise_for_status(response)
+            head = b""
+            for piece in response.iter_content(tarfile.BLOCKSIZE):  # decoded (the engine may gzip it)
+                head += piece
+                if len(head) >= tarfile.BLOCKSIZE:
+                    break
+            if len(head) < tarfile.BLOCKSIZE:
+                raise EngineError(f"archive of {path} in container {container_id[:12]} ended early")
+        finally:
+            response.close()
+        found = tarfile.TarInfo.frombuf(head[:tarfile.BLOCKSIZE], "utf-8", "surrogateescape")
+        entry = tarfile.TarInfo("upper")
+        entry.type, entry.mode, entry.mtime = tarfile.DIRTYPE, found.mode & 0o7777, found.mtime
+        entry.uid, entry.gid, entry.uname, entry.gname = found.uid, found.gid, found.uname, found.gname
+        out = io.BytesIO()
+        with tarfile.open(fileobj=out, mode="w") as archive:
+            archive.addfile(entry)
+        return out.getvalue()
 
     def _users(self, volume: str, holders: bool) -> dict[str, str]:
         """The containers (id -> name) that mount ``volume``: its holder only, or every other one."""

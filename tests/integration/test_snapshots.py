@@ -132,6 +132,28 @@ def test_a_volume_from_a_snapshot_is_an_overlay_of_its_data_held_until_the_run_i
         assert read(third, "/data/init") == seeded  # the writes never reached the snapshot
 
 
+OWNED = """\
+FROM debian:bookworm-slim
+RUN mkdir -p /data && chown 101:102 /data && chmod 700 /data
+VOLUME /data
+CMD ["sh", "-c", "[ -f /data/init ] || echo seeded > /data/init; trap 'exit 0' TERM; sleep infinity & wait"]
+"""
+
+
+def test_a_restored_volume_keeps_the_owner_and_mode_of_its_root(backend: Backend, tmp_path: Path, token: str) -> None:
+    # PostgreSQL refuses a data directory of the wrong owner or mode: the overlay's root must be the data's.
+    (tmp_path / "store").mkdir()
+    (tmp_path / "store" / "Dockerfile").write_text(OWNED, encoding="utf-8")
+    (tmp_path / "blueprint.yaml").write_text(BLUEPRINT.replace("    volumes: [named:/named]\n", ""), encoding="utf-8")
+    with envkit.up(tmp_path, env={"TOKEN": token}, backend=backend) as first:
+        seeded = first.exec("store", ["stat", "-c", "%u:%g %a", "/data"]).output.strip()
+    assert seeded == "101:102 700"
+    with envkit.up(tmp_path, env={"TOKEN": token}, backend=backend) as second:
+        assert second.exec("store", ["stat", "-c", "%u:%g %a", "/data"]).output.strip() == seeded
+        second.reset("store")
+        assert second.exec("store", ["stat", "-c", "%u:%g %a", "/data"]).output.strip() == seeded
+
+
 def test_a_changed_configuration_misses(backend: Backend, blueprint: Path, token: str) -> None:
     with envkit.up(blueprint, env={"TOKEN": token}, backend=backend) as first:
         a = read(first, "/data/init")
