@@ -104,6 +104,8 @@ class DockerBackend(DockerCapabilities, Backend):
         if self.lanes is not None:
             self.lanes = engine_lanes(env, self.lanes)
         self.where = env.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+        if env.get("ENVKIT_VOLUME_OVERLAY", "").strip().lower() in ("0", "false", "no", "off"):
+            self._cow = False  # volumes from snapshots copied, never overlays (docs/snapshots.md)
         url = urlparse(self.where)
         if url.scheme in ("tcp", "http", "https", "ssh") and url.hostname:
             # Published ports live on the engine's host, and its bridge networks are not routable from here.
