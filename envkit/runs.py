@@ -70,7 +70,7 @@ def list_runs(backend: Backend) -> list[RunSummary]:
         first = items[0].labels
         out.append(RunSummary(
             run_id=run_id, blueprint=first.get(L.BLUEPRINT, "?"), created_at=first.get(L.CREATED_AT, ""),
-            containers=sum(r.kind == "container" for r in items),
+            containers=sum(r.kind == "container" and r.labels.get(L.ROLE) != "holder" for r in items),
             running=sum(r.kind == "container" and r.id in running for r in items),
             networks=sum(r.kind == "network" for r in items), volumes=sum(r.kind == "volume" for r in items),
             expires_at=first.get(L.EXPIRES_AT, ""),
