@@ -6,10 +6,12 @@ removes them (the ``snapshots_made`` fixture asserts it); the suite's guard chec
 
 from __future__ import annotations
 
+import io
 import os
 import secrets
 import subprocess
 import sys
+import tarfile
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -130,6 +132,41 @@ def test_a_volume_from_a_snapshot_is_an_overlay_of_its_data_held_until_the_run_i
     assert resources_of(backend, run) == []
     with envkit.up(blueprint, env={"TOKEN": token}, backend=backend) as third:
         assert read(third, "/data/init") == seeded  # the writes never reached the snapshot
+
+
+def test_where_the_overlay_does_not_mount_the_data_is_copied_and_no_part_is_left(
+        backend: Backend, tmp_path: Path, token: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert isinstance(backend, DockerBackend)
+    source = VolumeSpec(f"envkit-test-cow-{token}", ((L.MANAGED, "true"), ("io.envkit.test", token)))
+    target = VolumeSpec(f"envkit-test-cow-{token}-run", source.labels)
+    backend.create_volume(source)
+    try:
+        backend.import_volume(source.name, [_tar({"rows": b"seeded\n"})])
+
+        def no_overlayfs(*_: object) -> bytes:  # as a rootless engine answers the first mount
+            raise EngineError("error while mounting volume: invalid argument")
+
+        engine = DockerBackend()
+        monkeypatch.setattr(engine, "_root", no_overlayfs)
+        engine.fill_volume(target, source.name)
+        assert engine._cow is False  # not tried again by this process
+        assert (backend.api.inspect_volume(target.name).get("Options") or {}) == {}  # a plain volume, copied
+        assert sorted(r.name for r in backend.list_resources({"io.envkit.test": token})) == sorted(
+            [source.name, target.name])  # no holder, no upper or work directory left
+        assert b"seeded" in b"".join(backend.export_volume(target.name))
+    finally:
+        for name in (target.name, source.name):
+            backend.remove_volume(name)
+
+
+def _tar(files: dict[str, bytes]) -> bytes:
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as archive:
+        for name, data in files.items():
+            entry = tarfile.TarInfo(name)
+            entry.size = len(data)
+            archive.addfile(entry, io.BytesIO(data))
+    return out.getvalue()
 
 
 OWNED = """\
