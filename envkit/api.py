@@ -238,6 +238,8 @@ def _up(bp: Blueprint, backend: Backend, name: str | None, only: tuple[str, ...]
         held = claim(backend, run_id, _stamp(bp, the_plan))  # one owner per name, before anything is made
         # Without seeds there is no seeded state to capture or to start from (a key assumes its seeds ran).
         names = snapshot_plan.wanted(bp, the_plan.services, snapshot) if seed else []
+        for svc, why in snapshot_plan.passed_over(bp, the_plan.services, snapshot) if seed else ():
+            on_event(Event("note", run_id, f"{svc}: seeded, but no snapshot: {why}", service=svc, detail="no snapshot"))
         if names:  # images first (a key holds the image's id), then hit or claim for each key
             uses = snapshot_plan.resolve(backend, bp, the_plan, names, on_event, deadline)
             the_plan = _plan(bp, backend, name, only, seed, identity=the_plan.identity, snapshots=uses)

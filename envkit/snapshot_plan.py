@@ -23,7 +23,8 @@ from envkit.execute import Executor
 from envkit.images import image_tag
 from envkit.plan import Plan, ordered
 
-__all__ = ["UNKNOWN_KEY", "SnapshotsGone", "gone", "image_ids", "preview", "resolve", "seeded", "wanted"]
+__all__ = ["UNKNOWN_KEY", "SnapshotsGone", "gone", "image_ids", "passed_over", "preview", "resolve", "seeded",
+           "wanted"]
 
 WAIT = 900.0  # seconds a run waits, at most, for another process's capture of the same key
 # A plan's stand-in for a key it cannot know yet (no engine, or an image not built: a key holds its id).
@@ -53,6 +54,18 @@ def wanted(bp: Blueprint, selected: Sequence[str], snapshot: bool | Sequence[str
         if svc.kind == "job" or svc.replicas > 1:
             raise UsageError(f"--snapshot {n}: {snapshot_refusal(svc.kind, svc.replicas)}")
     return sorted(set(names))
+
+
+def passed_over(bp: Blueprint, selected: Sequence[str], snapshot: bool | Sequence[str] | None) -> list[tuple[str, str]]:
+    """With ``True`` (``--snapshot``): the seeded services it cannot cover, each with the reason."""
+    if snapshot is not True:
+        return []
+    out = []
+    for name in sorted(selected):
+        svc = bp.services[name]
+        if svc.kind != "stub" and svc.snapshot is None and (svc.seed or svc.initialises) and not seeded(svc):
+            out.append((name, snapshot_refusal(svc.kind, svc.replicas)))
+    return out
 
 
 def image_ids(backend: Backend, bp: Blueprint, services: Sequence[str]) -> dict[str, str]:

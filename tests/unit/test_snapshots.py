@@ -17,7 +17,7 @@ from envkit.backends.fake import FakeBackend
 from envkit.blueprint import load
 from envkit.errors import BlueprintError
 from envkit.plan import RunIdentity, make_plan
-from envkit.snapshot_plan import wanted
+from envkit.snapshot_plan import passed_over, wanted
 
 BLUEPRINT = """\
 name: keyed
@@ -173,6 +173,9 @@ def test_the_flag_also_covers_services_seeded_through_docker_entrypoint_initdb_d
     bp = load(tmp_path, {})
     every = tuple(bp.services)
     assert wanted(bp, every, True) == ["maria", "pg"]  # the folder, or one file in it; one replica; not a lookalike
+    assert [(n, why[:41]) for n, why in passed_over(bp, every, True)] == [
+        ("twice", "cannot snapshot a service with 2 replicas")]  # said in a note, not skipped in silence
+    assert passed_over(bp, every, None) == []
     assert wanted(bp, every, None) == []  # without the flag, only what the blueprint says
     ids = {name: "sha256:cccc" for name in bp.services}
     before = S.service_keys(bp, ids, ["pg"])["pg"]
