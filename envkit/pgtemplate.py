@@ -65,6 +65,7 @@ class Postgres:
                 f"SELECT format('CREATE DATABASE %I TEMPLATE %I OWNER %I', {_lit(tpl)}, {_lit(db)}, "
                 f"pg_get_userbyid(datdba)) FROM pg_database WHERE datname = {_lit(db)} \\gexec",
                 f"ALTER DATABASE {_ident(tpl)} WITH IS_TEMPLATE true ALLOW_CONNECTIONS false;",
+                _attributes(db, tpl),  # kept on the template, handed on to every copy of it (``_create``)
                 f"DROP DATABASE IF EXISTS {_ident(ready_name(db))};",
                 _create(ready_name(db), tpl),  # the first ready copy, in the snapshot with the template
                 f"ALTER DATABASE {_ident(ready_name(db))} WITH ALLOW_CONNECTIONS false;",
@@ -174,8 +175,9 @@ _COPY_UP = (
 
 
 def _create(db: str, template: str) -> str:
-    """CREATE DATABASE db from template with the template's owner; a file copy where the server has it
-    (PostgreSQL 15+: far quicker than its default, WAL-logged copy, for a database of many MB)."""
+    """CREATE DATABASE db from template with the template's owner and database-level attributes; a file
+    copy where the server has it (PostgreSQL 15+: far quicker than its default, WAL-logged copy, for a
+    database of many MB)."""
     fmt = "CREATE DATABASE %I TEMPLATE %I OWNER %I"
     return ("\\if :envkit_copy\n"
             f"SELECT format('{fmt} STRATEGY FILE_COPY', {_lit(db)}, {_lit(template)}, pg_get_userbyid(datdba)) "
@@ -183,7 +185,26 @@ def _create(db: str, template: str) -> str:
             "\\else\n"
             f"SELECT format('{fmt}', {_lit(db)}, {_lit(template)}, pg_get_userbyid(datdba)) "
             f"FROM pg_database WHERE datname = {_lit(template)} \\gexec\n"
-            "\\endif")
+            "\\endif\n" + _attributes(template, db))
+
+
+def _attributes(source: str, target: str) -> str:
+    """What CREATE DATABASE does not copy from its template, copied from ``source`` to ``target``: the
+    privileges (``GRANT``/``REVOKE CONNECT, CREATE, TEMP ON DATABASE``), the connection limit, the settings
+    (``ALTER DATABASE … SET``, ``ALTER ROLE … IN DATABASE … SET``) and the comment. Without them a reset
+    database has ``PUBLIC`` allowed to connect again and loses its ``search_path``. The superuser writes the
+    catalogue rows directly: the settings are keyed by the database's oid, which a copy does not keep."""
+    src, dst = (f"(SELECT oid FROM pg_database WHERE datname = {_lit(name)})" for name in (source, target))
+    return "\n".join([
+        f"UPDATE pg_database SET datacl = s.datacl, datconnlimit = s.datconnlimit FROM pg_database s "
+        f"WHERE s.datname = {_lit(source)} AND pg_database.datname = {_lit(target)};",
+        f"DELETE FROM pg_db_role_setting WHERE setdatabase = {dst};",
+        f"INSERT INTO pg_db_role_setting SELECT {dst}, setrole, setconfig FROM pg_db_role_setting "
+        f"WHERE setdatabase = {src};",
+        f"SELECT format('COMMENT ON DATABASE %I IS %L', {_lit(target)}, "
+        f"shobj_description({src}, 'pg_database')) WHERE shobj_description({src}, 'pg_database') IS NOT NULL "
+        "\\gexec",
+    ])
 
 
 def ready_name(db: str) -> str:

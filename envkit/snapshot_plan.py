@@ -16,7 +16,7 @@ from envkit import labels as L
 from envkit import snapshots as S
 from envkit.backends.base import Backend
 from envkit.blueprint.model import Blueprint
-from envkit.blueprint.validate import snapshot_refusal
+from envkit.blueprint.validate import RUN_ID_REFUSAL, run_id_seed, snapshot_refusal
 from envkit.errors import EnvkitError, UsageError
 from envkit.events import Event, EventSink
 from envkit.execute import Executor
@@ -32,13 +32,15 @@ UNKNOWN_KEY = "<key once built>"
 
 def wanted(bp: Blueprint, selected: Sequence[str], snapshot: bool | Sequence[str] | None) -> list[str]:
     """The services that use a snapshot: those with ``snapshot:`` in the blueprint; with ``True`` also
-    every other selected long-running service with seed steps; with a list exactly those; ``False``: none."""
+    every other selected long-running service with seed steps that do not write the run id (a snapshot
+    is every later run's start); with a list exactly those; ``False``: none."""
     if snapshot is False:
         return []
     if snapshot is None or snapshot is True:
         names = [s for s in selected if bp.services[s].snapshot is not None
                  or (snapshot is True and bp.services[s].kind == "service" and bp.services[s].replicas == 1
-                     and bool(getattr(bp.services[s], "seed", ())))]
+                     and bool(getattr(bp.services[s], "seed", ()))
+                     and run_id_seed(bp.services[s].seed) is None)]
         return sorted(names)
     names = list(snapshot)
     for n in names:
@@ -47,6 +49,8 @@ def wanted(bp: Blueprint, selected: Sequence[str], snapshot: bool | Sequence[str
         svc = bp.services[n]
         if svc.kind == "job" or svc.replicas > 1:
             raise UsageError(f"--snapshot {n}: {snapshot_refusal(svc.kind, svc.replicas)}")
+        if (i := run_id_seed(getattr(svc, "seed", ()))) is not None:
+            raise UsageError(f"--snapshot {n}: seed step {i + 1}: {RUN_ID_REFUSAL}")
     return sorted(set(names))
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -310,3 +311,49 @@ def test_a_capture_cut_short_before_its_manifest_leaves_an_image_that_rm_removes
     result = envkit_cli("snapshots", "rm", key[:16])
     assert result.returncode == 0, result.stderr
     assert not backend.image_exists(S.image_tag("plain", key))
+
+
+ATTRIBUTES = """\
+name: pgattrs
+services:
+  db:
+    build: ./postgres
+    environment: {{TOKEN: "{token}"}}
+    ready: {{exec: [pg_isready, -h, 127.0.0.1, -U, shop]}}
+    snapshot: true
+    seed:
+      - sql:
+          user: postgres
+          inline: |
+            CREATE ROLE reader LOGIN;
+            REVOKE CONNECT ON DATABASE shop FROM PUBLIC;
+            GRANT CONNECT ON DATABASE shop TO shop;
+            ALTER DATABASE shop SET app.mode = 'seeded';
+            ALTER ROLE shop IN DATABASE shop SET statement_timeout = '12s';
+            ALTER DATABASE shop CONNECTION LIMIT 40;
+            COMMENT ON DATABASE shop IS 'the shop';
+"""
+
+
+def test_a_template_reset_keeps_the_database_privileges_settings_and_comment(
+        backend: Backend, tmp_path: Path, token: str) -> None:
+    """CREATE DATABASE ... TEMPLATE copies the tables, not the database's own attributes: before, the
+    first reset let PUBLIC connect again and dropped its ``ALTER DATABASE ... SET`` settings."""
+    shutil.copytree(SHOP / "images" / "postgres", tmp_path / "postgres")  # the shop's image: built already
+    (tmp_path / "blueprint.yaml").write_text(ATTRIBUTES.format(token=token), encoding="utf-8")
+
+    def attributes(env: envkit.Environment) -> list[str]:
+        sql = ("SELECT d.datacl::text, d.datconnlimit, shobj_description(d.oid, 'pg_database'), "
+               "(SELECT string_agg(coalesce(r.rolname, '*') || ':' || array_to_string(s.setconfig, ','), ' ' "
+               "ORDER BY r.rolname NULLS FIRST) FROM pg_db_role_setting s LEFT JOIN pg_roles r ON r.oid = s.setrole "
+               "WHERE s.setdatabase = d.oid) FROM pg_database d WHERE d.datname = 'shop'")
+        out = env.exec("db", ["psql", "-X", "-At", "-U", "postgres", "-d", "postgres", "-c", sql])
+        reader = env.exec("db", ["psql", "-X", "-At", "-U", "reader", "-d", "shop", "-c", "SELECT 1"])
+        return [out.output.strip(), "reader connects" if reader.exit_code == 0 else "reader refused"]
+
+    seeded = ["{=T/shop,shop=CTc/shop}|40|the shop|*:app.mode=seeded shop:statement_timeout=12s", "reader refused"]
+    with envkit.up(tmp_path, backend=backend) as env:
+        assert attributes(env) == seeded
+        for _ in range(2):  # the copy made at capture, then one the refill made
+            env.reset("db")
+            assert attributes(env) == seeded
