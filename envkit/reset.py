@@ -32,7 +32,7 @@ from envkit.events import Event, EventSink, ignore
 from envkit.images import image_tag
 from envkit.pgtemplate import Postgres
 from envkit.plan import RunIdentity, make_plan
-from envkit.restore import Recipe, recipe_of, restore
+from envkit.restore import Recipe, recipe_of, replaced, restore
 from envkit.runs import RunInfo, describe
 from envkit.snapshot_plan import image_ids
 
@@ -178,7 +178,14 @@ def _recipe_for(backend: Backend, info: RunInfo, bp: Blueprint | None, env: Mapp
 
 def _restore(backend: Backend, recipe: Recipe, old: str) -> str:
     timings: dict[str, float] = {}
-    restore(backend, recipe, backend.inspect_container(old), timings=timings)  # inspected: addresses, volumes
+    try:
+        state = backend.inspect_container(old)  # inspected: addresses, volumes
+    except NotFound:
+        # Listed a moment ago, gone now: another process's reset (`envkit reset`, another test process) took it.
+        if replaced(backend, recipe, old) is None:
+            raise
+        return "made by another process's reset meanwhile"
+    restore(backend, recipe, state, timings=timings)
     return ", ".join(f"{part} {seconds:.2f}s" for part, seconds in timings.items())
 
 

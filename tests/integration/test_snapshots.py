@@ -357,3 +357,22 @@ def test_a_template_reset_keeps_the_database_privileges_settings_and_comment(
         for _ in range(2):  # the copy made at capture, then one the refill made
             env.reset("db")
             assert attributes(env) == seeded
+
+
+def test_two_processes_resetting_the_same_service_at_once_both_succeed(
+        backend: Backend, blueprint: Path, token: str) -> None:
+    """Both see the same old container; one's new container takes the name (or removes the old one) first.
+    Before, the other failed: Docker 20.10's 500 on the rename, or `inspect container: No such container`."""
+    with envkit.up(blueprint, env={"TOKEN": token}, backend=backend) as env:
+        seeded = read(env, "/data/init")
+        exe = Path(sys.executable).with_name("envkit")
+        for _ in range(3):
+            env.exec("store", ["sh", "-c", "echo dirty > /data/init"])
+            both = [subprocess.Popen([str(exe), "reset", env.run_id, "store"], stderr=subprocess.PIPE, text=True,
+                                     env={**os.environ, "TOKEN": token}) for _ in range(2)]
+            errors = [p.communicate(timeout=120)[1] for p in both]
+            assert [p.returncode for p in both] == [0, 0], errors
+            replicas = env.info.replicas("store")
+            assert len(replicas) == 1 and replicas[0].running
+            assert read(env, "/data/init") == seeded
+        assert [c.name for c in backend.list_containers({L.RUN: env.run_id})] == [replicas[0].name]
