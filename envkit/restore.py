@@ -40,7 +40,7 @@ from envkit.errors import Conflict, EngineError, EnvkitError, ServiceFailed
 from envkit.probes import wait_ready
 from envkit.steps import CreateContainer, FillVolume, Step, WaitReady
 
-__all__ = ["Recipe", "recipe_of", "restore", "settle"]
+__all__ = ["Recipe", "recipe_of", "replaced", "restore", "settle", "successor"]
 
 
 @dataclass(frozen=True)
@@ -205,10 +205,12 @@ def _start(backend: Backend, new: str, unpinned: ContainerSpec, pinned: bool) ->
 def _made_elsewhere(backend: Backend, name: str, old: ContainerState) -> str | None:
     """The container under the service's name that another process's reset made from the same snapshot
     in place of ``old``, if that is what holds the name."""
-    return _successor(backend, name, old.labels, old.id)
+    return successor(backend, name, old.labels, old.id)
 
 
-def _successor(backend: Backend, name: str, labels: Mapping[str, str], old_id: str) -> str | None:
+def successor(backend: Backend, name: str, labels: Mapping[str, str], old_id: str) -> str | None:
+    """The container of the service (``labels``: the old one's) under ``name``, made from the same
+    snapshot in place of container ``old_id``."""
     found = [c for c in backend.list_containers({L.MANAGED: "true", L.RUN: labels.get(L.RUN, ""),
                                                  L.SERVICE: labels.get(L.SERVICE, "")})
              if c.name == name and c.id != old_id and L.SNAPSHOT in labels
@@ -225,7 +227,7 @@ def replaced(backend: Backend, recipe: Recipe, old_id: str, abort: threading.Eve
     abort = abort or threading.Event()
     labels = dict(recipe.spec.labels)
     until = time.monotonic() + timeout
-    while (found := _successor(backend, recipe.spec.name, labels, old_id)) is None:
+    while (found := successor(backend, recipe.spec.name, labels, old_id)) is None:
         if time.monotonic() > until or abort.wait(0.1):
             return None
     wait_ready(backend, found, recipe.service, recipe.wait.probe, recipe.wait.timeout, abort)

@@ -376,3 +376,21 @@ def test_two_processes_resetting_the_same_service_at_once_both_succeed(
             assert len(replicas) == 1 and replicas[0].running
             assert read(env, "/data/init") == seeded
         assert [c.name for c in backend.list_containers({L.RUN: env.run_id})] == [replicas[0].name]
+
+
+def test_a_template_reset_beside_another_processs_restore_succeeds(
+        backend: Backend, tmp_path: Path, token: str) -> None:
+    """`envkit reset RUN db` while another process resets db with --restore: before, the template swap's
+    psql died with the old container (`psql exited with code 137`) whenever the two met."""
+    shutil.copytree(SHOP / "images" / "postgres", tmp_path / "postgres")
+    (tmp_path / "blueprint.yaml").write_text(ATTRIBUTES.format(token=token), encoding="utf-8")
+    exe = Path(sys.executable).with_name("envkit")
+    with envkit.up(tmp_path, backend=backend) as env:
+        for _ in range(3):
+            restoring = subprocess.Popen([str(exe), "reset", env.run_id, "db", "--restore"], stderr=subprocess.PIPE,
+                                         text=True)
+            swaps = [envkit_cli("reset", env.run_id, "db") for _ in range(4)]
+            error = restoring.communicate(timeout=120)[1]
+            assert restoring.returncode == 0, error
+            assert [s.returncode for s in swaps] == [0] * 4, [s.stderr for s in swaps]
+        assert len(env.info.replicas("db")) == 1

@@ -265,3 +265,26 @@ def test_a_reset_whose_container_another_processs_reset_removed_first_waits_for_
         env.reset("db", path="restore")
         after = fake.list_containers({L.RUN: "rs-8", L.SERVICE: "db"})
         assert [(c.id, c.name, c.running) for c in after] == [(winner[0], before.name, True)]
+
+
+def test_a_template_swap_killed_by_another_processs_restore_counts_as_the_reset() -> None:
+    """`envkit reset RUN db` (template path) while a test process resets db with ``path="restore"``: the
+    swap's psql dies with the old container (exit 137). The new container from the same snapshot is the
+    seeded state, so the swap's failure is not the reset's once that container's server answers; a swap
+    that failed on a container still there and serving is an error as before."""
+    from envkit.backends.base import ContainerSpec, ExecResult
+    from envkit.pgtemplate import Postgres
+    from envkit.reset import _replaced_by_restore
+
+    fake = FakeBackend(images={"pg:1"})
+    labels = ((L.MANAGED, "true"), (L.RUN, "rs-9"), (L.SERVICE, "db"), (L.SNAPSHOT, "ab" * 32))
+    old_id = fake.create_container(ContainerSpec("envkit-rs-9-db-1", "pg:1", labels, ()))
+    fake.start_container(old_id)
+    old = fake.inspect_container(old_id)
+    assert not _replaced_by_restore(fake, old, Postgres("postgres"), timeout=5)  # still serving
+    fake.remove_container(old_id, 0)
+    new_id = fake.create_container(ContainerSpec("envkit-rs-9-db-1", "pg:1", labels, ()))
+    fake.start_container(new_id)
+    assert _replaced_by_restore(fake, old, Postgres("postgres"), timeout=5)
+    fake.exec_results["envkit-rs-9-db-1"] = ExecResult(2, "no server")  # gone, and nothing serves in its place
+    assert not _replaced_by_restore(fake, old, Postgres("postgres"), timeout=0.5)
