@@ -105,6 +105,7 @@ def swap_script(databases: list[str], tag: str = "") -> str:
         "SELECT current_setting('server_version_num')::int >= 150000 AS envkit_copy, "
         "current_setting('server_version_num')::int >= 140000 AS envkit_wait \\gset",
     ]
+    lines += _extra_databases(databases, tag)
     for db in databases:
         ready, old = ready_name(db), old_name(db, tag)
         lines += [
@@ -140,6 +141,30 @@ def swap_script(databases: list[str], tag: str = "") -> str:
         ]
     lines.append(_UNLOCK)
     return "\n".join(lines)
+
+
+def _extra_databases(databases: list[str], tag: str) -> list[str]:
+    """The databases made since the capture (a test's ``CREATE DATABASE tenant_1``) are not the seeded
+    state: renamed away with the copies swapped out (``envkit_old_*``), which the refill drops. Those that
+    refused connections at the capture were not listed then and are left alone."""
+    known = ", ".join(_lit(db) for db in [*databases, "postgres"])
+    return [
+        "SELECT coalesce(string_agg(quote_literal(datname), ','), '''''') AS envkit_extra FROM pg_database "
+        f"WHERE NOT datistemplate AND datallowconn AND datname NOT IN ({known}) "
+        "AND datname NOT LIKE 'envkit\\_%' \\gset",
+        "SELECT format('ALTER DATABASE %I WITH ALLOW_CONNECTIONS false', datname) FROM pg_database "
+        "WHERE datname IN (:envkit_extra) \\gexec",
+        "\\if :envkit_wait",
+        "SELECT count(pg_terminate_backend(pid, 5000)) AS envkit_ended FROM pg_stat_activity "
+        "WHERE datname IN (:envkit_extra) \\gset",
+        "\\else",
+        "SELECT count(pg_terminate_backend(pid)) AS envkit_ended FROM pg_stat_activity "
+        "WHERE datname IN (:envkit_extra) \\gset",
+        "SELECT pg_sleep(0.05) AS envkit_slept \\gset",
+        "\\endif",
+        f"SELECT format('ALTER DATABASE %I RENAME TO %I', datname, left('envkit_old_{tag}_x_' || datname, 63)) "
+        "FROM pg_database WHERE datname IN (:envkit_extra) \\gexec",
+    ]
 
 
 def refill_script(databases: list[str]) -> str:

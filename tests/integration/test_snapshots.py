@@ -338,7 +338,8 @@ services:
 def test_a_template_reset_keeps_the_database_privileges_settings_and_comment(
         backend: Backend, tmp_path: Path, token: str) -> None:
     """CREATE DATABASE ... TEMPLATE copies the tables, not the database's own attributes: before, the
-    first reset let PUBLIC connect again and dropped its ``ALTER DATABASE ... SET`` settings."""
+    first reset let PUBLIC connect again and dropped its ``ALTER DATABASE ... SET`` settings. And a
+    database a test made (a tenant's) outlived the reset, so the next test's CREATE DATABASE failed."""
     shutil.copytree(SHOP / "images" / "postgres", tmp_path / "postgres")  # the shop's image: built already
     (tmp_path / "blueprint.yaml").write_text(ATTRIBUTES.format(token=token), encoding="utf-8")
 
@@ -355,8 +356,13 @@ def test_a_template_reset_keeps_the_database_privileges_settings_and_comment(
     with envkit.up(tmp_path, backend=backend) as env:
         assert attributes(env) == seeded
         for _ in range(2):  # the copy made at capture, then one the refill made
+            made = env.exec("db", ["psql", "-X", "-q", "-U", "postgres", "-c", "CREATE DATABASE tenant_1"])
+            assert made.exit_code == 0, made.output  # a database the test makes is not the seeded state
             env.reset("db")
             assert attributes(env) == seeded
+            listed = env.exec("db", ["psql", "-X", "-At", "-U", "postgres", "-c",
+                                     "SELECT datname FROM pg_database WHERE datname = 'tenant_1'"])
+            assert listed.output.strip() == ""
 
 
 def test_two_processes_resetting_the_same_service_at_once_both_succeed(
