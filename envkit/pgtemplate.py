@@ -217,11 +217,19 @@ def _attributes(source: str, target: str) -> str:
     """What CREATE DATABASE does not copy from its template, copied from ``source`` to ``target``: the
     privileges (``GRANT``/``REVOKE CONNECT, CREATE, TEMP ON DATABASE``), the connection limit, the settings
     (``ALTER DATABASE … SET``, ``ALTER ROLE … IN DATABASE … SET``) and the comment. Without them a reset
-    database has ``PUBLIC`` allowed to connect again and loses its ``search_path``. The superuser writes the
-    catalogue rows directly: the settings are keyed by the database's oid, which a copy does not keep."""
+    database has ``PUBLIC`` allowed to connect again and loses its ``search_path``. The settings' rows are
+    copied as they are (keyed by the database's oid, which a copy does not keep; DROP ROLE and DROP
+    DATABASE remove them), the connection limit likewise."""
     src, dst = (f"(SELECT oid FROM pg_database WHERE datname = {_lit(name)})" for name in (source, target))
+    acl = f"(SELECT datacl FROM pg_database WHERE datname = {_lit(source)})"
+    grantee = "CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END"
     return "\n".join([
-        f"UPDATE pg_database SET datacl = s.datacl, datconnlimit = s.datconnlimit FROM pg_database s "
+        # GRANT and REVOKE rather than a copy of datacl: they record who the privileges name
+        # (pg_shdepend), so DROP ROLE still refuses a role the database grants to.
+        f"SELECT format('REVOKE ALL ON DATABASE %I FROM PUBLIC', {_lit(target)}) WHERE {acl} IS NOT NULL \\gexec",
+        f"SELECT format('GRANT %s ON DATABASE %I TO %s%s', a.privilege_type, {_lit(target)}, {grantee}, "
+        f"CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END) FROM aclexplode({acl}) a \\gexec",
+        f"UPDATE pg_database SET datconnlimit = s.datconnlimit FROM pg_database s "
         f"WHERE s.datname = {_lit(source)} AND pg_database.datname = {_lit(target)};",
         f"DELETE FROM pg_db_role_setting WHERE setdatabase = {dst};",
         f"INSERT INTO pg_db_role_setting SELECT {dst}, setrole, setconfig FROM pg_db_role_setting "

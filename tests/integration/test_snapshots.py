@@ -344,7 +344,7 @@ def test_a_template_reset_keeps_the_database_privileges_settings_and_comment(
     (tmp_path / "blueprint.yaml").write_text(ATTRIBUTES.format(token=token), encoding="utf-8")
 
     def attributes(env: envkit.Environment) -> list[str]:
-        sql = ("SELECT d.datacl::text, d.datconnlimit, shobj_description(d.oid, 'pg_database'), "
+        sql = ("SELECT (SELECT string_agg(x::text, ',' ORDER BY x::text) FROM unnest(d.datacl) x), d.datconnlimit, shobj_description(d.oid, 'pg_database'), "
                "(SELECT string_agg(coalesce(r.rolname, '*') || ':' || array_to_string(s.setconfig, ','), ' ' "
                "ORDER BY r.rolname NULLS FIRST) FROM pg_db_role_setting s LEFT JOIN pg_roles r ON r.oid = s.setrole "
                "WHERE s.setdatabase = d.oid) FROM pg_database d WHERE d.datname = 'shop'")
@@ -352,7 +352,7 @@ def test_a_template_reset_keeps_the_database_privileges_settings_and_comment(
         reader = env.exec("db", ["psql", "-X", "-At", "-U", "reader", "-d", "shop", "-c", "SELECT 1"])
         return [out.output.strip(), "reader connects" if reader.exit_code == 0 else "reader refused"]
 
-    seeded = ["{=T/shop,shop=CTc/shop}|40|the shop|*:app.mode=seeded shop:statement_timeout=12s", "reader refused"]
+    seeded = ["=T/shop,shop=CTc/shop|40|the shop|*:app.mode=seeded shop:statement_timeout=12s", "reader refused"]
     with envkit.up(tmp_path, backend=backend) as env:
         assert attributes(env) == seeded
         for _ in range(2):  # the copy made at capture, then one the refill made
