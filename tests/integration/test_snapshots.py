@@ -344,7 +344,8 @@ def test_a_template_reset_keeps_the_database_privileges_settings_and_comment(
     (tmp_path / "blueprint.yaml").write_text(ATTRIBUTES.format(token=token), encoding="utf-8")
 
     def attributes(env: envkit.Environment) -> list[str]:
-        sql = ("SELECT (SELECT string_agg(x::text, ',' ORDER BY x::text) FROM unnest(d.datacl) x), d.datconnlimit, shobj_description(d.oid, 'pg_database'), "
+        sql = ("SELECT (SELECT string_agg(x::text, ',' ORDER BY x::text) FROM unnest(d.datacl) x), d.datconnlimit, "
+               "shobj_description(d.oid, 'pg_database'), "
                "(SELECT string_agg(coalesce(r.rolname, '*') || ':' || array_to_string(s.setconfig, ','), ' ' "
                "ORDER BY r.rolname NULLS FIRST) FROM pg_db_role_setting s LEFT JOIN pg_roles r ON r.oid = s.setrole "
                "WHERE s.setdatabase = d.oid) FROM pg_database d WHERE d.datname = 'shop'")
