@@ -65,6 +65,7 @@ class Postgres:
                 f"SELECT format('CREATE DATABASE %I TEMPLATE %I OWNER %I', {_lit(tpl)}, {_lit(db)}, "
                 f"pg_get_userbyid(datdba)) FROM pg_database WHERE datname = {_lit(db)} \\gexec",
                 f"ALTER DATABASE {_ident(tpl)} WITH IS_TEMPLATE true ALLOW_CONNECTIONS false;",
+                _attributes(db, tpl),  # kept on the template, handed on to every copy of it (``_create``)
                 f"DROP DATABASE IF EXISTS {_ident(ready_name(db))};",
                 _create(ready_name(db), tpl),  # the first ready copy, in the snapshot with the template
                 f"ALTER DATABASE {_ident(ready_name(db))} WITH ALLOW_CONNECTIONS false;",
@@ -104,6 +105,7 @@ def swap_script(databases: list[str], tag: str = "") -> str:
         "SELECT current_setting('server_version_num')::int >= 150000 AS envkit_copy, "
         "current_setting('server_version_num')::int >= 140000 AS envkit_wait \\gset",
     ]
+    lines += _extra_databases(databases, tag)
     for db in databases:
         ready, old = ready_name(db), old_name(db, tag)
         lines += [
@@ -141,6 +143,30 @@ def swap_script(databases: list[str], tag: str = "") -> str:
     return "\n".join(lines)
 
 
+def _extra_databases(databases: list[str], tag: str) -> list[str]:
+    """The databases made since the capture (a test's ``CREATE DATABASE tenant_1``) are not the seeded
+    state: renamed away with the copies swapped out (``envkit_old_*``), which the refill drops. Those that
+    refused connections at the capture were not listed then and are left alone."""
+    known = ", ".join(_lit(db) for db in [*databases, "postgres"])
+    return [
+        "SELECT coalesce(string_agg(quote_literal(datname), ','), '''''') AS envkit_extra FROM pg_database "
+        f"WHERE NOT datistemplate AND datallowconn AND datname NOT IN ({known}) "
+        "AND datname NOT LIKE 'envkit\\_%' \\gset",
+        "SELECT format('ALTER DATABASE %I WITH ALLOW_CONNECTIONS false', datname) FROM pg_database "
+        "WHERE datname IN (:envkit_extra) \\gexec",
+        "\\if :envkit_wait",
+        "SELECT count(pg_terminate_backend(pid, 5000)) AS envkit_ended FROM pg_stat_activity "
+        "WHERE datname IN (:envkit_extra) \\gset",
+        "\\else",
+        "SELECT count(pg_terminate_backend(pid)) AS envkit_ended FROM pg_stat_activity "
+        "WHERE datname IN (:envkit_extra) \\gset",
+        "SELECT pg_sleep(0.05) AS envkit_slept \\gset",
+        "\\endif",
+        f"SELECT format('ALTER DATABASE %I RENAME TO %I', datname, left('envkit_old_{tag}_x_' || datname, 63)) "
+        "FROM pg_database WHERE datname IN (:envkit_extra) \\gexec",
+    ]
+
+
 def refill_script(databases: list[str]) -> str:
     """Make the next ready copies (no connections allowed to them), holding the lock — a swap that
     comes meanwhile waits for the copy, never longer than making one itself — then drop the copies
@@ -174,8 +200,9 @@ _COPY_UP = (
 
 
 def _create(db: str, template: str) -> str:
-    """CREATE DATABASE db from template with the template's owner; a file copy where the server has it
-    (PostgreSQL 15+: far quicker than its default, WAL-logged copy, for a database of many MB)."""
+    """CREATE DATABASE db from template with the template's owner and database-level attributes; a file
+    copy where the server has it (PostgreSQL 15+: far quicker than its default, WAL-logged copy, for a
+    database of many MB)."""
     fmt = "CREATE DATABASE %I TEMPLATE %I OWNER %I"
     return ("\\if :envkit_copy\n"
             f"SELECT format('{fmt} STRATEGY FILE_COPY', {_lit(db)}, {_lit(template)}, pg_get_userbyid(datdba)) "
@@ -183,7 +210,34 @@ def _create(db: str, template: str) -> str:
             "\\else\n"
             f"SELECT format('{fmt}', {_lit(db)}, {_lit(template)}, pg_get_userbyid(datdba)) "
             f"FROM pg_database WHERE datname = {_lit(template)} \\gexec\n"
-            "\\endif")
+            "\\endif\n" + _attributes(template, db))
+
+
+def _attributes(source: str, target: str) -> str:
+    """What CREATE DATABASE does not copy from its template, copied from ``source`` to ``target``: the
+    privileges (``GRANT``/``REVOKE CONNECT, CREATE, TEMP ON DATABASE``), the connection limit, the settings
+    (``ALTER DATABASE … SET``, ``ALTER ROLE … IN DATABASE … SET``) and the comment. Without them a reset
+    database has ``PUBLIC`` allowed to connect again and loses its ``search_path``. The settings' rows are
+    copied as they are (keyed by the database's oid, which a copy does not keep; DROP ROLE and DROP
+    DATABASE remove them), the connection limit likewise."""
+    src, dst = (f"(SELECT oid FROM pg_database WHERE datname = {_lit(name)})" for name in (source, target))
+    acl = f"(SELECT datacl FROM pg_database WHERE datname = {_lit(source)})"
+    grantee = "CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END"
+    return "\n".join([
+        # GRANT and REVOKE rather than a copy of datacl: they record who the privileges name
+        # (pg_shdepend), so DROP ROLE still refuses a role the database grants to.
+        f"SELECT format('REVOKE ALL ON DATABASE %I FROM PUBLIC', {_lit(target)}) WHERE {acl} IS NOT NULL \\gexec",
+        f"SELECT format('GRANT %s ON DATABASE %I TO %s%s', a.privilege_type, {_lit(target)}, {grantee}, "
+        f"CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END) FROM aclexplode({acl}) a \\gexec",
+        f"UPDATE pg_database SET datconnlimit = s.datconnlimit FROM pg_database s "
+        f"WHERE s.datname = {_lit(source)} AND pg_database.datname = {_lit(target)};",
+        f"DELETE FROM pg_db_role_setting WHERE setdatabase = {dst};",
+        f"INSERT INTO pg_db_role_setting SELECT {dst}, setrole, setconfig FROM pg_db_role_setting "
+        f"WHERE setdatabase = {src};",
+        f"SELECT format('COMMENT ON DATABASE %I IS %L', {_lit(target)}, "
+        f"shobj_description({src}, 'pg_database')) WHERE shobj_description({src}, 'pg_database') IS NOT NULL "
+        "\\gexec",
+    ])
 
 
 def ready_name(db: str) -> str:

@@ -17,6 +17,7 @@ A reset only ever touches the named run's own containers and volumes: the snapsh
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -27,12 +28,12 @@ from envkit import snapshots as S
 from envkit.backends.base import Backend, Capability, ContainerState
 from envkit.blueprint import Blueprint, load
 from envkit.capture import postgres_of
-from envkit.errors import Conflict, NotFound, RunNotFound, UsageError
+from envkit.errors import Conflict, EnvkitError, NotFound, RunNotFound, UsageError
 from envkit.events import Event, EventSink, ignore
 from envkit.images import image_tag
 from envkit.pgtemplate import Postgres
 from envkit.plan import RunIdentity, make_plan
-from envkit.restore import Recipe, recipe_of, restore
+from envkit.restore import Recipe, recipe_of, replaced, restore, successor
 from envkit.runs import RunInfo, describe
 from envkit.snapshot_plan import image_ids
 
@@ -77,8 +78,13 @@ def reset(backend: Backend, run_id: str, services: Sequence[str] = (), *, bluepr
         pg = postgres_of(snap)
         on_event(Event("step", run_id, f"reset {name}", phase="start", action="reset", service=name))
         if pg is not None and path != "restore" and container.running:
-            pgsession.swap(backend, container.id, *pg, keep=keep_session)
-            how = "template databases"
+            try:
+                pgsession.swap(backend, container.id, *pg, keep=keep_session)
+                how = "template databases"
+            except EnvkitError:
+                if not _replaced_by_restore(backend, container, pg[0]):
+                    raise
+                how = "made again from the snapshot by another process's reset meanwhile"
         else:
             recipe = _recipe_for(backend, info, blueprint, env, name, container, snap)
             parts = _restore(backend, recipe, container.id)
@@ -88,6 +94,33 @@ def reset(backend: Backend, run_id: str, services: Sequence[str] = (), *, bluepr
         on_event(Event("step", run_id, f"{name} reset in {taken[name]:.2f}s{done}", phase="done", action="reset",
                        service=name, duration=taken[name], detail=how))
     return taken
+
+
+def _replaced_by_restore(backend: Backend, old: ContainerState, pg: Postgres, timeout: float = 60.0) -> bool:
+    """Whether a template swap failed because another process's restore-path reset (`envkit reset
+    --restore`, a test's ``env.reset(path="restore")``) removed the container under it — its psql killed,
+    exit code 137. Then the service's new container from the same snapshot is the seeded state: wait until
+    its server answers."""
+    def answers(container: str) -> bool:
+        with contextlib.suppress(EnvkitError):
+            return pg.run(backend, container, "SELECT 1;").exit_code == 0
+        return False
+
+    until = time.monotonic() + timeout
+    while time.monotonic() < until:
+        found = successor(backend, old.name, old.labels, old.id)
+        if found is not None:
+            if answers(found):
+                return True
+        else:
+            try:
+                alive = backend.inspect_container(old.id).running
+            except NotFound:
+                alive = False
+            if alive and answers(old.id):
+                return False  # still there and serving: the swap itself failed
+        time.sleep(0.2)
+    return False
 
 
 def _again(backend: Backend, run_id: str, services: Sequence[str], path: str | None,
@@ -178,7 +211,14 @@ def _recipe_for(backend: Backend, info: RunInfo, bp: Blueprint | None, env: Mapp
 
 def _restore(backend: Backend, recipe: Recipe, old: str) -> str:
     timings: dict[str, float] = {}
-    restore(backend, recipe, backend.inspect_container(old), timings=timings)  # inspected: addresses, volumes
+    try:
+        state = backend.inspect_container(old)  # inspected: addresses, volumes
+    except NotFound:
+        # Listed a moment ago, gone now: another process's reset (`envkit reset`, another test process) took it.
+        if replaced(backend, recipe, old) is None:
+            raise
+        return "made by another process's reset meanwhile"
+    restore(backend, recipe, state, timings=timings)
     return ", ".join(f"{part} {seconds:.2f}s" for part, seconds in timings.items())
 
 

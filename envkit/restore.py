@@ -31,17 +31,17 @@ import contextlib
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
 from envkit import labels as L
 from envkit.backends.base import Backend, ContainerSpec, ContainerState, PortBinding
-from envkit.errors import EngineError, EnvkitError, ServiceFailed
+from envkit.errors import Conflict, EngineError, EnvkitError, ServiceFailed
 from envkit.probes import wait_ready
 from envkit.steps import CreateContainer, FillVolume, Step, WaitReady
 
-__all__ = ["Recipe", "recipe_of", "restore", "settle"]
+__all__ = ["Recipe", "recipe_of", "replaced", "restore", "settle", "successor"]
 
 
 @dataclass(frozen=True)
@@ -128,7 +128,17 @@ def restore(backend: Backend, recipe: Recipe, old: ContainerState, abort: thread
                 if f.spec.name in recipe.shared:
                     backend.copy_volume(f.source, f.spec.name)
             took["copy"] = time.monotonic() - began
-            backend.rename_container(new, recipe.spec.name)
+            try:
+                backend.rename_container(new, recipe.spec.name)
+            except Conflict:
+                if (winner := _made_elsewhere(backend, recipe.spec.name, old)) is None:
+                    raise
+                # Another process reset the service meanwhile (it had inspected the same old container):
+                # its container from the snapshot is the reset asked for; ours goes, unstarted.
+                _undo(backend, made, new)
+                timed("ready", lambda: wait_ready(backend, winner, recipe.service, recipe.wait.probe,
+                                                  recipe.wait.timeout, abort))
+                return winner
             began = time.monotonic()
             new = _start(backend, new, replace(spec, name=recipe.spec.name, networks=recipe.spec.networks),
                          any(a.address for a in spec.networks))
@@ -190,6 +200,38 @@ def _start(backend: Backend, new: str, unpinned: ContainerSpec, pinned: bool) ->
     made = backend.create_container(unpinned)
     backend.start_container(made)
     return made
+
+
+def _made_elsewhere(backend: Backend, name: str, old: ContainerState) -> str | None:
+    """The container under the service's name that another process's reset made from the same snapshot
+    in place of ``old``, if that is what holds the name."""
+    return successor(backend, name, old.labels, old.id)
+
+
+def successor(backend: Backend, name: str, labels: Mapping[str, str], old_id: str) -> str | None:
+    """The container of the service (``labels``: the old one's) under ``name``, made from the same
+    snapshot in place of container ``old_id``."""
+    found = [c for c in backend.list_containers({L.MANAGED: "true", L.RUN: labels.get(L.RUN, ""),
+                                                 L.SERVICE: labels.get(L.SERVICE, "")})
+             if c.name == name and c.id != old_id and L.SNAPSHOT in labels
+             and c.labels.get(L.SNAPSHOT) == labels[L.SNAPSHOT]]
+    return found[0].id if len(found) == 1 else None
+
+
+def replaced(backend: Backend, recipe: Recipe, old_id: str, abort: threading.Event | None = None,
+             timeout: float = 60.0) -> str | None:
+    """For a reset whose container ``old_id`` was removed before it could look at it: another process's
+    reset of the service (which saw the same container) replaced it. Waits for that one's container from
+    the snapshot to hold the service's name and be ready, and returns it; None when none comes (then the
+    container went some other way, and the caller says so)."""
+    abort = abort or threading.Event()
+    labels = dict(recipe.spec.labels)
+    until = time.monotonic() + timeout
+    while (found := successor(backend, recipe.spec.name, labels, old_id)) is None:
+        if time.monotonic() > until or abort.wait(0.1):
+            return None
+    wait_ready(backend, found, recipe.service, recipe.wait.probe, recipe.wait.timeout, abort)
+    return found
 
 
 def _undo(backend: Backend, volumes: list[str], container: str | None) -> None:

@@ -16,7 +16,7 @@ from envkit import labels as L
 from envkit import snapshots as S
 from envkit.backends.base import Backend
 from envkit.blueprint.model import Blueprint, Service
-from envkit.blueprint.validate import snapshot_refusal
+from envkit.blueprint.validate import RUN_ID_REFUSAL, run_id_seed, snapshot_refusal
 from envkit.errors import EnvkitError, UsageError
 from envkit.events import Event, EventSink
 from envkit.execute import Executor
@@ -33,8 +33,10 @@ UNKNOWN_KEY = "<key once built>"
 
 def seeded(svc: Service) -> bool:
     """What ``--snapshot`` covers: a long-running service of one replica with seed steps, or with scripts
-    mounted where its image runs them at first start (``Service.initialises``; what is mounted is in the key)."""
-    return svc.kind == "service" and svc.replicas == 1 and (bool(svc.seed) or svc.initialises)
+    mounted where its image runs them at first start (``Service.initialises``; what is mounted is in the key);
+    not one whose seeds write the run id (a snapshot is every later run's start)."""
+    return (svc.kind == "service" and svc.replicas == 1 and (bool(svc.seed) or svc.initialises)
+            and run_id_seed(svc.seed) is None)
 
 
 def wanted(bp: Blueprint, selected: Sequence[str], snapshot: bool | Sequence[str] | None) -> list[str]:
@@ -53,6 +55,8 @@ def wanted(bp: Blueprint, selected: Sequence[str], snapshot: bool | Sequence[str
         svc = bp.services[n]
         if svc.kind == "job" or svc.replicas > 1:
             raise UsageError(f"--snapshot {n}: {snapshot_refusal(svc.kind, svc.replicas)}")
+        if (i := run_id_seed(getattr(svc, "seed", ()))) is not None:
+            raise UsageError(f"--snapshot {n}: seed step {i + 1}: {RUN_ID_REFUSAL}")
     return sorted(set(names))
 
 
@@ -64,7 +68,10 @@ def passed_over(bp: Blueprint, selected: Sequence[str], snapshot: bool | Sequenc
     for name in sorted(selected):
         svc = bp.services[name]
         if svc.kind != "stub" and svc.snapshot is None and (svc.seed or svc.initialises) and not seeded(svc):
-            out.append((name, snapshot_refusal(svc.kind, svc.replicas)))
+            i = run_id_seed(svc.seed)
+            why = (snapshot_refusal(svc.kind, svc.replicas) if svc.kind == "job" or svc.replicas > 1
+                   else f"seed step {(i or 0) + 1}: {RUN_ID_REFUSAL}")
+            out.append((name, why))
     return out
 
 

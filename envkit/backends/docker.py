@@ -75,8 +75,10 @@ def translate(exc: BaseException, what: str, where: str) -> EnvkitError:
             found = _BOUND.search(reason)
             return PortBusy(prefix + reason, found.group(1).strip("[]") if found else "",
                             int(found.group(2)) if found else 0)
-        elif status == 409 or "already exists" in text or "pool overlaps" in text:
-            kind = Conflict  # 403 for an endpoint that already exists, or a subnet another network holds
+        elif status == 409 or "already exists" in text or "pool overlaps" in text or "already in use by" in text:
+            # 403 for an endpoint that already exists, or a subnet another network holds; 500 (Docker 20.10)
+            # for a rename onto a name another container holds
+            kind = Conflict
         elif status is not None and status >= 500:
             # Docker answers 500 for a few state errors: those are conflicts, not worth another try.
             kind = Conflict if ("is not paused" in text or "is not connected" in text) else Transient

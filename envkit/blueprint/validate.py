@@ -3,14 +3,18 @@ to each other. Every problem is reported, with the position of the reference tha
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
+import gzip
+import re
+from pathlib import Path
 
 from envkit.blueprint import refs
-from envkit.blueprint.model import Blueprint
+from envkit.blueprint.model import Blueprint, Seed, SqlSeed
 from envkit.blueprint.source import Marks
 from envkit.errors import Problem
 
-__all__ = ["check", "snapshot_refusal"]
+__all__ = ["check", "run_id_seed", "snapshot_refusal"]
 
 WILDCARDS = {"0.0.0.0", "::"}
 
@@ -51,6 +55,8 @@ def check(bp: Blueprint, marks: Marks, declared: dict[str, set[str]] | None = No
                           f"(add 'kind: job' to it or use condition 'ready')")
         if svc.snapshot is not None and (svc.kind == "job" or svc.replicas > 1):
             err(svc.snapshot.at or (*base, "snapshot"), snapshot_refusal(svc.kind, svc.replicas))
+        elif svc.snapshot is not None and (i := run_id_seed(getattr(svc, "seed", ()))) is not None:
+            err(svc.seed[i].at or (*base, "seed", i), RUN_ID_REFUSAL)
         for a in svc.networks:
             net = a.network
             if net not in bp.networks and net not in skipped.get("networks", ()):
@@ -155,6 +161,48 @@ def _find_cycle(bp: Blueprint) -> list[str] | None:
             if found:
                 return found
     return None
+
+
+#: why a seed step that writes the run id cannot be part of a snapshot (docs/snapshots.md)
+RUN_ID_REFUSAL = ("this step writes the run id (${run.id}, or psql's :'run_id'), but the service has a snapshot, "
+                  "which every later run starts from: they would all hold the id of the run that captured it; "
+                  "drop 'snapshot', or write the run id from a seed of a service without one")
+_PSQL_RUN_ID = re.compile(r"""(?<!:):(?:'run_id'|"run_id"|run_id\b)""")
+
+
+def run_id_seed(seed: tuple[Seed, ...]) -> int | None:
+    """The index of the first step that writes the run's id: a ``${run.id}`` (``${run.name}``) in any of
+    its values, or psql's variable ``run_id`` in its SQL file; None when no step does."""
+    def holds(value: object) -> bool:
+        if isinstance(value, str):
+            return any(isinstance(_parsed(m.group("ref")), refs.RunRef) for m in refs.REF.finditer(value))
+        if isinstance(value, tuple | list):
+            return any(holds(v) for v in value)
+        if isinstance(value, dict):
+            return any(holds(k) or holds(v) for k, v in value.items())
+        return False
+
+    for i, item in enumerate(seed):
+        if any(holds(getattr(item, f.name)) for f in dataclasses.fields(item) if f.name != "at"):
+            return i
+        if isinstance(item, SqlSeed) and item.file is not None and _PSQL_RUN_ID.search(_sql_text(item.file)):
+            return i
+    return None
+
+
+def _parsed(body: str) -> refs.Ref | None:
+    try:
+        return refs.parse(body)
+    except refs.BadRef:
+        return None
+
+
+def _sql_text(path: Path) -> str:
+    try:
+        data = gzip.decompress(path.read_bytes()) if path.name.endswith(".gz") else path.read_bytes()
+    except (OSError, EOFError, gzip.BadGzipFile):
+        return ""  # the seed step itself reports an unreadable file when it runs
+    return data.decode("utf-8", "replace")
 
 
 def snapshot_refusal(kind: str, replicas: int) -> str:

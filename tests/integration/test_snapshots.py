@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -452,3 +453,93 @@ def test_a_capture_cut_short_before_its_manifest_leaves_an_image_that_rm_removes
     result = envkit_cli("snapshots", "rm", key[:16])
     assert result.returncode == 0, result.stderr
     assert not backend.image_exists(S.image_tag("plain", key))
+
+
+ATTRIBUTES = """\
+name: pgattrs
+services:
+  db:
+    build: ./postgres
+    environment: {{TOKEN: "{token}"}}
+    ready: {{exec: [pg_isready, -h, 127.0.0.1, -U, shop]}}
+    snapshot: true
+    seed:
+      - sql:
+          user: postgres
+          inline: |
+            CREATE ROLE reader LOGIN;
+            REVOKE CONNECT ON DATABASE shop FROM PUBLIC;
+            GRANT CONNECT ON DATABASE shop TO shop;
+            ALTER DATABASE shop SET app.mode = 'seeded';
+            ALTER ROLE shop IN DATABASE shop SET statement_timeout = '12s';
+            ALTER DATABASE shop CONNECTION LIMIT 40;
+            COMMENT ON DATABASE shop IS 'the shop';
+"""
+
+
+def test_a_template_reset_keeps_the_database_privileges_settings_and_comment(
+        backend: Backend, tmp_path: Path, token: str) -> None:
+    """CREATE DATABASE ... TEMPLATE copies the tables, not the database's own attributes: before, the
+    first reset let PUBLIC connect again and dropped its ``ALTER DATABASE ... SET`` settings. And a
+    database a test made (a tenant's) outlived the reset, so the next test's CREATE DATABASE failed."""
+    shutil.copytree(SHOP / "images" / "postgres", tmp_path / "postgres")  # the shop's image: built already
+    (tmp_path / "blueprint.yaml").write_text(ATTRIBUTES.format(token=token), encoding="utf-8")
+
+    def attributes(env: envkit.Environment) -> list[str]:
+        sql = ("SELECT (SELECT string_agg(x::text, ',' ORDER BY x::text) FROM unnest(d.datacl) x), d.datconnlimit, "
+               "shobj_description(d.oid, 'pg_database'), "
+               "(SELECT string_agg(coalesce(r.rolname, '*') || ':' || array_to_string(s.setconfig, ','), ' ' "
+               "ORDER BY r.rolname NULLS FIRST) FROM pg_db_role_setting s LEFT JOIN pg_roles r ON r.oid = s.setrole "
+               "WHERE s.setdatabase = d.oid) FROM pg_database d WHERE d.datname = 'shop'")
+        out = env.exec("db", ["psql", "-X", "-At", "-U", "postgres", "-d", "postgres", "-c", sql])
+        reader = env.exec("db", ["psql", "-X", "-At", "-U", "reader", "-d", "shop", "-c", "SELECT 1"])
+        return [out.output.strip(), "reader connects" if reader.exit_code == 0 else "reader refused"]
+
+    seeded = ["=T/shop,shop=CTc/shop|40|the shop|*:app.mode=seeded shop:statement_timeout=12s", "reader refused"]
+    with envkit.up(tmp_path, backend=backend) as env:
+        assert attributes(env) == seeded
+        for _ in range(2):  # the copy made at capture, then one the refill made
+            made = env.exec("db", ["psql", "-X", "-q", "-U", "postgres", "-c", "CREATE DATABASE tenant_1"])
+            assert made.exit_code == 0, made.output  # a database the test makes is not the seeded state
+            env.reset("db")
+            assert attributes(env) == seeded
+            listed = env.exec("db", ["psql", "-X", "-At", "-U", "postgres", "-c",
+                                     "SELECT datname FROM pg_database WHERE datname = 'tenant_1'"])
+            assert listed.output.strip() == ""
+
+
+def test_two_processes_resetting_the_same_service_at_once_both_succeed(
+        backend: Backend, blueprint: Path, token: str) -> None:
+    """Both see the same old container; one's new container takes the name (or removes the old one) first.
+    Before, the other failed: Docker 20.10's 500 on the rename, or `inspect container: No such container`."""
+    with envkit.up(blueprint, env={"TOKEN": token}, backend=backend) as env:
+        seeded = read(env, "/data/init")
+        exe = Path(sys.executable).with_name("envkit")
+        for _ in range(3):
+            env.exec("store", ["sh", "-c", "echo dirty > /data/init"])
+            both = [subprocess.Popen([str(exe), "reset", env.run_id, "store"], stderr=subprocess.PIPE, text=True,
+                                     env={**os.environ, "TOKEN": token}) for _ in range(2)]
+            errors = [p.communicate(timeout=120)[1] for p in both]
+            assert [p.returncode for p in both] == [0, 0], errors
+            replicas = env.info.replicas("store")
+            assert len(replicas) == 1 and replicas[0].running
+            assert read(env, "/data/init") == seeded
+        assert [c.name for c in backend.list_containers({L.RUN: env.run_id})] == [replicas[0].name]
+
+
+def test_a_template_reset_beside_another_processs_restore_succeeds(
+        backend: Backend, tmp_path: Path, token: str) -> None:
+    """`envkit reset RUN db` while another process resets db with --restore: before, the template swap's
+    psql died with the old container (`psql exited with code 137`) whenever the two met."""
+    shutil.copytree(SHOP / "images" / "postgres", tmp_path / "postgres")
+    (tmp_path / "blueprint.yaml").write_text(ATTRIBUTES.format(token=token), encoding="utf-8")
+    exe = Path(sys.executable).with_name("envkit")
+    with envkit.up(tmp_path, backend=backend) as env:
+        for _ in range(3):
+            restoring = subprocess.Popen([str(exe), "reset", env.run_id, "db", "--restore"], stderr=subprocess.PIPE,
+                                         text=True)
+            swaps = [envkit_cli("reset", env.run_id, "db") for _ in range(4)]
+            error = restoring.communicate(timeout=120)[1]
+            assert restoring.returncode == 0, error
+            assert [s.returncode for s in swaps] == [0] * 4, [s.stderr for s in swaps]
+        assert len(env.info.replicas("db")) == 1

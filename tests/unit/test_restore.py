@@ -7,11 +7,14 @@ from __future__ import annotations
 import io
 import tarfile
 from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
 
 import pytest
 
 from envkit import api
 from envkit import labels as L
+from envkit import reset as reset_module
 from envkit import snapshots as S
 from envkit.backends import _tar
 from envkit.backends.base import VolumeSpec
@@ -209,3 +212,79 @@ def test_another_handle_reaches_the_service_again_after_a_reset_replaced_its_con
         env.reset("db")
         assert "db says hello" in other.logs("db") and "db says hello" in other.logs()
     assert fake.list_resources({L.RUN: "rs-1"}) == []
+
+
+def test_a_reset_that_loses_the_name_to_another_processs_reset_gives_way(
+        fake: FakeBackend, load_text: Callable[..., Blueprint], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two processes reset db at once (``envkit reset RUN db --restore`` beside a test's ``env.reset``):
+    both saw the same old container, and the other one's new container took the name first. Before, this
+    one failed with the engine's name conflict; the service was reset all the same, so it gives way."""
+    bp = load_text(BLUEPRINT)
+    snapshot_of(fake, bp)
+    with api.up(bp, name="rs-7", backend=fake) as env:
+        before = env.info.replicas("db")[0]
+        rename = fake.rename_container
+        winner: list[str] = []
+
+        def elsewhere(container_id: str, name: str) -> None:
+            if not winner:  # the other process's reset, finished first: its container under the name, started
+                spec = fake.containers[container_id].spec
+                winner.append(fake.create_container(replace(spec, name=name)))
+                fake.start_container(winner[0])
+            rename(container_id, name)
+
+        monkeypatch.setattr(fake, "rename_container", elsewhere)
+        env.reset("db")
+        settle()
+        after = fake.list_containers({L.RUN: "rs-7", L.SERVICE: "db"})
+        assert [(c.id, c.name, c.running) for c in after] == [(winner[0], before.name, True)]
+        volumes = {r.name for r in fake.list_resources({L.RUN: "rs-7"}) if r.kind == "volume"}
+        assert len(volumes) == 3  # the shared one, the winner's fresh one, and the old one (the winner's to remove)
+
+
+def test_a_reset_whose_container_another_processs_reset_removed_first_waits_for_that_one(
+        fake: FakeBackend, load_text: Callable[..., Blueprint], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The other process's reset was quicker still: the container this one listed is gone when it looks
+    at it. Before, ``inspect container …: No such container``; now it takes the other's replacement."""
+    bp = load_text(BLUEPRINT)
+    snapshot_of(fake, bp)
+    with api.up(bp, name="rs-8", backend=fake) as env:
+        before = env.info.replicas("db")[0]
+        recipe_for = reset_module._recipe_for
+        winner: list[str] = []
+
+        def elsewhere(*args: Any) -> object:  # after this process listed db's container, before it inspects it
+            recipe = recipe_for(*args)
+            spec = fake.containers[before.id].spec  # the other reset: the old container out, its own in
+            fake.remove_container(before.id, 0)
+            winner.append(fake.create_container(spec))
+            fake.start_container(winner[0])
+            return recipe
+
+        monkeypatch.setattr(reset_module, "_recipe_for", elsewhere)
+        env.reset("db", path="restore")
+        after = fake.list_containers({L.RUN: "rs-8", L.SERVICE: "db"})
+        assert [(c.id, c.name, c.running) for c in after] == [(winner[0], before.name, True)]
+
+
+def test_a_template_swap_killed_by_another_processs_restore_counts_as_the_reset() -> None:
+    """`envkit reset RUN db` (template path) while a test process resets db with ``path="restore"``: the
+    swap's psql dies with the old container (exit 137). The new container from the same snapshot is the
+    seeded state, so the swap's failure is not the reset's once that container's server answers; a swap
+    that failed on a container still there and serving is an error as before."""
+    from envkit.backends.base import ContainerSpec, ExecResult
+    from envkit.pgtemplate import Postgres
+    from envkit.reset import _replaced_by_restore
+
+    fake = FakeBackend(images={"pg:1"})
+    labels = ((L.MANAGED, "true"), (L.RUN, "rs-9"), (L.SERVICE, "db"), (L.SNAPSHOT, "ab" * 32))
+    old_id = fake.create_container(ContainerSpec("envkit-rs-9-db-1", "pg:1", labels, ()))
+    fake.start_container(old_id)
+    old = fake.inspect_container(old_id)
+    assert not _replaced_by_restore(fake, old, Postgres("postgres"), timeout=5)  # still serving
+    fake.remove_container(old_id, 0)
+    new_id = fake.create_container(ContainerSpec("envkit-rs-9-db-1", "pg:1", labels, ()))
+    fake.start_container(new_id)
+    assert _replaced_by_restore(fake, old, Postgres("postgres"), timeout=5)
+    fake.exec_results["envkit-rs-9-db-1"] = ExecResult(2, "no server")  # gone, and nothing serves in its place
+    assert not _replaced_by_restore(fake, old, Postgres("postgres"), timeout=0.5)

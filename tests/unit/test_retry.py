@@ -67,6 +67,10 @@ def api_error(status: int, text: str, cls: type[docker.errors.APIError] = docker
     (api_error(409, "Container x is not running"), Conflict),
     (api_error(403, "endpoint with name x already exists in network n"), Conflict),
     (api_error(500, "Container x is not paused"), Conflict),
+    # a rename onto a taken name: Docker 20.10 answers 500 (a retry cannot succeed: another container holds it)
+    (api_error(500, 'Error when allocating new name: Conflict. The container name "/x" is already in use by '
+                    'container "abc". You have to remove (or rename) that container to be able to reuse that name.'),
+     Conflict),
     (api_error(403, "error while removing network: network n id 1 has active endpoints"), Busy),
     (api_error(409, "remove v: volume is in use - [abc]"), Busy),
     (api_error(409, "removal of container x is already in progress"), Busy),

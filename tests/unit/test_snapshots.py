@@ -15,7 +15,7 @@ from envkit import snapshots as S
 from envkit.backends.base import Capability
 from envkit.backends.fake import FakeBackend
 from envkit.blueprint import load
-from envkit.errors import BlueprintError
+from envkit.errors import BlueprintError, UsageError
 from envkit.plan import RunIdentity, make_plan
 from envkit.snapshot_plan import passed_over, wanted
 
@@ -195,3 +195,27 @@ def test_claims_are_exclusive_and_stale_ones_are_taken_over() -> None:
     fake.volumes.clear()
     assert isinstance(S.acquire(fake, key, old, deadline=0), S.Claim)
     assert isinstance(S.acquire(fake, key, {**run, L.RUN: "r3"}, deadline=0), S.Claim)  # the old one was stale
+
+
+def test_a_snapshot_refuses_seeds_that_write_the_run_id(tmp_path: Path) -> None:
+    """Every run started from a snapshot holds what its seeds wrote: a ``${run.id}`` (or psql's
+    ``:'run_id'``) there would be the capturing run's id in all of them, silently."""
+    inline = BLUEPRINT.replace("      - sql: {file: seed/one.sql}",
+                               "      - sql: {file: seed/one.sql}\n      - sql: {inline: \"SELECT '${run.id}'\"}")
+    with pytest.raises(BlueprintError) as caught:
+        load(write(tmp_path / "inline", inline), {})
+    (problem,) = caught.value.problems
+    assert (problem.line, str(problem.path)) == (10, "services.db.seed[1].sql")
+    assert problem.message.startswith("this step writes the run id (${run.id}, or psql's :'run_id'), but the "
+                                      "service has a snapshot")
+    with pytest.raises(BlueprintError) as caught:
+        load(write(tmp_path / "file", sql="INSERT INTO meta VALUES (:'run_id');\n"), {})
+    assert [str(p.path) for p in caught.value.problems] == ["services.db.seed[0].sql"]
+    # without a snapshot the same steps are fine; `--snapshot` leaves such a service out, `--snapshot db` refuses
+    bp = load(write(tmp_path / "plain", BLUEPRINT.replace("    snapshot: true\n", ""),
+                    sql="SELECT :'run_id', 'a::run_id';\n"), {})
+    assert wanted(bp, ("api", "db"), True) == ["api"]
+    with pytest.raises(UsageError, match=r"--snapshot db: seed step 1: this step writes the run id"):
+        wanted(bp, ("api", "db"), ["db"])
+    assert wanted(load(write(tmp_path / "cast", sql="SELECT 1::int, ':run_idx';\n"), {}), ("api", "db"), None) == [
+        "api", "db"]
