@@ -524,7 +524,12 @@ def test_two_processes_resetting_the_same_service_at_once_both_succeed(
             replicas = env.info.replicas("store")
             assert len(replicas) == 1 and replicas[0].running
             assert read(env, "/data/init") == seeded
-        assert [c.name for c in backend.list_containers({L.RUN: env.run_id})] == [replicas[0].name]
+        listed = backend.list_containers({L.RUN: env.run_id})
+        service = [c for c in listed if c.labels.get(L.ROLE) != "holder"]
+        assert [c.name for c in service] == [replicas[0].name]
+        # Each overlay volume's holder belongs to a volume the replica mounts: the loser left none behind.
+        mounted = {m.source for m in backend.inspect_container(service[0].id).mounts if m.type == "volume"}
+        assert {c.name.removesuffix("-cow") for c in listed if c.labels.get(L.ROLE) == "holder"} <= mounted
 
 
 def test_a_template_reset_beside_another_processs_restore_succeeds(
