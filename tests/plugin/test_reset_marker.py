@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 from pathlib import Path
 
@@ -49,12 +50,20 @@ def _store(inner: Inner, monkeypatch: pytest.MonkeyPatch) -> Path:
     folder = inner.pytester.path / "bp"
     (folder / "store").mkdir(parents=True)
     (folder / "store" / "Dockerfile").write_text(STORE, encoding="utf-8")
-    (folder / "blueprint.yaml").write_text(BLUEPRINT, encoding="utf-8")
+    (folder / "blueprint.yaml").write_text(_named(BLUEPRINT), encoding="utf-8")
     return folder
 
 
+def _named(blueprint: str) -> str:
+    """The blueprint under a name of this test's own (its TOKEN), so that ``_snapshots`` sees only its own."""
+    return blueprint.replace("name: ", f"name: t{os.environ['TOKEN']}-", 1)
+
+
 def _snapshots(inner: Inner) -> set[str]:
-    return {r.labels[L.SNAPSHOT] for r in inner.backend.list_resources({L.SNAPSHOT: None})}
+    """This test's snapshots (by its blueprint's name): tests elsewhere on the engine keep theirs."""
+    mine = f"t{os.environ['TOKEN']}-"
+    return {r.labels[L.SNAPSHOT] for r in inner.backend.list_resources({L.SNAPSHOT: None})
+            if r.labels.get(L.BLUEPRINT, "").startswith(mine)}
 
 
 def test_the_marker_resets_after_the_test(inner: Inner, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -143,7 +152,7 @@ def test_envkit_snapshot_makes_an_initdb_seeded_service_resettable(inner: Inner,
     (folder / "store" / "Dockerfile").write_text(INITDB_STORE, encoding="utf-8")
     (folder / "initdb").mkdir()
     (folder / "initdb" / "10-seed.sh").write_text("echo seeded > /data/init\n", encoding="utf-8")
-    (folder / "blueprint.yaml").write_text(INITDB_BLUEPRINT, encoding="utf-8")
+    (folder / "blueprint.yaml").write_text(_named(INITDB_BLUEPRINT), encoding="utf-8")
     inner.pytester.makepyfile(test_initdb=INITDB_TESTS)
     if how == "ini":
         inner.pytester.makeini("[pytest]\nenvkit_snapshot = true\n")
