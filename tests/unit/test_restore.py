@@ -209,3 +209,43 @@ def test_another_handle_reaches_the_service_again_after_a_reset_replaced_its_con
         env.reset("db")
         assert "db says hello" in other.logs("db") and "db says hello" in other.logs()
     assert fake.list_resources({L.RUN: "rs-1"}) == []
+
+
+def test_a_stopped_service_keeps_its_host_ports_through_a_reset(
+        fake: FakeBackend, load_text: Callable[..., Blueprint]) -> None:
+    # A stopped container publishes nothing (`envkit stop`, a `stop` fault): the reset took no port from it,
+    # so the new container got another host port and the run's outputs named a port nobody listens on.
+    bp = load_text(BLUEPRINT)
+    snapshot_of(fake, bp)
+    with api.up(bp, name="rs-6", backend=fake) as env:
+        before = env.info.replicas("db")[0]
+        fake.stop_container(before.id, 1)
+        env.reset("db")
+        after = env.refresh().replicas("db")[0]
+        assert after.id != before.id and after.running and after.ports == before.ports
+        assert env.outputs == api.attach("rs-6", backend=fake).outputs
+
+
+def test_a_fault_on_the_service_is_put_on_its_new_container(
+        fake: FakeBackend, load_text: Callable[..., Blueprint]) -> None:
+    # The restore path replaces the container: a pause or a disconnect held by the engine on the old one
+    # went with it, while `env.faults()` and `envkit status` still called it active and heal did nothing.
+    from envkit.faults import apply as faults
+
+    bp = load_text(BLUEPRINT)
+    snapshot_of(fake, bp)
+    with api.up(bp, name="rs-7", backend=fake) as env:
+        notes: list[str] = []
+        ports = env.info.replicas("db")[0].ports
+        for kind, held in (("pause", lambda c: c.status == "paused"), ("disconnect", lambda c: not c.addresses),
+                           ("stop", lambda c: c.status == "exited")):
+            record = faults.apply(fake, "rs-7", "db", kind)
+            env.reset("db", on_event=lambda e: notes.append(e.message) if e.kind == "note" else None)
+            new = env.refresh().replicas("db")[0]
+            assert held(fake.inspect_container(new.id)), kind
+            (active,) = faults.faults(fake, "rs-7")
+            assert active.id == record.id and active.undo[0]["container"] == new.id and active.generation == 1
+            assert notes[-1] == f"fault {record.id} ({kind} db) applied again to the reset replica"
+            faults.heal(fake, "rs-7")
+            assert fake.inspect_container(new.id).running and fake.inspect_container(new.id).addresses, kind
+            assert env.refresh().replicas("db")[0].ports == ports
