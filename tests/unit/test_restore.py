@@ -249,3 +249,17 @@ def test_a_fault_on_the_service_is_put_on_its_new_container(
             faults.heal(fake, "rs-7")
             assert fake.inspect_container(new.id).running and fake.inspect_container(new.id).addresses, kind
             assert env.refresh().replicas("db")[0].ports == ports
+
+
+def test_exec_after_the_heal_of_a_stop_that_a_reset_kept_reaches_the_service(
+        fake: FakeBackend, load_text: Callable[..., Blueprint]) -> None:
+    # The handle had looked at the run while the fault held db down (a reset makes it look again); after
+    # the heal, exec refused with "exited ... cannot run a command in it" from that stale look.
+    bp = load_text(BLUEPRINT)
+    snapshot_of(fake, bp)
+    with api.up(bp, name="rs-8", backend=fake) as env:
+        with env.fault("db", "stop"):
+            env.reset("db")
+            assert env.info.replicas("db")[0].status == "exited"
+        assert env.exec("db", ["true"]).exit_code == 0
+        assert env.logs("db") is not None
