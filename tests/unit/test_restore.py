@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import tarfile
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -263,3 +264,28 @@ def test_exec_after_the_heal_of_a_stop_that_a_reset_kept_reaches_the_service(
             assert env.info.replicas("db")[0].status == "exited"
         assert env.exec("db", ["true"]).exit_code == 0
         assert env.logs("db") is not None
+
+
+def test_rebuild_of_the_changed_services_leaves_an_unchanged_service_started_from_its_snapshot(
+        fake: FakeBackend, write_blueprint: Callable[..., Path]) -> None:
+    # A container from a snapshot is made from the snapshot's image, not the build's tag: `envkit rebuild
+    # RUN` took every such service for changed and made it again from the plain image, throwing away its
+    # seeded state (and `envkit reset` then said it was not started with a snapshot).
+    folder = write_blueprint("""
+        name: rb
+        services:
+          db:
+            build: ./db
+            snapshot: true
+    """, {"db/Dockerfile": "FROM debian:bookworm-slim\n"})
+    with api.up(folder, name="rb-1", backend=fake):
+        pass  # the first run captures
+    with api.up(folder, name="rb-2", backend=fake) as env:
+        before = env.info.replicas("db")[0]
+        assert before.labels[L.SNAPSHOT]
+        assert env.rebuild().plan.services == ()  # nothing changed: nothing to do
+        (folder / "db" / "Dockerfile").write_text("FROM debian:bookworm-slim\nENV V=2\n")
+        result = env.rebuild(timeout=0)
+        assert result.plan.services == ("db",)  # a change of code is rebuilt, and the loss is said
+        assert any(n.startswith(f"db was started from snapshot {before.labels[L.SNAPSHOT][:16]}; its new container "
+                                "is made from the image, without the seeded state") for n in result.plan.notes)
