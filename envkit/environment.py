@@ -220,11 +220,15 @@ class Environment:
                 raise
 
     def _running(self, service: str, replica: int = 1, fresh: bool = False) -> ContainerState:
-        """The replica's container, raising ServiceFailed by service name if it is not running."""
+        """The replica's container, raising ServiceFailed by service name if it is not running. A stopped
+        one seen in an earlier look is looked at again first: it may run since (a fault healed, a start by
+        another process or handle)."""
         if fresh:
             self.refresh()
         container = self._container(service, replica)
         dead = stopped_error(self.run_id, service, [container], "cannot run a command in it")
+        if dead is not None and not fresh:
+            return self._running(service, replica, fresh=True)
         if dead is not None:
             raise dead
         return container

@@ -341,6 +341,10 @@ def plan_rebuild(info: RunInfo, bp: Blueprint, services: Sequence[str], tags: Ma
                     else p for p in spec.ports))
             elif spec.ports:
                 notes.append(f"{old.name} is not running: its published ports are given anew")
+            if old.labels.get(L.SNAPSHOT) and n == 1:
+                notes.append(f"{service} was started from snapshot {old.labels[L.SNAPSHOT][:16]}; its new container "
+                             "is made from the image, without the seeded state, and `envkit reset` no longer "
+                             f"applies to it (`envkit down {info.run_id}` and `up` to start from a snapshot again)")
             first = (previous,) if previous else ()
             steps.append(Step(f"stop:{cid}", StopContainer(old.name, _grace(old, timeout)),
                               "its replacement is ready to be made", first, one, n))

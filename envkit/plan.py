@@ -212,7 +212,8 @@ def make_plan(
                 needs.insert(0, image_step[svc.name])
             spec = container_spec(svc, n, image_of[svc.name], run, {**stamp, **outputs}, bp.secrets)
             if use is not None:
-                spec, fills = _from_snapshot(svc, spec, use, run, stamp)
+                own = image_tags[svc.name] if svc.build else str(svc.image)
+                spec, fills = _from_snapshot(svc, spec, use, run, stamp, own)
                 steps.extend(fills)
                 needs += [f.id for f in fills]
             cert = None
@@ -270,18 +271,20 @@ def make_plan(
     return Plan(run_id=run, identity=identity, blueprint=bp, services=selected, steps=tuple(steps))
 
 
-def _from_snapshot(svc: Service, spec: ContainerSpec, use: Use, run: str,
-                   stamp: dict[str, str]) -> tuple[ContainerSpec, list[Step]]:
+def _from_snapshot(svc: Service, spec: ContainerSpec, use: Use, run: str, stamp: dict[str, str],
+                   own: str) -> tuple[ContainerSpec, list[Step]]:
     """The container of a snapshot service: labelled with the key; on a hit, made from the snapshot's
     image with each captured volume restored into a volume of the run (the blueprint's own volume where
-    one is mounted at that path, else a new one of the run in place of the image's anonymous volume)."""
+    one is mounted at that path, else a new one of the run in place of the image's anonymous volume).
+    Its ``io.envkit.image`` stays the service's own image ``own`` (the snapshot's key holds it), so a
+    rebuild of the services whose build changed leaves it alone while its build is the same."""
     labels = dict(spec.labels)
     labels[L.SNAPSHOT] = use.key
     snap = use.snapshot
     if snap is None:
         return replace(spec, labels=tuple(sorted(labels.items()))), []
     # The committed image carries the capturing run's io.envkit.* labels; blank those this run does not set.
-    labels = {**{k: "" for k in snap.image_labels}, **labels}
+    labels = {**{k: "" for k in snap.image_labels}, **labels, L.IMAGE: own}
     named = {m.target: m.source for m in svc.volumes if m.type == "volume"}
     mounts = list(spec.mounts)
     fills: list[Step] = []

@@ -53,6 +53,15 @@ def reset(backend: Backend, run_id: str, services: Sequence[str] = (), *, bluepr
         fast = _again(backend, run_id, services, path, on_event)
     if fast is not None:
         return fast
+    taken, restored = _reset(backend, run_id, services, blueprint, env, on_event, path, keep_session)
+    if restored:
+        _faults_back(backend, run_id, on_event)
+    return taken
+
+
+def _reset(backend: Backend, run_id: str, services: Sequence[str], blueprint: Blueprint | None,
+           env: Mapping[str, str] | None, on_event: EventSink, path: str | None,
+           keep_session: bool) -> tuple[dict[str, float], bool]:
     info = describe(backend, run_id)
     names = list(services) or [s for s in info.services if _key(info, s)]
     if not names:
@@ -60,6 +69,7 @@ def reset(backend: Backend, run_id: str, services: Sequence[str] = (), *, bluepr
                          "service (or `envkit up --snapshot`) to be able to reset it (a run brought up with "
                          "--no-snapshot or --no-seed has none)")
     taken: dict[str, float] = {}
+    restored = False
     for name in names:
         if not info.replicas(name):
             raise UsageError(f"run {run_id} has no service '{name}' (services: {', '.join(info.services)})")
@@ -88,12 +98,22 @@ def reset(backend: Backend, run_id: str, services: Sequence[str] = (), *, bluepr
         else:
             recipe = _recipe_for(backend, info, blueprint, env, name, container, snap)
             parts = _restore(backend, recipe, container.id)
-            how = "restored from the snapshot"
+            how, restored = "restored from the snapshot", True
         taken[name] = time.monotonic() - began
         done = f" ({how}: {parts})" if how.startswith("restored") else f" ({how})"
         on_event(Event("step", run_id, f"{name} reset in {taken[name]:.2f}s{done}", phase="done", action="reset",
                        service=name, duration=taken[name], detail=how))
-    return taken
+    return taken, restored
+
+
+def _faults_back(backend: Backend, run_id: str, on_event: EventSink) -> None:
+    """A restore-path reset replaced the service's container: the faults applied to it are put on the new
+    one before ``reset`` returns, as after a restart (docs/faults.md), so they stay in force until healed."""
+    from envkit.faults.follow import reconcile
+
+    for f in reconcile(backend, run_id):
+        on_event(Event("note", run_id, f"fault {f.id} ({f.describe()}) applied again to the reset replica",
+                       service=f.service, detail="fault re-applied"))
 
 
 def _replaced_by_restore(backend: Backend, old: ContainerState, pg: Postgres, timeout: float = 60.0) -> bool:
@@ -148,6 +168,8 @@ def _again(backend: Backend, run_id: str, services: Sequence[str], path: str | N
         on_event(Event("step", run_id, f"{name} reset in {taken[name]:.2f}s (restored from the snapshot: {parts})",
                        phase="done", action="reset", service=name, duration=taken[name],
                        detail="restored from the snapshot"))
+    if taken:
+        _faults_back(backend, run_id, on_event)
     return taken or None
 
 

@@ -66,8 +66,10 @@ def recipe_of(service: str, steps: tuple[Step, ...], blueprint_volumes: frozense
 
 
 def _pinned(spec: ContainerSpec, old: ContainerState, fixed: bool) -> ContainerSpec:
-    """The old container's host ports (the run's outputs point to them) and, when ``fixed``, addresses."""
-    ports = tuple(PortBinding(p.container, p.host_ip, old.ports[p.container].port if p.container in old.ports
+    """The old container's host ports (the run's outputs point to them; those it was made with when it
+    publishes none now: stopped by a fault or ``envkit stop``, off its networks) and, when ``fixed``, addresses."""
+    bound = {**old.bindings, **old.ports}
+    ports = tuple(PortBinding(p.container, p.host_ip, bound[p.container].port if p.container in bound
                               else p.host_port) for p in spec.ports)
     networks = tuple(replace(a, address=old.addresses.get(a.network) or None) if fixed else a for a in spec.networks)
     return replace(spec, ports=ports, networks=networks)

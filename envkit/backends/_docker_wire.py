@@ -163,12 +163,14 @@ def from_inspect(info: Mapping[str, Any]) -> ContainerState:
             if key and b.get("HostPort") and (key not in ports or ":" in ports[key].host_ip):
                 ports[key] = Endpoint(b.get("HostIp") or "0.0.0.0", int(b["HostPort"]))
     status = _status(state.get("Status"))
+    bindings: dict[PortKey, Endpoint] = {}
+    for text, bound in ((info.get("HostConfig") or {}).get("PortBindings") or {}).items():
+        key = _port_key(text)
+        for b in bound or []:
+            if key and str(b.get("HostPort") or "0") != "0" and key not in bindings:
+                bindings[key] = Endpoint(b.get("HostIp") or "0.0.0.0", int(b["HostPort"]))
     if status == "created" and not ports:  # never started: the host ports it will publish on (chosen at create)
-        for text, bound in ((info.get("HostConfig") or {}).get("PortBindings") or {}).items():
-            key = _port_key(text)
-            for b in bound or []:
-                if key and str(b.get("HostPort") or "0") != "0" and key not in ports:
-                    ports[key] = Endpoint(b.get("HostIp") or "0.0.0.0", int(b["HostPort"]))
+        ports = dict(bindings)
     health = (state.get("Health") or {}).get("Status")
     return ContainerState(
         id=str(info["Id"]), name=str(info.get("Name", "")).lstrip("/"), status=status,
@@ -180,7 +182,7 @@ def from_inspect(info: Mapping[str, Any]) -> ContainerState:
         finished_at=str(state.get("FinishedAt") or "") if status in ("exited", "dead") else "",
         environment=dict(e.partition("=")[::2] for e in (info.get("Config") or {}).get("Env") or [] if "=" in e),
         mounts=_mounts(info.get("Mounts")),
-        aliases=_aliases(settings.get("Networks"), str(info["Id"])),
+        aliases=_aliases(settings.get("Networks"), str(info["Id"])), bindings=bindings,
     )
 
 

@@ -161,6 +161,8 @@ class FakeEngine(Backend):
             detailed=detailed, environment=dict(c.spec.environment) if detailed else {},
             mounts=tuple(sorted(c.spec.mounts, key=lambda m: m.target)) if detailed else (),
             aliases={a.network: a.aliases for a in c.networks} if live and detailed else {},
+            bindings={p.container: Endpoint(p.host_ip, p.host_port) for p in c.spec.ports if p.host_port}
+            if detailed else {},
         )
 
     # -- engine -------------------------------------------------------------------------------------

@@ -188,6 +188,9 @@ class ContainerState:
     #: why the engine lost it without an exit (a distributed engine's node went down): "was lost with
     #: node rig-node3 (down)"; status is then "dead"
     lost: str | None = None
+    #: the host ports it was created to publish on (detailed only; a port the engine chooses at each start is
+    #: left out): what a replacement keeps when the container publishes none right now (stopped, off its networks)
+    bindings: Mapping[PortKey, Endpoint] = field(default_factory=dict, compare=False)
 
     @property
     def running(self) -> bool:

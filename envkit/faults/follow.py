@@ -5,7 +5,10 @@ policy, ``Environment.restart``, a rebuild — gets a new network namespace: the
 qdiscs of a fault are gone and its proxy sidecar is left in the old one. Each record's undo entry keeps
 the replica (service + replica number), its container and its ``StartedAt`` when the fault was put in
 place; ``reconcile`` compares them with the engine's and puts what is missing back: a new sidecar with
-the same seed, proxies and toxics, the same rules (added only where absent), the same qdisc. The
+the same seed, proxies and toxics, the same rules (added only where absent), the same qdisc. A replica
+*replaced* by another container (a reset's restore path, a rebuild: same name, new id) gets every fault
+put on it again, those the engine holds on a container too (stop, kill, pause, disconnect), so a fault
+stays in force until it is healed whatever replaced its container. The
 record is written again as the next generation (``envkit.faults.records``), so heal undoes what is there
 now. Every envkit entry point on a run calls it: ``apply``, ``Environment.faults/status/restart/start``,
 ``envkit status``, ``envkit fault``; a process that sees another one already re-applying (the sidecar's
@@ -30,11 +33,22 @@ from envkit.faults.rules import rule_script
 from envkit.faults.sidecar import digest, run_iptables
 from envkit.runs import RunInfo, describe
 
-__all__ = ["moved", "reconcile"]
+__all__ = ["moved", "reconcile", "replaced"]
 
 
 def _in_namespace(u: Mapping[str, Any]) -> bool:
     return "front" not in u and ("rules" in u or "tc" in u)
+
+
+def _on_engine(u: Mapping[str, Any]) -> bool:
+    """A fault the engine holds on the container itself (stop, kill, pause, disconnect): it survives a
+    restart of that container, not its replacement by another one (a reset's restore path, a rebuild)."""
+    return "front" not in u and not _in_namespace(u)
+
+
+def replaced(u: Mapping[str, Any], current: ContainerState | None) -> bool:
+    """Whether the replica of undo entry ``u`` is another container than the fault was put on."""
+    return current is not None and bool(u.get("container")) and current.id != u["container"]
 
 
 def moved(u: Mapping[str, Any], current: ContainerState | None) -> bool:
@@ -51,8 +65,11 @@ def _current(info: RunInfo, f: FaultRecord, u: Mapping[str, Any]) -> ContainerSt
 
 
 def _again(backend: Backend, info: RunInfo, f: FaultRecord, u: Mapping[str, Any], c: ContainerState) -> dict[str, Any]:
-    from envkit.faults.apply import _apply_connection
+    from envkit.faults.apply import _apply_connection, _apply_one
 
+    if _on_engine(u):  # the same fault on the replica's new container (a stop stops it, a pause pauses it)
+        return _apply_one(backend, info, f.id, parse(f.kind, dict(f.params)), c, f.seed, f.seeded,
+                          str(u.get("via", "engine")))
     base = {**u, "container": c.id, "name": c.name, "started": c.started_at or ""}
     if "sidecar" in u:
         name = f"envkit-{info.run_id}-fault-{f.id}-proxy-{digest(c.id + (c.started_at or ''))}"
@@ -67,8 +84,10 @@ def _again(backend: Backend, info: RunInfo, f: FaultRecord, u: Mapping[str, Any]
 
 
 def reconcile(backend: Backend, run_id: str, info: RunInfo | None = None) -> list[FaultRecord]:
-    """Re-apply the run's faults whose replica restarted since; the records written again."""
-    todo = [f for f in records.active(backend, run_id) if any(_in_namespace(u) for u in f.undo)]
+    """Re-apply the run's faults whose replica restarted since (rules, qdiscs and sidecars: a new network
+    namespace) or was replaced by a new container (every fault but the front proxy's: a reset's restore
+    path, a rebuild); the records written again."""
+    todo = [f for f in records.active(backend, run_id) if any(_in_namespace(u) or _on_engine(u) for u in f.undo)]
     if not todo:
         return []
     info = info or describe(backend, run_id)
@@ -77,7 +96,7 @@ def reconcile(backend: Backend, run_id: str, info: RunInfo | None = None) -> lis
         undo, changed = [], False
         for u in f.undo:
             c = _current(info, f, u)
-            if c is None or not moved(u, c):
+            if c is None or not (moved(u, c) or (_on_engine(u) and replaced(u, c))):
                 undo.append(dict(u))
                 continue
             try:

@@ -20,8 +20,10 @@ MARKER = ("envkit_fault(scenario | service, kind, **params): apply this fault to
 
 
 @pytest.fixture(autouse=True)
-def envkit_fault_around(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Applies each ``envkit_fault`` mark of the test to envkit_env, and heals them once the test is over."""
+def envkit_fault_around(request: pytest.FixtureRequest, envkit_reset_after: None) -> Iterator[None]:
+    """Applies each ``envkit_fault`` mark of the test to envkit_env, and heals them once the test is over:
+    before the reset of ``envkit_reset`` (set up before this, so torn down after it), so that the reset
+    gives the next test the seeded state, ready, rather than a service a heal has only just started."""
     marks = list(request.node.iter_markers("envkit_fault"))
     if not marks:
         yield

@@ -208,3 +208,32 @@ def test_x(envkit_env):
     result = _run(pytester, engine, log)
     assert result.ret != 0 and log.events == []
     result.stdout.fnmatch_lines(["*@pytest.mark.envkit: reset=*: use reset=\"function\"*"])
+
+
+FAULT_TESTS = """
+import pytest
+
+@pytest.mark.envkit_reset("web")
+@pytest.mark.envkit_fault("web", "stop")
+def test_a_faulted(envkit_env, log):
+    log.append("a")
+
+def test_b_after(envkit_env, log):
+    log.append("b")
+"""
+
+
+def test_a_tests_faults_are_healed_before_its_reset(pytester: pytest.Pytester, engine: Engine, log: Log,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    # The reset came first: it made the service again from the snapshot, waited it ready and put the
+    # stop back on the new container (the fault is still the test's); the heal then only started it,
+    # without waiting, so the next test met a service still starting. Healed first, the reset is the last
+    # word: the next test gets the seeded state, ready.
+    from envkit.faults.session import ActiveFault
+
+    heal = ActiveFault.heal
+    monkeypatch.setattr(ActiveFault, "heal", lambda self: log.events.append("heal") or heal(self))
+    pytester.makepyfile(test_a=FAULT_TESTS)
+    _run(pytester, engine, log).assert_outcomes(passed=2)
+    assert log.events == ["a", "heal", "reset web", "b"]
+    assert engine.left() == []

@@ -8,6 +8,7 @@ import io
 import tarfile
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -288,3 +289,82 @@ def test_a_template_swap_killed_by_another_processs_restore_counts_as_the_reset(
     assert _replaced_by_restore(fake, old, Postgres("postgres"), timeout=5)
     fake.exec_results["envkit-rs-9-db-1"] = ExecResult(2, "no server")  # gone, and nothing serves in its place
     assert not _replaced_by_restore(fake, old, Postgres("postgres"), timeout=0.5)
+
+
+def test_a_stopped_service_keeps_its_host_ports_through_a_reset(
+        fake: FakeBackend, load_text: Callable[..., Blueprint]) -> None:
+    # A stopped container publishes nothing (`envkit stop`, a `stop` fault): the reset took no port from it,
+    # so the new container got another host port and the run's outputs named a port nobody listens on.
+    bp = load_text(BLUEPRINT)
+    snapshot_of(fake, bp)
+    with api.up(bp, name="rs-6", backend=fake) as env:
+        before = env.info.replicas("db")[0]
+        fake.stop_container(before.id, 1)
+        env.reset("db")
+        after = env.refresh().replicas("db")[0]
+        assert after.id != before.id and after.running and after.ports == before.ports
+        assert env.outputs == api.attach("rs-6", backend=fake).outputs
+
+
+def test_a_fault_on_the_service_is_put_on_its_new_container(
+        fake: FakeBackend, load_text: Callable[..., Blueprint]) -> None:
+    # The restore path replaces the container: a pause or a disconnect held by the engine on the old one
+    # went with it, while `env.faults()` and `envkit status` still called it active and heal did nothing.
+    from envkit.faults import apply as faults
+
+    bp = load_text(BLUEPRINT)
+    snapshot_of(fake, bp)
+    with api.up(bp, name="rs-7", backend=fake) as env:
+        notes: list[str] = []
+        ports = env.info.replicas("db")[0].ports
+        for kind, held in (("pause", lambda c: c.status == "paused"), ("disconnect", lambda c: not c.addresses),
+                           ("stop", lambda c: c.status == "exited")):
+            record = faults.apply(fake, "rs-7", "db", kind)
+            env.reset("db", on_event=lambda e: notes.append(e.message) if e.kind == "note" else None)
+            new = env.refresh().replicas("db")[0]
+            assert held(fake.inspect_container(new.id)), kind
+            (active,) = faults.faults(fake, "rs-7")
+            assert active.id == record.id and active.undo[0]["container"] == new.id and active.generation == 1
+            assert notes[-1] == f"fault {record.id} ({kind} db) applied again to the reset replica"
+            faults.heal(fake, "rs-7")
+            assert fake.inspect_container(new.id).running and fake.inspect_container(new.id).addresses, kind
+            assert env.refresh().replicas("db")[0].ports == ports
+
+
+def test_exec_after_the_heal_of_a_stop_that_a_reset_kept_reaches_the_service(
+        fake: FakeBackend, load_text: Callable[..., Blueprint]) -> None:
+    # The handle had looked at the run while the fault held db down (a reset makes it look again); after
+    # the heal, exec refused with "exited ... cannot run a command in it" from that stale look.
+    bp = load_text(BLUEPRINT)
+    snapshot_of(fake, bp)
+    with api.up(bp, name="rs-8", backend=fake) as env:
+        with env.fault("db", "stop"):
+            env.reset("db")
+            assert env.info.replicas("db")[0].status == "exited"
+        assert env.exec("db", ["true"]).exit_code == 0
+        assert env.logs("db") is not None
+
+
+def test_rebuild_of_the_changed_services_leaves_an_unchanged_service_started_from_its_snapshot(
+        fake: FakeBackend, write_blueprint: Callable[..., Path]) -> None:
+    # A container from a snapshot is made from the snapshot's image, not the build's tag: `envkit rebuild
+    # RUN` took every such service for changed and made it again from the plain image, throwing away its
+    # seeded state (and `envkit reset` then said it was not started with a snapshot).
+    folder = write_blueprint("""
+        name: rb
+        services:
+          db:
+            build: ./db
+            snapshot: true
+    """, {"db/Dockerfile": "FROM debian:bookworm-slim\n"})
+    with api.up(folder, name="rb-1", backend=fake):
+        pass  # the first run captures
+    with api.up(folder, name="rb-2", backend=fake) as env:
+        before = env.info.replicas("db")[0]
+        assert before.labels[L.SNAPSHOT]
+        assert env.rebuild().plan.services == ()  # nothing changed: nothing to do
+        (folder / "db" / "Dockerfile").write_text("FROM debian:bookworm-slim\nENV V=2\n")
+        result = env.rebuild(timeout=0)
+        assert result.plan.services == ("db",)  # a change of code is rebuilt, and the loss is said
+        assert any(n.startswith(f"db was started from snapshot {before.labels[L.SNAPSHOT][:16]}; its new container "
+                                "is made from the image, without the seeded state") for n in result.plan.notes)
