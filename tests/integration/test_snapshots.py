@@ -6,18 +6,17 @@ removes them (the ``snapshots_made`` fixture asserts it); the suite's guard chec
 
 from __future__ import annotations
 
-import io
 import os
 import secrets
 import shutil
 import subprocess
 import sys
-import tarfile
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from contract.backend_contract import tar_of
 
 import envkit
 from envkit import labels as L
@@ -142,7 +141,7 @@ def test_where_the_overlay_does_not_mount_the_data_is_copied_and_no_part_is_left
     target = VolumeSpec(f"envkit-test-cow-{token}-run", source.labels)
     backend.create_volume(source)
     try:
-        backend.import_volume(source.name, [_tar({"rows": b"seeded\n"})])
+        backend.import_volume(source.name, [tar_of({"rows": b"seeded\n"})])
 
         def no_overlayfs(*_: object) -> bytes:  # as a rootless engine answers the first mount
             raise EngineError("error while mounting volume: invalid argument")
@@ -158,16 +157,6 @@ def test_where_the_overlay_does_not_mount_the_data_is_copied_and_no_part_is_left
     finally:
         for name in (target.name, source.name):
             backend.remove_volume(name)
-
-
-def _tar(files: dict[str, bytes]) -> bytes:
-    out = io.BytesIO()
-    with tarfile.open(fileobj=out, mode="w") as archive:
-        for name, data in files.items():
-            entry = tarfile.TarInfo(name)
-            entry.size = len(data)
-            archive.addfile(entry, io.BytesIO(data))
-    return out.getvalue()
 
 
 OWNED = """\

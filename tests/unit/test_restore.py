@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from contract.backend_contract import tar_of
 
 from envkit import api
 from envkit import labels as L
@@ -39,16 +40,6 @@ BLUEPRINT = """
         image: base:1
         depends_on: [db]
 """
-
-
-def tar_of(files: dict[str, bytes]) -> bytes:
-    out = io.BytesIO()
-    with tarfile.open(fileobj=out, mode="w") as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return out.getvalue()
 
 
 def snapshot_of(fake: FakeBackend, bp: Blueprint) -> S.Snapshot:
