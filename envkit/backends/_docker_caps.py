@@ -175,21 +175,17 @@ class DockerCapabilities:
         self.remove_volume(spec.name)  # one of the run, made empty a moment ago, or filled before (a reset)
         labels = dict(spec.labels)
         upper, work = (f"{spec.name}{part}" for part in COW_PARTS)
-        made: list[str] = []
-        holder = ""
         try:
             dirs = []
             for name in (upper, work):
                 self._retried(f"create volume {name}", lambda n=name: self.api.create_volume(  # type: ignore[misc]
                     name=n, labels={**labels, L.ROLE: "cow"}))
-                made.append(name)
                 dirs.append(str(self._retried(f"inspect volume {name}",
                                               lambda n=name: self.api.inspect_volume(n))["Mountpoint"]))  # type: ignore[misc]
             options = {"type": "overlay", "device": "overlay",
                        "o": f"lowerdir={data['Mountpoint']},upperdir={dirs[0]},workdir={dirs[1]}"}
             ident = self._retried(f"create volume {spec.name}", lambda: self.api.create_volume(
                 name=spec.name, driver="local", driver_opts=options, labels=labels))["Name"]
-            made.append(spec.name)
             config = self.api.create_host_config(network_mode="none", mounts=[
                 _mount("/data", spec.name, False), _mount("/upper", upper, False), _mount("/work", work, False),
                 _mount("/lower", source, True)])
@@ -197,18 +193,18 @@ class DockerCapabilities:
                 HELPER_IMAGE, command=["true"], name=f"{spec.name}{COW_HOLDER}", labels={**labels, L.ROLE: "holder"},
                 host_config=config, network_disabled=True))["Id"])
         except BaseException:
-            self._undo_overlay(holder, made)
+            self._undo_overlay(spec.name)
             raise
         try:  # an archive call mounts every volume of the holder, the overlay too: the check that it mounts
             root = self._once(f"mount volume {spec.name}", lambda: self._root(holder, "/lower"))
         except EnvkitError:  # no overlayfs here (a rootless engine, a data root on overlayfs, ...): copy
             self._cow = False
-            self._undo_overlay(holder, made)
+            self._undo_overlay(spec.name)
             return None
         try:  # the overlay's root is the upper directory's: give it the data's owner and mode (PostgreSQL checks)
             self._once(f"set the root of volume {spec.name}", lambda: self.api.put_archive(holder, "/", root))
         except BaseException:
-            self._undo_overlay(holder, made)
+            self._undo_overlay(spec.name)
             raise
         self._cow = True
         return str(ident)
@@ -247,16 +243,14 @@ class DockerCapabilities:
         return {str(c["Id"]): str((c.get("Names") or ["?"])[0]).lstrip("/") for c in found
                 if ((c.get("Labels") or {}).get(L.ROLE) == "holder") is holders}
 
-    def _undo_overlay(self, holder: str, volumes: list[str]) -> None:
+    def _undo_overlay(self, name: str) -> None:
+        """Whatever parts of the overlay ``name`` were made (nothing but its holder mounts it yet)."""
         with contextlib.suppress(EnvkitError):
-            if holder:
-                self.remove_container(holder, 0)
-            for name in reversed(volumes):
-                self._gone_ok(f"remove volume {name}", lambda n=name: self.api.remove_volume(n, force=True))  # type: ignore[misc]
+            self._remove_overlay(name)
 
     def _remove_overlay(self, name: str) -> None:
-        """Remove ``name`` (an overlay volume of COW_PARTS), its holder, then its directories; a Busy error
-        naming them when a container other than its holder mounts it."""
+        """Remove ``name`` (an overlay volume of COW_PARTS), its holder, then its directories, whichever of
+        them are there; a Busy error naming them when a container other than its holder mounts it."""
         others = self._users(name, holders=False)
         if others:
             raise Busy(f"remove volume {name}: volume is in use by {', '.join(others.values())}")
