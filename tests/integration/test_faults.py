@@ -205,10 +205,16 @@ def test_connections_open_before_a_connection_fault_are_named(env: api.Environme
     keeps talking to the service directly and the fault seems to do nothing. envkit counts the connections
     established to the faulted port when it applies the fault and says so (the CLI's note, env.fault's
     warning); a fresh connection is faulted."""
+    def established() -> int:  # connections to web's port 8000 in state 01 (ESTABLISHED), as web sees them
+        listed = env.exec("web", ["sh", "-c", "grep ':1F40 ' /proc/net/tcp | awk '{print \" \" $4 \" \"}'"]).output
+        return listed.count(" 01 ")
+
+    deadline = time.monotonic() + 40  # one an earlier test of the module left open ends first (the module's run)
+    while established() and time.monotonic() < deadline:
+        time.sleep(0.5)
     env.exec("client", ["sh", "-c", f'python3 -c "{HOLD}" >/dev/null 2>&1 &'])
     deadline = time.monotonic() + 20
-    while " 01 " not in env.exec("web", ["sh", "-c", "grep ':1F40 ' /proc/net/tcp | awk '{print \" \" $4 \" \"}'"
-                                         ]).output and time.monotonic() < deadline:
+    while not established() and time.monotonic() < deadline:
         time.sleep(0.2)
     applied = envkit_cli("fault", env.run_id, "web", "latency", "latency=200ms", check=True)
     try:
