@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import io
 import tarfile
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import replace
@@ -46,6 +47,10 @@ T = TypeVar("T")
 
 #: image id -> whether it has /bin/sh (the gate's shell); an image id names fixed content
 _SHELLS: dict[str, bool] = {}
+#: the gates' fallback files still being written (``release_container``), per backend; and how long
+#: ``settle`` waits for each at most (a write stuck on a wedged engine must not hang the run)
+_BEHIND_LOCK = threading.Lock()
+SETTLE_TIMEOUT = 30.0
 
 
 class DockerCapabilities:
@@ -53,6 +58,7 @@ class DockerCapabilities:
 
     if TYPE_CHECKING:
         api: Any
+        _behind: list[threading.Thread]
 
         def _call(self, what: str) -> AbstractContextManager[None]: ...
         def _once(self, what: str, fn: Callable[[], T]) -> T: ...
@@ -86,7 +92,25 @@ class DockerCapabilities:
     def release_container(self, container_id: str) -> None:
         with self._call(f"release container {container_id[:12]}"):
             self.api.kill(container_id, signal="SIGWINCH")  # the release (see GATE_SCRIPT) ...
-            self.api.put_archive(container_id, "/", wire.GO_TAR)  # ... and, for a gate not listening yet, the file
+        # ... and, for a gate not listening yet, the file, written behind the release: a gate that got
+        # the signal (nearly always) has begun its service's process already, and the file's copy costs
+        # the engine 40-130 ms that would otherwise sit on the path to every gated dependant. A gate that
+        # missed the signal finds the file within its 0.25 s nap; ``settle`` (at the end of the
+        # executor's run) waits for every such write, so no run is handed over with a gate still shut.
+        def write() -> None:
+            with contextlib.suppress(EnvkitError):  # gone or exited since: nothing is waiting any more
+                self._once(f"release file of container {container_id[:12]}",
+                           lambda: self.api.put_archive(container_id, "/", wire.GO_TAR))
+        thread = threading.Thread(target=write, name=f"envkit-release-{container_id[:12]}", daemon=True)
+        with _BEHIND_LOCK:
+            self._behind = [t for t in self._behind if t.is_alive()] + [thread]
+        thread.start()
+
+    def settle(self) -> None:
+        with _BEHIND_LOCK:
+            behind, self._behind = list(self._behind), []
+        for thread in behind:
+            thread.join(SETTLE_TIMEOUT)
 
     # -- COPY_FILES, EXPORT_FILESYSTEM, EXPORT_VOLUME ---------------------------------------------
     def copy_into(self, container_id: str, directory: str, archive: bytes) -> None:

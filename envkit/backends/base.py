@@ -137,6 +137,10 @@ class Backend(ABC):
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
 
+    def settle(self) -> None:  # noqa: B027 - optional hook
+        """Wait for the work a call left running behind it (the Docker gate's fallback file, written
+        after its release returned). The executor calls it once its steps are done."""
+
     # -- images ---------------------------------------------------------------------------------------
     @abstractmethod
     def image_exists(self, tag: str) -> bool: ...

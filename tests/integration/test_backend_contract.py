@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from contract.backend_contract import BackendContract, Harness
+from contract.backend_contract import BackendContract, Harness, eventually
 
 from envkit import labels as L
 from envkit.backends import Backend
@@ -75,3 +75,32 @@ def test_volume_helpers_carry_the_volumes_labels(backend: Backend, shell_image: 
         assert [r.kind for r in backend.list_resources({L.RUN: run})] == ["volume"]
     finally:
         teardown(backend, [run], missing_ok=True)
+
+
+def test_a_gate_that_missed_its_signal_opens_by_the_file_written_behind_the_release(
+        backend: Backend, shell_image: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The release is the signal; the file that covers a gate not listening yet is written behind it
+    # (off the path to the gated service's dependants), and the executor's `settle` waits for that write.
+    from envkit.backends.base import ContainerSpec
+    from envkit.runs import teardown
+
+    assert isinstance(backend, DockerBackend)
+    run = "contract-gate-file"
+    spec = ContainerSpec(f"envkit-{run}-svc", shell_image, ((L.MANAGED, "true"), (L.RUN, run)), (), network_mode="none",
+                         command=("sh", "-c", "echo began; exec sleep infinity"))
+    try:
+        ident, gated = backend.create_gated_container(spec)
+        assert gated
+        backend.start_container(ident)
+        signals: list[str] = []
+        monkeypatch.setattr(backend.api, "kill", lambda container, signal: signals.append(signal))  # lost
+        backend.release_container(ident)
+        backend.settle()
+        assert signals == ["SIGWINCH"]
+        assert backend.copy_from(ident, "/.envkit-go")  # written by the time settle returns
+        assert eventually(lambda: backend.logs(ident) == "began\n")  # the gate's nap found it
+        backend.settle()  # nothing left behind it: returns at once
+    finally:
+        monkeypatch.undo()
+        teardown(backend, [run], missing_ok=True)
+

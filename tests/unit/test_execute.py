@@ -339,3 +339,21 @@ def test_engine_lanes_bound_the_creates_and_starts_at_once_and_the_longest_path_
     assert most[0] == lanes
     starts = [target for call, target in fake.calls if call == "start_container"]
     assert starts[0] == container("db")
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_the_executor_settles_the_backend_once_its_steps_are_done(shop: Blueprint, fails: bool) -> None:
+    # What a step left running behind it (the Docker gate's fallback file) is done before the run is
+    # handed over, or rolled back.
+    fake = fake_for_shop()
+    if fails:
+        fake.exit_codes["migrate"] = 3
+    settled: list[int] = []
+    fake.settle = lambda: settled.append(len(fake.calls))  # type: ignore[method-assign]
+    executor = Executor(fake)
+    if fails:
+        with pytest.raises(ServiceFailed):
+            executor.run(make(shop, fake))
+    else:
+        executor.run(make(shop, fake))
+    assert settled == [len(fake.calls)]  # once, after the last call a step made
