@@ -52,7 +52,10 @@ _SHELL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
 def gated_argv(spec: ContainerSpec, image_config: Mapping[str, Any]) -> tuple[str, ...] | None:
     """The process Docker would have run (the entrypoint, then the command; the image's command is
     dropped when the blueprint sets its own entrypoint, as Docker does), or None when it cannot be
-    gated: no process, or variables a POSIX shell would drop on exec (e.g. "discovery.type")."""
+    gated: no process, variables a POSIX shell would drop on exec (e.g. "discovery.type"), or a
+    read-only root file system (the release's fallback file could not be written)."""
+    if spec.read_only:
+        return None
     entrypoint = list(spec.entrypoint) if spec.entrypoint is not None else list(image_config.get("Entrypoint") or [])
     if spec.command is not None:
         command = list(spec.command)

@@ -412,10 +412,11 @@ class FakeEngine(Backend):
 
     # -- GATE -----------------------------------------------------------------------------------------
     def create_gated_container(self, spec: ContainerSpec) -> tuple[str, bool]:
-        """Gated like the Docker backend, unless the image is listed in ``no_shell``."""
+        """Gated like the Docker backend, unless the image is listed in ``no_shell`` or the root file
+        system is read-only."""
         self.require(Capability.GATE)
         container_id = self.create_container(spec)
-        if spec.image in self.no_shell:
+        if spec.image in self.no_shell or spec.read_only:
             return container_id, False
         with self._changed:
             self.containers[container_id].gated = True

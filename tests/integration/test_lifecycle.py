@@ -207,3 +207,29 @@ def test_an_image_without_a_shell_is_started_plainly_in_dependency_order(backend
             assert state.started_at > first.started_at
             assert env.exec(name, ["cat", "/proc/1/cmdline"]).output.split("\0")[0] == "sleep"
     assert resources_of(backend, "it-no-shell") == []
+
+
+def test_a_read_only_root_file_system_is_read_only_and_its_service_starts_in_order(backend: Backend) -> None:
+    import envkit
+
+    with envkit.up(TEST_BLUEPRINTS / "read-only", name="it-read-only") as env:
+        rows = {s.service: s for s in env.status()}
+        assert {n: r.ready for n, r in rows.items()} == {"first": "ready", "locked": "ready"}
+        refused = env.exec("locked", ["touch", "/etc/x"])
+        assert refused.exit_code != 0 and "Read-only file system" in refused.output
+        assert env.exec("locked", ["touch", "/tmp/x", "/data/x"]).exit_code == 0  # its tmpfs and volume
+        assert env.exec("first", ["touch", "/etc/x"]).exit_code == 0  # only the service that asks for it
+        first = backend.inspect_container(rows["first"].container)
+        locked = backend.inspect_container(rows["locked"].container)
+        assert first.started_at and locked.started_at
+        # Not gated: its container started once first was ready, at least 0.5 s after first began.
+        assert _stamp(locked.started_at) - _stamp(first.started_at) >= 0.5
+        assert env.exec("locked", ["cat", "/proc/1/cmdline"]).output.split("\0")[0] == "sleep"
+    assert resources_of(backend, "it-read-only") == []
+
+
+def _stamp(text: str) -> float:
+    """An engine's RFC 3339 time (nanoseconds, Z) in seconds."""
+    from datetime import datetime
+    whole, _, rest = text.rstrip("Z").partition(".")
+    return datetime.fromisoformat(whole + "+00:00").timestamp() + float(f"0.{rest or 0}")

@@ -357,3 +357,16 @@ def test_the_executor_settles_the_backend_once_its_steps_are_done(shop: Blueprin
     else:
         executor.run(make(shop, fake))
     assert settled == [len(fake.calls)]  # once, after the last call a step made
+
+
+def test_a_read_only_service_is_not_gated_and_starts_once_its_dependency_is_ready(
+        load_text: Callable[..., Blueprint]) -> None:
+    bp = load_text("""
+        services:
+          db: {image: 'postgres:16', ready: {exec: [pg_isready]}}
+          app: {image: 'app:1', read_only: true, depends_on: [db]}
+    """)
+    fake = FakeBackend(images={"postgres:16", "app:1"})
+    Executor(fake).run(make(bp, fake, frozenset({"postgres:16", "app:1"})))
+    assert ("gate", container("app")) not in fake.calls
+    assert fake.calls.index(("start_container", container("app"))) > fake.calls.index(("exec", container("db")))

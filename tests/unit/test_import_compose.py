@@ -451,3 +451,15 @@ def test_scripts_mounted_at_docker_entrypoint_initdb_d_get_a_note_on_snapshots(t
     assert "snapshot" not in result.document["services"]["db"]  # a note, not a change: snapshots stay opt-in
     bp = load_text(result.text(), tmp_path)
     assert bp.services["db"].initialises and not bp.services["cache"].initialises
+
+
+def test_a_read_only_root_file_system_is_carried_over(tmp_path: Path) -> None:
+    compose = tmp_path / "compose.yaml"
+    compose.write_text("services:\n  app:\n    image: nginx:1\n    read_only: true\n    tmpfs: [/tmp]\n",
+                       encoding="utf-8")
+    result = imported(compose)
+    assert result.document["services"]["app"]["read_only"] is True
+    assert not [n for n in result.notes if "read_only" in str(n)]
+    bp = load_text(result.text(), tmp_path / "out")
+    assert bp.services["app"].read_only
+    assert to_compose(bp, image_tags(bp)).document["services"]["app"]["read_only"] is True  # and back
