@@ -42,7 +42,6 @@ SERVICE: dict[str, str] = {
     "configs": "not supported: mount files with volumes: (type: bind, read_only: true)",
     "logging": "not supported: envkit reads the engine's logs (`envkit logs RUN`)",
     "ulimits": "not supported",
-    "cap_drop": "not supported: only cap_add:",
     "devices": "not supported: a run uses no host devices",
     "security_opt": "not supported",
     "sysctls": "not supported",

@@ -372,6 +372,8 @@ SERVICE = Table("service", (
            section="privileged-and-cap_add", compose="privileged", container="privileged"),
     KeyDef("cap_add", v.cap_add, (), "list of strings", "none", "Linux capabilities to add.", NAMES,
            section="privileged-and-cap_add", compose="cap_add", container="cap_add"),
+    KeyDef("cap_drop", v.cap_add, (), "list of strings", "none", "Linux capabilities to drop (`ALL`: every one).",
+           NAMES, section="privileged-and-cap_add", compose="cap_drop", container="cap_drop"),
     KeyDef("read_only", Reader.boolean, False, "boolean", "`false`",
            "Mounts the container's root file system read-only.", BOOLEAN, section="read_only",
            compose="read_only", container="read_only"),

@@ -209,12 +209,15 @@ def test_an_image_without_a_shell_is_started_plainly_in_dependency_order(backend
     assert resources_of(backend, "it-no-shell") == []
 
 
-def test_a_read_only_root_file_system_is_read_only_and_its_service_starts_in_order(backend: Backend) -> None:
+def test_a_read_only_root_file_system_is_read_only_and_its_service_starts_in_order_and_cap_drop_drops(backend: Backend) -> None:
     import envkit
 
     with envkit.up(TEST_BLUEPRINTS / "read-only", name="it-read-only") as env:
         rows = {s.service: s for s in env.status()}
-        assert {n: r.ready for n, r in rows.items()} == {"first": "ready", "locked": "ready"}
+        assert {n: r.ready for n, r in rows.items()} == {"first": "ready", "locked": "ready", "bare": "ready"}
+        # cap_drop: [ALL]: no capability left, so root cannot chown; first keeps the engine's default set.
+        assert _effective_caps(env, "bare") == 0 and _effective_caps(env, "first") != 0
+        assert env.exec("bare", ["chown", "1:1", "/tmp"]).exit_code != 0
         refused = env.exec("locked", ["touch", "/etc/x"])
         assert refused.exit_code != 0 and "Read-only file system" in refused.output
         assert env.exec("locked", ["touch", "/tmp/x", "/data/x"]).exit_code == 0  # its tmpfs and volume
@@ -233,3 +236,8 @@ def _stamp(text: str) -> float:
     from datetime import datetime
     whole, _, rest = text.rstrip("Z").partition(".")
     return datetime.fromisoformat(whole + "+00:00").timestamp() + float(f"0.{rest or 0}")
+
+
+def _effective_caps(env: object, service: str) -> int:
+    status = env.exec(service, ["cat", "/proc/1/status"]).output  # type: ignore[attr-defined]
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("CapEff:")), 16)

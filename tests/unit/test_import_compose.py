@@ -463,3 +463,14 @@ def test_a_read_only_root_file_system_is_carried_over(tmp_path: Path) -> None:
     bp = load_text(result.text(), tmp_path / "out")
     assert bp.services["app"].read_only
     assert to_compose(bp, image_tags(bp)).document["services"]["app"]["read_only"] is True  # and back
+
+
+def test_dropped_capabilities_are_carried_over_and_need_no_allowance(tmp_path: Path) -> None:
+    compose = tmp_path / "compose.yaml"
+    compose.write_text("services:\n  app:\n    image: nginx:1\n    cap_drop: [ALL]\n", encoding="utf-8")
+    result = imported(compose)
+    assert result.document["services"]["app"]["cap_drop"] == ["ALL"]
+    assert not [n for n in result.notes if "cap_drop" in str(n)]
+    bp = load_text(result.text(), tmp_path / "out")  # validates: no allow: for taking rights away
+    assert bp.services["app"].cap_drop == ("ALL",) and bp.services["app"].allow == ()
+    assert to_compose(bp, image_tags(bp)).document["services"]["app"]["cap_drop"] == ["ALL"]
