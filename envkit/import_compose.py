@@ -101,7 +101,7 @@ COMPOSE_KEYS: dict[str, frozenset[str]] = {
 #: Compose service keys that need nothing in a blueprint (envkit already behaves so)
 _SILENT = {"expose", "pull_policy", "profiles"}
 _DIRECT = {"user", "working_dir", "hostname", "stop_signal", "privileged", "cap_add", "labels", "command", "entrypoint",
-           "read_only", "cap_drop"}
+           "read_only", "cap_drop", "init"}
 
 
 @dataclass(frozen=True)

@@ -150,6 +150,7 @@ class ContainerSpec:
     network_mode: str | None = None
     cap_drop: tuple[str, ...] = ()
     read_only: bool = False
+    init: bool = False  # the engine's init (tini) as PID 1 (no effect on Kubernetes: docs/kubernetes.md)
     placement: Placement | None = None  # a distributed engine's placement (docs/swarm.md); one engine: none
     healthcheck_off: bool = False  # the image's HEALTHCHECK is not run (``ready: {healthcheck: false}``)
 

@@ -209,12 +209,17 @@ def test_an_image_without_a_shell_is_started_plainly_in_dependency_order(backend
     assert resources_of(backend, "it-no-shell") == []
 
 
-def test_a_read_only_root_file_system_is_read_only_and_its_service_starts_in_order_and_cap_drop_drops(backend: Backend) -> None:
+def test_hardened_services_read_only_cap_drop_and_init(backend: Backend) -> None:
     import envkit
 
-    with envkit.up(TEST_BLUEPRINTS / "read-only", name="it-read-only") as env:
+    with envkit.up(TEST_BLUEPRINTS / "hardened", name="it-hardened") as env:
         rows = {s.service: s for s in env.status()}
-        assert {n: r.ready for n, r in rows.items()} == {"first": "ready", "locked": "ready", "bare": "ready"}
+        assert {n: r.ready for n, r in rows.items()} == {"first": "ready", "locked": "ready", "bare": "ready",
+                                                         "reaped": "ready"}
+        # init: the engine's init is PID 1, in front of the gate that became the service's own process.
+        assert env.exec("reaped", ["cat", "/proc/1/cmdline"]).output.split("\0")[0] == "/sbin/docker-init"
+        children = env.exec("reaped", ["cat", "/proc/1/task/1/children"]).output.split()
+        assert [env.exec("reaped", ["cat", f"/proc/{c}/cmdline"]).output.split("\0")[0] for c in children] == ["sleep"]
         # cap_drop: [ALL]: no capability left, so root cannot chown; first keeps the engine's default set.
         assert _effective_caps(env, "bare") == 0 and _effective_caps(env, "first") != 0
         assert env.exec("bare", ["chown", "1:1", "/tmp"]).exit_code != 0
@@ -228,7 +233,7 @@ def test_a_read_only_root_file_system_is_read_only_and_its_service_starts_in_ord
         # Not gated: its container started once first was ready, at least 0.5 s after first began.
         assert _stamp(locked.started_at) - _stamp(first.started_at) >= 0.5
         assert env.exec("locked", ["cat", "/proc/1/cmdline"]).output.split("\0")[0] == "sleep"
-    assert resources_of(backend, "it-read-only") == []
+    assert resources_of(backend, "it-hardened") == []
 
 
 def _stamp(text: str) -> float:

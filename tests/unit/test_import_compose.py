@@ -174,7 +174,8 @@ def test_node_mongo(tmp_path: Path) -> None:
     assert express["depends_on"] == {"mongo": "ready"}
     assert doc["networks"] == {"front": None, "back": {"internal": True}}
     notes = "\n".join(result.notes)
-    for expected in ("volumes.mongo-data.external", "services.web.init", "anonymous volume /usr/src/app/node_modules",
+    assert web["init"] is True  # carried over
+    for expected in ("volumes.mongo-data.external", "anonymous volume /usr/src/app/node_modules",
                      "services.Mongo.Express.depends_on.mongo.restart", "published '9229'"):
         assert expected in notes, expected
     assert sum("8081-8082" in n for n in result.notes) == 1
@@ -328,8 +329,8 @@ def test_what_compose_itself_refuses_is_an_error_naming_line_and_key(
 
 
 def test_a_key_compose_knows_but_envkit_cannot_carry_is_a_note(tmp_path: Path) -> None:
-    result = doc_of("services: {a: {image: i, init: true, oom_score_adj: 5, x-mine: 1}}", tmp_path)
-    assert result.notes == ("services.a.init: not carried over: envkit has no equivalent",
+    result = doc_of("services: {a: {image: i, cpu_shares: 512, oom_score_adj: 5, x-mine: 1}}", tmp_path)
+    assert result.notes == ("services.a.cpu_shares: not carried over: envkit has no equivalent",
                             "services.a.oom_score_adj: not carried over: envkit has no equivalent")
 
 
@@ -453,16 +454,18 @@ def test_scripts_mounted_at_docker_entrypoint_initdb_d_get_a_note_on_snapshots(t
     assert bp.services["db"].initialises and not bp.services["cache"].initialises
 
 
-def test_a_read_only_root_file_system_is_carried_over(tmp_path: Path) -> None:
+def test_a_read_only_root_file_system_and_init_are_carried_over(tmp_path: Path) -> None:
     compose = tmp_path / "compose.yaml"
-    compose.write_text("services:\n  app:\n    image: nginx:1\n    read_only: true\n    tmpfs: [/tmp]\n",
-                       encoding="utf-8")
+    compose.write_text("services:\n  app:\n    image: nginx:1\n    read_only: true\n    tmpfs: [/tmp]\n"
+                       "    init: true\n", encoding="utf-8")
     result = imported(compose)
     assert result.document["services"]["app"]["read_only"] is True
-    assert not [n for n in result.notes if "read_only" in str(n)]
+    assert result.document["services"]["app"]["init"] is True
+    assert not [n for n in result.notes if "read_only" in str(n) or "init" in str(n)]
     bp = load_text(result.text(), tmp_path / "out")
-    assert bp.services["app"].read_only
-    assert to_compose(bp, image_tags(bp)).document["services"]["app"]["read_only"] is True  # and back
+    assert bp.services["app"].read_only and bp.services["app"].init
+    back = to_compose(bp, image_tags(bp)).document["services"]["app"]  # and back
+    assert back["read_only"] is True and back["init"] is True
 
 
 def test_dropped_capabilities_are_carried_over_and_need_no_allowance(tmp_path: Path) -> None:
