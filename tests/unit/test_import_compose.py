@@ -477,3 +477,27 @@ def test_dropped_capabilities_are_carried_over_and_need_no_allowance(tmp_path: P
     bp = load_text(result.text(), tmp_path / "out")  # validates: no allow: for taking rights away
     assert bp.services["app"].cap_drop == ("ALL",) and bp.services["app"].allow == ()
     assert to_compose(bp, image_tags(bp)).document["services"]["app"]["cap_drop"] == ["ALL"]
+
+
+@pytest.mark.parametrize(("shm", "tmpfs"), [("256m", ["/tmp", "/dev/shm:size=268435456"]),
+                                            ("1gb", ["/tmp", "/dev/shm:size=1073741824"]),
+                                            (67108864, ["/tmp", "/dev/shm:size=67108864"])])
+def test_shm_size_becomes_a_tmpfs_at_dev_shm_of_that_size(tmp_path: Path, shm: Any, tmpfs: list[str]) -> None:
+    compose = tmp_path / "compose.yaml"
+    compose.write_text(yaml.safe_dump({"services": {"db": {"image": "postgres:16", "shm_size": shm, "tmpfs": ["/tmp"]}}}),
+                       encoding="utf-8")
+    result = imported(compose)
+    assert result.document["services"]["db"]["tmpfs"] == tmpfs
+    assert not [n for n in result.notes if "shm_size" in str(n)]
+    assert dict(load_text(result.text(), tmp_path / "out").services["db"].tmpfs)["/dev/shm"] == tmpfs[1].split(":")[1]
+
+
+def test_an_shm_size_that_is_no_size_is_a_note_and_a_tmpfs_at_dev_shm_wins(tmp_path: Path) -> None:
+    compose = tmp_path / "compose.yaml"
+    compose.write_text("services:\n  a: {image: i, shm_size: lots}\n  b: {image: i, shm_size: 1g, tmpfs: ['/dev/shm:size=5m']}\n",
+                       encoding="utf-8")
+    result = imported(compose)
+    assert [n.split(" ", 1)[1] for n in result.notes if "shm_size" in n] == [
+        "services.a.shm_size: not carried over: 'lots' is not a size (e.g. 256m, 1gb, or bytes)"]
+    assert "tmpfs" not in result.document["services"]["a"]
+    assert result.document["services"]["b"]["tmpfs"] == ["/dev/shm:size=5m"]
