@@ -3,6 +3,7 @@ applied and healed from the labels alone, refusals where the engine lacks a capa
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -171,6 +172,26 @@ def test_status_names_the_fault_that_holds_a_replica_down_not_a_failure(env: api
     assert not down.ok and up.ok  # still not ready (status exits 6), but not "failed: exited with code 0"
     faults.heal(fake, "r1")
     assert all(s.ok for s in env.status())
+
+
+def test_status_json_lists_the_faults_of_each_replica_as_the_text_form_does(
+        env: api.Environment, fake: FakeBackend, capsys: pytest.CaptureFixture[str]) -> None:
+    from envkit.cli import main
+
+    stop = faults.apply(fake, "r1", "api", "stop", {"replica": 1}, seed=3)
+    pause = faults.apply(fake, "r1", "db", "pause")
+    faults.heal(fake, "r1", fault_id=pause.id)
+    assert main(["status", "r1"], backend=fake) == 6
+    text = capsys.readouterr().out
+    assert f"fault {stop.id} since" in text and f"fault {pause.id} " in text and "→ healed" in text
+    assert main(["status", "--json", "r1"], backend=fake) == 6
+    rows = {r["container"]: r for r in json.loads(capsys.readouterr().out)}
+    assert [(f["id"], f["kind"], f["healed_at"], f["seed"], f["seeded"]) for f in rows["envkit-r1-api-1"]["faults"]] \
+        == [(stop.id, "stop", None, 3, True)]
+    assert rows["envkit-r1-api-2"]["faults"] == []  # replica 2 was not stopped
+    (healed,) = rows["envkit-r1-db-1"]["faults"]
+    assert healed["id"] == pause.id and healed["healed_at"] and healed["applied_at"] == pause.at
+    assert rows["envkit-r1-api-1"]["ready"].startswith(f"not ready: stopped by fault {stop.id}")
 
 
 def test_connections_open_before_a_redirect_are_counted_and_named() -> None:
