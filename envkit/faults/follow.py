@@ -7,7 +7,8 @@ the replica (service + replica number), its container and its ``StartedAt`` when
 place; ``reconcile`` compares them with the engine's and puts what is missing back: a new sidecar with
 the same seed, proxies and toxics, the same rules (added only where absent), the same qdisc. A replica
 *replaced* by another container (a reset's restore path, a rebuild: same name, new id) gets every fault
-put on it again, those the engine holds on a container too (stop, kill, pause, disconnect), so a fault
+put on it again, those the engine holds on a container too (stop, kill, pause, disconnect) and the front
+proxy's (the new container goes behind the same proxy again, ``envkit.faults.front``), so a fault
 stays in force until it is healed whatever replaced its container. The
 record is written again as the next generation (``envkit.faults.records``), so heal undoes what is there
 now. Every envkit entry point on a run calls it: ``apply``, ``Environment.faults/status/restart/start``,
@@ -27,6 +28,7 @@ from envkit import labels as L
 from envkit.backends.base import Backend, ContainerState
 from envkit.errors import Conflict, EnvkitError, NotFound
 from envkit.faults import records
+from envkit.faults.front import behind_front
 from envkit.faults.kinds import parse
 from envkit.faults.records import FaultRecord
 from envkit.faults.rules import rule_script
@@ -44,6 +46,12 @@ def _on_engine(u: Mapping[str, Any]) -> bool:
     """A fault the engine holds on the container itself (stop, kill, pause, disconnect): it survives a
     restart of that container, not its replacement by another one (a reset's restore path, a rebuild)."""
     return "front" not in u and not _in_namespace(u)
+
+
+def _front(u: Mapping[str, Any]) -> bool:
+    """A connection fault without NET_ADMIN (``envkit.faults.front``): the replica moved behind a proxy. It
+    survives a restart (the container keeps its networks), not a replacement (the new one is back on them)."""
+    return "front" in u
 
 
 def replaced(u: Mapping[str, Any], current: ContainerState | None) -> bool:
@@ -71,6 +79,9 @@ def _again(backend: Backend, info: RunInfo, f: FaultRecord, u: Mapping[str, Any]
         return _apply_one(backend, info, f.id, parse(f.kind, dict(f.params)), c, f.seed, f.seeded,
                           str(u.get("via", "engine")))
     base = {**u, "container": c.id, "name": c.name, "started": c.started_at or ""}
+    if _front(u):
+        behind_front(backend, u, c)
+        return base
     if "sidecar" in u:
         name = f"envkit-{info.run_id}-fault-{f.id}-proxy-{digest(c.id + (c.started_at or ''))}"
         done = _apply_connection(backend, info, f.id, parse(f.kind, dict(f.params)), c, f.seed, name=name, replay=True)
@@ -85,9 +96,9 @@ def _again(backend: Backend, info: RunInfo, f: FaultRecord, u: Mapping[str, Any]
 
 def reconcile(backend: Backend, run_id: str, info: RunInfo | None = None) -> list[FaultRecord]:
     """Re-apply the run's faults whose replica restarted since (rules, qdiscs and sidecars: a new network
-    namespace) or was replaced by a new container (every fault but the front proxy's: a reset's restore
+    namespace) or was replaced by a new container (every fault, the front proxy's too: a reset's restore
     path, a rebuild); the records written again."""
-    todo = [f for f in records.active(backend, run_id) if any(_in_namespace(u) or _on_engine(u) for u in f.undo)]
+    todo = records.active(backend, run_id)
     if not todo:
         return []
     info = info or describe(backend, run_id)
@@ -96,7 +107,7 @@ def reconcile(backend: Backend, run_id: str, info: RunInfo | None = None) -> lis
         undo, changed = [], False
         for u in f.undo:
             c = _current(info, f, u)
-            if c is None or not (moved(u, c) or (_on_engine(u) and replaced(u, c))):
+            if c is None or not (moved(u, c) or ((_on_engine(u) or _front(u)) and replaced(u, c))):
                 undo.append(dict(u))
                 continue
             try:
