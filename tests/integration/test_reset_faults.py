@@ -14,6 +14,7 @@ import pytest
 from envkit import api
 from envkit import labels as L
 from envkit import snapshots as S
+from envkit.backends.base import ContainerSpec, NetworkAttachment
 
 from .conftest import resources_of
 
@@ -176,3 +177,42 @@ def test_a_front_proxy_fault_stays_in_force_through_a_reset(env: api.Environment
     answer, took = peer_get(env)
     assert answer == seeded and took < 0.35 and fault_helpers(env) == []
     assert not [r.name for r in env.backend.list_resources({L.RUN: env.run_id, L.ROLE: "fault"}) if r.kind == "network"]
+
+
+def test_a_service_reset_once_starts_again_when_its_address_was_taken_while_it_was_stopped(
+        env: api.Environment) -> None:
+    # A reset makes the new container with the old one's address, fixed: the engine then reserves it for that
+    # container only while it runs. Stopped, another container may take it, and the engine refused to start
+    # the service again ("Address already in use", which envkit took for a busy host port).
+    seeded, _ = get(env)
+    env.reset("store")
+    net = L.network_name(env.run_id, "default")
+    address = env.refresh().replicas("store")[0].addresses[net]
+    env.stop("store")
+    squatter = env.backend.create_container(ContainerSpec(  # labelled as a fault's helper: no replica
+        f"envkit-{env.run_id}-squatter", env.info.replicas("client")[0].labels[L.IMAGE],
+        ((L.MANAGED, "true"), (L.RUN, env.run_id), (L.ROLE, "fault")), (NetworkAttachment(net, (), address),),
+        command=("sleep", "300")))
+    try:
+        env.backend.start_container(squatter)  # what joins the network meanwhile: a front proxy, a helper...
+        env.start("store")
+        moved = env.refresh().replicas("store")[0]
+        assert moved.running and moved.addresses[net] != address and moved.aliases[net]
+        assert peer_get(env)[0] == seeded  # peers find it by its name
+    finally:
+        env.backend.remove_container(squatter, grace=0)
+
+
+def test_a_stopped_service_keeps_the_address_a_reset_fixed_through_the_next_reset(env: api.Environment) -> None:
+    # A stopped container has no address, but one made with a fixed address keeps it in its configuration: a
+    # reset of it while stopped made the new container with none, so it took whichever was free first
+    # (another stopped service's, reserved by a reset of its own).
+    seeded, _ = get(env)
+    env.reset("store")
+    net = L.network_name(env.run_id, "default")
+    address = env.refresh().replicas("store")[0].addresses[net]
+    env.stop("store")
+    assert env.refresh().replicas("store")[0].fixed == {net: address}
+    env.reset("store")  # made again from the snapshot, and started
+    again = env.refresh().replicas("store")[0]
+    assert again.addresses[net] == address and again.fixed == {net: address} and get(env)[0] == seeded
