@@ -20,7 +20,7 @@ entry as it was for the next entry point to try again.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -35,7 +35,7 @@ from envkit.faults.rules import rule_script
 from envkit.faults.sidecar import digest, run_iptables
 from envkit.runs import RunInfo, describe
 
-__all__ = ["moved", "reconcile", "replaced"]
+__all__ = ["moved", "reconcile", "replaced", "undone"]
 
 
 def _in_namespace(u: Mapping[str, Any]) -> bool:
@@ -57,6 +57,17 @@ def _front(u: Mapping[str, Any]) -> bool:
 def replaced(u: Mapping[str, Any], current: ContainerState | None) -> bool:
     """Whether the replica of undo entry ``u`` is another container than the fault was put on."""
     return current is not None and bool(u.get("container")) and current.id != u["container"]
+
+
+def undone(kind: str, u: Mapping[str, Any], current: ContainerState | None) -> bool:
+    """Whether a start of the same container since (``envkit start/restart``) undid a fault the engine holds
+    on it: a stopped or killed replica runs again, a paused one was restarted unpaused. (A disconnect stays:
+    the engine keeps a container's networks across its restarts.)"""
+    if current is None or not _on_engine(u) or replaced(u, current) or not current.running:
+        return False
+    if (current.started_at or "") == u.get("started", ""):
+        return False  # the start the fault was put on (a pause leaves StartedAt alone; a restart changes it)
+    return kind in ("stop", "kill", "pause")
 
 
 def moved(u: Mapping[str, Any], current: ContainerState | None) -> bool:
@@ -94,10 +105,14 @@ def _again(backend: Backend, info: RunInfo, f: FaultRecord, u: Mapping[str, Any]
     return base
 
 
-def reconcile(backend: Backend, run_id: str, info: RunInfo | None = None) -> list[FaultRecord]:
+def reconcile(backend: Backend, run_id: str, info: RunInfo | None = None,
+              started: Collection[str] = ()) -> list[FaultRecord]:
     """Re-apply the run's faults whose replica restarted since (rules, qdiscs and sidecars: a new network
-    namespace) or was replaced by a new container (every fault, the front proxy's too: a reset's restore
-    path, a rebuild); the records written again."""
+    namespace; a stop, kill or pause the start undid) or was replaced by a new container (every fault, the
+    front proxy's too: a reset's restore path, a rebuild); the records written again. ``started``: the
+    containers the caller has just started (``envkit start/restart``): a stop, kill or pause fault on one of
+    them is put back. Only there: a heal starts or unpauses the container before its timeline entry is
+    written, so another process's reconcile in between would put the fault back just as it is healed."""
     todo = records.active(backend, run_id)
     if not todo:
         return []
@@ -107,7 +122,8 @@ def reconcile(backend: Backend, run_id: str, info: RunInfo | None = None) -> lis
         undo, changed = [], False
         for u in f.undo:
             c = _current(info, f, u)
-            if c is None or not (moved(u, c) or ((_on_engine(u) or _front(u)) and replaced(u, c))):
+            if c is None or not (moved(u, c) or ((_on_engine(u) or _front(u)) and replaced(u, c))
+                                 or (c.id in started and undone(f.kind, u, c))):
                 undo.append(dict(u))
                 continue
             try:

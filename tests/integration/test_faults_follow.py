@@ -144,3 +144,23 @@ def test_the_timeline_is_seen_by_another_process(env: api.Environment, tmp_path:
     assert bundle.returncode == 0
     text = (tmp_path / "b" / "faults.txt").read_text()
     assert "pause web" in text and "stop client" in text and text.count(" healed ") >= 2
+
+
+def test_a_stop_or_pause_stays_in_force_through_envkit_start_and_restart(env: api.Environment) -> None:
+    # `envkit start` / `restart` ran the replica again (a restart of a paused one unpaused it) while
+    # env.faults(), status and heal still called the fault active.
+    with env.fault("web", "stop") as stop:
+        result = env.start("web")
+        assert not env.refresh().services["web"][0].running
+        assert f"fault {stop.record.id} (stop web) applied again to the restarted replica" in result.notes
+        (row,) = [s for s in env.status() if s.service == "web"]
+        assert row.ready.startswith(f"not ready: stopped by fault {stop.record.id}")
+    until_ok(env)
+    with env.fault("web", "pause") as pause:
+        env.restart("web")
+        assert env.refresh().services["web"][0].status == "paused"
+        assert probe(env, timeout=1.0)[0] == "timeout"  # frozen: the connection hangs
+        (entry,) = [e for e in env.faults() if not e.healed_at]
+        assert entry.record.id == pause.record.id and entry.record.generation == 1
+    until_ok(env)
+    assert probe(env)[0].startswith("ok") and helpers(env) == []

@@ -194,6 +194,21 @@ def test_status_json_lists_the_faults_of_each_replica_as_the_text_form_does(
     assert rows["envkit-r1-api-1"]["ready"].startswith(f"not ready: stopped by fault {stop.id}")
 
 
+def test_a_stop_kill_or_pause_stays_in_force_through_envkit_start_and_restart(env: api.Environment,
+                                                                              fake: FakeBackend) -> None:
+    # The start ran the replica again (a restart unpaused it) while the record, env.faults() and heal still
+    # called the fault active: status said "ready", and after the next `envkit stop`, "stopped by fault".
+    for kind, verb, held in (("stop", "start", "exited"), ("kill", "restart", "exited"), ("pause", "restart", "paused")):
+        record = faults.apply(fake, "r1", "db", kind)
+        result = getattr(env, verb)("db")
+        assert env.refresh().services["db"][0].status == held, (kind, verb)
+        assert f"fault {record.id} ({kind} db) applied again to the restarted replica" in result.notes
+        (active,) = faults.faults(fake, "r1")
+        assert active.id == record.id and active.generation == 1
+        faults.heal(fake, "r1")
+        assert env.refresh().services["db"][0].status == "running" and faults.faults(fake, "r1") == []
+
+
 def test_connections_open_before_a_redirect_are_counted_and_named() -> None:
     from envkit.faults.records import FaultRecord
     from envkit.faults.rules import live_script, parse_live
