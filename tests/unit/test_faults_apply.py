@@ -207,6 +207,8 @@ def test_a_stop_kill_or_pause_stays_in_force_through_envkit_start_and_restart(en
         assert active.id == record.id and active.generation == 1
         faults.heal(fake, "r1")
         assert env.refresh().services["db"][0].status == "running" and faults.faults(fake, "r1") == []
+        # the timeline keeps how often it was put back (the healed entry said 0, the active one 1)
+        assert [f.generation for f in faults.history(fake, "r1") if f.id == record.id] == [1]
 
 
 def test_connections_open_before_a_redirect_are_counted_and_named() -> None:
