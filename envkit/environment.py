@@ -287,10 +287,10 @@ class Environment:
         return out
 
     def _held_by_faults(self) -> dict[str, str]:
-        """Container id -> why it is down, for the replicas an active stop/kill fault holds (any process's)."""
+        """Container id -> why it is down, for the replicas an active stop/kill/pause fault holds (any process's)."""
         from envkit.faults.apply import faults
 
-        verb = {"stop": "stopped", "kill": "killed"}
+        verb = {"stop": "stopped", "kill": "killed", "pause": "paused"}
         return {str(u["container"]): f"{verb[f.kind]} by fault {f.id} (heal it with `envkit heal {self.run_id} "
                                      f"{f.service}`)"
                 for f in faults(self.backend, self.run_id) if f.kind in verb for u in f.undo if u.get("container")}

@@ -172,6 +172,9 @@ def test_status_names_the_fault_that_holds_a_replica_down_not_a_failure(env: api
     assert not down.ok and up.ok  # still not ready (status exits 6), but not "failed: exited with code 0"
     faults.heal(fake, "r1")
     assert all(s.ok for s in env.status())
+    paused = faults.apply(fake, "r1", "db", "pause")
+    (row,) = [s for s in env.status() if s.service == "db"]
+    assert row.ready == f"not ready: paused by fault {paused.id} (heal it with `envkit heal r1 db`)"  # not "paused"
 
 
 def test_status_json_lists_the_faults_of_each_replica_as_the_text_form_does(
