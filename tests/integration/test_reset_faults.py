@@ -1,6 +1,7 @@
 """A generic (restore-path) reset meets faults on the real engine: the reset replaces the service's
-container, and a fault applied to the service stays in force on the new one until it is healed; a
-stopped service keeps the host ports its outputs name through the reset."""
+container, and a fault applied to the service (the front proxy's too) stays in force on the new one until
+it is healed; a stopped service keeps the host ports its outputs name, and the address a reset fixed,
+through the reset, and starts again when another container took that address meanwhile."""
 
 from __future__ import annotations
 
@@ -216,3 +217,4 @@ def test_a_stopped_service_keeps_the_address_a_reset_fixed_through_the_next_rese
     env.reset("store")  # made again from the snapshot, and started
     again = env.refresh().replicas("store")[0]
     assert again.addresses[net] == address and again.fixed == {net: address} and get(env)[0] == seeded
+    assert peer_get(env)[0] == seeded  # and by its name
