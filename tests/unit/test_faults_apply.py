@@ -175,6 +175,9 @@ def test_status_names_the_fault_that_holds_a_replica_down_not_a_failure(env: api
     paused = faults.apply(fake, "r1", "db", "pause")
     (row,) = [s for s in env.status() if s.service == "db"]
     assert row.ready == f"not ready: paused by fault {paused.id} (heal it with `envkit heal r1 db`)"  # not "paused"
+    env.stop("db")  # stopped since: no longer what the pause made of it
+    (row,) = [s for s in env.status() if s.service == "db"]
+    assert row.state == "exited" and "by fault" not in row.ready
 
 
 def test_status_json_lists_the_faults_of_each_replica_as_the_text_form_does(
