@@ -240,6 +240,7 @@ def _execute(backend: Backend, info: RunInfo, plan: LivePlan, on_event: EventSin
     Executor(backend, on_event, existing=_existing(info)).run(plan)
     after = describe(backend, info.run_id)
     notes = _follow_faults(backend, after, info)
+    refaulted = bool(notes)
     moved: dict[str, dict[PortKey, tuple[Endpoint, Endpoint | None]]] = {}
     for before in info.containers:
         if not before.running or plan.verb == "stop":
@@ -255,6 +256,8 @@ def _execute(backend: Backend, info: RunInfo, plan: LivePlan, on_event: EventSin
                      "pin them in the blueprint, or `envkit rebuild` the service once to keep them")
     for note in notes:
         on_event(Event("note", info.run_id, note))
+    if refaulted:  # a replica stopped or paused again, another rule or proxy: the run as it is now
+        after = describe(backend, info.run_id)
     return LiveResult(plan, after, moved, tuple(notes))
 
 

@@ -207,7 +207,8 @@ def test_a_stop_kill_or_pause_stays_in_force_through_envkit_start_and_restart(en
     for kind, verb, held in (("stop", "start", "exited"), ("kill", "restart", "exited"), ("pause", "restart", "paused")):
         record = faults.apply(fake, "r1", "db", kind)
         result = getattr(env, verb)("db")
-        assert env.refresh().services["db"][0].status == held, (kind, verb)
+        assert result.info.services["db"][0].status == held, (kind, verb)  # what the command reports
+        assert env.info.services["db"][0].status == held and env.refresh().services["db"][0].status == held
         assert f"fault {record.id} ({kind} db) applied again to the restarted replica" in result.notes
         (active,) = faults.faults(fake, "r1")
         assert active.id == record.id and active.generation == 1
