@@ -2,7 +2,7 @@
 
 No helper joins the replica's namespace and no rule is added. Instead (docs/faults.md, "Without NET_ADMIN"):
 
-1. a private network ``envkit-<run>-fault-<id>`` (labelled with the run) is made, and a fault-proxy
+1. a private network ``envkit-<run>-fault-<id>-<replica>`` (labelled with the run) is made, and a fault-proxy
    container joins it and each of the replica's networks under the replica's DNS aliases (the service
    name and the blueprint's aliases), listening on the faulted ports and forwarding to the replica by its
    container name, which resolves on the private network only;
@@ -48,7 +48,7 @@ def apply_front(backend: Backend, info: RunInfo, fid: str, spec: FaultSpec, c: C
     if not taken:
         raise UsageError(f"fault {spec.kind!r} on {c.name} without NET_ADMIN: the replica has no DNS alias "
                          "to take over on any network")
-    origin = f"envkit-{info.run_id}-fault-{fid}"
+    origin = f"envkit-{info.run_id}-fault-{fid}-{c.labels.get(L.REPLICA, '1')}"  # one per replica: healed alone
     backend.create_network(NetworkSpec(origin, ((L.MANAGED, "true"), (L.RUN, info.run_id), (L.ROLE, "fault"),
                                                 (FAULT, fid))))
     undo: dict[str, Any] = {"container": c.id, "front": "", "origin": origin, "networks": [], "ports": list(ports)}
