@@ -148,6 +148,12 @@ def _addresses(networks: Mapping[str, Any] | None) -> dict[str, str]:
     return {name: str(v["IPAddress"]) for name, v in (networks or {}).items() if v and v.get("IPAddress")}
 
 
+def _fixed(networks: Mapping[str, Any] | None) -> dict[str, str]:
+    """Network -> the IPv4 address the container was made or connected with (its IPAMConfig), running or not."""
+    return {name: str(v["IPAMConfig"]["IPv4Address"]) for name, v in (networks or {}).items()
+            if v and (v.get("IPAMConfig") or {}).get("IPv4Address")}
+
+
 def _port_key(text: str) -> PortKey | None:
     try:
         return PortKey.parse(text)
@@ -186,6 +192,7 @@ def from_inspect(info: Mapping[str, Any]) -> ContainerState:
         environment=dict(e.partition("=")[::2] for e in (info.get("Config") or {}).get("Env") or [] if "=" in e),
         mounts=_mounts(info.get("Mounts")),
         aliases=_aliases(settings.get("Networks"), str(info["Id"])), bindings=bindings,
+        fixed=_fixed(settings.get("Networks")),
     )
 
 

@@ -163,6 +163,7 @@ class FakeEngine(Backend):
             aliases={a.network: a.aliases for a in c.networks} if live and detailed else {},
             bindings={p.container: Endpoint(p.host_ip, p.host_port) for p in c.spec.ports if p.host_port}
             if detailed else {},
+            fixed={a.network: a.address for a in c.networks if a.address} if detailed else {},
         )
 
     # -- engine -------------------------------------------------------------------------------------

@@ -176,7 +176,9 @@ class Backend(ABC):
         spec here and creates it in ``start_container``; either way the returned id is final."""
 
     @abstractmethod
-    def start_container(self, container_id: str) -> None: ...
+    def start_container(self, container_id: str) -> None:
+        """Start it; a fixed address (``NetworkAttachment.address``) that another container took while it was
+        stopped is given up for the engine's choice on that network, with the same aliases."""
 
     @abstractmethod
     def inspect_container(self, container_id: str) -> ContainerState: ...
