@@ -101,16 +101,19 @@ def _reset(backend: Backend, run_id: str, services: Sequence[str], blueprint: Bl
         raise UsageError(f"run {run_id} has no service started with a snapshot; add 'snapshot: true' to the "
                          "service (or `envkit up --snapshot`) to be able to reset it (a run brought up with "
                          "--no-snapshot or --no-seed has none)")
-    taken: dict[str, float] = {}
-    restored = False
+    # Every named service is checked before any is reset: a refusal leaves the run as it was (not one
+    # service reset without the seeds of its dependants run again).
     for name in names:
         if not info.replicas(name):
             raise UsageError(f"run {run_id} has no service '{name}' (services: {', '.join(info.services)})")
-        key = _key(info, name)
-        if not key:
+        if not _key(info, name):
             raise UsageError(f"service {name} of run {run_id} was not started with a snapshot, so it has no "
                              "seeded state to go back to (add 'snapshot: true' to it; a run brought up with "
                              "--no-snapshot or --no-seed has none either)")
+    taken: dict[str, float] = {}
+    restored = False
+    for name in names:
+        key = _key(info, name)
         snap = S.find(backend, key)
         if snap is None:
             raise RunNotFound(f"snapshot {key[:16]} of service {name} is gone (removed with `envkit snapshots "

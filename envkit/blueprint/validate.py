@@ -224,8 +224,8 @@ def outward(svc: Service) -> tuple[int, ...]:
 #: why a service whose seeds may write into its dependencies cannot have a snapshot (docs/snapshots.md)
 OUTWARD_REFUSAL = ("this step may write into the services {service} depends on ({deps}), which its snapshot cannot "
                    "hold: a later run would start {service} from it, skip the step and miss those writes; drop "
-                   "'snapshot' from {service} (its seeds then run in every run, and a reset of a service they write "
-                   "into runs them again), or make it a seed of the service it writes into")
+                   "'snapshot' from {service}: its seeds then run in every run, and a reset of a service they may "
+                   "write into runs them again (docs/snapshots.md)")
 
 
 def outward_refusal(svc: Service) -> str:
