@@ -48,8 +48,9 @@ __all__ = ["reset"]
 def reset(backend: Backend, run_id: str, services: Sequence[str] = (), *, blueprint: Blueprint | None = None,
           env: Mapping[str, str] | None = None, on_event: EventSink = ignore,
           path: str | None = None, keep_session: bool = True) -> dict[str, float]:
-    """Reset ``services`` of run ``run_id`` (default: every service that has a snapshot); returns the
-    seconds each took. ``blueprint``: the run's, as loaded by ``up`` (else it is loaded again from the
+    """Reset ``services`` of run ``run_id`` (default: every service that has a snapshot), then run again
+    the seed steps of their dependants that may write into them (``_reseed``); returns the seconds each
+    reset took (the steps' events carry theirs). ``blueprint``: the run's, as loaded by ``up`` (else it is loaded again from the
     path the run records, with ``env``) — needed by the restore path only. ``path``: force "restore".
     ``keep_session``: keep a ``psql`` in the container for the next reset (False for a process that
     resets once and exits, as ``envkit reset``: a one-shot exec, whose refill outlives the process)."""
