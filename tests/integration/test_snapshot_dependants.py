@@ -125,8 +125,12 @@ def test_the_rows_dependants_seeded_into_a_snapshot_service_survive_a_start_from
         assert L.SNAPSHOT not in first.info.replicas("api")[0].labels
         assert any(e.service == "api" and e.detail == "no snapshot" and "may write into" in e.message for e in events)
         first.exec("db", ["psql", "-X", "-U", "shop", "-d", "shop", "-c", "INSERT INTO rows VALUES ('test')"])
-        first.reset("db")  # the template path, from this process
+        events.clear()
+        first.reset("db", on_event=events.append)  # the template path, from this process
         assert rows(first) == EVERY
+        # each dependant's step once (fixtures beside api, loader after api); db's own seed not again
+        assert sorted(e.service for e in events if e.action == "seed" and e.phase == "done") == [
+            "api", "fixtures", "loader"]
         first.exec("db", ["psql", "-X", "-U", "shop", "-d", "shop", "-c", "DELETE FROM rows"])
         first.reset("db", path="restore")
         assert rows(first) == EVERY
@@ -140,5 +144,5 @@ def test_the_rows_dependants_seeded_into_a_snapshot_service_survive_a_start_from
         assert rows(second) == EVERY  # db's own row from the snapshot, the dependants' seeds ran again: each once
         second.exec("db", ["psql", "-X", "-U", "shop", "-d", "shop", "-c", "DELETE FROM rows WHERE what = 'api'"])
         cli = envkit_cli("reset", second.run_id, "db", env={"TOKEN": token}, check=True)  # another process
-        assert "seed" in cli.stderr
+        assert "api, fixtures, loader: the seed steps that may write into db run again after the reset" in cli.stderr
         assert rows(second) == EVERY
