@@ -307,18 +307,29 @@ def seed(run_id: str, services: tuple[str, ...] = (), *, env: Mapping[str, str] 
 
     The steps come from the run's blueprint, loaded again from the path its labels name (with ``env``
     for ``${VAR}``). A failing step raises SeedFailed; the run stays as it is. Returns the plan it ran."""
-    backend = backend or connect(engine)
+    return seed_steps_again(backend or connect(engine), run_id, services, env=env, on_event=on_event)
+
+
+def seed_steps_again(backend: Backend, run_id: str, services: tuple[str, ...] = (), *,
+                     blueprint: Blueprint | None = None, env: Mapping[str, str] | None = None,
+                     on_event: EventSink = ignore, outward_only: bool = False) -> Plan:
+    """``seed``, with the run's blueprint when the caller has it (``blueprint``, else loaded from the path
+    its labels name); ``outward_only``: only the steps that may write into the services each depends on
+    (``envkit.seed_plan.outward``), as a reset of one of those runs them again (``envkit.reset``)."""
     info = describe(backend, run_id)
-    if not info.blueprint_path or not Path(info.blueprint_path).exists():
-        raise UsageError(f"run {run_id}: its blueprint {info.blueprint_path or '(unknown)'} is not there any more")
-    bp = load(info.blueprint_path, env)
+    if blueprint is None:
+        if not info.blueprint_path or not Path(info.blueprint_path).exists():
+            raise UsageError(f"run {run_id}: its blueprint {info.blueprint_path or '(unknown)'} is not there any more")
+        blueprint = load(info.blueprint_path, env)
+    bp = blueprint
     unknown = [s for s in services if s not in bp.services or s not in info.services]
     if unknown:
         raise UsageError(f"run {run_id} has no service {', '.join(unknown)} (services: {', '.join(info.services)})")
     chosen = services or tuple(s for s in bp.services if bp.services[s].seed and s in info.services)
     tags, existing = _images(bp, backend, chosen, True)
     version = info.containers[0].labels.get(L.VERSION, __version__) if info.containers else __version__
-    the_plan = seed_plan(bp, RunIdentity(run_id, info.owner, info.created_at, version), chosen, existing, tags)
+    the_plan = seed_plan(bp, RunIdentity(run_id, info.owner, info.created_at, version), chosen, existing, tags,
+                         outward_only=outward_only)
     on_event(Event("plan", run_id, f"run {run_id}: {len(the_plan.steps)} seed steps",
                    detail=str(len(the_plan.steps))))
     executor = Executor(backend, on_event)

@@ -362,8 +362,9 @@ class Environment:
 
     def reset(self, *services: str, on_event: EventSink = ignore, path: str | None = None) -> dict[str, float]:
         """Put services (default: every one with a snapshot) back to their seeded state while the rest
-        of the run goes on; returns the seconds each took. ``path="restore"`` forces the generic path
-        where the fast one would apply (see docs/snapshots.md)."""
+        of the run goes on, then run again the seed steps of their dependants that may write into them
+        (docs/snapshots.md#seeds-of-dependants); returns the seconds each reset took (the steps report
+        their own). ``path="restore"`` forces the generic path where the fast one would apply."""
         taken = reset_run(self.backend, self.run_id, services, blueprint=self.blueprint, on_event=on_event,
                           path=path)
         self._info = None

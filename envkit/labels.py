@@ -51,6 +51,7 @@ SNAPSHOT_MOUNTS = f"{NS}.snapshot-mounts"  # manifest: JSON [{target, volume}] o
 SNAPSHOT_RESET = f"{NS}.snapshot-reset"  # manifest: "restore", or "template" (PostgreSQL template databases)
 SNAPSHOT_LABELS = f"{NS}.snapshot-labels"  # manifest: JSON list of the io.envkit.* keys the image carries
 SNAPSHOT_PG = f"{NS}.snapshot-pg"  # manifest, template path: "<superuser>:<exec user>" to reach the server
+RESEED = f"{NS}.reseed"  # a service with a snapshot: "api,fixtures", the dependants whose seeds a reset runs again
 SNAPSHOT_TARGET = f"{NS}.snapshot-target"  # data volume: the path it was mounted at
 CLAIM = f"{NS}.claim"  # claim volume: the token of the process capturing the snapshot
 

@@ -36,8 +36,8 @@ from envkit.blueprint import refs
 from envkit.blueprint.keys import container_fields
 from envkit.blueprint.model import Blueprint, Build, Probe, Service
 from envkit.secrets import Secret
+from envkit.seed_plan import outward, seed_steps, writers
 from envkit.seed_plan import seed_images as _seed_images
-from envkit.seed_plan import seed_steps
 from envkit.snapshots import Use
 from envkit.steps import (
     BuildImage,
@@ -190,6 +190,8 @@ def make_plan(
     outputs.update(_secret_locators(bp, services))
     outputs.update({f"{L.SECRET_OUTPUT_PREFIX}{k}": "true" for k, _ in bp.outputs
                     if k in bp.secret_outputs and f"{L.OUTPUT_PREFIX}{k}" in outputs})
+    # Services whose seeds run in this run (not started from a snapshot): a dependant's may write into them.
+    seeding = [n for n in selected if seed and (n not in snapshots or snapshots[n].snapshot is None)]
     for svc in services:
         use = snapshots.get(svc.name)
         # A snapshot service is never gated: its committed image would keep the gate as its entrypoint.
@@ -213,7 +215,7 @@ def make_plan(
             spec = container_spec(svc, n, image_of[svc.name], run, {**stamp, **outputs}, bp.secrets)
             if use is not None:
                 own = image_tags[svc.name] if svc.build else str(svc.image)
-                spec, fills = _from_snapshot(svc, spec, use, run, stamp, own)
+                spec, fills = _from_snapshot(svc, spec, use, run, stamp, own, writers(bp, seeding, svc.name))
                 steps.extend(fills)
                 needs += [f.id for f in fills]
             cert = None
@@ -256,7 +258,12 @@ def make_plan(
                 replica_done.append(f"ready:{cid}")
         milestone = "every replica completed" if svc.kind == "job" else "every replica ready"
         if seed and svc.seed and (use is None or use.snapshot is None):  # seeds: between the service being ready and being usable
-            seeded = seed_steps(bp, svc, identity, stamp, image_of[svc.name], image_tags, image_step, replica_done)
+            # Steps that may write into a dependency wait for its capture (a "started" edge does not), so
+            # that a snapshot holds its own seeds' writes only.
+            captured = [f"usable:{d}" for d in _unsettled(bp, svc.name) if outward(svc) and d in snapshots
+                        and snapshots[d].snapshot is None]
+            seeded = seed_steps(bp, svc, identity, stamp, image_of[svc.name], image_tags, image_step,
+                                replica_done + captured)
             steps.extend(seeded)
             replica_done, milestone = [seeded[-1].id], f"{milestone}, {len(seeded)} seed steps done"
         if use is not None and use.snapshot is None:
@@ -271,15 +278,27 @@ def make_plan(
     return Plan(run_id=run, identity=identity, blueprint=bp, services=selected, steps=tuple(steps))
 
 
+def _unsettled(bp: Blueprint, name: str) -> list[str]:
+    """The services ``name`` depends on, directly or through others, that may still be seeding when it
+    starts: ``usable:d`` comes before ``name`` starts only where some service on the way waits for d with
+    a condition other than ``started``."""
+    reached = set(bp.closure((name,)))
+    settled = {d.service for x in reached for d in bp.services[x].depends_on if d.condition != "started"}
+    return sorted(reached - settled - {name})
+
+
 def _from_snapshot(svc: Service, spec: ContainerSpec, use: Use, run: str, stamp: dict[str, str],
-                   own: str) -> tuple[ContainerSpec, list[Step]]:
-    """The container of a snapshot service: labelled with the key; on a hit, made from the snapshot's
+                   own: str, reseed: tuple[str, ...] = ()) -> tuple[ContainerSpec, list[Step]]:
+    """The container of a snapshot service: labelled with the key and the dependants whose seeds a reset
+    of it runs again (``reseed``, ``envkit.seed_plan.writers``); on a hit, made from the snapshot's
     image with each captured volume restored into a volume of the run (the blueprint's own volume where
     one is mounted at that path, else a new one of the run in place of the image's anonymous volume).
     Its ``io.envkit.image`` stays the service's own image ``own`` (the snapshot's key holds it), so a
     rebuild of the services whose build changed leaves it alone while its build is the same."""
     labels = dict(spec.labels)
     labels[L.SNAPSHOT] = use.key
+    if reseed:
+        labels[L.RESEED] = ",".join(reseed)
     snap = use.snapshot
     if snap is None:
         return replace(spec, labels=tuple(sorted(labels.items()))), []

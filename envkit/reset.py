@@ -13,6 +13,11 @@ Two paths (docs/snapshots.md says which service gets which, and why):
   and must reconnect, as after any restart.
 
 A reset only ever touches the named run's own containers and volumes: the snapshot is read, not changed.
+
+A service's snapshot holds its own seeds' writes, not those of its dependants' seeds (an ``http`` step of
+the API, a fixture loader's ``run`` step), which run after the capture. The run's container names those
+dependants (``io.envkit.reseed``, from the plan): after the reset their steps that may write into it run
+again, once for the services reset together, dependencies first (docs/snapshots.md#seeds-of-dependants).
 """
 
 from __future__ import annotations
@@ -43,8 +48,9 @@ __all__ = ["reset"]
 def reset(backend: Backend, run_id: str, services: Sequence[str] = (), *, blueprint: Blueprint | None = None,
           env: Mapping[str, str] | None = None, on_event: EventSink = ignore,
           path: str | None = None, keep_session: bool = True) -> dict[str, float]:
-    """Reset ``services`` of run ``run_id`` (default: every service that has a snapshot); returns the
-    seconds each took. ``blueprint``: the run's, as loaded by ``up`` (else it is loaded again from the
+    """Reset ``services`` of run ``run_id`` (default: every service that has a snapshot), then run again
+    the seed steps of their dependants that may write into them (``_reseed``); returns the seconds each
+    reset took (the steps' events carry theirs). ``blueprint``: the run's, as loaded by ``up`` (else it is loaded again from the
     path the run records, with ``env``) — needed by the restore path only. ``path``: force "restore".
     ``keep_session``: keep a ``psql`` in the container for the next reset (False for a process that
     resets once and exits, as ``envkit reset``: a one-shot exec, whose refill outlives the process)."""
@@ -52,11 +58,39 @@ def reset(backend: Backend, run_id: str, services: Sequence[str] = (), *, bluepr
     if fast is None:
         fast = _again(backend, run_id, services, path, on_event)
     if fast is not None:
-        return fast
-    taken, restored = _reset(backend, run_id, services, blueprint, env, on_event, path, keep_session)
-    if restored:
-        _faults_back(backend, run_id, on_event)
+        taken = fast
+    else:
+        taken, restored = _reset(backend, run_id, services, blueprint, env, on_event, path, keep_session)
+        if restored:
+            _faults_back(backend, run_id, on_event)
+    _reseed(backend, run_id, list(taken), blueprint, env, on_event)
     return taken
+
+
+#: (run, service) -> the dependants whose seeds may write into it (its container's io.envkit.reseed)
+_writers: dict[tuple[str, str], tuple[str, ...]] = {}
+
+
+def _note_writers(run_id: str, name: str, labels: Mapping[str, str]) -> None:
+    _writers[(run_id, name)] = tuple(w for w in labels.get(L.RESEED, "").split(",") if w)
+
+
+def _reseed(backend: Backend, run_id: str, names: Sequence[str], blueprint: Blueprint | None,
+            env: Mapping[str, str] | None, on_event: EventSink) -> None:
+    """The seed steps of the dependants that may have written into the reset services ``names``, again:
+    the reset took their writes away with everything else since the capture. Each dependant's steps run
+    once however many of the services it may write into were reset, and only those (``outward``): its
+    ``copy`` and ``sql`` steps acted on its own container, which the reset did not touch."""
+    from envkit.api import seed_steps_again  # api imports this module
+
+    wanted = sorted({w for n in names for w in _writers.get((run_id, n), ()) if w not in names})
+    if not wanted:
+        return
+    reset_ones = sorted(n for n in names if _writers.get((run_id, n)))
+    on_event(Event("note", run_id, f"{', '.join(wanted)}: the seed steps that may write into "
+                                   f"{', '.join(reset_ones)} run again after the reset", detail="reseed"))
+    seed_steps_again(backend, run_id, tuple(wanted), blueprint=blueprint, env=env, on_event=on_event,
+                     outward_only=True)
 
 
 def _reset(backend: Backend, run_id: str, services: Sequence[str], blueprint: Blueprint | None,
@@ -68,16 +102,19 @@ def _reset(backend: Backend, run_id: str, services: Sequence[str], blueprint: Bl
         raise UsageError(f"run {run_id} has no service started with a snapshot; add 'snapshot: true' to the "
                          "service (or `envkit up --snapshot`) to be able to reset it (a run brought up with "
                          "--no-snapshot or --no-seed has none)")
-    taken: dict[str, float] = {}
-    restored = False
+    # Every named service is checked before any is reset: a refusal leaves the run as it was (not one
+    # service reset without the seeds of its dependants run again).
     for name in names:
         if not info.replicas(name):
             raise UsageError(f"run {run_id} has no service '{name}' (services: {', '.join(info.services)})")
-        key = _key(info, name)
-        if not key:
+        if not _key(info, name):
             raise UsageError(f"service {name} of run {run_id} was not started with a snapshot, so it has no "
                              "seeded state to go back to (add 'snapshot: true' to it; a run brought up with "
                              "--no-snapshot or --no-seed has none either)")
+    taken: dict[str, float] = {}
+    restored = False
+    for name in names:
+        key = _key(info, name)
         snap = S.find(backend, key)
         if snap is None:
             raise RunNotFound(f"snapshot {key[:16]} of service {name} is gone (removed with `envkit snapshots "
@@ -85,6 +122,7 @@ def _reset(backend: Backend, run_id: str, services: Sequence[str], blueprint: Bl
         began = time.monotonic()
         container = info.replicas(name)[0]
         _known[(run_id, name)] = (snap, container.id)
+        _note_writers(run_id, name, container.labels)
         pg = postgres_of(snap)
         on_event(Event("step", run_id, f"reset {name}", phase="start", action="reset", service=name))
         if pg is not None and path != "restore" and container.running:
@@ -158,6 +196,7 @@ def _again(backend: Backend, run_id: str, services: Sequence[str], path: str | N
                   if c.name == cached[1].spec.name]
         if len(listed) != 1 or listed[0].labels.get(L.SNAPSHOT) != known[0].key:
             return None
+        _note_writers(run_id, name, listed[0].labels)
         chosen.append((name, cached[1], listed[0]))
     taken: dict[str, float] = {}
     for name, recipe, container in chosen:
@@ -195,6 +234,7 @@ def _fast(backend: Backend, run_id: str, services: Sequence[str], on_event: Even
                 return None
             container = listed[0].id
             _known[(run_id, name)] = (snap, container)
+            _note_writers(run_id, name, listed[0].labels)
         chosen.append((name, container, *pg))
     taken: dict[str, float] = {}
     for name, container, pg_, databases in chosen:

@@ -6,12 +6,17 @@ A service's steps run in the order of its ``seed:`` list, one after the other; o
 meanwhile, and a dependant with ``condition: started`` does not wait for them (it waits on the
 container's start, not on ``usable``). ``seed_plan`` makes the plan of ``envkit seed RUN``: the seed
 steps alone, for a live run, each service's after those of the services it depends on.
+
+A dependant's seeds may write into the services it depends on (``outward``: a request to its process, a
+command in it, a container beside it): ``writers`` names, for a service with a snapshot, the dependants
+whose steps a reset of it runs again (``envkit.reset``; docs/snapshots.md#seeds-of-dependants).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Collection
 from typing import TYPE_CHECKING
 
 from envkit import labels as L
@@ -19,13 +24,20 @@ from envkit.backends.base import NetworkAttachment
 from envkit.blueprint import refs
 from envkit.blueprint.model import Blueprint, Build, HttpSeed, RunSeed, Seed, Service, SqlSeed
 from envkit.blueprint.source import Marks
+from envkit.blueprint.validate import outward
 from envkit.errors import BlueprintError
 from envkit.steps import SeedStep, Step
 
 if TYPE_CHECKING:
     from envkit.plan import Plan, RunIdentity
 
-__all__ = ["image_key", "resolve", "seed_images", "seed_plan", "seed_steps", "shown"]
+__all__ = ["image_key", "outward", "resolve", "seed_images", "seed_plan", "seed_steps", "shown", "writers"]
+
+def writers(bp: Blueprint, selected: Collection[str], target: str) -> tuple[str, ...]:
+    """The services of ``selected``, dependencies first, with ``outward`` steps that may write into
+    ``target``: those that depend on it, directly or through others."""
+    return tuple(name for name in _in_order(bp, tuple(selected))
+                 if name != target and outward(bp.services[name]) and target in bp.closure((name,)))
 
 
 def image_key(service: str, index: int) -> str:
@@ -91,14 +103,18 @@ def _http_port(bp: Blueprint, svc: Service, item: HttpSeed) -> int:
 
 
 def seed_steps(bp: Blueprint, svc: Service, identity: RunIdentity, stamp: dict[str, str], service_image: str,
-               image_tags: dict[str, str], image_step: dict[str, str], after: list[str]) -> list[Step]:
-    """The service's seed steps, chained, the first after ``after``."""
+               image_tags: dict[str, str], image_step: dict[str, str], after: list[str],
+               which: Collection[int] | None = None) -> list[Step]:
+    """The service's seed steps (``which``: only those, by their 1-based index), chained, the first after
+    ``after``."""
     run = identity.run_id
     containers = tuple(L.container_name(run, svc.name, n) for n in range(1, svc.replicas + 1))
     networks = tuple(NetworkAttachment(L.network_name(run, a.network)) for a in svc.networks)
     steps: list[Step] = []
     previous = list(after)
     for i, raw in enumerate(svc.seed, 1):
+        if which is not None and i not in which:
+            continue
         item = resolve(raw, run)
         extra: dict[str, object] = {}
         needs = list(previous)
@@ -121,8 +137,10 @@ def seed_steps(bp: Blueprint, svc: Service, identity: RunIdentity, stamp: dict[s
 
 
 def seed_plan(bp: Blueprint, identity: RunIdentity, services: tuple[str, ...], existing_images: frozenset[str],
-              image_tags: dict[str, str]) -> Plan:
-    """The seed steps of ``services`` of a live run (``envkit seed RUN [SVC…]``), and the images they lack."""
+              image_tags: dict[str, str], *, outward_only: bool = False) -> Plan:
+    """The seed steps of ``services`` of a live run (``envkit seed RUN [SVC…]``), and the images they lack.
+    ``outward_only``: only the steps that may write into the services each depends on (``outward``), as a
+    reset of one of those runs them again."""
     from envkit.plan import Plan, _stamp
     from envkit.steps import BuildImage, PullImage
 
@@ -134,8 +152,9 @@ def seed_plan(bp: Blueprint, identity: RunIdentity, services: tuple[str, ...], e
     for name in _in_order(bp, services):
         svc = bp.services[name]
         service_image = image_tags.get(name) or str(svc.image)
+        which = outward(svc) if outward_only else None
         for key, tag, build in seed_images(svc, service_image, image_tags):
-            if tag in existing_images:
+            if tag in existing_images or (which is not None and int(key.rsplit("/", 1)[1]) not in which):
                 continue
             sid = f"image:{tag}"
             image_step[key] = sid
@@ -151,7 +170,7 @@ def seed_plan(bp: Blueprint, identity: RunIdentity, services: tuple[str, ...], e
             else:
                 steps.append(Step(sid, PullImage(tag), "image not on the engine", services=(name,)))
         before = [last[d.service] for d in svc.depends_on if d.condition != "started" and d.service in last]
-        seeded = seed_steps(bp, svc, identity, stamp, service_image, image_tags, image_step, before)
+        seeded = seed_steps(bp, svc, identity, stamp, service_image, image_tags, image_step, before, which)
         if seeded:
             steps.extend(seeded)
             last[name] = seeded[-1].id

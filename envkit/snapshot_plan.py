@@ -16,7 +16,7 @@ from envkit import labels as L
 from envkit import snapshots as S
 from envkit.backends.base import Backend
 from envkit.blueprint.model import Blueprint, Service
-from envkit.blueprint.validate import RUN_ID_REFUSAL, run_id_seed, snapshot_refusal
+from envkit.blueprint.validate import RUN_ID_REFUSAL, outward, outward_refusal, run_id_seed, snapshot_refusal
 from envkit.errors import EnvkitError, UsageError
 from envkit.events import Event, EventSink
 from envkit.execute import Executor
@@ -34,9 +34,10 @@ UNKNOWN_KEY = "<key once built>"
 def seeded(svc: Service) -> bool:
     """What ``--snapshot`` covers: a long-running service of one replica with seed steps, or with scripts
     mounted where its image runs them at first start (``Service.initialises``; what is mounted is in the key);
-    not one whose seeds write the run id (a snapshot is every later run's start)."""
+    not one whose seeds write the run id (a snapshot is every later run's start), nor one whose seeds may
+    write into the services it depends on (``outward``: its snapshot would not hold those writes)."""
     return (svc.kind == "service" and svc.replicas == 1 and (bool(svc.seed) or svc.initialises)
-            and run_id_seed(svc.seed) is None)
+            and run_id_seed(svc.seed) is None and not outward(svc))
 
 
 def wanted(bp: Blueprint, selected: Sequence[str], snapshot: bool | Sequence[str] | None) -> list[str]:
@@ -57,6 +58,8 @@ def wanted(bp: Blueprint, selected: Sequence[str], snapshot: bool | Sequence[str
             raise UsageError(f"--snapshot {n}: {snapshot_refusal(svc.kind, svc.replicas)}")
         if (i := run_id_seed(getattr(svc, "seed", ()))) is not None:
             raise UsageError(f"--snapshot {n}: seed step {i + 1}: {RUN_ID_REFUSAL}")
+        if out := outward(svc):
+            raise UsageError(f"--snapshot {n}: seed step {out[0]}: {outward_refusal(svc)}")
     return sorted(set(names))
 
 
@@ -68,9 +71,13 @@ def passed_over(bp: Blueprint, selected: Sequence[str], snapshot: bool | Sequenc
     for name in sorted(selected):
         svc = bp.services[name]
         if svc.kind != "stub" and svc.snapshot is None and (svc.seed or svc.initialises) and not seeded(svc):
-            i = run_id_seed(svc.seed)
+            i, steps = run_id_seed(svc.seed), outward(svc)
             why = (snapshot_refusal(svc.kind, svc.replicas) if svc.kind == "job" or svc.replicas > 1
-                   else f"seed step {(i or 0) + 1}: {RUN_ID_REFUSAL}")
+                   else f"seed step {i + 1}: {RUN_ID_REFUSAL}" if i is not None
+                   else f"seed step {steps[0]} may write into the services it depends on "
+                        f"({', '.join(sorted(d.service for d in svc.depends_on))}), which a snapshot of {name} "
+                        "cannot hold: its seeds run in every run, and a reset of a service they write into runs "
+                        "them again")
             out.append((name, why))
     return out
 

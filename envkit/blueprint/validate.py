@@ -10,11 +10,11 @@ import re
 from pathlib import Path
 
 from envkit.blueprint import refs
-from envkit.blueprint.model import Blueprint, Seed, SqlSeed
+from envkit.blueprint.model import Blueprint, ExecSeed, HttpSeed, RunSeed, Seed, Service, SqlSeed
 from envkit.blueprint.source import Marks
 from envkit.errors import Problem
 
-__all__ = ["check", "run_id_seed", "snapshot_refusal"]
+__all__ = ["OUTWARD_REFUSAL", "check", "outward", "outward_refusal", "run_id_seed", "snapshot_refusal"]
 
 WILDCARDS = {"0.0.0.0", "::"}
 
@@ -57,6 +57,8 @@ def check(bp: Blueprint, marks: Marks, declared: dict[str, set[str]] | None = No
             err(svc.snapshot.at or (*base, "snapshot"), snapshot_refusal(svc.kind, svc.replicas))
         elif svc.snapshot is not None and (i := run_id_seed(getattr(svc, "seed", ()))) is not None:
             err(svc.seed[i].at or (*base, "seed", i), RUN_ID_REFUSAL)
+        elif svc.snapshot is not None and (out := outward(svc)):
+            err(svc.seed[out[0] - 1].at or (*base, "seed", out[0] - 1), outward_refusal(svc))
         for a in svc.networks:
             net = a.network
             if net not in bp.networks and net not in skipped.get("networks", ()):
@@ -203,6 +205,31 @@ def _sql_text(path: Path) -> str:
     except (OSError, EOFError, gzip.BadGzipFile):
         return ""  # the seed step itself reports an unreadable file when it runs
     return data.decode("utf-8", "replace")
+
+
+#: the kinds that act through the service's process or its networks, not on its files or with its own SQL client
+_OUTWARD = (HttpSeed, ExecSeed, RunSeed)
+
+
+def outward(svc: Service) -> tuple[int, ...]:
+    """The seed steps (1-based) of ``svc`` that may write into the services it depends on: its ``http``
+    steps (its process may store what it is sent there), ``exec`` (a command in it, such as a fixture
+    loader) and ``run`` steps (a container on its networks), when it depends on any. ``sql`` and ``copy``
+    act on its own container only."""
+    if not svc.depends_on:
+        return ()
+    return tuple(i for i, item in enumerate(getattr(svc, "seed", ()), 1) if isinstance(item, _OUTWARD))
+
+
+#: why a service whose seeds may write into its dependencies cannot have a snapshot (docs/snapshots.md)
+OUTWARD_REFUSAL = ("this step may write into the services {service} depends on ({deps}), which its snapshot cannot "
+                   "hold: a later run would start {service} from it, skip the step and miss those writes; drop "
+                   "'snapshot' from {service}: its seeds then run in every run, and a reset of a service they may "
+                   "write into runs them again (docs/snapshots.md)")
+
+
+def outward_refusal(svc: Service) -> str:
+    return OUTWARD_REFUSAL.format(service=svc.name, deps=", ".join(sorted(d.service for d in svc.depends_on)))
 
 
 def snapshot_refusal(kind: str, replicas: int) -> str:
