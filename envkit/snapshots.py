@@ -94,8 +94,11 @@ def service_keys(bp: Blueprint, image_ids: Mapping[str, str], services: Iterable
 def _config(bp: Blueprint, svc: Service) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for f in dataclasses.fields(svc):
-        if f.compare and f.name not in _NOT_STATE:
-            out[f.name] = _plain(getattr(svc, f.name), bp.directory)
+        value = getattr(svc, f.name)
+        # A key at its default is left out, so that a key a later envkit adds (at its default) keeps
+        # every existing snapshot's key as it was.
+        if f.compare and f.name not in _NOT_STATE and not _default(f, value):
+            out[f.name] = _plain(value, bp.directory)
     # Bind mounts: where from (relative to the blueprint) and what they hold, not the absolute path.
     out["volumes"] = [
         {**_plain(m, bp.directory), "source": _file(Path(m.source), bp.directory)} if m.type == "bind"
@@ -103,6 +106,14 @@ def _config(bp: Blueprint, svc: Service) -> dict[str, Any]:
     ]
     out["ports"] = sorted(f"{p.container}/{p.protocol}" for p in svc.ports)  # what listens, not where published
     return out
+
+
+def _default(f: dataclasses.Field[Any], value: Any) -> bool:
+    if f.default is not dataclasses.MISSING:
+        return bool(value == f.default)
+    if f.default_factory is not dataclasses.MISSING:
+        return bool(value == f.default_factory())
+    return False
 
 
 def _plain(value: Any, base: Path) -> Any:

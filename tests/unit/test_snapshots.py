@@ -219,3 +219,16 @@ def test_a_snapshot_refuses_seeds_that_write_the_run_id(tmp_path: Path) -> None:
         wanted(bp, ("api", "db"), ["db"])
     assert wanted(load(write(tmp_path / "cast", sql="SELECT 1::int, ':run_idx';\n"), {}), ("api", "db"), None) == [
         "api", "db"]
+
+
+def test_a_key_at_its_default_is_no_part_of_the_key(tmp_path: Path) -> None:
+    # So a service key a later envkit adds (at its default) leaves every existing snapshot's key as it was.
+    bp = load(write(tmp_path / "x"), {})
+    assert set(S._config(bp, bp.services["db"])) == {"name", "environment", "networks", "seed", "snapshot", "volumes",
+                                                        "ports"}
+    base = keys(tmp_path / "x")
+    spelled = keys(write(tmp_path / "y", BLUEPRINT.replace("    snapshot: true\n",
+                                                        "    snapshot: true\n    read_only: false\n    cap_drop: []\n")))
+    assert spelled == base
+    hardened = keys(write(tmp_path / "z", BLUEPRINT.replace("    snapshot: true\n", "    snapshot: true\n    read_only: true\n")))
+    assert hardened["db"] != base["db"]
