@@ -119,7 +119,11 @@ def _default(f: dataclasses.Field[Any], value: Any) -> bool:
 def _plain(value: Any, base: Path) -> Any:
     """Model values as JSON: dataclasses field by field (positions left out), paths by content."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name), base) for f in dataclasses.fields(value) if f.compare}
+        # As in _config, defaults are left out; the type stays, so that two kinds of step (an exec and a
+        # run of the same command) never give one document.
+        return {"@type": type(value).__name__, **{f.name: _plain(getattr(value, f.name), base)
+                                                 for f in dataclasses.fields(value)
+                                                 if f.compare and not _default(f, getattr(value, f.name))}}
     if isinstance(value, Path):
         return _file(value, base)
     if isinstance(value, tuple | list):

@@ -232,3 +232,10 @@ def test_a_key_at_its_default_is_no_part_of_the_key(tmp_path: Path) -> None:
     assert spelled == base
     hardened = keys(write(tmp_path / "z", BLUEPRINT.replace("    snapshot: true\n", "    snapshot: true\n    read_only: true\n")))
     assert hardened["db"] != base["db"]
+
+
+def test_two_kinds_of_step_with_the_same_fields_give_two_keys(tmp_path: Path) -> None:
+    # Defaults are left out of the key, so the kind of each step must stay in it.
+    exec_step = BLUEPRINT.replace("      - sql: {file: seed/one.sql}\n", "      - exec: [sh, -c, 'echo hi']\n")
+    run_step = BLUEPRINT.replace("      - sql: {file: seed/one.sql}\n", "      - run: {command: [sh, -c, 'echo hi']}\n")
+    assert keys(write(tmp_path / "e", exec_step))["db"] != keys(write(tmp_path / "r", run_step))["db"]
