@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -69,14 +70,17 @@ def import_(compose: Path, output: Path | None, name: str | None, profiles: tupl
     from rich.console import Console
     from rich.markup import escape
 
+    from envkit.blueprint import dotenv as env_files
     from envkit.blueprint.source import read_source
     from envkit.import_compose import from_compose
 
     file = compose_file(compose)
     source = read_source(file)
     base = (output.parent if output is not None else file.parent).resolve()
+    variables = env_files.variables(os.environ, None, file.parent)  # as Compose reads ${VAR}: its .env, then this
     result = from_compose(source.data, source.marks, source.directory, base=base, name=name, profiles=profiles,
-                          keep_host_ports=keep_host_ports, read=lambda p: p.read_text(encoding="utf-8"))
+                          keep_host_ports=keep_host_ports, read=lambda p: p.read_text(encoding="utf-8"),
+                          variables=variables)
     dotenv = file.parent / ".env"
     moved = dotenv.is_file() and file.parent.resolve() != base
     if moved:

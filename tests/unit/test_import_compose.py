@@ -451,3 +451,69 @@ def test_scripts_mounted_at_docker_entrypoint_initdb_d_get_a_note_on_snapshots(t
     assert "snapshot" not in result.document["services"]["db"]  # a note, not a change: snapshots stay opt-in
     bp = load_text(result.text(), tmp_path)
     assert bp.services["db"].initialises and not bp.services["cache"].initialises
+
+
+VARIABLE_COMPOSE = """\
+    name: ${PROJECT:-notes}
+    services:
+      db:
+        image: mariadb:11
+        environment: {MARIADB_PASSWORD: "${DB_PASSWORD:?set it in .env}"}
+        ports: ["${DB_PORT:-3306}:3306", "127.0.0.1:${WEB_PORT}:80", {target: 8000, published: "${API_PORT:-8000}"}]
+        volumes: ["${DATA_DIR:-./data}:/var/lib/mysql", "${INIT_DIR:-./initdb}:/docker-entrypoint-initdb.d:ro"]
+        stop_grace_period: ${GRACE:-5s}
+        deploy: {replicas: "${REPLICAS:-1}"}
+        healthcheck: {test: [CMD-SHELL, "echo $$HOME; mariadb-admin ping"], interval: "${HC_INTERVAL:-2s}"}
+    """
+
+
+def test_values_read_through_variables_are_read_with_them_as_compose_does(tmp_path: Path) -> None:
+    # "${DB_PORT:-3306}:3306" and "${DATA_DIR:-./data}:/data" are everyday Compose: the importer reads
+    # them after interpolation (they were dropped, or refused as an undefined volume '${DATA_DIR')
+    result = doc_of(VARIABLE_COMPOSE, tmp_path, variables={"WEB_PORT": "8081", "HC_INTERVAL": "4s"})
+    assert result.document["name"] == "notes"
+    db = result.document["services"]["db"]
+    assert db["ports"] == [3306, 80, 8000]
+    assert db["volumes"] == ["./data:/var/lib/mysql", "./initdb:/docker-entrypoint-initdb.d:ro"]
+    assert db["stop_grace_period"] == "5s" and "replicas" not in db  # "1", read as Compose does: one
+    assert db["ready"] == {"exec": ["/bin/sh", "-c", "echo $$HOME; mariadb-admin ping"], "timeout": "12s"}
+    assert db["environment"] == {"MARIADB_PASSWORD": "${DB_PASSWORD:?set it in .env}"}  # carried: read at up
+    read = [n for n in result.notes if "read with" in n]
+    assert [n.split(":", 1)[0] for n in read] == ["services.db.ports", "services.db.volumes",
+                                                  "services.db.stop_grace_period", "services.db.deploy",
+                                                  "services.db.healthcheck"]
+    assert not any("cannot read" in n for n in result.notes)
+    kept = doc_of(VARIABLE_COMPOSE, tmp_path, variables={"WEB_PORT": "8081"}, keep_host_ports=True)
+    assert kept.document["services"]["db"]["ports"] == ["0.0.0.0:3306:3306", "127.0.0.1:8081:80",
+                                                        "0.0.0.0:8000:8000"]
+
+
+def test_a_required_variable_that_is_unset_in_a_read_value_is_a_note(tmp_path: Path) -> None:
+    result = doc_of("services: {a: {image: i, ports: ['${PORT:?PORT must be set}:80']}}", tmp_path)
+    assert result.document["services"]["a"]["ports"] == [80]
+    assert "services.a.ports[0]: PORT must be set (required by ${PORT:?...}): read as empty" in result.notes
+
+
+def test_import_reads_the_env_file_beside_the_compose_file_and_its_project_name(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("COMPOSE_PROJECT_NAME", raising=False)
+    (tmp_path / "compose.yaml").write_text(textwrap.dedent(VARIABLE_COMPOSE), encoding="utf-8")
+    (tmp_path / ".env").write_text("COMPOSE_PROJECT_NAME=fromdotenv\nDB_PASSWORD=pw\nDATA_DIR=./state\n",
+                                   encoding="utf-8")
+    (tmp_path / "state").mkdir()
+    (tmp_path / "initdb").mkdir()
+    assert main(["import", str(tmp_path), "-o", str(tmp_path / "bp.yaml")]) == 0
+    err = capsys.readouterr().err
+    assert "blueprint 'fromdotenv', 1 services; validates" in err, err  # Compose's project name: its .env first
+    assert load(tmp_path / "bp.yaml").services["db"].volumes[0].source.endswith("/state")
+
+
+def test_two_host_bindings_of_one_container_port_publish_it_once(tmp_path: Path) -> None:
+    # Compose publishes "8080:80" and "127.0.0.1::80" both; a blueprint publishes a container port once
+    result = doc_of("services: {web: {image: i, ports: ['8080:80', '127.0.0.1::80', '53:53/udp', 53]}}", tmp_path)
+    assert result.document["services"]["web"]["ports"] == [80, "53/udp", 53]
+    assert "services.web.ports[1]: container port 80/tcp is published by ports[0] already: envkit publishes it " \
+           "once" in result.notes
+    load_text(result.text(), tmp_path / "bp")
+    kept = doc_of("services: {web: {image: i, ports: ['8080:80', '127.0.0.1::80']}}", tmp_path, keep_host_ports=True)
+    assert kept.document["services"]["web"]["ports"] == ["0.0.0.0:8080:80"]
