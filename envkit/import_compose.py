@@ -19,6 +19,7 @@ lists what it left out. What maps how:
     service_healthy on a service without a healthcheck → ready: healthcheck (the image's own)
     profiles             → services in a profile are left out unless ``profiles`` names it (as Compose does)
     deploy               → replicas, memory and cpus limits; mem_limit, cpus, scale likewise
+    extends              → the base service merged in, as Compose merges it (``envkit.compose_extends``)
     x-envkit             → taken as blueprint keys (a service's, and ``outputs`` at the top), in blueprint
                            syntax once Compose's ``$$`` is read as ``$``: what ``envkit export`` could not say
                            in Compose's terms comes back this way
@@ -48,6 +49,7 @@ from envkit.blueprint.model import initdb_mount
 from envkit.blueprint.readers import NAME
 from envkit.blueprint.source import Key, Marks, format_path
 from envkit.blueprint.stub_values import stub_form
+from envkit.compose_extends import extended
 from envkit.compose_forms import (
     BlueprintDumper,
     compose_duration,
@@ -72,7 +74,6 @@ HINTS = {
     "network_mode": "every service is on the run's own networks",
     "links": "services reach each other by name on shared networks",
     "expose": "services reach every port of each other on shared networks",
-    "extends": "resolve it first (`docker compose config`), or share keys with YAML anchors",
     "platform": "the engine's own platform is used",
 }
 #: Compose's own keys (the compose-spec schema), to tell a misspelt key (an error, as in Compose) from one
@@ -183,6 +184,7 @@ def from_compose(data: Any, marks: Marks, directory: Path, *, base: Path | None 
 
     ctx = _Context(marks, directory, base or directory, read or unreadable, keep_host_ports)
     ctx.known((), data, "top")
+    data = {**data, "services": extended(data["services"], marks, ctx.read, directory, ctx.problems)}
     data = _resolved(ctx, data, variables if variables is not None else {})
     ctx.top = {k: data[k] for k in ("secrets", "configs") if isinstance(data.get(k), dict)}
     for key in data:

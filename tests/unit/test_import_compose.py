@@ -517,3 +517,101 @@ def test_two_host_bindings_of_one_container_port_publish_it_once(tmp_path: Path)
     load_text(result.text(), tmp_path / "bp")
     kept = doc_of("services: {web: {image: i, ports: ['8080:80', '127.0.0.1::80']}}", tmp_path, keep_host_ports=True)
     assert kept.document["services"]["web"]["ports"] == ["0.0.0.0:8080:80"]
+
+
+EXTENDS_COMPOSE = """\
+    services:
+      api:
+        build: ./app
+        command: ["python3", "app.py"]
+        environment: {A: "1", B: "2"}
+        ports: ["8000", "9000:9000"]
+        volumes: ["data:/data", "./app:/src:ro"]
+        networks: [back]
+        depends_on: {db: {condition: service_healthy}}
+        healthcheck: {test: [CMD, "true"], interval: 2s}
+        labels: [l1=a]
+      db:
+        image: mariadb:11
+        healthcheck: {test: [CMD, "true"]}
+      worker:
+        extends: api
+        command: python3 worker.py
+        environment: [B=3, C=4]
+        ports: ["8000", "7000"]
+        volumes: ["other:/data"]
+        networks: [front]
+        healthcheck: {interval: 5s}
+        labels: {l2: b}
+      beat:
+        extends: {service: worker}
+        environment: {D: "5"}
+      third:
+        extends: {file: common.yml, service: base}
+        environment: {X: y}
+    networks: {back: {}, front: {}}
+    volumes: {data: {}, other: {}}
+    """
+
+
+def test_extends_merges_the_base_service_as_compose_does(tmp_path: Path) -> None:
+    # `docker compose config` of this file gives the same services (checked with docker-compose 5.6)
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "Dockerfile").write_text("FROM debian:bookworm-slim\n", encoding="utf-8")
+    (tmp_path / "common.yml").write_text("services:\n  base:\n    image: debian:bookworm-slim\n"
+                                         "    environment: [FROM_FILE=1]\n", encoding="utf-8")
+    (tmp_path / "compose.yaml").write_text(textwrap.dedent(EXTENDS_COMPOSE), encoding="utf-8")
+    result = imported(tmp_path / "compose.yaml")
+    worker = result.document["services"]["worker"]
+    assert worker["build"] == "./app" and worker["command"] == "python3 worker.py"
+    assert worker["environment"] == {"A": "1", "B": "3", "C": "4"}
+    assert worker["ports"] == [8000, 9000, 7000]
+    assert worker["volumes"] == ["other:/data", "./app:/src:ro"]  # merged by target: the local one wins
+    assert worker["networks"] == ["back", "front"]
+    assert worker["depends_on"] == {"db": "ready"}
+    assert worker["labels"] == {"l1": "a", "l2": "b"}
+    assert worker["ready"] == {"exec": ["true"], "timeout": "15s"}  # interval 5s, the base's test
+    beat = result.document["services"]["beat"]  # a base that extends another
+    assert beat["command"] == "python3 worker.py" and beat["environment"] == {"A": "1", "B": "3", "C": "4", "D": "5"}
+    third = result.document["services"]["third"]
+    assert third["image"] == "debian:bookworm-slim" and third["environment"] == {"FROM_FILE": "1", "X": "y"}
+    assert not [n for n in result.notes if ".extends" in n]
+    load_text(result.text(), tmp_path)
+
+
+def test_extends_of_what_is_not_there_is_an_error_with_its_line(tmp_path: Path) -> None:
+    (tmp_path / "compose.yaml").write_text(textwrap.dedent("""\
+        services:
+          a: {image: i, extends: {service: apii}}
+          b: {extends: c}
+          c: {extends: b}
+          d: {image: i, extends: {file: nowhere.yml, service: x}}
+          api: {image: i}
+        """), encoding="utf-8")
+    with pytest.raises(BlueprintError) as caught:
+        imported(tmp_path / "compose.yaml")
+    assert [str(p).split("/")[-1] for p in caught.value.problems] == [
+        "compose.yaml:2:17 services.a.extends: service 'apii' is not defined (did you mean 'api'?)",
+        "compose.yaml:3:7 services.b.extends: extends forms a cycle: b -> c -> b",
+        "compose.yaml:4:7 services.c.extends: extends forms a cycle: c -> b -> c",
+        "compose.yaml:5:17 services.d.extends: cannot read nowhere.yml",
+    ]
+
+
+def test_a_base_from_a_file_in_another_folder_keeps_its_paths(tmp_path: Path) -> None:
+    # Compose resolves a base's relative paths against the base's own file
+    (tmp_path / "common" / "app").mkdir(parents=True)
+    (tmp_path / "common" / "app" / "Dockerfile").write_text("FROM debian:bookworm-slim\n", encoding="utf-8")
+    (tmp_path / "common" / "base.yml").write_text(textwrap.dedent("""\
+        services:
+          app:
+            build: ./app
+            env_file: app.env
+            volumes: ["./app:/src:ro", "cache:/cache"]
+        """), encoding="utf-8")
+    (tmp_path / "common" / "app.env").write_text("FROM_BASE=1\n", encoding="utf-8")
+    (tmp_path / "compose.yaml").write_text("services:\n  web:\n    extends: {file: common/base.yml, service: app}\n"
+                                           "volumes: {cache: {}}\n", encoding="utf-8")
+    web = imported(tmp_path / "compose.yaml").document["services"]["web"]
+    assert web["build"] == "./common/app" and web["environment"] == {"FROM_BASE": "1"}
+    assert web["volumes"] == ["./common/app:/src:ro", "cache:/cache"]
