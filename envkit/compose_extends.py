@@ -14,6 +14,9 @@ The merge, key by key (the service's own value against its base's):
     deploy, ulimits, …)                  replaced: a healthcheck's test)
     anything else                        the service's own
 
+Compose's tags steer the merge: ``!reset`` drops the inherited value (whatever is written after it),
+``!override`` replaces it whole instead of merging. ``plain`` takes the tags out once the merge is done.
+
 Relative paths of a base read from a file in another folder (its build context, bind mounts, env files)
 are made relative to the extending file's folder, as Compose resolves them against the base's file.
 """
@@ -28,11 +31,11 @@ from typing import Any
 
 import yaml
 
-from envkit.blueprint.source import Marks
+from envkit.blueprint.source import COMPOSE_TAGS, Marks, Tagged
 from envkit.compose_forms import volume_form
 from envkit.errors import Problem
 
-__all__ = ["extended"]
+__all__ = ["extended", "plain"]
 
 _REPLACED = {"command", "entrypoint"}
 _PAIRS = {"environment", "labels", "annotations", "sysctls"}
@@ -84,7 +87,12 @@ def merge(base: dict[str, Any], local: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for key, value in local.items():
         old = out.get(key)
-        if key not in out or old is None or key in _REPLACED:
+        if isinstance(value, Tagged):
+            if value.tag == "!reset":
+                out.pop(key, None)
+            else:
+                out[key] = value.value
+        elif key not in out or old is None or key in _REPLACED:
             out[key] = value
         elif key in _PAIRS:
             out[key] = {**_pairs(old), **_pairs(value)}
@@ -125,7 +133,7 @@ def _from_file(file: str, service: str, read: Callable[[Path], str], directory: 
                marks: Marks, where: tuple[str, ...]) -> dict[str, Any] | None:
     path = directory / file
     try:
-        data = yaml.safe_load(read(path))
+        data = yaml.load(read(path), Loader=_Loader)  # a SafeLoader, with two tags more
     except (OSError, yaml.YAMLError):
         problems.append(marks.problem(where, f"cannot read {file}"))
         return None
@@ -202,5 +210,41 @@ def _attachments(old: Any, new: Any, key: str) -> Any:
 def _deep(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     out = dict(old)
     for key, value in new.items():
-        out[key] = _deep(out[key], value) if isinstance(out.get(key), dict) and isinstance(value, dict) else value
+        if isinstance(value, Tagged) and value.tag == "!reset":
+            out.pop(key, None)
+        elif isinstance(value, Tagged):
+            out[key] = value.value
+        else:
+            out[key] = _deep(out[key], value) if isinstance(out.get(key), dict) and isinstance(value, dict) else value
     return out
+
+
+def plain(value: Any) -> Any:
+    """``value`` without Compose's tags: what nothing was merged into is its value (``!override``) or is
+    left out (``!reset``)."""
+    if isinstance(value, Tagged):
+        return None if value.tag == "!reset" else plain(value.value)
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items() if not (isinstance(v, Tagged) and v.tag == "!reset")}
+    if isinstance(value, list):
+        return [plain(v) for v in value if not (isinstance(v, Tagged) and v.tag == "!reset")]
+    return value
+
+
+class _Loader(yaml.SafeLoader):
+    """Safe YAML that reads Compose's tags, for a base in another file."""
+
+
+def _tagged(loader: yaml.SafeLoader, node: yaml.Node) -> Tagged:
+    value: Any
+    if isinstance(node, yaml.MappingNode):
+        value = loader.construct_mapping(node, deep=True)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_scalar(node)  # type: ignore[arg-type]
+    return Tagged(str(node.tag), value)
+
+
+for _tag in COMPOSE_TAGS:
+    _Loader.add_constructor(_tag, _tagged)

@@ -49,7 +49,7 @@ from envkit.blueprint.model import initdb_mount
 from envkit.blueprint.readers import NAME
 from envkit.blueprint.source import Key, Marks, format_path
 from envkit.blueprint.stub_values import stub_form
-from envkit.compose_extends import extended
+from envkit.compose_extends import extended, plain
 from envkit.compose_forms import (
     BlueprintDumper,
     compose_duration,
@@ -184,7 +184,7 @@ def from_compose(data: Any, marks: Marks, directory: Path, *, base: Path | None 
 
     ctx = _Context(marks, directory, base or directory, read or unreadable, keep_host_ports)
     ctx.known((), data, "top")
-    data = {**data, "services": extended(data["services"], marks, ctx.read, directory, ctx.problems)}
+    data = plain({**data, "services": extended(data["services"], marks, ctx.read, directory, ctx.problems)})
     data = _resolved(ctx, data, variables if variables is not None else {})
     ctx.top = {k: data[k] for k in ("secrets", "configs") if isinstance(data.get(k), dict)}
     for key in data:

@@ -615,3 +615,55 @@ def test_a_base_from_a_file_in_another_folder_keeps_its_paths(tmp_path: Path) ->
     web = imported(tmp_path / "compose.yaml").document["services"]["web"]
     assert web["build"] == "./common/app" and web["environment"] == {"FROM_BASE": "1"}
     assert web["volumes"] == ["./common/app:/src:ro", "cache:/cache"]
+
+
+def test_reset_and_override_tags_shape_what_extends_takes(tmp_path: Path) -> None:
+    # Compose's !reset drops an inherited value, !override replaces it instead of merging
+    (tmp_path / "compose.yaml").write_text(textwrap.dedent("""\
+        services:
+          api:
+            image: app:1
+            ports: ["8000"]
+            environment: {A: "1", B: "2"}
+            healthcheck: {test: [CMD, "true"], interval: 2s}
+            labels: {team: x}
+          worker:
+            extends: api
+            ports: !reset []
+            environment: !override {C: "3"}
+            healthcheck: !reset null
+            labels: !reset {}
+          lone:
+            image: app:1
+            environment: !override {D: "4"}
+            ports: !reset ["9000"]
+        """), encoding="utf-8")
+    source = read_source(tmp_path / "compose.yaml", compose=True)
+    result = from_compose(source.data, source.marks, source.directory)
+    worker = result.document["services"]["worker"]
+    assert worker["environment"] == {"C": "3"}
+    assert "ports" not in worker and "ready" not in worker and "labels" not in worker
+    assert result.document["services"]["lone"]["environment"] == {"D": "4"}  # nothing to merge: the value
+    assert "ports" not in result.document["services"]["lone"]
+    with pytest.raises(BlueprintError, match=r"tag '!reset'"):  # a blueprint has no such tags
+        read_source(tmp_path / "compose.yaml")
+
+
+def test_a_mariadb_project_seeded_the_compose_way(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    # tests/compose/mariadb-notes: anchors, env_file, .env with COMPOSE_PROJECT_NAME, extends with !reset,
+    # "${WEB_PORT:-8080}:80" beside "127.0.0.1::80", initdb scripts; written into a folder not made yet
+    for name in ("COMPOSE_PROJECT_NAME", "WEB_PORT", "DB_VOLUME", "DB_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+    project = copy("mariadb-notes", tmp_path)
+    assert main(["import", str(project), "-o", str(project / "envkit" / "blueprint.yaml")]) == 0
+    err = capsys.readouterr().err
+    assert f"blueprint 'notes', 6 services; validates (with --env-file {project / '.env'})" in err, err
+    bp = load(project / "envkit" / "blueprint.yaml", env_files=[project / ".env"])
+    assert [p.container for p in bp.services["web"].ports] == [80]
+    assert bp.services["db"].initialises and bp.services["db"].volumes[0].source == "dbdata"
+    worker = bp.services["worker"]
+    assert worker.ports == () and dict(worker.environment)["APP_NAME"] == "notes-api"
+    assert {d.service: d.condition for d in worker.depends_on} == {"db": "ready", "cache": "ready",
+                                                                    "migrate": "completed"}
+    assert bp.services["migrate"].kind == "job"
