@@ -77,11 +77,6 @@ def import_(compose: Path, output: Path | None, name: str | None, profiles: tupl
     file = compose_file(compose)
     source = read_source(file, compose=True)
     base = (output.parent if output is not None else file.parent).resolve()
-    if output is not None:  # `-o envkit/blueprint.yaml` in a project that has no envkit/ folder yet
-        try:
-            base.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise UsageError(f"cannot write {output}: {exc.strerror}") from exc
     variables = env_files.variables(os.environ, None, file.parent)  # as Compose reads ${VAR}: its .env, then this
     result = from_compose(source.data, source.marks, source.directory, base=base, name=name, profiles=profiles,
                           keep_host_ports=keep_host_ports, read=lambda p: p.read_text(encoding="utf-8"),

@@ -652,10 +652,11 @@ def test_reset_and_override_tags_shape_what_extends_takes(tmp_path: Path) -> Non
 def test_a_mariadb_project_seeded_the_compose_way(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     # tests/compose/mariadb-notes: anchors, env_file, .env with COMPOSE_PROJECT_NAME, extends with !reset,
-    # "${WEB_PORT:-8080}:80" beside "127.0.0.1::80", initdb scripts; written into a folder not made yet
+    # "${WEB_PORT:-8080}:80" beside "127.0.0.1::80", initdb scripts; written into a folder of its own
     for name in ("COMPOSE_PROJECT_NAME", "WEB_PORT", "DB_VOLUME", "DB_PASSWORD"):
         monkeypatch.delenv(name, raising=False)
     project = copy("mariadb-notes", tmp_path)
+    (project / "envkit").mkdir()
     assert main(["import", str(project), "-o", str(project / "envkit" / "blueprint.yaml")]) == 0
     err = capsys.readouterr().err
     assert f"blueprint 'notes', 6 services; validates (with --env-file {project / '.env'})" in err, err
