@@ -43,6 +43,7 @@ from typing import Any
 
 import yaml
 
+from envkit.blueprint import compose_hints
 from envkit.blueprint.interpolate import interpolate
 from envkit.blueprint.keys import SERVICE
 from envkit.blueprint.model import initdb_mount
@@ -352,7 +353,7 @@ def _service(ctx: _Context, name: str, spec: dict[str, Any], job: bool, healthy:
         if key == "restart" and str(spec[key]) == "no":  # Compose's default
             continue
         if key not in handled and key in COMPOSE_KEYS["service"]:
-            ctx.note((*path, key), f"not carried over: {HINTS.get(key, 'envkit has no equivalent')}")
+            ctx.note((*path, key), f"not carried over: {_hint(key)}")
     if spec.get("build") is not None and "build" not in extension:
         out["build"] = _build(ctx, (*path, "build"), spec["build"])
         if spec.get("image"):
@@ -403,13 +404,36 @@ def _service(ctx: _Context, name: str, spec: dict[str, Any], job: bool, healthy:
             out[key] = value
     if out.get("kind") == "stub":  # envkit's own stub: its image, configuration and probe come from `stub:`
         out = stub_form(out)
-    if _outside(ctx, out) and "host-paths" not in (out.get("allow") or []):
-        # A blueprint refuses host paths outside its folder unless it says so (docs/security.md): say so,
-        # loudly, rather than write a file that does not load.
-        out["allow"] = [*(out.get("allow") or []), "host-paths"]
-        ctx.note(path, "uses files outside the blueprint's folder: 'allow: [host-paths]' added; review it")
+    # A blueprint refuses what Compose grants without asking (docs/security.md): say so, loudly, rather than
+    # write a file that does not load.
+    for grant, why in _grants(ctx, out):
+        if grant not in (out.get("allow") or []):
+            out["allow"] = [*(out.get("allow") or []), grant]
+            ctx.note(path, f"{why}: 'allow: [{grant}]' added; review it")
     order = {k: i for i, k in enumerate(SERVICE.names)}
     return dict(sorted(out.items(), key=lambda kv: order.get(kv[0], len(order))))
+
+
+def _hint(key: str) -> str:
+    """What to say of a Compose service key not carried over: the importer's word, else the blueprint's own
+    for that Compose key (``compose_hints``: ``shm_size`` is a tmpfs at /dev/shm), else that there is none."""
+    found = HINTS.get(key) or compose_hints.hint("service", key) or ""
+    return found.removeprefix("not supported: ") if found not in ("", "not supported") else "envkit has no equivalent"
+
+
+def _grants(ctx: _Context, out: dict[str, Any]) -> list[tuple[str, str]]:
+    """The ``allow:`` entries a service needs for what it asks (as Compose grants it), each with why."""
+    found = []
+    if _outside(ctx, out):
+        found.append(("host-paths", "uses files outside the blueprint's folder"))
+    if out.get("privileged"):
+        found.append(("privileged", "runs privileged"))
+    if out.get("cap_add"):
+        found.append(("capabilities", "adds capabilities"))
+    if any(isinstance(p, str) and not p.startswith(("127.0.0.1:", "[::1]:")) and p.count(":") >= 2
+           for p in out.get("ports") or ()):
+        found.append(("public-ports", "publishes a port on every address (--keep-host-ports)"))
+    return sorted(found)
 
 
 def _outside(ctx: _Context, out: dict[str, Any]) -> bool:

@@ -668,3 +668,26 @@ def test_a_mariadb_project_seeded_the_compose_way(tmp_path: Path, capsys: pytest
     assert {d.service: d.condition for d in worker.depends_on} == {"db": "ready", "cache": "ready",
                                                                     "migrate": "completed"}
     assert bp.services["migrate"].kind == "job"
+
+
+def test_what_compose_grants_is_allowed_in_the_blueprint_and_noted(tmp_path: Path) -> None:
+    # cap_add and privileged were carried over, then refused by the blueprint ("needs 1 edit"): as for host paths
+    result = doc_of("""\
+        services:
+          db: {image: i, cap_add: [SYS_NICE]}
+          vpn: {image: i, privileged: true, ports: ["0.0.0.0:51820:51820/udp"]}
+          web: {image: i, ports: ["8080:80"]}
+        """, tmp_path, keep_host_ports=True)
+    services = result.document["services"]
+    assert services["db"]["allow"] == ["capabilities"]
+    assert services["vpn"]["allow"] == ["privileged", "public-ports"]
+    assert services["web"]["allow"] == ["public-ports"]  # Compose publishes "8080:80" on every address
+    assert "services.db: adds capabilities: 'allow: [capabilities]' added; review it" in result.notes
+    load_text(result.text(), tmp_path / "bp")
+    assert "allow" not in doc_of("services: {web: {image: i, ports: ['8080:80']}}", tmp_path).document["services"]["web"]
+
+
+def test_a_key_envkit_does_without_is_noted_with_the_blueprints_way(tmp_path: Path) -> None:
+    result = doc_of("services: {db: {image: i, shm_size: 256m, tty: true}}", tmp_path)
+    assert "services.db.shm_size: not carried over: mount a tmpfs: at /dev/shm" in result.notes
+    assert "services.db.tty: not carried over: use `envkit exec -t RUN SERVICE -- CMD`" in result.notes
