@@ -88,7 +88,7 @@ def import_(compose: Path, output: Path | None, name: str | None, profiles: tupl
         shown = output if output is not None else "BLUEPRINT"
         result = dataclasses.replace(result, notes=(*result.notes, (
             f"{dotenv}: Compose reads it for ${{VAR}}, but it is not beside the blueprint: bring it up with "
-            f"`envkit up {shown} --env-file {dotenv}` (or copy it there)")))
+            f"`envkit up {shown} --env-file {dotenv}` (pytest: --envkit-env-file={dotenv}), or copy it there")))
     text = result.text(str(file))
     problems = check(text, base, [dotenv] if moved else None)
     if output is None:

@@ -395,7 +395,8 @@ def test_the_compose_files_dotenv_is_named_when_the_blueprint_goes_elsewhere(
     err = capsys.readouterr().err
     dotenv = tmp_path / ".env"
     assert (f"note: {dotenv}: Compose reads it for ${{VAR}}, but it is not beside the blueprint: bring it up with "
-            f"`envkit up {tmp_path / 'envkit' / 'bp.yaml'} --env-file {dotenv}` (or copy it there)") in err
+            f"`envkit up {tmp_path / 'envkit' / 'bp.yaml'} --env-file {dotenv}` (pytest: --envkit-env-file={dotenv}), "
+            "or copy it there") in err
     assert err.rstrip().endswith(f"validates (with --env-file {dotenv})")  # as the command it names would load it
     assert load(tmp_path / "envkit" / "bp.yaml", {}, [dotenv]).services["a"].environment == (
         ("HI", "hello"), ("PW", "s3cret"))
