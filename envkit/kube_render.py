@@ -296,8 +296,6 @@ def _notes(svc: Service, notes: list[str]) -> None:
     _, lost = K.readiness_probe(svc.ready)
     if lost:
         notes.append(f"service {svc.name}: the readinessProbe cannot check {lost}")
-    if svc.init:
-        notes.append(f"service {svc.name}: init is not set (a pod has no init process; the command runs as PID 1)")
     if svc.stop_signal:
         notes.append(f"service {svc.name}: stop_signal {svc.stop_signal} is not set (Kubernetes sends the image's STOPSIGNAL)")
     if svc.user and not svc.user.split(":")[0].isdigit():

@@ -254,7 +254,7 @@ class DockerBackend(DockerCapabilities, Backend):
                 tmpfs=dict(spec.tmpfs) or None, mem_limit=spec.memory,
                 nano_cpus=int(spec.cpus * 1e9) if spec.cpus else None, privileged=spec.privileged,
                 cap_add=list(spec.cap_add) or None, cap_drop=list(spec.cap_drop) or None,
-                read_only=spec.read_only or None, network_mode=spec.network_mode, init=spec.init or None,
+                read_only=spec.read_only or None, network_mode=spec.network_mode,
             )
             others: list[NetworkAttachment] = []
             networking = None

@@ -144,7 +144,6 @@ class ContainerSpec:
     privileged: bool = False
     cap_add: tuple[str, ...] = ()
     stop_signal: str | None = None
-    init: bool = False  # the engine's init process (docker-init) as PID 1
     stop_timeout: int | None = None
     #: "container:<id>": join that container's network namespace (``networks`` and ``ports`` then empty);
     #: a helper beside a service (envkit/faults): needs Capability.SHARED_NETNS

@@ -46,6 +46,7 @@ SERVICE: dict[str, str] = {
     "devices": "not supported: a run uses no host devices",
     "security_opt": "not supported",
     "sysctls": "not supported",
+    "init": "not supported",
     "shm_size": "not supported: mount a tmpfs: at /dev/shm",
     "dns": "not supported: the run's networks resolve service names",
     "stdin_open": "not supported: use `envkit exec -i RUN SERVICE -- CMD`",

@@ -368,10 +368,6 @@ SERVICE = Table("service", (
     KeyDef("stop_signal", Reader.string, None, "string", "the image's `STOPSIGNAL`",
            "The signal that stops the container when it has a grace period.", STRING,
            section="stop_grace_period-and-stop_signal", compose="stop_signal", container="stop_signal"),
-    KeyDef("init", Reader.boolean, False, "boolean", "`false`",
-           "Runs the engine's init process as PID 1, as Compose's `init: true`: it passes signals on (a stop "
-           "ends the process at once, not after the grace period) and reaps zombies.", BOOLEAN,
-           section="stop_grace_period-and-stop_signal", compose="init", container="init"),
     KeyDef("privileged", Reader.boolean, False, "boolean", "`false`", "Runs the container privileged.", BOOLEAN,
            section="privileged-and-cap_add", compose="privileged", container="privileged"),
     KeyDef("cap_add", v.cap_add, (), "list of strings", "none", "Linux capabilities to add.", NAMES,

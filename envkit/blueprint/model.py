@@ -258,7 +258,6 @@ class Service:
     ready: Probe | None = None
     stop_grace_period: float = 0.0  # 0: killed at teardown, the fast default for ephemeral runs
     stop_signal: str | None = None
-    init: bool = False  # the engine's init process as PID 1 (forwards signals, reaps zombies)
     privileged: bool = False
     cap_add: tuple[str, ...] = ()
     hostname: str | None = None

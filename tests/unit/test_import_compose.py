@@ -167,15 +167,14 @@ def test_node_mongo(tmp_path: Path) -> None:
     assert web["volumes"] == ["./web/src:/usr/src/app/src:ro"]
     assert web["networks"] == {"front": {"aliases": ["todo"]}, "back": None}
     assert web["depends_on"] == {"mongo": "started"}  # the short form waits for the start only, as in Compose
-    assert web["labels"] == {"com.example.team": "todo"} and web["init"] is True
+    assert web["labels"] == {"com.example.team": "todo"}
     assert mongo["tmpfs"] == ["/data/configdb:size=10485760"] and mongo["ready"]["timeout"] == "90s"
     assert express["ports"] == [8081, 8082]  # a range, expanded
     assert express["networks"] == {"back": {"aliases": ["Mongo.Express"]}}  # renamed: the old DNS name kept
     assert express["depends_on"] == {"mongo": "ready"}
     assert doc["networks"] == {"front": None, "back": {"internal": True}}
     notes = "\n".join(result.notes)
-    assert "services.web.init" not in notes  # carried over: the engine's init process
-    for expected in ("volumes.mongo-data.external", "anonymous volume /usr/src/app/node_modules",
+    for expected in ("volumes.mongo-data.external", "services.web.init", "anonymous volume /usr/src/app/node_modules",
                      "services.Mongo.Express.depends_on.mongo.restart", "published '9229'"):
         assert expected in notes, expected
     assert sum("8081-8082" in n for n in result.notes) == 1
@@ -329,8 +328,8 @@ def test_what_compose_itself_refuses_is_an_error_naming_line_and_key(
 
 
 def test_a_key_compose_knows_but_envkit_cannot_carry_is_a_note(tmp_path: Path) -> None:
-    result = doc_of("services: {a: {image: i, ipc: host, oom_score_adj: 5, x-mine: 1}}", tmp_path)
-    assert result.notes == ("services.a.ipc: not carried over: envkit has no equivalent",
+    result = doc_of("services: {a: {image: i, init: true, oom_score_adj: 5, x-mine: 1}}", tmp_path)
+    assert result.notes == ("services.a.init: not carried over: envkit has no equivalent",
                             "services.a.oom_score_adj: not carried over: envkit has no equivalent")
 
 
