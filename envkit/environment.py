@@ -261,7 +261,7 @@ class Environment:
         info = self.refresh()
         hidden = self.hidden()
         out = []
-        held = self._held_by_faults()
+        held = self._held_by_faults(info)
         for c in info.containers:
             kind = c.labels.get(L.KIND, "service")
             if c.lost:  # its node went down (a distributed engine): neither running nor exited
@@ -287,14 +287,18 @@ class Environment:
             out.append(ServiceStatus(c.labels.get(L.SERVICE, "?"), c.name, kind, c.status, ready, ports))
         return out
 
-    def _held_by_faults(self) -> dict[str, str]:
-        """Container id -> why it is down, for the replicas an active stop/kill fault holds (any process's)."""
+    def _held_by_faults(self, info: RunInfo) -> dict[str, str]:
+        """Container id -> why it is down, for the replicas an active stop/kill/pause fault holds (any process's)
+        in the state it put them in (a paused replica stopped since is no longer held by its pause)."""
         from envkit.faults.apply import faults
 
-        verb = {"stop": "stopped", "kill": "killed"}
-        return {str(u["container"]): f"{verb[f.kind]} by fault {f.id} (heal it with `envkit heal {self.run_id} "
+        verb = {"stop": ("stopped", ("exited", "dead")), "kill": ("killed", ("exited", "dead")),
+                "pause": ("paused", ("paused",))}
+        status = {c.id: c.status for c in info.containers}
+        return {str(u["container"]): f"{verb[f.kind][0]} by fault {f.id} (heal it with `envkit heal {self.run_id} "
                                      f"{f.service}`)"
-                for f in faults(self.backend, self.run_id) if f.kind in verb for u in f.undo if u.get("container")}
+                for f in faults(self.backend, self.run_id) if f.kind in verb
+                for u in f.undo if status.get(str(u.get("container", ""))) in verb[f.kind][1]}
 
     def seed(self, *services: str, on_event: EventSink = ignore) -> None:
         """Run the seed steps of these services (default: every service that has them) again."""

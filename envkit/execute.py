@@ -135,6 +135,7 @@ class Executor:
             except BaseException:  # Ctrl-C in the waiting thread: stop everything, then let it through
                 self.abort.set()
                 raise
+        self.backend.settle()  # what a step left running behind it (a gate's fallback file) is done too
         if failure is not None:
             raise failure
         if pending:  # a plan whose steps wait for a step it does not hold: a planner bug, not a success

@@ -9,6 +9,7 @@ lists what it left out. What maps how:
     ports                → ports, each on 127.0.0.1 with a host port the engine chooses, so that runs go side
                            by side (``keep_host_ports``: as written); an output ``<SERVICE>_<PORT>`` for each
     volumes, tmpfs       → volumes (named, bind; anonymous ones left to the container), tmpfs
+    shm_size             → a tmpfs at /dev/shm of that size (what Docker's shm_size is)
     secrets, configs     → read-only bind mounts of their file: where Compose puts them (/run/secrets/NAME,
                            /NAME, or target:); one from environment: or content: is noted
     networks             → networks (with aliases); ``internal`` and labels of the top-level ones
@@ -47,7 +48,7 @@ from envkit.blueprint import compose_hints
 from envkit.blueprint.interpolate import interpolate
 from envkit.blueprint.keys import SERVICE
 from envkit.blueprint.model import initdb_mount
-from envkit.blueprint.readers import NAME
+from envkit.blueprint.readers import NAME, parse_size
 from envkit.blueprint.source import Key, Marks, format_path
 from envkit.blueprint.stub_values import stub_form
 from envkit.compose_extends import extended, plain
@@ -107,7 +108,8 @@ COMPOSE_KEYS: dict[str, frozenset[str]] = {
 }
 #: Compose service keys that need nothing in a blueprint (envkit already behaves so)
 _SILENT = {"expose", "pull_policy", "profiles"}
-_DIRECT = {"user", "working_dir", "hostname", "stop_signal", "privileged", "cap_add", "labels", "command", "entrypoint"}
+_DIRECT = {"user", "working_dir", "hostname", "stop_signal", "privileged", "cap_add", "labels", "command", "entrypoint",
+           "read_only", "cap_drop", "init"}
 #: service keys whose text a blueprint interpolates as Compose does: carried with their ``${VAR}``s as written
 _CARRIED = {"environment", "command", "entrypoint", "image", "labels", "user", "working_dir", "hostname", EXTENSION}
 
@@ -346,7 +348,8 @@ def _service(ctx: _Context, name: str, spec: dict[str, Any], job: bool, healthy:
     out: dict[str, Any] = {}
     found = spec.get(EXTENSION)
     extension: dict[str, Any] = unescape(found) if isinstance(found, dict) else {}
-    handled = {"image", "build", "environment", "env_file", "ports", "volumes", "tmpfs", "networks", "depends_on",
+    handled = {"image", "build", "environment", "env_file", "ports", "volumes", "tmpfs", "shm_size", "networks",
+               "depends_on",
                "healthcheck", "secrets", "configs", "deploy", "mem_limit", "cpus", "scale", "stop_grace_period",
                *_SILENT, *_DIRECT}
     for key in spec:
@@ -562,6 +565,13 @@ def _volumes(ctx: _Context, path: Key, spec: dict[str, Any], out: dict[str, Any]
                      "(or add `snapshot: true`; docs/snapshots.md)")
     if mounts:
         out["volumes"] = mounts
+    shm = spec.get("shm_size")
+    if shm is not None:  # Docker's /dev/shm is a tmpfs of that size: a tmpfs there is the same thing, anywhere
+        size = parse_size(shm)
+        if size is None:
+            ctx.note((*path, "shm_size"), f"not carried over: {shm!r} is not a size (e.g. 256m, 1gb, or bytes)")
+        elif not any(t.split(":", 1)[0].rstrip("/") == "/dev/shm" for t in tmpfs_list):
+            tmpfs_list.append(f"/dev/shm:size={size}")
     if tmpfs_list:
         out["tmpfs"] = tmpfs_list
 

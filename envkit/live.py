@@ -239,7 +239,8 @@ def _execute(backend: Backend, info: RunInfo, plan: LivePlan, on_event: EventSin
         on_event(Event("note", info.run_id, note))
     Executor(backend, on_event, existing=_existing(info)).run(plan)
     after = describe(backend, info.run_id)
-    notes = _follow_faults(backend, after)
+    notes = _follow_faults(backend, after, info)
+    refaulted = bool(notes)
     moved: dict[str, dict[PortKey, tuple[Endpoint, Endpoint | None]]] = {}
     for before in info.containers:
         if not before.running or plan.verb == "stop":
@@ -255,16 +256,21 @@ def _execute(backend: Backend, info: RunInfo, plan: LivePlan, on_event: EventSin
                      "pin them in the blueprint, or `envkit rebuild` the service once to keep them")
     for note in notes:
         on_event(Event("note", info.run_id, note))
+    if refaulted:  # a replica stopped or paused again, another rule or proxy: the run as it is now
+        after = describe(backend, info.run_id)
     return LiveResult(plan, after, moved, tuple(notes))
 
 
-def _follow_faults(backend: Backend, after: RunInfo) -> list[str]:
-    """Put back the faults of replicas this restarted (a new network namespace: docs/faults.md), here for
-    every caller: an Environment's restart and the CLI's alike; a note per fault re-applied."""
+def _follow_faults(backend: Backend, after: RunInfo, before: RunInfo) -> list[str]:
+    """Put back the faults of replicas this restarted (a new network namespace; a stop, kill or pause the
+    start undid: docs/faults.md), here for every caller: an Environment's restart and the CLI's alike; a
+    note per fault re-applied."""
     from envkit.faults.follow import reconcile
 
+    was = {c.id: c.started_at for c in before.containers}
+    started = {c.id for c in after.containers if c.running and was.get(c.id, c.started_at) != c.started_at}
     return [f"fault {f.id} ({f.describe()}) applied again to the restarted replica" for f in reconcile(
-        backend, after.run_id, after)]
+        backend, after.run_id, after, started)]
 
 
 def prepare(backend: Backend, run_id: str, verb: Verb, services: Sequence[str] = (),

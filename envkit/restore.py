@@ -22,7 +22,9 @@ mount one: another start, plus the copy). So the reset runs, in this order:
 
 The state after a reset is exactly the snapshot's: a new container from its image, every volume it
 mounts refilled from it. Peers find the service again under the same DNS name and address, and must
-reconnect as after any restart. Only this run's container and volumes are touched; the snapshot is read.
+reconnect as after any restart. (A stopped service has no address: one a reset made keeps its fixed one in
+its configuration, which the next reset reads; one never reset gets the engine's choice, as at any start.)
+Only this run's container and volumes are touched; the snapshot is read.
 """
 
 from __future__ import annotations
@@ -67,11 +69,14 @@ def recipe_of(service: str, steps: tuple[Step, ...], blueprint_volumes: frozense
 
 def _pinned(spec: ContainerSpec, old: ContainerState, fixed: bool) -> ContainerSpec:
     """The old container's host ports (the run's outputs point to them; those it was made with when it
-    publishes none now: stopped by a fault or ``envkit stop``, off its networks) and, when ``fixed``, addresses."""
+    publishes none now: stopped by a fault or ``envkit stop``, off its networks) and, when ``fixed``, addresses
+    (those it was made with when it has none now: stopped; one never reset had none fixed, and a stopped
+    container keeps no other, so the new one gets the engine's choice, as at any start)."""
     bound = {**old.bindings, **old.ports}
     ports = tuple(PortBinding(p.container, p.host_ip, bound[p.container].port if p.container in bound
                               else p.host_port) for p in spec.ports)
-    networks = tuple(replace(a, address=old.addresses.get(a.network) or None) if fixed else a for a in spec.networks)
+    at = {**old.fixed, **old.addresses}
+    networks = tuple(replace(a, address=at.get(a.network) or None) if fixed else a for a in spec.networks)
     return replace(spec, ports=ports, networks=networks)
 
 

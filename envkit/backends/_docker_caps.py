@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import tarfile
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from envkit import labels as L
@@ -48,11 +51,48 @@ T = TypeVar("T")
 _SHELLS: dict[str, bool] = {}
 
 
+def _shells_dir() -> Path:
+    """Where what ``_SHELLS`` learnt is kept for the next process: one file per image id, whose
+    content never changes (so neither does the answer), under the user's cache (as the sweep's)."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path(os.environ.get("HOME") or Path.home()) / ".cache")
+    return Path(base) / "envkit" / "shells"
+
+
+def _shell_file(image: str) -> Path | None:
+    digest = image.removeprefix("sha256:")
+    return _shells_dir() / digest if digest and digest.isalnum() else None
+
+
+def _shell_on_file(image: str) -> bool | None:
+    path = _shell_file(image)
+    try:
+        text = path.read_text(encoding="ascii").strip() if path is not None else ""
+    except (OSError, UnicodeDecodeError):
+        return None
+    return {"sh": True, "none": False}.get(text)
+
+
+def _shell_to_file(image: str, has_shell: bool | None) -> None:
+    path = _shell_file(image)
+    if path is None or has_shell is None:
+        return
+    with contextlib.suppress(OSError):  # a cache: a read-only home costs the check again, nothing more
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
+        tmp.write_text("sh" if has_shell else "none", encoding="ascii")
+        tmp.replace(path)
+#: the gates' fallback files still being written (``release_container``), per backend; and how long
+#: ``settle`` waits for each at most (a write stuck on a wedged engine must not hang the run)
+_BEHIND_LOCK = threading.Lock()
+SETTLE_TIMEOUT = 30.0
+
+
 class DockerCapabilities:
     """Mixed into ``DockerBackend``, which provides what is declared here."""
 
     if TYPE_CHECKING:
         api: Any
+        _behind: list[threading.Thread]
 
         def _call(self, what: str) -> AbstractContextManager[None]: ...
         def _once(self, what: str, fn: Callable[[], T]) -> T: ...
@@ -70,10 +110,12 @@ class DockerCapabilities:
             return self.create_container(spec), False
         gated = replace(spec, entrypoint=("/bin/sh", "-c", wire.GATE_SCRIPT, "envkit-gate"), command=argv)
         image = str(info.get("Id") or spec.image)
+        if image not in _SHELLS and (known := _shell_on_file(image)) is not None:
+            _SHELLS[image] = known
         if _SHELLS.get(image) is False:
             return self.create_container(spec), False
         container_id = self.create_container(gated)
-        if image not in _SHELLS:  # once per image and process: the api, its worker and its job share one
+        if image not in _SHELLS:  # once per image (then on file): the api, its worker and its job share one
             try:
                 self.copy_from(container_id, "/bin/sh")
                 _SHELLS[image] = True
@@ -81,12 +123,32 @@ class DockerCapabilities:
                 _SHELLS[image] = False
                 self.remove_container(container_id, 0)  # an image without a shell: no gate, a plain start later
                 return self.create_container(spec), False
+            finally:
+                _shell_to_file(image, _SHELLS.get(image))
         return container_id, True
 
     def release_container(self, container_id: str) -> None:
         with self._call(f"release container {container_id[:12]}"):
             self.api.kill(container_id, signal="SIGWINCH")  # the release (see GATE_SCRIPT) ...
-            self.api.put_archive(container_id, "/", wire.GO_TAR)  # ... and, for a gate not listening yet, the file
+        # ... and, for a gate not listening yet, the file, written behind the release: a gate that got
+        # the signal (nearly always) has begun its service's process already, and the file's copy costs
+        # the engine 40-130 ms that would otherwise sit on the path to every gated dependant. A gate that
+        # missed the signal finds the file within its 0.25 s nap; ``settle`` (at the end of the
+        # executor's run) waits for every such write, so no run is handed over with a gate still shut.
+        def write() -> None:
+            with contextlib.suppress(EnvkitError):  # gone or exited since: nothing is waiting any more
+                self._once(f"release file of container {container_id[:12]}",
+                           lambda: self.api.put_archive(container_id, "/", wire.GO_TAR))
+        thread = threading.Thread(target=write, name=f"envkit-release-{container_id[:12]}", daemon=True)
+        with _BEHIND_LOCK:
+            self._behind = [t for t in self._behind if t.is_alive()] + [thread]
+        thread.start()
+
+    def settle(self) -> None:
+        with _BEHIND_LOCK:
+            behind, self._behind = list(self._behind), []
+        for thread in behind:
+            thread.join(SETTLE_TIMEOUT)
 
     # -- COPY_FILES, EXPORT_FILESYSTEM, EXPORT_VOLUME ---------------------------------------------
     def copy_into(self, container_id: str, directory: str, archive: bytes) -> None:

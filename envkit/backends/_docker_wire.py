@@ -52,7 +52,10 @@ _SHELL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
 def gated_argv(spec: ContainerSpec, image_config: Mapping[str, Any]) -> tuple[str, ...] | None:
     """The process Docker would have run (the entrypoint, then the command; the image's command is
     dropped when the blueprint sets its own entrypoint, as Docker does), or None when it cannot be
-    gated: no process, or variables a POSIX shell would drop on exec (e.g. "discovery.type")."""
+    gated: no process, variables a POSIX shell would drop on exec (e.g. "discovery.type"), or a
+    read-only root file system (the release's fallback file could not be written)."""
+    if spec.read_only:
+        return None
     entrypoint = list(spec.entrypoint) if spec.entrypoint is not None else list(image_config.get("Entrypoint") or [])
     if spec.command is not None:
         command = list(spec.command)
@@ -145,6 +148,12 @@ def _addresses(networks: Mapping[str, Any] | None) -> dict[str, str]:
     return {name: str(v["IPAddress"]) for name, v in (networks or {}).items() if v and v.get("IPAddress")}
 
 
+def _fixed(networks: Mapping[str, Any] | None) -> dict[str, str]:
+    """Network -> the IPv4 address the container was made or connected with (its IPAMConfig), running or not."""
+    return {name: str(v["IPAMConfig"]["IPv4Address"]) for name, v in (networks or {}).items()
+            if v and (v.get("IPAMConfig") or {}).get("IPv4Address")}
+
+
 def _port_key(text: str) -> PortKey | None:
     try:
         return PortKey.parse(text)
@@ -183,6 +192,7 @@ def from_inspect(info: Mapping[str, Any]) -> ContainerState:
         environment=dict(e.partition("=")[::2] for e in (info.get("Config") or {}).get("Env") or [] if "=" in e),
         mounts=_mounts(info.get("Mounts")),
         aliases=_aliases(settings.get("Networks"), str(info["Id"])), bindings=bindings,
+        fixed=_fixed(settings.get("Networks")),
     )
 
 

@@ -163,6 +163,7 @@ class FakeEngine(Backend):
             aliases={a.network: a.aliases for a in c.networks} if live and detailed else {},
             bindings={p.container: Endpoint(p.host_ip, p.host_port) for p in c.spec.ports if p.host_port}
             if detailed else {},
+            fixed={a.network: a.address for a in c.networks if a.address} if detailed else {},
         )
 
     # -- engine -------------------------------------------------------------------------------------
@@ -412,10 +413,11 @@ class FakeEngine(Backend):
 
     # -- GATE -----------------------------------------------------------------------------------------
     def create_gated_container(self, spec: ContainerSpec) -> tuple[str, bool]:
-        """Gated like the Docker backend, unless the image is listed in ``no_shell``."""
+        """Gated like the Docker backend, unless the image is listed in ``no_shell`` or the root file
+        system is read-only."""
         self.require(Capability.GATE)
         container_id = self.create_container(spec)
-        if spec.image in self.no_shell:
+        if spec.image in self.no_shell or spec.read_only:
             return container_id, False
         with self._changed:
             self.containers[container_id].gated = True

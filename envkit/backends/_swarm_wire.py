@@ -42,6 +42,7 @@ def task_template(spec: ContainerSpec, constraints: tuple[str, ...] = ()) -> tup
         args=list(spec.command) if spec.command is not None else None, hostname=_literal(spec.hostname),
         env={k: _literal(v) for k, v in spec.environment}, workdir=spec.working_dir, user=spec.user, labels=labels,
         mounts=mounts or None, stop_signal=spec.stop_signal, cap_add=list(spec.cap_add) or None,
+        read_only=spec.read_only or None, cap_drop=list(spec.cap_drop) or None, init=spec.init or None,
         stop_grace_period=int((spec.stop_timeout if spec.stop_timeout is not None else 10) * 1e9),
         healthcheck=Healthcheck(test=["NONE"]) if spec.healthcheck_off else None)
     if spec.tmpfs:

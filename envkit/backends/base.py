@@ -137,6 +137,10 @@ class Backend(ABC):
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
 
+    def settle(self) -> None:  # noqa: B027 - optional hook
+        """Wait for the work a call left running behind it (the Docker gate's fallback file, written
+        after its release returned). The executor calls it once its steps are done."""
+
     # -- images ---------------------------------------------------------------------------------------
     @abstractmethod
     def image_exists(self, tag: str) -> bool: ...
@@ -172,7 +176,9 @@ class Backend(ABC):
         spec here and creates it in ``start_container``; either way the returned id is final."""
 
     @abstractmethod
-    def start_container(self, container_id: str) -> None: ...
+    def start_container(self, container_id: str) -> None:
+        """Start it; a fixed address (``NetworkAttachment.address``) that another container took while it was
+        stopped is given up for the engine's choice on that network, with the same aliases."""
 
     @abstractmethod
     def inspect_container(self, container_id: str) -> ContainerState: ...

@@ -71,13 +71,14 @@ def translate(exc: BaseException, what: str, where: str) -> EnvkitError:
             kind = NotFound
         elif "active endpoints" in text or "volume is in use" in text or "already in progress" in text:
             kind = Busy  # 403 / 409 (and 500 on older engines) for what ends by itself
-        elif "port is already allocated" in text or "address already in use" in text:
-            found = _BOUND.search(reason)
+        elif "port is already allocated" in text or ("address already in use" in text and _BOUND.search(reason)):
+            found = _BOUND.search(reason)  # a host port: "listen tcp4 127.0.0.1:8080: bind: address already in use"
             return PortBusy(prefix + reason, found.group(1).strip("[]") if found else "",
                             int(found.group(2)) if found else 0)
-        elif status == 409 or "already exists" in text or "pool overlaps" in text or "already in use by" in text:
-            # 403 for an endpoint that already exists, or a subnet another network holds; 500 (Docker 20.10)
-            # for a rename onto a name another container holds
+        elif (status == 409 or "already exists" in text or "pool overlaps" in text or "already in use by" in text
+              or text == "address already in use"):
+            # 403 for an endpoint that already exists, a subnet another network holds, or (at a start) a fixed
+            # address another container took; 500 (Docker 20.10) for a rename onto a name another container holds
             kind = Conflict
         elif status is not None and status >= 500:
             # Docker answers 500 for a few state errors: those are conflicts, not worth another try.
@@ -106,6 +107,7 @@ class DockerBackend(DockerCapabilities, Backend):
         if self.lanes is not None:
             self.lanes = engine_lanes(env, self.lanes)
         self.where = env.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+        self._behind = []  # the gates' fallback files being written (release_container, settle)
         if env.get("ENVKIT_VOLUME_OVERLAY", "").strip().lower() in ("0", "false", "no", "off"):
             self._cow = False  # volumes from snapshots copied, never overlays (docs/snapshots.md)
         url = urlparse(self.where)
@@ -254,7 +256,7 @@ class DockerBackend(DockerCapabilities, Backend):
                 tmpfs=dict(spec.tmpfs) or None, mem_limit=spec.memory,
                 nano_cpus=int(spec.cpus * 1e9) if spec.cpus else None, privileged=spec.privileged,
                 cap_add=list(spec.cap_add) or None, cap_drop=list(spec.cap_drop) or None,
-                read_only=spec.read_only or None, network_mode=spec.network_mode,
+                read_only=spec.read_only or None, network_mode=spec.network_mode, init=spec.init or None,
             )
             others: list[NetworkAttachment] = []
             networking = None
@@ -283,7 +285,30 @@ class DockerBackend(DockerCapabilities, Backend):
         return container_id
 
     def start_container(self, container_id: str) -> None:
-        self._once(f"start container {container_id[:12]}", lambda: self.api.start(container_id))
+        what = f"start container {container_id[:12]}"
+        try:
+            self._once(what, lambda: self.api.start(container_id))
+        except Conflict as exc:
+            if not str(exc).lower().endswith("address already in use") or not self._unfix_taken(container_id):
+                raise
+            self._once(what, lambda: self.api.start(container_id))
+
+    def _unfix_taken(self, container_id: str) -> bool:
+        """A container made with a fixed address (a reset keeps a service's that way) holds it only while it
+        runs: stopped, another container may take it, and the engine then refuses to start it. It is attached
+        again to each network where that happened, with its aliases and without the address, and gets a free
+        one at its start, as a container with no fixed address does at every start. Whether one was."""
+        state = self.inspect_container(container_id)
+        changed = False
+        for net, address in state.fixed.items():
+            found: dict[str, Any] = self._retried(f"inspect network {net}", functools.partial(self.api.inspect_network, net))
+            held = {str(ep.get("IPv4Address", "")).split("/")[0]
+                    for ident, ep in (found.get("Containers") or {}).items() if ident != state.id}
+            if address in held:
+                self.disconnect_network(container_id, net)
+                self.connect_network(container_id, net, state.aliases.get(net, ()))
+                changed = True
+        return changed
 
     def inspect_container(self, container_id: str) -> ContainerState:
         info = self._retried(f"inspect container {container_id[:12]}", lambda: self.api.inspect_container(container_id))

@@ -110,7 +110,9 @@ class NetworkAttachment:
     network: str  # engine network name
     aliases: tuple[str, ...] = ()  # DNS names of the container on that network
     #: a fixed IPv4 address on that network (None: the engine's choice). A reset keeps a service's
-    #: address this way (``envkit.restore``); an engine that cannot fix one refuses it at start.
+    #: address this way (``envkit.restore``); an engine that cannot fix one refuses it at start. The engine
+    #: holds it for the container only while it runs: ``start_container`` of one whose address another
+    #: container took meanwhile gives it the engine's choice on that network instead.
     address: str | None = None
 
 
@@ -150,6 +152,7 @@ class ContainerSpec:
     network_mode: str | None = None
     cap_drop: tuple[str, ...] = ()
     read_only: bool = False
+    init: bool = False  # the engine's init (tini) as PID 1 (no effect on Kubernetes: docs/kubernetes.md)
     placement: Placement | None = None  # a distributed engine's placement (docs/swarm.md); one engine: none
     healthcheck_off: bool = False  # the image's HEALTHCHECK is not run (``ready: {healthcheck: false}``)
 
@@ -191,6 +194,9 @@ class ContainerState:
     #: the host ports it was created to publish on (detailed only; a port the engine chooses at each start is
     #: left out): what a replacement keeps when the container publishes none right now (stopped, off its networks)
     bindings: Mapping[PortKey, Endpoint] = field(default_factory=dict, compare=False)
+    #: engine network name -> the address it was made (or connected) to have there, fixed (detailed only; a
+    #: reset fixes its replacement's, ``envkit.restore``): kept while it is stopped, when ``addresses`` is empty
+    fixed: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     @property
     def running(self) -> bool:

@@ -35,6 +35,8 @@ from envkit.signals import sigterm_as_interrupt
 if TYPE_CHECKING:
     from envkit.api import Environment
     from envkit.backends.base import Backend
+    from envkit.environment import ServiceStatus
+    from envkit.faults.records import FaultRecord
 
 
 __all__ = ["Session", "cli"]
@@ -302,8 +304,10 @@ def status(run: str, as_json: bool) -> int:
     has not completed), so that scripts can check a run with it."""
     env = _attach(run)
     rows = env.status()
+    from envkit.faults.apply import history
+    timeline = history(env.backend, run)  # by any process (docs/faults.md); read after status() put faults back
     if as_json:
-        out.print_json(json.dumps([r.__dict__ for r in rows]))
+        out.print_json(json.dumps([{**r.__dict__, "faults": _faults_of(r, timeline)} for r in rows]))
     else:
         table = Table("SERVICE", "CONTAINER", "KIND", "STATE", "READY", "PORTS", box=None)
         for r in rows:
@@ -311,8 +315,7 @@ def status(run: str, as_json: bool) -> int:
             color = "green" if r.ok else "red"
             table.add_row(r.service, r.container, r.kind, r.state, f"[{color}]{escape(r.ready)}[/]", ports)
         out.print(table)
-        from envkit.faults.apply import history
-        for f in history(env.backend, run):  # the timeline, by any process (docs/faults.md)
+        for f in timeline:
             when = f"{f.at} → healed {f.healed_at}" if f.healed_at else f"since {f.at}"
             out.print(f"[{'dim' if f.healed_at else 'yellow'}]fault {f.id}[/] {when}: {escape(f.describe())} (seed {f.seed})")
     bad = [r for r in rows if not r.ok]
@@ -320,6 +323,14 @@ def status(run: str, as_json: bool) -> int:
         err.print(f"[red]service {escape(r.service)}[/] ({escape(r.container)}): {escape(r.ready)}; "
                   f"see `envkit logs {escape(run)} {escape(r.service)}`")
     return 6 if bad else 0
+
+
+def _faults_of(row: ServiceStatus, timeline: list[FaultRecord]) -> list[dict[str, object]]:
+    """The faults of the timeline applied to the row's container (what the text form lists below the table),
+    as JSON: active ones with ``healed_at`` null."""
+    return [{"id": f.id, "kind": f.kind, "params": dict(f.params), "applied_at": f.at, "healed_at": f.healed_at or None,
+             "seed": f.seed, "seeded": f.seeded, "generation": f.generation}
+            for f in timeline if f.service == row.service and (row.container in f.targets or not f.targets)]
 
 
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import click
 from rich.markup import escape
 
-from envkit import reaper
+from envkit import control, reaper
 from envkit.cli.complete import blueprint_services
 from envkit.cli.envfiles import env_file_option, read_files
 from envkit.cli.progress import progress, sink, summary
@@ -56,13 +56,18 @@ __all__ = ["run"]
 @artifacts_option
 @click.option("--no-seed", is_flag=True, help="Skip the services' seed steps.")
 @snapshot_option
+@click.option("--control/--no-control", "serve", default=True, show_default=True,
+              help=f"Give COMMAND {control.VARIABLE}: an HTTP address on 127.0.0.1 (with a secret token) to reset "
+                   "services, heal faults and read the run document without starting envkit again "
+                   "(docs/snapshots.md).")
 def run(blueprint: Path, command: tuple[str, ...], name: str | None, only: tuple[str, ...],
         timeout: float | None, env_files: tuple[Path, ...], verbose: bool, progress_mode: str, quiet: bool,
-        ttl: str, artifacts: Path | None, no_seed: bool, snapshot: bool | None) -> int:
+        ttl: str, artifacts: Path | None, no_seed: bool, snapshot: bool | None, serve: bool) -> int:
     """Bring BLUEPRINT up, run COMMAND with the outputs in its environment, always tear down.
 
-    COMMAND gets every output as an environment variable, plus ENVKIT_RUN (the run id) and
-    ENVKIT_OUTPUTS_FILE (the run document as JSON). Exits with COMMAND's exit code.
+    COMMAND gets every output as an environment variable, plus ENVKIT_RUN (the run id),
+    ENVKIT_OUTPUTS_FILE (the run document as JSON) and ENVKIT_CONTROL_URL (POST $ENVKIT_CONTROL_URL/reset
+    resets the services with a snapshot). Exits with COMMAND's exit code.
     """
     from envkit import api, gc
 
@@ -74,10 +79,14 @@ def run(blueprint: Path, command: tuple[str, ...], name: str | None, only: tuple
                          seed=not no_seed, snapshot=snapshot)
         summary(err, env, view)
         try:
-            with tempfile.TemporaryDirectory(prefix="envkit-") as tmp:
+            with tempfile.TemporaryDirectory(prefix="envkit-") as tmp, contextlib.ExitStack() as stack:
                 doc = Path(tmp) / "outputs.json"
                 _write(doc, dumps(env.document()))  # 0600: it may hold secrets
-                child_env = {**os.environ, **env.outputs, "ENVKIT_RUN": env.run_id, "ENVKIT_OUTPUTS_FILE": str(doc)}
+                outer = {k: v for k, v in os.environ.items() if k != control.VARIABLE}  # an outer run's: not ours
+                child_env = {**outer, **env.outputs, "ENVKIT_RUN": env.run_id, "ENVKIT_OUTPUTS_FILE": str(doc)}
+                served = stack.enter_context(control.serving(_controls(env))) if serve else None
+                if served is not None:  # envkit.control: resets without a process per reset; a secret
+                    child_env[control.VARIABLE] = served
                 if not quiet:
                     err.print(f"[bold]run {env.run_id} is ready;[/] running: {escape(' '.join(command))}")
                 group = reaper.own_group()  # reaper: a group of its own, unless in a terminal's foreground
@@ -111,6 +120,10 @@ def run(blueprint: Path, command: tuple[str, ...], name: str | None, only: tuple
                     reaper.unchild(proc.pid)  # reaper
         finally:
             _teardown(env, quiet)
+
+
+def _controls(env: Environment) -> control.Controls:
+    return control.Controls(reset=lambda names: env.reset(*names), heal=env.heal, document=env.document)
 
 
 def _teardown(env: Environment, quiet: bool = False) -> None:

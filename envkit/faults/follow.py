@@ -7,7 +7,8 @@ the replica (service + replica number), its container and its ``StartedAt`` when
 place; ``reconcile`` compares them with the engine's and puts what is missing back: a new sidecar with
 the same seed, proxies and toxics, the same rules (added only where absent), the same qdisc. A replica
 *replaced* by another container (a reset's restore path, a rebuild: same name, new id) gets every fault
-put on it again, those the engine holds on a container too (stop, kill, pause, disconnect), so a fault
+put on it again, those the engine holds on a container too (stop, kill, pause, disconnect) and the front
+proxy's (the new container goes behind the same proxy again, ``envkit.faults.front``), so a fault
 stays in force until it is healed whatever replaced its container. The
 record is written again as the next generation (``envkit.faults.records``), so heal undoes what is there
 now. Every envkit entry point on a run calls it: ``apply``, ``Environment.faults/status/restart/start``,
@@ -19,7 +20,7 @@ entry as it was for the next entry point to try again.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -27,13 +28,14 @@ from envkit import labels as L
 from envkit.backends.base import Backend, ContainerState
 from envkit.errors import Conflict, EnvkitError, NotFound
 from envkit.faults import records
+from envkit.faults.front import behind_front
 from envkit.faults.kinds import parse
 from envkit.faults.records import FaultRecord
 from envkit.faults.rules import rule_script
 from envkit.faults.sidecar import digest, run_iptables
 from envkit.runs import RunInfo, describe
 
-__all__ = ["moved", "reconcile", "replaced"]
+__all__ = ["moved", "reconcile", "replaced", "undone"]
 
 
 def _in_namespace(u: Mapping[str, Any]) -> bool:
@@ -46,9 +48,26 @@ def _on_engine(u: Mapping[str, Any]) -> bool:
     return "front" not in u and not _in_namespace(u)
 
 
+def _front(u: Mapping[str, Any]) -> bool:
+    """A connection fault without NET_ADMIN (``envkit.faults.front``): the replica moved behind a proxy. It
+    survives a restart (the container keeps its networks), not a replacement (the new one is back on them)."""
+    return "front" in u
+
+
 def replaced(u: Mapping[str, Any], current: ContainerState | None) -> bool:
     """Whether the replica of undo entry ``u`` is another container than the fault was put on."""
     return current is not None and bool(u.get("container")) and current.id != u["container"]
+
+
+def undone(kind: str, u: Mapping[str, Any], current: ContainerState | None) -> bool:
+    """Whether a start of the same container since (``envkit start/restart``) undid a fault the engine holds
+    on it: a stopped or killed replica runs again, a paused one was restarted unpaused. (A disconnect stays:
+    the engine keeps a container's networks across its restarts.)"""
+    if current is None or not _on_engine(u) or replaced(u, current) or not current.running:
+        return False
+    if (current.started_at or "") == u.get("started", ""):
+        return False  # the start the fault was put on (a pause leaves StartedAt alone; a restart changes it)
+    return kind in ("stop", "kill", "pause")
 
 
 def moved(u: Mapping[str, Any], current: ContainerState | None) -> bool:
@@ -71,6 +90,9 @@ def _again(backend: Backend, info: RunInfo, f: FaultRecord, u: Mapping[str, Any]
         return _apply_one(backend, info, f.id, parse(f.kind, dict(f.params)), c, f.seed, f.seeded,
                           str(u.get("via", "engine")))
     base = {**u, "container": c.id, "name": c.name, "started": c.started_at or ""}
+    if _front(u):
+        behind_front(backend, u, c)
+        return base
     if "sidecar" in u:
         name = f"envkit-{info.run_id}-fault-{f.id}-proxy-{digest(c.id + (c.started_at or ''))}"
         done = _apply_connection(backend, info, f.id, parse(f.kind, dict(f.params)), c, f.seed, name=name, replay=True)
@@ -83,11 +105,15 @@ def _again(backend: Backend, info: RunInfo, f: FaultRecord, u: Mapping[str, Any]
     return base
 
 
-def reconcile(backend: Backend, run_id: str, info: RunInfo | None = None) -> list[FaultRecord]:
+def reconcile(backend: Backend, run_id: str, info: RunInfo | None = None,
+              started: Collection[str] = ()) -> list[FaultRecord]:
     """Re-apply the run's faults whose replica restarted since (rules, qdiscs and sidecars: a new network
-    namespace) or was replaced by a new container (every fault but the front proxy's: a reset's restore
-    path, a rebuild); the records written again."""
-    todo = [f for f in records.active(backend, run_id) if any(_in_namespace(u) or _on_engine(u) for u in f.undo)]
+    namespace; a stop, kill or pause the start undid) or was replaced by a new container (every fault, the
+    front proxy's too: a reset's restore path, a rebuild); the records written again. ``started``: the
+    containers the caller has just started (``envkit start/restart``): a stop, kill or pause fault on one of
+    them is put back. Only there: a heal starts or unpauses the container before its timeline entry is
+    written, so another process's reconcile in between would put the fault back just as it is healed."""
+    todo = records.active(backend, run_id)
     if not todo:
         return []
     info = info or describe(backend, run_id)
@@ -96,7 +122,8 @@ def reconcile(backend: Backend, run_id: str, info: RunInfo | None = None) -> lis
         undo, changed = [], False
         for u in f.undo:
             c = _current(info, f, u)
-            if c is None or not (moved(u, c) or (_on_engine(u) and replaced(u, c))):
+            if c is None or not (moved(u, c) or ((_on_engine(u) or _front(u)) and replaced(u, c))
+                                 or (c.id in started and undone(f.kind, u, c))):
                 undo.append(dict(u))
                 continue
             try:

@@ -2,7 +2,7 @@
 
 No helper joins the replica's namespace and no rule is added. Instead (docs/faults.md, "Without NET_ADMIN"):
 
-1. a private network ``envkit-<run>-fault-<id>`` (labelled with the run) is made, and a fault-proxy
+1. a private network ``envkit-<run>-fault-<id>-<replica>`` (labelled with the run) is made, and a fault-proxy
    container joins it and each of the replica's networks under the replica's DNS aliases (the service
    name and the blueprint's aliases), listening on the faulted ports and forwarding to the replica by its
    container name, which resolves on the private network only;
@@ -34,7 +34,7 @@ from envkit.faults.sidecar import FAULT, start_proxy
 if TYPE_CHECKING:
     from envkit.runs import RunInfo
 
-__all__ = ["apply_front", "heal_front"]
+__all__ = ["apply_front", "behind_front", "heal_front"]
 
 
 def apply_front(backend: Backend, info: RunInfo, fid: str, spec: FaultSpec, c: ContainerState,
@@ -48,7 +48,7 @@ def apply_front(backend: Backend, info: RunInfo, fid: str, spec: FaultSpec, c: C
     if not taken:
         raise UsageError(f"fault {spec.kind!r} on {c.name} without NET_ADMIN: the replica has no DNS alias "
                          "to take over on any network")
-    origin = f"envkit-{info.run_id}-fault-{fid}"
+    origin = f"envkit-{info.run_id}-fault-{fid}-{c.labels.get(L.REPLICA, '1')}"  # one per replica: healed alone
     backend.create_network(NetworkSpec(origin, ((L.MANAGED, "true"), (L.RUN, info.run_id), (L.ROLE, "fault"),
                                                 (FAULT, fid))))
     undo: dict[str, Any] = {"container": c.id, "front": "", "origin": origin, "networks": [], "ports": list(ports)}
@@ -68,6 +68,20 @@ def apply_front(backend: Backend, info: RunInfo, fid: str, spec: FaultSpec, c: C
         heal_front(backend, undo, None)
         raise
     return {k: v for k, v in undo.items() if k != "container"}
+
+
+def behind_front(backend: Backend, undo: Mapping[str, Any], c: ContainerState) -> None:
+    """Put container ``c`` behind the fault's front again: the replica's replacement (a reset's restore path,
+    a rebuild) is a new container under the same name, back on the service's networks with its aliases,
+    where it answers beside the proxy. It joins the private network (the proxy's upstream, its container
+    name, resolves there) and leaves those networks. A front proxy that is gone is refused: the replica
+    would then answer on no network at all."""
+    backend.inspect_container(str(undo["front"]))  # NotFound: left as it was, for heal to clean up
+    if undo["origin"] not in c.addresses:
+        backend.connect_network(c.id, str(undo["origin"]))
+    for net, _aliases, _address in undo.get("networks", ()):
+        if net in c.addresses:
+            backend.disconnect_network(c.id, net)
 
 
 def heal_front(backend: Backend, undo: Mapping[str, Any], state: ContainerState | None) -> None:

@@ -93,7 +93,8 @@ def write(backend: Backend, record: FaultRecord) -> None:
 def write_log(backend: Backend, record: FaultRecord) -> None:
     """The timeline entry of a healed fault (``record.healed_at`` set); writing it twice is harmless."""
     backend.create_volume(VolumeSpec(_name(record.run_id, record.id, "-log"),
-                                     (*_labels(record, LOG_ROLE), (HEALED, record.healed_at))))
+                                     (*_labels(record, LOG_ROLE), (HEALED, record.healed_at),
+                                      (GEN, str(record.generation)))))
 
 
 def _read(run_id: str, labels: Mapping[str, str]) -> FaultRecord:

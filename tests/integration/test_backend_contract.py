@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from contract.backend_contract import BackendContract, Harness
+from contract.backend_contract import BackendContract, Harness, eventually
 
 from envkit import labels as L
 from envkit.backends import Backend
@@ -74,4 +74,69 @@ def test_volume_helpers_carry_the_volumes_labels(backend: Backend, shell_image: 
         stream.close()
         assert [r.kind for r in backend.list_resources({L.RUN: run})] == ["volume"]
     finally:
+        teardown(backend, [run], missing_ok=True)
+
+
+def test_a_gate_that_missed_its_signal_opens_by_the_file_written_behind_the_release(
+        backend: Backend, shell_image: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The release is the signal; the file that covers a gate not listening yet is written behind it
+    # (off the path to the gated service's dependants), and the executor's `settle` waits for that write.
+    from envkit.backends.base import ContainerSpec
+    from envkit.runs import teardown
+
+    assert isinstance(backend, DockerBackend)
+    run = "contract-gate-file"
+    spec = ContainerSpec(f"envkit-{run}-svc", shell_image, ((L.MANAGED, "true"), (L.RUN, run)), (), network_mode="none",
+                         command=("sh", "-c", "echo began; exec sleep infinity"))
+    try:
+        ident, gated = backend.create_gated_container(spec)
+        assert gated
+        backend.start_container(ident)
+        signals: list[str] = []
+        monkeypatch.setattr(backend.api, "kill", lambda container, signal: signals.append(signal))  # lost
+        backend.release_container(ident)
+        backend.settle()
+        assert signals == ["SIGWINCH"]
+        assert backend.copy_from(ident, "/.envkit-go")  # written by the time settle returns
+        assert eventually(lambda: backend.logs(ident) == "began\n")  # the gate's nap found it
+        backend.settle()  # nothing left behind it: returns at once
+    finally:
+        monkeypatch.undo()
+        teardown(backend, [run], missing_ok=True)
+
+
+
+
+def test_whether_an_image_has_a_shell_is_learnt_once_per_image_and_kept_on_file(
+        backend: Backend, shell_image: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The gate needs /bin/sh: envkit checks the first container of an image, and keeps the answer
+    # (an image id names fixed content), so that the next process does not copy /bin/sh out again.
+    from dataclasses import replace
+
+    from envkit.backends import _docker_caps as caps
+    from envkit.backends.base import ContainerSpec
+    from envkit.runs import teardown
+
+    assert isinstance(backend, DockerBackend)
+    no_shell = build_small_image(backend, tmp_path / "noshell", "FROM debian:bookworm-slim\nRUN rm /bin/sh\n")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    run = "contract-shell-file"
+    labels = ((L.MANAGED, "true"), (L.RUN, run))
+    checks: list[str] = []
+    copy_from = backend.copy_from
+    monkeypatch.setattr(backend, "copy_from", lambda ident, path: checks.append(path) or copy_from(ident, path))
+    try:
+        for n, (image, gated) in enumerate(((shell_image, True), (no_shell, False))):
+            spec = ContainerSpec(f"envkit-{run}-a{n}", image, labels, (), network_mode="none", command=("sleep", "9"))
+            monkeypatch.setattr(caps, "_SHELLS", {})  # a new process
+            assert backend.create_gated_container(spec)[1] is gated
+            assert checks == ["/bin/sh"]
+            image_id = backend.api.inspect_image(image)["Id"].removeprefix("sha256:")
+            assert (tmp_path / "cache" / "envkit" / "shells" / image_id).read_text() == ("sh" if gated else "none")
+            monkeypatch.setattr(caps, "_SHELLS", {})  # the next process: the file answers, not a container
+            assert backend.create_gated_container(replace(spec, name=f"envkit-{run}-b{n}"))[1] is gated
+            assert checks == ["/bin/sh"]
+            checks.clear()
+    finally:
+        monkeypatch.undo()
         teardown(backend, [run], missing_ok=True)

@@ -48,7 +48,7 @@ for _ in range(n):
 """
 
 
-def web_and_client(tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[api.Environment]:
+def web_and_client(tmp_path_factory: pytest.TempPathFactory, name: str, replicas: int = 1) -> Iterator[api.Environment]:
     """A run of web (hello's server) and a client container that probes it; removed, and checked, after."""
     folder: Path = tmp_path_factory.mktemp(name)
     shutil.copytree(HELLO, folder / "web")
@@ -57,6 +57,7 @@ name: {name}
 services:
   web:
     build: ./web
+    replicas: {replicas}
     ports: [8000]
     ready: {{http: {{port: 8000, path: /health}}}}
   client:

@@ -144,3 +144,42 @@ def test_the_timeline_is_seen_by_another_process(env: api.Environment, tmp_path:
     assert bundle.returncode == 0
     text = (tmp_path / "b" / "faults.txt").read_text()
     assert "pause web" in text and "stop client" in text and text.count(" healed ") >= 2
+
+
+def test_a_stop_or_pause_stays_in_force_through_envkit_start_and_restart(env: api.Environment) -> None:
+    # `envkit start` / `restart` ran the replica again (a restart of a paused one unpaused it) while
+    # env.faults(), status and heal still called the fault active.
+    with env.fault("web", "stop") as stop:
+        result = env.start("web")
+        assert not env.refresh().services["web"][0].running
+        assert f"fault {stop.record.id} (stop web) applied again to the restarted replica" in result.notes
+        (row,) = [s for s in env.status() if s.service == "web"]
+        assert row.ready.startswith(f"not ready: stopped by fault {stop.record.id}")
+    until_ok(env)
+    with env.fault("web", "pause") as pause:
+        env.restart("web")
+        assert env.refresh().services["web"][0].status == "paused"
+        assert probe(env, timeout=1.0)[0] == "timeout"  # frozen: the connection hangs
+        (entry,) = [e for e in env.faults() if not e.healed_at]
+        assert entry.record.id == pause.record.id and entry.record.generation == 1
+    until_ok(env)
+    assert probe(env)[0].startswith("ok") and helpers(env) == []
+
+
+def test_a_front_proxy_fault_on_a_service_with_replicas_fronts_each_and_heals_all(
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    # Each replica's front made the same private network: the second create was a Conflict ("network with
+    # name ... already exists"), so the fault could not be applied to a service with replicas.
+    gen = web_and_client(tmp_path_factory, "it-faults-front-replicas", replicas=2)
+    env = next(gen)
+    try:
+        with env.fault("web", "latency", latency="200ms", via="front") as fault:
+            assert len({u["origin"] for u in fault.record.undo}) == 2 == len(fault.record.undo)
+            behind = {u["container"]: {u["origin"]} for u in fault.record.undo}
+            assert {c.id: set(c.addresses) for c in env.refresh().services["web"]} == behind
+            slow = ms(probe(env, 6))
+            assert len(slow) == 6 and all(190 <= x <= 1500 for x in slow), slow  # whichever replica answers
+        healthy = ms(probe(env, 5))
+        assert len(healthy) == 5 and min(healthy) < 150 and helpers(env) == []
+    finally:
+        next(gen, None)

@@ -207,3 +207,42 @@ def test_an_image_without_a_shell_is_started_plainly_in_dependency_order(backend
             assert state.started_at > first.started_at
             assert env.exec(name, ["cat", "/proc/1/cmdline"]).output.split("\0")[0] == "sleep"
     assert resources_of(backend, "it-no-shell") == []
+
+
+def test_hardened_services_read_only_cap_drop_and_init(backend: Backend) -> None:
+    import envkit
+
+    with envkit.up(TEST_BLUEPRINTS / "hardened", name="it-hardened") as env:
+        rows = {s.service: s for s in env.status()}
+        assert {n: r.ready for n, r in rows.items()} == {"first": "ready", "locked": "ready", "bare": "ready",
+                                                         "reaped": "ready"}
+        # init: the engine's init is PID 1, in front of the gate that became the service's own process.
+        assert env.exec("reaped", ["cat", "/proc/1/cmdline"]).output.split("\0")[0] == "/sbin/docker-init"
+        children = env.exec("reaped", ["cat", "/proc/1/task/1/children"]).output.split()
+        assert [env.exec("reaped", ["cat", f"/proc/{c}/cmdline"]).output.split("\0")[0] for c in children] == ["sleep"]
+        # cap_drop: [ALL]: no capability left, so root cannot chown; first keeps the engine's default set.
+        assert _effective_caps(env, "bare") == 0 and _effective_caps(env, "first") != 0
+        assert env.exec("bare", ["chown", "1:1", "/tmp"]).exit_code != 0
+        refused = env.exec("locked", ["touch", "/etc/x"])
+        assert refused.exit_code != 0 and "Read-only file system" in refused.output
+        assert env.exec("locked", ["touch", "/tmp/x", "/data/x"]).exit_code == 0  # its tmpfs and volume
+        assert env.exec("first", ["touch", "/etc/x"]).exit_code == 0  # only the service that asks for it
+        first = backend.inspect_container(rows["first"].container)
+        locked = backend.inspect_container(rows["locked"].container)
+        assert first.started_at and locked.started_at
+        # Not gated: its container started once first was ready, at least 0.5 s after first began.
+        assert _stamp(locked.started_at) - _stamp(first.started_at) >= 0.5
+        assert env.exec("locked", ["cat", "/proc/1/cmdline"]).output.split("\0")[0] == "sleep"
+    assert resources_of(backend, "it-hardened") == []
+
+
+def _stamp(text: str) -> float:
+    """An engine's RFC 3339 time (nanoseconds, Z) in seconds."""
+    from datetime import datetime
+    whole, _, rest = text.rstrip("Z").partition(".")
+    return datetime.fromisoformat(whole + "+00:00").timestamp() + float(f"0.{rest or 0}")
+
+
+def _effective_caps(env: object, service: str) -> int:
+    status = env.exec(service, ["cat", "/proc/1/status"]).output  # type: ignore[attr-defined]
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("CapEff:")), 16)

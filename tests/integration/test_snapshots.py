@@ -15,6 +15,7 @@ import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
+import docker
 import pytest
 from contract.backend_contract import tar_of
 
@@ -63,12 +64,27 @@ def blueprint(tmp_path: Path) -> Path:
 def token(backend: Backend) -> Iterator[str]:
     """A token of this test's own; every snapshot of it is removed afterwards (and that is checked)."""
     value = secrets.token_hex(6)
-    before = {r.labels[L.SNAPSHOT] for r in backend.list_resources({L.SNAPSHOT: None})}
     yield value
-    made = {r.labels[L.SNAPSHOT] for r in backend.list_resources({L.SNAPSHOT: None})} - before
+    made = own_snapshots(backend, value)
     for key in made:
         S.remove(backend, key)
     assert not [r.name for r in backend.list_resources({L.SNAPSHOT: None}) if r.labels[L.SNAPSHOT] in made]
+
+
+def own_snapshots(backend: Backend, token: str) -> set[str]:
+    """The keys of the snapshots made by a test with ``token``: those whose committed image has TOKEN=token in
+    its environment (the service's, committed with it). Snapshots that other tests or sessions make on this
+    engine meanwhile are theirs: removing every key that appeared while the test ran took theirs too."""
+    assert isinstance(backend, DockerBackend)
+    mine = set()
+    for image in backend.list_images({L.SNAPSHOT: None, L.ROLE: "snapshot"}):
+        try:
+            env = (backend.api.inspect_image(image.id).get("Config") or {}).get("Env") or []
+        except docker.errors.NotFound:  # another process removed its snapshot meanwhile
+            continue
+        if f"TOKEN={token}" in env:
+            mine.add(image.labels[L.SNAPSHOT])
+    return mine
 
 
 def read(env: envkit.Environment, path: str) -> str:

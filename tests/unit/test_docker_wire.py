@@ -22,3 +22,12 @@ def test_a_started_container_shows_what_the_engine_published_and_a_stopped_one_n
     live = {"5432/tcp": [{"HostIp": "0.0.0.0", "HostPort": "49201"}, {"HostIp": "::", "HostPort": "49201"}]}
     assert from_inspect(_inspect("running", live, bound)).ports == {PortKey(5432, "tcp"): Endpoint("0.0.0.0", 49201)}
     assert from_inspect(_inspect("exited", {}, bound)).ports == {}
+
+
+def test_a_fixed_address_is_read_running_or_stopped_and_a_chosen_one_only_running() -> None:
+    fixed = {"n1": {"IPAMConfig": {"IPv4Address": "10.0.0.5"}, "IPAddress": ""}, "n2": {"IPAMConfig": None, "IPAddress": ""}}
+    stopped = {**_inspect("exited", {}, {}), "NetworkSettings": {"Networks": fixed}}
+    assert from_inspect(stopped).fixed == {"n1": "10.0.0.5"} and from_inspect(stopped).addresses == {}
+    running = {"n1": {**fixed["n1"], "IPAddress": "10.0.0.5"}, "n2": {"IPAMConfig": None, "IPAddress": "10.0.1.2"}}
+    state = from_inspect({**_inspect("running", {}, {}), "NetworkSettings": {"Networks": running}})
+    assert state.fixed == {"n1": "10.0.0.5"} and state.addresses == {"n1": "10.0.0.5", "n2": "10.0.1.2"}

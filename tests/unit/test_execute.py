@@ -339,3 +339,34 @@ def test_engine_lanes_bound_the_creates_and_starts_at_once_and_the_longest_path_
     assert most[0] == lanes
     starts = [target for call, target in fake.calls if call == "start_container"]
     assert starts[0] == container("db")
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_the_executor_settles_the_backend_once_its_steps_are_done(shop: Blueprint, fails: bool) -> None:
+    # What a step left running behind it (the Docker gate's fallback file) is done before the run is
+    # handed over, or rolled back.
+    fake = fake_for_shop()
+    if fails:
+        fake.exit_codes["migrate"] = 3
+    settled: list[int] = []
+    fake.settle = lambda: settled.append(len(fake.calls))  # type: ignore[method-assign]
+    executor = Executor(fake)
+    if fails:
+        with pytest.raises(ServiceFailed):
+            executor.run(make(shop, fake))
+    else:
+        executor.run(make(shop, fake))
+    assert settled == [len(fake.calls)]  # once, after the last call a step made
+
+
+def test_a_read_only_service_is_not_gated_and_starts_once_its_dependency_is_ready(
+        load_text: Callable[..., Blueprint]) -> None:
+    bp = load_text("""
+        services:
+          db: {image: 'postgres:16', ready: {exec: [pg_isready]}}
+          app: {image: 'app:1', read_only: true, depends_on: [db]}
+    """)
+    fake = FakeBackend(images={"postgres:16", "app:1"})
+    Executor(fake).run(make(bp, fake, frozenset({"postgres:16", "app:1"})))
+    assert ("gate", container("app")) not in fake.calls
+    assert fake.calls.index(("start_container", container("app"))) > fake.calls.index(("exec", container("db")))

@@ -3,6 +3,7 @@ applied and healed from the labels alone, refusals where the engine lacks a capa
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -171,6 +172,50 @@ def test_status_names_the_fault_that_holds_a_replica_down_not_a_failure(env: api
     assert not down.ok and up.ok  # still not ready (status exits 6), but not "failed: exited with code 0"
     faults.heal(fake, "r1")
     assert all(s.ok for s in env.status())
+    paused = faults.apply(fake, "r1", "db", "pause")
+    (row,) = [s for s in env.status() if s.service == "db"]
+    assert row.ready == f"not ready: paused by fault {paused.id} (heal it with `envkit heal r1 db`)"  # not "paused"
+    env.stop("db")  # stopped since: no longer what the pause made of it
+    (row,) = [s for s in env.status() if s.service == "db"]
+    assert row.state == "exited" and "by fault" not in row.ready
+
+
+def test_status_json_lists_the_faults_of_each_replica_as_the_text_form_does(
+        env: api.Environment, fake: FakeBackend, capsys: pytest.CaptureFixture[str]) -> None:
+    from envkit.cli import main
+
+    stop = faults.apply(fake, "r1", "api", "stop", {"replica": 1}, seed=3)
+    pause = faults.apply(fake, "r1", "db", "pause")
+    faults.heal(fake, "r1", fault_id=pause.id)
+    assert main(["status", "r1"], backend=fake) == 6
+    text = capsys.readouterr().out
+    assert f"fault {stop.id} since" in text and f"fault {pause.id} " in text and "→ healed" in text
+    assert main(["status", "--json", "r1"], backend=fake) == 6
+    rows = {r["container"]: r for r in json.loads(capsys.readouterr().out)}
+    assert [(f["id"], f["kind"], f["healed_at"], f["seed"], f["seeded"]) for f in rows["envkit-r1-api-1"]["faults"]] \
+        == [(stop.id, "stop", None, 3, True)]
+    assert rows["envkit-r1-api-2"]["faults"] == []  # replica 2 was not stopped
+    (healed,) = rows["envkit-r1-db-1"]["faults"]
+    assert healed["id"] == pause.id and healed["healed_at"] and healed["applied_at"] == pause.at
+    assert rows["envkit-r1-api-1"]["ready"].startswith(f"not ready: stopped by fault {stop.id}")
+
+
+def test_a_stop_kill_or_pause_stays_in_force_through_envkit_start_and_restart(env: api.Environment,
+                                                                              fake: FakeBackend) -> None:
+    # The start ran the replica again (a restart unpaused it) while the record, env.faults() and heal still
+    # called the fault active: status said "ready", and after the next `envkit stop`, "stopped by fault".
+    for kind, verb, held in (("stop", "start", "exited"), ("kill", "restart", "exited"), ("pause", "restart", "paused")):
+        record = faults.apply(fake, "r1", "db", kind)
+        result = getattr(env, verb)("db")
+        assert result.info.services["db"][0].status == held, (kind, verb)  # what the command reports
+        assert env.info.services["db"][0].status == held and env.refresh().services["db"][0].status == held
+        assert f"fault {record.id} ({kind} db) applied again to the restarted replica" in result.notes
+        (active,) = faults.faults(fake, "r1")
+        assert active.id == record.id and active.generation == 1
+        faults.heal(fake, "r1")
+        assert env.refresh().services["db"][0].status == "running" and faults.faults(fake, "r1") == []
+        # the timeline keeps how often it was put back (the healed entry said 0, the active one 1)
+        assert [f.generation for f in faults.history(fake, "r1") if f.id == record.id] == [1]
 
 
 def test_connections_open_before_a_redirect_are_counted_and_named() -> None:

@@ -174,7 +174,8 @@ def test_node_mongo(tmp_path: Path) -> None:
     assert express["depends_on"] == {"mongo": "ready"}
     assert doc["networks"] == {"front": None, "back": {"internal": True}}
     notes = "\n".join(result.notes)
-    for expected in ("volumes.mongo-data.external", "services.web.init", "anonymous volume /usr/src/app/node_modules",
+    assert web["init"] is True  # carried over
+    for expected in ("volumes.mongo-data.external", "anonymous volume /usr/src/app/node_modules",
                      "services.Mongo.Express.depends_on.mongo.restart", "published '9229'"):
         assert expected in notes, expected
     assert sum("8081-8082" in n for n in result.notes) == 1
@@ -328,8 +329,8 @@ def test_what_compose_itself_refuses_is_an_error_naming_line_and_key(
 
 
 def test_a_key_compose_knows_but_envkit_cannot_carry_is_a_note(tmp_path: Path) -> None:
-    result = doc_of("services: {a: {image: i, init: true, oom_score_adj: 5, x-mine: 1}}", tmp_path)
-    assert result.notes == ("services.a.init: not carried over: envkit has no equivalent",
+    result = doc_of("services: {a: {image: i, cpu_shares: 512, oom_score_adj: 5, x-mine: 1}}", tmp_path)
+    assert result.notes == ("services.a.cpu_shares: not carried over: envkit has no equivalent",
                             "services.a.oom_score_adj: not carried over: envkit has no equivalent")
 
 
@@ -689,6 +690,55 @@ def test_what_compose_grants_is_allowed_in_the_blueprint_and_noted(tmp_path: Pat
 
 
 def test_a_key_envkit_does_without_is_noted_with_the_blueprints_way(tmp_path: Path) -> None:
-    result = doc_of("services: {db: {image: i, shm_size: 256m, tty: true}}", tmp_path)
-    assert "services.db.shm_size: not carried over: mount a tmpfs: at /dev/shm" in result.notes
+    result = doc_of("services: {db: {image: i, extra_hosts: ['h:1.2.3.4'], tty: true}}", tmp_path)
+    assert "services.db.extra_hosts: not carried over: services reach each other by service name" in result.notes
     assert "services.db.tty: not carried over: use `envkit exec -t RUN SERVICE -- CMD`" in result.notes
+
+
+def test_a_read_only_root_file_system_and_init_are_carried_over(tmp_path: Path) -> None:
+    compose = tmp_path / "compose.yaml"
+    compose.write_text("services:\n  app:\n    image: nginx:1\n    read_only: true\n    tmpfs: [/tmp]\n"
+                       "    init: true\n", encoding="utf-8")
+    result = imported(compose)
+    assert result.document["services"]["app"]["read_only"] is True
+    assert result.document["services"]["app"]["init"] is True
+    assert not [n for n in result.notes if "read_only" in str(n) or "init" in str(n)]
+    bp = load_text(result.text(), tmp_path / "out")
+    assert bp.services["app"].read_only and bp.services["app"].init
+    back = to_compose(bp, image_tags(bp)).document["services"]["app"]  # and back
+    assert back["read_only"] is True and back["init"] is True
+
+
+def test_dropped_capabilities_are_carried_over_and_need_no_allowance(tmp_path: Path) -> None:
+    compose = tmp_path / "compose.yaml"
+    compose.write_text("services:\n  app:\n    image: nginx:1\n    cap_drop: [ALL]\n", encoding="utf-8")
+    result = imported(compose)
+    assert result.document["services"]["app"]["cap_drop"] == ["ALL"]
+    assert not [n for n in result.notes if "cap_drop" in str(n)]
+    bp = load_text(result.text(), tmp_path / "out")  # validates: no allow: for taking rights away
+    assert bp.services["app"].cap_drop == ("ALL",) and bp.services["app"].allow == ()
+    assert to_compose(bp, image_tags(bp)).document["services"]["app"]["cap_drop"] == ["ALL"]
+
+
+@pytest.mark.parametrize(("shm", "tmpfs"), [("256m", ["/tmp", "/dev/shm:size=268435456"]),
+                                            ("1gb", ["/tmp", "/dev/shm:size=1073741824"]),
+                                            (67108864, ["/tmp", "/dev/shm:size=67108864"])])
+def test_shm_size_becomes_a_tmpfs_at_dev_shm_of_that_size(tmp_path: Path, shm: Any, tmpfs: list[str]) -> None:
+    compose = tmp_path / "compose.yaml"
+    compose.write_text(yaml.safe_dump({"services": {"db": {"image": "postgres:16", "shm_size": shm, "tmpfs": ["/tmp"]}}}),
+                       encoding="utf-8")
+    result = imported(compose)
+    assert result.document["services"]["db"]["tmpfs"] == tmpfs
+    assert not [n for n in result.notes if "shm_size" in str(n)]
+    assert dict(load_text(result.text(), tmp_path / "out").services["db"].tmpfs)["/dev/shm"] == tmpfs[1].split(":")[1]
+
+
+def test_an_shm_size_that_is_no_size_is_a_note_and_a_tmpfs_at_dev_shm_wins(tmp_path: Path) -> None:
+    compose = tmp_path / "compose.yaml"
+    compose.write_text("services:\n  a: {image: i, shm_size: lots}\n  b: {image: i, shm_size: 1g, tmpfs: ['/dev/shm:size=5m']}\n",
+                       encoding="utf-8")
+    result = imported(compose)
+    assert [n.split(" ", 1)[1] for n in result.notes if "shm_size" in n] == [
+        "services.a.shm_size: not carried over: 'lots' is not a size (e.g. 256m, 1gb, or bytes)"]
+    assert "tmpfs" not in result.document["services"]["a"]
+    assert result.document["services"]["b"]["tmpfs"] == ["/dev/shm:size=5m"]

@@ -297,6 +297,22 @@ def test_a_stopped_service_keeps_its_host_ports_through_a_reset(
         assert env.outputs == api.attach("rs-6", backend=fake).outputs
 
 
+def test_a_stopped_service_keeps_the_address_a_reset_fixed(fake: FakeBackend, load_text: Callable[..., Blueprint]) -> None:
+    # A stopped container has no address; one a reset made keeps the one it was made with in its configuration.
+    bp = load_text(BLUEPRINT)
+    snapshot_of(fake, bp)
+    with api.up(bp, name="rs-7", backend=fake) as env:
+        first = env.info.replicas("db")[0]
+        env.reset("db")
+        fixed = env.refresh().replicas("db")[0]
+        assert fixed.fixed == first.addresses  # the reset fixed it
+        fake.stop_container(fixed.id, 1)
+        assert env.refresh().replicas("db")[0].addresses == {}
+        env.reset("db")
+        again = fake.containers[env.refresh().replicas("db")[0].id]
+        assert {a.network: a.address for a in again.spec.networks} == first.addresses  # made with it, not without
+
+
 def test_a_fault_on_the_service_is_put_on_its_new_container(
         fake: FakeBackend, load_text: Callable[..., Blueprint]) -> None:
     # The restore path replaces the container: a pause or a disconnect held by the engine on the old one

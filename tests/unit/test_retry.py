@@ -15,7 +15,17 @@ from envkit.backends import ENGINES, connect, engine_name
 from envkit.backends.base import ContainerSpec, NetworkAttachment, NetworkSpec
 from envkit.backends.docker import translate
 from envkit.backends.fake import FakeBackend
-from envkit.errors import Busy, Conflict, ConnectionLost, EngineError, EngineUnavailable, NotFound, Transient, UsageError
+from envkit.errors import (
+    Busy,
+    Conflict,
+    ConnectionLost,
+    EngineError,
+    EngineUnavailable,
+    NotFound,
+    PortBusy,
+    Transient,
+    UsageError,
+)
 
 
 def flaky(errors: list[Exception]) -> tuple[list[int], object]:
@@ -193,3 +203,12 @@ def test_a_busy_removal_is_waited_for_then_done() -> None:
 def test_an_overlapping_subnet_is_a_conflict() -> None:
     error = api_error(403, "Pool overlaps with other one on this address space")
     assert type(translate(error, "create network n", "")) is Conflict
+
+
+def test_a_fixed_address_taken_is_no_busy_host_port() -> None:
+    # Docker's answer to starting a container whose fixed address another container holds: no host port in it.
+    taken = translate(api_error(403, "Address already in use"), "start container c1", "")
+    assert type(taken) is Conflict and str(taken) == "start container c1: Address already in use"
+    bound = translate(api_error(500, "driver failed programming external connectivity on endpoint x: Error starting "
+                                     "userland proxy: listen tcp4 127.0.0.1:8080: bind: address already in use"), "", "")
+    assert isinstance(bound, PortBusy) and (bound.host_ip, bound.port) == ("127.0.0.1", 8080)
