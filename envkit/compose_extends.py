@@ -35,7 +35,7 @@ from envkit.blueprint.source import COMPOSE_TAGS, Marks, Tagged
 from envkit.compose_forms import volume_form
 from envkit.errors import Problem
 
-__all__ = ["extended", "plain"]
+__all__ = ["extended", "overridden", "plain"]
 
 _REPLACED = {"command", "entrypoint"}
 _PAIRS = {"environment", "labels", "annotations", "sysctls"}
@@ -80,6 +80,22 @@ def extended(services: dict[str, Any], marks: Marks, read: Callable[[Path], str]
         return done[name]
 
     return {name: resolve(name) for name in services}
+
+
+def overridden(data: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """A compose file's data with an override file's merged over it (``compose.override.yaml``, or
+    ``docker compose -f a -f b``): each service as ``extends`` merges it, the other mappings key by key."""
+    out = dict(data)
+    for key, value in override.items():
+        old = out.get(key)
+        if key == "services" and isinstance(old, dict) and isinstance(value, dict):
+            out[key] = {**old, **{name: merge(old[name], spec) if isinstance(old.get(name), dict)
+                                  and isinstance(spec, dict) else spec for name, spec in value.items()}}
+        elif isinstance(old, dict) and isinstance(value, dict):
+            out[key] = _deep(old, value)
+        else:
+            out[key] = value
+    return out
 
 
 def merge(base: dict[str, Any], local: dict[str, Any]) -> dict[str, Any]:

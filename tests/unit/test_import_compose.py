@@ -742,3 +742,27 @@ def test_an_shm_size_that_is_no_size_is_a_note_and_a_tmpfs_at_dev_shm_wins(tmp_p
         "services.a.shm_size: not carried over: 'lots' is not a size (e.g. 256m, 1gb, or bytes)"]
     assert "tmpfs" not in result.document["services"]["a"]
     assert result.document["services"]["b"]["tmpfs"] == ["/dev/shm:size=5m"]
+
+
+def test_a_folder_with_an_override_file_is_imported_as_docker_compose_reads_it(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # `docker compose up` in a folder reads compose.override.yaml over compose.yaml; it was left out silently
+    (tmp_path / "compose.yaml").write_text(textwrap.dedent("""\
+        services:
+          api: {image: "app:1", command: serve, environment: {A: "1"}, ports: ["8000"]}
+        volumes: {data: {}}
+        """), encoding="utf-8")
+    (tmp_path / "compose.override.yaml").write_text(textwrap.dedent("""\
+        services:
+          api: {command: serve --debug, environment: {B: "2"}, ports: ["9229"]}
+          mail: {image: "mailhog:1"}
+        """), encoding="utf-8")
+    assert main(["import", str(tmp_path)]) == 0
+    out, err = capsys.readouterr()
+    services = yaml.safe_load(out)["services"]
+    assert services["api"] == {"image": "app:1", "command": "serve --debug", "environment": {"A": "1", "B": "2"},
+                               "ports": [8000, 9229]}
+    assert "mail" in services
+    assert f"note: {tmp_path / 'compose.override.yaml'}: merged over compose.yaml, as `docker compose` does" in err
+    assert main(["import", str(tmp_path / "compose.yaml")]) == 0  # named: that file alone, as `docker compose -f`
+    assert "mail" not in yaml.safe_load(capsys.readouterr().out)["services"]
