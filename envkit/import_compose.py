@@ -254,6 +254,8 @@ def _resolved(ctx: _Context, data: dict[str, Any], variables: Mapping[str, str])
     problems: list[Problem] = []
 
     def read(value: Any, path: Key) -> Any:  # interpolated at its place in the file, so that problems say where
+        for name in sorted(_unset(value, variables)):
+            ctx.note(path, f"{name} is not set: read as empty, as Compose reads it")
         for key in reversed(path):
             value = {key: value}
         found = interpolate(value, variables, ctx.marks, problems)
@@ -273,6 +275,7 @@ def _resolved(ctx: _Context, data: dict[str, Any], variables: Mapping[str, str])
                 for skey, svalue in spec.items():
                     path = ("services", sname, skey)
                     keep = skey in _CARRIED or str(skey).startswith("x-")
+                    svalue = svalue if skey == EXTENSION else _braced(svalue)
                     resolved[skey] = svalue if keep else read(svalue, path)
                     if resolved[skey] != svalue:
                         ctx.note(path, "${...} read with the variables of this environment and the .env beside the "
@@ -281,11 +284,37 @@ def _resolved(ctx: _Context, data: dict[str, Any], variables: Mapping[str, str])
         elif key == EXTENSION or str(key).startswith("x-"):
             out[key] = value
         else:
-            out[key] = read(value, (key,))
+            out[key] = read(_braced(value), (key,))
     for problem in problems:
         where = f"{problem.file}:{problem.line}:{problem.column} " if problem.line else ""
         ctx.notes.append(f"{where}{problem.path}: {problem.message}: read as empty")
     return out
+
+
+_BARE = re.compile(r"\$\$|\$([A-Za-z_][A-Za-z0-9_]*)")
+_PLAIN_REF = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _braced(value: Any) -> Any:
+    """Compose's ``$NAME`` written ``${NAME}``, the one form a blueprint reads (``$$`` stays a literal ``$``)."""
+    if isinstance(value, str):
+        return _BARE.sub(lambda m: "${" + m.group(1) + "}" if m.group(1) else "$$", value)
+    if isinstance(value, dict):
+        return {k: _braced(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_braced(v) for v in value]
+    return value
+
+
+def _unset(value: Any, variables: Mapping[str, str]) -> set[str]:
+    """The variables ``value`` reads as plain ``${NAME}`` (no default) that are not set."""
+    if isinstance(value, str):
+        return {n for n in _PLAIN_REF.findall(value.replace("$$", "")) if n not in variables}
+    if isinstance(value, dict):
+        return set().union(*(_unset(v, variables) for v in value.values()))
+    if isinstance(value, list):
+        return set().union(*(_unset(v, variables) for v in value))
+    return set()
 
 
 def _dollars(value: Any) -> Any:

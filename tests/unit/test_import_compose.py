@@ -766,3 +766,23 @@ def test_a_folder_with_an_override_file_is_imported_as_docker_compose_reads_it(
     assert f"note: {tmp_path / 'compose.override.yaml'}: merged over compose.yaml, as `docker compose` does" in err
     assert main(["import", str(tmp_path / "compose.yaml")]) == 0  # named: that file alone, as `docker compose -f`
     assert "mail" not in yaml.safe_load(capsys.readouterr().out)["services"]
+
+
+def test_unset_variables_and_bare_dollar_names_read_as_compose_reads_them(tmp_path: Path) -> None:
+    # "${ENV_FILE}:/app/.env" with ENV_FILE unset is ":/app/.env", which Compose refuses: it became a
+    # volume named 'x'; `$API_PORT` is Compose's `${API_PORT}` too (the blueprint reads only the braced form)
+    result = doc_of("""\
+        services:
+          a:
+            image: i
+            ports: ["$API_PORT:3001"]
+            volumes: ["${ENV_FILE}:/app/.env"]
+            environment: {URL: "http://$HOST:$$PORT/"}
+        """, tmp_path, variables={"API_PORT": "7001"})
+    a = result.document["services"]["a"]
+    assert a["ports"] == [3001] and "volumes" not in a and "volumes" not in result.document
+    assert "services.a.volumes[0]: cannot read volume ':/app/.env' (an empty source: is a variable unset?)" \
+        in result.notes
+    assert "services.a.volumes: ENV_FILE is not set: read as empty, as Compose reads it" in result.notes
+    assert a["environment"] == {"URL": "http://${HOST}:$$PORT/"}  # carried, in the form a blueprint reads
+    assert "services.a.ports: API_PORT is not set" not in "\n".join(result.notes)
