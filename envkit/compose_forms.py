@@ -131,6 +131,9 @@ def volume_form(value: Any) -> tuple[dict[str, Any] | None, list[str]]:
         if len(parts) > 3:
             return None, [f"cannot read volume {value!r}"]
         source, target = parts[0], parts[1]
+        if not source or not target:  # Compose: "empty section between colons"
+            return None, [f"cannot read volume {value!r} (an empty {'source' if not source else 'target'}: is a "
+                          "variable unset?)"]
         options = parts[2].split(",") if len(parts) == 3 else []
         other = [o for o in options if o not in ("ro", "rw")]
         if other:

@@ -26,7 +26,7 @@ from envkit.errors import Conflict, EngineError, EnvkitError, NotFound, UsageErr
 from envkit.events import EventSink, ignore
 from envkit.live import LiveResult
 from envkit.logs import merged
-from envkit.outputs import host_port, resolve, run_document, secret_values, service_host, shown
+from envkit.outputs import Outputs, host_port, resolve_each, run_document, secret_values, service_host, shown
 from envkit.probes import Outcome, check, probe_from_label
 from envkit.reset import reset as reset_run
 from envkit.runs import RunInfo, describe, teardown
@@ -128,8 +128,9 @@ class Environment:
         return self._info or self.refresh()
 
     @property
-    def outputs(self) -> dict[str, str]:
-        return resolve(self.info, secret=self._secrets())
+    def outputs(self) -> Outputs:
+        """The outputs by name; one whose service has died raises when read, the others do not (``Outputs``)."""
+        return resolve_each(self.info, secret=self._secrets())
 
     @property
     def shown_outputs(self) -> dict[str, str]:

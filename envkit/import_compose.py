@@ -20,11 +20,16 @@ lists what it left out. What maps how:
     service_healthy on a service without a healthcheck → ready: healthcheck (the image's own)
     profiles             → services in a profile are left out unless ``profiles`` names it (as Compose does)
     deploy               → replicas, memory and cpus limits; mem_limit, cpus, scale likewise
+    extends              → the base service merged in, as Compose merges it (``envkit.compose_extends``)
     x-envkit             → taken as blueprint keys (a service's, and ``outputs`` at the top), in blueprint
                            syntax once Compose's ``$$`` is read as ``$``: what ``envkit export`` could not say
                            in Compose's terms comes back this way
 
-Interpolation (``${VAR:-default}``, ``$$``) is the same in both formats and is carried over unchanged.
+Interpolation (``${VAR:-default}``, ``$$``) is the same in both formats. It is carried over unchanged in
+the values a blueprint takes as text (environment, command, entrypoint, image, labels, user, working_dir,
+hostname), and read with ``variables`` (the environment over the compose file's .env, as Compose reads them)
+in every value the importer must understand: a port, a volume, a duration, a path (noted, as the blueprint
+gets the value it had then). So ``"${DB_PORT:-5432}:5432"`` is container port 5432, as for Compose.
 """
 
 from __future__ import annotations
@@ -32,18 +37,21 @@ from __future__ import annotations
 import difflib
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from envkit.blueprint import compose_hints
+from envkit.blueprint.interpolate import interpolate
 from envkit.blueprint.keys import SERVICE
 from envkit.blueprint.model import initdb_mount
 from envkit.blueprint.readers import NAME, parse_size
 from envkit.blueprint.source import Key, Marks, format_path
 from envkit.blueprint.stub_values import stub_form
+from envkit.compose_extends import extended, plain
 from envkit.compose_forms import (
     BlueprintDumper,
     compose_duration,
@@ -68,7 +76,6 @@ HINTS = {
     "network_mode": "every service is on the run's own networks",
     "links": "services reach each other by name on shared networks",
     "expose": "services reach every port of each other on shared networks",
-    "extends": "resolve it first (`docker compose config`), or share keys with YAML anchors",
     "platform": "the engine's own platform is used",
 }
 #: Compose's own keys (the compose-spec schema), to tell a misspelt key (an error, as in Compose) from one
@@ -103,6 +110,8 @@ COMPOSE_KEYS: dict[str, frozenset[str]] = {
 _SILENT = {"expose", "pull_policy", "profiles"}
 _DIRECT = {"user", "working_dir", "hostname", "stop_signal", "privileged", "cap_add", "labels", "command", "entrypoint",
            "read_only", "cap_drop", "init"}
+#: service keys whose text a blueprint interpolates as Compose does: carried with their ``${VAR}``s as written
+_CARRIED = {"environment", "command", "entrypoint", "image", "labels", "user", "working_dir", "hostname", EXTENSION}
 
 
 @dataclass(frozen=True)
@@ -165,9 +174,11 @@ def _name(raw: str) -> str:
 
 def from_compose(data: Any, marks: Marks, directory: Path, *, base: Path | None = None, name: str | None = None,
                  profiles: tuple[str, ...] = (), keep_host_ports: bool = False,
-                 read: Callable[[Path], str] | None = None) -> ComposeImport:
+                 read: Callable[[Path], str] | None = None, variables: Mapping[str, str] | None = None) -> ComposeImport:
     """The blueprint for compose ``data`` (read from a file in ``directory``, with its ``marks``), to be
-    written in ``base`` (default: the same folder). ``read`` reads env files (default: none can be read)."""
+    written in ``base`` (default: the same folder). ``read`` reads env files (default: none can be read).
+    ``variables`` are what ``${VAR}`` reads where the importer must understand a value (default: none, so
+    only defaults apply); ``COMPOSE_PROJECT_NAME`` among them names the blueprint, as it names the project."""
     if not isinstance(data, dict) or not isinstance(data.get("services"), dict) or not data["services"]:
         raise UsageError(f"{marks.file}: not a compose file (no 'services:' mapping)")
 
@@ -176,6 +187,8 @@ def from_compose(data: Any, marks: Marks, directory: Path, *, base: Path | None 
 
     ctx = _Context(marks, directory, base or directory, read or unreadable, keep_host_ports)
     ctx.known((), data, "top")
+    data = plain({**data, "services": extended(data["services"], marks, ctx.read, directory, ctx.problems)})
+    data = _resolved(ctx, data, variables if variables is not None else {})
     ctx.top = {k: data[k] for k in ("secrets", "configs") if isinstance(data.get(k), dict)}
     for key in data:
         if key not in COMPOSE_KEYS["top"]:
@@ -207,7 +220,8 @@ def from_compose(data: Any, marks: Marks, directory: Path, *, base: Path | None 
             if (vspec or {}).get("driver") not in (None, "local", "bridge"):
                 ctx.note((key, vname, "driver"), f"the engine's default {what} driver is used")
     services = {ctx.names[s]: _service(ctx, s, spec, s in jobs, s in healthy) for s, spec in chosen.items()}
-    document: dict[str, Any] = {"name": _project(name or data.get("name") or directory.name)}
+    project = name or (variables or {}).get("COMPOSE_PROJECT_NAME") or data.get("name") or directory.name
+    document: dict[str, Any] = {"name": _project(project)}
     networks = {_name(n): definition(spec, ("internal", "labels")) for n, spec in (data.get("networks") or {}).items()
                 if any(_name(n) in _attached(s) for s in services.values())}
     if networks:
@@ -231,6 +245,86 @@ def from_compose(data: Any, marks: Marks, directory: Path, *, base: Path | None 
     if ctx.problems:
         raise BlueprintError(ctx.problems, what="compose file")
     return ComposeImport(document, tuple(ctx.notes))
+
+
+def _resolved(ctx: _Context, data: dict[str, Any], variables: Mapping[str, str]) -> dict[str, Any]:
+    """``data`` as the importer reads it: ``${VAR}`` substituted (and a literal ``$`` written ``$$`` again,
+    as a blueprint reads it) everywhere but in the service keys of ``_CARRIED`` and in extension keys.
+    A service key that changed is noted; a variable that must be set and is not is noted where it is."""
+    problems: list[Problem] = []
+
+    def read(value: Any, path: Key) -> Any:  # interpolated at its place in the file, so that problems say where
+        for name in sorted(_unset(value, variables)):
+            ctx.note(path, f"{name} is not set: read as empty, as Compose reads it")
+        for key in reversed(path):
+            value = {key: value}
+        found = interpolate(value, variables, ctx.marks, problems)
+        for key in path:
+            found = found[key]
+        return _dollars(found)
+
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if key == "services" and isinstance(value, dict):
+            out[key] = {}
+            for sname, spec in value.items():
+                if not isinstance(spec, dict):
+                    out[key][sname] = spec
+                    continue
+                resolved = {}
+                for skey, svalue in spec.items():
+                    path = ("services", sname, skey)
+                    keep = skey in _CARRIED or str(skey).startswith("x-")
+                    svalue = svalue if skey == EXTENSION else _braced(svalue)
+                    resolved[skey] = svalue if keep else read(svalue, path)
+                    if resolved[skey] != svalue:
+                        ctx.note(path, "${...} read with the variables of this environment and the .env beside the "
+                                 "compose file, as Compose does: the blueprint gets the values they have now")
+                out[key][sname] = resolved
+        elif key == EXTENSION or str(key).startswith("x-"):
+            out[key] = value
+        else:
+            out[key] = read(_braced(value), (key,))
+    for problem in problems:
+        where = f"{problem.file}:{problem.line}:{problem.column} " if problem.line else ""
+        ctx.notes.append(f"{where}{problem.path}: {problem.message}: read as empty")
+    return out
+
+
+_BARE = re.compile(r"\$\$|\$([A-Za-z_][A-Za-z0-9_]*)")
+_PLAIN_REF = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _braced(value: Any) -> Any:
+    """Compose's ``$NAME`` written ``${NAME}``, the one form a blueprint reads (``$$`` stays a literal ``$``)."""
+    if isinstance(value, str):
+        return _BARE.sub(lambda m: "${" + m.group(1) + "}" if m.group(1) else "$$", value)
+    if isinstance(value, dict):
+        return {k: _braced(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_braced(v) for v in value]
+    return value
+
+
+def _unset(value: Any, variables: Mapping[str, str]) -> set[str]:
+    """The variables ``value`` reads as plain ``${NAME}`` (no default) that are not set."""
+    if isinstance(value, str):
+        return {n for n in _PLAIN_REF.findall(value.replace("$$", "")) if n not in variables}
+    if isinstance(value, dict):
+        return set().union(*(_unset(v, variables) for v in value.values()))
+    if isinstance(value, list):
+        return set().union(*(_unset(v, variables) for v in value))
+    return set()
+
+
+def _dollars(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("$", "$$")
+    if isinstance(value, dict):
+        return {k: _dollars(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_dollars(v) for v in value]
+    return value
 
 
 def _check(ctx: _Context, path: Key, spec: Any, data: dict[str, Any]) -> None:
@@ -291,7 +385,7 @@ def _service(ctx: _Context, name: str, spec: dict[str, Any], job: bool, healthy:
         if key == "restart" and str(spec[key]) == "no":  # Compose's default
             continue
         if key not in handled and key in COMPOSE_KEYS["service"]:
-            ctx.note((*path, key), f"not carried over: {HINTS.get(key, 'envkit has no equivalent')}")
+            ctx.note((*path, key), f"not carried over: {_hint(key)}")
     if spec.get("build") is not None and "build" not in extension:
         out["build"] = _build(ctx, (*path, "build"), spec["build"])
         if spec.get("image"):
@@ -342,13 +436,36 @@ def _service(ctx: _Context, name: str, spec: dict[str, Any], job: bool, healthy:
             out[key] = value
     if out.get("kind") == "stub":  # envkit's own stub: its image, configuration and probe come from `stub:`
         out = stub_form(out)
-    if _outside(ctx, out) and "host-paths" not in (out.get("allow") or []):
-        # A blueprint refuses host paths outside its folder unless it says so (docs/security.md): say so,
-        # loudly, rather than write a file that does not load.
-        out["allow"] = [*(out.get("allow") or []), "host-paths"]
-        ctx.note(path, "uses files outside the blueprint's folder: 'allow: [host-paths]' added; review it")
+    # A blueprint refuses what Compose grants without asking (docs/security.md): say so, loudly, rather than
+    # write a file that does not load.
+    for grant, why in _grants(ctx, out):
+        if grant not in (out.get("allow") or []):
+            out["allow"] = [*(out.get("allow") or []), grant]
+            ctx.note(path, f"{why}: 'allow: [{grant}]' added; review it")
     order = {k: i for i, k in enumerate(SERVICE.names)}
     return dict(sorted(out.items(), key=lambda kv: order.get(kv[0], len(order))))
+
+
+def _hint(key: str) -> str:
+    """What to say of a Compose service key not carried over: the importer's word, else the blueprint's own
+    for that Compose key (``compose_hints``: ``shm_size`` is a tmpfs at /dev/shm), else that there is none."""
+    found = HINTS.get(key) or compose_hints.hint("service", key) or ""
+    return found.removeprefix("not supported: ") if found not in ("", "not supported") else "envkit has no equivalent"
+
+
+def _grants(ctx: _Context, out: dict[str, Any]) -> list[tuple[str, str]]:
+    """The ``allow:`` entries a service needs for what it asks (as Compose grants it), each with why."""
+    found = []
+    if _outside(ctx, out):
+        found.append(("host-paths", "uses files outside the blueprint's folder"))
+    if out.get("privileged"):
+        found.append(("privileged", "runs privileged"))
+    if out.get("cap_add"):
+        found.append(("capabilities", "adds capabilities"))
+    if any(isinstance(p, str) and not p.startswith(("127.0.0.1:", "[::1]:")) and p.count(":") >= 2
+           for p in out.get("ports") or ()):
+        found.append(("public-ports", "publishes a port on every address (--keep-host-ports)"))
+    return sorted(found)
 
 
 def _outside(ctx: _Context, out: dict[str, Any]) -> bool:
@@ -422,6 +539,7 @@ def _text(value: Any) -> str:
 
 def _ports(ctx: _Context, path: Key, value: Any, out: dict[str, Any]) -> None:
     found: list[str | int] = []
+    first: dict[tuple[int, str], int] = {}  # (container port, protocol) → the entry that publishes it
     for i, entry in enumerate(value or []):
         forms, why = port_forms(entry)
         if why:
@@ -429,6 +547,14 @@ def _ports(ctx: _Context, path: Key, value: Any, out: dict[str, Any]) -> None:
         if any(f.protocol not in ("tcp", "udp") for f in forms):
             ctx.note((*path, "ports", i), f"protocol {forms[0].protocol} is not supported")
             continue
+        for form in [f for f in forms if (f.container, f.protocol) in first]:
+            # Compose binds a container port to several host ports; a blueprint publishes it once
+            ctx.note((*path, "ports", i), f"container port {form.container}/{form.protocol} is published by "
+                     f"ports[{first[(form.container, form.protocol)]}] already: envkit publishes it once")
+        forms = [f for f in forms if (f.container, f.protocol) not in first]
+        if not forms:
+            continue
+        first.update({(f.container, f.protocol): i for f in forms})
         if any(f.host or f.host_ip not in (None, "127.0.0.1") for f in forms) and not ctx.keep_host_ports:
             shown = f"published {entry.get('published')!r}" if isinstance(entry, dict) else repr(entry)
             ctx.note((*path, "ports", i), f"{shown}: on 127.0.0.1 with a host port the engine chooses, so that runs "
@@ -543,6 +669,8 @@ def _resources(ctx: _Context, path: Key, spec: dict[str, Any], out: dict[str, An
     resources: dict[str, Any] = deploy["resources"] if isinstance(deploy.get("resources"), dict) else {}
     limits: dict[str, Any] = resources["limits"] if isinstance(resources.get("limits"), dict) else {}
     replicas = deploy.get("replicas", spec.get("scale"))
+    if isinstance(replicas, str) and replicas.strip().isdigit():  # "${REPLICAS:-1}", read: a number, as for Compose
+        replicas = int(replicas)
     if replicas not in (None, 1):
         out["replicas"] = replicas
     memory = limits.get("memory", spec.get("mem_limit"))

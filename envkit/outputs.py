@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import re
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from envkit import labels as L
@@ -21,10 +21,12 @@ from envkit.stubs import tls
 
 __all__ = [
     "JSON_SCHEMA",
+    "Outputs",
     "ca_pem",
     "host_port",
     "mask",
     "resolve",
+    "resolve_each",
     "run_document",
     "secret_values",
     "service_host",
@@ -111,10 +113,41 @@ def shown(info: RunInfo, values: Mapping[str, str]) -> dict[str, str]:
     return {k: "****" if k in info.secret_outputs else mask(k, masked.get(k, v)) for k, v in values.items()}
 
 
+class Outputs(Mapping[str, str]):
+    """A run's outputs, each resolved on its own: one that cannot be (its service has died, killed by a
+    fault or not) raises its error when it is read, and the others stay readable; reading them all
+    (``dict(outputs)``, ``**outputs``) raises the first such error."""
+
+    def __init__(self, values: Mapping[str, str | EnvkitError]) -> None:
+        self._values = dict(values)
+
+    def __getitem__(self, key: str) -> str:
+        value = self._values[key]
+        if isinstance(value, EnvkitError):
+            raise value
+        return value
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __repr__(self) -> str:
+        shown = {k: f"<{type(v).__name__}: {v}>" if isinstance(v, EnvkitError) else v for k, v in self._values.items()}
+        return f"Outputs({shown!r})"
+
+
 def resolve(info: RunInfo, templates: tuple[tuple[str, str], ...] | None = None,
             secret: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The outputs' values. ``secret``: the secrets' values by name (``secret_values``); an output that
-    needs one it lacks is an error that names it."""
+    """The outputs' values, all of them (the first one that cannot be resolved raises). ``secret``: the
+    secrets' values by name (``secret_values``); an output that needs one it lacks is an error that names it."""
+    return dict(resolve_each(info, templates, secret))
+
+
+def resolve_each(info: RunInfo, templates: tuple[tuple[str, str], ...] | None = None,
+                 secret: Mapping[str, str] | None = None) -> Outputs:
+    """The outputs' values as ``resolve`` gives them, each one's error kept for when it is read (``Outputs``)."""
     def value(ref: refs.Ref) -> str:
         if isinstance(ref, refs.RunRef):
             return info.run_id
@@ -128,17 +161,21 @@ def resolve(info: RunInfo, templates: tuple[tuple[str, str], ...] | None = None,
             return L.container_name(info.run_id, service, 1)
         return str(host_port(info, service, ref.port)[1])
 
-    out = {}
+    out: dict[str, str | EnvkitError] = {}
     for key, template in (templates or info.output_templates):
-        text = refs.substitute(template, value)
+        try:
+            text = refs.substitute(template, value)
+        except EnvkitError as exc:  # a dead service: this output's problem, not the others'
+            out[key] = exc
+            continue
         try:
             out[key] = secrets.restore(text, secret if secret is not None else {})
         except KeyError as missing:
             name = missing.args[0]
             how = f"set {name} in the environment" if "." not in name else "the container that held it is gone"
-            raise EnvkitError(f"output {key} of run {info.run_id} needs the secret {name}, which no container of "
-                              f"the run holds ({how})") from None
-    return out
+            out[key] = EnvkitError(f"output {key} of run {info.run_id} needs the secret {name}, which no container "
+                                   f"of the run holds ({how})")
+    return Outputs(out)
 
 
 def mask(key: str, value: str, secret: bool = False) -> str:

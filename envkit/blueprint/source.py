@@ -18,7 +18,7 @@ import yaml
 
 from envkit.errors import BlueprintError, Problem
 
-__all__ = ["Key", "Marks", "Source", "format_path", "read_mapping", "read_source"]
+__all__ = ["COMPOSE_TAGS", "Key", "Marks", "Source", "Tagged", "format_path", "read_mapping", "read_source"]
 
 Key = tuple[str | int, ...]
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -56,6 +56,18 @@ class Marks:
         # One problem, one line: a value quoted in the message may hold a line break or a control character.
         message = _CONTROL.sub(lambda m: repr(m.group())[1:-1], message)
         return Problem(self.file, line, column, format_path(path), message)
+
+
+#: YAML tags of Compose's merge of ``extends`` and override files, read only in a compose file
+COMPOSE_TAGS = frozenset({"!reset", "!override"})
+
+
+@dataclass(frozen=True)
+class Tagged:
+    """A value written with one of ``COMPOSE_TAGS`` (``ports: !reset []``): ``envkit.compose_extends`` uses it."""
+
+    tag: str
+    value: Any
 
 
 @dataclass
@@ -107,7 +119,9 @@ def resolve_file(path: str | Path) -> Path:
     return p
 
 
-def read_source(path: str | Path) -> Source:
+def read_source(path: str | Path, *, compose: bool = False) -> Source:
+    """A blueprint file's data and marks; ``compose``: a Compose file, whose ``COMPOSE_TAGS`` are read (as
+    ``Tagged`` values) where a blueprint refuses every tag."""
     file = resolve_file(path)
     shown = str(file)
     try:
@@ -129,7 +143,8 @@ def read_source(path: str | Path) -> Source:
                 raise BlueprintError([Problem(shown, line, column, "",
                                               f"nested too deeply (more than {MAX_DEPTH} levels)")]) from None
             problems: list[Problem] = []
-            data = _Builder(loader, marks, problems).build(node, ()) if node is not None else {}
+            tags = COMPOSE_TAGS if compose else frozenset()
+            data = _Builder(loader, marks, problems, tags).build(node, ()) if node is not None else {}
         finally:
             loader.dispose()
     except _TooBig as exc:
@@ -211,8 +226,9 @@ class _Builder:
     """Builds plain data from YAML nodes, recording marks, within the limits above (aliases are expanded,
     so a few bytes of anchors can mean billions of values: they are counted, and a recursive alias is refused)."""
 
-    def __init__(self, loader: _Loader, marks: Marks, problems: list[Problem]) -> None:
-        self.loader, self.marks, self.problems = loader, marks, problems
+    def __init__(self, loader: _Loader, marks: Marks, problems: list[Problem],
+                 tags: frozenset[str] = frozenset()) -> None:
+        self.loader, self.marks, self.problems, self.tags = loader, marks, problems, tags
         self.nodes = 0
         self.active: set[int] = set()  # nodes on the current path: an alias to one of them is recursive
 
@@ -229,6 +245,12 @@ class _Builder:
                                   f"nested too deeply (more than {MAX_DEPTH} levels)"))
         if id(node) in self.active:
             raise _TooBig(marks.problem(path, "an alias refers to a value that contains it (a recursive alias)"))
+        if node.tag in self.tags:  # the same node untagged, its value wrapped
+            plain = _MAP if isinstance(node, yaml.MappingNode) else _SEQ if isinstance(node, yaml.SequenceNode) else \
+                self.loader.resolve(yaml.ScalarNode, node.value, (True, False))  # type: ignore[no-untyped-call]
+            untagged = type(node)(plain, node.value, node.start_mark, node.end_mark)
+            self.nodes -= 1  # counted once, as the untagged node
+            return Tagged(node.tag, self.build(untagged, path))
         if isinstance(node, yaml.CollectionNode) and node.tag not in (_MAP, _SEQ):
             # Collections are built here, not by PyYAML's constructors: refuse a tag rather than drop it.
             problems.append(marks.problem(path, f"unsupported YAML tag '{node.tag}'"))

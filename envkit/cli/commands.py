@@ -175,7 +175,7 @@ def _github_output(values: dict[str, str]) -> str:
 
 def _shown(env: Environment) -> dict[str, str]:
     """The outputs as stdout gets them: real values for a pipe or a file, secret ones masked on a terminal."""
-    return env.shown_outputs if sys.stdout.isatty() else env.outputs
+    return env.shown_outputs if sys.stdout.isatty() else dict(env.outputs)  # all: one dead service fails them
 
 
 def _document(env: Environment) -> dict[str, object]:
@@ -185,7 +185,7 @@ def _document(env: Environment) -> dict[str, object]:
 
 
 def _print_outputs(env: Environment, as_json: bool, write_to: Path | None, force: bool, github_output: bool) -> None:
-    values = env.outputs
+    values = dict(env.outputs)
     if write_to:
         write_env_file(write_to, values, env.run_id, force)
     if github_output and os.environ.get("GITHUB_OUTPUT"):
@@ -346,7 +346,7 @@ def outputs(run: str, as_json: bool, write_env: Path | None, force: bool, old_en
         raise UsageError("--env-file reads variables (as in Compose); to write the outputs use --write-env FILE")
     env = _attach(run)
     if write_env:
-        write_env_file(write_env, env.outputs, env.run_id, force)
+        write_env_file(write_env, dict(env.outputs), env.run_id, force)
     if as_json:
         out.print_json(dumps(_document(env)))
     elif not write_env:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -15,6 +16,9 @@ __all__ = ["import_"]
 
 #: the names Compose looks for in a folder, in its order
 COMPOSE_FILES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")
+#: the override file Compose reads over it when it finds the project's file itself (no -f), in its order
+OVERRIDE_FILES = ("compose.override.yml", "compose.override.yaml", "docker-compose.override.yml",
+                  "docker-compose.override.yaml")
 
 
 def compose_file(path: Path) -> Path:
@@ -69,14 +73,26 @@ def import_(compose: Path, output: Path | None, name: str | None, profiles: tupl
     from rich.console import Console
     from rich.markup import escape
 
+    from envkit.blueprint import dotenv as env_files
     from envkit.blueprint.source import read_source
+    from envkit.compose_extends import overridden
     from envkit.import_compose import from_compose
 
     file = compose_file(compose)
-    source = read_source(file)
+    source = read_source(file, compose=True)
+    override = next((file.parent / n for n in OVERRIDE_FILES if (file.parent / n).is_file()), None) \
+        if compose.is_dir() else None
+    if override is not None:
+        source = dataclasses.replace(source, data=overridden(source.data, read_source(override, compose=True).data))
     base = (output.parent if output is not None else file.parent).resolve()
+    variables = env_files.variables(os.environ, None, file.parent)  # as Compose reads ${VAR}: its .env, then this
     result = from_compose(source.data, source.marks, source.directory, base=base, name=name, profiles=profiles,
-                          keep_host_ports=keep_host_ports, read=lambda p: p.read_text(encoding="utf-8"))
+                          keep_host_ports=keep_host_ports, read=lambda p: p.read_text(encoding="utf-8"),
+                          variables=variables)
+    if override is not None:
+        result = dataclasses.replace(result, notes=(
+            f"{override}: merged over {file.name}, as `docker compose` does when it finds the files itself "
+            f"(name {file.name} to import it alone)", *result.notes))
     dotenv = file.parent / ".env"
     moved = dotenv.is_file() and file.parent.resolve() != base
     if moved:
@@ -84,7 +100,7 @@ def import_(compose: Path, output: Path | None, name: str | None, profiles: tupl
         shown = output if output is not None else "BLUEPRINT"
         result = dataclasses.replace(result, notes=(*result.notes, (
             f"{dotenv}: Compose reads it for ${{VAR}}, but it is not beside the blueprint: bring it up with "
-            f"`envkit up {shown} --env-file {dotenv}` (or copy it there)")))
+            f"`envkit up {shown} --env-file {dotenv}` (pytest: --envkit-env-file={dotenv}), or copy it there")))
     text = result.text(str(file))
     problems = check(text, base, [dotenv] if moved else None)
     if output is None:

@@ -140,4 +140,6 @@ def envkit_reset_after(request: pytest.FixtureRequest) -> Iterator[None]:
     try:
         env.reset(*services)
     except EnvkitError as exc:
-        report.fail(f"envkit: reset after {request.node.nodeid} failed: {exc}")
+        # Without snapshots nothing can be reset: say how this session turns them on (the core says `envkit up`'s)
+        how = "; under pytest: --envkit-snapshot (ini: envkit_snapshot = true)" if not state.settings.snapshot else ""
+        report.fail(f"envkit: reset after {request.node.nodeid} failed: {exc}{how}")

@@ -144,7 +144,8 @@ class PluginState:
         # A run that may be kept (--envkit-keep) or outlive this worker (--envkit-shared) is nobody's to gc.
         return api.up(blueprint, on_event=self._render, backend=backend,
                       lifetime="detached" if self.settings.keep or self.shared is not None else "owner",
-                      artifacts=self.settings.artifacts, ttl=self.settings.ttl, snapshot=self.settings.snapshot)
+                      artifacts=self.settings.artifacts, ttl=self.settings.ttl, snapshot=self.settings.snapshot,
+                      env_files=self.settings.env_files)
 
     def release(self, key: Key) -> None:
         entry = self.pool.pop(key)

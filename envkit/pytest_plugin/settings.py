@@ -28,6 +28,7 @@ class Settings:
     artifacts: Path | None = None  # forensics bundles of failing tests and failed ups go here
     ttl: float | None = None  # seconds after which `envkit gc` may remove an environment (envkit.gc)
     snapshot: bool | None = None  # None: the blueprint's snapshot keys; True: also every seeded service; False: none
+    env_files: tuple[Path, ...] | None = None  # what ${VAR} reads, as `envkit up --env-file`; None: the .env beside
 
     @property
     def default_source(self) -> str:
@@ -62,6 +63,11 @@ def add_options(parser: pytest.Parser) -> None:
                          "envkit_snapshot = true).")
     group.addoption("--envkit-no-snapshot", action="store_const", const=False, dest="envkit_snapshot",
                     help="Use no snapshot at all: seed afresh (ini: envkit_snapshot = false).")
+    group.addoption("--envkit-env-file", metavar="FILE", action="append", dest="envkit_env_file",
+                    help="Read ${VAR}s from FILE (repeatable, later files win), as `envkit up --env-file`, instead of "
+                         "the .env beside the blueprint (ini: envkit_env_file).")
+    parser.addini("envkit_env_file", "Env files for ${VAR}, relative to this file (instead of the .env beside "
+                  "the blueprint).", type="linelist", default=[])
     parser.addini("envkit_snapshot", "true: also snapshot every seeded service; false: no snapshot; default: as "
                   "the blueprint says.", default="")
     parser.addini("envkit_ttl", "Environments expire after this (4h, 30m; default: never).", default="")
@@ -117,6 +123,13 @@ def read_settings(config: pytest.Config) -> Settings:
             raise pytest.UsageError(f"envkit_snapshot = {config.getini('envkit_snapshot')!r}: use true or false "
                                     "(or leave it out: the blueprint's snapshot keys)")
         snapshot = text in ("true", "yes", "1")
+    env_files: tuple[Path, ...] | None = None
+    if config.getoption("envkit_env_file"):
+        env_files = tuple(Path(os.path.normpath(config.invocation_params.dir / f))
+                          for f in config.getoption("envkit_env_file"))
+    elif config.getini("envkit_env_file"):
+        base = config.inipath.parent if config.inipath else config.rootpath
+        env_files = tuple(Path(os.path.normpath(base / f)) for f in config.getini("envkit_env_file"))
     return Settings(blueprint, cast(Scope, scope), bool(config.getoption("envkit_keep")),
                     reuse, shared, engine,
-                    attached, artifacts, ttl, snapshot)
+                    attached, artifacts, ttl, snapshot, env_files)

@@ -169,3 +169,31 @@ configs:
     assert "error: service crash: exited with code 1 before it was ready" in crashed.stderr, crashed.stderr
     assert "fatal: no config" in crashed.stderr and "cannot run" not in crashed.stderr
     assert resources_of(backend, run) == []
+
+
+def test_init_true_passes_the_stop_signal_on(backend: Backend, tmp_path: Path) -> None:
+    # `sleep` as PID 1 ignores SIGTERM: without an init process a stop waits out the grace and kills it
+    # (137); Compose's `init: true`, imported, runs docker-init, which passes SIGTERM on (143).
+    image = build_small_image(backend, tmp_path / "img", SMALL)
+    (tmp_path / "compose.yaml").write_text(f"""\
+x-worker: &worker
+  image: {image}
+  stop_grace_period: 2s
+services:
+  with-init: {{<<: *worker, init: true}}
+  without: *worker
+""", encoding="utf-8")
+    imported = envkit_cli("import", str(tmp_path), "-o", str(tmp_path / "blueprint.yaml"))
+    assert imported.returncode == 0 and "validates" in imported.stderr and "note:" not in imported.stderr, \
+        imported.stderr
+    run = f"it-init-{os.getpid()}"
+    try:
+        envkit_cli("up", str(tmp_path / "blueprint.yaml"), "--name", run, check=True)
+        got = envkit_cli("exec", run, "with-init", "--", "cat", "/proc/1/comm", check=True)
+        assert got.stdout.strip() == "docker-init"
+        envkit_cli("stop", run, "with-init", "without", check=True)
+        codes = {s: backend.inspect_container(f"envkit-{run}-{s}-1").exit_code for s in ("with-init", "without")}
+        assert codes == {"with-init": 143, "without": 137}
+    finally:
+        assert envkit_cli("down", run).returncode == 0
+    assert resources_of(backend, run) == []

@@ -395,7 +395,8 @@ def test_the_compose_files_dotenv_is_named_when_the_blueprint_goes_elsewhere(
     err = capsys.readouterr().err
     dotenv = tmp_path / ".env"
     assert (f"note: {dotenv}: Compose reads it for ${{VAR}}, but it is not beside the blueprint: bring it up with "
-            f"`envkit up {tmp_path / 'envkit' / 'bp.yaml'} --env-file {dotenv}` (or copy it there)") in err
+            f"`envkit up {tmp_path / 'envkit' / 'bp.yaml'} --env-file {dotenv}` (pytest: --envkit-env-file={dotenv}), "
+            "or copy it there") in err
     assert err.rstrip().endswith(f"validates (with --env-file {dotenv})")  # as the command it names would load it
     assert load(tmp_path / "envkit" / "bp.yaml", {}, [dotenv]).services["a"].environment == (
         ("HI", "hello"), ("PW", "s3cret"))
@@ -454,6 +455,246 @@ def test_scripts_mounted_at_docker_entrypoint_initdb_d_get_a_note_on_snapshots(t
     assert bp.services["db"].initialises and not bp.services["cache"].initialises
 
 
+VARIABLE_COMPOSE = """\
+    name: ${PROJECT:-notes}
+    services:
+      db:
+        image: mariadb:11
+        environment: {MARIADB_PASSWORD: "${DB_PASSWORD:?set it in .env}"}
+        ports: ["${DB_PORT:-3306}:3306", "127.0.0.1:${WEB_PORT}:80", {target: 8000, published: "${API_PORT:-8000}"}]
+        volumes: ["${DATA_DIR:-./data}:/var/lib/mysql", "${INIT_DIR:-./initdb}:/docker-entrypoint-initdb.d:ro"]
+        stop_grace_period: ${GRACE:-5s}
+        deploy: {replicas: "${REPLICAS:-1}"}
+        healthcheck: {test: [CMD-SHELL, "echo $$HOME; mariadb-admin ping"], interval: "${HC_INTERVAL:-2s}"}
+    """
+
+
+def test_values_read_through_variables_are_read_with_them_as_compose_does(tmp_path: Path) -> None:
+    # "${DB_PORT:-3306}:3306" and "${DATA_DIR:-./data}:/data" are everyday Compose: the importer reads
+    # them after interpolation (they were dropped, or refused as an undefined volume '${DATA_DIR')
+    result = doc_of(VARIABLE_COMPOSE, tmp_path, variables={"WEB_PORT": "8081", "HC_INTERVAL": "4s"})
+    assert result.document["name"] == "notes"
+    db = result.document["services"]["db"]
+    assert db["ports"] == [3306, 80, 8000]
+    assert db["volumes"] == ["./data:/var/lib/mysql", "./initdb:/docker-entrypoint-initdb.d:ro"]
+    assert db["stop_grace_period"] == "5s" and "replicas" not in db  # "1", read as Compose does: one
+    assert db["ready"] == {"exec": ["/bin/sh", "-c", "echo $$HOME; mariadb-admin ping"], "timeout": "12s"}
+    assert db["environment"] == {"MARIADB_PASSWORD": "${DB_PASSWORD:?set it in .env}"}  # carried: read at up
+    read = [n for n in result.notes if "read with" in n]
+    assert [n.split(":", 1)[0] for n in read] == ["services.db.ports", "services.db.volumes",
+                                                  "services.db.stop_grace_period", "services.db.deploy",
+                                                  "services.db.healthcheck"]
+    assert not any("cannot read" in n for n in result.notes)
+    kept = doc_of(VARIABLE_COMPOSE, tmp_path, variables={"WEB_PORT": "8081"}, keep_host_ports=True)
+    assert kept.document["services"]["db"]["ports"] == ["0.0.0.0:3306:3306", "127.0.0.1:8081:80",
+                                                        "0.0.0.0:8000:8000"]
+
+
+def test_a_required_variable_that_is_unset_in_a_read_value_is_a_note(tmp_path: Path) -> None:
+    result = doc_of("services: {a: {image: i, ports: ['${PORT:?PORT must be set}:80']}}", tmp_path)
+    assert result.document["services"]["a"]["ports"] == [80]
+    assert "services.a.ports[0]: PORT must be set (required by ${PORT:?...}): read as empty" in result.notes
+
+
+def test_import_reads_the_env_file_beside_the_compose_file_and_its_project_name(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("COMPOSE_PROJECT_NAME", raising=False)
+    (tmp_path / "compose.yaml").write_text(textwrap.dedent(VARIABLE_COMPOSE), encoding="utf-8")
+    (tmp_path / ".env").write_text("COMPOSE_PROJECT_NAME=fromdotenv\nDB_PASSWORD=pw\nDATA_DIR=./state\n",
+                                   encoding="utf-8")
+    (tmp_path / "state").mkdir()
+    (tmp_path / "initdb").mkdir()
+    assert main(["import", str(tmp_path), "-o", str(tmp_path / "bp.yaml")]) == 0
+    err = capsys.readouterr().err
+    assert "blueprint 'fromdotenv', 1 services; validates" in err, err  # Compose's project name: its .env first
+    assert load(tmp_path / "bp.yaml").services["db"].volumes[0].source.endswith("/state")
+
+
+def test_two_host_bindings_of_one_container_port_publish_it_once(tmp_path: Path) -> None:
+    # Compose publishes "8080:80" and "127.0.0.1::80" both; a blueprint publishes a container port once
+    result = doc_of("services: {web: {image: i, ports: ['8080:80', '127.0.0.1::80', '53:53/udp', 53]}}", tmp_path)
+    assert result.document["services"]["web"]["ports"] == [80, "53/udp", 53]
+    assert "services.web.ports[1]: container port 80/tcp is published by ports[0] already: envkit publishes it " \
+           "once" in result.notes
+    load_text(result.text(), tmp_path / "bp")
+    kept = doc_of("services: {web: {image: i, ports: ['8080:80', '127.0.0.1::80']}}", tmp_path, keep_host_ports=True)
+    assert kept.document["services"]["web"]["ports"] == ["0.0.0.0:8080:80"]
+
+
+EXTENDS_COMPOSE = """\
+    services:
+      api:
+        build: ./app
+        command: ["python3", "app.py"]
+        environment: {A: "1", B: "2"}
+        ports: ["8000", "9000:9000"]
+        volumes: ["data:/data", "./app:/src:ro"]
+        networks: [back]
+        depends_on: {db: {condition: service_healthy}}
+        healthcheck: {test: [CMD, "true"], interval: 2s}
+        labels: [l1=a]
+      db:
+        image: mariadb:11
+        healthcheck: {test: [CMD, "true"]}
+      worker:
+        extends: api
+        command: python3 worker.py
+        environment: [B=3, C=4]
+        ports: ["8000", "7000"]
+        volumes: ["other:/data"]
+        networks: [front]
+        healthcheck: {interval: 5s}
+        labels: {l2: b}
+      beat:
+        extends: {service: worker}
+        environment: {D: "5"}
+      third:
+        extends: {file: common.yml, service: base}
+        environment: {X: y}
+    networks: {back: {}, front: {}}
+    volumes: {data: {}, other: {}}
+    """
+
+
+def test_extends_merges_the_base_service_as_compose_does(tmp_path: Path) -> None:
+    # `docker compose config` of this file gives the same services (checked with docker-compose 5.6)
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "Dockerfile").write_text("FROM debian:bookworm-slim\n", encoding="utf-8")
+    (tmp_path / "common.yml").write_text("services:\n  base:\n    image: debian:bookworm-slim\n"
+                                         "    environment: [FROM_FILE=1]\n", encoding="utf-8")
+    (tmp_path / "compose.yaml").write_text(textwrap.dedent(EXTENDS_COMPOSE), encoding="utf-8")
+    result = imported(tmp_path / "compose.yaml")
+    worker = result.document["services"]["worker"]
+    assert worker["build"] == "./app" and worker["command"] == "python3 worker.py"
+    assert worker["environment"] == {"A": "1", "B": "3", "C": "4"}
+    assert worker["ports"] == [8000, 9000, 7000]
+    assert worker["volumes"] == ["other:/data", "./app:/src:ro"]  # merged by target: the local one wins
+    assert worker["networks"] == ["back", "front"]
+    assert worker["depends_on"] == {"db": "ready"}
+    assert worker["labels"] == {"l1": "a", "l2": "b"}
+    assert worker["ready"] == {"exec": ["true"], "timeout": "15s"}  # interval 5s, the base's test
+    beat = result.document["services"]["beat"]  # a base that extends another
+    assert beat["command"] == "python3 worker.py" and beat["environment"] == {"A": "1", "B": "3", "C": "4", "D": "5"}
+    third = result.document["services"]["third"]
+    assert third["image"] == "debian:bookworm-slim" and third["environment"] == {"FROM_FILE": "1", "X": "y"}
+    assert not [n for n in result.notes if ".extends" in n]
+    load_text(result.text(), tmp_path)
+
+
+def test_extends_of_what_is_not_there_is_an_error_with_its_line(tmp_path: Path) -> None:
+    (tmp_path / "compose.yaml").write_text(textwrap.dedent("""\
+        services:
+          a: {image: i, extends: {service: apii}}
+          b: {extends: c}
+          c: {extends: b}
+          d: {image: i, extends: {file: nowhere.yml, service: x}}
+          api: {image: i}
+        """), encoding="utf-8")
+    with pytest.raises(BlueprintError) as caught:
+        imported(tmp_path / "compose.yaml")
+    assert [str(p).split("/")[-1] for p in caught.value.problems] == [
+        "compose.yaml:2:17 services.a.extends: service 'apii' is not defined (did you mean 'api'?)",
+        "compose.yaml:3:7 services.b.extends: extends forms a cycle: b -> c -> b",
+        "compose.yaml:4:7 services.c.extends: extends forms a cycle: c -> b -> c",
+        "compose.yaml:5:17 services.d.extends: cannot read nowhere.yml",
+    ]
+
+
+def test_a_base_from_a_file_in_another_folder_keeps_its_paths(tmp_path: Path) -> None:
+    # Compose resolves a base's relative paths against the base's own file
+    (tmp_path / "common" / "app").mkdir(parents=True)
+    (tmp_path / "common" / "app" / "Dockerfile").write_text("FROM debian:bookworm-slim\n", encoding="utf-8")
+    (tmp_path / "common" / "base.yml").write_text(textwrap.dedent("""\
+        services:
+          app:
+            build: ./app
+            env_file: app.env
+            volumes: ["./app:/src:ro", "cache:/cache"]
+        """), encoding="utf-8")
+    (tmp_path / "common" / "app.env").write_text("FROM_BASE=1\n", encoding="utf-8")
+    (tmp_path / "compose.yaml").write_text("services:\n  web:\n    extends: {file: common/base.yml, service: app}\n"
+                                           "volumes: {cache: {}}\n", encoding="utf-8")
+    web = imported(tmp_path / "compose.yaml").document["services"]["web"]
+    assert web["build"] == "./common/app" and web["environment"] == {"FROM_BASE": "1"}
+    assert web["volumes"] == ["./common/app:/src:ro", "cache:/cache"]
+
+
+def test_reset_and_override_tags_shape_what_extends_takes(tmp_path: Path) -> None:
+    # Compose's !reset drops an inherited value, !override replaces it instead of merging
+    (tmp_path / "compose.yaml").write_text(textwrap.dedent("""\
+        services:
+          api:
+            image: app:1
+            ports: ["8000"]
+            environment: {A: "1", B: "2"}
+            healthcheck: {test: [CMD, "true"], interval: 2s}
+            labels: {team: x}
+          worker:
+            extends: api
+            ports: !reset []
+            environment: !override {C: "3"}
+            healthcheck: !reset null
+            labels: !reset {}
+          lone:
+            image: app:1
+            environment: !override {D: "4"}
+            ports: !reset ["9000"]
+        """), encoding="utf-8")
+    source = read_source(tmp_path / "compose.yaml", compose=True)
+    result = from_compose(source.data, source.marks, source.directory)
+    worker = result.document["services"]["worker"]
+    assert worker["environment"] == {"C": "3"}
+    assert "ports" not in worker and "ready" not in worker and "labels" not in worker
+    assert result.document["services"]["lone"]["environment"] == {"D": "4"}  # nothing to merge: the value
+    assert "ports" not in result.document["services"]["lone"]
+    with pytest.raises(BlueprintError, match=r"tag '!reset'"):  # a blueprint has no such tags
+        read_source(tmp_path / "compose.yaml")
+
+
+def test_a_mariadb_project_seeded_the_compose_way(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    # tests/compose/mariadb-notes: anchors, env_file, .env with COMPOSE_PROJECT_NAME, extends with !reset,
+    # "${WEB_PORT:-8080}:80" beside "127.0.0.1::80", initdb scripts; written into a folder of its own
+    for name in ("COMPOSE_PROJECT_NAME", "WEB_PORT", "DB_VOLUME", "DB_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+    project = copy("mariadb-notes", tmp_path)
+    (project / "envkit").mkdir()
+    assert main(["import", str(project), "-o", str(project / "envkit" / "blueprint.yaml")]) == 0
+    err = capsys.readouterr().err
+    assert f"blueprint 'notes', 6 services; validates (with --env-file {project / '.env'})" in err, err
+    bp = load(project / "envkit" / "blueprint.yaml", env_files=[project / ".env"])
+    assert [p.container for p in bp.services["web"].ports] == [80]
+    assert bp.services["db"].initialises and bp.services["db"].volumes[0].source == "dbdata"
+    worker = bp.services["worker"]
+    assert worker.ports == () and dict(worker.environment)["APP_NAME"] == "notes-api"
+    assert {d.service: d.condition for d in worker.depends_on} == {"db": "ready", "cache": "ready",
+                                                                    "migrate": "completed"}
+    assert bp.services["migrate"].kind == "job"
+
+
+def test_what_compose_grants_is_allowed_in_the_blueprint_and_noted(tmp_path: Path) -> None:
+    # cap_add and privileged were carried over, then refused by the blueprint ("needs 1 edit"): as for host paths
+    result = doc_of("""\
+        services:
+          db: {image: i, cap_add: [SYS_NICE]}
+          vpn: {image: i, privileged: true, ports: ["0.0.0.0:51820:51820/udp"]}
+          web: {image: i, ports: ["8080:80"]}
+        """, tmp_path, keep_host_ports=True)
+    services = result.document["services"]
+    assert services["db"]["allow"] == ["capabilities"]
+    assert services["vpn"]["allow"] == ["privileged", "public-ports"]
+    assert services["web"]["allow"] == ["public-ports"]  # Compose publishes "8080:80" on every address
+    assert "services.db: adds capabilities: 'allow: [capabilities]' added; review it" in result.notes
+    load_text(result.text(), tmp_path / "bp")
+    assert "allow" not in doc_of("services: {web: {image: i, ports: ['8080:80']}}", tmp_path).document["services"]["web"]
+
+
+def test_a_key_envkit_does_without_is_noted_with_the_blueprints_way(tmp_path: Path) -> None:
+    result = doc_of("services: {db: {image: i, extra_hosts: ['h:1.2.3.4'], tty: true}}", tmp_path)
+    assert "services.db.extra_hosts: not carried over: services reach each other by service name" in result.notes
+    assert "services.db.tty: not carried over: use `envkit exec -t RUN SERVICE -- CMD`" in result.notes
+
+
 def test_a_read_only_root_file_system_and_init_are_carried_over(tmp_path: Path) -> None:
     compose = tmp_path / "compose.yaml"
     compose.write_text("services:\n  app:\n    image: nginx:1\n    read_only: true\n    tmpfs: [/tmp]\n"
@@ -501,3 +742,47 @@ def test_an_shm_size_that_is_no_size_is_a_note_and_a_tmpfs_at_dev_shm_wins(tmp_p
         "services.a.shm_size: not carried over: 'lots' is not a size (e.g. 256m, 1gb, or bytes)"]
     assert "tmpfs" not in result.document["services"]["a"]
     assert result.document["services"]["b"]["tmpfs"] == ["/dev/shm:size=5m"]
+
+
+def test_a_folder_with_an_override_file_is_imported_as_docker_compose_reads_it(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # `docker compose up` in a folder reads compose.override.yaml over compose.yaml; it was left out silently
+    (tmp_path / "compose.yaml").write_text(textwrap.dedent("""\
+        services:
+          api: {image: "app:1", command: serve, environment: {A: "1"}, ports: ["8000"]}
+        volumes: {data: {}}
+        """), encoding="utf-8")
+    (tmp_path / "compose.override.yaml").write_text(textwrap.dedent("""\
+        services:
+          api: {command: serve --debug, environment: {B: "2"}, ports: ["9229"]}
+          mail: {image: "mailhog:1"}
+        """), encoding="utf-8")
+    assert main(["import", str(tmp_path)]) == 0
+    out, err = capsys.readouterr()
+    services = yaml.safe_load(out)["services"]
+    assert services["api"] == {"image": "app:1", "command": "serve --debug", "environment": {"A": "1", "B": "2"},
+                               "ports": [8000, 9229]}
+    assert "mail" in services
+    assert f"note: {tmp_path / 'compose.override.yaml'}: merged over compose.yaml, as `docker compose` does" in err
+    assert main(["import", str(tmp_path / "compose.yaml")]) == 0  # named: that file alone, as `docker compose -f`
+    assert "mail" not in yaml.safe_load(capsys.readouterr().out)["services"]
+
+
+def test_unset_variables_and_bare_dollar_names_read_as_compose_reads_them(tmp_path: Path) -> None:
+    # "${ENV_FILE}:/app/.env" with ENV_FILE unset is ":/app/.env", which Compose refuses: it became a
+    # volume named 'x'; `$API_PORT` is Compose's `${API_PORT}` too (the blueprint reads only the braced form)
+    result = doc_of("""\
+        services:
+          a:
+            image: i
+            ports: ["$API_PORT:3001"]
+            volumes: ["${ENV_FILE}:/app/.env"]
+            environment: {URL: "http://$HOST:$$PORT/"}
+        """, tmp_path, variables={"API_PORT": "7001"})
+    a = result.document["services"]["a"]
+    assert a["ports"] == [3001] and "volumes" not in a and "volumes" not in result.document
+    assert "services.a.volumes[0]: cannot read volume ':/app/.env' (an empty source: is a variable unset?)" \
+        in result.notes
+    assert "services.a.volumes: ENV_FILE is not set: read as empty, as Compose reads it" in result.notes
+    assert a["environment"] == {"URL": "http://${HOST}:$$PORT/"}  # carried, in the form a blueprint reads
+    assert "services.a.ports: API_PORT is not set" not in "\n".join(result.notes)

@@ -135,3 +135,24 @@ def test_to_dotenv_quotes_only_what_needs_it() -> None:
 
 def test_to_dotenv_of_nothing_is_empty() -> None:
     assert to_dotenv({}) == ""
+
+
+def test_a_dead_service_fails_its_own_outputs_only(load_text: Callable[..., Blueprint]) -> None:
+    # db killed (a fault, a crash): the test that reads API_URL to see the API answer 503 must get it
+    import envkit
+
+    fake = FakeBackend(images={"postgres:16", "python:3"})
+    identity = RunIdentity("shop-2", "me@host:1", "2030-01-01T00:00:00Z", "0.1.0")
+    Executor(fake).run(make_plan(load_text(BLUEPRINT), identity, frozenset(fake.images), {},
+                                 capabilities=fake.capabilities))
+    fake.kill_container("envkit-shop-2-db-1", "SIGKILL")
+    outputs = envkit.attach("shop-2", backend=fake).outputs
+    assert outputs["API_URL"] == "http://127.0.0.1:18080/" and outputs["RUN"] == "shop-2"
+    assert outputs["DB_CONTAINER"] == "envkit-shop-2-db-1"
+    with pytest.raises(EnvkitError, match=r"service db: exited with code 137 .*its ports are gone"):
+        outputs["DATABASE_URL"]
+    assert sorted(outputs) == ["API_URL", "DATABASE_URL", "DB_CONTAINER", "METRICS_PORT", "RUN"]
+    with pytest.raises(EnvkitError, match="service db: exited"):  # all of them at once: as before
+        dict(outputs)
+    with pytest.raises(EnvkitError, match="service db: exited"):
+        resolve(describe(fake, "shop-2"))

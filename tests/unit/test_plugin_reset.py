@@ -237,3 +237,13 @@ def test_a_tests_faults_are_healed_before_its_reset(pytester: pytest.Pytester, e
     _run(pytester, engine, log).assert_outcomes(passed=2)
     assert log.events == ["a", "heal", "reset web", "b"]
     assert engine.left() == []
+
+
+def test_a_reset_without_snapshots_says_how_pytest_turns_them_on(pytester: pytest.Pytester, engine: Engine) -> None:
+    # A Compose-seeded db snapshots only when asked (docs/snapshots.md): the advice is pytest's flag, not `envkit up`'s
+    pytester.makepyfile(test_a="import pytest\n\n@pytest.mark.envkit_reset()\ndef test_a(envkit_env):\n    pass\n")
+    result = run(pytester, engine)
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(["*has no service started with a snapshot*; under pytest: --envkit-snapshot "
+                                 "(ini: envkit_snapshot = true)"])
+    assert engine.left() == []

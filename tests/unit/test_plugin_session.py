@@ -214,3 +214,22 @@ def test_a_failed_bring_up_is_told_once_per_test_not_twice(pytester: pytest.Pyte
     reason = next(line for line in result.outlines if line.startswith("envkit: ") and "exited with code 3" in line)
     assert result.outlines.count(reason) == 2, out  # once for each test
     assert engine.left() == []
+
+
+def test_env_files_give_the_blueprints_variables(pytester: pytest.Pytester, engine: Engine,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    # `envkit import -o envkit/blueprint.yaml` leaves Compose's .env one folder up: `envkit up --env-file`
+    # reads it there, and so must the plugin (it read only the .env beside the blueprint)
+    monkeypatch.delenv("DB_PASSWORD", raising=False)
+    pytester.path.joinpath("pw").mkdir()
+    pytester.path.joinpath("pw", "blueprint.yaml").write_text(
+        BLUEPRINT.replace("GREETING: hello", "GREETING: ${DB_PASSWORD:?set it in .env}"))
+    pytester.path.joinpath("ci.env").write_text("DB_PASSWORD=from-ci\n")
+    pytester.makepyfile(test_a="def test_a(envkit_env):\n    assert envkit_env.outputs['GREETING'] == 'from-ci'\n")
+    run(pytester, engine, f"--envkit-env-file={pytester.path / 'ci.env'}", blueprint="pw").assert_outcomes(passed=1)
+    pytester.makeini("[pytest]\nenvkit_env_file = ci.env\n")  # relative to the ini file, as envkit_blueprint
+    run(pytester, engine, blueprint="pw").assert_outcomes(passed=1)
+    result = run(pytester, engine, "--envkit-env-file=missing.env", blueprint="pw")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*missing.env*env file not found*"])
+    assert engine.left() == []
