@@ -234,6 +234,11 @@ def _volumes(ctx: _Context, svc: Service) -> dict[str, Any]:
     ] or None}
 
 
+@_maps("ulimits")
+def _ulimits(ctx: _Context, svc: Service) -> dict[str, Any]:
+    return {"ulimits": {n: s if s == h else {"soft": s, "hard": h} for n, s, h in svc.ulimits} or None}
+
+
 @_maps("tmpfs")
 def _tmpfs(ctx: _Context, svc: Service) -> dict[str, Any]:
     return {"tmpfs": [f"{path}:{opts}" if opts else path for path, opts in svc.tmpfs] or None}

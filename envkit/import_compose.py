@@ -109,7 +109,7 @@ COMPOSE_KEYS: dict[str, frozenset[str]] = {
 #: Compose service keys that need nothing in a blueprint (envkit already behaves so)
 _SILENT = {"expose", "pull_policy", "profiles"}
 _DIRECT = {"user", "working_dir", "hostname", "stop_signal", "privileged", "cap_add", "labels", "command", "entrypoint",
-           "read_only", "cap_drop", "init"}
+           "read_only", "cap_drop", "init", "ulimits"}
 #: service keys whose text a blueprint interpolates as Compose does: carried with their ``${VAR}``s as written
 _CARRIED = {"environment", "command", "entrypoint", "image", "labels", "user", "working_dir", "hostname", EXTENSION}
 

@@ -298,6 +298,8 @@ def _notes(svc: Service, notes: list[str]) -> None:
         notes.append(f"service {svc.name}: the readinessProbe cannot check {lost}")
     if svc.stop_signal:
         notes.append(f"service {svc.name}: stop_signal {svc.stop_signal} is not set (Kubernetes sends the image's STOPSIGNAL)")
+    if svc.ulimits:
+        notes.append(f"service {svc.name}: ulimits are not set (a pod takes its node's limits)")
     if svc.init:
         notes.append(f"service {svc.name}: init is not set (Kubernetes has no init of its own in front of the process)")
     if svc.user and not svc.user.split(":")[0].isdigit():

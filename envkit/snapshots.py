@@ -66,7 +66,7 @@ SCHEMA = "envkit.snapshot/2"  # raised when what a capture stores changes (2: te
 STALE_AFTER = 1800.0  # seconds: a claim this old is abandoned (a capture is minutes at most)
 #: service fields that do not change the state a service stores (kept out of the key)
 _NOT_STATE = frozenset({"image", "build", "ports", "ready", "replicas", "stop_grace_period", "prestart",
-                        "memory", "cpus", "depends_on"})
+                        "memory", "cpus", "depends_on", "ulimits", "init"})
 
 
 # -- the key --------------------------------------------------------------------------------------------

@@ -45,6 +45,8 @@ def task_template(spec: ContainerSpec, constraints: tuple[str, ...] = ()) -> tup
         read_only=spec.read_only or None, cap_drop=list(spec.cap_drop) or None, init=spec.init or None,
         stop_grace_period=int((spec.stop_timeout if spec.stop_timeout is not None else 10) * 1e9),
         healthcheck=Healthcheck(test=["NONE"]) if spec.healthcheck_off else None)
+    if spec.ulimits:  # the API has them (1.41); the SDK's ContainerSpec does not take them
+        container["Ulimits"] = [{"Name": n, "Soft": s, "Hard": h} for n, s, h in spec.ulimits]
     if spec.tmpfs:
         container["Mounts"] = [*container.get("Mounts", []), *(
             {"Type": "tmpfs", "Target": _text(path)} for path, _options in spec.tmpfs)]

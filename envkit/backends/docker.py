@@ -23,7 +23,7 @@ import docker.errors
 import docker.utils
 import requests.exceptions
 import urllib3.exceptions
-from docker.types import IPAMConfig, IPAMPool, Mount
+from docker.types import IPAMConfig, IPAMPool, Mount, Ulimit
 
 from envkit import labels as L
 from envkit import retry
@@ -257,6 +257,7 @@ class DockerBackend(DockerCapabilities, Backend):
                 nano_cpus=int(spec.cpus * 1e9) if spec.cpus else None, privileged=spec.privileged,
                 cap_add=list(spec.cap_add) or None, cap_drop=list(spec.cap_drop) or None,
                 read_only=spec.read_only or None, network_mode=spec.network_mode, init=spec.init or None,
+                ulimits=[Ulimit(name=n, soft=s, hard=h) for n, s, h in spec.ulimits] or None,
             )
             others: list[NetworkAttachment] = []
             networking = None

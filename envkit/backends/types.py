@@ -153,6 +153,7 @@ class ContainerSpec:
     cap_drop: tuple[str, ...] = ()
     read_only: bool = False
     init: bool = False  # the engine's init (tini) as PID 1 (no effect on Kubernetes: docs/kubernetes.md)
+    ulimits: tuple[tuple[str, int, int], ...] = ()  # (name, soft, hard); -1 unlimited (none on Kubernetes)
     placement: Placement | None = None  # a distributed engine's placement (docs/swarm.md); one engine: none
     healthcheck_off: bool = False  # the image's HEALTHCHECK is not run (``ready: {healthcheck: false}``)
 

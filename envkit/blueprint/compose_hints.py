@@ -41,7 +41,6 @@ SERVICE: dict[str, str] = {
     "secrets": "not supported: pass values through environment: (with ${VAR} from --env-file or .env)",
     "configs": "not supported: mount files with volumes: (type: bind, read_only: true)",
     "logging": "not supported: envkit reads the engine's logs (`envkit logs RUN`)",
-    "ulimits": "not supported",
     "devices": "not supported: a run uses no host devices",
     "security_opt": "not supported",
     "sysctls": "not supported",

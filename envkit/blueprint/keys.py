@@ -377,6 +377,13 @@ SERVICE = Table("service", (
     KeyDef("read_only", Reader.boolean, False, "boolean", "`false`",
            "Mounts the container's root file system read-only.", BOOLEAN, section="read_only",
            compose="read_only", container="read_only"),
+    KeyDef("ulimits", v.ulimits, (), "mapping name → number or `{soft, hard}`", "the engine's",
+           "Resource limits of the process (`nofile`, `nproc`, `memlock` …; -1: unlimited).",
+           {"type": ["object", "null"], "additionalProperties": {"anyOf": [
+               {"type": ["integer", "string"]},
+               {"type": "object", "properties": {"soft": {"type": ["integer", "string"]},
+                                                 "hard": {"type": ["integer", "string"]}}}]}},
+           section="ulimits", compose_fn="ulimits", container="ulimits"),
     KeyDef("init", Reader.boolean, False, "boolean", "`false`",
            "Runs the engine's init as PID 1 in front of the process.", BOOLEAN, section="init",
            compose="init", container="init"),

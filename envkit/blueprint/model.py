@@ -263,6 +263,7 @@ class Service:
     cap_drop: tuple[str, ...] = ()  # dropped from the engine's default set (ALL: every one); needs no allow:
     read_only: bool = False  # the container's root file system read-only (Compose's read_only)
     init: bool = False  # the engine's init as PID 1: reaps zombies, passes signals on (Compose's init)
+    ulimits: tuple[tuple[str, int, int], ...] = ()  # (name, soft, hard), -1 unlimited (Compose's ulimits)
     hostname: str | None = None
     prestart: bool = True  # start the container early behind a gate (needs /bin/sh in the image)
     seed: tuple[Seed, ...] = ()  # run in order after the service is ready, before its dependants start

@@ -9,6 +9,7 @@ model) point at the right line even after an item was dropped or de-duplicated.
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from collections.abc import Callable
@@ -56,6 +57,7 @@ __all__ = [
     "secret_form",
     "service_networks",
     "tmpfs",
+    "ulimits",
     "user_labels",
 ]
 
@@ -239,6 +241,50 @@ def tmpfs(r: Reader, value: Any, path: Key) -> tuple[tuple[str, str], ...]:
         if not target.startswith("/"):
             r.error(path, f"tmpfs path '{target}' must be absolute")
     return tuple(sorted(out.items()))
+
+
+#: the resource limits an engine sets per container (setrlimit(2) names, as `docker run --ulimit` takes them)
+ULIMITS = ("as", "core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile", "nproc", "rss",
+           "rtprio", "rttime", "sigpending", "stack")
+
+
+def ulimits(r: Reader, value: Any, path: Key) -> tuple[tuple[str, int, int], ...]:
+    """Compose's form: ``{nofile: {soft: 20000, hard: 40000}, nproc: 65535}`` (one number: soft and hard);
+    -1 is unlimited. -> (name, soft, hard), by name."""
+    data = r.mapping(value, path, "ulimits (name -> a number, or {soft, hard})")
+    out: list[tuple[str, int, int]] = []
+
+    def number(raw: Any, q: Key) -> int | None:
+        text = raw.strip() if isinstance(raw, str) else raw
+        if isinstance(text, str) and re.fullmatch(r"-?\d{1,19}", text, re.ASCII):
+            text = int(text)
+        if isinstance(text, bool) or not isinstance(text, int) or not -1 <= text < 2**63:
+            r.error(q, f"expected a limit (a whole number, -1: unlimited), got {show(raw)}")
+            return None
+        return text
+
+    for name, limit in (data or {}).items():
+        q: Key = (*path, name)
+        if name not in ULIMITS:
+            close = difflib.get_close_matches(str(name), ULIMITS, n=1)
+            r.error(q, f"unknown ulimit {show(name)}" + (f" (did you mean '{close[0]}'?)" if close
+                                                         else f"; known: {', '.join(ULIMITS)}"))
+            continue
+        if isinstance(limit, dict):
+            r.keys(limit, q, ("soft", "hard"))
+            if "soft" not in limit or "hard" not in limit:
+                r.error(q, "expected both soft and hard, or one number for both")
+                continue
+            soft, hard = number(limit["soft"], (*q, "soft")), number(limit["hard"], (*q, "hard"))
+        else:
+            soft = hard = number(limit, q)
+        if soft is None or hard is None:
+            continue
+        if hard != -1 and (soft == -1 or soft > hard):
+            r.error(q, f"the soft limit ({soft}) is above the hard one ({hard})")
+            continue
+        out.append((str(name), soft, hard))
+    return tuple(sorted(out))
 
 
 def depends_on(r: Reader, value: Any, path: Key) -> tuple[Dependency, ...]:

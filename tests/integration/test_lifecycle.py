@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -223,6 +224,8 @@ def test_hardened_services_read_only_cap_drop_and_init(backend: Backend) -> None
         # cap_drop: [ALL]: no capability left, so root cannot chown; first keeps the engine's default set.
         assert _effective_caps(env, "bare") == 0 and _effective_caps(env, "first") != 0
         assert env.exec("bare", ["chown", "1:1", "/tmp"]).exit_code != 0
+        limits = env.exec("bare", ["cat", "/proc/1/limits"]).output
+        assert re.search(r"Max open files\s+1024\s+2048", limits) and re.search(r"Max processes\s+512\s+512", limits)
         refused = env.exec("locked", ["touch", "/etc/x"])
         assert refused.exit_code != 0 and "Read-only file system" in refused.output
         assert env.exec("locked", ["touch", "/tmp/x", "/data/x"]).exit_code == 0  # its tmpfs and volume

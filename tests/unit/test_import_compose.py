@@ -195,7 +195,8 @@ def test_kafka_with_healthchecks(tmp_path: Path) -> None:
     assert services["zookeeper"]["ready"] == {"exec": ["bash", "-c", "echo ruok | nc localhost 2181 | grep imok"]}
     assert services["consumer"]["replicas"] == 3 and services["consumer"]["ready"] == {"healthcheck": False}
     assert services["broker"]["environment"]["KAFKA_BROKER_ID"] == "1"
-    assert any("services.broker.ulimits" in n for n in result.notes)
+    assert services["broker"]["ulimits"] == {"nofile": {"soft": 65536, "hard": 65536}}  # carried over
+    assert not any("services.broker.ulimits" in n for n in result.notes)
     assert any("services.producer.restart" in n for n in result.notes)
     assert set(load_text(result.text(), copy("kafka", tmp_path)).services) == set(services)
 

@@ -416,3 +416,22 @@ def test_normalize_reports_problems_beside_a_best_effort_model(tmp_path: Path) -
     model, found = normalize({"services": {"a": {"image": "x"}}}, marks, tmp_path / "bp.yaml", tmp_path)
     assert found == []
     assert model is not None and model.name == "bp"  # named after the file
+
+
+def test_ulimits_in_composes_form(load_text: LoadText) -> None:
+    bp = load_text("services: {es: {image: e, ulimits: {nofile: {soft: 1024, hard: '2048'}, memlock: -1, nproc: 64}}}")
+    assert bp.services["es"].ulimits == (("memlock", -1, -1), ("nofile", 1024, 2048), ("nproc", 64, 64))
+
+
+@pytest.mark.parametrize(("ulimits", "message"), [
+    ("{nofiles: 10}", "services.es.ulimits.nofiles: unknown ulimit 'nofiles' (did you mean 'nofile'?)"),
+    ("{nofile: {soft: 10}}", "services.es.ulimits.nofile: expected both soft and hard, or one number for both"),
+    ("{nofile: {soft: 20, hard: 10}}", "services.es.ulimits.nofile: the soft limit (20) is above the hard one (10)"),
+    ("{nofile: lots}", "services.es.ulimits.nofile: expected a limit (a whole number, -1: unlimited), got 'lots'"),
+    ("{nofile: {soft: 1, hard: 2, max: 3}}", "services.es.ulimits.nofile.max: unknown key 'max'"),
+    ("[nofile]", "services.es.ulimits: expected ulimits (name -> a number, or {soft, hard}), got a list"),
+])
+def test_bad_ulimits_are_named(load_text: LoadText, ulimits: str, message: str) -> None:
+    with pytest.raises(BlueprintError) as err:
+        load_text(f"services: {{es: {{image: e, ulimits: {ulimits}}}}}")
+    assert any(message in p.message or message in str(p) for p in err.value.problems), err.value.problems
