@@ -10,6 +10,7 @@ import io
 import os
 import tarfile
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import replace
@@ -82,7 +83,7 @@ def _shell_to_file(image: str, has_shell: bool | None) -> None:
         tmp.write_text("sh" if has_shell else "none", encoding="ascii")
         tmp.replace(path)
 #: the gates' fallback files still being written (``release_container``), per backend; and how long
-#: ``settle`` waits for each at most (a write stuck on a wedged engine must not hang the run)
+#: ``settle`` waits for them at most (a write stuck on a wedged engine must not hang the run)
 _BEHIND_LOCK = threading.Lock()
 SETTLE_TIMEOUT = 30.0
 
@@ -145,10 +146,16 @@ class DockerCapabilities:
         thread.start()
 
     def settle(self) -> None:
+        # Every write still under way is waited for, not only this executor's, and none is taken off the
+        # list: executors that share the backend (a reset, a live restart, seeds) settle at once, and one
+        # that took the others' writes away would let them hand their runs over with a gate still shut.
+        # SETTLE_TIMEOUT bounds the whole wait, not each write (a wedged engine holds every one).
         with _BEHIND_LOCK:
-            behind, self._behind = list(self._behind), []
+            self._behind = [t for t in self._behind if t.is_alive()]
+            behind = list(self._behind)
+        until = time.monotonic() + SETTLE_TIMEOUT
         for thread in behind:
-            thread.join(SETTLE_TIMEOUT)
+            thread.join(max(0.0, until - time.monotonic()))
 
     # -- COPY_FILES, EXPORT_FILESYSTEM, EXPORT_VOLUME ---------------------------------------------
     def copy_into(self, container_id: str, directory: str, archive: bytes) -> None:
