@@ -121,7 +121,8 @@ class DockerCapabilities:
                 self.copy_from(container_id, "/bin/sh")
                 _SHELLS[image] = True
             except NotFound:
-                _SHELLS[image] = False
+                if self._exists(container_id):  # else removed under the check: nothing learnt of the image
+                    _SHELLS[image] = False
                 self.remove_container(container_id, 0)  # an image without a shell: no gate, a plain start later
                 return self.create_container(spec), False
             finally:

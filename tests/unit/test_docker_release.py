@@ -1,5 +1,5 @@
-"""The Docker gate's release (``DockerCapabilities.release_container`` and ``settle``) with a stand-in for
-the engine's client: the fallback file is written behind the release, and ``settle`` waits for it."""
+"""The Docker gate (``DockerCapabilities``) with a stand-in for the engine's client: the release's fallback
+file is written behind it and ``settle`` waits for it; whether an image has a shell is kept on file."""
 
 from __future__ import annotations
 
@@ -7,12 +7,15 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TypeVar
 
 import pytest
 
 from envkit.backends import _docker_caps
 from envkit.backends._docker_caps import DockerCapabilities
+from envkit.backends.base import ContainerSpec
+from envkit.errors import NotFound
 
 T = TypeVar("T")
 
@@ -81,3 +84,53 @@ def test_settle_bounds_its_whole_wait_not_each_write(monkeypatch: pytest.MonkeyP
     assert waited < 1.0
 
 
+
+
+class Gating(Caps):
+    """create_gated_container's calls: an image with an id; the container the shell check looks into
+    is removed under it (a teardown from elsewhere) when ``vanish`` is set."""
+
+    def __init__(self, vanish: bool) -> None:
+        super().__init__()
+        self.vanish = vanish
+        self.containers: set[str] = set()
+        self.api.inspect_image = lambda image: {"Id": "sha256:" + "ab" * 32, "Config": {"Cmd": ["serve"]}}
+        self.api.inspect_container = self._inspect
+
+    def _inspect(self, container_id: str) -> dict[str, object]:
+        if container_id not in self.containers:
+            raise NotFound(f"no such container: {container_id}")
+        return {"Id": container_id}
+
+    def create_container(self, spec: ContainerSpec) -> str:
+        ident = f"c{len(self.containers)}"
+        self.containers.add(ident)
+        return ident
+
+    def remove_container(self, container_id: str, grace: float) -> None:
+        self.containers.discard(container_id)
+
+    def _retried(self, what: str, fn: Callable[[], T]) -> T:
+        return fn()
+
+    def copy_from(self, container_id: str, path: str) -> bytes:
+        if self.vanish:
+            self.containers.discard(container_id)
+        raise NotFound(f"no such container: {container_id}" if self.vanish else f"could not find {path}")
+
+
+@pytest.mark.parametrize("vanish", [False, True])
+def test_an_image_is_put_on_file_as_having_no_shell_only_when_its_container_says_so(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, vanish: bool) -> None:
+    # The answer on file is kept for good (an image id names fixed content): a container removed under the
+    # check (NotFound too) says nothing of the image, and must not put it on file as having no /bin/sh,
+    # which left every later run of it ungated.
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(_docker_caps, "_SHELLS", {})
+    caps = Gating(vanish)
+    spec = ContainerSpec("envkit-r-app-1", "example/app:1", (), ())
+    _ident, gated = caps.create_gated_container(spec)
+    assert not gated  # a plain start, as before, either way
+    on_file = _docker_caps._shell_on_file("sha256:" + "ab" * 32)
+    assert on_file is (None if vanish else False)
+    assert _docker_caps._SHELLS.get("sha256:" + "ab" * 32) is (None if vanish else False)
