@@ -12,10 +12,11 @@ from typing import TypeVar
 
 import pytest
 
+from envkit import retry
 from envkit.backends import _docker_caps
 from envkit.backends._docker_caps import DockerCapabilities
 from envkit.backends.base import ContainerSpec
-from envkit.errors import NotFound
+from envkit.errors import NotFound, Transient
 
 T = TypeVar("T")
 
@@ -28,12 +29,16 @@ class Api:
         self.written: list[str] = []
 
     def kill(self, container: str, signal: str) -> None:
-        pass
+        if signal != "SIGWINCH":
+            self.written.append(f"{signal} {container}")
 
     def put_archive(self, container: str, path: str, data: bytes) -> None:
         if container in self.slow:
             self.slow[container].wait(10)
         self.written.append(container)
+
+    def stop(self, container: str, timeout: int) -> None:
+        self.written.append(f"stop {container}")
 
 
 class Caps(DockerCapabilities):
@@ -47,6 +52,9 @@ class Caps(DockerCapabilities):
 
     def _once(self, what: str, fn: Callable[[], T]) -> T:
         return fn()
+
+    def _retried(self, what: str, fn: Callable[[], T]) -> T:
+        return retry.call(lambda: self._once(what, fn), sleep=lambda _: None)
 
 
 def test_settle_waits_for_its_writes_while_another_settle_of_the_backend_waits_too() -> None:
@@ -84,6 +92,39 @@ def test_settle_bounds_its_whole_wait_not_each_write(monkeypatch: pytest.MonkeyP
     assert waited < 1.0
 
 
+
+
+@pytest.mark.parametrize("how", ["stop", "kill"])
+def test_a_container_stopped_after_its_release_has_its_file_first(how: str) -> None:
+    # The gate is the container's entrypoint: started again (after the snapshot's stop, envkit restart, a
+    # stop fault healed, a restart policy), it opens by the file alone. A stop that came before the write
+    # behind the release left it shut for good (and a snapshot committed then kept it shut in its image).
+    caps = Caps()
+    slow = threading.Event()
+    caps.api.slow = {"c1": slow}
+    caps.release_container("c1")
+    threading.Timer(0.2, slow.set).start()
+    if how == "stop":
+        caps.stop_container("c1", 10)
+    else:
+        caps.kill_container("c1")
+    assert caps.api.written == ["c1", "stop c1" if how == "stop" else "SIGKILL c1"]
+
+
+def test_the_file_behind_the_release_is_written_again_after_a_passing_fault() -> None:
+    # It was written once and any error dropped in silence: a gate that missed the signal stayed shut.
+    caps = Caps()
+    failures = [Transient("engine busy")]
+
+    def once(what: str, fn: Callable[[], T]) -> T:
+        if what.startswith("release file") and failures:
+            raise failures.pop()
+        return fn()
+
+    caps._once = once  # type: ignore[method-assign]
+    caps.release_container("c1")
+    caps.settle()
+    assert caps.api.written == ["c1"]
 
 
 class Gating(Caps):
