@@ -15,9 +15,10 @@ in the reset's own time::
 
 The address holds a random token as its first path segment: only a process that was given the variable
 (the command and what it starts) can use it; any other path answers 404. It listens on 127.0.0.1 only, one
-request at a time (resets of one run are not meant to overlap), and stops before the run is torn down.
-Errors answer a JSON ``{"error": "..."}`` with 400 (unknown service, no snapshot to reset to), 409 (the run
-is busy or changed under it) or 500, the same message ``envkit reset`` would print.
+request at a time (resets of one run are not meant to overlap), and stops before the run is torn down (an
+action under way finishes first; one sent later answers 409). Errors answer a JSON ``{"error": "..."}`` with
+400 (unknown service, no snapshot to reset to, a malformed request), 409 (the run is busy, changed under it or
+being removed) or 500, the same message ``envkit reset`` would print.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ class Controls:
                  heal: Callable[[str | None], Sequence[FaultRecord]], document: Callable[[], Mapping[str, object]]) -> None:
         self.reset, self.heal, self.document = reset, heal, document
         self.lock = threading.Lock()  # one action at a time
+        self.closed = False  # the endpoint stopped: the run is being removed (read under the lock)
 
 
 def _status(exc: EnvkitError) -> int:
@@ -79,14 +81,18 @@ def _handler(controls: Controls, token: str) -> type[BaseHTTPRequestHandler]:
         def _route(self) -> tuple[str, dict[str, list[str]]] | None:
             parts = urlsplit(self.path)
             segments = parts.path.strip("/").split("/", 1)
-            if not secrets.compare_digest(segments[0], token):
+            # bytes: compare_digest refuses a str that is not ASCII (the request line is read as Latin-1)
+            if not secrets.compare_digest(segments[0].encode("utf-8", "replace"), token.encode()):
                 self._answer(404, {"error": "not found"})  # a wrong token learns nothing
                 return None
             return (segments[1] if len(segments) > 1 else ""), parse_qs(parts.query)
 
         def _services(self, query: dict[str, list[str]]) -> list[str]:
             names = [n for v in query.get("service", []) for n in v.split(",") if n]
-            length = int(self.headers.get("Content-Length") or 0)
+            raw = (self.headers.get("Content-Length") or "0").strip()
+            if not raw.isdigit() or not raw.isascii():  # -1 read to the end of the connection, unbounded
+                raise UsageError(f"the request's Content-Length is not a size: {raw[:40]!r}")
+            length = int(raw)
             if length > MAX_BODY:
                 raise UsageError(f"the request's body is larger than {MAX_BODY} bytes")
             if length:
@@ -133,6 +139,9 @@ def _handler(controls: Controls, token: str) -> type[BaseHTTPRequestHandler]:
                                                   for r in controls.heal(names[0] if names else None)]})
 
         def _act(self, action: Callable[[], Mapping[str, object]]) -> None:
+            if controls.closed:  # waited for the lock while the endpoint stopped: the run is going away
+                self._answer(409, {"error": "the run is being removed (its command has ended)"})
+                return
             try:
                 body = action()
             except EnvkitError as exc:
@@ -162,3 +171,8 @@ def serving(controls: Controls, host: str = "127.0.0.1") -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join(5)
+        # A handler's thread outlives shutdown (daemon_threads): those waiting for the lock answer 409
+        # instead of beginning, and the action under way is let finish before the run is torn down.
+        controls.closed = True
+        with controls.lock:
+            pass

@@ -10,6 +10,7 @@ import io
 import os
 import tarfile
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import replace
@@ -82,7 +83,7 @@ def _shell_to_file(image: str, has_shell: bool | None) -> None:
         tmp.write_text("sh" if has_shell else "none", encoding="ascii")
         tmp.replace(path)
 #: the gates' fallback files still being written (``release_container``), per backend; and how long
-#: ``settle`` waits for each at most (a write stuck on a wedged engine must not hang the run)
+#: ``settle`` waits for them at most (a write stuck on a wedged engine must not hang the run)
 _BEHIND_LOCK = threading.Lock()
 SETTLE_TIMEOUT = 30.0
 
@@ -92,7 +93,7 @@ class DockerCapabilities:
 
     if TYPE_CHECKING:
         api: Any
-        _behind: list[threading.Thread]
+        _behind: list[tuple[str, threading.Thread]]
 
         def _call(self, what: str) -> AbstractContextManager[None]: ...
         def _once(self, what: str, fn: Callable[[], T]) -> T: ...
@@ -120,7 +121,8 @@ class DockerCapabilities:
                 self.copy_from(container_id, "/bin/sh")
                 _SHELLS[image] = True
             except NotFound:
-                _SHELLS[image] = False
+                if self._exists(container_id):  # else removed under the check: nothing learnt of the image
+                    _SHELLS[image] = False
                 self.remove_container(container_id, 0)  # an image without a shell: no gate, a plain start later
                 return self.create_container(spec), False
             finally:
@@ -135,20 +137,36 @@ class DockerCapabilities:
         # the engine 40-130 ms that would otherwise sit on the path to every gated dependant. A gate that
         # missed the signal finds the file within its 0.25 s nap; ``settle`` (at the end of the
         # executor's run) waits for every such write, so no run is handed over with a gate still shut.
+        # The file is also what opens the gate when the container starts again (the gate is its
+        # entrypoint: after a snapshot's stop, envkit restart, a healed stop fault, a restart policy),
+        # so a stop or a kill of the container waits for its write first, and the write is retried.
         def write() -> None:
             with contextlib.suppress(EnvkitError):  # gone or exited since: nothing is waiting any more
-                self._once(f"release file of container {container_id[:12]}",
-                           lambda: self.api.put_archive(container_id, "/", wire.GO_TAR))
+                self._retried(f"release file of container {container_id[:12]}",
+                              lambda: self.api.put_archive(container_id, "/", wire.GO_TAR))
         thread = threading.Thread(target=write, name=f"envkit-release-{container_id[:12]}", daemon=True)
         with _BEHIND_LOCK:
-            self._behind = [t for t in self._behind if t.is_alive()] + [thread]
+            self._behind = [(c, t) for c, t in self._behind if t.is_alive()] + [(container_id, thread)]
         thread.start()
 
-    def settle(self) -> None:
+    def _written(self, container_id: str) -> None:
+        """Wait (SETTLE_TIMEOUT at most) for the file behind ``container_id``'s release, if still under way."""
         with _BEHIND_LOCK:
-            behind, self._behind = list(self._behind), []
+            behind = [t for c, t in self._behind if c == container_id]
         for thread in behind:
             thread.join(SETTLE_TIMEOUT)
+
+    def settle(self) -> None:
+        # Every write still under way is waited for, not only this executor's, and none is taken off the
+        # list: executors that share the backend (a reset, a live restart, seeds) settle at once, and one
+        # that took the others' writes away would let them hand their runs over with a gate still shut.
+        # SETTLE_TIMEOUT bounds the whole wait, not each write (a wedged engine holds every one).
+        with _BEHIND_LOCK:
+            self._behind = [(c, t) for c, t in self._behind if t.is_alive()]
+            behind = [t for _, t in self._behind]
+        until = time.monotonic() + SETTLE_TIMEOUT
+        for thread in behind:
+            thread.join(max(0.0, until - time.monotonic()))
 
     # -- COPY_FILES, EXPORT_FILESYSTEM, EXPORT_VOLUME ---------------------------------------------
     def copy_into(self, container_id: str, directory: str, archive: bytes) -> None:
@@ -325,9 +343,11 @@ class DockerCapabilities:
 
     # -- SIGNAL, PAUSE, NETWORK_CONNECT -----------------------------------------------------------
     def stop_container(self, container_id: str, grace: float) -> None:
+        self._written(container_id)  # its gate opens again by the file alone (release_container)
         self._once(f"stop container {container_id[:12]}", lambda: self.api.stop(container_id, timeout=round(grace)))
 
     def kill_container(self, container_id: str, signal: str = "SIGKILL") -> None:
+        self._written(container_id)
         self._once(f"signal container {container_id[:12]}", lambda: self.api.kill(container_id, signal=signal))
 
     def pause_container(self, container_id: str) -> None:

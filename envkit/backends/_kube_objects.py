@@ -184,7 +184,10 @@ def container(spec: ContainerSpec, name: str, probe: Probe | None,
     if spec.privileged:
         security["privileged"] = True
     if spec.cap_add or spec.cap_drop:
-        security["capabilities"] = {k: list(v) for k, v in (("add", spec.cap_add), ("drop", spec.cap_drop)) if v}
+        # Kubernetes' spelling: NET_ADMIN, ALL (a blueprint may write Docker's cap_net_admin or CAP_CHOWN;
+        # the runtime puts CAP_ in front of a name as it is, and reads only ALL as every one)
+        security["capabilities"] = {k: [c.upper().removeprefix("CAP_") for c in v]
+                                    for k, v in (("add", spec.cap_add), ("drop", spec.cap_drop)) if v}
     if spec.read_only:
         security["readOnlyRootFilesystem"] = True
     if security:

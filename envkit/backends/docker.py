@@ -107,7 +107,7 @@ class DockerBackend(DockerCapabilities, Backend):
         if self.lanes is not None:
             self.lanes = engine_lanes(env, self.lanes)
         self.where = env.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
-        self._behind = []  # the gates' fallback files being written (release_container, settle)
+        self._behind = []  # (container id, thread): the gates' fallback files being written (release_container, settle)
         if env.get("ENVKIT_VOLUME_OVERLAY", "").strip().lower() in ("0", "false", "no", "off"):
             self._cow = False  # volumes from snapshots copied, never overlays (docs/snapshots.md)
         url = urlparse(self.where)

@@ -97,6 +97,7 @@ def run(blueprint: Path, command: tuple[str, ...], name: str | None, only: tuple
                 try:  # from here on an interrupt is passed on to the command
                     reaper.child(proc.pid, group)  # reaper: ended with everything it started if envkit is killed
                     code = proc.wait()
+                    stack.close()  # the endpoint stops with the command: no reset under the forensics' feet
                     if code and artifacts:  # forensics: the services as the failing command left them
                         _collect(env, artifacts, f"{command[0]} exited with {code}")
                     return 128 - code if code < 0 else code  # killed by signal N: 128+N, as shells do

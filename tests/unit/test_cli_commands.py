@@ -4,6 +4,7 @@ exit codes, what goes to stdout / stderr and the teardown of ``envkit run`` are 
 from __future__ import annotations
 
 import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -68,6 +69,30 @@ def test_run_hands_the_outputs_over_exits_with_the_code_and_tears_down(bp: str, 
     err = capsys.readouterr().err
     assert "run c2 is ready; running:" in err and "run c2 removed" in err
     assert left(fake, "c2") == []
+
+
+def test_run_stops_its_control_endpoint_once_the_command_has_ended(bp: str, fake: FakeBackend, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    # What the command left running must not reset the run while envkit collects its forensics (the
+    # services as the failing command left them) or tears it down.
+    from envkit.cli import run_cmd
+
+    where = tmp_path / "url"
+    reached: list[object] = []
+
+    def collect(env: object, artifacts: Path, why: str) -> None:
+        try:
+            with urllib.request.urlopen(f"{where.read_text()}/run", timeout=5) as answer:
+                reached.append(answer.status)
+        except OSError as exc:  # refused: the endpoint has stopped
+            reached.append(type(exc).__name__)
+
+    monkeypatch.setattr(run_cmd, "_collect", collect)
+    write = f"import os, sys; open({str(where)!r}, 'w').write(os.environ['ENVKIT_CONTROL_URL']); sys.exit(1)"
+    assert main(["run", bp, "--name", "c5", "--artifacts", str(tmp_path / "forensics"), "--",
+                 sys.executable, "-c", write], backend=fake) == 1
+    assert reached and reached != [200]
+    assert left(fake, "c5") == []
 
 
 class Interrupting(FakeBackend):

@@ -4,6 +4,9 @@ for the run (the real engine's side is tests/integration/test_control.py)."""
 from __future__ import annotations
 
 import json
+import socket
+import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Sequence
@@ -117,3 +120,62 @@ def test_the_endpoint_stops_with_its_block() -> None:
         pass
     with pytest.raises(urllib.error.URLError):
         urllib.request.urlopen(urllib.request.Request(f"{url}/run"), timeout=2)
+
+
+def raw(url: str, request: bytes) -> bytes:
+    """What the endpoint answers to bytes sent as they are (a client urllib would not be)."""
+    base, token = url.rsplit("/", 1)
+    port = int(base.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=3) as conn:
+        conn.sendall(request.replace(b"TOKEN", token.encode()))
+        answer = b""
+        while chunk := conn.recv(65536):
+            answer += chunk
+    return answer
+
+
+@pytest.mark.parametrize("length", [b"-1", b"abc", b"1e3"])
+def test_a_content_length_that_is_not_a_size_is_refused_without_reading_on(url: str, run: Run, length: bytes) -> None:
+    # -1 read the body to the end of the connection (no bound: the 64 KiB limit was for positive lengths,
+    # and a client that kept the connection open held its thread); a word was no answer at all, and a
+    # traceback on the command's output.
+    answer = raw(url, b"POST /TOKEN/reset HTTP/1.1\r\nHost: x\r\nContent-Length: " + length + b"\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.0 400 ")
+    assert run.resets == []
+
+
+def test_a_path_that_is_not_ascii_is_not_found(url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    # secrets.compare_digest refuses a str that is not ASCII (TypeError): no answer, and a traceback
+    # on the command's output, for any process on the host (it needs no token).
+    assert raw(url, b"GET /\xc3\xa9t\xff/run HTTP/1.1\r\nHost: x\r\n\r\n").startswith(b"HTTP/1.0 404 ")
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_the_endpoint_stops_once_the_action_under_way_is_done_and_refuses_those_waiting() -> None:
+    # envkit run tears the run down right after the block: a reset still running in the server's thread
+    # (the command's child, or what it left behind, sent it as the command ended) would race the
+    # teardown, and one waiting for the lock would begin on a run being removed.
+    entered, go = threading.Event(), threading.Event()
+    done: list[str] = []
+
+    def reset(names: Sequence[str]) -> dict[str, float]:
+        entered.set()
+        go.wait(5)
+        done.append("reset")
+        return {}
+
+    run = Run()
+    answers: list[tuple[int, Any]] = []
+    with control.serving(control.Controls(reset, run.heal, run.document)) as url:
+        first = threading.Thread(target=lambda: answers.append(call(f"{url}/reset")))
+        first.start()
+        assert entered.wait(5)
+        second = threading.Thread(target=lambda: answers.append(call(f"{url}/reset")))
+        second.start()  # waits for the lock
+        time.sleep(0.3)
+        threading.Timer(0.3, go.set).start()
+    assert done == ["reset"]  # the block ended after the reset under way, not during it
+    first.join(5)
+    second.join(5)
+    assert sorted(code for code, _ in answers) == [200, 409]
+    assert "being removed" in str(answers)

@@ -333,3 +333,19 @@ def test_the_client_paths_pods_spread_too() -> None:
     assert pod["spec"]["topologySpreadConstraints"][0]["topologyKey"] == "zone"
     assert pod["spec"]["topologySpreadConstraints"][0]["labelSelector"] == {
         "matchLabels": {"io.envkit.run": "demo-1", "io.envkit.service": "api"}}
+
+
+def test_capabilities_take_kubernetes_spelling(tmp_path: Path) -> None:
+    # A blueprint may write a capability as Docker takes it (cap_net_admin, CAP_CHOWN, all); Kubernetes
+    # takes NET_ADMIN, CHOWN and ALL only (the runtime puts CAP_ in front of each, and drops ALL only so).
+    m = rendered(write(tmp_path, """
+name: caps
+services:
+  app:
+    image: example/app:1
+    allow: [capabilities]
+    cap_add: [cap_net_admin]
+    cap_drop: [all, CAP_CHOWN]
+"""))
+    app = by_kind(m, "Deployment")["app"]["spec"]["template"]["spec"]["containers"][0]
+    assert app["securityContext"]["capabilities"] == {"add": ["NET_ADMIN"], "drop": ["ALL", "CHOWN"]}
