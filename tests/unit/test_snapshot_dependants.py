@@ -18,7 +18,7 @@ from envkit.backends import _tar
 from envkit.backends.base import Capability, ContainerSpec, ExecResult, VolumeSpec
 from envkit.backends.fake import FakeBackend
 from envkit.blueprint import Blueprint, load
-from envkit.errors import BlueprintError, UsageError
+from envkit.errors import BlueprintError, RunNotFound, SeedFailed, UsageError
 from envkit.plan import Plan, RunIdentity, make_plan
 from envkit.seed_plan import outward, writers
 from envkit.snapshot_plan import image_ids, passed_over, wanted
@@ -220,3 +220,46 @@ def test_a_reset_of_a_service_no_dependant_writes_into_runs_no_seed(load_text: C
         fake.calls.clear()
         env.reset("db")
         assert not [c for c in fake.calls if c[0] == "exec"]  # api's sql step acted on api's container only
+
+
+def test_a_reset_of_several_services_one_of_whose_snapshots_is_gone_resets_none_of_them(
+        load_text: Callable[..., Blueprint]) -> None:
+    """A snapshot removed since the run began (``envkit snapshots rm/prune``) is found out before any service
+    is reset: else db would be reset, search refused, and api's steps that wrote into db not run again."""
+    bp = load_text("""
+        name: deps
+        services:
+          db: {image: base:1, snapshot: {reset: restore}, seed: [{exec: [load, db]}]}
+          search: {image: base:1, snapshot: {reset: restore}, seed: [{exec: [load, search]}]}
+          api: {image: base:1, depends_on: [db, search], seed: [{exec: [load, api]}]}
+        """)
+    fake = Recording("deps-3")
+    keys = S.service_keys(bp, image_ids(fake, bp, ("db", "search")), ["db", "search"])
+    for name, key in keys.items():
+        tag = S.image_tag(name, key)
+        fake.images.add(tag)
+        fake.image_files[tag] = {}
+        snap = S.Snapshot(key, name, "deps", tag, (), "restore", "2026-01-01T00:00:00Z")
+        fake.create_volume(VolumeSpec(S.manifest_name(key), tuple(sorted(snap.labels().items()))))
+    with api.up(bp, name="deps-3", backend=fake) as env:
+        fake.images.discard(S.image_tag("search", keys["search"]))  # `envkit snapshots rm` of search's
+        fake.seeded.clear()
+        fake.calls.clear()
+        with pytest.raises(RunNotFound, match=r"snapshot \w+ of service search is gone"):
+            env.reset("db", "search")
+        assert not [c for c in fake.calls if c[0] in ("remove_container", "create_container")]  # db untouched
+        assert not fake.seeded
+
+
+def test_a_dependants_step_that_fails_when_run_again_says_the_reset_itself_is_done(
+        write_blueprint: Callable[..., Path]) -> None:
+    folder = write_blueprint(BLUEPRINT.replace("          - http: {path: /customers, json: {name: x}}\n", ""), FILES)
+    fake = Recording()
+    snapshot_of(fake, load(folder, {}))
+    with api.up(folder, name="deps-1", env={}, backend=fake) as env:
+        fake.exit_codes["envkit-deps-1-fixtures-seed-1"] = 3  # the fixtures loader fails the second time
+        with pytest.raises(SeedFailed) as caught:
+            env.reset("db")
+        assert str(caught.value).startswith("service fixtures: seed step 1/1 (run")
+        assert ("(db reset; then the seed steps of api, fixtures, loader that may write into it ran again, and "
+                "this one failed: what they wrote is missing until they run again") in str(caught.value)
