@@ -138,7 +138,7 @@ def test_a_service_whose_seeds_may_write_into_its_dependencies_cannot_have_a_sna
     assert wanted(bp, every, True) == ["cache", "db", "side"]  # the flag leaves api out …
     assert ("api", "seed step 2 may write into the services it depends on (cache, db), which a snapshot of api "
                    "cannot hold: its seeds run in every run, and a reset of a service they write into runs them "
-                   "again") in passed_over(bp, every, True)  # … and says why
+                   "again ('writes: own' on a step that writes into the service alone)") in passed_over(bp, every, True)
     with pytest.raises(UsageError, match=r"--snapshot api: seed step 2: this step may write into the services"):
         wanted(bp, every, ["api"])
     own = BLUEPRINT.replace("          - exec: [load, api]\n          - http: {path: /customers, json: {name: x}}\n",
@@ -263,3 +263,42 @@ def test_a_dependants_step_that_fails_when_run_again_says_the_reset_itself_is_do
         assert str(caught.value).startswith("service fixtures: seed step 1/1 (run")
         assert ("(db reset; then the seed steps of api, fixtures, loader that may write into it ran again, and "
                 "this one failed: what they wrote is missing until they run again") in str(caught.value)
+
+
+def test_a_step_marked_writes_own_writes_into_its_service_alone(
+        load_text: Callable[..., Blueprint], write_blueprint: Callable[..., Path]) -> None:
+    """A data store that depends on another service for its start order only (a search index waiting for the
+    database it is later fed from, a bucket store waiting for its key service), whose exec steps create its own
+    indexes or buckets: ``writes: own`` says so, and it may have a snapshot, as with sql and copy steps."""
+    text = """
+        name: deps
+        services:
+          db: {image: base:1, snapshot: {reset: restore}, seed: [{exec: [load, db]}]}
+          search:
+            image: base:1
+            depends_on: {db: {condition: started}}
+            ports: [9200]
+            snapshot: true
+            seed:
+              - exec: {command: [load, search], writes: own}
+              - http: {method: PUT, path: /products, writes: own}
+              - run: {command: [load, more], writes: own}
+        """
+    bp = load_text(text)
+    assert outward(bp.services["search"]) == ()
+    assert writers(bp, tuple(bp.services), "db") == ()
+    every = tuple(bp.services)
+    assert wanted(bp, every, True) == ["db", "search"] and passed_over(bp, every, True) == []
+    miss = plan(bp, {"db": S.Use("ab" * 32, claim="c"), "search": S.Use("cd" * 32, claim="d")})
+    assert L.RESEED not in dict(miss.step("create:db-1").payload.spec.labels)  # type: ignore[attr-defined]
+    assert "usable:db" not in miss.step("seed:search.1").after  # nothing of it lands in db's snapshot
+    marked = bp.services["search"].seed[0]
+    plain = load(write_blueprint(text.replace(", writes: own}", "}").replace("            snapshot: true\n", ""),
+                                 folder="plain"), {})
+    unmarked = plain.services["search"].seed[0]
+    assert S._plain(unmarked, bp.directory) == {"@type": "ExecSeed", "command": ["load", "search"]}  # keys kept
+    assert S._plain(marked, bp.directory)["writes"] == "own"
+    with pytest.raises(BlueprintError) as caught:
+        load(write_blueprint(text.replace("writes: own}", "writes: mine}", 1), folder="bad"), {})
+    problem = {str(p.path): p.message for p in caught.value.problems}["services.search.seed[0].exec.writes"]
+    assert problem.startswith("expected dependencies or own, got 'mine'")
