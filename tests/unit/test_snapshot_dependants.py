@@ -302,3 +302,30 @@ def test_a_step_marked_writes_own_writes_into_its_service_alone(
         load(write_blueprint(text.replace("writes: own}", "writes: mine}", 1), folder="bad"), {})
     problem = {str(p.path): p.message for p in caught.value.problems}["services.search.seed[0].exec.writes"]
     assert problem.startswith("expected dependencies or own, got 'mine'")
+
+
+def test_envkit_reset_and_seed_read_the_blueprint_with_the_env_files_up_was_given(
+        write_blueprint: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reset runs dependants' steps again from the blueprint, read again in another process: a variable
+    `up` read from --env-file must come from the same file there, or the reset fails once db is reset."""
+    from click.testing import CliRunner
+
+    from envkit.cli.commands import Session, cli
+
+    monkeypatch.delenv("WHO", raising=False)
+    folder = write_blueprint(BLUEPRINT.replace("          - http: {path: /customers, json: {name: x}}\n", "")
+                             .replace("[load, api]", "[load, '${WHO:?set in .env.test}']"), FILES)
+    (tmp_path / ".env.test").write_text("WHO=api-from-file\n")
+    fake = Recording()
+    snapshot_of(fake, load(folder, {"WHO": "x"}))
+    with api.up(folder, name="deps-1", env_files=[tmp_path / ".env.test"], backend=fake):
+        fake.seeded.clear()
+        done = CliRunner().invoke(cli, ["reset", "deps-1", "db", "--env-file", str(tmp_path / ".env.test")],
+                                  obj=Session(backend=fake))
+        assert done.exit_code == 0, done.output
+        assert fake.seeded == ["api-from-file", "fixtures", "loader"]
+        fake.seeded.clear()
+        done = CliRunner().invoke(cli, ["seed", "deps-1", "api", "--env-file", str(tmp_path / ".env.test")],
+                                  obj=Session(backend=fake))
+        assert done.exit_code == 0, done.output
+        assert fake.seeded == ["api-from-file"]
