@@ -89,8 +89,16 @@ def _reseed(backend: Backend, run_id: str, names: Sequence[str], blueprint: Blue
     reset_ones = sorted(n for n in names if _writers.get((run_id, n)))
     on_event(Event("note", run_id, f"{', '.join(wanted)}: the seed steps that may write into "
                                    f"{', '.join(reset_ones)} run again after the reset", detail="reseed"))
-    seed_steps_again(backend, run_id, tuple(wanted), blueprint=blueprint, env=env, on_event=on_event,
-                     outward_only=True)
+    try:
+        seed_steps_again(backend, run_id, tuple(wanted), blueprint=blueprint, env=env, on_event=on_event,
+                         outward_only=True)
+    except EnvkitError as exc:
+        # The reset itself is done: say so, or the user reads "seed step … failed" (or "its blueprint is not
+        # there any more") as the reset of db having failed, and resets it again.
+        exc.args = (f"{exc}\n  ({', '.join(reset_ones)} reset; then the seed steps of {', '.join(wanted)} that may "
+                    f"write into {'them' if len(reset_ones) > 1 else 'it'} ran again, and this one failed: "
+                    "what they wrote is missing until they run again, docs/snapshots.md#seeds-of-dependants)",)
+        raise
 
 
 def _reset(backend: Backend, run_id: str, services: Sequence[str], blueprint: Blueprint | None,
@@ -102,8 +110,9 @@ def _reset(backend: Backend, run_id: str, services: Sequence[str], blueprint: Bl
         raise UsageError(f"run {run_id} has no service started with a snapshot; add 'snapshot: true' to the "
                          "service (or `envkit up --snapshot`) to be able to reset it (a run brought up with "
                          "--no-snapshot or --no-seed has none)")
-    # Every named service is checked before any is reset: a refusal leaves the run as it was (not one
-    # service reset without the seeds of its dependants run again).
+    # Every named service is checked before any is reset, its snapshot found and what a restore makes of it
+    # known: a refusal leaves the run as it was (not one service reset without the seeds of its dependants
+    # run again).
     for name in names:
         if not info.replicas(name):
             raise UsageError(f"run {run_id} has no service '{name}' (services: {', '.join(info.services)})")
@@ -111,21 +120,27 @@ def _reset(backend: Backend, run_id: str, services: Sequence[str], blueprint: Bl
             raise UsageError(f"service {name} of run {run_id} was not started with a snapshot, so it has no "
                              "seeded state to go back to (add 'snapshot: true' to it; a run brought up with "
                              "--no-snapshot or --no-seed has none either)")
-    taken: dict[str, float] = {}
-    restored = False
+    chosen: list[tuple[str, ContainerState, S.Snapshot, tuple[Postgres, list[str]] | None, Recipe | None]] = []
     for name in names:
         key = _key(info, name)
         snap = S.find(backend, key)
         if snap is None:
             raise RunNotFound(f"snapshot {key[:16]} of service {name} is gone (removed with `envkit snapshots "
                               "rm/prune`?); start a new run to capture it again")
-        began = time.monotonic()
         container = info.replicas(name)[0]
+        pg = postgres_of(snap)
+        template = pg is not None and path != "restore" and container.running
+        chosen.append((name, container, snap, pg, None if template else
+                       _recipe_for(backend, info, blueprint, env, name, container, snap)))
+    taken: dict[str, float] = {}
+    restored = False
+    for name, container, snap, pg, recipe in chosen:
+        began = time.monotonic()
         _known[(run_id, name)] = (snap, container.id)
         _note_writers(run_id, name, container.labels)
-        pg = postgres_of(snap)
         on_event(Event("step", run_id, f"reset {name}", phase="start", action="reset", service=name))
-        if pg is not None and path != "restore" and container.running:
+        if recipe is None:
+            assert pg is not None
             try:
                 pgsession.swap(backend, container.id, *pg, keep=keep_session)
                 how = "template databases"
@@ -134,7 +149,6 @@ def _reset(backend: Backend, run_id: str, services: Sequence[str], blueprint: Bl
                     raise
                 how = "made again from the snapshot by another process's reset meanwhile"
         else:
-            recipe = _recipe_for(backend, info, blueprint, env, name, container, snap)
             parts = _restore(backend, recipe, container.id)
             how, restored = "restored from the snapshot", True
         taken[name] = time.monotonic() - began

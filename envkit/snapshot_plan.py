@@ -77,7 +77,7 @@ def passed_over(bp: Blueprint, selected: Sequence[str], snapshot: bool | Sequenc
                    else f"seed step {steps[0]} may write into the services it depends on "
                         f"({', '.join(sorted(d.service for d in svc.depends_on))}), which a snapshot of {name} "
                         "cannot hold: its seeds run in every run, and a reset of a service they write into runs "
-                        "them again")
+                        "them again ('writes: own' on a step that writes into the service alone)")
             out.append((name, why))
     return out
 

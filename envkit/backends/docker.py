@@ -71,14 +71,18 @@ def translate(exc: BaseException, what: str, where: str) -> EnvkitError:
             kind = NotFound
         elif "active endpoints" in text or "volume is in use" in text or "already in progress" in text:
             kind = Busy  # 403 / 409 (and 500 on older engines) for what ends by itself
-        elif "port is already allocated" in text or ("address already in use" in text and _BOUND.search(reason)):
-            found = _BOUND.search(reason)  # a host port: "listen tcp4 127.0.0.1:8080: bind: address already in use"
+        elif ("port is already allocated" in text or "bind: address already in use" in text
+              or ("address already in use" in text and _BOUND.search(reason))):
+            # a host port: "listen tcp4 127.0.0.1:8080: bind: address already in use" (Podman's rootlessport
+            # may name none: "listen tcp :8080: bind: …")
+            found = _BOUND.search(reason)
             return PortBusy(prefix + reason, found.group(1).strip("[]") if found else "",
                             int(found.group(2)) if found else 0)
         elif (status == 409 or "already exists" in text or "pool overlaps" in text or "already in use by" in text
-              or text == "address already in use"):
+              or text.endswith("address already in use")):
             # 403 for an endpoint that already exists, a subnet another network holds, or (at a start) a fixed
-            # address another container took; 500 (Docker 20.10) for a rename onto a name another container holds
+            # address another container took (bare, or after "failed to set up container networking: " on
+            # newer engines); 500 (Docker 20.10) for a rename onto a name another container holds
             kind = Conflict
         elif status is not None and status >= 500:
             # Docker answers 500 for a few state errors: those are conflicts, not worth another try.

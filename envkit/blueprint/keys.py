@@ -238,6 +238,11 @@ SEED_EXEC = Table("seed-exec", (
            "A file beside the blueprint fed to the command's standard input.", STRING),
     KeyDef("user", _nonempty, None, "string", "the container's user", "The user the command runs as.", SCALAR),
     KeyDef("timeout", _timeout, SEED_TIMEOUT, "duration", "`10m`", "How long the step may take.", DURATION),
+    KeyDef("writes", sv.writes, "dependencies", "`dependencies` or `own`", "`dependencies`",
+           "Where the step may write, when the service has `depends_on`: `dependencies` (into the services it "
+           "depends on too: the service cannot have a snapshot, and a reset of one of those runs the step again), "
+           "or `own` (into this service alone, as a `sql` or `copy` step: its snapshot holds it). See "
+           "[snapshots.md](snapshots.md#seeds-of-dependants).", {"enum": list(sv.WRITES)}),
 ))
 
 SEED_HTTP = Table("seed-http", (
@@ -253,6 +258,11 @@ SEED_HTTP = Table("seed-http", (
     KeyDef("status", lambda r, x, q: r.integer(x, q, 100, 599, "an HTTP status"), None, "HTTP status 100..599",
            "any 2xx", "The status the answer must have.", {"type": ["integer", "string"]}),
     KeyDef("timeout", _timeout, 60.0, "duration", "`60s`", "How long the request may take.", DURATION),
+    KeyDef("writes", sv.writes, "dependencies", "`dependencies` or `own`", "`dependencies`",
+           "Where the step may write, when the service has `depends_on`: `dependencies` (into the services it "
+           "depends on too: the service cannot have a snapshot, and a reset of one of those runs the step again), "
+           "or `own` (into this service alone, as a `sql` or `copy` step: its snapshot holds it). See "
+           "[snapshots.md](snapshots.md#seeds-of-dependants).", {"enum": list(sv.WRITES)}),
 ))
 
 SEED_RUN = Table("seed-run", (
@@ -268,6 +278,11 @@ SEED_RUN = Table("seed-run", (
     KeyDef("user", Reader.string, None, "string", "the image's user", "The user the process runs as.", SCALAR),
     KeyDef("working_dir", Reader.string, None, "string", "the image's", "The process's working directory.", SCALAR),
     KeyDef("timeout", _timeout, SEED_TIMEOUT, "duration", "`10m`", "How long the container may run.", DURATION),
+    KeyDef("writes", sv.writes, "dependencies", "`dependencies` or `own`", "`dependencies`",
+           "Where the step may write, when the service has `depends_on`: `dependencies` (into the services it "
+           "depends on too: the service cannot have a snapshot, and a reset of one of those runs the step again), "
+           "or `own` (into this service alone, as a `sql` or `copy` step: its snapshot holds it). See "
+           "[snapshots.md](snapshots.md#seeds-of-dependants).", {"enum": list(sv.WRITES)}),
 ))
 
 #: each kind's reader with its table bound in

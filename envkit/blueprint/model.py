@@ -177,6 +177,9 @@ class ExecSeed:
     stdin: Path | None = None  # a file beside the blueprint fed to the command's standard input
     user: str | None = None
     timeout: float = 600.0
+    #: where it may write: "dependencies" (also into the services it depends on: never in its snapshot,
+    #: run again by a reset of one of those), "own" (into this service alone, as its sql and copy steps)
+    writes: Literal["dependencies", "own"] = "dependencies"
     at: Key = field(default=(), compare=False)
     kind: ClassVar[str] = "exec"
 
@@ -196,6 +199,7 @@ class HttpSeed:
     headers: tuple[tuple[str, str], ...] = ()
     status: int | None = None  # None: any 2xx
     timeout: float = 60.0
+    writes: Literal["dependencies", "own"] = "dependencies"
     at: Key = field(default=(), compare=False)
     kind: ClassVar[str] = "http"
 
@@ -215,6 +219,7 @@ class RunSeed:
     user: str | None = None
     working_dir: str | None = None
     timeout: float = 600.0
+    writes: Literal["dependencies", "own"] = "dependencies"
     at: Key = field(default=(), compare=False)
     kind: ClassVar[str] = "run"
 

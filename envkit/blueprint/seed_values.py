@@ -24,9 +24,10 @@ from envkit.blueprint.readers import Reader, Table, read_keys, show
 from envkit.blueprint.source import Key
 
 __all__ = ["CLIENTS", "KINDS", "KindReader", "absolute", "client", "copy", "exec_", "file", "http", "json_body",
-           "kind_error", "method", "mode", "owner", "run", "seeds", "sql", "url_path"]
+           "kind_error", "method", "mode", "owner", "run", "seeds", "sql", "url_path", "writes"]
 
 CLIENTS = ("psql", "mysql", "mariadb")
+WRITES = ("dependencies", "own")  # an exec, http or run step's `writes`
 KINDS = ("sql", "copy", "exec", "http", "run")
 _METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 _OWNER = re.compile(r"^\d+(?::\d+)?$")
@@ -128,6 +129,14 @@ def client(r: Reader, value: Any, path: Key) -> str | None:
     return cast(str, value)
 
 
+def writes(r: Reader, value: Any, path: Key) -> str | None:
+    if value not in WRITES:
+        r.error(path, f"expected {' or '.join(WRITES)}, got {show(value)} (own: the step writes into its service "
+                      "alone; dependencies: it may write into the services its service depends on)")
+        return None
+    return cast(str, value)
+
+
 def owner(r: Reader, value: Any, path: Key) -> str | None:
     text = r.string(value, path, "an owner")
     if text is not None and not _OWNER.match(text):
@@ -176,7 +185,7 @@ def copy(r: Reader, value: Any, path: Key, keys: Table) -> CopySeed | None:
 def exec_(r: Reader, value: Any, path: Key, keys: Table) -> ExecSeed | None:
     if isinstance(value, str | list):
         value = {"command": value}
-    spec = _long(r, value, path, keys, "a command, or {command, stdin, user, timeout}")
+    spec = _long(r, value, path, keys, "a command, or {command, stdin, user, timeout, writes}")
     if spec is None:
         return None
     if "command" not in spec:
@@ -194,7 +203,7 @@ def http(r: Reader, value: Any, path: Key, keys: Table) -> HttpSeed | None:
     if isinstance(value, str):
         method, _, rest = value.strip().partition(" ")
         value = {"method": method, "path": rest.strip()} if rest else {"path": method}
-    spec = _long(r, value, path, keys, "\"POST /path\", or {method, path, port, json, body, headers, status}")
+    spec = _long(r, value, path, keys, "\"POST /path\", or {method, path, port, json, body, headers, status, writes}")
     if spec is None:
         return None
     if "path" not in spec:

@@ -214,18 +214,20 @@ _OUTWARD = (HttpSeed, ExecSeed, RunSeed)
 def outward(svc: Service) -> tuple[int, ...]:
     """The seed steps (1-based) of ``svc`` that may write into the services it depends on: its ``http``
     steps (its process may store what it is sent there), ``exec`` (a command in it, such as a fixture
-    loader) and ``run`` steps (a container on its networks), when it depends on any. ``sql`` and ``copy``
-    act on its own container only."""
+    loader) and ``run`` steps (a container on its networks), when it depends on any, but those marked
+    ``writes: own``. ``sql`` and ``copy`` act on its own container only."""
     if not svc.depends_on:
         return ()
-    return tuple(i for i, item in enumerate(getattr(svc, "seed", ()), 1) if isinstance(item, _OUTWARD))
+    return tuple(i for i, item in enumerate(getattr(svc, "seed", ()), 1)
+                 if isinstance(item, _OUTWARD) and item.writes != "own")
 
 
 #: why a service whose seeds may write into its dependencies cannot have a snapshot (docs/snapshots.md)
 OUTWARD_REFUSAL = ("this step may write into the services {service} depends on ({deps}), which its snapshot cannot "
                    "hold: a later run would start {service} from it, skip the step and miss those writes; drop "
                    "'snapshot' from {service}: its seeds then run in every run, and a reset of a service they may "
-                   "write into runs them again (docs/snapshots.md)")
+                   "write into runs them again; or, if the step writes into {service} alone, mark it "
+                   "'writes: own' (docs/snapshots.md)")
 
 
 def outward_refusal(svc: Service) -> str:

@@ -3,17 +3,35 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
 from envkit.blueprint.readers import parse_duration
+from envkit.cli.envfiles import env_file_option, read_files
 from envkit.errors import UsageError
 
 if TYPE_CHECKING:
     from envkit.backends import Backend
+    from envkit.blueprint import Blueprint
 
-__all__ = ["reset", "snapshots"]
+__all__ = ["reset", "run_blueprint", "snapshots"]
+
+
+def run_blueprint(backend: Backend, run: str, env_files: tuple[Path, ...]) -> Blueprint | None:
+    """With ``--env-file``: the run's blueprint, read from the path on its labels with those files; None
+    without (what needs it loads it then, with the current environment and the .env beside it)."""
+    if not env_files:
+        return None
+    from envkit.blueprint import load
+    from envkit.runs import describe
+
+    files = read_files(env_files)
+    info = describe(backend, run)
+    if not info.blueprint_path or not Path(info.blueprint_path).exists():
+        raise UsageError(f"run {run}: its blueprint {info.blueprint_path or '(unknown)'} is not there any more")
+    return load(info.blueprint_path, env_files=files)
 
 
 def _backend() -> Backend:
@@ -92,13 +110,19 @@ def prune(older_than: str | None) -> None:
 @click.argument("run")
 @click.argument("services", nargs=-1)
 @click.option("--restore", is_flag=True, help="Restart from the snapshot even where the fast path applies.")
+@env_file_option
 @click.option("-v", "--verbose", is_flag=True, help="Show every step.")
-def reset(run: str, services: tuple[str, ...], restore: bool, verbose: bool) -> None:
-    """Put RUN's services (those started with a snapshot, or the SERVICES named) back to their seeded state."""
+def reset(run: str, services: tuple[str, ...], restore: bool, env_files: tuple[Path, ...], verbose: bool) -> None:
+    """Put RUN's services (those started with a snapshot, or the SERVICES named) back to their seeded state.
+
+    Where the run's blueprint is needed (the restore path; the seed steps of dependants that a reset runs
+    again), it is read from the path on the run's labels, with the current environment for ${VAR}: give
+    the --env-file files `up` was given."""
     from envkit.cli.commands import err
     from envkit.cli.render import Renderer
     from envkit.reset import reset as reset_run
 
-    taken = reset_run(_backend(), run, services, on_event=Renderer(err, verbose), path="restore" if restore else None,
-                      keep_session=False)
+    backend = _backend()
+    taken = reset_run(backend, run, services, blueprint=run_blueprint(backend, run, env_files),
+                      on_event=Renderer(err, verbose), path="restore" if restore else None, keep_session=False)
     err.print("[bold green]" + ", ".join(f"{s} reset in {t:.2f}s" for s, t in taken.items()) + "[/]")

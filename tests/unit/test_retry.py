@@ -212,3 +212,8 @@ def test_a_fixed_address_taken_is_no_busy_host_port() -> None:
     bound = translate(api_error(500, "driver failed programming external connectivity on endpoint x: Error starting "
                                      "userland proxy: listen tcp4 127.0.0.1:8080: bind: address already in use"), "", "")
     assert isinstance(bound, PortBusy) and (bound.host_ip, bound.port) == ("127.0.0.1", 8080)
+    # Newer engines put what failed first; a host port without an address (Podman's rootlessport) is still one.
+    later = translate(api_error(403, "failed to set up container networking: Address already in use"), "start c1", "")
+    assert type(later) is Conflict and str(later).lower().endswith("address already in use")
+    unnamed = translate(api_error(500, "rootlessport listen tcp :8080: bind: address already in use"), "", "")
+    assert isinstance(unnamed, PortBusy)

@@ -18,7 +18,7 @@ from envkit.backends import _tar
 from envkit.backends.base import Capability, ContainerSpec, ExecResult, VolumeSpec
 from envkit.backends.fake import FakeBackend
 from envkit.blueprint import Blueprint, load
-from envkit.errors import BlueprintError, UsageError
+from envkit.errors import BlueprintError, RunNotFound, SeedFailed, UsageError
 from envkit.plan import Plan, RunIdentity, make_plan
 from envkit.seed_plan import outward, writers
 from envkit.snapshot_plan import image_ids, passed_over, wanted
@@ -138,7 +138,7 @@ def test_a_service_whose_seeds_may_write_into_its_dependencies_cannot_have_a_sna
     assert wanted(bp, every, True) == ["cache", "db", "side"]  # the flag leaves api out …
     assert ("api", "seed step 2 may write into the services it depends on (cache, db), which a snapshot of api "
                    "cannot hold: its seeds run in every run, and a reset of a service they write into runs them "
-                   "again") in passed_over(bp, every, True)  # … and says why
+                   "again ('writes: own' on a step that writes into the service alone)") in passed_over(bp, every, True)
     with pytest.raises(UsageError, match=r"--snapshot api: seed step 2: this step may write into the services"):
         wanted(bp, every, ["api"])
     own = BLUEPRINT.replace("          - exec: [load, api]\n          - http: {path: /customers, json: {name: x}}\n",
@@ -220,3 +220,112 @@ def test_a_reset_of_a_service_no_dependant_writes_into_runs_no_seed(load_text: C
         fake.calls.clear()
         env.reset("db")
         assert not [c for c in fake.calls if c[0] == "exec"]  # api's sql step acted on api's container only
+
+
+def test_a_reset_of_several_services_one_of_whose_snapshots_is_gone_resets_none_of_them(
+        load_text: Callable[..., Blueprint]) -> None:
+    """A snapshot removed since the run began (``envkit snapshots rm/prune``) is found out before any service
+    is reset: else db would be reset, search refused, and api's steps that wrote into db not run again."""
+    bp = load_text("""
+        name: deps
+        services:
+          db: {image: base:1, snapshot: {reset: restore}, seed: [{exec: [load, db]}]}
+          search: {image: base:1, snapshot: {reset: restore}, seed: [{exec: [load, search]}]}
+          api: {image: base:1, depends_on: [db, search], seed: [{exec: [load, api]}]}
+        """)
+    fake = Recording("deps-3")
+    keys = S.service_keys(bp, image_ids(fake, bp, ("db", "search")), ["db", "search"])
+    for name, key in keys.items():
+        tag = S.image_tag(name, key)
+        fake.images.add(tag)
+        fake.image_files[tag] = {}
+        snap = S.Snapshot(key, name, "deps", tag, (), "restore", "2026-01-01T00:00:00Z")
+        fake.create_volume(VolumeSpec(S.manifest_name(key), tuple(sorted(snap.labels().items()))))
+    with api.up(bp, name="deps-3", backend=fake) as env:
+        fake.images.discard(S.image_tag("search", keys["search"]))  # `envkit snapshots rm` of search's
+        fake.seeded.clear()
+        fake.calls.clear()
+        with pytest.raises(RunNotFound, match=r"snapshot \w+ of service search is gone"):
+            env.reset("db", "search")
+        assert not [c for c in fake.calls if c[0] in ("remove_container", "create_container")]  # db untouched
+        assert not fake.seeded
+
+
+def test_a_dependants_step_that_fails_when_run_again_says_the_reset_itself_is_done(
+        write_blueprint: Callable[..., Path]) -> None:
+    folder = write_blueprint(BLUEPRINT.replace("          - http: {path: /customers, json: {name: x}}\n", ""), FILES)
+    fake = Recording()
+    snapshot_of(fake, load(folder, {}))
+    with api.up(folder, name="deps-1", env={}, backend=fake) as env:
+        fake.exit_codes["envkit-deps-1-fixtures-seed-1"] = 3  # the fixtures loader fails the second time
+        with pytest.raises(SeedFailed) as caught:
+            env.reset("db")
+        assert str(caught.value).startswith("service fixtures: seed step 1/1 (run")
+        assert ("(db reset; then the seed steps of api, fixtures, loader that may write into it ran again, and "
+                "this one failed: what they wrote is missing until they run again") in str(caught.value)
+
+
+def test_a_step_marked_writes_own_writes_into_its_service_alone(
+        load_text: Callable[..., Blueprint], write_blueprint: Callable[..., Path]) -> None:
+    """A data store that depends on another service for its start order only (a search index waiting for the
+    database it is later fed from, a bucket store waiting for its key service), whose exec steps create its own
+    indexes or buckets: ``writes: own`` says so, and it may have a snapshot, as with sql and copy steps."""
+    text = """
+        name: deps
+        services:
+          db: {image: base:1, snapshot: {reset: restore}, seed: [{exec: [load, db]}]}
+          search:
+            image: base:1
+            depends_on: {db: {condition: started}}
+            ports: [9200]
+            snapshot: true
+            seed:
+              - exec: {command: [load, search], writes: own}
+              - http: {method: PUT, path: /products, writes: own}
+              - run: {command: [load, more], writes: own}
+        """
+    bp = load_text(text)
+    assert outward(bp.services["search"]) == ()
+    assert writers(bp, tuple(bp.services), "db") == ()
+    every = tuple(bp.services)
+    assert wanted(bp, every, True) == ["db", "search"] and passed_over(bp, every, True) == []
+    miss = plan(bp, {"db": S.Use("ab" * 32, claim="c"), "search": S.Use("cd" * 32, claim="d")})
+    assert L.RESEED not in dict(miss.step("create:db-1").payload.spec.labels)  # type: ignore[attr-defined]
+    assert "usable:db" not in miss.step("seed:search.1").after  # nothing of it lands in db's snapshot
+    marked = bp.services["search"].seed[0]
+    plain = load(write_blueprint(text.replace(", writes: own}", "}").replace("            snapshot: true\n", ""),
+                                 folder="plain"), {})
+    unmarked = plain.services["search"].seed[0]
+    assert S._plain(unmarked, bp.directory) == {"@type": "ExecSeed", "command": ["load", "search"]}  # keys kept
+    assert S._plain(marked, bp.directory)["writes"] == "own"
+    with pytest.raises(BlueprintError) as caught:
+        load(write_blueprint(text.replace("writes: own}", "writes: mine}", 1), folder="bad"), {})
+    problem = {str(p.path): p.message for p in caught.value.problems}["services.search.seed[0].exec.writes"]
+    assert problem.startswith("expected dependencies or own, got 'mine'")
+
+
+def test_envkit_reset_and_seed_read_the_blueprint_with_the_env_files_up_was_given(
+        write_blueprint: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reset runs dependants' steps again from the blueprint, read again in another process: a variable
+    `up` read from --env-file must come from the same file there, or the reset fails once db is reset."""
+    from click.testing import CliRunner
+
+    from envkit.cli.commands import Session, cli
+
+    monkeypatch.delenv("WHO", raising=False)
+    folder = write_blueprint(BLUEPRINT.replace("          - http: {path: /customers, json: {name: x}}\n", "")
+                             .replace("[load, api]", "[load, '${WHO:?set in .env.test}']"), FILES)
+    (tmp_path / ".env.test").write_text("WHO=api-from-file\n")
+    fake = Recording()
+    snapshot_of(fake, load(folder, {"WHO": "x"}))
+    with api.up(folder, name="deps-1", env_files=[tmp_path / ".env.test"], backend=fake):
+        fake.seeded.clear()
+        done = CliRunner().invoke(cli, ["reset", "deps-1", "db", "--env-file", str(tmp_path / ".env.test")],
+                                  obj=Session(backend=fake))
+        assert done.exit_code == 0, done.output
+        assert fake.seeded == ["api-from-file", "fixtures", "loader"]
+        fake.seeded.clear()
+        done = CliRunner().invoke(cli, ["seed", "deps-1", "api", "--env-file", str(tmp_path / ".env.test")],
+                                  obj=Session(backend=fake))
+        assert done.exit_code == 0, done.output
+        assert fake.seeded == ["api-from-file"]
