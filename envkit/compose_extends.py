@@ -9,7 +9,10 @@ The merge, key by key (the service's own value against its base's):
     volumes                              merged by target: the service's own mount of a target replaces
                                          the base's, in its place; new targets follow
     networks, depends_on                 merged (a list is the same mapping without options)
-    ports, expose, dns, tmpfs, …         the base's, then what the service adds that is not there yet
+    ports, expose, dns, tmpfs, env_file, the base's, then what the service adds that is not there yet (a
+    profiles, …                          single string, as Compose allows in some, is a list of one)
+    build                                merged key by key, a string being its context (``build: .`` and an
+                                         override's ``build: {target: dev}`` build . for target dev)
     other mappings (healthcheck, build,  merged key by key, the service's own winning (a list inside is
     deploy, ulimits, …)                  replaced: a healthcheck's test)
     anything else                        the service's own
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -41,7 +45,9 @@ _REPLACED = {"command", "entrypoint"}
 _PAIRS = {"environment", "labels", "annotations", "sysctls"}
 _APPENDED = {"ports", "expose", "dns", "dns_search", "dns_opt", "tmpfs", "cap_add", "cap_drop", "env_file", "secrets",
              "configs", "extra_hosts", "devices", "security_opt", "group_add", "links", "external_links",
-             "volumes_from", "device_cgroup_rules"}
+             "volumes_from", "device_cgroup_rules", "profiles", "label_file"}
+#: a ``${...}`` in a volume entry (whose default may hold a colon: ``${DATA:-./data}:/data``)
+_VARIABLE = re.compile(r"\$\{[^{}]*(?:\$\{[^{}]*\}[^{}]*)*\}")
 
 
 def extended(services: dict[str, Any], marks: Marks, read: Callable[[Path], str], directory: Path,
@@ -116,8 +122,11 @@ def merge(base: dict[str, Any], local: dict[str, Any]) -> dict[str, Any]:
             out[key] = _by_target(old, value)
         elif key in ("networks", "depends_on"):
             out[key] = _attachments(old, value, key)
-        elif key in _APPENDED and isinstance(old, list) and isinstance(value, list):
+        elif key in _APPENDED and isinstance(old, list | str) and isinstance(value, list | str):
+            old, value = _listed(old), _listed(value)
             out[key] = old + [v for v in value if v not in old]
+        elif key == "build" and isinstance(old, dict | str) and isinstance(value, dict | str):
+            out[key] = _deep(_built(old), _built(value))
         elif isinstance(old, dict) and isinstance(value, dict):
             out[key] = _deep(old, value)
         else:
@@ -192,6 +201,14 @@ def _rebased(spec: dict[str, Any], rel: str) -> dict[str, Any]:
     return out
 
 
+def _listed(value: Any) -> list[Any]:
+    return [value] if isinstance(value, str) else list(value)
+
+
+def _built(value: Any) -> dict[str, Any]:
+    return {"context": value} if isinstance(value, str) else dict(value)
+
+
 def _pairs(value: Any) -> dict[str, Any]:
     if isinstance(value, dict):
         return dict(value)
@@ -204,7 +221,9 @@ def _pairs(value: Any) -> dict[str, Any]:
 
 def _by_target(base: list[Any], local: list[Any]) -> list[Any]:
     def target(entry: Any) -> Any:
-        mount, _ = volume_form(entry)
+        # read before Compose's interpolation: a variable's ':-' is not a separator of the entry
+        mount, _ = volume_form(_VARIABLE.sub(lambda m: m.group(0).replace(":", "\0"), entry)
+                               if isinstance(entry, str) else entry)
         return mount["target"] if mount is not None else entry
 
     mine = {target(e): e for e in local}

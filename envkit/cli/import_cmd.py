@@ -15,7 +15,7 @@ from envkit.errors import BlueprintError, UsageError
 __all__ = ["import_"]
 
 #: the names Compose looks for in a folder, in its order
-COMPOSE_FILES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")
+COMPOSE_FILES = ("compose.yaml", "compose.yml", "docker-compose.yml", "docker-compose.yaml")
 #: the override file Compose reads over it when it finds the project's file itself (no -f), in its order
 OVERRIDE_FILES = ("compose.override.yml", "compose.override.yaml", "docker-compose.override.yml",
                   "docker-compose.override.yaml")
@@ -89,6 +89,11 @@ def import_(compose: Path, output: Path | None, name: str | None, profiles: tupl
     result = from_compose(source.data, source.marks, source.directory, base=base, name=name, profiles=profiles,
                           keep_host_ports=keep_host_ports, read=lambda p: p.read_text(encoding="utf-8"),
                           variables=variables)
+    if compose.is_dir() and variables.get("COMPOSE_FILE"):
+        result = dataclasses.replace(result, notes=(
+            f"COMPOSE_FILE={variables['COMPOSE_FILE']} (the environment or {file.parent / '.env'}): `docker compose` "
+            f"reads those files instead of {file.name}{' and ' + override.name if override else ''}: "
+            "import the one it names", *result.notes))
     if override is not None:
         result = dataclasses.replace(result, notes=(
             f"{override}: merged over {file.name}, as `docker compose` does when it finds the files itself "

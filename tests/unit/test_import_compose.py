@@ -787,3 +787,77 @@ def test_unset_variables_and_bare_dollar_names_read_as_compose_reads_them(tmp_pa
     assert "services.a.volumes: ENV_FILE is not set: read as empty, as Compose reads it" in result.notes
     assert a["environment"] == {"URL": "http://${HOST}:$$PORT/"}  # carried, in the form a blueprint reads
     assert "services.a.ports: API_PORT is not set" not in "\n".join(result.notes)
+
+
+def test_extends_merges_strings_builds_and_variable_sources_as_compose_does(tmp_path: Path) -> None:
+    # `docker compose config` (5.6) of this file: web builds ./ctx for target dev (the string was its context;
+    # the mapping replaced it, so web built "."), one mount at /data (the base's "${DATA:-./data}:/data" was
+    # not read by target, so both were kept), tmpfs and env_file of both (the string was replaced) and
+    # profiles of both (with --profile a alone, web was left out)
+    (tmp_path / "ctx").mkdir()
+    (tmp_path / "ctx" / "Dockerfile").write_text("FROM debian:bookworm-slim\n", encoding="utf-8")
+    (tmp_path / "common.env").write_text("COMMON=1\n", encoding="utf-8")
+    (tmp_path / "web.env").write_text("WEB=1\n", encoding="utf-8")
+    (tmp_path / "compose.yaml").write_text(textwrap.dedent("""\
+        services:
+          base:
+            build: ./ctx
+            env_file: common.env
+            tmpfs: /run
+            volumes: ["${DATA:-./data}:/data", "${LOGS:-./logs}:/logs"]
+            profiles: [a]
+          web:
+            extends: base
+            build: {target: dev}
+            env_file: web.env
+            tmpfs: /tmp
+            volumes: ["./mine:/data"]
+            profiles: [b]
+        """), encoding="utf-8")
+    web = imported(tmp_path / "compose.yaml", profiles=("a",)).document["services"]["web"]
+    assert web["build"] == {"context": "./ctx", "target": "dev"}
+    assert web["volumes"] == ["./mine:/data", "./logs:/logs"]
+    assert web["tmpfs"] == ["/run", "/tmp"]
+    assert web["environment"] == {"COMMON": "1", "WEB": "1"}
+
+
+def test_an_override_file_merges_by_target_a_volume_written_with_a_variable(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    # the usual compose.override.yaml: the same target mounted from the working tree; it was mounted twice
+    monkeypatch.delenv("SRC", raising=False)
+    (tmp_path / "compose.yaml").write_text(
+        'services:\n  api: {image: "app:1", volumes: ["${SRC:-./app}:/srv"]}\n', encoding="utf-8")
+    (tmp_path / "compose.override.yaml").write_text(
+        'services:\n  api: {volumes: ["./src:/srv:ro"]}\n', encoding="utf-8")
+    assert main(["import", str(tmp_path)]) == 0
+    assert yaml.safe_load(capsys.readouterr().out)["services"]["api"]["volumes"] == ["./src:/srv:ro"]
+
+
+def test_compose_profiles_of_the_dotenv_choose_the_profiles_as_for_compose(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    # `docker compose config` reads COMPOSE_PROFILES from .env (and --profile instead of it); the import
+    # left the service out; "*" is every profile
+    for name in ("COMPOSE_PROFILES", "COMPOSE_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    (tmp_path / "compose.yaml").write_text(
+        "services:\n  x: {image: a}\n  y: {image: b, profiles: [dev]}\n  z: {image: c, profiles: [other]}\n",
+        encoding="utf-8")
+    (tmp_path / ".env").write_text("COMPOSE_PROFILES=dev\nCOMPOSE_FILE=compose.yaml:dev.yaml\n", encoding="utf-8")
+    assert main(["import", str(tmp_path)]) == 0
+    out, err = capsys.readouterr()
+    assert sorted(yaml.safe_load(out)["services"]) == ["x", "y"]
+    assert "COMPOSE_PROFILES=dev (the environment or the .env beside the compose file)" in err
+    assert "COMPOSE_FILE=compose.yaml:dev.yaml" in err and "reads those files instead of compose.yaml" in err
+    assert main(["import", str(tmp_path), "--profile", "other"]) == 0
+    assert sorted(yaml.safe_load(capsys.readouterr().out)["services"]) == ["x", "z"]
+    assert main(["import", str(tmp_path), "--profile", "*"]) == 0
+    assert sorted(yaml.safe_load(capsys.readouterr().out)["services"]) == ["x", "y", "z"]
+
+
+def test_a_folder_with_both_docker_compose_names_is_read_as_compose_reads_it(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # docker compose takes docker-compose.yml before docker-compose.yaml (and warns)
+    for name in ("docker-compose.yaml", "docker-compose.yml"):
+        (tmp_path / name).write_text(f"services:\n  x: {{image: '{name}'}}\n", encoding="utf-8")
+    assert main(["import", str(tmp_path)]) == 0
+    assert yaml.safe_load(capsys.readouterr().out)["services"]["x"]["image"] == "docker-compose.yml"
