@@ -51,9 +51,11 @@ _VARIABLE = re.compile(r"\$\{[^{}]*(?:\$\{[^{}]*\}[^{}]*)*\}")
 
 
 def extended(services: dict[str, Any], marks: Marks, read: Callable[[Path], str], directory: Path,
-             problems: list[Problem]) -> dict[str, Any]:
-    """``services`` with every ``extends`` merged in; what Compose refuses (a base that is not there, a
-    cycle, a file that cannot be read) is added to ``problems`` and that service is kept without its base."""
+             problems: list[Problem], *, only: str | None = None,
+             chain: tuple[tuple[Path, str], ...] = ()) -> dict[str, Any]:
+    """``services`` (or the ``only`` one) with every ``extends`` merged in; what Compose refuses (a base
+    that is not there, a cycle, a file that cannot be read) is added to ``problems`` and that service is kept
+    without its base. ``chain``: the bases of other files being read, to tell a cycle through files."""
     cycles = _cycles(services)
     done: dict[str, Any] = {}
 
@@ -74,7 +76,7 @@ def extended(services: dict[str, Any], marks: Marks, read: Callable[[Path], str]
             problems.append(marks.problem(where, f"extends forms a cycle: {' -> '.join(cycles[name])}"))
             return local
         if file is not None:
-            base = _from_file(str(file), base_name, read, directory, problems, marks, where)
+            base = _from_file(str(file), base_name, read, directory, problems, marks, where, chain)
         elif base_name in services:
             base = resolve(base_name)
         else:
@@ -85,7 +87,7 @@ def extended(services: dict[str, Any], marks: Marks, read: Callable[[Path], str]
         done[name] = merge(base, local) if isinstance(base, dict) else local
         return done[name]
 
-    return {name: resolve(name) for name in services}
+    return {name: resolve(name) for name in (services if only is None else [only])}
 
 
 def overridden(data: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -155,20 +157,49 @@ def _cycles(services: dict[str, Any]) -> dict[str, list[str]]:
 
 
 def _from_file(file: str, service: str, read: Callable[[Path], str], directory: Path, problems: list[Problem],
-               marks: Marks, where: tuple[str, ...]) -> dict[str, Any] | None:
+               marks: Marks, where: tuple[str, ...], chain: tuple[tuple[Path, str], ...]) -> dict[str, Any] | None:
     path = directory / file
+    here = (Path(os.path.abspath(path)), service)
+    if here in chain:  # a base in another file that comes back here (Compose: "Circular reference")
+        hops = [*chain[chain.index(here):], here]
+        problems.append(marks.problem(where, "extends forms a cycle: "
+                                      + " -> ".join(f"{p.name}:{s}" for p, s in hops)))
+        return None
     try:
-        data = yaml.load(read(path), Loader=_Loader)  # a SafeLoader, with two tags more
-    except (OSError, yaml.YAMLError):
+        text = read(path)
+        data = yaml.load(text, Loader=_Loader)  # a SafeLoader, with two tags more
+        found_marks = Marks(str(path), _positions(yaml.compose(text, Loader=_Loader), (), {}))
+    except OSError:
         problems.append(marks.problem(where, f"cannot read {file}"))
+        return None
+    except yaml.YAMLError as exc:  # where in the base's file, as Compose says it
+        mark = getattr(exc, "problem_mark", None)
+        at = f"{path}:{mark.line + 1}:{mark.column + 1}: " if mark is not None else f"{path}: "
+        problems.append(marks.problem(where, f"cannot read {file}: {at}{getattr(exc, 'problem', None) or exc}"))
         return None
     pool = data.get("services") if isinstance(data, dict) else None
     if not isinstance(pool, dict) or not isinstance(pool.get(service), dict):
         problems.append(marks.problem(where, f"service '{service}' is not defined in {file}"))
         return None
-    found = extended(pool, Marks(str(path)), read, path.parent, problems)[service]
+    found = extended(pool, found_marks, read, path.parent, problems, only=service,
+                     chain=(*chain, here))[service]
     rel = os.path.relpath(path.parent, directory)
     return _rebased(found, rel) if rel != "." else dict(found)
+
+
+def _positions(node: yaml.Node | None, path: tuple[str | int, ...],
+               out: dict[tuple[str | int, ...], tuple[int, int]]) -> dict[tuple[str | int, ...], tuple[int, int]]:
+    """Where each key path of a base's file starts, so that what is wrong there names its line."""
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            here = (*path, str(key.value))
+            out[here] = (key.start_mark.line + 1, key.start_mark.column + 1)
+            _positions(value, here, out)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, value in enumerate(node.value):
+            out[(*path, i)] = (value.start_mark.line + 1, value.start_mark.column + 1)
+            _positions(value, (*path, i), out)
+    return out
 
 
 def _rebased(spec: dict[str, Any], rel: str) -> dict[str, Any]:

@@ -861,3 +861,35 @@ def test_a_folder_with_both_docker_compose_names_is_read_as_compose_reads_it(
         (tmp_path / name).write_text(f"services:\n  x: {{image: '{name}'}}\n", encoding="utf-8")
     assert main(["import", str(tmp_path)]) == 0
     assert yaml.safe_load(capsys.readouterr().out)["services"]["x"]["image"] == "docker-compose.yml"
+
+
+def test_a_cycle_through_files_and_what_is_wrong_in_a_base_file_name_file_and_line(tmp_path: Path) -> None:
+    # docker compose: "Circular reference"; it was a RecursionError, and a base file's problems had no line
+    (tmp_path / "other.yml").write_text(textwrap.dedent("""\
+        services:
+          y:
+            extends: {file: compose.yaml, service: x}
+          z:
+            extends: nothere
+        """), encoding="utf-8")
+    (tmp_path / "broken.yml").write_text("services:\n  b: [unclosed\n", encoding="utf-8")
+    (tmp_path / "compose.yaml").write_text(textwrap.dedent("""\
+        services:
+          x:
+            image: a
+            extends: {file: other.yml, service: y}
+          w:
+            image: a
+            extends: {file: other.yml, service: z}
+          v:
+            image: a
+            extends: {file: broken.yml, service: b}
+        """), encoding="utf-8")
+    with pytest.raises(BlueprintError) as caught:
+        imported(tmp_path / "compose.yaml")
+    assert [str(p).replace(f"{tmp_path}/", "") for p in caught.value.problems] == [
+        "compose.yaml:4:5 services.x.extends: extends forms a cycle: other.yml:y -> compose.yaml:x -> other.yml:y",
+        "compose.yaml:10:5 services.v.extends: cannot read broken.yml: broken.yml:3:1: expected ',' or ']', but got "
+        "'<stream end>'",
+        "other.yml:5:5 services.z.extends: service 'nothere' is not defined",
+    ]
