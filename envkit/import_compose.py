@@ -142,8 +142,8 @@ class _Context:
     top: dict[str, Any] = field(default_factory=dict)  # the compose file's top-level secrets: and configs:
 
     def note(self, path: Key, message: str) -> None:
-        line, column = self.marks.at(path)
-        where = f"{self.marks.file}:{line}:{column} " if line else ""
+        file, line, column = self.marks.where(path)
+        where = f"{file}:{line}:{column} " if line else ""
         self.notes.append(f"{where}{format_path(path)}: {message}")
 
     def problem(self, path: Key, message: str) -> None:

@@ -83,7 +83,9 @@ def import_(compose: Path, output: Path | None, name: str | None, profiles: tupl
     override = next((file.parent / n for n in OVERRIDE_FILES if (file.parent / n).is_file()), None) \
         if compose.is_dir() else None
     if override is not None:
-        source = dataclasses.replace(source, data=overridden(source.data, read_source(override, compose=True).data))
+        over = read_source(override, compose=True)  # what is wrong in it is named in it
+        source = dataclasses.replace(source, data=overridden(source.data, over.data),
+                                     marks=dataclasses.replace(source.marks, over=over.marks))
     base = (output.parent if output is not None else file.parent).resolve()
     variables = env_files.variables(os.environ, None, file.parent)  # as Compose reads ${VAR}: its .env, then this
     result = from_compose(source.data, source.marks, source.directory, base=base, name=name, profiles=profiles,

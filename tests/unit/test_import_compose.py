@@ -893,3 +893,26 @@ def test_a_cycle_through_files_and_what_is_wrong_in_a_base_file_name_file_and_li
         "'<stream end>'",
         "other.yml:5:5 services.z.extends: service 'nothere' is not defined",
     ]
+
+
+def test_what_is_wrong_in_an_override_file_is_named_in_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # it was named at a line of compose.yaml (1:1 for a service only the override has)
+    (tmp_path / "compose.yaml").write_text("services:\n  api:\n    image: app:1\n    network_mode: bridge\n",
+                                           encoding="utf-8")
+    (tmp_path / "compose.override.yaml").write_text(textwrap.dedent("""\
+        services:
+          api:
+            depends_on: [nothere]
+          mail:
+            imagee: x
+        """), encoding="utf-8")
+    assert main(["import", str(tmp_path)]) != 0
+    err = capsys.readouterr().err
+    assert "compose.override.yaml:3:18 services.api.depends_on[0]: unknown service 'nothere'" in err
+    assert "compose.override.yaml:5:5 services.mail.imagee: unknown Compose key 'imagee'" in err
+    (tmp_path / "compose.override.yaml").write_text("services:\n  api:\n    stop_signal: SIGINT\n    platform: x\n",
+                                                    encoding="utf-8")
+    assert main(["import", str(tmp_path)]) == 0
+    err = capsys.readouterr().err
+    assert "compose.override.yaml:4:5 services.api.platform: not carried over" in err
+    assert f"{tmp_path / 'compose.yaml'}:4:5 services.api.network_mode: not carried over" in err
