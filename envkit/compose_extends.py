@@ -13,8 +13,9 @@ The merge, key by key (the service's own value against its base's):
     profiles, …                          single string, as Compose allows in some, is a list of one)
     build                                merged key by key, a string being its context (``build: .`` and an
                                          override's ``build: {target: dev}`` build . for target dev)
-    other mappings (healthcheck, build,  merged key by key, the service's own winning (a list inside is
-    deploy, ulimits, …)                  replaced: a healthcheck's test)
+    other mappings (healthcheck, build,  merged key by key, the service's own winning; a list inside is
+    deploy, ulimits, networks, …)        appended (a network's aliases), but a healthcheck's test replaced and
+                                         a build's args merged by key
     anything else                        the service's own
 
 Compose's tags steer the merge: ``!reset`` drops the inherited value (whatever is written after it),
@@ -46,6 +47,8 @@ _PAIRS = {"environment", "labels", "annotations", "sysctls"}
 _APPENDED = {"ports", "expose", "dns", "dns_search", "dns_opt", "tmpfs", "cap_add", "cap_drop", "env_file", "secrets",
              "configs", "extra_hosts", "devices", "security_opt", "group_add", "links", "external_links",
              "volumes_from", "device_cgroup_rules", "profiles", "label_file"}
+#: lists of KEY=VALUE inside a merged mapping (a build's args), merged by key as Compose does
+_INNER_PAIRS = {"args", "labels", "additional_contexts", "annotations"}
 #: a ``${...}`` in a volume entry (whose default may hold a colon: ``${DATA:-./data}:/data``)
 _VARIABLE = re.compile(r"\$\{[^{}]*(?:\$\{[^{}]*\}[^{}]*)*\}")
 
@@ -280,8 +283,14 @@ def _deep(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
             out.pop(key, None)
         elif isinstance(value, Tagged):
             out[key] = value.value
+        elif isinstance(out.get(key), dict) and isinstance(value, dict):
+            out[key] = _deep(out[key], value)
+        elif key in _INNER_PAIRS and isinstance(out.get(key), dict | list) and isinstance(value, dict | list):
+            out[key] = {**_pairs(out[key]), **_pairs(value)}
+        elif key != "test" and isinstance(out.get(key), list) and isinstance(value, list):
+            out[key] = out[key] + [v for v in value if v not in out[key]]  # a network's aliases, cache_from
         else:
-            out[key] = _deep(out[key], value) if isinstance(out.get(key), dict) and isinstance(value, dict) else value
+            out[key] = value  # a healthcheck's test is replaced
     return out
 
 

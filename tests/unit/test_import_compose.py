@@ -916,3 +916,26 @@ def test_what_is_wrong_in_an_override_file_is_named_in_it(tmp_path: Path, capsys
     err = capsys.readouterr().err
     assert "compose.override.yaml:4:5 services.api.platform: not carried over" in err
     assert f"{tmp_path / 'compose.yaml'}:4:5 services.api.network_mode: not carried over" in err
+
+
+def test_lists_inside_merged_mappings_are_appended_as_compose_does(tmp_path: Path) -> None:
+    # `docker compose config` (5.6): web keeps the base's alias a1 (a name it is reached by) beside a2, and
+    # the base's build arg Y; only a healthcheck's test is replaced
+    (tmp_path / "Dockerfile").write_text("FROM debian:bookworm-slim\n", encoding="utf-8")
+    (tmp_path / "compose.yaml").write_text(textwrap.dedent("""\
+        services:
+          base:
+            build: {context: ., args: [X=1, Y=2]}
+            networks: {back: {aliases: [a1]}}
+            healthcheck: {test: [CMD, "true"]}
+          web:
+            extends: base
+            build: {args: {X: "3"}}
+            networks: {back: {aliases: [a2]}}
+            healthcheck: {test: [CMD, "false"]}
+        networks: {back: {}}
+        """), encoding="utf-8")
+    web = imported(tmp_path / "compose.yaml").document["services"]["web"]
+    assert web["networks"] == {"back": {"aliases": ["a1", "a2"]}}
+    assert web["build"] == {"context": ".", "args": {"X": "3", "Y": "2"}}
+    assert web["ready"]["exec"] == ["false"]
