@@ -55,10 +55,11 @@ _VARIABLE = re.compile(r"\$\{[^{}]*(?:\$\{[^{}]*\}[^{}]*)*\}")
 
 def extended(services: dict[str, Any], marks: Marks, read: Callable[[Path], str], directory: Path,
              problems: list[Problem], *, only: str | None = None,
-             chain: tuple[tuple[Path, str], ...] = ()) -> dict[str, Any]:
+             chain: tuple[tuple[Path, str], ...] = (), expand: Callable[[str], str] = str) -> dict[str, Any]:
     """``services`` (or the ``only`` one) with every ``extends`` merged in; what Compose refuses (a base
     that is not there, a cycle, a file that cannot be read) is added to ``problems`` and that service is kept
-    without its base. ``chain``: the bases of other files being read, to tell a cycle through files."""
+    without its base. ``chain``: the bases of other files being read, to tell a cycle through files.
+    ``expand``: a path with ``${VAR}`` as Compose reads it, before a base's path is made the extending file's."""
     cycles = _cycles(services)
     done: dict[str, Any] = {}
 
@@ -79,7 +80,7 @@ def extended(services: dict[str, Any], marks: Marks, read: Callable[[Path], str]
             problems.append(marks.problem(where, f"extends forms a cycle: {' -> '.join(cycles[name])}"))
             return local
         if file is not None:
-            base = _from_file(str(file), base_name, read, directory, problems, marks, where, chain)
+            base = _from_file(str(file), base_name, read, directory, problems, marks, where, chain, expand)
         elif base_name in services:
             base = resolve(base_name)
         else:
@@ -160,7 +161,8 @@ def _cycles(services: dict[str, Any]) -> dict[str, list[str]]:
 
 
 def _from_file(file: str, service: str, read: Callable[[Path], str], directory: Path, problems: list[Problem],
-               marks: Marks, where: tuple[str, ...], chain: tuple[tuple[Path, str], ...]) -> dict[str, Any] | None:
+               marks: Marks, where: tuple[str, ...], chain: tuple[tuple[Path, str], ...],
+               expand: Callable[[str], str]) -> dict[str, Any] | None:
     path = directory / file
     here = (Path(os.path.abspath(path)), service)
     if here in chain:  # a base in another file that comes back here (Compose: "Circular reference")
@@ -185,9 +187,9 @@ def _from_file(file: str, service: str, read: Callable[[Path], str], directory: 
         problems.append(marks.problem(where, f"service '{service}' is not defined in {file}"))
         return None
     found = extended(pool, found_marks, read, path.parent, problems, only=service,
-                     chain=(*chain, here))[service]
+                     chain=(*chain, here), expand=expand)[service]
     rel = os.path.relpath(path.parent, directory)
-    return _rebased(found, rel) if rel != "." else dict(found)
+    return _rebased(found, rel, expand) if rel != "." else dict(found)
 
 
 def _positions(node: yaml.Node | None, path: tuple[str | int, ...],
@@ -205,9 +207,11 @@ def _positions(node: yaml.Node | None, path: tuple[str | int, ...],
     return out
 
 
-def _rebased(spec: dict[str, Any], rel: str) -> dict[str, Any]:
-    """The relative paths of a base read from another folder, made relative to the extending file's."""
+def _rebased(spec: dict[str, Any], rel: str, expand: Callable[[str], str] = str) -> dict[str, Any]:
+    """The relative paths of a base read from another folder, made relative to the extending file's (a
+    ``${VAR}`` in one read first, as Compose interpolates before it resolves: ``${SRC:-./app}``)."""
     def move(p: Any) -> Any:
+        p = expand(p) if isinstance(p, str) and "$" in p else p
         return p if not isinstance(p, str) or p.startswith(("/", "~")) else f"./{os.path.normpath(os.path.join(rel, p))}"
 
     out = dict(spec)
@@ -223,7 +227,8 @@ def _rebased(spec: dict[str, Any], rel: str) -> dict[str, Any]:
                            for e in out["env_file"]]
     volumes = []
     for entry in out.get("volumes") or []:
-        mount, _ = volume_form(entry)
+        entry = expand(entry) if isinstance(entry, str) and "$" in entry else entry
+        mount, _ = volume_form(entry.replace("$$", "$") if isinstance(entry, str) else entry)
         if mount is not None and mount["type"] == "bind" and isinstance(entry, str):
             source, _, rest = entry.partition(":")
             entry = f"{move(source)}:{rest}"

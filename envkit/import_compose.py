@@ -188,7 +188,13 @@ def from_compose(data: Any, marks: Marks, directory: Path, *, base: Path | None 
 
     ctx = _Context(marks, directory, base or directory, read or unreadable, keep_host_ports)
     ctx.known((), data, "top")
-    data = plain({**data, "services": extended(data["services"], marks, ctx.read, directory, ctx.problems)})
+    found: list[Problem] = []  # of a base's path read early (they are read again below, as the rest)
+
+    def expand(text: str) -> str:
+        return str(_dollars(interpolate(text, variables or {}, marks, found)))
+
+    data = plain({**data, "services": extended(data["services"], marks, ctx.read, directory, ctx.problems,
+                                               expand=expand)})
     data = _resolved(ctx, data, variables if variables is not None else {})
     ctx.top = {k: data[k] for k in ("secrets", "configs") if isinstance(data.get(k), dict)}
     for key in data:

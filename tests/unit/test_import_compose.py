@@ -939,3 +939,21 @@ def test_lists_inside_merged_mappings_are_appended_as_compose_does(tmp_path: Pat
     assert web["networks"] == {"back": {"aliases": ["a1", "a2"]}}
     assert web["build"] == {"context": ".", "args": {"X": "3", "Y": "2"}}
     assert web["ready"]["exec"] == ["false"]
+
+
+def test_a_base_in_another_folder_reads_its_variables_before_its_paths_move(tmp_path: Path) -> None:
+    # Compose interpolates, then resolves a base's paths against its own file: ${SRC:-./app} is common/app
+    # (it was left ./app, the extending file's folder); a variable set to an absolute path stays as it is
+    (tmp_path / "common" / "app").mkdir(parents=True)
+    (tmp_path / "common" / "app" / "Dockerfile").write_text("FROM debian:bookworm-slim\n", encoding="utf-8")
+    (tmp_path / "common" / "base.yml").write_text(textwrap.dedent("""\
+        services:
+          app:
+            build: ${CTX:-./app}
+            volumes: ["${SRC:-./app}:/src:ro", "${LOGS}:/logs"]
+        """), encoding="utf-8")
+    (tmp_path / "compose.yaml").write_text("services:\n  web:\n    extends: {file: common/base.yml, service: app}\n",
+                                           encoding="utf-8")
+    web = imported(tmp_path / "compose.yaml", variables={"LOGS": "/var/log/app"}).document["services"]["web"]
+    assert web["build"] == "./common/app"
+    assert web["volumes"] == ["./common/app:/src:ro", "/var/log/app:/logs"]
