@@ -9,9 +9,13 @@ The merge, key by key (the service's own value against its base's):
     volumes                              merged by target: the service's own mount of a target replaces
                                          the base's, in its place; new targets follow
     networks, depends_on                 merged (a list is the same mapping without options)
-    ports, expose, dns, tmpfs, …         the base's, then what the service adds that is not there yet
-    other mappings (healthcheck, build,  merged key by key, the service's own winning (a list inside is
-    deploy, ulimits, …)                  replaced: a healthcheck's test)
+    ports, expose, dns, tmpfs, env_file, the base's, then what the service adds that is not there yet (a
+    profiles, …                          single string, as Compose allows in some, is a list of one)
+    build                                merged key by key, a string being its context (``build: .`` and an
+                                         override's ``build: {target: dev}`` build . for target dev)
+    other mappings (healthcheck, build,  merged key by key, the service's own winning; a list inside is
+    deploy, ulimits, networks, …)        appended (a network's aliases), but a healthcheck's test replaced and
+                                         a build's args merged by key
     anything else                        the service's own
 
 Compose's tags steer the merge: ``!reset`` drops the inherited value (whatever is written after it),
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -41,13 +46,20 @@ _REPLACED = {"command", "entrypoint"}
 _PAIRS = {"environment", "labels", "annotations", "sysctls"}
 _APPENDED = {"ports", "expose", "dns", "dns_search", "dns_opt", "tmpfs", "cap_add", "cap_drop", "env_file", "secrets",
              "configs", "extra_hosts", "devices", "security_opt", "group_add", "links", "external_links",
-             "volumes_from", "device_cgroup_rules"}
+             "volumes_from", "device_cgroup_rules", "profiles", "label_file"}
+#: lists of KEY=VALUE inside a merged mapping (a build's args), merged by key as Compose does
+_INNER_PAIRS = {"args", "labels", "additional_contexts", "annotations"}
+#: a ``${...}`` in a volume entry (whose default may hold a colon: ``${DATA:-./data}:/data``)
+_VARIABLE = re.compile(r"\$\{[^{}]*(?:\$\{[^{}]*\}[^{}]*)*\}")
 
 
 def extended(services: dict[str, Any], marks: Marks, read: Callable[[Path], str], directory: Path,
-             problems: list[Problem]) -> dict[str, Any]:
-    """``services`` with every ``extends`` merged in; what Compose refuses (a base that is not there, a
-    cycle, a file that cannot be read) is added to ``problems`` and that service is kept without its base."""
+             problems: list[Problem], *, only: str | None = None,
+             chain: tuple[tuple[Path, str], ...] = (), expand: Callable[[str], str] = str) -> dict[str, Any]:
+    """``services`` (or the ``only`` one) with every ``extends`` merged in; what Compose refuses (a base
+    that is not there, a cycle, a file that cannot be read) is added to ``problems`` and that service is kept
+    without its base. ``chain``: the bases of other files being read, to tell a cycle through files.
+    ``expand``: a path with ``${VAR}`` as Compose reads it, before a base's path is made the extending file's."""
     cycles = _cycles(services)
     done: dict[str, Any] = {}
 
@@ -68,7 +80,7 @@ def extended(services: dict[str, Any], marks: Marks, read: Callable[[Path], str]
             problems.append(marks.problem(where, f"extends forms a cycle: {' -> '.join(cycles[name])}"))
             return local
         if file is not None:
-            base = _from_file(str(file), base_name, read, directory, problems, marks, where)
+            base = _from_file(str(file), base_name, read, directory, problems, marks, where, chain, expand)
         elif base_name in services:
             base = resolve(base_name)
         else:
@@ -79,7 +91,7 @@ def extended(services: dict[str, Any], marks: Marks, read: Callable[[Path], str]
         done[name] = merge(base, local) if isinstance(base, dict) else local
         return done[name]
 
-    return {name: resolve(name) for name in services}
+    return {name: resolve(name) for name in (services if only is None else [only])}
 
 
 def overridden(data: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -116,8 +128,11 @@ def merge(base: dict[str, Any], local: dict[str, Any]) -> dict[str, Any]:
             out[key] = _by_target(old, value)
         elif key in ("networks", "depends_on"):
             out[key] = _attachments(old, value, key)
-        elif key in _APPENDED and isinstance(old, list) and isinstance(value, list):
+        elif key in _APPENDED and isinstance(old, list | str) and isinstance(value, list | str):
+            old, value = _listed(old), _listed(value)
             out[key] = old + [v for v in value if v not in old]
+        elif key == "build" and isinstance(old, dict | str) and isinstance(value, dict | str):
+            out[key] = _deep(_built(old), _built(value))
         elif isinstance(old, dict) and isinstance(value, dict):
             out[key] = _deep(old, value)
         else:
@@ -146,25 +161,57 @@ def _cycles(services: dict[str, Any]) -> dict[str, list[str]]:
 
 
 def _from_file(file: str, service: str, read: Callable[[Path], str], directory: Path, problems: list[Problem],
-               marks: Marks, where: tuple[str, ...]) -> dict[str, Any] | None:
+               marks: Marks, where: tuple[str, ...], chain: tuple[tuple[Path, str], ...],
+               expand: Callable[[str], str]) -> dict[str, Any] | None:
     path = directory / file
+    here = (Path(os.path.abspath(path)), service)
+    if here in chain:  # a base in another file that comes back here (Compose: "Circular reference")
+        hops = [*chain[chain.index(here):], here]
+        problems.append(marks.problem(where, "extends forms a cycle: "
+                                      + " -> ".join(f"{p.name}:{s}" for p, s in hops)))
+        return None
     try:
-        data = yaml.load(read(path), Loader=_Loader)  # a SafeLoader, with two tags more
-    except (OSError, yaml.YAMLError):
+        text = read(path)
+        data = yaml.load(text, Loader=_Loader)  # a SafeLoader, with two tags more
+        found_marks = Marks(str(path), _positions(yaml.compose(text, Loader=_Loader), (), {}))
+    except OSError:
         problems.append(marks.problem(where, f"cannot read {file}"))
+        return None
+    except yaml.YAMLError as exc:  # where in the base's file, as Compose says it
+        mark = getattr(exc, "problem_mark", None)
+        at = f"{path}:{mark.line + 1}:{mark.column + 1}: " if mark is not None else f"{path}: "
+        problems.append(marks.problem(where, f"cannot read {file}: {at}{getattr(exc, 'problem', None) or exc}"))
         return None
     pool = data.get("services") if isinstance(data, dict) else None
     if not isinstance(pool, dict) or not isinstance(pool.get(service), dict):
         problems.append(marks.problem(where, f"service '{service}' is not defined in {file}"))
         return None
-    found = extended(pool, Marks(str(path)), read, path.parent, problems)[service]
+    found = extended(pool, found_marks, read, path.parent, problems, only=service,
+                     chain=(*chain, here), expand=expand)[service]
     rel = os.path.relpath(path.parent, directory)
-    return _rebased(found, rel) if rel != "." else dict(found)
+    return _rebased(found, rel, expand) if rel != "." else dict(found)
 
 
-def _rebased(spec: dict[str, Any], rel: str) -> dict[str, Any]:
-    """The relative paths of a base read from another folder, made relative to the extending file's."""
+def _positions(node: yaml.Node | None, path: tuple[str | int, ...],
+               out: dict[tuple[str | int, ...], tuple[int, int]]) -> dict[tuple[str | int, ...], tuple[int, int]]:
+    """Where each key path of a base's file starts, so that what is wrong there names its line."""
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            here = (*path, str(key.value))
+            out[here] = (key.start_mark.line + 1, key.start_mark.column + 1)
+            _positions(value, here, out)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, value in enumerate(node.value):
+            out[(*path, i)] = (value.start_mark.line + 1, value.start_mark.column + 1)
+            _positions(value, (*path, i), out)
+    return out
+
+
+def _rebased(spec: dict[str, Any], rel: str, expand: Callable[[str], str] = str) -> dict[str, Any]:
+    """The relative paths of a base read from another folder, made relative to the extending file's (a
+    ``${VAR}`` in one read first, as Compose interpolates before it resolves: ``${SRC:-./app}``)."""
     def move(p: Any) -> Any:
+        p = expand(p) if isinstance(p, str) and "$" in p else p
         return p if not isinstance(p, str) or p.startswith(("/", "~")) else f"./{os.path.normpath(os.path.join(rel, p))}"
 
     out = dict(spec)
@@ -180,7 +227,8 @@ def _rebased(spec: dict[str, Any], rel: str) -> dict[str, Any]:
                            for e in out["env_file"]]
     volumes = []
     for entry in out.get("volumes") or []:
-        mount, _ = volume_form(entry)
+        entry = expand(entry) if isinstance(entry, str) and "$" in entry else entry
+        mount, _ = volume_form(entry.replace("$$", "$") if isinstance(entry, str) else entry)
         if mount is not None and mount["type"] == "bind" and isinstance(entry, str):
             source, _, rest = entry.partition(":")
             entry = f"{move(source)}:{rest}"
@@ -190,6 +238,14 @@ def _rebased(spec: dict[str, Any], rel: str) -> dict[str, Any]:
     if volumes:
         out["volumes"] = volumes
     return out
+
+
+def _listed(value: Any) -> list[Any]:
+    return [value] if isinstance(value, str) else list(value)
+
+
+def _built(value: Any) -> dict[str, Any]:
+    return {"context": value} if isinstance(value, str) else dict(value)
 
 
 def _pairs(value: Any) -> dict[str, Any]:
@@ -204,7 +260,9 @@ def _pairs(value: Any) -> dict[str, Any]:
 
 def _by_target(base: list[Any], local: list[Any]) -> list[Any]:
     def target(entry: Any) -> Any:
-        mount, _ = volume_form(entry)
+        # read before Compose's interpolation: a variable's ':-' is not a separator of the entry
+        mount, _ = volume_form(_VARIABLE.sub(lambda m: m.group(0).replace(":", "\0"), entry)
+                               if isinstance(entry, str) else entry)
         return mount["target"] if mount is not None else entry
 
     mine = {target(e): e for e in local}
@@ -230,8 +288,14 @@ def _deep(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
             out.pop(key, None)
         elif isinstance(value, Tagged):
             out[key] = value.value
+        elif isinstance(out.get(key), dict) and isinstance(value, dict):
+            out[key] = _deep(out[key], value)
+        elif key in _INNER_PAIRS and isinstance(out.get(key), dict | list) and isinstance(value, dict | list):
+            out[key] = {**_pairs(out[key]), **_pairs(value)}
+        elif key != "test" and isinstance(out.get(key), list) and isinstance(value, list):
+            out[key] = out[key] + [v for v in value if v not in out[key]]  # a network's aliases, cache_from
         else:
-            out[key] = _deep(out[key], value) if isinstance(out.get(key), dict) and isinstance(value, dict) else value
+            out[key] = value  # a healthcheck's test is replaced
     return out
 
 

@@ -142,8 +142,8 @@ class _Context:
     top: dict[str, Any] = field(default_factory=dict)  # the compose file's top-level secrets: and configs:
 
     def note(self, path: Key, message: str) -> None:
-        line, column = self.marks.at(path)
-        where = f"{self.marks.file}:{line}:{column} " if line else ""
+        file, line, column = self.marks.where(path)
+        where = f"{file}:{line}:{column} " if line else ""
         self.notes.append(f"{where}{format_path(path)}: {message}")
 
     def problem(self, path: Key, message: str) -> None:
@@ -178,7 +178,8 @@ def from_compose(data: Any, marks: Marks, directory: Path, *, base: Path | None 
     """The blueprint for compose ``data`` (read from a file in ``directory``, with its ``marks``), to be
     written in ``base`` (default: the same folder). ``read`` reads env files (default: none can be read).
     ``variables`` are what ``${VAR}`` reads where the importer must understand a value (default: none, so
-    only defaults apply); ``COMPOSE_PROJECT_NAME`` among them names the blueprint, as it names the project."""
+    only defaults apply); ``COMPOSE_PROJECT_NAME`` among them names the blueprint, as it names the project,
+    and ``COMPOSE_PROFILES`` (comma-separated) are the profiles when ``profiles`` names none."""
     if not isinstance(data, dict) or not isinstance(data.get("services"), dict) or not data["services"]:
         raise UsageError(f"{marks.file}: not a compose file (no 'services:' mapping)")
 
@@ -187,7 +188,13 @@ def from_compose(data: Any, marks: Marks, directory: Path, *, base: Path | None 
 
     ctx = _Context(marks, directory, base or directory, read or unreadable, keep_host_ports)
     ctx.known((), data, "top")
-    data = plain({**data, "services": extended(data["services"], marks, ctx.read, directory, ctx.problems)})
+    found: list[Problem] = []  # of a base's path read early (they are read again below, as the rest)
+
+    def expand(text: str) -> str:
+        return str(_dollars(interpolate(text, variables or {}, marks, found)))
+
+    data = plain({**data, "services": extended(data["services"], marks, ctx.read, directory, ctx.problems,
+                                               expand=expand)})
     data = _resolved(ctx, data, variables if variables is not None else {})
     ctx.top = {k: data[k] for k in ("secrets", "configs") if isinstance(data.get(k), dict)}
     for key in data:
@@ -198,10 +205,14 @@ def from_compose(data: Any, marks: Marks, directory: Path, *, base: Path | None 
             ctx.note((key,), f"top-level '{key}' is not carried over")
     for sname, spec in data["services"].items():  # as Compose, the whole file: services in profiles too
         _check(ctx, ("services", sname), spec, data)
+    if not profiles and (variables or {}).get("COMPOSE_PROFILES"):  # as Compose: --profile, else this
+        profiles = tuple(p.strip() for p in (variables or {})["COMPOSE_PROFILES"].split(",") if p.strip())
+        ctx.notes.append(f"COMPOSE_PROFILES={','.join(profiles)} (the environment or the .env beside the compose "
+                         "file): its profiles are imported, as Compose reads it")
     chosen = {}
     for sname, spec in data["services"].items():
         wanted = (spec or {}).get("profiles") if isinstance(spec, dict) else None
-        if wanted and not set(wanted) & set(profiles):
+        if wanted and not set(wanted) & set(profiles) and "*" not in profiles:  # "*": every profile
             ctx.note(("services", sname, "profiles"), f"left out: in profiles {', '.join(map(str, wanted))} "
                      f"(include it with --profile {wanted[0]}; bring up a subset with `envkit up --only`)")
             continue

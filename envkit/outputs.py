@@ -127,6 +127,9 @@ class Outputs(Mapping[str, str]):
             raise value
         return value
 
+    def __contains__(self, key: object) -> bool:  # whether there is such an output, not its value
+        return key in self._values
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._values)
 

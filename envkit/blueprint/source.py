@@ -42,6 +42,8 @@ class Marks:
 
     file: str
     positions: dict[Key, tuple[int, int]] = field(default_factory=dict)
+    #: a file merged over this one (compose.override.yaml): what it writes is named in it (``where``)
+    over: Marks | None = None
 
     def at(self, path: Key) -> tuple[int, int]:
         probe = tuple(path)
@@ -51,11 +53,24 @@ class Marks:
             probe = probe[:-1]
         return self.positions.get((), (0, 0))
 
+    def where(self, path: Key) -> tuple[str, int, int]:
+        """The file, line and column of ``path``: in ``over`` when it holds as much of the path as this file
+        (it was merged last), else here."""
+        if self.over is not None and 0 < self.over._held(path) >= self._held(path):
+            return self.over.where(path)
+        return (self.file, *self.at(path))
+
+    def _held(self, path: Key) -> int:
+        probe = tuple(path)
+        while probe and probe not in self.positions:
+            probe = probe[:-1]
+        return len(probe)
+
     def problem(self, path: Key, message: str) -> Problem:
-        line, column = self.at(path)
+        file, line, column = self.where(path)
         # One problem, one line: a value quoted in the message may hold a line break or a control character.
         message = _CONTROL.sub(lambda m: repr(m.group())[1:-1], message)
-        return Problem(self.file, line, column, format_path(path), message)
+        return Problem(file, line, column, format_path(path), message)
 
 
 #: YAML tags of Compose's merge of ``extends`` and override files, read only in a compose file

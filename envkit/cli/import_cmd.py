@@ -15,7 +15,7 @@ from envkit.errors import BlueprintError, UsageError
 __all__ = ["import_"]
 
 #: the names Compose looks for in a folder, in its order
-COMPOSE_FILES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")
+COMPOSE_FILES = ("compose.yaml", "compose.yml", "docker-compose.yml", "docker-compose.yaml")
 #: the override file Compose reads over it when it finds the project's file itself (no -f), in its order
 OVERRIDE_FILES = ("compose.override.yml", "compose.override.yaml", "docker-compose.override.yml",
                   "docker-compose.override.yaml")
@@ -83,12 +83,19 @@ def import_(compose: Path, output: Path | None, name: str | None, profiles: tupl
     override = next((file.parent / n for n in OVERRIDE_FILES if (file.parent / n).is_file()), None) \
         if compose.is_dir() else None
     if override is not None:
-        source = dataclasses.replace(source, data=overridden(source.data, read_source(override, compose=True).data))
+        over = read_source(override, compose=True)  # what is wrong in it is named in it
+        source = dataclasses.replace(source, data=overridden(source.data, over.data),
+                                     marks=dataclasses.replace(source.marks, over=over.marks))
     base = (output.parent if output is not None else file.parent).resolve()
     variables = env_files.variables(os.environ, None, file.parent)  # as Compose reads ${VAR}: its .env, then this
     result = from_compose(source.data, source.marks, source.directory, base=base, name=name, profiles=profiles,
                           keep_host_ports=keep_host_ports, read=lambda p: p.read_text(encoding="utf-8"),
                           variables=variables)
+    if compose.is_dir() and variables.get("COMPOSE_FILE"):
+        result = dataclasses.replace(result, notes=(
+            f"COMPOSE_FILE={variables['COMPOSE_FILE']} (the environment or {file.parent / '.env'}): `docker compose` "
+            f"reads those files instead of {file.name}{' and ' + override.name if override else ''}: "
+            "import the one it names", *result.notes))
     if override is not None:
         result = dataclasses.replace(result, notes=(
             f"{override}: merged over {file.name}, as `docker compose` does when it finds the files itself "

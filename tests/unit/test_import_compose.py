@@ -787,3 +787,173 @@ def test_unset_variables_and_bare_dollar_names_read_as_compose_reads_them(tmp_pa
     assert "services.a.volumes: ENV_FILE is not set: read as empty, as Compose reads it" in result.notes
     assert a["environment"] == {"URL": "http://${HOST}:$$PORT/"}  # carried, in the form a blueprint reads
     assert "services.a.ports: API_PORT is not set" not in "\n".join(result.notes)
+
+
+def test_extends_merges_strings_builds_and_variable_sources_as_compose_does(tmp_path: Path) -> None:
+    # `docker compose config` (5.6) of this file: web builds ./ctx for target dev (the string was its context;
+    # the mapping replaced it, so web built "."), one mount at /data (the base's "${DATA:-./data}:/data" was
+    # not read by target, so both were kept), tmpfs and env_file of both (the string was replaced) and
+    # profiles of both (with --profile a alone, web was left out)
+    (tmp_path / "ctx").mkdir()
+    (tmp_path / "ctx" / "Dockerfile").write_text("FROM debian:bookworm-slim\n", encoding="utf-8")
+    (tmp_path / "common.env").write_text("COMMON=1\n", encoding="utf-8")
+    (tmp_path / "web.env").write_text("WEB=1\n", encoding="utf-8")
+    (tmp_path / "compose.yaml").write_text(textwrap.dedent("""\
+        services:
+          base:
+            build: ./ctx
+            env_file: common.env
+            tmpfs: /run
+            volumes: ["${DATA:-./data}:/data", "${LOGS:-./logs}:/logs"]
+            profiles: [a]
+          web:
+            extends: base
+            build: {target: dev}
+            env_file: web.env
+            tmpfs: /tmp
+            volumes: ["./mine:/data"]
+            profiles: [b]
+        """), encoding="utf-8")
+    web = imported(tmp_path / "compose.yaml", profiles=("a",)).document["services"]["web"]
+    assert web["build"] == {"context": "./ctx", "target": "dev"}
+    assert web["volumes"] == ["./mine:/data", "./logs:/logs"]
+    assert web["tmpfs"] == ["/run", "/tmp"]
+    assert web["environment"] == {"COMMON": "1", "WEB": "1"}
+
+
+def test_an_override_file_merges_by_target_a_volume_written_with_a_variable(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    # the usual compose.override.yaml: the same target mounted from the working tree; it was mounted twice
+    monkeypatch.delenv("SRC", raising=False)
+    (tmp_path / "compose.yaml").write_text(
+        'services:\n  api: {image: "app:1", volumes: ["${SRC:-./app}:/srv"]}\n', encoding="utf-8")
+    (tmp_path / "compose.override.yaml").write_text(
+        'services:\n  api: {volumes: ["./src:/srv:ro"]}\n', encoding="utf-8")
+    assert main(["import", str(tmp_path)]) == 0
+    assert yaml.safe_load(capsys.readouterr().out)["services"]["api"]["volumes"] == ["./src:/srv:ro"]
+
+
+def test_compose_profiles_of_the_dotenv_choose_the_profiles_as_for_compose(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    # `docker compose config` reads COMPOSE_PROFILES from .env (and --profile instead of it); the import
+    # left the service out; "*" is every profile
+    for name in ("COMPOSE_PROFILES", "COMPOSE_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    (tmp_path / "compose.yaml").write_text(
+        "services:\n  x: {image: a}\n  y: {image: b, profiles: [dev]}\n  z: {image: c, profiles: [other]}\n",
+        encoding="utf-8")
+    (tmp_path / ".env").write_text("COMPOSE_PROFILES=dev\nCOMPOSE_FILE=compose.yaml:dev.yaml\n", encoding="utf-8")
+    assert main(["import", str(tmp_path)]) == 0
+    out, err = capsys.readouterr()
+    assert sorted(yaml.safe_load(out)["services"]) == ["x", "y"]
+    assert "COMPOSE_PROFILES=dev (the environment or the .env beside the compose file)" in err
+    assert "COMPOSE_FILE=compose.yaml:dev.yaml" in err and "reads those files instead of compose.yaml" in err
+    assert main(["import", str(tmp_path), "--profile", "other"]) == 0
+    assert sorted(yaml.safe_load(capsys.readouterr().out)["services"]) == ["x", "z"]
+    assert main(["import", str(tmp_path), "--profile", "*"]) == 0
+    assert sorted(yaml.safe_load(capsys.readouterr().out)["services"]) == ["x", "y", "z"]
+
+
+def test_a_folder_with_both_docker_compose_names_is_read_as_compose_reads_it(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # docker compose takes docker-compose.yml before docker-compose.yaml (and warns)
+    for name in ("docker-compose.yaml", "docker-compose.yml"):
+        (tmp_path / name).write_text(f"services:\n  x: {{image: '{name}'}}\n", encoding="utf-8")
+    assert main(["import", str(tmp_path)]) == 0
+    assert yaml.safe_load(capsys.readouterr().out)["services"]["x"]["image"] == "docker-compose.yml"
+
+
+def test_a_cycle_through_files_and_what_is_wrong_in_a_base_file_name_file_and_line(tmp_path: Path) -> None:
+    # docker compose: "Circular reference"; it was a RecursionError, and a base file's problems had no line
+    (tmp_path / "other.yml").write_text(textwrap.dedent("""\
+        services:
+          y:
+            extends: {file: compose.yaml, service: x}
+          z:
+            extends: nothere
+        """), encoding="utf-8")
+    (tmp_path / "broken.yml").write_text("services:\n  b: [unclosed\n", encoding="utf-8")
+    (tmp_path / "compose.yaml").write_text(textwrap.dedent("""\
+        services:
+          x:
+            image: a
+            extends: {file: other.yml, service: y}
+          w:
+            image: a
+            extends: {file: other.yml, service: z}
+          v:
+            image: a
+            extends: {file: broken.yml, service: b}
+        """), encoding="utf-8")
+    with pytest.raises(BlueprintError) as caught:
+        imported(tmp_path / "compose.yaml")
+    assert [str(p).replace(f"{tmp_path}/", "") for p in caught.value.problems] == [
+        "compose.yaml:4:5 services.x.extends: extends forms a cycle: other.yml:y -> compose.yaml:x -> other.yml:y",
+        "compose.yaml:10:5 services.v.extends: cannot read broken.yml: broken.yml:3:1: expected ',' or ']', but got "
+        "'<stream end>'",
+        "other.yml:5:5 services.z.extends: service 'nothere' is not defined",
+    ]
+
+
+def test_what_is_wrong_in_an_override_file_is_named_in_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # it was named at a line of compose.yaml (1:1 for a service only the override has)
+    (tmp_path / "compose.yaml").write_text("services:\n  api:\n    image: app:1\n    network_mode: bridge\n",
+                                           encoding="utf-8")
+    (tmp_path / "compose.override.yaml").write_text(textwrap.dedent("""\
+        services:
+          api:
+            depends_on: [nothere]
+          mail:
+            imagee: x
+        """), encoding="utf-8")
+    assert main(["import", str(tmp_path)]) != 0
+    err = capsys.readouterr().err
+    assert "compose.override.yaml:3:18 services.api.depends_on[0]: unknown service 'nothere'" in err
+    assert "compose.override.yaml:5:5 services.mail.imagee: unknown Compose key 'imagee'" in err
+    (tmp_path / "compose.override.yaml").write_text("services:\n  api:\n    stop_signal: SIGINT\n    platform: x\n",
+                                                    encoding="utf-8")
+    assert main(["import", str(tmp_path)]) == 0
+    err = capsys.readouterr().err
+    assert "compose.override.yaml:4:5 services.api.platform: not carried over" in err
+    assert f"{tmp_path / 'compose.yaml'}:4:5 services.api.network_mode: not carried over" in err
+
+
+def test_lists_inside_merged_mappings_are_appended_as_compose_does(tmp_path: Path) -> None:
+    # `docker compose config` (5.6): web keeps the base's alias a1 (a name it is reached by) beside a2, and
+    # the base's build arg Y; only a healthcheck's test is replaced
+    (tmp_path / "Dockerfile").write_text("FROM debian:bookworm-slim\n", encoding="utf-8")
+    (tmp_path / "compose.yaml").write_text(textwrap.dedent("""\
+        services:
+          base:
+            build: {context: ., args: [X=1, Y=2]}
+            networks: {back: {aliases: [a1]}}
+            healthcheck: {test: [CMD, "true"]}
+          web:
+            extends: base
+            build: {args: {X: "3"}}
+            networks: {back: {aliases: [a2]}}
+            healthcheck: {test: [CMD, "false"]}
+        networks: {back: {}}
+        """), encoding="utf-8")
+    web = imported(tmp_path / "compose.yaml").document["services"]["web"]
+    assert web["networks"] == {"back": {"aliases": ["a1", "a2"]}}
+    assert web["build"] == {"context": ".", "args": {"X": "3", "Y": "2"}}
+    assert web["ready"]["exec"] == ["false"]
+
+
+def test_a_base_in_another_folder_reads_its_variables_before_its_paths_move(tmp_path: Path) -> None:
+    # Compose interpolates, then resolves a base's paths against its own file: ${SRC:-./app} is common/app
+    # (it was left ./app, the extending file's folder); a variable set to an absolute path stays as it is
+    (tmp_path / "common" / "app").mkdir(parents=True)
+    (tmp_path / "common" / "app" / "Dockerfile").write_text("FROM debian:bookworm-slim\n", encoding="utf-8")
+    (tmp_path / "common" / "base.yml").write_text(textwrap.dedent("""\
+        services:
+          app:
+            build: ${CTX:-./app}
+            volumes: ["${SRC:-./app}:/src:ro", "${LOGS}:/logs"]
+        """), encoding="utf-8")
+    (tmp_path / "compose.yaml").write_text("services:\n  web:\n    extends: {file: common/base.yml, service: app}\n",
+                                           encoding="utf-8")
+    web = imported(tmp_path / "compose.yaml", variables={"LOGS": "/var/log/app"}).document["services"]["web"]
+    assert web["build"] == "./common/app"
+    assert web["volumes"] == ["./common/app:/src:ro", "/var/log/app:/logs"]

@@ -152,6 +152,9 @@ def test_a_dead_service_fails_its_own_outputs_only(load_text: Callable[..., Blue
     with pytest.raises(EnvkitError, match=r"service db: exited with code 137 .*its ports are gone"):
         outputs["DATABASE_URL"]
     assert sorted(outputs) == ["API_URL", "DATABASE_URL", "DB_CONTAINER", "METRICS_PORT", "RUN"]
+    # whether a run has an output is not reading it (Mapping's `in` read the value, and raised)
+    assert "DATABASE_URL" in outputs and "NOPE" not in outputs
+    assert set(outputs.keys()) >= {"DATABASE_URL"}
     with pytest.raises(EnvkitError, match="service db: exited"):  # all of them at once: as before
         dict(outputs)
     with pytest.raises(EnvkitError, match="service db: exited"):
