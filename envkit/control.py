@@ -41,6 +41,7 @@ __all__ = ["VARIABLE", "Controls", "serving"]
 
 VARIABLE = "ENVKIT_CONTROL_URL"
 MAX_BODY = 64 * 1024
+IDLE_TIMEOUT = 120.0  # seconds
 
 
 class Controls:
@@ -65,6 +66,7 @@ def _status(exc: EnvkitError) -> int:
 def _handler(controls: Controls, token: str) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "envkit-control"
+        timeout = IDLE_TIMEOUT  # a connection idle or half-sent this long is closed (its thread let go)
         sys_version = ""
 
         def log_message(self, format: str, *args: Any) -> None:  # the base class names it `format`

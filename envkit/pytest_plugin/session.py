@@ -8,6 +8,7 @@ ties them to pytest's nodes and to the engine.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
@@ -112,16 +113,14 @@ class PluginState:
         return entry.env, (None if holder is not None else lambda: self.release(key))
 
     def _open(self, source: str, scope: str, default: bool, backend: Backend) -> Entry:
-        from envkit import api
         from envkit.errors import EnvkitError, Interrupted
 
         began = time.monotonic()
         try:
             if default and self.settings.reuse:
-                entry = Entry(api.attach(self.settings.reuse, backend=backend), "reuse", scope, "reuse")
+                entry = Entry(self._attach(self.settings.reuse, backend), "reuse", scope, "reuse")
             elif default and self.shared is not None:
-                env = self.shared.acquire(lambda: self._up(source, backend),
-                                          lambda run: api.attach(run, backend=backend))
+                env = self.shared.acquire(lambda: self._up(source, backend), lambda run: self._attach(run, backend))
                 entry = Entry(env, source, scope, "shared")
             else:
                 entry = Entry(self._up(source, backend), source, scope, "up")
@@ -134,6 +133,21 @@ class PluginState:
         entry.seconds = time.monotonic() - began
         entry.default = default
         return entry
+
+    def _attach(self, run_id: str, backend: Backend) -> Environment:
+        """A run another process brought up. With env files given, its blueprint is loaded with them
+        here: a reset (and the seeds it runs again) that loaded it again from the run's path would read
+        only the .env beside it, not what ${VAR} read at its ``up``."""
+        from envkit import api
+        from envkit.blueprint import load
+        from envkit.errors import EnvkitError
+
+        env = api.attach(run_id, backend=backend)
+        path = env.info.blueprint_path
+        if self.settings.env_files and path:
+            with contextlib.suppress(EnvkitError):  # not loadable now: a reset says why, as without env files
+                env.blueprint = load(path, None, self.settings.env_files)
+        return env
 
     def _up(self, blueprint: str, backend: Backend) -> Environment:
         from envkit import api

@@ -179,3 +179,19 @@ def test_the_endpoint_stops_once_the_action_under_way_is_done_and_refuses_those_
     second.join(5)
     assert sorted(code for code, _ in answers) == [200, 409]
     assert "being removed" in str(answers)
+
+
+
+def test_a_connection_that_sends_nothing_is_let_go(monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+    import time
+
+    monkeypatch.setattr(control, "IDLE_TIMEOUT", 0.5)
+    run = Run()
+    with control.serving(control.Controls(run.reset, run.heal, run.document)) as url:
+        port = int(url.split(":")[2].split("/")[0])
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as idle:
+            began = time.monotonic()
+            assert idle.recv(1024) == b""  # closed by the endpoint, not by this side
+            assert time.monotonic() - began < 5
+        assert call(f"{url}/run", "GET")[0] == 200  # and it goes on answering

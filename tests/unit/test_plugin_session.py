@@ -233,3 +233,23 @@ def test_env_files_give_the_blueprints_variables(pytester: pytest.Pytester, engi
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*missing.env*env file not found*"])
     assert engine.left() == []
+
+
+def test_a_reused_run_gets_its_blueprint_loaded_with_the_env_files(pytester: pytest.Pytester, engine: Engine,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    # A reset of an attached run loads its blueprint again (its own, or to run dependants' seeds again):
+    # from the run's path alone it would read only the .env beside it, not --envkit-env-file.
+    monkeypatch.delenv("DB_PASSWORD", raising=False)
+    pytester.path.joinpath("pw").mkdir()
+    pytester.path.joinpath("pw", "blueprint.yaml").write_text(
+        BLUEPRINT.replace("GREETING: hello", "GREETING: ${DB_PASSWORD:?set it in .env}"))
+    pytester.path.joinpath("ci.env").write_text("DB_PASSWORD=from-ci\n")
+    env = envkit.up(pytester.path / "pw", name="reused-pw", backend=engine.fake, env_files=[pytester.path / "ci.env"])
+    env.detach()
+    pytester.makepyfile(test_a="def test_a(envkit_env):\n"
+                               "    assert envkit_env.blueprint is not None\n"
+                               "    assert dict(envkit_env.blueprint.outputs)['GREETING'] == 'from-ci'\n")
+    result = run(pytester, engine, "--envkit-reuse=reused-pw", f"--envkit-env-file={pytester.path / 'ci.env'}",
+                 blueprint=None)
+    result.assert_outcomes(passed=1)
+    env.down()
