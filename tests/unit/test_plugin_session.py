@@ -216,17 +216,23 @@ def test_a_failed_bring_up_is_told_once_per_test_not_twice(pytester: pytest.Pyte
     assert engine.left() == []
 
 
-def test_env_files_give_the_blueprints_variables(pytester: pytest.Pytester, engine: Engine,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    # `envkit import -o envkit/blueprint.yaml` leaves Compose's .env one folder up: `envkit up --env-file`
-    # reads it there, and so must the plugin (it read only the .env beside the blueprint)
+@pytest.fixture
+def needs_env_file(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Blueprint pw, whose output needs DB_PASSWORD, and ci.env beside the test folder, which sets it."""
     monkeypatch.delenv("DB_PASSWORD", raising=False)
     pytester.path.joinpath("pw").mkdir()
     pytester.path.joinpath("pw", "blueprint.yaml").write_text(
         BLUEPRINT.replace("GREETING: hello", "GREETING: ${DB_PASSWORD:?set it in .env}"))
     pytester.path.joinpath("ci.env").write_text("DB_PASSWORD=from-ci\n")
+    return pytester.path / "ci.env"
+
+
+def test_env_files_give_the_blueprints_variables(pytester: pytest.Pytester, engine: Engine,
+                                                 needs_env_file: Path) -> None:
+    # `envkit import -o envkit/blueprint.yaml` leaves Compose's .env one folder up: `envkit up --env-file`
+    # reads it there, and so must the plugin (it read only the .env beside the blueprint)
     pytester.makepyfile(test_a="def test_a(envkit_env):\n    assert envkit_env.outputs['GREETING'] == 'from-ci'\n")
-    run(pytester, engine, f"--envkit-env-file={pytester.path / 'ci.env'}", blueprint="pw").assert_outcomes(passed=1)
+    run(pytester, engine, f"--envkit-env-file={needs_env_file}", blueprint="pw").assert_outcomes(passed=1)
     pytester.makeini("[pytest]\nenvkit_env_file = ci.env\n")  # relative to the ini file, as envkit_blueprint
     run(pytester, engine, blueprint="pw").assert_outcomes(passed=1)
     result = run(pytester, engine, "--envkit-env-file=missing.env", blueprint="pw")
@@ -236,20 +242,14 @@ def test_env_files_give_the_blueprints_variables(pytester: pytest.Pytester, engi
 
 
 def test_a_reused_run_gets_its_blueprint_loaded_with_the_env_files(pytester: pytest.Pytester, engine: Engine,
-                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+                                                                    needs_env_file: Path) -> None:
     # A reset of an attached run loads its blueprint again (its own, or to run dependants' seeds again):
     # from the run's path alone it would read only the .env beside it, not --envkit-env-file.
-    monkeypatch.delenv("DB_PASSWORD", raising=False)
-    pytester.path.joinpath("pw").mkdir()
-    pytester.path.joinpath("pw", "blueprint.yaml").write_text(
-        BLUEPRINT.replace("GREETING: hello", "GREETING: ${DB_PASSWORD:?set it in .env}"))
-    pytester.path.joinpath("ci.env").write_text("DB_PASSWORD=from-ci\n")
-    env = envkit.up(pytester.path / "pw", name="reused-pw", backend=engine.fake, env_files=[pytester.path / "ci.env"])
+    env = envkit.up(pytester.path / "pw", name="reused-pw", backend=engine.fake, env_files=[needs_env_file])
     env.detach()
     pytester.makepyfile(test_a="def test_a(envkit_env):\n"
                                "    assert envkit_env.blueprint is not None\n"
                                "    assert dict(envkit_env.blueprint.outputs)['GREETING'] == 'from-ci'\n")
-    result = run(pytester, engine, "--envkit-reuse=reused-pw", f"--envkit-env-file={pytester.path / 'ci.env'}",
-                 blueprint=None)
+    result = run(pytester, engine, "--envkit-reuse=reused-pw", f"--envkit-env-file={needs_env_file}", blueprint=None)
     result.assert_outcomes(passed=1)
     env.down()
