@@ -190,10 +190,15 @@ def up(
     implied by ``keep_on_failure``). ``artifacts``: a folder; if up fails, a forensics bundle is written
     to ``<artifacts>/<run id>/`` before anything is removed (docs/forensics.md).
     """
+    if backend is not None and backend.origin is not None:  # the watchdog's interpreter starts while we load
+        reaper.prepare(_watchdog_environment(backend.origin))  # and plan (see _up)
     bp = _load(blueprint, env, env_files, directory)
     if bp.secrets:  # no secret value in an event or an error (docs/security.md)
         on_event = functools.partial(_scrubbed, on_event, bp.secrets)
-    backend = backend or connect(engine)
+    if backend is None:
+        backend = connect(engine)
+        if backend.origin is not None:
+            reaper.prepare(_watchdog_environment(backend.origin))
     try:
         attempt = functools.partial(_up, bp, backend, name, only, timeout, keep_on_failure, on_event, seed, ttl,
                                     lifetime, artifacts, snapshot)
@@ -228,9 +233,8 @@ def _up(bp: Blueprint, backend: Backend, name: str | None, only: tuple[str, ...]
     if backend.origin is not None:  # reaper: before the first resource exists (ReaperUnavailable if it cannot start)
         # Only an engine connect() made can be reached again from the watchdog (a hand-made one, e.g. the fake,
         # cannot).
-        engine_name, engine_env = backend.origin
         reaper.watch(run_id, {L.OWNER: the_plan.identity.owner, L.CREATED_AT: the_plan.identity.created_at},
-                     on_event, {**engine_env, "ENVKIT_ENGINE": engine_name})
+                     on_event, _watchdog_environment(backend.origin))
     deadline = time.monotonic() + timeout if timeout else None
     executor = Executor(backend, on_event, deadline=deadline, probes=recorder.probes, seeds=recorder.seeds)
     uses: dict[str, Use] = {}
@@ -276,6 +280,12 @@ def _up(bp: Blueprint, backend: Backend, name: str | None, only: tuple[str, ...]
                 raise snapshot_plan.SnapshotsGone(run_id, missing) from exc
         raise
     return environment
+
+
+def _watchdog_environment(origin: tuple[str, Mapping[str, str]]) -> dict[str, str]:
+    """What the watchdog connects to the engine with: the engine connect() was given."""
+    engine_name, engine_env = origin
+    return {**engine_env, "ENVKIT_ENGINE": engine_name}
 
 
 def _stamp(bp: Blueprint, the_plan: Plan) -> dict[str, str]:

@@ -269,6 +269,45 @@ def test_a_forked_child_lets_go_of_the_pipe(sleepers: list[subprocess.Popen[byte
     assert first.wait(timeout=5) == -signal.SIGTERM
 
 
+def test_a_prepared_watchdog_is_the_one_the_first_registration_uses(sleepers: list[subprocess.Popen[bytes]]) -> None:
+    watchdog, first = Watchdog(), sleeper(sleepers)
+    watchdog.prepare()
+    assert watchdog._pending is not None and watchdog.pid is None
+    prepared = watchdog._pending[0]
+    watchdog.prepare()  # once is enough
+    assert watchdog._pending[0] is prepared
+    watchdog.child(first.pid, group=True)
+    pid = watchdog.pid
+    assert pid is not None and alive(pid) and watchdog._pending is None
+    assert prepared.returncode == 0  # its first process, which forked the watchdog, was waited for
+    watchdog._forget()
+    assert first.wait(timeout=5) == -signal.SIGTERM
+    assert gone_within(pid, 5)
+
+
+def test_a_prepared_watchdog_with_nothing_registered_ends_with_its_owner_end() -> None:
+    watchdog = Watchdog()
+    watchdog.prepare()
+    assert watchdog._pending is not None
+    proc, write = watchdog._pending
+    assert proc.stdout is not None
+    pid, _ = reaper._read_answer(proc.stdout, 10)
+    proc.stdout.close()
+    proc.wait(timeout=10)
+    assert pid is not None and alive(pid)
+    os.close(write)  # what the kernel does when the owner dies
+    assert gone_within(pid, 5)
+
+
+def test_a_watchdog_that_cannot_be_prepared_is_reported_by_the_registration(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "executable", "/nonexistent/python")
+    watchdog = Watchdog()
+    watchdog.prepare()  # says nothing: the first watch does
+    assert watchdog._pending is None
+    with pytest.raises(ReaperUnavailable, match="cannot run /nonexistent/python: No such file or directory"):
+        watchdog.watch("r", ME)
+
+
 # -- saying so when there is none ------------------------------------------------------------------------------
 @pytest.mark.parametrize(("executable", "reason"), [
     ("/nonexistent/python", "cannot run /nonexistent/python: No such file or directory"),
